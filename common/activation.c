@@ -1,0 +1,49 @@
+/* ReLU, dropout and drop-path (see kernels.h). */
+#include "kernels.h"
+
+void sila_relu_forward(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void sila_relu_backward(float *din, const float *dout, const float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void sila_dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
+                          struct sila_rng *rng)
+{
+    float keep = 1.0f / (1.0f - p);
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = sila_rng_uniform(rng) < p ? 0.0f : keep;
+        out[i] = in[i] * mask[i];
+    }
+}
+
+void sila_dropout_backward(float *din, const float *dout, const float *mask, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        din[i] = dout[i] * mask[i];
+}
+
+void sila_droppath_forward(float *out, float *keep, const float *in, int B, size_t per_sample,
+                           float p, struct sila_rng *rng)
+{
+    float scale = 1.0f / (1.0f - p);
+    for (int b = 0; b < B; b++) {
+        keep[b] = sila_rng_uniform(rng) < p ? 0.0f : scale;
+        for (size_t i = 0; i < per_sample; i++)
+            out[b * per_sample + i] = in[b * per_sample + i] * keep[b];
+    }
+}
+
+void sila_droppath_backward(float *din, const float *dout, const float *keep, int B,
+                            size_t per_sample)
+{
+    for (int b = 0; b < B; b++)
+        for (size_t i = 0; i < per_sample; i++)
+            din[b * per_sample + i] = dout[b * per_sample + i] * keep[b];
+}

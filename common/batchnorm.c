@@ -1,0 +1,99 @@
+/* Batch normalisation over (B, H, W) for each channel (see kernels.h).
+ * Statistics are accumulated in double: a channel can hold 10^5 values. */
+#include <math.h>
+
+#include "kernels.h"
+
+/* Mean and biased variance of channel c over the batch. */
+static void channel_stats(const float *in, int B, int C, int HW, int c, double *ret_mean,
+                          double *ret_var)
+{
+    double sum = 0.0, sq = 0.0;
+    for (int b = 0; b < B; b++) {
+        const float *x = in + ((size_t)b * C + c) * HW;
+        for (int i = 0; i < HW; i++)
+            sum += x[i];
+    }
+    double n = (double)B * HW, mean = sum / n;
+    for (int b = 0; b < B; b++) {
+        const float *x = in + ((size_t)b * C + c) * HW;
+        for (int i = 0; i < HW; i++) {
+            double d = x[i] - mean;
+            sq += d * d;
+        }
+    }
+    *ret_mean = mean;
+    *ret_var = sq / n;
+}
+
+/* out = scale·in + shift over channel c of every sample. */
+static void channel_affine(float *out, const float *in, int B, int C, int HW, int c, float scale,
+                           float shift)
+{
+    for (int b = 0; b < B; b++) {
+        size_t off = ((size_t)b * C + c) * HW;
+        for (int i = 0; i < HW; i++)
+            out[off + i] = in[off + i] * scale + shift;
+    }
+}
+
+void sila_bn_forward_train(float *out, float *mean, float *invstd, float *run_mean, float *run_var,
+                           const float *in, const float *gamma, const float *beta, float momentum,
+                           float eps, int B, int C, int HW)
+{
+    double n = (double)B * HW;
+    for (int c = 0; c < C; c++) {
+        double m, v;
+        channel_stats(in, B, C, HW, c, &m, &v);
+        float is = (float)(1.0 / sqrt(v + eps));
+        mean[c] = (float)m;
+        invstd[c] = is;
+        double unbiased = n > 1 ? v * n / (n - 1) : v;
+        run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * (float)m;
+        run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)unbiased;
+        float scale = gamma[c] * is;
+        channel_affine(out, in, B, C, HW, c, scale, beta[c] - (float)m * scale);
+    }
+}
+
+void sila_bn_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                          const float *run_mean, const float *run_var, float eps, int B, int C,
+                          int HW)
+{
+    for (int c = 0; c < C; c++) {
+        float scale = gamma[c] / sqrtf(run_var[c] + eps);
+        channel_affine(out, in, B, C, HW, c, scale, beta[c] - run_mean[c] * scale);
+    }
+}
+
+void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                      const float *mean, const float *invstd, const float *gamma, int B, int C,
+                      int HW)
+{
+    const double n = (double)B * HW;
+    for (int c = 0; c < C; c++) {
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (int b = 0; b < B; b++) {
+            size_t off = ((size_t)b * C + c) * HW;
+            for (int i = 0; i < HW; i++) {
+                double xhat = (in[off + i] - mean[c]) * invstd[c];
+                sum_dy += dout[off + i];
+                sum_dy_xhat += dout[off + i] * xhat;
+            }
+        }
+        dgamma[c] += (float)sum_dy_xhat;
+        dbeta[c] += (float)sum_dy;
+        if (!din)
+            continue;
+        /* din = γ·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)) */
+        float k = gamma[c] * invstd[c];
+        float mdy = (float)(sum_dy / n), mdyx = (float)(sum_dy_xhat / n);
+        for (int b = 0; b < B; b++) {
+            size_t off = ((size_t)b * C + c) * HW;
+            for (int i = 0; i < HW; i++) {
+                float xhat = (in[off + i] - mean[c]) * invstd[c];
+                din[off + i] = k * (dout[off + i] - mdy - xhat * mdyx);
+            }
+        }
+    }
+}

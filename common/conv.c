@@ -1,0 +1,242 @@
+/* 2-D convolution lowered onto cblas_sgemm through im2col (see kernels.h).
+ *
+ * Forward: the batch is processed in chunks of `nb` samples whose im2col
+ * matrices sit side by side in one (C·K·K, nb·OH·OW) column matrix, so each
+ * chunk is one sgemm; CONV_COL_FLOATS bounds the chunk, which keeps the
+ * column matrix near the caches. With nb = 1 the product (OC, OH·OW) is
+ * already the NCHW sample; larger chunks go through a (OC, nb·OH·OW)
+ * staging matrix.
+ * Backward: dW accumulates over the same chunks. dX of a stride-1
+ * convolution is itself a convolution of dY with the flipped, transposed
+ * kernel (padding K-1-pad), which runs as one im2col + sgemm per sample;
+ * other strides fold W^T·dY back with col2im.
+ * Scratch layout (sila_conv_work_floats): the column matrix, then the
+ * staging matrix, then the flipped kernel. */
+#include <cblas.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#define CONV_COL_FLOATS ((size_t)1 << 18)
+
+int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
+                        int stride, int pad)
+{
+    if (B < 1 || C < 1 || H < 1 || W < 1 || OC < 1 || K < 1 || stride < 1 || pad < 0)
+        return -EINVAL;
+    if (H + 2 * pad < K || W + 2 * pad < K)
+        return -EINVAL;
+    *g = (struct sila_conv_geom){ .B = B, .C = C, .H = H, .W = W, .OC = OC, .K = K,
+                                  .stride = stride, .pad = pad };
+    g->OH = (H + 2 * pad - K) / stride + 1;
+    g->OW = (W + 2 * pad - K) / stride + 1;
+    return 0;
+}
+
+static size_t col_rows(const struct sila_conv_geom *g)
+{
+    return (size_t)g->C * g->K * g->K;
+}
+
+static size_t out_hw(const struct sila_conv_geom *g)
+{
+    return (size_t)g->OH * g->OW;
+}
+
+/* Samples per chunk: at least one, at most B. */
+static int chunk_samples(const struct sila_conv_geom *g)
+{
+    size_t per = col_rows(g) * out_hw(g);
+    size_t nb = CONV_COL_FLOATS / per;
+    if (nb < 1)
+        nb = 1;
+    return nb > (size_t)g->B ? g->B : (int)nb;
+}
+
+/* dX as a forward convolution: stride 1 and a padding that keeps the size. */
+static bool transposed_dx(const struct sila_conv_geom *g)
+{
+    return g->stride == 1 && g->pad <= g->K - 1;
+}
+
+/* Geometry of that convolution: dY (OC, OH, OW) -> dX (C, H, W). */
+static struct sila_conv_geom dx_geom(const struct sila_conv_geom *g)
+{
+    struct sila_conv_geom t = { .B = 1, .C = g->OC, .H = g->OH, .W = g->OW, .OC = g->C,
+                                .K = g->K, .stride = 1, .pad = g->K - 1 - g->pad,
+                                .OH = g->H, .OW = g->W };
+    return t;
+}
+
+size_t sila_conv_work_floats(const struct sila_conv_geom *g)
+{
+    size_t n = (size_t)chunk_samples(g) * out_hw(g);
+    size_t fwd = (col_rows(g) + (size_t)g->OC) * n;
+    if (!transposed_dx(g))
+        return fwd;
+    struct sila_conv_geom t = dx_geom(g);
+    size_t dx = col_rows(&t) * out_hw(&t) + (size_t)g->C * g->OC * g->K * g->K;
+    return fwd > dx ? fwd : dx;
+}
+
+/* Output columns [*lo, *hi) whose input column ow·stride - pad + kj lies
+ * inside the image; the others read zero padding. */
+static void valid_cols(const struct sila_conv_geom *g, int kj, int *lo, int *hi)
+{
+    int first = g->pad - kj; /* smallest ow·stride that is in range */
+    *lo = first <= 0 ? 0 : (first + g->stride - 1) / g->stride;
+    int last = g->W - 1 + g->pad - kj; /* largest in-range ow·stride */
+    *hi = last < 0 ? 0 : last / g->stride + 1;
+    if (*hi > g->OW)
+        *hi = g->OW;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+/* col (C·K·K, ld) columns [0, OH·OW) <- one sample in (C, H, W). */
+static void im2col(float *col, size_t ld, const float *in, const struct sila_conv_geom *g)
+{
+    for (int c = 0; c < g->C; c++)
+        for (int ki = 0; ki < g->K; ki++)
+            for (int kj = 0; kj < g->K; kj++) {
+                float *row = col + (((size_t)c * g->K + ki) * g->K + kj) * ld;
+                const float *plane = in + (size_t)c * g->H * g->W;
+                int lo, hi;
+                valid_cols(g, kj, &lo, &hi);
+                for (int oh = 0; oh < g->OH; oh++) {
+                    float *dst = row + (size_t)oh * g->OW;
+                    int ih = oh * g->stride - g->pad + ki;
+                    if (ih < 0 || ih >= g->H) {
+                        memset(dst, 0, sizeof *dst * g->OW);
+                        continue;
+                    }
+                    /* input column of ow is base + ow·stride, >= 0 for ow >= lo */
+                    ptrdiff_t base = (ptrdiff_t)ih * g->W - g->pad + kj;
+                    memset(dst, 0, sizeof *dst * lo);
+                    if (g->stride == 1)
+                        memcpy(dst + lo, plane + base + lo, sizeof *dst * (hi - lo));
+                    else
+                        for (int ow = lo; ow < hi; ow++)
+                            dst[ow] = plane[base + ow * g->stride];
+                    memset(dst + hi, 0, sizeof *dst * (g->OW - hi));
+                }
+            }
+}
+
+/* din (C, H, W) += the column matrix folded back onto one sample. */
+static void col2im(float *din, const float *col, size_t ld, const struct sila_conv_geom *g)
+{
+    for (int c = 0; c < g->C; c++)
+        for (int ki = 0; ki < g->K; ki++)
+            for (int kj = 0; kj < g->K; kj++) {
+                const float *row = col + (((size_t)c * g->K + ki) * g->K + kj) * ld;
+                float *plane = din + (size_t)c * g->H * g->W;
+                int lo, hi;
+                valid_cols(g, kj, &lo, &hi);
+                for (int oh = 0; oh < g->OH; oh++) {
+                    int ih = oh * g->stride - g->pad + ki;
+                    if (ih < 0 || ih >= g->H)
+                        continue;
+                    ptrdiff_t base = (ptrdiff_t)ih * g->W - g->pad + kj;
+                    const float *src = row + (size_t)oh * g->OW;
+                    for (int ow = lo; ow < hi; ow++)
+                        plane[base + ow * g->stride] += src[ow];
+                }
+            }
+}
+
+void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                         const struct sila_conv_geom *g, float *work)
+{
+    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
+    const size_t out_sz = (size_t)g->OC * hw;
+    const int nb_max = chunk_samples(g), ckk = (int)col_rows(g);
+    float *col = work;
+    float *stage = work + col_rows(g) * nb_max * hw; /* (OC, nb·hw) */
+    for (int b0 = 0; b0 < g->B; b0 += nb_max) {
+        int nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
+        size_t n = (size_t)nb * hw;
+        float *dst = nb == 1 ? out + b0 * out_sz : stage;
+        for (int s = 0; s < nb; s++)
+            im2col(col + s * hw, n, in + (b0 + s) * in_sz, g);
+        /* dst (OC, n) = w (OC, CKK) · col (CKK, n) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk,
+                    col, (int)n, 0.0f, dst, (int)n);
+        for (int s = 0; s < nb; s++)
+            for (int oc = 0; oc < g->OC; oc++) {
+                float *o = out + (b0 + s) * out_sz + oc * hw;
+                const float *src = dst + oc * n + s * hw;
+                float bias = b ? b[oc] : 0.0f;
+                for (size_t i = 0; i < hw; i++)
+                    o[i] = src[i] + bias;
+            }
+    }
+}
+
+/* dX of a stride-1 conv: per sample, im2col of dY under dx_geom, times the
+ * kernel flipped in space with C and OC swapped. */
+static void dx_transposed(float *din, const float *dout, const float *w,
+                          const struct sila_conv_geom *g, float *work)
+{
+    struct sila_conv_geom t = dx_geom(g);
+    const int K = g->K, kk = K * K, tckk = (int)col_rows(&t);
+    float *col = work, *wt = work + col_rows(&t) * out_hw(&t); /* wt (C, OC·K·K) */
+    for (int oc = 0; oc < g->OC; oc++)
+        for (int c = 0; c < g->C; c++)
+            for (int i = 0; i < kk; i++)
+                wt[((size_t)c * g->OC + oc) * kk + i] =
+                    w[((size_t)oc * g->C + c) * kk + (kk - 1 - i)];
+    const size_t hw = out_hw(&t), in_sz = (size_t)g->C * hw, out_sz = (size_t)g->OC * out_hw(g);
+    for (int b = 0; b < g->B; b++) {
+        im2col(col, hw, dout + b * out_sz, &t);
+        /* din_b (C, H·W) = wt (C, OC·K·K) · col (OC·K·K, H·W) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->C, (int)hw, tckk, 1.0f, wt,
+                    tckk, col, (int)hw, 0.0f, din + b * in_sz, (int)hw);
+    }
+}
+
+void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                          const float *w, const struct sila_conv_geom *g, float *work)
+{
+    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
+    const size_t out_sz = (size_t)g->OC * hw;
+    const int nb_max = chunk_samples(g), ckk = (int)col_rows(g);
+    const bool fold = din && !transposed_dx(g);
+    float *col = work;
+    float *stage = work + col_rows(g) * nb_max * hw; /* (OC, nb·hw) */
+    if (fold)
+        memset(din, 0, sizeof *din * in_sz * g->B);
+    for (int b0 = 0; b0 < g->B; b0 += nb_max) {
+        int nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
+        size_t n = (size_t)nb * hw;
+        const float *gy = nb == 1 ? dout + b0 * out_sz : stage; /* dY as (OC, n) */
+        for (int s = 0; nb > 1 && s < nb; s++)
+            for (int oc = 0; oc < g->OC; oc++)
+                memcpy(stage + oc * n + s * hw, dout + (b0 + s) * out_sz + oc * hw,
+                       sizeof *stage * hw);
+        if (db)
+            for (int oc = 0; oc < g->OC; oc++) {
+                float acc = 0.0f;
+                for (size_t i = 0; i < n; i++)
+                    acc += gy[oc * n + i];
+                db[oc] += acc;
+            }
+        for (int s = 0; s < nb; s++)
+            im2col(col + s * hw, n, in + (b0 + s) * in_sz, g);
+        /* dw (OC, CKK) += gy (OC, n) · col^T (n, CKK) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, ckk, (int)n, 1.0f, gy,
+                    (int)n, col, (int)n, 1.0f, dw, ckk);
+        if (!fold)
+            continue;
+        /* col (CKK, n) = w^T (CKK, OC) · gy (OC, n) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)n, g->OC, 1.0f, w, ckk,
+                    gy, (int)n, 0.0f, col, (int)n);
+        for (int s = 0; s < nb; s++)
+            col2im(din + (b0 + s) * in_sz, col + s * hw, n, g);
+    }
+    if (din && !fold)
+        dx_transposed(din, dout, w, g, work);
+}

@@ -1,0 +1,1084 @@
+/* Job files (see job.h): libinih reads the INI syntax through our own line
+ * reader; the handler stores each value as it arrives; then every value
+ * range, the rules that tie keys together and the network's shapes are
+ * checked, each error naming file, line, section and key.
+ *
+ * libinih (Debian 55) gives the handler no line numbers and never calls it
+ * for a section without keys ([relu]). The reader therefore counts the real
+ * lines itself and, right after a section header, hands libinih one
+ * synthetic "__section_line__ = N" line that it does not count, so the
+ * handler sees every section open and a key's line is the reader's current
+ * line. The reader also strips leading blanks (so libinih's multi-line
+ * continuation never applies), refuses lines libinih would cut, and checks
+ * each line's syntax before libinih sees it, so libinih is left with no
+ * error of its own to report.
+ *
+ * Values of [job], [optimizer] and [schedule] are range-checked only after
+ * the overrides, so that an override can correct a file; every value
+ * remembers where it came from (a file line or an override) for messages.
+ * Layer and [module] values are range-checked as they are read. */
+#include "job.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#define SECTION_MARK "__section_line__"
+#define MAX_KEYS 24
+#define MAX_ACT (1 << 24)     /* values per sample of one layer's output */
+#define MAX_SCRATCH (1 << 28) /* floats of one conv's im2col scratch per sample */
+
+/* Enum fields are written through an int. */
+_Static_assert(sizeof(enum sila_algorithm) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_aux_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_optim_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_sched_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_dataset_kind) == sizeof(int), "enum size");
+
+/* ---- key tables ---- */
+
+enum key_type { K_INT, K_U32, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_DATASET };
+
+enum { LO_OPEN = 1, HI_OPEN = 2, REQUIRED = 4, IDENT = 8 };
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t off;    /* of the field in the section's struct */
+    double lo, hi; /* K_INT, K_FLOAT: allowed range */
+    unsigned flags;
+    size_t size;              /* K_STR: buffer bytes */
+    const char *const *names; /* K_ENUM: value i + 1 is names[i] */
+};
+
+static const char *const algo_names[] = {"e2e", "local", "pgl", NULL};
+static const char *const aux_names[] = {"linear", "conv", "mlp", NULL};
+static const char *const optim_names[] = {"sgd", "adamw", NULL};
+static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
+
+/* One table entry per key: NUM (K_INT or K_FLOAT, with range and flags),
+ * TYPED (no range), STR (a char array) and ENUM (names). */
+/* clang-format off */
+#define NUM(n, t, o, lo, hi, fl) {n, t, o, lo, hi, fl, 0, NULL}
+#define TYPED(n, t, o, fl) {n, t, o, 0, 0, fl, 0, NULL}
+#define STR(n, f, fl) {n, K_STR, JOB(f), 0, 0, fl, sizeof(((struct sila_job *)0)->f), NULL}
+#define ENUM(n, o, fl, names) {n, K_ENUM, o, 0, 0, fl, 0, names}
+/* clang-format on */
+#define JOB(f) offsetof(struct sila_job, f)
+#define MOD(f) offsetof(struct sila_job_module, f)
+#define SPEC(f) offsetof(struct sila_layer_spec, f)
+#define INF INFINITY
+
+static const struct key job_keys[] = {
+    STR("name", name, REQUIRED | IDENT),
+    TYPED("dataset", K_DATASET, JOB(dataset), REQUIRED),
+    STR("data_dir", data_dir, 0),
+    NUM("epochs", K_INT, JOB(epochs), 1, INF, REQUIRED),
+    NUM("batch", K_INT, JOB(batch), 1, 65536, REQUIRED),
+    TYPED("seed", K_U64, JOB(seed), 0),
+    ENUM("algorithm", JOB(algorithm), REQUIRED, algo_names),
+    NUM("period", K_INT, JOB(period), 1, INF, 0),
+    NUM("global_steps", K_INT, JOB(global_steps), 1, INF, 0),
+    NUM("local_weight", K_FLOAT, JOB(local_weight), 0, INF, 0),
+    NUM("eval_every", K_INT, JOB(eval_every), 1, INF, 0),
+    TYPED("train_limit", K_U32, JOB(train_limit), 0),
+    TYPED("test_limit", K_U32, JOB(test_limit), 0),
+    NUM("augment_crop", K_INT, JOB(augment_crop), 0, 16, 0),
+    TYPED("augment_flip", K_BOOL, JOB(augment_flip), 0),
+    NUM("label_smoothing", K_FLOAT, JOB(label_smoothing), 0, 1, HI_OPEN),
+};
+
+static const struct key optim_keys[] = {
+    ENUM("kind", JOB(optim.kind), 0, optim_names),
+    NUM("lr", K_FLOAT, JOB(sched.lr), 0, INF, LO_OPEN | REQUIRED),
+    NUM("momentum", K_FLOAT, JOB(optim.momentum), 0, 1, HI_OPEN),
+    TYPED("nesterov", K_BOOL, JOB(optim.nesterov), 0),
+    NUM("weight_decay", K_FLOAT, JOB(optim.weight_decay), 0, INF, 0),
+    NUM("beta1", K_FLOAT, JOB(optim.beta1), 0, 1, HI_OPEN),
+    NUM("beta2", K_FLOAT, JOB(optim.beta2), 0, 1, HI_OPEN),
+    NUM("eps", K_FLOAT, JOB(optim.eps), 0, INF, LO_OPEN),
+};
+
+static const struct key sched_keys[] = {
+    ENUM("kind", JOB(sched.kind), 0, sched_names),
+    NUM("min_lr", K_FLOAT, JOB(sched.min_lr), 0, INF, 0),
+    NUM("warmup_epochs", K_FLOAT, JOB(warmup_epochs), 0, INF, 0),
+    NUM("step_epochs", K_FLOAT, JOB(step_epochs), 0, INF, LO_OPEN),
+    NUM("gamma", K_FLOAT, JOB(sched.gamma), 0, 1, LO_OPEN),
+};
+
+static const struct key module_keys[] = {
+    ENUM("aux", MOD(aux), 0, aux_names),
+    NUM("aux_hidden", K_INT, MOD(aux_hidden), 1, 65536, 0),
+};
+
+/* Layer keys; bit i of layer_key_mask[kind] allows layer_keys[i]. */
+static const struct key layer_keys[] = {
+    NUM("out", K_INT, SPEC(out), 1, 65536, 0),
+    NUM("kernel", K_INT, SPEC(kernel), 1, 64, 0),
+    NUM("stride", K_INT, SPEC(stride), 1, 64, 0),
+    NUM("pad", K_INT, SPEC(pad), 0, 64, 0),
+    TYPED("bias", K_BOOL, SPEC(bias), 0),
+    NUM("p", K_FLOAT, SPEC(p), 0, 1, HI_OPEN),
+    NUM("momentum", K_FLOAT, SPEC(bn_momentum), 0, 1, 0),
+    NUM("eps", K_FLOAT, SPEC(bn_eps), 0, INF, LO_OPEN),
+};
+enum { LK_OUT = 1, LK_KERNEL = 2, LK_STRIDE = 4, LK_PAD = 8, LK_BIAS = 16, LK_P = 32 };
+enum { LK_MOMENTUM = 64, LK_EPS = 128 };
+static const unsigned layer_key_mask[SILA_LAYER_KIND_MAX + 1] = {
+    [SILA_LAYER_LINEAR] = LK_OUT | LK_BIAS,
+    [SILA_LAYER_CONV2D] = LK_OUT | LK_KERNEL | LK_STRIDE | LK_PAD | LK_BIAS,
+    [SILA_LAYER_BATCHNORM] = LK_MOMENTUM | LK_EPS,
+    [SILA_LAYER_MAXPOOL] = LK_KERNEL | LK_STRIDE | LK_PAD,
+    [SILA_LAYER_AVGPOOL] = LK_KERNEL | LK_STRIDE | LK_PAD,
+    [SILA_LAYER_BLOCK] = LK_OUT | LK_STRIDE | LK_P | LK_MOMENTUM | LK_EPS,
+    [SILA_LAYER_DROPOUT] = LK_P,
+    [SILA_LAYER_DROPPATH] = LK_P,
+};
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+_Static_assert(COUNT(job_keys) <= MAX_KEYS && COUNT(optim_keys) <= MAX_KEYS &&
+                   COUNT(sched_keys) <= MAX_KEYS && COUNT(layer_keys) <= 32,
+               "key tables fit the per-section arrays");
+
+/* The unique sections, indexed by their SEC_* value. */
+enum { SEC_JOB, SEC_OPTIM, SEC_SCHED, NUNIQUE, SEC_MODULE = NUNIQUE, SEC_LAYER, SEC_NONE };
+
+struct section {
+    const char *name;
+    const struct key *keys;
+    int nkeys;
+};
+
+static const struct section sections[] = {
+    [SEC_JOB] = {"job", job_keys, COUNT(job_keys)},
+    [SEC_OPTIM] = {"optimizer", optim_keys, COUNT(optim_keys)},
+    [SEC_SCHED] = {"schedule", sched_keys, COUNT(sched_keys)},
+    [SEC_MODULE] = {"module", module_keys, COUNT(module_keys)},
+    [SEC_LAYER] = {NULL, layer_keys, COUNT(layer_keys)},
+};
+
+/* ---- parser state and messages ---- */
+
+struct src {
+    int line; /* file line that set the key, 0 = none */
+    int ovr;  /* index of the override that set it last, -1 = none */
+};
+
+struct parser {
+    struct sila_job *job;
+    struct sila_err *err;
+    int rc; /* first error; stops the reader */
+    FILE *f;
+    char *buf; /* getline buffer, owned */
+    size_t cap;
+    int line;                  /* real lines read so far */
+    bool header_pending;       /* the reader owes libinih the synthetic line */
+    bool header_sent;          /* the handler's next call is that line */
+    char header[64];           /* name of the last section header read */
+    int sec;                   /* SEC_* of the open section */
+    enum sila_layer_kind kind; /* of the open layer section */
+    int sec_line;
+    int key_line[MAX_KEYS];   /* of each key set in the open section, 0 = unset */
+    int unique_line[NUNIQUE]; /* of each unique section, 0 = absent */
+    struct src src[NUNIQUE][MAX_KEYS];
+    int layers_cap, modules_cap;
+    const char *const *overrides;
+};
+
+/* Where a message points: "FILE:LINE" or "override 'TEXT'". */
+struct loc {
+    char s[640];
+};
+
+static struct loc at_line(const struct parser *p, int line)
+{
+    struct loc l;
+    snprintf(l.s, sizeof l.s, "%s:%d", p->job->path, line > 0 ? line : 1);
+    return l;
+}
+
+static struct loc at_override(const char *text)
+{
+    struct loc l;
+    snprintf(l.s, sizeof l.s, "override '%.200s'", text ? text : "(null)");
+    return l;
+}
+
+/* Of a key of a unique section: its last setter, else the section. */
+static struct loc at_key(const struct parser *p, int s, int k)
+{
+    const struct src *src = &p->src[s][k];
+    if (src->ovr >= 0)
+        return at_override(p->overrides[src->ovr]);
+    return at_line(p, src->line ? src->line : p->unique_line[s]);
+}
+
+/* Writes "WHERE: [SEC] KEY: MESSAGE" (sec and key may be NULL) and returns
+ * -EINVAL. */
+static int fail(struct parser *p, struct loc where, const char *sec, const char *key,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static int fail(struct parser *p, struct loc where, const char *sec, const char *key,
+                const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char head[80] = "";
+    if (sec && key)
+        snprintf(head, sizeof head, "[%.32s] %.40s: ", sec, key);
+    else if (sec)
+        snprintf(head, sizeof head, "[%.32s]: ", sec);
+    else if (key)
+        snprintf(head, sizeof head, "%.40s: ", key);
+    return sila_err_set(p->err, -EINVAL, "%s: %s%s", where.s, head, msg);
+}
+
+static int out_of_memory(struct parser *p)
+{
+    return sila_err_set(p->err, -ENOMEM, "%s:%d: out of memory", p->job->path, p->line);
+}
+
+static const char *open_name(const struct parser *p)
+{
+    if (p->sec == SEC_LAYER)
+        return sila_layer_kind_name(p->kind);
+    return p->sec == SEC_NONE ? NULL : sections[p->sec].name;
+}
+
+/* ---- values ---- */
+
+static const char *parse_int(const char *v, int *ret)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (end == v || *end)
+        return "is not an integer";
+    if (errno == ERANGE || x < INT_MIN || x > INT_MAX)
+        return "is out of range";
+    *ret = (int)x;
+    return NULL;
+}
+
+static const char *parse_unsigned(const char *v, uint64_t max, uint64_t *ret)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (end == v || *end || strchr(v, '-'))
+        return "is not a non-negative integer";
+    if (errno == ERANGE || x > max)
+        return "is out of range";
+    *ret = x;
+    return NULL;
+}
+
+static const char *parse_float(const char *v, float *ret)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end)
+        return "is not a number";
+    if (!isfinite(x) || fabs(x) > FLT_MAX)
+        return "is not a finite number";
+    *ret = (float)x;
+    return NULL;
+}
+
+static const char *parse_bool(const char *v, bool *ret)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(v, yes[i]) == 0 || strcasecmp(v, no[i]) == 0) {
+            *ret = strcasecmp(v, yes[i]) == 0;
+            return NULL;
+        }
+    return "is not a boolean (true/false, yes/no, on/off, 1/0)";
+}
+
+static bool is_ident(const char *s)
+{
+    if (!isalnum((unsigned char)*s))
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("._-", *s))
+            return false;
+    return true;
+}
+
+static const char *parse_str(const struct key *k, const char *v, char *dst, char *why, size_t n)
+{
+    if (!*v)
+        return "is empty";
+    if (strlen(v) >= k->size) {
+        snprintf(why, n, "is too long (at most %zu characters)", k->size - 1);
+        return why;
+    }
+    if ((k->flags & IDENT) && !is_ident(v))
+        return "is not a plain name (letters, digits, '.', '_', '-'; first a letter or digit)";
+    memcpy(dst, v, strlen(v) + 1);
+    return NULL;
+}
+
+/* "one of a, b, c" into why. */
+static const char *one_of(const char *const *names, int count, char *why, size_t n)
+{
+    size_t len = (size_t)snprintf(why, n, "is not one of ");
+    for (int i = 0; i < count && len < n; i++)
+        len += (size_t)snprintf(why + len, n - len, "%s%s", i ? ", " : "", names[i]);
+    return why;
+}
+
+static const char *parse_enum(const char *const *names, const char *v, int *ret, char *why,
+                              size_t n)
+{
+    int i;
+    for (i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0) {
+            *ret = i + 1;
+            return NULL;
+        }
+    return one_of(names, i, why, n);
+}
+
+static const char *parse_dataset(const char *v, int *ret, char *why, size_t n)
+{
+    enum sila_dataset_kind kind;
+    if (sila_dataset_kind_parse(v, &kind) == 0) {
+        *ret = (int)kind;
+        return NULL;
+    }
+    const char *names[SILA_DATASET_CIFAR100];
+    for (int i = 0; i < SILA_DATASET_CIFAR100; i++)
+        names[i] = sila_dataset_kind_name((enum sila_dataset_kind)(i + 1));
+    return one_of(names, SILA_DATASET_CIFAR100, why, n);
+}
+
+/* Parses v into key k's field at base. Returns NULL, or why v is refused
+ * (possibly written into why). */
+static const char *set_value(const struct key *k, void *base, const char *v, char *why, size_t n)
+{
+    void *dst = (char *)base + k->off;
+    uint64_t u;
+    const char *bad;
+    if (!*v)
+        return "is empty";
+    switch (k->type) {
+    case K_INT:
+        return parse_int(v, dst);
+    case K_U32:
+        if (!(bad = parse_unsigned(v, UINT32_MAX, &u)))
+            *(uint32_t *)dst = (uint32_t)u;
+        return bad;
+    case K_U64:
+        return parse_unsigned(v, UINT64_MAX, dst);
+    case K_FLOAT:
+        return parse_float(v, dst);
+    case K_BOOL:
+        return parse_bool(v, dst);
+    case K_STR:
+        return parse_str(k, v, dst, why, n);
+    case K_ENUM:
+        return parse_enum(k->names, v, dst, why, n);
+    case K_DATASET:
+        return parse_dataset(v, dst, why, n);
+    }
+    return "has a key type this build does not know";
+}
+
+/* Whether the number in key k's field at base is in range; when not, writes
+ * "VALUE is out of range (must be ...)" into why. */
+static bool in_range(const struct key *k, const void *base, char *why, size_t n)
+{
+    const void *src = (const char *)base + k->off;
+    double x;
+    if (k->type == K_INT)
+        x = *(const int *)src;
+    else if (k->type == K_FLOAT)
+        x = *(const float *)src;
+    else
+        return true;
+    bool lo_ok = k->flags & LO_OPEN ? x > k->lo : x >= k->lo;
+    bool hi_ok = k->flags & HI_OPEN ? x < k->hi : x <= k->hi;
+    if (lo_ok && hi_ok)
+        return true;
+    if (isinf(k->hi))
+        snprintf(why, n, "%g is out of range (must be %s %g)", x,
+                 k->flags & LO_OPEN ? ">" : ">=", k->lo);
+    else if (k->type == K_INT)
+        snprintf(why, n, "%g is out of range (must be %g to %g)", x, k->lo, k->hi);
+    else
+        snprintf(why, n, "%g is out of range (must be in %c%g, %g%c)", x,
+                 k->flags & LO_OPEN ? '(' : '[', k->lo, k->hi, k->flags & HI_OPEN ? ')' : ']');
+    return false;
+}
+
+static int find_key(const struct section *s, const char *name)
+{
+    for (int i = 0; i < s->nkeys; i++)
+        if (strcmp(s->keys[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- sections ---- */
+
+static bool key_allowed(const struct parser *p, int k)
+{
+    return p->sec != SEC_LAYER || (layer_key_mask[p->kind] & (1u << k));
+}
+
+/* "(SEC takes a, b, c)" or "(SEC takes no keys)" into buf. */
+static const char *keys_hint(const struct parser *p, char *buf, size_t n)
+{
+    const struct section *s = &sections[p->sec];
+    size_t len = (size_t)snprintf(buf, n, "%s takes", open_name(p));
+    int listed = 0;
+    for (int i = 0; i < s->nkeys && len < n; i++)
+        if (key_allowed(p, i))
+            len +=
+                (size_t)snprintf(buf + len, n - len, "%s %s", listed++ ? "," : "", s->keys[i].name);
+    if (!listed && len < n)
+        snprintf(buf + len, n - len, " no keys");
+    return buf;
+}
+
+static void *section_base(struct parser *p)
+{
+    struct sila_job *j = p->job;
+    if (p->sec == SEC_MODULE)
+        return &j->modules[j->nmodules - 1];
+    if (p->sec == SEC_LAYER)
+        return &j->layers[j->nlayers - 1];
+    return j;
+}
+
+/* Ends the open section: a pool's stride defaults to its kernel, and
+ * linear, conv2d and block need `out`. */
+static int close_section(struct parser *p)
+{
+    if (p->sec != SEC_LAYER)
+        return 0;
+    struct sila_layer_spec *s = &p->job->layers[p->job->nlayers - 1];
+    bool pool = s->kind == SILA_LAYER_MAXPOOL || s->kind == SILA_LAYER_AVGPOOL;
+    if (pool && !p->key_line[find_key(&sections[SEC_LAYER], "stride")])
+        s->stride = s->kernel;
+    if ((layer_key_mask[s->kind] & LK_OUT) && !p->key_line[find_key(&sections[SEC_LAYER], "out")])
+        return fail(p, at_line(p, p->sec_line), open_name(p), "out", "missing (required)");
+    return 0;
+}
+
+static int open_unique(struct parser *p, int s)
+{
+    if (p->unique_line[s])
+        return fail(p, at_line(p, p->line), sections[s].name, NULL,
+                    "duplicate section (first at line %d)", p->unique_line[s]);
+    p->unique_line[s] = p->line;
+    p->sec = s;
+    return 0;
+}
+
+static int open_module(struct parser *p)
+{
+    struct sila_job *j = p->job;
+    if (j->nmodules == p->modules_cap) {
+        int cap = p->modules_cap ? 2 * p->modules_cap : 8;
+        struct sila_job_module *m = realloc(j->modules, sizeof *m * cap);
+        if (!m)
+            return out_of_memory(p);
+        j->modules = m;
+        p->modules_cap = cap;
+    }
+    j->modules[j->nmodules++] = (struct sila_job_module){
+        .first_layer = j->nlayers, .aux = SILA_AUX_LINEAR, .aux_hidden = 256, .line = p->line};
+    p->sec = SEC_MODULE;
+    return 0;
+}
+
+static int grow_layers(struct parser *p)
+{
+    struct sila_job *j = p->job;
+    int cap = p->layers_cap ? 2 * p->layers_cap : 16;
+    struct sila_layer_spec *l = realloc(j->layers, sizeof *l * cap);
+    if (!l)
+        return out_of_memory(p);
+    j->layers = l;
+    int *lines = realloc(j->layer_lines, sizeof *lines * cap);
+    if (!lines)
+        return out_of_memory(p);
+    j->layer_lines = lines;
+    p->layers_cap = cap;
+    return 0;
+}
+
+static int open_layer(struct parser *p, enum sila_layer_kind kind)
+{
+    struct sila_job *j = p->job;
+    if (j->nmodules == 0)
+        return fail(p, at_line(p, p->line), sila_layer_kind_name(kind), NULL,
+                    "layer before the first [module]: every layer belongs to a module");
+    int r;
+    if (j->nlayers == p->layers_cap && (r = grow_layers(p)))
+        return r;
+    j->layers[j->nlayers] = sila_layer_spec_default(kind);
+    j->layer_lines[j->nlayers++] = p->line;
+    j->modules[j->nmodules - 1].nlayers++;
+    p->sec = SEC_LAYER;
+    p->kind = kind;
+    return 0;
+}
+
+static int unknown_section(struct parser *p)
+{
+    char kinds[160];
+    size_t len = 0;
+    for (int k = SILA_LAYER_LINEAR; k <= SILA_LAYER_KIND_MAX && len < sizeof kinds; k++)
+        len += (size_t)snprintf(kinds + len, sizeof kinds - len, "%s%s",
+                                k > SILA_LAYER_LINEAR ? ", " : "",
+                                sila_layer_kind_name((enum sila_layer_kind)k));
+    p->sec = SEC_NONE;
+    return fail(p, at_line(p, p->line), p->header, NULL,
+                "unknown section (expected job, optimizer, schedule, module, or a layer: %s)",
+                kinds);
+}
+
+/* Starts the section whose header the reader just passed. */
+static int open_section(struct parser *p)
+{
+    int r = close_section(p);
+    if (r)
+        return r;
+    memset(p->key_line, 0, sizeof p->key_line);
+    p->sec_line = p->line;
+    for (int s = 0; s < NUNIQUE; s++)
+        if (strcmp(p->header, sections[s].name) == 0)
+            return open_unique(p, s);
+    if (strcmp(p->header, "module") == 0)
+        return open_module(p);
+    enum sila_layer_kind kind;
+    if (sila_layer_kind_parse(p->header, &kind) == 0)
+        return open_layer(p, kind);
+    return unknown_section(p);
+}
+
+/* Stores one key = value of the file into the open section. */
+static int set_file_key(struct parser *p, const char *name, const char *value)
+{
+    struct loc here = at_line(p, p->line);
+    if (p->sec == SEC_NONE)
+        return fail(p, here, NULL, name, "key outside any section (the file starts with [job])");
+    const struct section *s = &sections[p->sec];
+    int k = find_key(s, name);
+    char why[256];
+    if (k < 0 || !key_allowed(p, k))
+        return fail(p, here, open_name(p), name, "unknown key (%s)", keys_hint(p, why, sizeof why));
+    if (p->key_line[k])
+        return fail(p, here, open_name(p), name, "duplicate key (first set at line %d)",
+                    p->key_line[k]);
+    p->key_line[k] = p->line;
+    const char *bad = set_value(&s->keys[k], section_base(p), value, why, sizeof why);
+    if (bad)
+        return fail(p, here, open_name(p), name, "'%.100s' %s", value, bad);
+    if (p->sec < NUNIQUE)
+        p->src[p->sec][k].line = p->line;
+    else if (!in_range(&s->keys[k], section_base(p), why, sizeof why))
+        return fail(p, here, open_name(p), name, "%s", why);
+    return 0;
+}
+
+static int on_entry(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *p = user;
+    (void)section; /* libinih's copy is cut at 50 characters: p->header is used */
+    if (p->rc)
+        return 0;
+    if (p->header_sent) {
+        p->header_sent = false;
+        p->rc = open_section(p);
+    } else {
+        p->rc = set_file_key(p, name, value ? value : "");
+    }
+    return p->rc == 0;
+}
+
+/* ---- the line reader ---- */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+/* libinih's rule: '=' or ':' before any inline comment (';' after a blank). */
+static bool has_separator(const char *s)
+{
+    bool was_space = false;
+    for (; *s; s++) {
+        if (*s == '=' || *s == ':')
+            return true;
+        if (was_space && *s == ';')
+            return false;
+        was_space = isspace((unsigned char)*s);
+    }
+    return false;
+}
+
+static int check_header(struct parser *p, char *s)
+{
+    struct loc here = at_line(p, p->line);
+    char *close = strchr(s, ']');
+    if (!close)
+        return fail(p, here, NULL, NULL, "malformed section header '%.60s' (no closing ']')", s);
+    size_t n = (size_t)(close - s - 1);
+    const char *rest = close + 1;
+    rest += strspn(rest, " \t");
+    if (*rest && *rest != ';' && *rest != '#')
+        return fail(p, here, NULL, NULL, "malformed section header '%.60s' (text after ']')", s);
+    if (n == 0 || n >= sizeof p->header || strcspn(s + 1, " \t;[") < n)
+        return fail(p, here, NULL, NULL, "malformed section header '%.60s'", s);
+    memcpy(p->header, s + 1, n);
+    p->header[n] = '\0';
+    p->header_pending = true;
+    return 0;
+}
+
+/* The name of a "key = value" line, for messages about the line. */
+static const char *line_key(const char *s, char *buf, size_t n)
+{
+    size_t len = strcspn(s, "=:");
+    if (!s[len] || len == 0)
+        return NULL;
+    snprintf(buf, n, "%.*s", (int)(len < n ? len : n - 1), s);
+    return trim(buf);
+}
+
+/* Checks one raw line of `len` bytes (newline stripped) and returns its
+ * trimmed text through *ret_s. */
+static int check_line(struct parser *p, char *raw, size_t len, int num, char **ret_s)
+{
+    struct loc here = at_line(p, p->line);
+    char key[48];
+    if (strlen(raw) != len)
+        return fail(p, here, open_name(p), NULL, "line contains a NUL byte");
+    if (len > (size_t)num - 3)
+        return fail(p, here, open_name(p), line_key(trim(raw), key, sizeof key),
+                    "line is too long (%zu characters, libinih reads at most %d)", len, num - 3);
+    char *s = trim(raw);
+    *ret_s = s;
+    if (!*s || *s == ';' || *s == '#')
+        return 0;
+    if (*s == '[')
+        return check_header(p, s);
+    if (!has_separator(s))
+        return fail(p, here, open_name(p), NULL,
+                    "expected 'key = value' or '[section]', got '%.60s'", s);
+    return 0;
+}
+
+/* libinih's fgets-like reader (see the file comment). */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parser *p = stream;
+    if (p->rc)
+        return NULL;
+    if (p->header_pending) {
+        p->header_pending = false;
+        p->header_sent = true;
+        snprintf(str, (size_t)num, "%s = %d\n", SECTION_MARK, p->line);
+        return str;
+    }
+    errno = 0;
+    ssize_t n = getline(&p->buf, &p->cap, p->f);
+    if (n < 0) {
+        int e = errno ? errno : EIO; /* at the end of the file, errno stays 0 */
+        if (errno || ferror(p->f))
+            p->rc = sila_err_set(p->err, -e, "%s:%d: cannot read: %s", p->job->path, p->line + 1,
+                                 strerror(e));
+        return NULL;
+    }
+    p->line++;
+    char *raw = p->buf;
+    size_t len = (size_t)n;
+    if (p->line == 1 && len >= 3 && memcmp(raw, "\xEF\xBB\xBF", 3) == 0)
+        raw += 3, len -= 3;
+    while (len && (raw[len - 1] == '\n' || raw[len - 1] == '\r'))
+        raw[--len] = '\0';
+    char *s;
+    if ((p->rc = check_line(p, raw, len, num, &s)))
+        return NULL;
+    snprintf(str, (size_t)num, "%s\n", s);
+    return str;
+}
+
+static int parse_file(struct parser *p)
+{
+    int r = ini_parse_stream(read_line, p, on_entry, p);
+    if (p->rc)
+        return p->rc;
+    if (r == -2)
+        return sila_err_set(p->err, -ENOMEM, "%s: out of memory", p->job->path);
+    if (r)
+        return sila_err_set(p->err, -EINVAL, "%s: libinih refused its line %d", p->job->path, r);
+    return close_section(p);
+}
+
+/* ---- overrides ---- */
+
+static int find_unique(const char *name)
+{
+    for (int s = 0; s < NUNIQUE; s++)
+        if (strcmp(name, sections[s].name) == 0)
+            return s;
+    return -1;
+}
+
+static int apply_override(struct parser *p, int i)
+{
+    const char *text = p->overrides[i] ? p->overrides[i] : "";
+    struct loc here = at_override(text);
+    char buf[256], why[256];
+    if (strlen(text) >= sizeof buf)
+        return fail(p, here, NULL, NULL, "too long");
+    memcpy(buf, text, strlen(text) + 1);
+    char *eq = strchr(buf, '='), *dot = strchr(buf, '.');
+    if (!eq || !dot || dot > eq)
+        return fail(p, here, NULL, NULL, "expected section.key=value");
+    *eq = *dot = '\0';
+    const char *sec = trim(buf), *name = trim(dot + 1), *value = trim(eq + 1);
+    int s = find_unique(sec);
+    if (s < 0)
+        return fail(p, here, NULL, NULL,
+                    "unknown section '%.40s' (overrides apply to job, optimizer and schedule)",
+                    sec);
+    int k = find_key(&sections[s], name);
+    if (k < 0)
+        return fail(p, here, sec, name, "unknown key");
+    const char *bad = set_value(&sections[s].keys[k], p->job, value, why, sizeof why);
+    if (bad)
+        return fail(p, here, sec, name, "'%.100s' %s", value, bad);
+    p->src[s][k].ovr = i;
+    return 0;
+}
+
+/* ---- whole-job checks ---- */
+
+static bool is_set(const struct parser *p, int s, int k)
+{
+    return p->src[s][k].line || p->src[s][k].ovr >= 0;
+}
+
+static bool is_set_name(const struct parser *p, int s, const char *name)
+{
+    return is_set(p, s, find_key(&sections[s], name));
+}
+
+/* An error about a key of a unique section, located where it was set. */
+static int fail_key(struct parser *p, int s, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail_key(struct parser *p, int s, const char *name, const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(p, at_key(p, s, find_key(&sections[s], name)), sections[s].name, name, "%s", msg);
+}
+
+static int check_present(struct parser *p)
+{
+    static const int needed[] = {SEC_JOB, SEC_OPTIM};
+    for (int i = 0; i < COUNT(needed); i++)
+        if (!p->unique_line[needed[i]])
+            return fail(p, at_line(p, 1), sections[needed[i]].name, NULL,
+                        "missing section (every job has [job] and [optimizer])");
+    for (int s = 0; s < NUNIQUE; s++)
+        for (int k = 0; k < sections[s].nkeys; k++)
+            if ((sections[s].keys[k].flags & REQUIRED) && !is_set(p, s, k))
+                return fail(p, at_line(p, p->unique_line[s]), sections[s].name,
+                            sections[s].keys[k].name, "missing (required)");
+    return 0;
+}
+
+static int check_ranges(struct parser *p)
+{
+    char why[128];
+    for (int s = 0; s < NUNIQUE; s++)
+        for (int k = 0; k < sections[s].nkeys; k++)
+            if (is_set(p, s, k) && !in_range(&sections[s].keys[k], p->job, why, sizeof why))
+                return fail(p, at_key(p, s, k), sections[s].name, sections[s].keys[k].name, "%s",
+                            why);
+    return 0;
+}
+
+static int check_dataset(struct parser *p)
+{
+    struct sila_job *j = p->job;
+    bool idx = j->dataset == SILA_DATASET_MNIST || j->dataset == SILA_DATASET_FMNIST;
+    j->input = idx ? (struct sila_shape){1, 28, 28} : (struct sila_shape){3, 32, 32};
+    j->nclasses = j->dataset == SILA_DATASET_CIFAR100 ? 100 : 10;
+    if (is_set_name(p, SEC_JOB, "data_dir"))
+        return 0;
+    if (!idx)
+        return fail(p, at_line(p, p->unique_line[SEC_JOB]), "job", "data_dir",
+                    "missing (required for %s: the directory of its binary batch files)",
+                    sila_dataset_kind_name(j->dataset));
+    snprintf(j->data_dir, sizeof j->data_dir, "%s",
+             j->dataset == SILA_DATASET_MNIST ? "/usr/share/datasets/mnist"
+                                              : "/usr/share/datasets/fashion-mnist");
+    return 0;
+}
+
+static int check_rules(struct parser *p)
+{
+    const struct sila_job *j = p->job;
+    if (j->global_steps > j->period)
+        return fail_key(p, SEC_JOB, "global_steps",
+                        "%d exceeds period %d (pgl needs 1 <= global_steps <= period)",
+                        j->global_steps, j->period);
+    if (j->optim.nesterov && (j->optim.kind != SILA_OPTIM_SGD || j->optim.momentum <= 0.0f))
+        return fail_key(p, SEC_OPTIM, "nesterov",
+                        "needs kind = sgd and momentum > 0 (momentum is %g)", j->optim.momentum);
+    if (j->sched.kind == SILA_SCHED_STEP && !is_set_name(p, SEC_SCHED, "step_epochs"))
+        return fail(p,
+                    p->unique_line[SEC_SCHED] ? at_line(p, p->unique_line[SEC_SCHED])
+                                              : at_key(p, SEC_SCHED, 0),
+                    "schedule", "step_epochs", "missing (required for kind = step)");
+    if (j->sched.kind == SILA_SCHED_COSINE && j->sched.min_lr > j->sched.lr)
+        return fail_key(p, SEC_SCHED, "min_lr", "%g exceeds the optimizer's lr %g", j->sched.min_lr,
+                        j->sched.lr);
+    if (j->warmup_epochs >= (float)j->epochs)
+        return fail_key(p, SEC_SCHED, "warmup_epochs", "%g is not shorter than the run (%d epochs)",
+                        j->warmup_epochs, j->epochs);
+    return 0;
+}
+
+static int fail_layer(struct parser *p, int i, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail_layer(struct parser *p, int i, const char *key, const char *fmt, ...)
+{
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(p, at_line(p, p->job->layer_lines[i]), sila_layer_kind_name(p->job->layers[i].kind),
+                key, "%s", msg);
+}
+
+/* Output side of a k x k window with pad and stride over n, or -1. */
+static long long window_out(int n, int k, int stride, int pad)
+{
+    long long span = (long long)n + 2LL * pad - k;
+    return span < 0 ? -1 : span / stride + 1;
+}
+
+static int check_conv_fit(struct parser *p, int i, struct sila_shape in)
+{
+    const struct sila_layer_spec *s = &p->job->layers[i];
+    bool block = s->kind == SILA_LAYER_BLOCK;
+    int k = block ? 3 : s->kernel, pad = block ? 1 : s->pad;
+    long long oh = window_out(in.h, k, s->stride, pad), ow = window_out(in.w, k, s->stride, pad);
+    if (oh < 0 || ow < 0)
+        return fail_layer(p, i, "kernel",
+                          "a %dx%d kernel does not fit the %dx%dx%d input padded by %d", k, k, in.c,
+                          in.h, in.w, pad);
+    if ((long long)s->out * oh * ow > MAX_ACT)
+        return fail_layer(p, i, "out", "the output %dx%lldx%lld exceeds %d values per sample",
+                          s->out, oh, ow, MAX_ACT);
+    if ((long long)in.c * k * k * oh * ow > MAX_SCRATCH)
+        return fail_layer(p, i, "kernel",
+                          "the %dx%dx%d input needs %lld floats of scratch (at most %d)", in.c,
+                          in.h, in.w, (long long)in.c * k * k * oh * ow, MAX_SCRATCH);
+    return 0;
+}
+
+/* Shape problems of layer i on input `in`, with the key to blame. */
+static int check_fit(struct parser *p, int i, struct sila_shape in)
+{
+    const struct sila_layer_spec *s = &p->job->layers[i];
+    switch (s->kind) {
+    case SILA_LAYER_LINEAR:
+        if (in.h != 1 || in.w != 1)
+            return fail_layer(
+                p, i, "out",
+                "expects a flat input, got %dx%dx%d (add a flatten or gap layer before it)", in.c,
+                in.h, in.w);
+        return 0;
+    case SILA_LAYER_CONV2D:
+    case SILA_LAYER_BLOCK:
+        return check_conv_fit(p, i, in);
+    case SILA_LAYER_MAXPOOL:
+    case SILA_LAYER_AVGPOOL:
+        if (2 * s->pad > s->kernel)
+            return fail_layer(p, i, "pad", "%d exceeds half the kernel (at most %d for kernel %d)",
+                              s->pad, s->kernel / 2, s->kernel);
+        if (window_out(in.h, s->kernel, s->stride, s->pad) < 0 ||
+            window_out(in.w, s->kernel, s->stride, s->pad) < 0)
+            return fail_layer(p, i, "kernel", "a %dx%d window does not fit the %dx%dx%d input",
+                              s->kernel, s->kernel, in.c, in.h, in.w);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Layer i on *shape: checked, then built alone so that the net's own rules
+ * give its output shape. */
+static int chain_layer(struct parser *p, int i, struct sila_shape *shape)
+{
+    int r = check_fit(p, i, *shape);
+    if (r)
+        return r;
+    struct sila_net *net;
+    struct sila_err nerr = {""};
+    r = sila_net_new(&net, &p->job->layers[i], 1, *shape, 1, &nerr);
+    if (r == -ENOMEM) {
+        fail_layer(p, i, NULL, "out of memory while checking this layer");
+        return r;
+    }
+    if (r)
+        return fail_layer(p, i, NULL, "%s", nerr.msg);
+    *shape = sila_net_out_shape(net);
+    sila_net_free(net);
+    return 0;
+}
+
+static int check_module(struct parser *p, int m, struct sila_shape *shape)
+{
+    const struct sila_job *j = p->job;
+    const struct sila_job_module *mod = &j->modules[m];
+    if (mod->nlayers == 0)
+        return fail(p, at_line(p, mod->line), "module", NULL, "module %d has no layers", m + 1);
+    for (int i = mod->first_layer; i < mod->first_layer + mod->nlayers; i++) {
+        int r = chain_layer(p, i, shape);
+        if (r)
+            return r;
+    }
+    /* The last module ends in the classifier and has no head. Linear and
+     * conv heads take any (C, H, W); mlp average-pools to 2x2. */
+    if (m + 1 < j->nmodules && mod->aux == SILA_AUX_MLP && (shape->h < 2 || shape->w < 2))
+        return fail(p, at_line(p, mod->line), "module", "aux",
+                    "an mlp head pools to 2x2 and needs an output of at least 2x2, module %d ends "
+                    "in %dx%dx%d (use linear or conv)",
+                    m + 1, shape->c, shape->h, shape->w);
+    return 0;
+}
+
+static int check_net(struct parser *p)
+{
+    const struct sila_job *j = p->job;
+    if (j->nmodules == 0)
+        return fail(p, at_line(p, p->unique_line[SEC_JOB]), "job", NULL,
+                    "no [module] sections: the network needs at least one module");
+    struct sila_shape shape = j->input;
+    for (int m = 0; m < j->nmodules; m++) {
+        int r = check_module(p, m, &shape);
+        if (r)
+            return r;
+    }
+    if (shape.c == j->nclasses && shape.h == 1 && shape.w == 1)
+        return 0;
+    int last = j->nlayers - 1;
+    return fail_layer(p, last, layer_key_mask[j->layers[last].kind] & LK_OUT ? "out" : NULL,
+                      "the network ends in %dx%dx%d, but %s has %d classes: the last layer must "
+                      "output %dx1x1",
+                      shape.c, shape.h, shape.w, sila_dataset_kind_name(j->dataset), j->nclasses,
+                      j->nclasses);
+}
+
+static int validate(struct parser *p)
+{
+    int r;
+    if ((r = check_present(p)) || (r = check_ranges(p)) || (r = check_dataset(p)) ||
+        (r = check_rules(p)))
+        return r;
+    return check_net(p);
+}
+
+/* ---- public ---- */
+
+static void set_defaults(struct sila_job *j)
+{
+    j->seed = 1;
+    j->period = 10;
+    j->global_steps = 1;
+    j->eval_every = 1;
+    j->optim = (struct sila_optim_cfg){
+        .kind = SILA_OPTIM_SGD, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    j->sched = (struct sila_sched_cfg){.kind = SILA_SCHED_CONSTANT, .gamma = 0.1f};
+}
+
+static int load(struct parser *p, const char *path, int noverrides)
+{
+    p->f = fopen(path, "r");
+    if (!p->f) {
+        int e = errno;
+        return sila_err_set(p->err, -e, "%s: cannot open: %s", p->job->path, strerror(e));
+    }
+    int r = parse_file(p);
+    fclose(p->f);
+    free(p->buf);
+    for (int i = 0; !r && i < noverrides; i++)
+        r = apply_override(p, i);
+    return r ? r : validate(p);
+}
+
+int sila_job_load(struct sila_job *job, const char *path, const char *const *overrides,
+                  int noverrides, struct sila_err *err)
+{
+    memset(job, 0, sizeof *job);
+    struct parser *p = calloc(1, sizeof *p);
+    if (!p)
+        return sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+    *p = (struct parser){.job = job, .err = err, .sec = SEC_NONE, .overrides = overrides};
+    for (int s = 0; s < NUNIQUE; s++)
+        for (int k = 0; k < MAX_KEYS; k++)
+            p->src[s][k].ovr = -1;
+    snprintf(job->path, sizeof job->path, "%s", path);
+    set_defaults(job);
+    int r = load(p, path, noverrides);
+    free(p);
+    if (r)
+        sila_job_fini(job);
+    return r;
+}
+
+void sila_job_fini(struct sila_job *job)
+{
+    free(job->layers);
+    free(job->layer_lines);
+    free(job->modules);
+    memset(job, 0, sizeof *job);
+}
+
+const char *sila_algorithm_name(enum sila_algorithm a)
+{
+    return a >= SILA_ALGO_E2E && a <= SILA_ALGO_PGL ? algo_names[a - 1] : NULL;
+}
+
+const char *sila_aux_kind_name(enum sila_aux_kind k)
+{
+    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_MLP ? aux_names[k - 1] : NULL;
+}

@@ -1,0 +1,88 @@
+/* Job files: what to train and how, parsed from INI (libinih) and checked
+ * completely before anything runs.
+ *
+ * A job file has unique sections [job], [optimizer], [schedule], then the
+ * network as an ordered list of layer sections ([conv2d], [batchnorm],
+ * [relu], [maxpool], [avgpool], [gap], [flatten], [linear], [block],
+ * [dropout], [droppath]), cut into modules by [module] sections: each
+ * [module] starts a module and names its auxiliary head; the layers after it
+ * belong to it. docs/jobs.md lists every key. Every error names the file,
+ * the line and the key. */
+#ifndef SILA_JOB_H
+#define SILA_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dataset.h"
+#include "err.h"
+#include "net.h"
+#include "optim.h"
+
+enum sila_algorithm {
+    SILA_ALGO_E2E = 1,   /* end-to-end backprop, aux heads unused */
+    SILA_ALGO_LOCAL = 2, /* greedy local learning (DGL) */
+    SILA_ALGO_PGL = 3,   /* local learning with periodic global guidance */
+};
+
+enum sila_aux_kind {
+    SILA_AUX_LINEAR = 1, /* gap, linear to C */
+    SILA_AUX_CONV = 2,   /* conv3x3 (C->C)+BN+ReLU, gap, linear to C */
+    SILA_AUX_MLP = 3,    /* avgpool to 2x2, flatten, 2 x (linear+BN+ReLU), linear to C */
+};
+
+struct sila_job_module {
+    int first_layer; /* index into sila_job.layers */
+    int nlayers;
+    enum sila_aux_kind aux;
+    int aux_hidden;  /* mlp head width (default 256) */
+    int line;        /* line of its [module] section */
+};
+
+struct sila_job {
+    char path[512];     /* the job file, for messages */
+    char name[64];
+    enum sila_dataset_kind dataset;
+    char data_dir[256];
+    struct sila_shape input; /* from the dataset kind */
+    int nclasses;
+    int epochs;
+    int batch;
+    uint64_t seed;
+    enum sila_algorithm algorithm;
+    int period;         /* pgl: P */
+    int global_steps;   /* pgl: G, 0 < G <= P */
+    float local_weight; /* pgl: mu */
+    int eval_every;     /* epochs between evaluations (the last epoch always evaluates) */
+    uint32_t train_limit, test_limit; /* 0 = whole split */
+    int augment_crop;   /* random-crop padding in pixels, 0 = off */
+    bool augment_flip;
+    float label_smoothing;
+
+    struct sila_optim_cfg optim;
+    struct sila_sched_cfg sched; /* lr and shape; step counts filled by the trainer */
+    float warmup_epochs;         /* schedule, in epochs */
+    float step_epochs;           /* step schedule period, in epochs */
+
+    struct sila_layer_spec *layers; /* owned, nlayers of them */
+    int *layer_lines;               /* owned: line of each layer's section */
+    int nlayers;
+    struct sila_job_module *modules; /* owned */
+    int nmodules;
+};
+
+/* Parses and validates path, then applies overrides ("section.key=value",
+ * for the unique sections [job], [optimizer] and [schedule]; validated like
+ * the file, errors naming the override). On success *job owns its arrays;
+ * on failure it is zeroed and err says what is wrong, where. Errors:
+ * -ENOENT or another errno for an unreadable file, -EINVAL for content. */
+int sila_job_load(struct sila_job *job, const char *path, const char *const *overrides,
+                  int noverrides, struct sila_err *err);
+
+/* Frees what the job owns and zeroes it; safe on a zeroed job. */
+void sila_job_fini(struct sila_job *job);
+
+const char *sila_algorithm_name(enum sila_algorithm a);
+const char *sila_aux_kind_name(enum sila_aux_kind k);
+
+#endif

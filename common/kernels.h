@@ -1,0 +1,107 @@
+/* Forward and backward kernels of every layer, in the manner of llm.c: plain
+ * functions over caller-owned float32 arrays, shapes in the comments, NCHW.
+ *
+ * Conventions shared by every backward kernel:
+ *   - parameter gradients (dw, db, dgamma, ...) are ACCUMULATED (+=), so the
+ *     caller zeroes them once per step;
+ *   - the input gradient `din` is OVERWRITTEN; it may be NULL when not needed
+ *     (first layer), and must not alias any other argument unless stated.
+ * No kernel allocates, fails, or keeps a pointer after returning. */
+#ifndef SILA_KERNELS_H
+#define SILA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+/* ---- linear: out = in · w^T + b --------------------------------------- */
+/* out (B, OUT), in (B, IN), w (OUT, IN), b (OUT) or NULL */
+void sila_linear_forward(float *out, const float *in, const float *w, const float *b, int B,
+                         int IN, int OUT);
+void sila_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                          const float *w, int B, int IN, int OUT);
+
+/* ---- conv2d, lowered onto cblas_sgemm --------------------------------- */
+struct sila_conv_geom {
+    int B, C, H, W; /* input (B, C, H, W) */
+    int OC, K;      /* OC output channels, square K x K kernel */
+    int stride, pad;
+    int OH, OW; /* derived by sila_conv_geom_init */
+};
+
+/* Fills OH and OW; returns 0, or -EINVAL when the kernel does not fit. */
+int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
+                        int stride, int pad);
+/* Floats of scratch space the conv kernels need for this geometry. */
+size_t sila_conv_work_floats(const struct sila_conv_geom *g);
+/* out (B, OC, OH, OW), in (B, C, H, W), w (OC, C, K, K), b (OC) or NULL,
+ * work: sila_conv_work_floats(g) floats of scratch. */
+void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
+                         const struct sila_conv_geom *g, float *work);
+/* din (B, C, H, W) or NULL, dw (OC, C, K, K), db (OC) or NULL. */
+void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                          const float *w, const struct sila_conv_geom *g, float *work);
+
+/* ---- batch norm over (B, H, W) per channel ------------------------------ */
+/* Train mode: normalises with the batch statistics, saves mean (C) and
+ * invstd (C) for the backward pass, and updates the running statistics
+ * run_mean/run_var (C) with `momentum` (PyTorch convention: unbiased batch
+ * variance enters run_var). out may alias in. */
+void sila_bn_forward_train(float *out, float *mean, float *invstd, float *run_mean, float *run_var,
+                           const float *in, const float *gamma, const float *beta, float momentum,
+                           float eps, int B, int C, int HW);
+/* Eval mode: normalises with run_mean/run_var. out may alias in. */
+void sila_bn_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
+                          const float *run_mean, const float *run_var, float eps, int B, int C,
+                          int HW);
+/* in is the train-mode input (B, C, HW); mean and invstd as saved by the
+ * forward pass. din may alias dout. */
+void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
+                      const float *mean, const float *invstd, const float *gamma, int B, int C,
+                      int HW);
+
+/* ---- ReLU ---------------------------------------------------------------- */
+/* out may alias in; din may alias dout. The backward pass reads the OUTPUT. */
+void sila_relu_forward(float *out, const float *in, size_t n);
+void sila_relu_backward(float *din, const float *dout, const float *out, size_t n);
+
+/* ---- pooling (K x K window, stride, zero padding) ---------------------- */
+struct sila_pool_geom {
+    int B, C, H, W, K, stride, pad;
+    int OH, OW; /* derived by sila_pool_geom_init */
+};
+/* Fills OH and OW; returns 0, or -EINVAL when the window does not fit or the
+ * padding exceeds half the window. */
+int sila_pool_geom_init(struct sila_pool_geom *g, int B, int C, int H, int W, int K, int stride,
+                        int pad);
+/* out (B, C, OH, OW); argmax (B, C, OH, OW) receives the flat input index
+ * (within the channel plane) of each maximum, for the backward pass. */
+void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
+                          const struct sila_pool_geom *g);
+void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
+                           const struct sila_pool_geom *g);
+/* Average pooling; padded cells count in the divisor (PyTorch's default). */
+void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_geom *g);
+void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool_geom *g);
+
+/* ---- global average pool: out (B, C) = mean over HW of in (B, C, HW) --- */
+void sila_gap_forward(float *out, const float *in, int B, int C, int HW);
+void sila_gap_backward(float *din, const float *dout, int B, int C, int HW);
+
+/* ---- dropout and drop-path ----------------------------------------------- */
+/* Dropout: each element kept with probability 1-p and scaled by 1/(1-p).
+ * mask (n) receives the scale applied to each element (0 or 1/(1-p)).
+ * out may alias in; din may alias dout. 0 <= p < 1. */
+void sila_dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
+                          struct sila_rng *rng);
+void sila_dropout_backward(float *din, const float *dout, const float *mask, size_t n);
+/* Drop-path (stochastic depth): each sample's whole tensor (per_sample
+ * floats) kept with probability 1-p and scaled by 1/(1-p); keep (B)
+ * receives the per-sample scale. Same aliasing rules as dropout. */
+void sila_droppath_forward(float *out, float *keep, const float *in, int B, size_t per_sample,
+                           float p, struct sila_rng *rng);
+void sila_droppath_backward(float *din, const float *dout, const float *keep, int B,
+                            size_t per_sample);
+
+#endif

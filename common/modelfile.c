@@ -1,0 +1,422 @@
+/* Model file writer and validating reader (see modelfile.h). */
+#include "modelfile.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "sila.pb-c.h"
+
+#define HEADER_BYTES 24
+#define MAX_FILE_BYTES ((uint64_t)1 << 32) /* 4 GiB: far above any model sila builds */
+static const char MAGIC[8] = { 'S', 'I', 'L', 'A', 'M', 'O', 'D', 'L' };
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_le(const uint8_t *p, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void fill_provenance(Sila__Provenance *p, const struct sila_model_info *info, char *created,
+                            size_t created_len)
+{
+    p->job = (char *)info->job;
+    p->algorithm = (char *)info->algorithm;
+    p->seed = info->seed;
+    p->epochs = info->epochs;
+    p->accuracy = info->accuracy;
+    p->dataset_kind = (char *)info->dataset_kind;
+    p->dataset_path = (char *)info->dataset_path;
+    p->sila_version = (char *)info->sila_version;
+    if (info->created[0]) {
+        p->created = (char *)info->created;
+        return;
+    }
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(created, created_len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    p->created = created;
+}
+
+static void fill_spec(Sila__LayerSpec *ps, const struct sila_layer_spec *s)
+{
+    sila__layer_spec__init(ps);
+    ps->kind = (Sila__LayerKind)s->kind;
+    ps->out = s->out;
+    ps->kernel = s->kernel;
+    ps->stride = s->stride;
+    ps->pad = s->pad;
+    ps->bias = s->bias;
+    ps->p = s->p;
+    ps->bn_momentum = s->bn_momentum;
+    ps->bn_eps = s->bn_eps;
+}
+
+static void fill_tensor(Sila__Tensor *pt, const struct sila_tensor *t, const float *params,
+                        const float *buffers)
+{
+    sila__tensor__init(pt);
+    pt->name = (char *)t->name;
+    pt->n_shape = (size_t)t->ndim;
+    pt->shape = (int32_t *)t->shape;
+    pt->n_data = t->n;
+    pt->data = (float *)(sila_tensor_is_buffer(t) ? buffers : params) + t->offset;
+}
+
+static int write_all(int fd, const uint8_t *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* fsync of the directory holding path, so that a rename into it is durable. */
+static void sync_parent(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        slash[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+/* Writes buf to path through path.tmp.<pid>, fsync, rename, directory fsync. */
+static int write_atomic(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return sila_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sila_err_set(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
+    int r = write_all(fd, buf, len);
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r) {
+        unlink(tmp);
+        return sila_err_set(err, r, "%s: cannot write: %s", path, strerror(-r));
+    }
+    sync_parent(path);
+    return 0;
+}
+
+int sila_model_save(const char *path, const struct sila_net *net, const float *params,
+                    const float *buffers, const struct sila_model_info *info,
+                    struct sila_err *err)
+{
+    int nl = sila_net_layer_count(net), nt = sila_net_tensor_count(net);
+    Sila__Model m = SILA__MODEL__INIT;
+    Sila__Shape in = SILA__SHAPE__INIT;
+    Sila__Provenance prov = SILA__PROVENANCE__INIT;
+    char created[32];
+    struct sila_shape s = sila_net_in_shape(net);
+    in.c = s.c, in.h = s.h, in.w = s.w;
+    fill_provenance(&prov, info, created, sizeof created);
+    m.format_version = SILA_MODEL_FORMAT_VERSION;
+    m.input = &in;
+    m.num_classes = sila_net_out_shape(net).c;
+    m.provenance = &prov;
+
+    int r = -ENOMEM;
+    Sila__LayerSpec *specs = calloc(nl, sizeof *specs);
+    Sila__LayerSpec **spec_ptrs = calloc(nl, sizeof *spec_ptrs);
+    Sila__Tensor *tensors = calloc(nt ? nt : 1, sizeof *tensors);
+    Sila__Tensor **tensor_ptrs = calloc(nt ? nt : 1, sizeof *tensor_ptrs);
+    uint8_t *buf = NULL;
+    if (!specs || !spec_ptrs || !tensors || !tensor_ptrs)
+        goto fail;
+    for (int i = 0; i < nl; i++) {
+        fill_spec(&specs[i], sila_net_layer_spec(net, i));
+        spec_ptrs[i] = &specs[i];
+    }
+    for (int i = 0; i < nt; i++) {
+        fill_tensor(&tensors[i], sila_net_tensor(net, i), params, buffers);
+        tensor_ptrs[i] = &tensors[i];
+    }
+    m.n_layers = (size_t)nl;
+    m.layers = spec_ptrs;
+    m.n_tensors = (size_t)nt;
+    m.tensors = tensor_ptrs;
+
+    size_t len = sila__model__get_packed_size(&m);
+    buf = malloc(HEADER_BYTES + len);
+    if (!buf)
+        goto fail;
+    sila__model__pack(&m, buf + HEADER_BYTES);
+    memcpy(buf, MAGIC, sizeof MAGIC);
+    put_le32(buf + 8, SILA_MODEL_FORMAT_VERSION);
+    put_le32(buf + 12, (uint32_t)crc32(0L, buf + HEADER_BYTES, (uInt)len));
+    put_le64(buf + 16, len);
+    r = write_atomic(path, buf, HEADER_BYTES + len, err);
+fail:
+    if (r == -ENOMEM)
+        sila_err_set(err, r, "%s: out of memory while encoding the model", path);
+    free(buf);
+    free(tensor_ptrs);
+    free(tensors);
+    free(spec_ptrs);
+    free(specs);
+    return r;
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+/* Reads the whole file (at most MAX_FILE_BYTES) into a malloc'ed buffer. */
+static int read_file(const char *path, uint8_t **ret_buf, size_t *ret_len, struct sila_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sila_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    int r = 0;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) < 0) {
+        r = sila_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_FILE_BYTES) {
+        r = sila_err_set(err, -EINVAL, "%s: not a regular file of at most 4 GiB", path);
+        goto out;
+    }
+    size_t len = (size_t)st.st_size, got = 0;
+    buf = malloc(len ? len : 1);
+    if (!buf) {
+        r = sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    while (got < len) {
+        ssize_t n = read(fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            r = sila_err_set(err, n < 0 ? -errno : -EINVAL, "%s: read failed", path);
+            goto out;
+        }
+        got += (size_t)n;
+    }
+    *ret_buf = buf;
+    *ret_len = len;
+    buf = NULL;
+out:
+    free(buf);
+    close(fd);
+    return r;
+}
+
+static int check_header(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
+{
+    size_t cmp = len < sizeof MAGIC ? len : sizeof MAGIC;
+    if (len == 0 || memcmp(buf, MAGIC, cmp) != 0)
+        return sila_err_set(err, -EINVAL, "%s: not a sila model file (bad magic)", path);
+    if (len < HEADER_BYTES)
+        return sila_err_set(err, -EINVAL, "%s: truncated: %zu bytes, shorter than the %d-byte "
+                            "header", path, len, HEADER_BYTES);
+    uint32_t version = (uint32_t)get_le(buf + 8, 4);
+    if (version != SILA_MODEL_FORMAT_VERSION)
+        return sila_err_set(err, -EINVAL, "%s: model format version %u, this sila reads %u", path,
+                            version, SILA_MODEL_FORMAT_VERSION);
+    uint64_t payload = get_le(buf + 16, 8);
+    if (payload != len - HEADER_BYTES)
+        return sila_err_set(err, -EINVAL,
+                            "%s: truncated or padded: header says %llu payload bytes, file has "
+                            "%zu",
+                            path, (unsigned long long)payload, len - HEADER_BYTES);
+    uint32_t want = (uint32_t)get_le(buf + 12, 4);
+    uint32_t got = (uint32_t)crc32(0L, buf + HEADER_BYTES, (uInt)payload);
+    if (want != got)
+        return sila_err_set(err, -EINVAL, "%s: checksum mismatch (corrupted file)", path);
+    return 0;
+}
+
+static int spec_from_proto(struct sila_layer_spec *s, const Sila__LayerSpec *ps, int i,
+                           const char *path, struct sila_err *err)
+{
+    if ((int)ps->kind < SILA_LAYER_LINEAR || (int)ps->kind > SILA_LAYER_KIND_MAX)
+        return sila_err_set(err, -EINVAL, "%s: layer %d has unknown kind %d", path, i,
+                            (int)ps->kind);
+    *s = (struct sila_layer_spec){ .kind = (enum sila_layer_kind)ps->kind, .out = ps->out,
+                                   .kernel = ps->kernel, .stride = ps->stride, .pad = ps->pad,
+                                   .bias = ps->bias, .p = ps->p, .bn_momentum = ps->bn_momentum,
+                                   .bn_eps = ps->bn_eps };
+    return 0;
+}
+
+/* "[6, 4]"; dimensions past the buffer are elided. */
+static void format_shape(char *buf, size_t cap, const int32_t *shape, size_t n)
+{
+    size_t used = (size_t)snprintf(buf, cap, "[");
+    for (size_t i = 0; i < n && used < cap; i++)
+        used += (size_t)snprintf(buf + used, cap - used, "%s%d", i ? ", " : "", shape[i]);
+    if (used < cap)
+        snprintf(buf + used, cap - used, "]");
+}
+
+static int copy_tensor(struct sila_model *m, const struct sila_tensor *t, const Sila__Tensor *pt,
+                       const char *path, struct sila_err *err)
+{
+    if (strcmp(pt->name, t->name) != 0)
+        return sila_err_set(err, -EINVAL, "%s: tensor '%s' found where '%s' was expected", path,
+                            pt->name, t->name);
+    bool same = pt->n_shape == (size_t)t->ndim;
+    for (int d = 0; same && d < t->ndim; d++)
+        same = pt->shape[d] == t->shape[d];
+    if (!same || pt->n_data != t->n) {
+        char have[64], want[64];
+        format_shape(have, sizeof have, pt->shape, pt->n_shape);
+        format_shape(want, sizeof want, t->shape, (size_t)t->ndim);
+        return sila_err_set(err, -EINVAL,
+                            "%s: tensor '%s' has shape %s and %zu values, the architecture needs "
+                            "shape %s and %zu values",
+                            path, t->name, have, pt->n_data, want, t->n);
+    }
+    float *dst = (sila_tensor_is_buffer(t) ? m->buffers : m->params) + t->offset;
+    memcpy(dst, pt->data, sizeof *dst * t->n);
+    return 0;
+}
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static void info_from_proto(struct sila_model_info *info, const Sila__Provenance *p)
+{
+    memset(info, 0, sizeof *info);
+    if (!p)
+        return;
+    copy_str(info->job, sizeof info->job, p->job);
+    copy_str(info->algorithm, sizeof info->algorithm, p->algorithm);
+    info->seed = p->seed;
+    info->epochs = p->epochs;
+    info->accuracy = p->accuracy;
+    copy_str(info->dataset_kind, sizeof info->dataset_kind, p->dataset_kind);
+    copy_str(info->dataset_path, sizeof info->dataset_path, p->dataset_path);
+    copy_str(info->created, sizeof info->created, p->created);
+    copy_str(info->sila_version, sizeof info->sila_version, p->sila_version);
+}
+
+/* Builds m's net from the decoded model and copies its tensors in. */
+static int model_from_proto(struct sila_model *m, const Sila__Model *pm, size_t payload_len,
+                            int max_batch, const char *path, struct sila_err *err)
+{
+    if (pm->format_version != SILA_MODEL_FORMAT_VERSION)
+        return sila_err_set(err, -EINVAL, "%s: payload format version %u, expected %u", path,
+                            pm->format_version, SILA_MODEL_FORMAT_VERSION);
+    if (!pm->input || pm->n_layers == 0 || pm->n_layers > 4096)
+        return sila_err_set(err, -EINVAL, "%s: no input shape or no layers (or > 4096)", path);
+    struct sila_layer_spec *specs = calloc(pm->n_layers, sizeof *specs);
+    if (!specs)
+        return sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < pm->n_layers; i++)
+        r = spec_from_proto(&specs[i], pm->layers[i], (int)i, path, err);
+    struct sila_shape in = { pm->input->c, pm->input->h, pm->input->w };
+    struct sila_err build_err = { "" };
+    if (r == 0 && (r = sila_net_new(&m->net, specs, (int)pm->n_layers, in, max_batch, &build_err)))
+        sila_err_set(err, r, "%s: %s: %s", path,
+                     r == -ENOMEM ? "cannot load" : "invalid architecture", build_err.msg);
+    free(specs);
+    if (r)
+        return r;
+    int nt = sila_net_tensor_count(m->net);
+    if (pm->n_tensors != (size_t)nt)
+        return sila_err_set(err, -EINVAL, "%s: %zu tensors, the architecture needs %d", path,
+                            pm->n_tensors, nt);
+    /* Every float stored takes 4 payload bytes: a model whose tensors need
+     * more than that cannot be backed by this file, whatever its specs say. */
+    size_t need = sila_net_param_count(m->net) + sila_net_buffer_count(m->net);
+    if (need > payload_len / 4)
+        return sila_err_set(err, -EINVAL, "%s: the architecture needs %zu values, the file holds "
+                            "at most %zu", path, need, payload_len / 4);
+    m->params = malloc(sizeof *m->params * (sila_net_param_count(m->net) + 1));
+    m->buffers = malloc(sizeof *m->buffers * (sila_net_buffer_count(m->net) + 1));
+    if (!m->params || !m->buffers)
+        return sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+    for (int i = 0; i < nt; i++)
+        if ((r = copy_tensor(m, sila_net_tensor(m->net, i), pm->tensors[i], path, err)))
+            return r;
+    sila_net_bind(m->net, m->params, NULL, m->buffers);
+    m->num_classes = sila_net_out_shape(m->net).c;
+    if (pm->num_classes != m->num_classes)
+        return sila_err_set(err, -EINVAL, "%s: num_classes %d but the net outputs %d", path,
+                            pm->num_classes, m->num_classes);
+    info_from_proto(&m->info, pm->provenance);
+    return 0;
+}
+
+int sila_model_load(struct sila_model *m, const char *path, int max_batch, struct sila_err *err)
+{
+    memset(m, 0, sizeof *m);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r = read_file(path, &buf, &len, err);
+    if (r)
+        return r;
+    Sila__Model *pm = NULL;
+    if ((r = check_header(path, buf, len, err)))
+        goto out;
+    pm = sila__model__unpack(NULL, len - HEADER_BYTES, buf + HEADER_BYTES);
+    if (!pm) {
+        r = sila_err_set(err, -EINVAL, "%s: payload is not a valid sila.Model message", path);
+        goto out;
+    }
+    r = model_from_proto(m, pm, len - HEADER_BYTES, max_batch, path, err);
+out:
+    if (pm)
+        sila__model__free_unpacked(pm, NULL);
+    free(buf);
+    if (r)
+        sila_model_fini(m);
+    return r;
+}
+
+void sila_model_fini(struct sila_model *m)
+{
+    sila_net_free(m->net);
+    free(m->params);
+    free(m->buffers);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,81 @@
+/* A module: one slice of the network (its body) plus its auxiliary head,
+ * with every parameter, gradient and optimizer state in one arena, and the
+ * three kinds of step a worker performs on it.
+ *
+ * The body of the last module ends in the classifier and has no aux head:
+ * its loss is the network's. Modules never talk to each other: the caller
+ * (the in-process trainer or a worker) carries activations and gradients. */
+#ifndef SILA_MODULE_H
+#define SILA_MODULE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "job.h"
+#include "net.h"
+#include "optim.h"
+#include "rng.h"
+
+struct sila_module {
+    int index, count;       /* k of K */
+    struct sila_net *body;  /* owned */
+    struct sila_net *head;  /* owned; NULL for the last module */
+    int nclasses;
+    float *arena;           /* owned: params | grads | body optimizer state | head's */
+    size_t nparams;         /* body + head */
+    size_t body_params;     /* the first body_params of params belong to the body */
+    float *params, *grads, *opt_state; /* views into arena */
+    float *buffers;         /* owned: body buffers | head buffers */
+    size_t body_buffers;
+    struct sila_optim_cfg optim;
+    uint64_t body_updates;  /* optimizer steps taken (AdamW bias correction) */
+    uint64_t head_updates;
+    struct sila_rng rng;    /* dropout / drop-path masks of this module */
+    float *dhead;           /* owned: (max_batch, nclasses) loss gradient */
+    float *dz;              /* owned: (max_batch, body out) gradient at the output */
+};
+
+/* Head layer specs for an aux kind on an input of shape `in`; writes at
+ * most 12 specs into specs and their count into *ret_n. Returns -EINVAL
+ * when the kind cannot consume the shape. */
+int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape in, int nclasses,
+                        struct sila_layer_spec *specs, int *ret_n);
+
+/* Builds module k of job for batches of up to max_batch, with its input
+ * shape following from the modules before it, and initialises its
+ * parameters from (job seed, k). Errors: -EINVAL, -ENOMEM, with err set. */
+int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int k, int max_batch,
+                    struct sila_err *err);
+/* Frees m and all it owns; NULL is safe. */
+void sila_module_free(struct sila_module *m);
+
+/* Result of one step on one module. */
+struct sila_step_stats {
+    double loss;  /* the module's own loss (aux head, or the network's for the last) */
+    int correct;  /* samples its head classified right */
+};
+
+/* Local step (greedy, DGL): forward x (B, in) through body and head, CE
+ * loss on labels, backward within the module, update. Returns the body
+ * output (B, out), valid until the module's next forward. */
+const float *sila_module_local_step(struct sila_module *m, const float *x, const int32_t *labels,
+                                    int B, float lr, float smoothing,
+                                    struct sila_step_stats *ret_stats);
+
+/* Global step, forward half: body forward in train mode. Returns z (B, out). */
+const float *sila_module_global_forward(struct sila_module *m, const float *x, int B);
+/* Global step, backward half. dz (B, out) is d(loss)/dz from the module
+ * above, or NULL for the last module, whose own CE loss starts the pass.
+ * With local_weight mu > 0 (modules with a head), mu x the head's CE loss
+ * is added to the objective. Writes d(loss)/dx into din (B, in) unless NULL,
+ * then updates. */
+void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
+                                 const int32_t *labels, int B, float lr, float smoothing,
+                                 float mu, float *din, struct sila_step_stats *ret_stats);
+
+/* Eval: forward x in eval mode; counts head (or classifier) hits in
+ * *ret_correct and returns the body output. */
+const float *sila_module_eval(struct sila_module *m, const float *x, const int32_t *labels, int B,
+                              int *ret_correct);
+
+#endif

@@ -1,0 +1,130 @@
+/* Max, average and global average pooling (see kernels.h). */
+#include <errno.h>
+#include <float.h>
+#include <string.h>
+
+#include "kernels.h"
+
+int sila_pool_geom_init(struct sila_pool_geom *g, int B, int C, int H, int W, int K, int stride,
+                        int pad)
+{
+    if (B < 1 || C < 1 || H < 1 || W < 1 || K < 1 || stride < 1 || pad < 0 || 2 * pad > K)
+        return -EINVAL;
+    if (H + 2 * pad < K || W + 2 * pad < K)
+        return -EINVAL;
+    *g = (struct sila_pool_geom){ .B = B, .C = C, .H = H, .W = W, .K = K, .stride = stride,
+                                  .pad = pad };
+    g->OH = (H + 2 * pad - K) / stride + 1;
+    g->OW = (W + 2 * pad - K) / stride + 1;
+    return 0;
+}
+
+/* Clamped window [lo, hi) along one axis for output position o. */
+static void window(int o, int stride, int pad, int K, int size, int *lo, int *hi)
+{
+    int start = o * stride - pad;
+    *lo = start < 0 ? 0 : start;
+    *hi = start + K > size ? size : start + K;
+}
+
+void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
+                          const struct sila_pool_geom *g)
+{
+    size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = in + p * ihw;
+        for (int oh = 0; oh < g->OH; oh++) {
+            int h0, h1;
+            window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
+            for (int ow = 0; ow < g->OW; ow++) {
+                int w0, w1;
+                window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
+                float best = -FLT_MAX;
+                int32_t at = h0 * g->W + w0;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++)
+                        if (x[ih * g->W + iw] > best) {
+                            best = x[ih * g->W + iw];
+                            at = ih * g->W + iw;
+                        }
+                out[p * ohw + oh * g->OW + ow] = best;
+                argmax[p * ohw + oh * g->OW + ow] = at;
+            }
+        }
+    }
+}
+
+void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
+                           const struct sila_pool_geom *g)
+{
+    size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    memset(din, 0, sizeof *din * planes * ihw);
+    for (size_t p = 0; p < planes; p++)
+        for (size_t o = 0; o < ohw; o++)
+            din[p * ihw + argmax[p * ohw + o]] += dout[p * ohw + o];
+}
+
+void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_geom *g)
+{
+    size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    float inv = 1.0f / (float)(g->K * g->K);
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = in + p * ihw;
+        for (int oh = 0; oh < g->OH; oh++) {
+            int h0, h1;
+            window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
+            for (int ow = 0; ow < g->OW; ow++) {
+                int w0, w1;
+                window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
+                float acc = 0.0f;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++)
+                        acc += x[ih * g->W + iw];
+                out[p * ohw + oh * g->OW + ow] = acc * inv;
+            }
+        }
+    }
+}
+
+void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool_geom *g)
+{
+    size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    float inv = 1.0f / (float)(g->K * g->K);
+    memset(din, 0, sizeof *din * planes * ihw);
+    for (size_t p = 0; p < planes; p++) {
+        float *dx = din + p * ihw;
+        for (int oh = 0; oh < g->OH; oh++) {
+            int h0, h1;
+            window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
+            for (int ow = 0; ow < g->OW; ow++) {
+                int w0, w1;
+                window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
+                float d = dout[p * ohw + oh * g->OW + ow] * inv;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++)
+                        dx[ih * g->W + iw] += d;
+            }
+        }
+    }
+}
+
+void sila_gap_forward(float *out, const float *in, int B, int C, int HW)
+{
+    size_t planes = (size_t)B * C;
+    for (size_t p = 0; p < planes; p++) {
+        float acc = 0.0f;
+        for (int i = 0; i < HW; i++)
+            acc += in[p * HW + i];
+        out[p] = acc / (float)HW;
+    }
+}
+
+void sila_gap_backward(float *din, const float *dout, int B, int C, int HW)
+{
+    size_t planes = (size_t)B * C;
+    for (size_t p = 0; p < planes; p++) {
+        float d = dout[p] / (float)HW;
+        for (int i = 0; i < HW; i++)
+            din[p * HW + i] = d;
+    }
+}

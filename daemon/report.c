@@ -1,0 +1,131 @@
+/* Terminal progress and metrics.jsonl (see report.h). */
+#include "report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG_EVERY 50 /* steps between step records in the metrics */
+
+double report_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int report_open(struct report *r, const char *metrics_path, int nmodules, int epochs,
+                uint64_t steps_per_epoch)
+{
+    memset(r, 0, sizeof *r);
+    r->metrics = fopen(metrics_path, "w");
+    if (!r->metrics)
+        return -errno;
+    r->tty = isatty(STDOUT_FILENO);
+    r->nmodules = nmodules;
+    r->epochs = epochs;
+    r->steps_per_epoch = steps_per_epoch;
+    r->start = r->last_print = report_now();
+    return 0;
+}
+
+void report_close(struct report *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    r->metrics = NULL;
+}
+
+void report_step_loss(struct report *r, int k, double loss)
+{
+    if (isnan(loss))
+        return;
+    r->loss_sum[k] += loss;
+    r->loss_n[k]++;
+}
+
+static void format_duration(char *buf, size_t len, double s)
+{
+    if (s < 0 || !isfinite(s))
+        s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else
+        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+}
+
+/* Mean losses since the last print, as "0.512 0.431 ..." ('-' when none). */
+static void format_losses(struct report *r, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int k = 0; k < r->nmodules && used < len; k++) {
+        int n = r->loss_n[k] ? snprintf(buf + used, len - used, "%s%.3f", k ? " " : "",
+                                        r->loss_sum[k] / r->loss_n[k])
+                             : snprintf(buf + used, len - used, "%s-", k ? " " : "");
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+static void write_step_record(struct report *r, int epoch, uint64_t step, float lr, double rate)
+{
+    fprintf(r->metrics, "{\"type\":\"step\",\"epoch\":%d,\"step\":%llu,\"lr\":%.6g,"
+                        "\"samples_per_s\":%.1f,\"loss\":[",
+            epoch + 1, (unsigned long long)step, lr, rate);
+    for (int k = 0; k < r->nmodules; k++) {
+        if (r->loss_n[k])
+            fprintf(r->metrics, "%s%.6g", k ? "," : "", r->loss_sum[k] / r->loss_n[k]);
+        else
+            fprintf(r->metrics, "%snull", k ? "," : "");
+    }
+    fprintf(r->metrics, "]}\n");
+    fflush(r->metrics);
+}
+
+void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,
+                 bool global)
+{
+    (void)global;
+    r->samples += (uint64_t)batch;
+    double now = report_now();
+    uint64_t step = (uint64_t)epoch * r->steps_per_epoch + step_in_epoch + 1;
+    uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
+    bool epoch_end = step_in_epoch + 1 == r->steps_per_epoch;
+    if (step % LOG_EVERY != 0 && !epoch_end && now - r->last_print < (r->tty ? 0.5 : 10.0))
+        return;
+    double rate = r->samples / (now - r->start > 1e-9 ? now - r->start : 1e-9);
+    char losses[512], eta[32];
+    format_losses(r, losses, sizeof losses);
+    format_duration(eta, sizeof eta, (double)(total - step) * batch / rate);
+    if (step % LOG_EVERY == 0 || epoch_end)
+        write_step_record(r, epoch, step, lr, rate);
+    if (now - r->last_print >= (r->tty ? 0.5 : 10.0) || epoch_end) {
+        printf("%sepoch %d/%d step %llu/%llu  loss [%s]  %.0f samples/s  ETA %s%s",
+               r->tty ? "\r\033[K" : "", epoch + 1, r->epochs,
+               (unsigned long long)step_in_epoch + 1, (unsigned long long)r->steps_per_epoch,
+               losses, rate, eta, r->tty && !epoch_end ? "" : "\n");
+        fflush(stdout);
+        r->last_print = now;
+        memset(r->loss_sum, 0, sizeof r->loss_sum);
+        memset(r->loss_n, 0, sizeof r->loss_n);
+    }
+}
+
+void report_eval(struct report *r, int epoch, uint64_t step, const double *accuracy)
+{
+    printf("eval after epoch %d: test accuracy", epoch + 1);
+    for (int k = 0; k < r->nmodules - 1; k++)
+        printf(" head%d %.2f%%,", k + 1, 100.0 * accuracy[k]);
+    printf(" classifier %.2f%%", 100.0 * accuracy[r->nmodules - 1]);
+    printf("\n");
+    fflush(stdout);
+    fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu,\"accuracy\":[", epoch + 1,
+            (unsigned long long)step);
+    for (int k = 0; k < r->nmodules; k++)
+        fprintf(r->metrics, "%s%.6f", k ? "," : "", accuracy[k]);
+    fprintf(r->metrics, "]}\n");
+    fflush(r->metrics);
+}

@@ -1,0 +1,43 @@
+/* Progress on the terminal and metrics.jsonl for a training run: what the
+ * user watches and what tools read back. One report per run. */
+#ifndef SILA_REPORT_H
+#define SILA_REPORT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define SILA_MAX_MODULES 64
+
+struct report {
+    FILE *metrics;       /* owned: metrics.jsonl */
+    bool tty;            /* stdout is a terminal: redraw one progress line */
+    int nmodules;
+    int epochs;
+    uint64_t steps_per_epoch;
+    double start;        /* monotonic seconds at the start of training */
+    double last_print;
+    uint64_t samples;    /* trained so far */
+    /* running sums since the last printed line, per module */
+    double loss_sum[SILA_MAX_MODULES];
+    uint64_t loss_n[SILA_MAX_MODULES];
+};
+
+/* Opens path for the metrics (truncating it). Returns 0 or -errno. */
+int report_open(struct report *r, const char *metrics_path, int nmodules, int epochs,
+                uint64_t steps_per_epoch);
+void report_close(struct report *r);
+
+double report_now(void);
+
+/* After each training step: module k's loss (NAN when it had none). */
+void report_step_loss(struct report *r, int k, double loss);
+/* After each step: prints progress at most every second (and at epoch
+ * ends), appends a step record to the metrics every log_every steps. */
+void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,
+                 bool global);
+/* After an evaluation: accuracy of each module's head (the last is the
+ * classifier's), in [0, 1]. */
+void report_eval(struct report *r, int epoch, uint64_t step, const double *accuracy);
+
+#endif

@@ -1,0 +1,15 @@
+/* The in-process trainer: every module of a job trained in this process,
+ * in the order a pipeline of workers would see the batches. It is the
+ * single-machine mode and the arithmetic reference of the distributed one. */
+#ifndef SILA_TRAIN_H
+#define SILA_TRAIN_H
+
+#include "err.h"
+#include "job.h"
+
+/* Trains job, writing out_dir/model.sila (the reassembled aux-free model)
+ * and out_dir/metrics.jsonl; progress goes to stdout. Returns 0, or a
+ * negative errno with err set. */
+int train_inproc(const struct sila_job *job, const char *out_dir, struct sila_err *err);
+
+#endif

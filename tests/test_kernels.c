@@ -1,0 +1,887 @@
+/* Forward (and, where a naive loop is as easy, backward) kernels of
+ * common/kernels.h against naive double-precision references written here:
+ * direct 7-loop convolution, window loops for pooling (PyTorch semantics:
+ * max pool pads with -inf, average pool counts padded cells), batch-norm
+ * statistics, and the statistics of the dropout masks. Also the nets'
+ * eval mode: deterministic, dropout and drop-path the identity, batch norm
+ * on the running statistics (PyTorch's momentum update with the unbiased
+ * batch variance).
+ *
+ * Bounds: a float sum of n terms differs from the exact sum by at most
+ * about n·2^-24·Σ|term| whatever the order, so float results are compared
+ * with their double references within (n+2)·2^-24·Σ|term| (the reference
+ * computes Σ|term| alongside). Any indexing error moves a result by a whole
+ * term, far above that bound. Statistical checks of random masks use 5
+ * standard deviations with fixed seeds. */
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "kernels.h"
+#include "net.h"
+
+#define U32 (1.0 / 16777216.0) /* 2^-24, float unit round-off */
+
+static float *falloc(size_t n)
+{
+    float *p = malloc(sizeof *p * (n ? n : 1));
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static double *dalloc(size_t n)
+{
+    double *p = calloc(n ? n : 1, sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static void fill_normal(float *x, size_t n, float sd, uint64_t seed)
+{
+    struct sila_rng r;
+    sila_rng_seed(&r, seed, 0);
+    for (size_t i = 0; i < n; i++)
+        x[i] = sd * sila_rng_normal(&r);
+}
+
+static void fill_const(float *x, size_t n, float v)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = v;
+}
+
+/* got[i] within (terms+2)·u·abs[i] of want[i] (plus `base` added to both:
+ * the accumulate contract, exact up to one rounding of base + sum). */
+static void assert_sums(const float *got, const double *want, const double *abs, size_t n,
+                        double terms, double base, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        double w = base + want[i];
+        double tol = (terms + 2.0) * U32 * abs[i] + 2.0 * U32 * fabs(w) + 1e-30;
+        ck_assert_msg(fabs(got[i] - w) <= tol, "%s[%zu] = %.9g, want %.9g (tol %.3g)", what, i,
+                      got[i], w, tol);
+    }
+}
+
+/* ---- conv2d ------------------------------------------------------------------ */
+
+struct conv_case {
+    int B, C, H, W, OC, K, stride, pad;
+    bool bias;
+};
+
+/* out (B, OC, OH, OW) = Σ w·x + b in double, with Σ|w·x| + |b| in abs. */
+static void ref_conv_forward(double *out, double *abs, const float *x, const float *w,
+                             const float *b, const struct sila_conv_geom *g)
+{
+    for (int n = 0; n < g->B; n++)
+        for (int oc = 0; oc < g->OC; oc++)
+            for (int oh = 0; oh < g->OH; oh++)
+                for (int ow = 0; ow < g->OW; ow++) {
+                    double acc = b ? b[oc] : 0.0, aa = b ? fabs(b[oc]) : 0.0;
+                    for (int c = 0; c < g->C; c++)
+                        for (int ki = 0; ki < g->K; ki++)
+                            for (int kj = 0; kj < g->K; kj++) {
+                                int ih = oh * g->stride - g->pad + ki;
+                                int iw = ow * g->stride - g->pad + kj;
+                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
+                                    continue;
+                                double t = (double)w[((oc * g->C + c) * g->K + ki) * g->K + kj] *
+                                           x[(((size_t)n * g->C + c) * g->H + ih) * g->W + iw];
+                                acc += t;
+                                aa += fabs(t);
+                            }
+                    size_t o = (((size_t)n * g->OC + oc) * g->OH + oh) * g->OW + ow;
+                    out[o] = acc;
+                    abs[o] = aa;
+                }
+}
+
+/* Gradients of Σ out·dout: din, dw, db with their absolute sums. */
+static void ref_conv_backward(double *din, double *din_abs, double *dw, double *dw_abs,
+                              double *db, double *db_abs, const float *dout, const float *x,
+                              const float *w, const struct sila_conv_geom *g)
+{
+    for (int n = 0; n < g->B; n++)
+        for (int oc = 0; oc < g->OC; oc++)
+            for (int oh = 0; oh < g->OH; oh++)
+                for (int ow = 0; ow < g->OW; ow++) {
+                    double d = dout[(((size_t)n * g->OC + oc) * g->OH + oh) * g->OW + ow];
+                    db[oc] += d;
+                    db_abs[oc] += fabs(d);
+                    for (int c = 0; c < g->C; c++)
+                        for (int ki = 0; ki < g->K; ki++)
+                            for (int kj = 0; kj < g->K; kj++) {
+                                int ih = oh * g->stride - g->pad + ki;
+                                int iw = ow * g->stride - g->pad + kj;
+                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
+                                    continue;
+                                size_t wi = ((size_t)(oc * g->C + c) * g->K + ki) * g->K + kj;
+                                size_t xi = (((size_t)n * g->C + c) * g->H + ih) * g->W + iw;
+                                din[xi] += w[wi] * d;
+                                din_abs[xi] += fabs(w[wi] * d);
+                                dw[wi] += x[xi] * d;
+                                dw_abs[wi] += fabs(x[xi] * d);
+                            }
+                }
+}
+
+/* Forward and backward of one geometry against the references, with a
+ * scratch buffer of exactly sila_conv_work_floats floats (valgrind sees any
+ * overrun). The backward's dw and db are pre-filled (they accumulate), din
+ * with garbage (it is overwritten). Returns the scratch size. */
+static size_t check_conv(const struct conv_case *cc, uint64_t seed)
+{
+    struct sila_conv_geom g;
+    ck_assert_int_eq(sila_conv_geom_init(&g, cc->B, cc->C, cc->H, cc->W, cc->OC, cc->K,
+                                         cc->stride, cc->pad),
+                     0);
+    size_t nx = (size_t)g.B * g.C * g.H * g.W, ny = (size_t)g.B * g.OC * g.OH * g.OW;
+    size_t nw = (size_t)g.OC * g.C * g.K * g.K, work_n = sila_conv_work_floats(&g);
+    float *x = falloc(nx), *w = falloc(nw), *b = falloc(g.OC), *y = falloc(ny);
+    float *dy = falloc(ny), *dx = falloc(nx), *dw = falloc(nw), *db = falloc(g.OC);
+    float *work = falloc(work_n);
+    double *ry = dalloc(ny), *ry_abs = dalloc(ny), *rdx = dalloc(nx), *rdx_abs = dalloc(nx);
+    double *rdw = dalloc(nw), *rdw_abs = dalloc(nw), *rdb = dalloc(g.OC), *rdb_abs = dalloc(g.OC);
+    fill_normal(x, nx, 1.0f, seed);
+    fill_normal(w, nw, 0.3f, seed + 1);
+    fill_normal(b, g.OC, 0.5f, seed + 2);
+    fill_normal(dy, ny, 1.0f, seed + 3);
+    const float *bias = cc->bias ? b : NULL;
+
+    sila_conv2d_forward(y, x, w, bias, &g, work);
+    ref_conv_forward(ry, ry_abs, x, w, bias, &g);
+    assert_sums(y, ry, ry_abs, ny, (double)g.C * g.K * g.K + 1, 0.0, "conv out");
+
+    fill_const(dx, nx, NAN);
+    fill_const(dw, nw, 0.25f);
+    fill_const(db, g.OC, -0.5f);
+    sila_conv2d_backward(dx, dw, cc->bias ? db : NULL, dy, x, w, &g, work);
+    ref_conv_backward(rdx, rdx_abs, rdw, rdw_abs, rdb, rdb_abs, dy, x, w, &g);
+    assert_sums(dx, rdx, rdx_abs, nx, (double)g.OC * g.K * g.K, 0.0, "conv din");
+    assert_sums(dw, rdw, rdw_abs, nw, (double)g.B * g.OH * g.OW, 0.25, "conv dw");
+    if (cc->bias)
+        assert_sums(db, rdb, rdb_abs, g.OC, (double)g.B * g.OH * g.OW, -0.5, "conv db");
+
+    /* din NULL (first layer): the parameter gradients are the same */
+    fill_const(dw, nw, 0.25f);
+    sila_conv2d_backward(NULL, dw, NULL, dy, x, w, &g, work);
+    assert_sums(dw, rdw, rdw_abs, nw, (double)g.B * g.OH * g.OW, 0.25, "conv dw (din NULL)");
+
+    free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db), free(work);
+    free(ry), free(ry_abs), free(rdx), free(rdx_abs), free(rdw), free(rdw_abs), free(rdb),
+        free(rdb_abs);
+    return work_n;
+}
+
+START_TEST(test_conv_geom)
+{
+    struct sila_conv_geom g;
+    /* PyTorch: OH = floor((H + 2p - K) / s) + 1 */
+    ck_assert_int_eq(sila_conv_geom_init(&g, 2, 3, 7, 6, 4, 3, 2, 1), 0);
+    ck_assert_int_eq(g.OH, 4);
+    ck_assert_int_eq(g.OW, 3);
+    ck_assert_int_eq(sila_conv_geom_init(&g, 1, 1, 5, 9, 1, 5, 1, 0), 0);
+    ck_assert_int_eq(g.OH, 1);
+    ck_assert_int_eq(g.OW, 5);
+    ck_assert_int_eq(sila_conv_geom_init(&g, 1, 1, 3, 3, 1, 1, 1, 2), 0);
+    ck_assert_int_eq(g.OH, 7);
+    ck_assert_int_eq(sila_conv_geom_init(&g, 1, 1, 4, 9, 1, 5, 1, 0), -EINVAL);
+    ck_assert_int_eq(sila_conv_geom_init(&g, 1, 1, 5, 5, 1, 3, 0, 1), -EINVAL);
+    ck_assert_int_eq(sila_conv_geom_init(&g, 0, 1, 5, 5, 1, 3, 1, 1), -EINVAL);
+    ck_assert_int_eq(sila_conv_geom_init(&g, 1, 1, 5, 5, 1, 3, 1, -1), -EINVAL);
+}
+END_TEST
+
+static const struct conv_case conv_cases[] = {
+    { 2, 3, 5, 6, 4, 3, 1, 1, true },  { 3, 2, 7, 5, 3, 3, 2, 1, false },
+    { 2, 4, 6, 7, 5, 1, 1, 0, true },  { 2, 3, 6, 6, 2, 1, 2, 0, true },
+    { 1, 2, 9, 8, 3, 5, 2, 2, true },  { 2, 1, 5, 5, 1, 5, 1, 0, false },
+    { 3, 5, 4, 4, 6, 3, 1, 2, true },  { 2, 3, 8, 5, 4, 3, 3, 1, true },
+    { 1, 1, 1, 1, 1, 1, 1, 0, true },  { 4, 2, 3, 7, 3, 3, 1, 1, false },
+};
+
+START_TEST(test_conv_small)
+{
+    check_conv(&conv_cases[_i], 100 + (uint64_t)_i * 10);
+}
+END_TEST
+
+/* Batches larger than one chunk of the im2col scratch: the scratch
+ * (exactly sila_conv_work_floats) must then be smaller than the whole
+ * batch's column matrix plus staging, proving several chunks ran. */
+static const struct conv_case chunked_cases[] = {
+    { 40, 32, 28, 28, 32, 3, 1, 1, true }, /* 4 samples a chunk, 10 chunks */
+    { 10, 16, 32, 32, 8, 3, 1, 1, true },  /* 7 a chunk: a short last chunk */
+    { 30, 8, 64, 64, 6, 3, 2, 1, false },  /* stride 2, 14 a chunk, 2 left */
+};
+
+START_TEST(test_conv_chunked)
+{
+    const struct conv_case *cc = &chunked_cases[_i];
+    struct sila_conv_geom g;
+    ck_assert_int_eq(sila_conv_geom_init(&g, cc->B, cc->C, cc->H, cc->W, cc->OC, cc->K,
+                                         cc->stride, cc->pad),
+                     0);
+    size_t whole = ((size_t)g.C * g.K * g.K + g.OC) * g.B * g.OH * g.OW;
+    size_t work = check_conv(cc, 200 + (uint64_t)_i * 10);
+    ck_assert_msg(work < whole, "scratch %zu covers the whole batch (%zu): no chunking tested",
+                  work, whole);
+}
+END_TEST
+
+/* ---- pooling ----------------------------------------------------------------- */
+
+struct pool_case {
+    int B, C, H, W, K, stride, pad;
+};
+
+static const struct pool_case pool_cases[] = {
+    { 2, 3, 6, 6, 2, 2, 0 }, { 2, 2, 7, 6, 3, 2, 1 }, { 1, 2, 5, 5, 3, 1, 1 },
+    { 3, 1, 5, 7, 2, 2, 0 }, { 2, 2, 4, 5, 3, 2, 0 }, { 1, 3, 6, 4, 2, 1, 1 },
+    { 2, 1, 9, 9, 5, 3, 2 }, { 1, 1, 1, 1, 1, 1, 0 },
+};
+
+static void init_pool(struct sila_pool_geom *g, const struct pool_case *pc)
+{
+    ck_assert_int_eq(sila_pool_geom_init(g, pc->B, pc->C, pc->H, pc->W, pc->K, pc->stride,
+                                         pc->pad),
+                     0);
+    ck_assert_int_eq(g->OH, (pc->H + 2 * pc->pad - pc->K) / pc->stride + 1);
+    ck_assert_int_eq(g->OW, (pc->W + 2 * pc->pad - pc->K) / pc->stride + 1);
+}
+
+START_TEST(test_pool_geom)
+{
+    struct sila_pool_geom g;
+    ck_assert_int_eq(sila_pool_geom_init(&g, 1, 1, 7, 6, 3, 2, 1), 0);
+    ck_assert_int_eq(g.OH, 4);
+    ck_assert_int_eq(g.OW, 3);
+    ck_assert_int_eq(sila_pool_geom_init(&g, 1, 1, 6, 6, 3, 2, 2), -EINVAL); /* pad > K/2 */
+    ck_assert_int_eq(sila_pool_geom_init(&g, 1, 1, 2, 6, 3, 1, 0), -EINVAL); /* no fit */
+    ck_assert_int_eq(sila_pool_geom_init(&g, 1, 1, 6, 6, 2, 0, 0), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_maxpool)
+{
+    const struct pool_case *pc = &pool_cases[_i];
+    struct sila_pool_geom g;
+    init_pool(&g, pc);
+    size_t nx = (size_t)g.B * g.C * g.H * g.W, ny = (size_t)g.B * g.C * g.OH * g.OW;
+    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+    int32_t *arg = malloc(sizeof *arg * ny);
+    double *rdx = dalloc(nx), *rdx_abs = dalloc(nx);
+    ck_assert_ptr_nonnull(arg);
+    fill_normal(x, nx, 1.0f, 300 + (uint64_t)_i);
+    /* the first window of the first plane all negative: a padded cell must
+     * never win (PyTorch pads max pooling with -inf) */
+    for (int ih = 0; ih < g.K - g.pad && ih < g.H; ih++)
+        for (int iw = 0; iw < g.K - g.pad && iw < g.W; iw++)
+            x[ih * g.W + iw] = -50.0f - (float)(ih + 2 * iw);
+    fill_normal(dy, ny, 1.0f, 310 + (uint64_t)_i);
+    sila_maxpool_forward(y, arg, x, &g);
+    for (int p = 0; p < g.B * g.C; p++)
+        for (int oh = 0; oh < g.OH; oh++)
+            for (int ow = 0; ow < g.OW; ow++) {
+                double best = -INFINITY;
+                int at = -1;
+                for (int i = 0; i < g.K; i++)
+                    for (int j = 0; j < g.K; j++) {
+                        int ih = oh * g.stride - g.pad + i, iw = ow * g.stride - g.pad + j;
+                        if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W &&
+                            x[((size_t)p * g.H + ih) * g.W + iw] > best) {
+                            best = x[((size_t)p * g.H + ih) * g.W + iw];
+                            at = ih * g.W + iw;
+                        }
+                    }
+                size_t o = ((size_t)p * g.OH + oh) * g.OW + ow;
+                ck_assert_msg(y[o] == (float)best, "out[%zu] = %g, want %g", o, y[o], best);
+                ck_assert_int_eq(arg[o], at);
+                rdx[(size_t)p * g.H * g.W + at] += dy[o];
+                rdx_abs[(size_t)p * g.H * g.W + at] += fabs(dy[o]);
+            }
+    fill_const(dx, nx, NAN);
+    sila_maxpool_backward(dx, dy, arg, &g);
+    assert_sums(dx, rdx, rdx_abs, nx, (double)g.K * g.K, 0.0, "maxpool din");
+    free(x), free(y), free(dy), free(dx), free(arg), free(rdx), free(rdx_abs);
+}
+END_TEST
+
+START_TEST(test_avgpool)
+{
+    /* PyTorch's count_include_pad=True: every window divides by K·K, padded
+     * cells counting as zeros. */
+    const struct pool_case *pc = &pool_cases[_i];
+    struct sila_pool_geom g;
+    init_pool(&g, pc);
+    size_t nx = (size_t)g.B * g.C * g.H * g.W, ny = (size_t)g.B * g.C * g.OH * g.OW;
+    float *x = falloc(nx), *y = falloc(ny), *dy = falloc(ny), *dx = falloc(nx);
+    double *ry = dalloc(ny), *ry_abs = dalloc(ny), *rdx = dalloc(nx), *rdx_abs = dalloc(nx);
+    fill_normal(x, nx, 1.0f, 400 + (uint64_t)_i);
+    fill_normal(dy, ny, 1.0f, 410 + (uint64_t)_i);
+    for (int p = 0; p < g.B * g.C; p++)
+        for (int oh = 0; oh < g.OH; oh++)
+            for (int ow = 0; ow < g.OW; ow++) {
+                size_t o = ((size_t)p * g.OH + oh) * g.OW + ow;
+                for (int i = 0; i < g.K; i++)
+                    for (int j = 0; j < g.K; j++) {
+                        int ih = oh * g.stride - g.pad + i, iw = ow * g.stride - g.pad + j;
+                        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W)
+                            continue;
+                        size_t xi = ((size_t)p * g.H + ih) * g.W + iw;
+                        ry[o] += (double)x[xi] / (g.K * g.K);
+                        ry_abs[o] += fabs(x[xi]) / (g.K * g.K);
+                        rdx[xi] += (double)dy[o] / (g.K * g.K);
+                        rdx_abs[xi] += fabs(dy[o]) / (g.K * g.K);
+                    }
+            }
+    sila_avgpool_forward(y, x, &g);
+    assert_sums(y, ry, ry_abs, ny, (double)g.K * g.K + 1, 0.0, "avgpool out");
+    fill_const(dx, nx, NAN);
+    sila_avgpool_backward(dx, dy, &g);
+    assert_sums(dx, rdx, rdx_abs, nx, (double)g.K * g.K + 1, 0.0, "avgpool din");
+    free(x), free(y), free(dy), free(dx), free(ry), free(ry_abs), free(rdx), free(rdx_abs);
+}
+END_TEST
+
+START_TEST(test_avgpool_counts_padding)
+{
+    /* hand case: 2x2 of ones, K3 s1 p1: each output sees 4 ones out of 9 */
+    struct sila_pool_geom g;
+    ck_assert_int_eq(sila_pool_geom_init(&g, 1, 1, 2, 2, 3, 1, 1), 0);
+    const float x[4] = { 1.0f, 1.0f, 1.0f, 1.0f };
+    float y[4];
+    sila_avgpool_forward(y, x, &g);
+    for (int i = 0; i < 4; i++)
+        ck_assert_float_eq_tol(y[i], 4.0f / 9.0f, 1e-7f);
+}
+END_TEST
+
+START_TEST(test_gap)
+{
+    enum { B = 3, C = 4, HW = 15 };
+    float x[B * C * HW], y[B * C], dy[B * C], dx[B * C * HW];
+    fill_normal(x, B * C * HW, 1.0f, 500);
+    fill_normal(dy, B * C, 1.0f, 501);
+    sila_gap_forward(y, x, B, C, HW);
+    fill_const(dx, B * C * HW, NAN);
+    sila_gap_backward(dx, dy, B, C, HW);
+    for (int p = 0; p < B * C; p++) {
+        double s = 0.0, a = 0.0;
+        for (int i = 0; i < HW; i++) {
+            s += x[p * HW + i];
+            a += fabs(x[p * HW + i]);
+        }
+        ck_assert_double_le(fabs(y[p] - s / HW), (HW + 2) * U32 * a / HW);
+        for (int i = 0; i < HW; i++)
+            ck_assert_double_le(fabs(dx[p * HW + i] - dy[p] / HW), 2 * U32 * fabs(dy[p]));
+    }
+}
+END_TEST
+
+/* ---- linear and ReLU ------------------------------------------------------------ */
+
+START_TEST(test_linear)
+{
+    enum { B = 5, IN = 7, OUT = 4 };
+    float x[B * IN], w[OUT * IN], b[OUT], y[B * OUT], dy[B * OUT], dx[B * IN], dw[OUT * IN],
+        db[OUT];
+    double ry[B * OUT], ry_abs[B * OUT], rdx[B * IN] = { 0 }, rdx_abs[B * IN] = { 0 };
+    double rdw[OUT * IN] = { 0 }, rdw_abs[OUT * IN] = { 0 }, rdb[OUT] = { 0 },
+           rdb_abs[OUT] = { 0 };
+    fill_normal(x, B * IN, 1.0f, 600);
+    fill_normal(w, OUT * IN, 0.4f, 601);
+    fill_normal(b, OUT, 0.5f, 602);
+    fill_normal(dy, B * OUT, 1.0f, 603);
+    for (int n = 0; n < B; n++)
+        for (int o = 0; o < OUT; o++) {
+            double acc = b[o], a = fabs(b[o]);
+            for (int i = 0; i < IN; i++) {
+                acc += (double)x[n * IN + i] * w[o * IN + i];
+                a += fabs((double)x[n * IN + i] * w[o * IN + i]);
+                rdx[n * IN + i] += (double)dy[n * OUT + o] * w[o * IN + i];
+                rdx_abs[n * IN + i] += fabs((double)dy[n * OUT + o] * w[o * IN + i]);
+                rdw[o * IN + i] += (double)dy[n * OUT + o] * x[n * IN + i];
+                rdw_abs[o * IN + i] += fabs((double)dy[n * OUT + o] * x[n * IN + i]);
+            }
+            ry[n * OUT + o] = acc;
+            ry_abs[n * OUT + o] = a;
+            rdb[o] += dy[n * OUT + o];
+            rdb_abs[o] += fabs(dy[n * OUT + o]);
+        }
+    sila_linear_forward(y, x, w, b, B, IN, OUT);
+    assert_sums(y, ry, ry_abs, B * OUT, IN + 1, 0.0, "linear out");
+    sila_linear_forward(y, x, w, NULL, B, IN, OUT);
+    for (int i = 0; i < B * OUT; i++)
+        ry[i] -= b[i % OUT];
+    assert_sums(y, ry, ry_abs, B * OUT, IN + 1, 0.0, "linear out (no bias)");
+    fill_const(dx, B * IN, NAN);
+    fill_const(dw, OUT * IN, 0.25f);
+    fill_const(db, OUT, -0.5f);
+    sila_linear_backward(dx, dw, db, dy, x, w, B, IN, OUT);
+    assert_sums(dx, rdx, rdx_abs, B * IN, OUT, 0.0, "linear din");
+    assert_sums(dw, rdw, rdw_abs, OUT * IN, B, 0.25, "linear dw");
+    assert_sums(db, rdb, rdb_abs, OUT, B, -0.5, "linear db");
+}
+END_TEST
+
+START_TEST(test_relu)
+{
+    enum { N = 64 };
+    float x[N], y[N], dy[N], dx[N];
+    fill_normal(x, N, 1.0f, 700);
+    fill_normal(dy, N, 1.0f, 701);
+    x[0] = 0.0f;
+    sila_relu_forward(y, x, N);
+    sila_relu_backward(dx, dy, y, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_float_eq(y[i], x[i] > 0.0f ? x[i] : 0.0f);
+        ck_assert_float_eq(dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
+    }
+    /* in place, both ways */
+    memcpy(y, x, sizeof x);
+    sila_relu_forward(y, y, N);
+    memcpy(dx, dy, sizeof dy);
+    sila_relu_backward(dx, dx, y, N);
+    for (int i = 0; i < N; i++) {
+        ck_assert_float_eq(y[i], x[i] > 0.0f ? x[i] : 0.0f);
+        ck_assert_float_eq(dx[i], x[i] > 0.0f ? dy[i] : 0.0f);
+    }
+}
+END_TEST
+
+/* ---- batch norm -------------------------------------------------------------------- */
+
+enum { BN_B = 4, BN_C = 3, BN_HW = 30, BN_N = BN_B * BN_C * BN_HW };
+
+/* Per-channel mean and biased variance in double. */
+static void ref_stats(const float *x, int c, double *ret_mean, double *ret_var)
+{
+    double s = 0.0, ss = 0.0;
+    for (int b = 0; b < BN_B; b++)
+        for (int i = 0; i < BN_HW; i++)
+            s += x[(b * BN_C + c) * BN_HW + i];
+    double m = s / (BN_B * BN_HW);
+    for (int b = 0; b < BN_B; b++)
+        for (int i = 0; i < BN_HW; i++) {
+            double d = x[(b * BN_C + c) * BN_HW + i] - m;
+            ss += d * d;
+        }
+    *ret_mean = m;
+    *ret_var = ss / (BN_B * BN_HW);
+}
+
+/* Channels with distinct means and spreads, far from zero mean. */
+static void bn_input(float *x, uint64_t seed)
+{
+    fill_normal(x, BN_N, 1.0f, seed);
+    for (int i = 0; i < BN_N; i++) {
+        int c = (i / BN_HW) % BN_C;
+        x[i] = 3.0f - 2.0f * c + (0.5f + c) * x[i];
+    }
+}
+
+START_TEST(test_bn_train)
+{
+    const float gamma[BN_C] = { 1.5f, 0.7f, -0.4f }, beta[BN_C] = { 0.2f, -1.0f, 0.0f };
+    const float momentum = 0.1f, eps = 1e-5f;
+    float x[BN_N], y[BN_N], inplace[BN_N], mean[BN_C], invstd[BN_C];
+    float rm[BN_C] = { 0.5f, -0.25f, 2.0f }, rv[BN_C] = { 1.0f, 3.0f, 0.5f };
+    float rm2[BN_C], rv2[BN_C], mean2[BN_C], invstd2[BN_C];
+    memcpy(rm2, rm, sizeof rm);
+    memcpy(rv2, rv, sizeof rv);
+    bn_input(x, 800);
+    sila_bn_forward_train(y, mean, invstd, rm, rv, x, gamma, beta, momentum, eps, BN_B, BN_C,
+                          BN_HW);
+    const double n = BN_B * BN_HW;
+    for (int c = 0; c < BN_C; c++) {
+        double m, v;
+        ref_stats(x, c, &m, &v);
+        ck_assert_double_le(fabs(mean[c] - m), 1e-6 * (fabs(m) + 1.0));
+        ck_assert_double_le(fabs(invstd[c] - 1.0 / sqrt(v + eps)), 1e-6 / sqrt(v + eps));
+        /* running statistics: PyTorch's update with the UNBIASED variance */
+        double want_rm = (1.0 - momentum) * (c == 0 ? 0.5 : c == 1 ? -0.25 : 2.0) + momentum * m;
+        double want_rv =
+            (1.0 - momentum) * (c == 0 ? 1.0 : c == 1 ? 3.0 : 0.5) + momentum * v * n / (n - 1);
+        ck_assert_msg(fabs(rm[c] - want_rm) <= 1e-6 * (1.0 + fabs(want_rm)),
+                      "running_mean[%d] = %.9g, want %.9g", c, rm[c], want_rm);
+        ck_assert_msg(fabs(rv[c] - want_rv) <= 1e-6 * want_rv, "running_var[%d] = %.9g, want %.9g",
+                      c, rv[c], want_rv);
+        /* the output: per-channel mean beta, biased std |gamma|·sqrt(v/(v+eps)),
+         * and each value gamma·(x-m)/sqrt(v+eps) + beta */
+        double s = 0.0, ss = 0.0;
+        for (int b = 0; b < BN_B; b++)
+            for (int i = 0; i < BN_HW; i++) {
+                int k = (b * BN_C + c) * BN_HW + i;
+                double want = gamma[c] * (x[k] - m) / sqrt(v + eps) + beta[c];
+                ck_assert_msg(fabs(y[k] - want) <= 1e-5 * (fabs(want) + fabs(gamma[c]) + 1.0),
+                              "out[%d] = %.9g, want %.9g", k, y[k], want);
+                s += y[k];
+            }
+        double ym = s / n;
+        for (int b = 0; b < BN_B; b++)
+            for (int i = 0; i < BN_HW; i++) {
+                double d = y[(b * BN_C + c) * BN_HW + i] - ym;
+                ss += d * d;
+            }
+        ck_assert_double_le(fabs(ym - beta[c]), 1e-5);
+        ck_assert_double_le(fabs(sqrt(ss / n) - fabs(gamma[c]) * sqrt(v / (v + eps))), 1e-5);
+    }
+    /* out may alias in */
+    memcpy(inplace, x, sizeof x);
+    sila_bn_forward_train(inplace, mean2, invstd2, rm2, rv2, inplace, gamma, beta, momentum, eps,
+                          BN_B, BN_C, BN_HW);
+    for (int i = 0; i < BN_N; i++)
+        ck_assert_float_eq(inplace[i], y[i]);
+}
+END_TEST
+
+START_TEST(test_bn_eval)
+{
+    const float gamma[BN_C] = { 1.5f, 0.7f, -0.4f }, beta[BN_C] = { 0.2f, -1.0f, 0.0f };
+    const float rm[BN_C] = { 0.5f, -0.25f, 2.0f }, rv[BN_C] = { 1.0f, 3.0f, 0.5f };
+    const float eps = 1e-3f;
+    float x[BN_N], y[BN_N], inplace[BN_N];
+    bn_input(x, 810);
+    sila_bn_forward_eval(y, x, gamma, beta, rm, rv, eps, BN_B, BN_C, BN_HW);
+    for (int k = 0; k < BN_N; k++) {
+        int c = (k / BN_HW) % BN_C;
+        double want = gamma[c] * (x[k] - (double)rm[c]) / sqrt((double)rv[c] + eps) + beta[c];
+        ck_assert_msg(fabs(y[k] - want) <= 1e-5 * (fabs(want) + 1.0), "out[%d] = %.9g, want %.9g",
+                      k, y[k], want);
+    }
+    memcpy(inplace, x, sizeof x);
+    sila_bn_forward_eval(inplace, inplace, gamma, beta, rm, rv, eps, BN_B, BN_C, BN_HW);
+    for (int i = 0; i < BN_N; i++)
+        ck_assert_float_eq(inplace[i], y[i]);
+}
+END_TEST
+
+START_TEST(test_bn_backward_alias)
+{
+    /* din may alias dout: the same result as separate buffers; dgamma and
+     * dbeta accumulate, against naive sums Σ dy·x̂ and Σ dy. */
+    const float gamma[BN_C] = { 1.5f, 0.7f, -0.4f }, beta[BN_C] = { 0.2f, -1.0f, 0.0f };
+    float x[BN_N], y[BN_N], dy[BN_N], dx[BN_N], alias[BN_N], mean[BN_C], invstd[BN_C];
+    float rm[BN_C] = { 0 }, rv[BN_C] = { 1, 1, 1 };
+    float dg[BN_C] = { 0.25f, 0.25f, 0.25f }, dbt[BN_C] = { -0.5f, -0.5f, -0.5f };
+    float dg2[BN_C] = { 0 }, db2[BN_C] = { 0 };
+    bn_input(x, 820);
+    fill_normal(dy, BN_N, 1.0f, 821);
+    sila_bn_forward_train(y, mean, invstd, rm, rv, x, gamma, beta, 0.1f, 1e-5f, BN_B, BN_C,
+                          BN_HW);
+    sila_bn_backward(dx, dg, dbt, dy, x, mean, invstd, gamma, BN_B, BN_C, BN_HW);
+    memcpy(alias, dy, sizeof dy);
+    sila_bn_backward(alias, dg2, db2, alias, x, mean, invstd, gamma, BN_B, BN_C, BN_HW);
+    for (int i = 0; i < BN_N; i++)
+        ck_assert_float_eq(alias[i], dx[i]);
+    for (int c = 0; c < BN_C; c++) {
+        double m, v, sg = 0.0, sb = 0.0, ag = 0.0, ab = 0.0;
+        ref_stats(x, c, &m, &v);
+        for (int b = 0; b < BN_B; b++)
+            for (int i = 0; i < BN_HW; i++) {
+                int k = (b * BN_C + c) * BN_HW + i;
+                double xh = (x[k] - m) / sqrt(v + 1e-5);
+                sg += dy[k] * xh;
+                ag += fabs(dy[k] * xh);
+                sb += dy[k];
+                ab += fabs(dy[k]);
+            }
+        ck_assert_double_le(fabs(dg[c] - 0.25 - sg), 1e-5 * ag + 1e-6);
+        ck_assert_double_le(fabs(dbt[c] + 0.5 - sb), 1e-5 * ab + 1e-6);
+        ck_assert_float_eq(dg2[c] + 0.25f, dg[c]);
+    }
+}
+END_TEST
+
+/* ---- dropout and drop-path ------------------------------------------------------- */
+
+static const float drop_ps[] = { 0.1f, 0.3f, 0.5f, 0.9f };
+
+START_TEST(test_dropout)
+{
+    enum { N = 200000 };
+    const float p = drop_ps[_i];
+    float *x = falloc(N), *y = falloc(N), *mask = falloc(N), *dy = falloc(N), *dx = falloc(N);
+    fill_normal(x, N, 1.0f, 900);
+    fill_normal(dy, N, 1.0f, 901);
+    struct sila_rng r;
+    sila_rng_seed(&r, 902 + (uint64_t)_i, 0);
+    sila_dropout_forward(y, mask, x, N, p, &r);
+    const double keep = 1.0 / (1.0 - p);
+    size_t kept = 0;
+    for (size_t i = 0; i < N; i++) {
+        ck_assert_msg(mask[i] == 0.0f || fabs(mask[i] - keep) <= 2 * U32 * keep, "mask[%zu] = %g",
+                      i, mask[i]);
+        double want = mask[i] == 0.0f ? 0.0 : x[i] * keep;
+        ck_assert_msg(fabs(y[i] - want) <= 4 * U32 * fabs(want), "out[%zu] = %g, want %g", i,
+                      y[i], want);
+        kept += mask[i] != 0.0f;
+    }
+    double frac = (double)kept / N, sd = sqrt(p * (1.0 - p) / N);
+    ck_assert_msg(fabs(frac - (1.0 - p)) <= 5 * sd, "kept %.5f, want %.5f ± %.5f", frac, 1.0 - p,
+                  5 * sd);
+    /* backward: dout times the mask; in place */
+    sila_dropout_backward(dx, dy, mask, N);
+    for (size_t i = 0; i < N; i++)
+        ck_assert_float_eq(dx[i], dy[i] * mask[i]);
+    sila_dropout_backward(dy, dy, mask, N);
+    ck_assert_mem_eq(dy, dx, sizeof *dx * N);
+    /* same seed, same mask, even in place; another seed, another mask */
+    float *y2 = falloc(N), *mask2 = falloc(N);
+    memcpy(y2, x, sizeof *x * N);
+    sila_rng_seed(&r, 902 + (uint64_t)_i, 0);
+    sila_dropout_forward(y2, mask2, y2, N, p, &r);
+    ck_assert_mem_eq(mask2, mask, sizeof *mask * N);
+    ck_assert_mem_eq(y2, y, sizeof *y * N);
+    sila_rng_seed(&r, 999, 0);
+    sila_dropout_forward(y2, mask2, x, N, p, &r);
+    ck_assert_int_ne(memcmp(mask2, mask, sizeof *mask * N), 0);
+    free(x), free(y), free(mask), free(dy), free(dx), free(y2), free(mask2);
+}
+END_TEST
+
+START_TEST(test_dropout_p0)
+{
+    enum { N = 1000 };
+    float x[N], y[N], mask[N];
+    fill_normal(x, N, 1.0f, 910);
+    struct sila_rng r;
+    sila_rng_seed(&r, 911, 0);
+    sila_dropout_forward(y, mask, x, N, 0.0f, &r);
+    ck_assert_mem_eq(y, x, sizeof x);
+}
+END_TEST
+
+START_TEST(test_droppath)
+{
+    enum { B = 4000, PER = 6 };
+    const float p = drop_ps[_i];
+    float *x = falloc(B * PER), *y = falloc(B * PER), *dy = falloc(B * PER), *dx = falloc(B * PER);
+    float keep[B];
+    fill_normal(x, B * PER, 1.0f, 920);
+    fill_normal(dy, B * PER, 1.0f, 921);
+    struct sila_rng r;
+    sila_rng_seed(&r, 922 + (uint64_t)_i, 0);
+    sila_droppath_forward(y, keep, x, B, PER, p, &r);
+    const double scale = 1.0 / (1.0 - p);
+    int kept = 0;
+    for (int b = 0; b < B; b++) {
+        ck_assert(keep[b] == 0.0f || fabs(keep[b] - scale) <= 2 * U32 * scale);
+        kept += keep[b] != 0.0f;
+        /* the whole sample is dropped or kept and scaled */
+        for (int i = 0; i < PER; i++) {
+            double want = keep[b] == 0.0f ? 0.0 : x[b * PER + i] * scale;
+            ck_assert_msg(fabs(y[b * PER + i] - want) <= 4 * U32 * fabs(want),
+                          "sample %d [%d] = %g, want %g", b, i, y[b * PER + i], want);
+        }
+    }
+    double frac = (double)kept / B, sd = sqrt(p * (1.0 - p) / B);
+    ck_assert_msg(fabs(frac - (1.0 - p)) <= 5 * sd, "kept %.4f, want %.4f ± %.4f", frac, 1.0 - p,
+                  5 * sd);
+    sila_droppath_backward(dx, dy, keep, B, PER);
+    for (int i = 0; i < B * PER; i++)
+        ck_assert_float_eq(dx[i], dy[i] * keep[i / PER]);
+    free(x), free(y), free(dy), free(dx);
+}
+END_TEST
+
+/* ---- nets in eval mode ------------------------------------------------------------ */
+
+struct bound_net {
+    struct sila_net *net;
+    float *params, *grads, *buffers;
+    size_t np, nb;
+};
+
+static void open_net(struct bound_net *bn, const struct sila_layer_spec *specs, int n,
+                     struct sila_shape in, int max_batch)
+{
+    struct sila_err err = { { 0 } };
+    int r = sila_net_new(&bn->net, specs, n, in, max_batch, &err);
+    ck_assert_msg(r == 0, "sila_net_new: %d %s", r, err.msg);
+    bn->np = sila_net_param_count(bn->net);
+    bn->nb = sila_net_buffer_count(bn->net);
+    bn->params = falloc(bn->np);
+    bn->grads = falloc(bn->np);
+    bn->buffers = falloc(bn->nb);
+    sila_net_bind(bn->net, bn->params, bn->grads, bn->buffers);
+}
+
+static void close_net(struct bound_net *bn)
+{
+    sila_net_free(bn->net);
+    free(bn->params), free(bn->grads), free(bn->buffers);
+}
+
+static struct sila_layer_spec spec(enum sila_layer_kind kind, int out, float p)
+{
+    struct sila_layer_spec s = sila_layer_spec_default(kind);
+    s.out = out;
+    s.p = p;
+    return s;
+}
+
+START_TEST(test_net_eval_deterministic)
+{
+    /* The same net with and without its dropout/drop-path: identical
+     * parameter layouts, and identical eval outputs, whatever the rng (even
+     * NULL), while the running statistics stay untouched. */
+    struct sila_layer_spec conv = spec(SILA_LAYER_CONV2D, 4, 0.0f);
+    conv.pad = 1;
+    struct sila_layer_spec down = spec(SILA_LAYER_BLOCK, 6, 0.3f), down0 = down;
+    down.stride = down0.stride = 2;
+    down0.p = 0.0f;
+    const struct sila_layer_spec with[] = {
+        conv,
+        spec(SILA_LAYER_BATCHNORM, 0, 0.0f),
+        spec(SILA_LAYER_RELU, 0, 0.0f),
+        spec(SILA_LAYER_DROPOUT, 0, 0.5f),
+        spec(SILA_LAYER_BLOCK, 4, 0.3f),
+        down,
+        spec(SILA_LAYER_DROPPATH, 0, 0.4f),
+        spec(SILA_LAYER_GAP, 0, 0.0f),
+        spec(SILA_LAYER_FLATTEN, 0, 0.0f),
+        spec(SILA_LAYER_LINEAR, 5, 0.0f),
+        spec(SILA_LAYER_DROPOUT, 0, 0.4f),
+    };
+    const struct sila_layer_spec without[] = {
+        with[0], with[1], with[2], spec(SILA_LAYER_BLOCK, 4, 0.0f), down0, with[7], with[8], with[9],
+    };
+    enum { B = 3 };
+    const struct sila_shape in = { 3, 6, 6 };
+    struct bound_net a, b;
+    open_net(&a, with, 11, in, B);
+    open_net(&b, without, 8, in, B);
+    ck_assert_uint_eq(a.np, b.np);
+    ck_assert_uint_eq(a.nb, b.nb);
+    struct sila_rng r;
+    sila_rng_seed(&r, 1000, 0);
+    sila_net_init_params(a.net, &r);
+    float x[B * 3 * 6 * 6];
+    fill_normal(x, B * 3 * 6 * 6, 1.0f, 1001);
+    for (int i = 0; i < 3; i++) /* move the running statistics off 0 and 1 */
+        sila_net_forward(a.net, x, B, true, &r);
+    memcpy(b.params, a.params, sizeof *a.params * a.np);
+    memcpy(b.buffers, a.buffers, sizeof *a.buffers * a.nb);
+    float *saved = falloc(a.nb);
+    memcpy(saved, a.buffers, sizeof *saved * a.nb);
+
+    const size_t ny = B * 5;
+    float ya[B * 5], yb[B * 5], y2[B * 5];
+    memcpy(yb, sila_net_forward(b.net, x, B, false, NULL), sizeof yb);
+    sila_rng_seed(&r, 1, 0);
+    memcpy(ya, sila_net_forward(a.net, x, B, false, &r), sizeof ya);
+    sila_rng_seed(&r, 2, 0);
+    memcpy(y2, sila_net_forward(a.net, x, B, false, &r), sizeof y2);
+    ck_assert_mem_eq(ya, y2, sizeof ya);
+    ck_assert_mem_eq(ya, yb, sizeof ya);
+    memcpy(y2, sila_net_forward(a.net, x, B, false, NULL), sizeof y2);
+    ck_assert_mem_eq(ya, y2, sizeof ya);
+    ck_assert_mem_eq(a.buffers, saved, sizeof *saved * a.nb);
+    /* and train mode does draw masks: two seeds, two outputs */
+    sila_rng_seed(&r, 1, 0);
+    memcpy(y2, sila_net_forward(a.net, x, B, true, &r), sizeof y2);
+    sila_rng_seed(&r, 2, 0);
+    const float *y3 = sila_net_forward(a.net, x, B, true, &r);
+    ck_assert_int_ne(memcmp(y2, y3, sizeof *y3 * ny), 0);
+    free(saved);
+    close_net(&a);
+    close_net(&b);
+}
+END_TEST
+
+START_TEST(test_net_bn_running_stats)
+{
+    /* A batch-norm net: three train batches update the running statistics
+     * as PyTorch does (momentum 0.2, unbiased variance); eval then uses them. */
+    struct sila_layer_spec bn = spec(SILA_LAYER_BATCHNORM, 0, 0.0f);
+    bn.bn_momentum = 0.2f;
+    bn.bn_eps = 1e-4f;
+    const struct sila_shape in = { BN_C, 5, 6 };
+    struct bound_net net;
+    open_net(&net, &bn, 1, in, BN_B);
+    ck_assert_uint_eq(net.np, 2 * BN_C);
+    ck_assert_uint_eq(net.nb, 2 * BN_C);
+    struct sila_rng r;
+    sila_rng_seed(&r, 1100, 0);
+    sila_net_init_params(net.net, &r);
+    size_t g_off = 0, b_off = 0, m_off = 0, v_off = 0;
+    for (int i = 0; i < sila_net_tensor_count(net.net); i++) {
+        const struct sila_tensor *t = sila_net_tensor(net.net, i);
+        size_t *off = t->role == SILA_TENSOR_BN_GAMMA  ? &g_off
+                      : t->role == SILA_TENSOR_BN_BETA ? &b_off
+                      : t->role == SILA_TENSOR_RUNNING_MEAN ? &m_off
+                                                             : &v_off;
+        *off = t->offset;
+    }
+    for (int c = 0; c < BN_C; c++) { /* PyTorch's initial values */
+        ck_assert_float_eq(net.params[g_off + c], 1.0f);
+        ck_assert_float_eq(net.params[b_off + c], 0.0f);
+        ck_assert_float_eq(net.buffers[m_off + c], 0.0f);
+        ck_assert_float_eq(net.buffers[v_off + c], 1.0f);
+        net.params[g_off + c] = 0.5f + c;
+        net.params[b_off + c] = 1.0f - c;
+    }
+    double rm[BN_C] = { 0, 0, 0 }, rv[BN_C] = { 1, 1, 1 };
+    const double n = BN_B * BN_HW;
+    float x[BN_N];
+    for (int step = 0; step < 3; step++) {
+        bn_input(x, 1101 + (uint64_t)step);
+        sila_net_forward(net.net, x, BN_B, true, NULL);
+        for (int c = 0; c < BN_C; c++) {
+            double m, v;
+            ref_stats(x, c, &m, &v);
+            rm[c] = 0.8 * rm[c] + 0.2 * m;
+            rv[c] = 0.8 * rv[c] + 0.2 * v * n / (n - 1);
+        }
+    }
+    for (int c = 0; c < BN_C; c++) {
+        ck_assert_msg(fabs(net.buffers[m_off + c] - rm[c]) <= 1e-5 * (1.0 + fabs(rm[c])),
+                      "running_mean[%d] = %.9g, want %.9g", c, net.buffers[m_off + c], rm[c]);
+        ck_assert_msg(fabs(net.buffers[v_off + c] - rv[c]) <= 1e-5 * rv[c],
+                      "running_var[%d] = %.9g, want %.9g", c, net.buffers[v_off + c], rv[c]);
+    }
+    bn_input(x, 1200);
+    const float *y = sila_net_forward(net.net, x, BN_B, false, NULL);
+    for (int k = 0; k < BN_N; k++) {
+        int c = (k / BN_HW) % BN_C;
+        double want = (0.5 + c) * (x[k] - rm[c]) / sqrt(rv[c] + 1e-4) + (1.0 - c);
+        ck_assert_msg(fabs(y[k] - want) <= 1e-4 * (fabs(want) + 1.0), "eval out[%d] = %.9g, want %.9g",
+                      k, y[k], want);
+    }
+    close_net(&net);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("kernels");
+    tcase_set_timeout(tc, 60); /* test_conv_chunked takes ~1 s, minutes under valgrind */
+    tcase_add_test(tc, test_conv_geom);
+    tcase_add_loop_test(tc, test_conv_small, 0, (int)(sizeof conv_cases / sizeof conv_cases[0]));
+    tcase_add_loop_test(tc, test_conv_chunked, 0,
+                        (int)(sizeof chunked_cases / sizeof chunked_cases[0]));
+    tcase_add_test(tc, test_pool_geom);
+    tcase_add_loop_test(tc, test_maxpool, 0, (int)(sizeof pool_cases / sizeof pool_cases[0]));
+    tcase_add_loop_test(tc, test_avgpool, 0, (int)(sizeof pool_cases / sizeof pool_cases[0]));
+    tcase_add_test(tc, test_avgpool_counts_padding);
+    tcase_add_test(tc, test_gap);
+    tcase_add_test(tc, test_linear);
+    tcase_add_test(tc, test_relu);
+    tcase_add_test(tc, test_bn_train);
+    tcase_add_test(tc, test_bn_eval);
+    tcase_add_test(tc, test_bn_backward_alias);
+    tcase_add_loop_test(tc, test_dropout, 0, 4);
+    tcase_add_test(tc, test_dropout_p0);
+    tcase_add_loop_test(tc, test_droppath, 0, 4);
+    tcase_add_test(tc, test_net_eval_deterministic);
+    tcase_add_test(tc, test_net_bn_running_stats);
+    suite_add_tcase(s, tc);
+    return s;
+}
