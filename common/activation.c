@@ -9,8 +9,10 @@ void sila_relu_forward(float *out, const float *in, size_t n)
 
 void sila_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float g = dout[i]; /* loaded unconditionally, so the select vectorises */
+        din[i] = out[i] > 0.0f ? g : 0.0f;
+    }
 }
 
 void sila_dropout_forward(float *out, float *mask, const float *in, size_t n, float p,

@@ -1,28 +1,79 @@
 /* Batch normalisation over (B, H, W) for each channel (see kernels.h).
- * Statistics are accumulated in double: a channel can hold 10^5 values. */
+ * Sums run per sample plane in float over 8 independent lanes (one vector
+ * register, fixed order, so results do not depend on the compiler), and
+ * across planes in double: a channel can hold 10^5 values. */
 #include <math.h>
 
 #include "kernels.h"
+
+#define LANES 8
+
+/* Σ x[i] for i < n. */
+static double plane_sum(const float *x, int n)
+{
+    float acc[LANES] = { 0 };
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += x[i + j];
+    double s = 0.0;
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}
+
+/* Σ (x[i] - mean)² for i < n. */
+static double plane_sq_dev(const float *x, int n, float mean)
+{
+    float acc[LANES] = { 0 };
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            float d = x[i + j] - mean;
+            acc[j] += d * d;
+        }
+    double s = 0.0;
+    for (int j = 0; j < LANES; j++)
+        s += acc[j];
+    for (; i < n; i++)
+        s += (double)(x[i] - mean) * (x[i] - mean);
+    return s;
+}
+
+/* Σ dy[i] and Σ dy[i]·x̂[i] with x̂ = (x - mean)·invstd, added to the sums. */
+static void plane_grad_sums(const float *dy, const float *x, int n, float mean, float invstd,
+                            double *sum_dy, double *sum_dy_xhat)
+{
+    float a[LANES] = { 0 }, b[LANES] = { 0 };
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            a[j] += dy[i + j];
+            b[j] += dy[i + j] * ((x[i + j] - mean) * invstd);
+        }
+    for (int j = 0; j < LANES; j++) {
+        *sum_dy += a[j];
+        *sum_dy_xhat += b[j];
+    }
+    for (; i < n; i++) {
+        *sum_dy += dy[i];
+        *sum_dy_xhat += dy[i] * ((x[i] - mean) * invstd);
+    }
+}
 
 /* Mean and biased variance of channel c over the batch. */
 static void channel_stats(const float *in, int B, int C, int HW, int c, double *ret_mean,
                           double *ret_var)
 {
-    double sum = 0.0, sq = 0.0;
-    for (int b = 0; b < B; b++) {
-        const float *x = in + ((size_t)b * C + c) * HW;
-        for (int i = 0; i < HW; i++)
-            sum += x[i];
-    }
-    double n = (double)B * HW, mean = sum / n;
-    for (int b = 0; b < B; b++) {
-        const float *x = in + ((size_t)b * C + c) * HW;
-        for (int i = 0; i < HW; i++) {
-            double d = x[i] - mean;
-            sq += d * d;
-        }
-    }
-    *ret_mean = mean;
+    double sum = 0.0, sq = 0.0, n = (double)B * HW;
+    for (int b = 0; b < B; b++)
+        sum += plane_sum(in + ((size_t)b * C + c) * HW, HW);
+    float mean = (float)(sum / n);
+    for (int b = 0; b < B; b++)
+        sq += plane_sq_dev(in + ((size_t)b * C + c) * HW, HW, mean);
+    *ret_mean = sum / n;
     *ret_var = sq / n;
 }
 
@@ -75,11 +126,7 @@ void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * HW;
-            for (int i = 0; i < HW; i++) {
-                double xhat = (in[off + i] - mean[c]) * invstd[c];
-                sum_dy += dout[off + i];
-                sum_dy_xhat += dout[off + i] * xhat;
-            }
+            plane_grad_sums(dout + off, in + off, HW, mean[c], invstd[c], &sum_dy, &sum_dy_xhat);
         }
         dgamma[c] += (float)sum_dy_xhat;
         dbeta[c] += (float)sum_dy;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <zlib.h>
 
 #include "sila.pb-c.h"
@@ -419,4 +420,28 @@ void sila_model_fini(struct sila_model *m)
     free(m->params);
     free(m->buffers);
     memset(m, 0, sizeof *m);
+}
+
+void sila_weights_sha256(const struct sila_net *net, const float *params, const float *buffers,
+                         char hex[65])
+{
+    crypto_hash_sha256_state st;
+    unsigned char digest[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_init(&st);
+    for (int i = 0; i < sila_net_tensor_count(net); i++) {
+        const struct sila_tensor *t = sila_net_tensor(net, i);
+        const float *x = (sila_tensor_is_buffer(t) ? buffers : params) + t->offset;
+        uint8_t le[4096];
+        for (size_t j = 0; j < t->n;) {
+            size_t used = 0;
+            for (; j < t->n && used < sizeof le; j++, used += 4) {
+                uint32_t bits;
+                memcpy(&bits, &x[j], sizeof bits);
+                put_le32(le + used, bits);
+            }
+            crypto_hash_sha256_update(&st, le, used);
+        }
+    }
+    crypto_hash_sha256_final(&st, digest);
+    sodium_bin2hex(hex, 65, digest, sizeof digest);
 }

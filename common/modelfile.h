@@ -50,6 +50,13 @@ int sila_model_save(const char *path, const struct sila_net *net, const float *p
  * invalid content, the message naming the path and what is wrong. */
 int sila_model_load(struct sila_model *m, const char *path, int max_batch, struct sila_err *err);
 
+/* SHA-256 of the weights alone, as 64 hex digits and a NUL in hex: every
+ * tensor's float32 values (parameters and running statistics) in tensor
+ * order, as little-endian bytes. Names, provenance and timestamps do not
+ * enter it, so two runs that computed the same weights share it. */
+void sila_weights_sha256(const struct sila_net *net, const float *params, const float *buffers,
+                         char hex[65]);
+
 /* Frees what m owns and zeroes it; safe on a zeroed model. */
 void sila_model_fini(struct sila_model *m);
 

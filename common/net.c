@@ -129,6 +129,11 @@ const struct sila_layer_spec *sila_net_layer_spec(const struct sila_net *net, in
     return &net->specs[i];
 }
 
+struct sila_shape sila_net_layer_out_shape(const struct sila_net *net, int i)
+{
+    return net->layers[i].out;
+}
+
 int sila_net_tensor_count(const struct sila_net *net)
 {
     return net->bld.ntensors;

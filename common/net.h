@@ -129,6 +129,8 @@ struct sila_shape sila_net_out_shape(const struct sila_net *net);
 int sila_net_max_batch(const struct sila_net *net);
 int sila_net_layer_count(const struct sila_net *net);
 const struct sila_layer_spec *sila_net_layer_spec(const struct sila_net *net, int i);
+/* Output shape of layer i. */
+struct sila_shape sila_net_layer_out_shape(const struct sila_net *net, int i);
 int sila_net_tensor_count(const struct sila_net *net);
 const struct sila_tensor *sila_net_tensor(const struct sila_net *net, int i);
 

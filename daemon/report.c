@@ -70,6 +70,20 @@ static void format_losses(struct report *r, char *buf, size_t len)
     }
 }
 
+#define BAR_WIDTH 24
+
+/* "[=========>      ] " for a fraction in [0, 1]; bar holds BAR_WIDTH + 4. */
+static void format_bar(char *bar, double frac)
+{
+    int done = (int)(frac * BAR_WIDTH);
+    bar[0] = '[';
+    for (int i = 0; i < BAR_WIDTH; i++)
+        bar[1 + i] = i < done ? '=' : (i == done ? '>' : ' ');
+    bar[BAR_WIDTH + 1] = ']';
+    bar[BAR_WIDTH + 2] = ' ';
+    bar[BAR_WIDTH + 3] = 0;
+}
+
 static void write_step_record(struct report *r, int epoch, uint64_t step, float lr, double rate)
 {
     fprintf(r->metrics, "{\"type\":\"step\",\"epoch\":%d,\"step\":%llu,\"lr\":%.6g,"
@@ -103,8 +117,11 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
     if (step % LOG_EVERY == 0 || epoch_end)
         write_step_record(r, epoch, step, lr, rate);
     if (now - r->last_print >= (r->tty ? 0.5 : 10.0) || epoch_end) {
-        printf("%sepoch %d/%d step %llu/%llu  loss [%s]  %.0f samples/s  ETA %s%s",
-               r->tty ? "\r\033[K" : "", epoch + 1, r->epochs,
+        char bar[BAR_WIDTH + 4] = "";
+        if (r->tty)
+            format_bar(bar, (double)step / total);
+        printf("%s%sepoch %d/%d step %llu/%llu  loss [%s]  %.0f samples/s  ETA %s%s",
+               r->tty ? "\r\033[K" : "", bar, epoch + 1, r->epochs,
                (unsigned long long)step_in_epoch + 1, (unsigned long long)r->steps_per_epoch,
                losses, rate, eta, r->tty && !epoch_end ? "" : "\n");
         fflush(stdout);

@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libprotobuf-c-dev
-protobuf-c-compiler libopenblas-dev check libinih-dev zlib1g-dev dataset-fashion-mnist"
+protobuf-c-compiler libopenblas-dev check libinih-dev zlib1g-dev libsodium-dev dataset-fashion-mnist"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2

@@ -1,0 +1,311 @@
+/* silactl eval and inspect (see ctl_model.h): evaluate a saved model on a
+ * test split, and describe one. */
+#include "ctl_model.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "loss.h"
+#include "modelfile.h"
+
+#define EVAL_BATCH 256
+
+static const char *const fmnist_names[10] = { "T-shirt/top", "Trouser", "Pullover", "Dress",
+                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                              "Bag",         "Ankle boot" };
+static const char *const cifar10_names[10] = { "airplane", "automobile", "bird",  "cat",  "deer",
+                                               "dog",      "frog",       "horse", "ship", "truck" };
+
+static const char *class_name(enum sila_dataset_kind kind, int c)
+{
+    if (kind == SILA_DATASET_FMNIST && c < 10)
+        return fmnist_names[c];
+    if (kind == SILA_DATASET_CIFAR10 && c < 10)
+        return cifar10_names[c];
+    return NULL;
+}
+
+/* Writes s as a JSON string. */
+static void json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+struct eval_opts {
+    const char *model;
+    const char *data; /* KIND:DIR or NULL */
+    int json;
+};
+
+static int parse_eval(int argc, char **argv, struct eval_opts *o)
+{
+    static const struct option longopts[] = { { "data", required_argument, NULL, 'd' },
+                                              { "json", no_argument, NULL, 'j' },
+                                              { 0 } };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'd')
+            o->data = optarg;
+        else if (c == 'j')
+            o->json = 1;
+        else
+            return -1;
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "usage: silactl eval MODEL [--data KIND:DIR] [--json]\n");
+        return -1;
+    }
+    o->model = argv[optind];
+    return 0;
+}
+
+/* The test split named by --data, or by the model's provenance. */
+static int open_test_split(const struct eval_opts *o, const struct sila_model *m,
+                           struct sila_dataset *ds, enum sila_dataset_kind *ret_kind)
+{
+    char kind_name[32];
+    const char *dir;
+    if (o->data) {
+        const char *colon = strchr(o->data, ':');
+        if (!colon || colon == o->data || (size_t)(colon - o->data) >= sizeof kind_name) {
+            fprintf(stderr, "silactl: --data needs KIND:DIR, e.g. fmnist:/usr/share/datasets/"
+                            "fashion-mnist, got '%s'\n", o->data);
+            return -1;
+        }
+        snprintf(kind_name, sizeof kind_name, "%.*s", (int)(colon - o->data), o->data);
+        dir = colon + 1;
+    } else {
+        snprintf(kind_name, sizeof kind_name, "%s", m->info.dataset_kind);
+        dir = m->info.dataset_path;
+    }
+    if (sila_dataset_kind_parse(kind_name, ret_kind)) {
+        fprintf(stderr, "silactl: unknown dataset kind '%s' (mnist, fmnist, cifar10, cifar100)%s\n",
+                kind_name, o->data ? "" : "; pass --data KIND:DIR");
+        return -1;
+    }
+    struct sila_err err = { "" };
+    if (sila_dataset_open(ds, *ret_kind, dir, false, &err)) {
+        fprintf(stderr, "silactl: %s\n", err.msg);
+        return -1;
+    }
+    struct sila_shape in = sila_net_in_shape(m->net);
+    if (ds->c != in.c || ds->h != in.h || ds->w != in.w || ds->nclasses != m->num_classes) {
+        fprintf(stderr, "silactl: %s takes %dx%dx%d inputs and %d classes, the dataset has "
+                        "%dx%dx%d and %d\n", o->model, in.c, in.h, in.w, m->num_classes, ds->c,
+                ds->h, ds->w, ds->nclasses);
+        sila_dataset_fini(ds);
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills confusion[true * C + predicted] over the whole split. */
+static int run_eval(struct sila_model *m, const struct sila_dataset *ds,
+                    enum sila_dataset_kind kind, long *confusion)
+{
+    size_t in = sila_shape_size(sila_net_in_shape(m->net));
+    int C = m->num_classes;
+    float *x = malloc(sizeof *x * in * EVAL_BATCH);
+    int32_t *labels = malloc(sizeof *labels * EVAL_BATCH);
+    uint32_t idx[EVAL_BATCH];
+    struct sila_norm norm = sila_dataset_default_norm(kind);
+    if (!x || !labels) {
+        free(x), free(labels);
+        fprintf(stderr, "silactl: out of memory\n");
+        return -1;
+    }
+    for (uint32_t s = 0; s < ds->n; s += EVAL_BATCH) {
+        int nb = ds->n - s < EVAL_BATCH ? (int)(ds->n - s) : EVAL_BATCH;
+        for (int i = 0; i < nb; i++)
+            idx[i] = s + (uint32_t)i;
+        sila_dataset_batch(ds, idx, nb, &norm, NULL, NULL, x, labels);
+        const float *logits = sila_net_forward(m->net, x, nb, false, NULL);
+        for (int i = 0; i < nb; i++) {
+            int best = 0;
+            for (int c = 1; c < C; c++)
+                if (logits[(size_t)i * C + c] > logits[(size_t)i * C + best])
+                    best = c;
+            confusion[labels[i] * C + best]++;
+        }
+    }
+    free(x);
+    free(labels);
+    return 0;
+}
+
+static void print_eval_text(const struct eval_opts *o, const struct sila_dataset *ds,
+                            enum sila_dataset_kind kind, int C, const long *conf)
+{
+    long correct = 0;
+    for (int c = 0; c < C; c++)
+        correct += conf[c * C + c];
+    printf("%s on %s test split: %ld/%u correct, accuracy %.2f%%\n\n", o->model,
+           sila_dataset_kind_name(kind), correct, ds->n, 100.0 * correct / ds->n);
+    printf("%-5s %-12s %8s %9s\n", "class", "name", "samples", "accuracy");
+    for (int c = 0; c < C; c++) {
+        long n = 0;
+        for (int p = 0; p < C; p++)
+            n += conf[c * C + p];
+        const char *name = class_name(kind, c);
+        printf("%-5d %-12s %8ld %8.2f%%\n", c, name ? name : "", n,
+               n ? 100.0 * conf[c * C + c] / n : 0.0);
+    }
+    if (C > 20)
+        return;
+    printf("\nconfusion matrix (rows: true class, columns: predicted)\n      ");
+    for (int p = 0; p < C; p++)
+        printf("%6d", p);
+    printf("\n");
+    for (int c = 0; c < C; c++) {
+        printf("%6d", c);
+        for (int p = 0; p < C; p++)
+            printf("%6ld", conf[c * C + p]);
+        printf("\n");
+    }
+}
+
+static void print_eval_json(const struct eval_opts *o, const struct sila_dataset *ds,
+                            enum sila_dataset_kind kind, int C, const long *conf)
+{
+    long correct = 0;
+    for (int c = 0; c < C; c++)
+        correct += conf[c * C + c];
+    printf("{\"model\":");
+    json_str(stdout, o->model);
+    printf(",\"dataset\":\"%s\",\"samples\":%u,\"correct\":%ld,\"accuracy\":%.6f,"
+           "\"per_class\":[", sila_dataset_kind_name(kind), ds->n, correct,
+           (double)correct / ds->n);
+    for (int c = 0; c < C; c++) {
+        long n = 0;
+        for (int p = 0; p < C; p++)
+            n += conf[c * C + p];
+        printf("%s%.6f", c ? "," : "", n ? (double)conf[c * C + c] / n : 0.0);
+    }
+    printf("],\"confusion\":[");
+    for (int c = 0; c < C; c++) {
+        printf("%s[", c ? "," : "");
+        for (int p = 0; p < C; p++)
+            printf("%s%ld", p ? "," : "", conf[c * C + p]);
+        printf("]");
+    }
+    printf("]}\n");
+}
+
+int ctl_eval(int argc, char **argv)
+{
+    struct eval_opts o = { 0 };
+    if (parse_eval(argc, argv, &o))
+        return 2;
+    struct sila_model m;
+    struct sila_err err = { "" };
+    if (sila_model_load(&m, o.model, EVAL_BATCH, &err)) {
+        fprintf(stderr, "silactl: %s\n", err.msg);
+        return 1;
+    }
+    struct sila_dataset ds = { 0 };
+    enum sila_dataset_kind kind;
+    int status = 1;
+    long *conf = calloc((size_t)m.num_classes * m.num_classes, sizeof *conf);
+    if (conf && open_test_split(&o, &m, &ds, &kind) == 0 && run_eval(&m, &ds, kind, conf) == 0) {
+        (o.json ? print_eval_json : print_eval_text)(&o, &ds, kind, m.num_classes, conf);
+        status = 0;
+    }
+    free(conf);
+    sila_dataset_fini(&ds);
+    sila_model_fini(&m);
+    return status;
+}
+
+/* ---- inspect ----------------------------------------------------------- */
+
+static void print_inspect_text(const char *path, const struct sila_model *m, const char *sha)
+{
+    const struct sila_model_info *i = &m->info;
+    struct sila_shape in = sila_net_in_shape(m->net);
+    printf("model      %s\njob        %s\nalgorithm  %s\nseed       %llu\nepochs     %d\n"
+           "accuracy   %.2f%%\ndataset    %s (%s)\ncreated    %s\nsila       %s\n",
+           path, i->job, i->algorithm, (unsigned long long)i->seed, i->epochs,
+           100.0 * i->accuracy, i->dataset_kind, i->dataset_path, i->created, i->sila_version);
+    printf("parameters %zu (+ %zu running statistics)\nweights_sha256 %s\n\n",
+           sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha);
+    printf("%-5s %-10s %s\n", "layer", "kind", "output");
+    printf("%-5s %-10s %dx%dx%d\n", "in", "", in.c, in.h, in.w);
+    for (int l = 0; l < sila_net_layer_count(m->net); l++) {
+        struct sila_shape s = sila_net_layer_out_shape(m->net, l);
+        printf("%-5d %-10s %dx%dx%d\n", l, sila_layer_kind_name(sila_net_layer_spec(m->net, l)->kind),
+               s.c, s.h, s.w);
+    }
+}
+
+static void print_inspect_json(const char *path, const struct sila_model *m, const char *sha)
+{
+    const struct sila_model_info *i = &m->info;
+    struct sila_shape in = sila_net_in_shape(m->net);
+    printf("{\"model\":");
+    json_str(stdout, path);
+    printf(",\"job\":");
+    json_str(stdout, i->job);
+    printf(",\"algorithm\":");
+    json_str(stdout, i->algorithm);
+    printf(",\"seed\":%llu,\"epochs\":%d,\"accuracy\":%.6f,\"dataset\":",
+           (unsigned long long)i->seed, i->epochs, i->accuracy);
+    json_str(stdout, i->dataset_kind);
+    printf(",\"dataset_path\":");
+    json_str(stdout, i->dataset_path);
+    printf(",\"created\":");
+    json_str(stdout, i->created);
+    printf(",\"sila_version\":");
+    json_str(stdout, i->sila_version);
+    printf(",\"parameters\":%zu,\"buffers\":%zu,\"weights_sha256\":\"%s\",\"input\":[%d,%d,%d],"
+           "\"layers\":[", sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha,
+           in.c, in.h, in.w);
+    for (int l = 0; l < sila_net_layer_count(m->net); l++) {
+        struct sila_shape s = sila_net_layer_out_shape(m->net, l);
+        printf("%s{\"kind\":\"%s\",\"output\":[%d,%d,%d]}", l ? "," : "",
+               sila_layer_kind_name(sila_net_layer_spec(m->net, l)->kind), s.c, s.h, s.w);
+    }
+    printf("]}\n");
+}
+
+int ctl_inspect(int argc, char **argv)
+{
+    int json = 0;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0)
+            json = 1;
+        else if (!path && argv[i][0] != '-')
+            path = argv[i];
+        else
+            path = NULL, i = argc;
+    }
+    if (!path) {
+        fprintf(stderr, "usage: silactl inspect MODEL [--json]\n");
+        return 2;
+    }
+    struct sila_model m;
+    struct sila_err err = { "" };
+    if (sila_model_load(&m, path, 1, &err)) {
+        fprintf(stderr, "silactl: %s\n", err.msg);
+        return 1;
+    }
+    char sha[65];
+    sila_weights_sha256(m.net, m.params, m.buffers, sha);
+    (json ? print_inspect_json : print_inspect_text)(path, &m, sha);
+    sila_model_fini(&m);
+    return 0;
+}
