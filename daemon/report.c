@@ -42,8 +42,10 @@ void report_step_loss(struct report *r, int k, double loss)
 {
     if (isnan(loss))
         return;
-    r->loss_sum[k] += loss;
-    r->loss_n[k]++;
+    r->print_win.sum[k] += loss;
+    r->print_win.n[k]++;
+    r->log_win.sum[k] += loss;
+    r->log_win.n[k]++;
 }
 
 static void format_duration(char *buf, size_t len, double s)
@@ -57,15 +59,16 @@ static void format_duration(char *buf, size_t len, double s)
         snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
 }
 
-/* Mean losses since the last print, as "0.512 0.431 ..." ('-' when none). */
-static void format_losses(struct report *r, char *buf, size_t len)
+/* Mean losses of a window, as "0.512 0.431 ..." ('-' when none). */
+static void format_losses(const struct report *r, const struct loss_window *w, char *buf,
+                          size_t len)
 {
     size_t used = 0;
     buf[0] = 0;
     for (int k = 0; k < r->nmodules && used < len; k++) {
-        int n = r->loss_n[k] ? snprintf(buf + used, len - used, "%s%.3f", k ? " " : "",
-                                        r->loss_sum[k] / r->loss_n[k])
-                             : snprintf(buf + used, len - used, "%s-", k ? " " : "");
+        int n = w->n[k] ? snprintf(buf + used, len - used, "%s%.3f", k ? " " : "",
+                                   w->sum[k] / w->n[k])
+                        : snprintf(buf + used, len - used, "%s-", k ? " " : "");
         used += n > 0 ? (size_t)n : 0;
     }
 }
@@ -89,14 +92,16 @@ static void write_step_record(struct report *r, int epoch, uint64_t step, float 
     fprintf(r->metrics, "{\"type\":\"step\",\"epoch\":%d,\"step\":%llu,\"lr\":%.6g,"
                         "\"samples_per_s\":%.1f,\"loss\":[",
             epoch + 1, (unsigned long long)step, lr, rate);
+    const struct loss_window *w = &r->log_win;
     for (int k = 0; k < r->nmodules; k++) {
-        if (r->loss_n[k])
-            fprintf(r->metrics, "%s%.6g", k ? "," : "", r->loss_sum[k] / r->loss_n[k]);
+        if (w->n[k])
+            fprintf(r->metrics, "%s%.6g", k ? "," : "", w->sum[k] / w->n[k]);
         else
             fprintf(r->metrics, "%snull", k ? "," : "");
     }
     fprintf(r->metrics, "]}\n");
     fflush(r->metrics);
+    memset(&r->log_win, 0, sizeof r->log_win);
 }
 
 void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,
@@ -112,7 +117,7 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
         return;
     double rate = r->samples / (now - r->start > 1e-9 ? now - r->start : 1e-9);
     char losses[512], eta[32];
-    format_losses(r, losses, sizeof losses);
+    format_losses(r, &r->print_win, losses, sizeof losses);
     format_duration(eta, sizeof eta, (double)(total - step) * batch / rate);
     if (step % LOG_EVERY == 0 || epoch_end)
         write_step_record(r, epoch, step, lr, rate);
@@ -126,8 +131,7 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
                losses, rate, eta, r->tty && !epoch_end ? "" : "\n");
         fflush(stdout);
         r->last_print = now;
-        memset(r->loss_sum, 0, sizeof r->loss_sum);
-        memset(r->loss_n, 0, sizeof r->loss_n);
+        memset(&r->print_win, 0, sizeof r->print_win);
     }
 }
 

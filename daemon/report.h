@@ -9,6 +9,12 @@
 
 #define SILA_MAX_MODULES 64
 
+/* Mean loss per module over a window of steps. */
+struct loss_window {
+    double sum[SILA_MAX_MODULES];
+    uint64_t n[SILA_MAX_MODULES];
+};
+
 struct report {
     FILE *metrics;       /* owned: metrics.jsonl */
     bool tty;            /* stdout is a terminal: redraw one progress line */
@@ -18,9 +24,8 @@ struct report {
     double start;        /* monotonic seconds at the start of training */
     double last_print;
     uint64_t samples;    /* trained so far */
-    /* running sums since the last printed line, per module */
-    double loss_sum[SILA_MAX_MODULES];
-    uint64_t loss_n[SILA_MAX_MODULES];
+    struct loss_window print_win; /* since the last printed line */
+    struct loss_window log_win;   /* since the last metrics record */
 };
 
 /* Opens path for the metrics (truncating it). Returns 0 or -errno. */

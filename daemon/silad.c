@@ -56,13 +56,15 @@ static int parse_args(int argc, char **argv, struct options *o)
             }
             o->overrides[o->noverrides++] = optarg;
             break;
-        case 't':
-            o->threads = (int)strtol(optarg, &end, 10);
-            if (*end || o->threads < 1 || o->threads > 1024) {
+        case 't': {
+            long t = strtol(optarg, &end, 10);
+            if (*end || end == optarg || t < 1 || t > 1024) {
                 fprintf(stderr, "silad: --threads needs an integer in 1..1024, got '%s'\n", optarg);
                 return -1;
             }
+            o->threads = (int)t;
             break;
+        }
         case 'h': usage(stdout); return 1;
         case 'V': printf("silad %s\n", SILA_VERSION); return 1;
         default: usage(stderr); return -1;

@@ -46,7 +46,11 @@
  * off by 10% an element error near 0.045: test_checker_detects_errors
  * proves these, a swap and a sign error fail. A tensor whose true gradient
  * is identically zero (a conv bias feeding a batch norm) cannot be checked
- * relatively, so the cases avoid it. */
+ * relatively, so the cases avoid it.
+ *
+ * Also checked: parameter gradients accumulate across backward passes, nets
+ * built for a larger max_batch give right gradients on smaller batches, and
+ * no layer writes the caller's input. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,7 +125,7 @@ static struct sila_layer_spec sp_block(int out, int stride, float p)
 
 static struct sila_shape shp(int c, int h, int w)
 {
-    return (struct sila_shape){ c, h, w };
+    return (struct sila_shape){c, h, w};
 }
 
 /* ---- a net with its bound blocks ---------------------------------------- */
@@ -145,7 +149,7 @@ static float *zalloc(size_t n)
 static void net_open(struct gc_net *g, const struct sila_layer_spec *specs, int n,
                      struct sila_shape in, int B, float *params)
 {
-    struct sila_err err = { { 0 } };
+    struct sila_err err = {{0}};
     memset(g, 0, sizeof *g);
     int r = sila_net_new(&g->net, specs, n, in, B, &err);
     ck_assert_msg(r == 0, "sila_net_new failed (%d): %s", r, err.msg);
@@ -271,6 +275,22 @@ struct gc_case {
     uint64_t seed;
 };
 
+static struct gc_case gc_case_of(const char *name, const struct sila_layer_spec *specs, int n,
+                                 struct sila_shape in, int B, double h, gen_fn *gen,
+                                 const struct gc_probe *probes, int nprobes, uint64_t seed)
+{
+    return (struct gc_case){.name = name,
+                            .specs = specs,
+                            .n = n,
+                            .in = in,
+                            .B = B,
+                            .h = h,
+                            .gen = gen,
+                            .probes = probes,
+                            .nprobes = nprobes,
+                            .seed = seed};
+}
+
 /* Analytic and numeric gradients of the checked elements of one tensor. */
 struct gc_check {
     char name[64];
@@ -284,7 +304,7 @@ struct gc_check {
 struct gc_report {
     int nchecks;
     struct gc_check checks[GC_MAX_CHECKS];
-    int kinks;    /* evaluations whose probe pattern differed from the base */
+    int kinks; /* evaluations whose probe pattern differed from the base */
     int evals;
 };
 
@@ -362,15 +382,16 @@ static double objective(struct gc_run *run, struct gc_report *rep, bool *crossed
     return J;
 }
 
-static void run_open(struct gc_run *run, const struct gc_case *c)
+/* Builds the case's nets for batches of up to max_batch >= c->B. */
+static void run_open(struct gc_run *run, const struct gc_case *c, int max_batch)
 {
     memset(run, 0, sizeof *run);
     run->c = c;
     ck_assert_int_le(c->nprobes, GC_MAX_PROBES);
-    net_open(&run->main, c->specs, c->n, c->in, c->B, NULL);
+    net_open(&run->main, c->specs, c->n, c->in, max_batch, NULL);
     net_randomise(&run->main, c->seed);
     for (int p = 0; p < c->nprobes; p++) {
-        net_open(&run->shadow[p], c->probes[p].specs, c->probes[p].n, c->in, c->B,
+        net_open(&run->shadow[p], c->probes[p].specs, c->probes[p].n, c->in, max_batch,
                  run->main.params);
         assert_same_layout(run->main.net, run->shadow[p].net, 0);
     }
@@ -451,13 +472,14 @@ static void check_tensor(struct gc_run *run, struct gc_report *rep, const char *
     }
 }
 
-/* Runs one case: the analytic pass, then the differences of every tensor. */
-static struct gc_report *gc_run_case(const struct gc_case *c)
+/* Runs one case on nets built for max_batch: the analytic pass, then the
+ * differences of every tensor. */
+static struct gc_report *gc_run(const struct gc_case *c, int max_batch)
 {
     struct gc_report *rep = calloc(1, sizeof *rep);
     ck_assert_ptr_nonnull(rep);
     struct gc_run run;
-    run_open(&run, c);
+    run_open(&run, c, max_batch);
     size_t np = sila_net_param_count(run.main.net);
     float *din = zalloc(run.n_in), *grads = zalloc(np);
     memset(run.main.grads, 0, sizeof *grads * np);
@@ -471,13 +493,17 @@ static struct gc_report *gc_run_case(const struct gc_case *c)
     for (int i = 0; i < sila_net_tensor_count(run.main.net); i++) {
         const struct sila_tensor *t = sila_net_tensor(run.main.net, i);
         if (!sila_tensor_is_buffer(t))
-            check_tensor(&run, rep, t->name, run.main.params + t->offset, t->n,
-                         grads + t->offset);
+            check_tensor(&run, rep, t->name, run.main.params + t->offset, t->n, grads + t->offset);
     }
     free(din);
     free(grads);
     run_close(&run);
     return rep;
+}
+
+static struct gc_report *gc_run_case(const struct gc_case *c)
+{
+    return gc_run(c, c->B);
 }
 
 /* ---- judging -------------------------------------------------------------- */
@@ -515,7 +541,8 @@ static double elem_error(const struct gc_check *ch, int *ret_worst)
     return worst;
 }
 
-/* Worst errors over the report; *ret_bad names the first failing check. */
+/* Judges every check of the report: returns whether all pass, the worst
+ * errors, and in msg the first failure. */
 static bool gc_judge(const struct gc_report *rep, char *msg, size_t len, double *ret_norm,
                      double *ret_elem)
 {
@@ -548,10 +575,11 @@ static bool gc_judge(const struct gc_report *rep, char *msg, size_t len, double 
     return ok;
 }
 
-/* Runs a case and asserts it: no kink crossed, every gradient within bounds. */
-static void gc_assert_case(const struct gc_case *c)
+/* Runs a case on nets built for max_batch and asserts every gradient within
+ * bounds (SILA_GC_VERBOSE=1 prints the measured errors of every case). */
+static void gc_assert_case_mb(const struct gc_case *c, int max_batch)
 {
-    struct gc_report *rep = gc_run_case(c);
+    struct gc_report *rep = gc_run(c, max_batch);
     char msg[512];
     double ne, ee;
     bool ok = gc_judge(rep, msg, sizeof msg, &ne, &ee);
@@ -562,14 +590,20 @@ static void gc_assert_case(const struct gc_case *c)
     ck_assert_msg(ok, "%s: %s", c->name, msg);
 }
 
+static void gc_assert_case(const struct gc_case *c)
+{
+    gc_assert_case_mb(c, c->B);
+}
+
 /* ---- the checker itself can fail ---------------------------------------- */
 
 START_TEST(test_checker_detects_errors)
 {
     /* A linear layer checked correctly, then with its analytic gradients
      * corrupted in the ways a real bug would: each corruption must fail. */
-    const struct sila_layer_spec specs[] = { sp_linear(6, true) };
-    const struct gc_case c = { "linear", specs, 1, shp(8, 1, 1), 3, GC_H_SMOOTH, gen_normal, NULL, 0, 11 };
+    const struct sila_layer_spec specs[] = {sp_linear(6, true)};
+    const struct gc_case c =
+        gc_case_of("linear", specs, 1, shp(8, 1, 1), 3, GC_H_SMOOTH, gen_normal, NULL, 0, 11);
     struct gc_report *rep = gc_run_case(&c);
     struct gc_report *bad = malloc(sizeof *bad);
     ck_assert_ptr_nonnull(bad);
@@ -625,11 +659,16 @@ START_TEST(test_checker_detects_kinks)
 {
     /* Normal inputs into a ReLU with h = 0.3 must cross kinks, and a probe
      * watching the ReLU input must report them. */
-    const struct sila_layer_spec specs[] = { sp_conv(3, 3, 1, 1, true), sp_kind(SILA_LAYER_RELU) };
-    const struct gc_probe probes[] = { { specs, 1, 0, 0, 0 } };
-    const struct gc_case c = { "kinks", specs, 2, shp(2, 5, 5), 2, 0.3, gen_normal, probes, 1, 5 };
+    const struct sila_layer_spec specs[] = {sp_conv(3, 3, 1, 1, true), sp_kind(SILA_LAYER_RELU)};
+    const struct gc_probe probes[] = {{specs, 1, 0, 0, 0}};
+    const struct gc_case c =
+        gc_case_of("kinks", specs, 2, shp(2, 5, 5), 2, 0.3, gen_normal, probes, 1, 5);
     struct gc_report *rep = gc_run_case(&c);
     ck_assert_int_gt(rep->kinks, 0);
+    char msg[512];
+    double ne, ee;
+    ck_assert(!gc_judge(rep, msg, sizeof msg, &ne, &ee));
+    ck_assert_msg(strstr(msg, "kink") != NULL, "%s", msg);
     free(rep);
 }
 END_TEST
@@ -638,16 +677,18 @@ END_TEST
 
 START_TEST(test_linear)
 {
-    static const struct { int in, out, B; bool bias; } geo[] = {
-        { 5, 3, 3, true }, { 7, 4, 2, false }, { 1, 6, 4, true }, { 12, 1, 2, true },
-        { 20, 9, 3, false },
+    static const struct {
+        int in, out, B;
+        bool bias;
+    } geo[] = {
+        {5, 3, 3, true}, {7, 4, 2, false}, {1, 6, 4, true}, {12, 1, 2, true}, {20, 9, 3, false},
     };
-    const struct sila_layer_spec specs[] = { sp_linear(geo[_i].out, geo[_i].bias) };
+    const struct sila_layer_spec specs[] = {sp_linear(geo[_i].out, geo[_i].bias)};
     char name[64];
     snprintf(name, sizeof name, "linear %d->%d B%d bias %d", geo[_i].in, geo[_i].out, geo[_i].B,
              geo[_i].bias);
-    const struct gc_case c = { name, specs, 1, shp(geo[_i].in, 1, 1), geo[_i].B, GC_H_SMOOTH,
-                               gen_normal, NULL, 0, 100 + (uint64_t)_i };
+    const struct gc_case c = gc_case_of(name, specs, 1, shp(geo[_i].in, 1, 1), geo[_i].B,
+                                        GC_H_SMOOTH, gen_normal, NULL, 0, 100 + (uint64_t)_i);
     gc_assert_case(&c);
 }
 END_TEST
@@ -658,22 +699,23 @@ struct conv_geo {
 };
 
 static const struct conv_geo conv_geo[] = {
-    { 2, 5, 6, 3, 3, 1, 1, 2, true },  { 3, 7, 5, 2, 3, 2, 1, 3, false },
-    { 1, 6, 7, 4, 1, 1, 0, 2, true },  { 4, 4, 3, 2, 1, 2, 0, 2, false },
-    { 2, 8, 9, 3, 5, 2, 2, 2, true },  { 3, 5, 5, 4, 5, 1, 2, 2, false },
-    { 2, 6, 7, 3, 5, 1, 0, 3, true },  { 5, 4, 6, 3, 3, 2, 0, 2, true },
-    { 3, 6, 5, 6, 3, 1, 2, 2, true },  { 1, 9, 4, 1, 3, 2, 1, 4, false },
+    {2, 5, 6, 3, 3, 1, 1, 2, true}, {3, 7, 5, 2, 3, 2, 1, 3, false},
+    {1, 6, 7, 4, 1, 1, 0, 2, true}, {4, 4, 3, 2, 1, 2, 0, 2, false},
+    {2, 8, 9, 3, 5, 2, 2, 2, true}, {3, 5, 5, 4, 5, 1, 2, 2, false},
+    {2, 6, 7, 3, 5, 1, 0, 3, true}, {5, 4, 6, 3, 3, 2, 0, 2, true},
+    {3, 6, 5, 6, 3, 1, 2, 2, true}, {1, 9, 4, 1, 3, 2, 1, 4, false},
+    {1, 6, 5, 6, 5, 1, 2, 1, true}, /* din's scratch exceeds the forward's */
 };
 
 START_TEST(test_conv2d)
 {
     const struct conv_geo *g = &conv_geo[_i];
-    const struct sila_layer_spec specs[] = { sp_conv(g->OC, g->K, g->stride, g->pad, g->bias) };
+    const struct sila_layer_spec specs[] = {sp_conv(g->OC, g->K, g->stride, g->pad, g->bias)};
     char name[96];
     snprintf(name, sizeof name, "conv %dx%dx%d->%d k%d s%d p%d B%d bias %d", g->C, g->H, g->W,
              g->OC, g->K, g->stride, g->pad, g->B, g->bias);
-    const struct gc_case c = { name, specs, 1, shp(g->C, g->H, g->W), g->B, GC_H_SMOOTH,
-                               gen_normal, NULL, 0, 200 + (uint64_t)_i };
+    const struct gc_case c = gc_case_of(name, specs, 1, shp(g->C, g->H, g->W), g->B, GC_H_SMOOTH,
+                                        gen_normal, NULL, 0, 200 + (uint64_t)_i);
     gc_assert_case(&c);
 }
 END_TEST
@@ -687,27 +729,34 @@ static void gen_shifted(float *x, size_t n, struct sila_rng *r)
 
 START_TEST(test_batchnorm_train)
 {
-    static const struct { int C, H, W, B; float eps; } geo[] = {
-        { 3, 4, 5, 2, 1e-5f }, { 5, 1, 1, 4, 1e-5f }, { 2, 3, 3, 3, 1e-3f }, { 1, 2, 2, 2, 1e-5f },
+    static const struct {
+        int C, H, W, B;
+        float eps;
+    } geo[] = {
+        {3, 4, 5, 2, 1e-5f},
+        {5, 1, 1, 4, 1e-5f},
+        {2, 3, 3, 3, 1e-3f},
+        {1, 2, 2, 2, 1e-5f},
     };
     struct sila_layer_spec bn = sp_kind(SILA_LAYER_BATCHNORM);
     bn.bn_eps = geo[_i].eps;
-    const struct sila_layer_spec specs[] = { bn };
+    const struct sila_layer_spec specs[] = {bn};
     char name[64];
     snprintf(name, sizeof name, "bn %dx%dx%d B%d", geo[_i].C, geo[_i].H, geo[_i].W, geo[_i].B);
-    const struct gc_case c = { name, specs, 1, shp(geo[_i].C, geo[_i].H, geo[_i].W), geo[_i].B,
-                               GC_H_SMOOTH, gen_shifted, NULL, 0, 300 + (uint64_t)_i };
+    const struct gc_case c =
+        gc_case_of(name, specs, 1, shp(geo[_i].C, geo[_i].H, geo[_i].W), geo[_i].B, GC_H_SMOOTH,
+                   gen_shifted, NULL, 0, 300 + (uint64_t)_i);
     gc_assert_case(&c);
 }
 END_TEST
 
 START_TEST(test_relu)
 {
-    const struct sila_layer_spec specs[] = { sp_kind(SILA_LAYER_RELU) };
-    const struct gc_case c1 = { "relu 3x4x4", specs, 1, shp(3, 4, 4), 2, GC_H_SMOOTH, gen_margin,
-                                NULL, 0, 400 };
-    const struct gc_case c2 = { "relu 10", specs, 1, shp(10, 1, 1), 3, GC_H_SMOOTH, gen_margin,
-                                NULL, 0, 401 };
+    const struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_RELU)};
+    const struct gc_case c1 =
+        gc_case_of("relu 3x4x4", specs, 1, shp(3, 4, 4), 2, GC_H_SMOOTH, gen_margin, NULL, 0, 400);
+    const struct gc_case c2 =
+        gc_case_of("relu 10", specs, 1, shp(10, 1, 1), 3, GC_H_SMOOTH, gen_margin, NULL, 0, 401);
     gc_assert_case(&c1);
     gc_assert_case(&c2);
 }
@@ -718,19 +767,20 @@ struct pool_geo {
 };
 
 static const struct pool_geo pool_geo[] = {
-    { 2, 6, 6, 2, 2, 0, 2 }, { 2, 7, 6, 3, 2, 1, 2 }, { 1, 5, 5, 3, 1, 1, 2 },
-    { 2, 5, 7, 2, 2, 0, 2 }, { 3, 4, 5, 3, 2, 0, 2 }, { 1, 6, 4, 2, 1, 1, 3 },
+    {2, 6, 6, 2, 2, 0, 2}, {2, 7, 6, 3, 2, 1, 2}, {1, 5, 5, 3, 1, 1, 2}, {2, 5, 7, 2, 2, 0, 2},
+    {3, 4, 5, 3, 2, 0, 2}, {1, 6, 4, 2, 1, 1, 3}, {2, 7, 8, 2, 3, 0, 2}, /* stride > kernel: cells
+                                                                            no window sees */
 };
 
 static void pool_case(enum sila_layer_kind kind, int i, gen_fn *gen)
 {
     const struct pool_geo *g = &pool_geo[i];
-    const struct sila_layer_spec specs[] = { sp_pool(kind, g->K, g->stride, g->pad) };
+    const struct sila_layer_spec specs[] = {sp_pool(kind, g->K, g->stride, g->pad)};
     char name[96];
     snprintf(name, sizeof name, "%s %dx%dx%d k%d s%d p%d B%d", sila_layer_kind_name(kind), g->C,
              g->H, g->W, g->K, g->stride, g->pad, g->B);
-    const struct gc_case c = { name, specs, 1, shp(g->C, g->H, g->W), g->B, GC_H_SMOOTH,
-                               gen, NULL, 0, 500 + (uint64_t)i };
+    const struct gc_case c = gc_case_of(name, specs, 1, shp(g->C, g->H, g->W), g->B, GC_H_SMOOTH,
+                                        gen, NULL, 0, 500 + (uint64_t)i);
     gc_assert_case(&c);
 }
 
@@ -748,11 +798,11 @@ END_TEST
 
 START_TEST(test_gap)
 {
-    const struct sila_layer_spec specs[] = { sp_kind(SILA_LAYER_GAP) };
-    const struct gc_case c1 = { "gap 3x4x5", specs, 1, shp(3, 4, 5), 2, GC_H_SMOOTH, gen_normal,
-                                NULL, 0, 600 };
-    const struct gc_case c2 = { "gap 2x1x1", specs, 1, shp(2, 1, 1), 3, GC_H_SMOOTH, gen_normal,
-                                NULL, 0, 601 };
+    const struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_GAP)};
+    const struct gc_case c1 =
+        gc_case_of("gap 3x4x5", specs, 1, shp(3, 4, 5), 2, GC_H_SMOOTH, gen_normal, NULL, 0, 600);
+    const struct gc_case c2 =
+        gc_case_of("gap 2x1x1", specs, 1, shp(2, 1, 1), 3, GC_H_SMOOTH, gen_normal, NULL, 0, 601);
     gc_assert_case(&c1);
     gc_assert_case(&c2);
 }
@@ -761,13 +811,13 @@ END_TEST
 START_TEST(test_flatten)
 {
     /* alone (a view of the caller's input), and after a layer */
-    const struct sila_layer_spec s1[] = { sp_kind(SILA_LAYER_FLATTEN) };
-    const struct sila_layer_spec s2[] = { sp_pool(SILA_LAYER_AVGPOOL, 2, 1, 0),
-                                          sp_kind(SILA_LAYER_FLATTEN), sp_linear(3, true) };
-    const struct gc_case c1 = { "flatten 2x3x4", s1, 1, shp(2, 3, 4), 2, GC_H_SMOOTH, gen_normal,
-                                NULL, 0, 700 };
-    const struct gc_case c2 = { "avgpool+flatten+linear", s2, 3, shp(2, 3, 4), 2, GC_H_SMOOTH,
-                                gen_normal, NULL, 0, 701 };
+    const struct sila_layer_spec s1[] = {sp_kind(SILA_LAYER_FLATTEN)};
+    const struct sila_layer_spec s2[] = {sp_pool(SILA_LAYER_AVGPOOL, 2, 1, 0),
+                                         sp_kind(SILA_LAYER_FLATTEN), sp_linear(3, true)};
+    const struct gc_case c1 =
+        gc_case_of("flatten 2x3x4", s1, 1, shp(2, 3, 4), 2, GC_H_SMOOTH, gen_normal, NULL, 0, 700);
+    const struct gc_case c2 = gc_case_of("avgpool+flatten+linear", s2, 3, shp(2, 3, 4), 2,
+                                         GC_H_SMOOTH, gen_normal, NULL, 0, 701);
     gc_assert_case(&c1);
     gc_assert_case(&c2);
 }
@@ -779,7 +829,7 @@ END_TEST
 static void assert_mixed_mask(const struct gc_case *c)
 {
     struct gc_run run;
-    run_open(&run, c);
+    run_open(&run, c, c->B);
     struct sila_rng r;
     sila_rng_seed(&r, c->seed, STREAM_MASK);
     const float *y = sila_net_forward(run.main.net, run.x, c->B, true, &r);
@@ -793,16 +843,16 @@ static void assert_mixed_mask(const struct gc_case *c)
 
 START_TEST(test_dropout)
 {
-    const struct sila_layer_spec s1[] = { sp_drop(SILA_LAYER_DROPOUT, 0.3f) };
-    const struct sila_layer_spec s2[] = { sp_drop(SILA_LAYER_DROPOUT, 0.5f) };
+    const struct sila_layer_spec s1[] = {sp_drop(SILA_LAYER_DROPOUT, 0.3f)};
+    const struct sila_layer_spec s2[] = {sp_drop(SILA_LAYER_DROPOUT, 0.5f)};
     /* in place after a linear layer, whose backward needs its input only */
-    const struct sila_layer_spec s3[] = { sp_linear(6, true), sp_drop(SILA_LAYER_DROPOUT, 0.4f) };
-    const struct gc_case c1 = { "dropout 4x3x3 p.3", s1, 1, shp(4, 3, 3), 3, GC_H_SMOOTH, gen_margin,
-                                NULL, 0, 800 };
-    const struct gc_case c2 = { "dropout 20 p.5", s2, 1, shp(20, 1, 1), 2, GC_H_SMOOTH, gen_margin,
-                                NULL, 0, 801 };
-    const struct gc_case c3 = { "linear+dropout", s3, 2, shp(5, 1, 1), 3, GC_H_SMOOTH, gen_normal,
-                                NULL, 0, 802 };
+    const struct sila_layer_spec s3[] = {sp_linear(6, true), sp_drop(SILA_LAYER_DROPOUT, 0.4f)};
+    const struct gc_case c1 = gc_case_of("dropout 4x3x3 p.3", s1, 1, shp(4, 3, 3), 3, GC_H_SMOOTH,
+                                         gen_margin, NULL, 0, 800);
+    const struct gc_case c2 = gc_case_of("dropout 20 p.5", s2, 1, shp(20, 1, 1), 2, GC_H_SMOOTH,
+                                         gen_margin, NULL, 0, 801);
+    const struct gc_case c3 =
+        gc_case_of("linear+dropout", s3, 2, shp(5, 1, 1), 3, GC_H_SMOOTH, gen_normal, NULL, 0, 802);
     assert_mixed_mask(&c1);
     assert_mixed_mask(&c2);
     gc_assert_case(&c1);
@@ -813,12 +863,12 @@ END_TEST
 
 START_TEST(test_droppath)
 {
-    const struct sila_layer_spec s1[] = { sp_drop(SILA_LAYER_DROPPATH, 0.4f) };
-    const struct sila_layer_spec s2[] = { sp_drop(SILA_LAYER_DROPPATH, 0.5f) };
-    const struct gc_case c1 = { "droppath 3x2x2 p.4", s1, 1, shp(3, 2, 2), 4, GC_H_SMOOTH, gen_margin,
-                                NULL, 0, 900 };
-    const struct gc_case c2 = { "droppath 6 p.5", s2, 1, shp(6, 1, 1), 4, GC_H_SMOOTH, gen_margin,
-                                NULL, 0, 901 };
+    const struct sila_layer_spec s1[] = {sp_drop(SILA_LAYER_DROPPATH, 0.4f)};
+    const struct sila_layer_spec s2[] = {sp_drop(SILA_LAYER_DROPPATH, 0.5f)};
+    const struct gc_case c1 = gc_case_of("droppath 3x2x2 p.4", s1, 1, shp(3, 2, 2), 4, GC_H_SMOOTH,
+                                         gen_margin, NULL, 0, 900);
+    const struct gc_case c2 =
+        gc_case_of("droppath 6 p.5", s2, 1, shp(6, 1, 1), 4, GC_H_SMOOTH, gen_margin, NULL, 0, 901);
     assert_mixed_mask(&c1);
     assert_mixed_mask(&c2);
     gc_assert_case(&c1);
@@ -833,12 +883,12 @@ END_TEST
 static void block_case(const char *name, int C, int H, int W, int out, int stride, float p, int B,
                        uint64_t seed)
 {
-    const struct sila_layer_spec specs[] = { sp_block(out, stride, p) };
-    const struct sila_layer_spec relu1[] = { sp_conv(out, 3, stride, 1, false),
-                                             sp_kind(SILA_LAYER_BATCHNORM) };
-    const struct gc_probe probes[] = { { relu1, 2, 0, 0, 0 }, { specs, 1, 0, 0, 0 } };
-    const struct gc_case c = { name, specs, 1, shp(C, H, W), B, GC_H_KINK, gen_normal, probes, 2,
-                               seed };
+    const struct sila_layer_spec specs[] = {sp_block(out, stride, p)};
+    const struct sila_layer_spec relu1[] = {sp_conv(out, 3, stride, 1, false),
+                                            sp_kind(SILA_LAYER_BATCHNORM)};
+    const struct gc_probe probes[] = {{relu1, 2, 0, 0, 0}, {specs, 1, 0, 0, 0}};
+    const struct gc_case c =
+        gc_case_of(name, specs, 1, shp(C, H, W), B, GC_H_KINK, gen_normal, probes, 2, seed);
     gc_assert_case(&c);
 }
 
@@ -849,20 +899,20 @@ static void block_case(const char *name, int C, int H, int W, int out, int strid
 static void assert_block_mixed_mask(int C, int H, int W, int out, int stride, float p, int B,
                                     uint64_t seed)
 {
-    const struct sila_layer_spec specs[] = { sp_block(out, stride, p) };
-    const struct gc_case c = { "mask", specs, 1, shp(C, H, W), B, GC_H_KINK, gen_normal, NULL, 0,
-                               seed };
+    const struct sila_layer_spec specs[] = {sp_block(out, stride, p)};
+    const struct gc_case c =
+        gc_case_of("mask", specs, 1, shp(C, H, W), B, GC_H_KINK, gen_normal, NULL, 0, seed);
     struct gc_run run;
-    run_open(&run, &c);
+    run_open(&run, &c, B);
     struct sila_rng r;
     sila_rng_seed(&r, seed, STREAM_MASK);
     const float *y = sila_net_forward(run.main.net, run.x, B, true, &r);
     const float *s = run.x;
-    struct gc_net sc = { 0 };
+    struct gc_net sc = {0};
     bool proj = stride != 1 || out != C;
     if (proj) {
-        const struct sila_layer_spec sspec[] = { sp_conv(out, 1, stride, 0, false),
-                                                 sp_kind(SILA_LAYER_BATCHNORM) };
+        const struct sila_layer_spec sspec[] = {sp_conv(out, 1, stride, 0, false),
+                                                sp_kind(SILA_LAYER_BATCHNORM)};
         size_t off = tensor_offset(run.main.net, "0.shortcut.0.weight");
         net_open(&sc, sspec, 2, shp(C, H, W), B, run.main.params + off);
         assert_same_layout(run.main.net, sc.net, off);
@@ -912,12 +962,13 @@ START_TEST(test_net_conv_bn_relu_pool_linear)
 {
     /* ReLU works in place on the BN output; max pool reads it. */
     const struct sila_layer_spec specs[] = {
-        sp_conv(4, 3, 1, 1, false), sp_kind(SILA_LAYER_BATCHNORM), sp_kind(SILA_LAYER_RELU),
-        sp_pool(SILA_LAYER_MAXPOOL, 2, 2, 0), sp_kind(SILA_LAYER_FLATTEN), sp_linear(3, true),
+        sp_conv(4, 3, 1, 1, false),  sp_kind(SILA_LAYER_BATCHNORM),
+        sp_kind(SILA_LAYER_RELU),    sp_pool(SILA_LAYER_MAXPOOL, 2, 2, 0),
+        sp_kind(SILA_LAYER_FLATTEN), sp_linear(3, true),
     };
-    const struct gc_probe probes[] = { { specs, 2, 0, 0, 0 }, { specs, 3, 2, 2, 0 } };
-    const struct gc_case c = { "conv+bn+relu+maxpool+linear", specs, 6, shp(2, 4, 6), 2, GC_H_KINK,
-                               gen_normal, probes, 2, 1300 };
+    const struct gc_probe probes[] = {{specs, 2, 0, 0, 0}, {specs, 3, 2, 2, 0}};
+    const struct gc_case c = gc_case_of("conv+bn+relu+maxpool+linear", specs, 6, shp(2, 4, 6), 2,
+                                        GC_H_KINK, gen_normal, probes, 2, 1300);
     gc_assert_case(&c);
 }
 END_TEST
@@ -932,9 +983,9 @@ START_TEST(test_net_conv_relu_dropout_avgpool)
         sp_kind(SILA_LAYER_FLATTEN),        sp_linear(5, true),
         sp_drop(SILA_LAYER_DROPOUT, 0.25f),
     };
-    const struct gc_probe probes[] = { { specs, 1, 0, 0, 0 } };
-    const struct gc_case c = { "conv+relu+dropout+avgpool+linear", specs, 7, shp(3, 7, 6), 2,
-                               GC_H_KINK, gen_normal, probes, 1, 1400 };
+    const struct gc_probe probes[] = {{specs, 1, 0, 0, 0}};
+    const struct gc_case c = gc_case_of("conv+relu+dropout+avgpool+linear", specs, 7, shp(3, 7, 6),
+                                        2, GC_H_KINK, gen_normal, probes, 1, 1400);
     gc_assert_case(&c);
 }
 END_TEST
@@ -943,24 +994,27 @@ START_TEST(test_net_resnet)
 {
     /* stem, identity block, projection block with drop-path, head */
     const struct sila_layer_spec specs[] = {
-        sp_conv(3, 3, 1, 1, false), sp_kind(SILA_LAYER_BATCHNORM), sp_kind(SILA_LAYER_RELU),
-        sp_block(3, 1, 0.0f),       sp_block(4, 2, 0.3f),          sp_kind(SILA_LAYER_GAP),
+        sp_conv(3, 3, 1, 1, false),  sp_kind(SILA_LAYER_BATCHNORM),
+        sp_kind(SILA_LAYER_RELU),    sp_block(3, 1, 0.0f),
+        sp_block(4, 2, 0.3f),        sp_kind(SILA_LAYER_GAP),
         sp_kind(SILA_LAYER_FLATTEN), sp_linear(3, true),
     };
     /* shadows reaching each ReLU input: the stem's BN, each block's conv1+BN
      * (same layout as the block's first tensors), each block's output */
-    const struct sila_layer_spec b1r1[] = { specs[0], specs[1], specs[2],
-                                            sp_conv(3, 3, 1, 1, false),
-                                            sp_kind(SILA_LAYER_BATCHNORM) };
-    const struct sila_layer_spec b2r1[] = { specs[0], specs[1], specs[2], specs[3],
-                                            sp_conv(4, 3, 2, 1, false),
-                                            sp_kind(SILA_LAYER_BATCHNORM) };
+    const struct sila_layer_spec b1r1[] = {specs[0], specs[1], specs[2], sp_conv(3, 3, 1, 1, false),
+                                           sp_kind(SILA_LAYER_BATCHNORM)};
+    const struct sila_layer_spec b2r1[] = {specs[0],
+                                           specs[1],
+                                           specs[2],
+                                           specs[3],
+                                           sp_conv(4, 3, 2, 1, false),
+                                           sp_kind(SILA_LAYER_BATCHNORM)};
     const struct gc_probe probes[] = {
-        { specs, 2, 0, 0, 0 }, { b1r1, 5, 0, 0, 0 }, { specs, 4, 0, 0, 0 },
-        { b2r1, 6, 0, 0, 0 },  { specs, 5, 0, 0, 0 },
+        {specs, 2, 0, 0, 0}, {b1r1, 5, 0, 0, 0},  {specs, 4, 0, 0, 0},
+        {b2r1, 6, 0, 0, 0},  {specs, 5, 0, 0, 0},
     };
-    const struct gc_case c = { "resnet", specs, 8, shp(2, 4, 4), 2, GC_H_KINK, gen_normal,
-                               probes, 5, 1500 };
+    const struct gc_case c =
+        gc_case_of("resnet", specs, 8, shp(2, 4, 4), 2, GC_H_KINK, gen_normal, probes, 5, 1500);
     gc_assert_case(&c);
 }
 END_TEST
@@ -971,12 +1025,13 @@ START_TEST(test_backward_accumulates)
 {
     /* Parameter gradients are ADDED into the grads block: a second backward
      * doubles them; din NULL leaves them unchanged. */
-    const struct sila_layer_spec specs[] = { sp_conv(3, 3, 1, 1, true),
-                                             sp_kind(SILA_LAYER_BATCHNORM),
-                                             sp_kind(SILA_LAYER_GAP), sp_linear(2, true) };
-    const struct gc_case c = { "acc", specs, 4, shp(2, 4, 4), 2, GC_H_SMOOTH, gen_normal, NULL, 0, 1600 };
+    const struct sila_layer_spec specs[] = {sp_conv(3, 3, 1, 1, true),
+                                            sp_kind(SILA_LAYER_BATCHNORM), sp_kind(SILA_LAYER_GAP),
+                                            sp_linear(2, true)};
+    const struct gc_case c =
+        gc_case_of("acc", specs, 4, shp(2, 4, 4), 2, GC_H_SMOOTH, gen_normal, NULL, 0, 1600);
     struct gc_run run;
-    run_open(&run, &c);
+    run_open(&run, &c, c.B);
     size_t np = sila_net_param_count(run.main.net);
     float *once = zalloc(np), *din = zalloc(run.n_in);
     sila_net_forward(run.main.net, run.x, c.B, true, NULL);
@@ -992,6 +1047,65 @@ START_TEST(test_backward_accumulates)
     free(once);
     free(din);
     run_close(&run);
+}
+END_TEST
+
+START_TEST(test_batch_below_max)
+{
+    /* Nets built for max_batch 5 run on batches of 2: every kernel must use
+     * the batch of the call, not the one the net was built for. */
+    const struct sila_layer_spec s1[] = {
+        sp_conv(3, 3, 2, 1, false),  sp_kind(SILA_LAYER_BATCHNORM),
+        sp_kind(SILA_LAYER_RELU),    sp_pool(SILA_LAYER_MAXPOOL, 2, 2, 0),
+        sp_kind(SILA_LAYER_FLATTEN), sp_linear(4, true),
+    };
+    const struct gc_probe p1[] = {{s1, 2, 0, 0, 0}, {s1, 3, 2, 2, 0}};
+    const struct gc_case c1 = gc_case_of("small batch conv net", s1, 6, shp(2, 7, 8), 2, GC_H_KINK,
+                                         gen_normal, p1, 2, 1700);
+    const struct sila_layer_spec s2[] = {
+        sp_block(4, 2, 0.0f),        sp_pool(SILA_LAYER_AVGPOOL, 2, 1, 0), sp_kind(SILA_LAYER_GAP),
+        sp_kind(SILA_LAYER_FLATTEN), sp_drop(SILA_LAYER_DROPOUT, 0.3f),    sp_linear(3, false),
+    };
+    const struct sila_layer_spec b1[] = {sp_conv(4, 3, 2, 1, false), sp_kind(SILA_LAYER_BATCHNORM)};
+    const struct gc_probe p2[] = {{b1, 2, 0, 0, 0}, {s2, 1, 0, 0, 0}};
+    const struct gc_case c2 = gc_case_of("small batch block net", s2, 6, shp(3, 5, 6), 2, GC_H_KINK,
+                                         gen_normal, p2, 2, 1701);
+    gc_assert_case_mb(&c1, 5);
+    gc_assert_case_mb(&c2, 5);
+}
+END_TEST
+
+START_TEST(test_input_never_written)
+{
+    /* Element-wise layers work in place on their input buffer, except on
+     * the caller's input: a forward and backward of nets starting with each
+     * of them (or with a view of the input) leave x untouched. */
+    const struct sila_layer_spec first[][3] = {
+        {sp_kind(SILA_LAYER_RELU), sp_kind(SILA_LAYER_FLATTEN), sp_linear(2, true)},
+        {sp_drop(SILA_LAYER_DROPOUT, 0.5f), sp_kind(SILA_LAYER_FLATTEN), sp_linear(2, true)},
+        {sp_drop(SILA_LAYER_DROPPATH, 0.5f), sp_kind(SILA_LAYER_FLATTEN), sp_linear(2, true)},
+        {sp_kind(SILA_LAYER_FLATTEN), sp_kind(SILA_LAYER_RELU), sp_linear(2, true)},
+        {sp_kind(SILA_LAYER_FLATTEN), sp_drop(SILA_LAYER_DROPOUT, 0.5f), sp_linear(2, true)},
+        {sp_block(2, 1, 0.5f), sp_kind(SILA_LAYER_RELU), sp_kind(SILA_LAYER_GAP)},
+    };
+    for (size_t k = 0; k < sizeof first / sizeof first[0]; k++) {
+        const struct gc_case c = gc_case_of("input", first[k], 3, shp(2, 3, 3), 4, GC_H_SMOOTH,
+                                            gen_normal, NULL, 0, 1800 + k);
+        struct gc_run run;
+        run_open(&run, &c, c.B);
+        float *copy = zalloc(run.n_in), *din = zalloc(run.n_in);
+        memcpy(copy, run.x, sizeof *copy * run.n_in);
+        struct sila_rng r;
+        sila_rng_seed(&r, 1, 2);
+        sila_net_forward(run.main.net, run.x, c.B, true, &r);
+        sila_net_backward(run.main.net, run.x, run.R, din, c.B);
+        ck_assert_msg(memcmp(copy, run.x, sizeof *copy * run.n_in) == 0,
+                      "net %zu (first layer %s) wrote its input", k,
+                      sila_layer_kind_name(first[k][0].kind));
+        free(copy);
+        free(din);
+        run_close(&run);
+    }
 }
 END_TEST
 
@@ -1019,6 +1133,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_net_conv_relu_dropout_avgpool);
     tcase_add_test(tc, test_net_resnet);
     tcase_add_test(tc, test_backward_accumulates);
+    tcase_add_test(tc, test_batch_below_max);
+    tcase_add_test(tc, test_input_never_written);
     suite_add_tcase(s, tc);
     return s;
 }

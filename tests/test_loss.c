@@ -65,8 +65,8 @@ static double ref_kl(const float *logits, const float *q, int B, int C, float T)
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++)
             if (q[b * C + c] > 0.0f)
-                total += q[b * C + c] * (logl(q[b * C + c]) -
-                                         ref_log_softmax(logits + b * C, C, T, c));
+                total +=
+                    q[b * C + c] * (logl(q[b * C + c]) - ref_log_softmax(logits + b * C, C, T, c));
     return (double)(total / B);
 }
 
@@ -161,8 +161,8 @@ static void check_grad(const struct loss_fn *l, float *z, float fill, float scal
     for (int i = 0; i < n; i++) {
         double want = fill + scale * g[i];
         ck_assert_msg(fabs(d[i] - want) <= GRAD_TOL * fabs(scale) * gmax + 1e-7 * fabs(fill),
-                      "dlogits[%d] = %.9g, want %.9g (fill %g + scale %g x numeric %.9g)", i,
-                      d[i], want, fill, scale, g[i]);
+                      "dlogits[%d] = %.9g, want %.9g (fill %g + scale %g x numeric %.9g)", i, d[i],
+                      want, fill, scale, g[i]);
     }
 }
 
@@ -171,33 +171,33 @@ static void check_grad(const struct loss_fn *l, float *z, float fill, float scal
 START_TEST(test_ce_hand_values)
 {
     /* two equal logits: ln 2 */
-    const float z2[2] = { 0.0f, 0.0f };
-    const int32_t y0[1] = { 0 };
+    const float z2[2] = {0.0f, 0.0f};
+    const int32_t y0[1] = {0};
     assert_rel(sila_ce_loss(NULL, z2, y0, 1, 2, 0.0f, 1.0f), M_LN2, VAL_TOL, "ln 2");
     /* ten equal logits, any smoothing: ln 10 */
     float z10[10];
     for (int i = 0; i < 10; i++)
         z10[i] = 3.5f;
-    const int32_t y7[1] = { 7 };
+    const int32_t y7[1] = {7};
     assert_rel(sila_ce_loss(NULL, z10, y7, 1, 10, 0.0f, 1.0f), log(10.0), VAL_TOL, "ln 10");
     assert_rel(sila_ce_loss(NULL, z10, y7, 1, 10, 0.2f, 1.0f), log(10.0), 1e-7, "ln 10 s=.2");
     /* {1,2,3}, label 2: -log(e³/(e+e²+e³)) = log(1 + e⁻¹ + e⁻²) */
-    const float z3[3] = { 1.0f, 2.0f, 3.0f };
-    const int32_t y2[1] = { 2 };
+    const float z3[3] = {1.0f, 2.0f, 3.0f};
+    const int32_t y2[1] = {2};
     double l3 = log(1.0 + exp(-1.0) + exp(-2.0)); /* 0.40760596444437... */
     assert_rel(sila_ce_loss(NULL, z3, y2, 1, 3, 0.0f, 1.0f), l3, VAL_TOL, "{1,2,3}");
     /* smoothing 0.3 over C=3: t = {0.1, 0.1, 0.8}; -Σ t log p with
      * log p = {-2-l3, -1-l3, -l3}: l3 + 0.1·2 + 0.1·1 */
     assert_rel(sila_ce_loss(NULL, z3, y2, 1, 3, 0.3f, 1.0f), l3 + 0.3, 1e-7, "{1,2,3} s=.3");
     /* the batch mean: rows {1,2,3}/2 and {0,0,0}/0 give (l3 + ln 3)/2 */
-    const float zb[6] = { 1.0f, 2.0f, 3.0f, 0.0f, 0.0f, 0.0f };
-    const int32_t yb[2] = { 2, 0 };
+    const float zb[6] = {1.0f, 2.0f, 3.0f, 0.0f, 0.0f, 0.0f};
+    const int32_t yb[2] = {2, 0};
     assert_rel(sila_ce_loss(NULL, zb, yb, 2, 3, 0.0f, 1.0f), (l3 + log(3.0)) / 2, VAL_TOL,
                "batch mean");
 }
 END_TEST
 
-static const float smoothings[] = { 0.0f, 0.1f, 0.3f };
+static const float smoothings[] = {0.0f, 0.1f, 0.3f};
 
 START_TEST(test_ce_vs_naive)
 {
@@ -218,9 +218,9 @@ START_TEST(test_ce_grad)
     int32_t y[B];
     fill_normal(z, B * C, 1.5f, 20 + (uint64_t)_i);
     fill_labels(y, B, C, 20 + (uint64_t)_i);
-    struct loss_fn l = { call_ce, y, NULL, B, C, smoothings[_i], 1.0f };
+    struct loss_fn l = {call_ce, y, NULL, B, C, smoothings[_i], 1.0f};
     check_grad(&l, z, 0.0f, 1.0f);
-    check_grad(&l, z, 0.375f, 2.5f);  /* added to what is there, times scale */
+    check_grad(&l, z, 0.375f, 2.5f); /* added to what is there, times scale */
     check_grad(&l, z, -1.25f, -0.5f);
 }
 END_TEST
@@ -229,10 +229,10 @@ START_TEST(test_ce_extreme)
 {
     /* ±80 (e^160 overflows float) and ±1000 (overflows double) */
     enum { B = 3, C = 4 };
-    const float z[B * C] = { 80.0f,  -80.0f, 0.0f,    79.5f,   -80.0f,  -80.0f,
-                             -80.0f, -80.0f, 1000.0f, -1000.0f, 0.0f,   999.0f };
-    const int32_t y[B] = { 1, 2, 3 };
-    float d[B * C] = { 0 };
+    const float z[B * C] = {80.0f,  -80.0f, 0.0f,    79.5f,    -80.0f, -80.0f,
+                            -80.0f, -80.0f, 1000.0f, -1000.0f, 0.0f,   999.0f};
+    const int32_t y[B] = {1, 2, 3};
+    float d[B * C] = {0};
     double v = sila_ce_loss(d, z, y, B, C, 0.1f, 1.0f);
     ck_assert(isfinite(v));
     for (int i = 0; i < B * C; i++)
@@ -240,10 +240,9 @@ START_TEST(test_ce_extreme)
     assert_rel(v, ref_ce(z, y, B, C, 0.1f), VAL_TOL, "extreme ce");
     /* row 0, label 1 (no smoothing): p ≈ {1/(1+e^-.5), 0, 0, e^-.5/(1+e^-.5)}
      * and the loss is 160 + log(1 + e^-.5) to double precision */
-    const int32_t y1[1] = { 1 };
-    float d1[C] = { 0 };
-    assert_rel(sila_ce_loss(d1, z, y1, 1, C, 0.0f, 1.0f), 160.0 + log1p(exp(-0.5)), 1e-12,
-               "row 0");
+    const int32_t y1[1] = {1};
+    float d1[C] = {0};
+    assert_rel(sila_ce_loss(d1, z, y1, 1, C, 0.0f, 1.0f), 160.0 + log1p(exp(-0.5)), 1e-12, "row 0");
     double p0 = 1.0 / (1.0 + exp(-0.5));
     ck_assert_double_eq_tol(d1[0], p0, 1e-6);
     ck_assert_double_eq_tol(d1[1], -1.0, 1e-6);
@@ -252,7 +251,7 @@ START_TEST(test_ce_extreme)
     /* the gradient stays right at the extremes */
     float zz[B * C];
     memcpy(zz, z, sizeof zz);
-    struct loss_fn l = { call_ce, y, NULL, B, C, 0.1f, 1.0f };
+    struct loss_fn l = {call_ce, y, NULL, B, C, 0.1f, 1.0f};
     check_grad(&l, zz, 0.0f, 1.0f);
 }
 END_TEST
@@ -262,8 +261,8 @@ END_TEST
 START_TEST(test_bce_hand_values)
 {
     /* x = 0: ln 2 whatever the target; x = ln 3, t = 1: σ = 3/4, -ln(3/4) */
-    const float x[4] = { 0.0f, 0.0f, 0.0f, (float)log(3.0) };
-    const float t[4] = { 0.0f, 1.0f, 0.3f, 1.0f };
+    const float x[4] = {0.0f, 0.0f, 0.0f, (float)log(3.0)};
+    const float t[4] = {0.0f, 1.0f, 0.3f, 1.0f};
     assert_rel(sila_bce_logits_loss(NULL, x, t, 1, 3, 1.0f), M_LN2, VAL_TOL, "ln 2");
     assert_rel(sila_bce_logits_loss(NULL, x + 3, t + 3, 1, 1, 1.0f), -log(0.75), 1e-7, "ln 4/3");
     /* mean over B·C, not over B */
@@ -281,9 +280,8 @@ START_TEST(test_bce_vs_naive_and_grad)
     sila_rng_seed(&r, 31, 0);
     for (int i = 0; i < B * C; i++)
         t[i] = i % 3 == 0 ? sila_rng_uniform(&r) : (float)(i % 2); /* soft and hard */
-    assert_rel(sila_bce_logits_loss(NULL, x, t, B, C, 1.0f), ref_bce(x, t, B * C), VAL_TOL,
-               "bce");
-    struct loss_fn l = { call_bce, NULL, t, B, C, 0.0f, 1.0f };
+    assert_rel(sila_bce_logits_loss(NULL, x, t, B, C, 1.0f), ref_bce(x, t, B * C), VAL_TOL, "bce");
+    struct loss_fn l = {call_bce, NULL, t, B, C, 0.0f, 1.0f};
     check_grad(&l, x, 0.0f, 1.0f);
     check_grad(&l, x, 0.375f, 2.5f);
     check_grad(&l, x, -1.25f, -0.5f);
@@ -294,10 +292,10 @@ START_TEST(test_bce_extreme)
 {
     /* naive log(1-σ(80)) is log(0) in double; the exact losses are
      * log1p(e^-80) ≈ 1.8048513878454153e-35 and 80 + that */
-    const float x[4] = { 80.0f, 80.0f, -80.0f, -80.0f };
-    const float t[4] = { 1.0f, 0.0f, 1.0f, 0.0f };
+    const float x[4] = {80.0f, 80.0f, -80.0f, -80.0f};
+    const float t[4] = {1.0f, 0.0f, 1.0f, 0.0f};
     const double tiny = 1.8048513878454153e-35;
-    const double want[4] = { tiny, 80.0 + tiny, 80.0 + tiny, tiny };
+    const double want[4] = {tiny, 80.0 + tiny, 80.0 + tiny, tiny};
     for (int i = 0; i < 4; i++) {
         float d = 0.0f;
         double v = sila_bce_logits_loss(&d, x + i, t + i, 1, 1, 1.0f);
@@ -307,9 +305,9 @@ START_TEST(test_bce_extreme)
         /* σ(x) - t: 1 - 1 = 0 (to 1e-35), 1, -1, 0 */
         ck_assert_double_eq_tol(d, (x[i] > 0 ? 1.0 : 0.0) - t[i], 1e-7);
     }
-    const float big[2] = { 1000.0f, -1000.0f };
-    const float tb[2] = { 0.5f, 0.5f };
-    float db[2] = { 0 };
+    const float big[2] = {1000.0f, -1000.0f};
+    const float tb[2] = {0.5f, 0.5f};
+    float db[2] = {0};
     double v = sila_bce_logits_loss(db, big, tb, 1, 2, 1.0f);
     assert_rel(v, 500.0, VAL_TOL, "±1000"); /* (1000 - 500 + 0 + 500) / 2 */
     ck_assert(isfinite(db[0]) && isfinite(db[1]));
@@ -320,7 +318,7 @@ END_TEST
 
 /* ---- KL divergence ---------------------------------------------------------- */
 
-static const float temps[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+static const float temps[] = {0.5f, 1.0f, 2.0f, 4.0f};
 
 /* Teacher distribution q = softmax(zt / T) with one exact zero per row. */
 static void make_target(float *q, int B, int C, float T, uint64_t seed)
@@ -353,7 +351,7 @@ START_TEST(test_kl_grad)
     float T = temps[_i], z[B * C], q[B * C];
     fill_normal(z, B * C, 2.0f, 60 + (uint64_t)_i);
     make_target(q, B, C, T, 70 + (uint64_t)_i);
-    struct loss_fn l = { call_kl, NULL, q, B, C, 0.0f, T };
+    struct loss_fn l = {call_kl, NULL, q, B, C, 0.0f, T};
     check_grad(&l, z, 0.0f, 1.0f);
     check_grad(&l, z, 0.375f, 2.5f);
     check_grad(&l, z, -1.25f, T * T); /* the distillation T² weight */
@@ -365,7 +363,7 @@ START_TEST(test_kl_zero_at_target)
     /* q = p_T: the divergence and its gradient vanish; shifting every logit of
      * a row by a constant changes nothing */
     enum { B = 3, C = 5 };
-    float T = temps[_i], z[B * C], q[B * C], d[B * C] = { 0 };
+    float T = temps[_i], z[B * C], q[B * C], d[B * C] = {0};
     fill_normal(z, B * C, 2.0f, 80 + (uint64_t)_i);
     ref_softmax(q, z, B, C, T);
     for (int i = 0; i < C; i++)
@@ -380,10 +378,10 @@ END_TEST
 START_TEST(test_kl_extreme)
 {
     enum { B = 2, C = 4 };
-    const float z[B * C] = { 80.0f, -80.0f, 0.0f, 79.0f, -1000.0f, 1000.0f, 0.0f, 0.0f };
-    const float q[B * C] = { 0.25f, 0.25f, 0.25f, 0.25f, 0.5f, 0.0f, 0.5f, 0.0f };
+    const float z[B * C] = {80.0f, -80.0f, 0.0f, 79.0f, -1000.0f, 1000.0f, 0.0f, 0.0f};
+    const float q[B * C] = {0.25f, 0.25f, 0.25f, 0.25f, 0.5f, 0.0f, 0.5f, 0.0f};
     for (int k = 0; k < 4; k++) {
-        float T = temps[k], d[B * C] = { 0 };
+        float T = temps[k], d[B * C] = {0};
         double v = sila_kl_loss(d, z, q, B, C, T, 1.0f);
         ck_assert_msg(isfinite(v), "T %g: %g", T, v);
         for (int i = 0; i < B * C; i++)
@@ -430,14 +428,14 @@ END_TEST
 START_TEST(test_count_correct)
 {
     const float z[4 * 3] = {
-        0.1f, 0.7f, 0.2f,  /* arg-max 1 */
-        -5.0f, -4.0f, -6.0f, /* 1 */
-        3.0f, -1.0f, 2.9f,   /* 0 */
-        -80.0f, 0.0f, 80.0f, /* 2 */
+        0.1f,   0.7f,  0.2f,  /* arg-max 1 */
+        -5.0f,  -4.0f, -6.0f, /* 1 */
+        3.0f,   -1.0f, 2.9f,  /* 0 */
+        -80.0f, 0.0f,  80.0f, /* 2 */
     };
-    const int32_t all[4] = { 1, 1, 0, 2 };
-    const int32_t some[4] = { 1, 0, 2, 2 };
-    const int32_t none[4] = { 0, 2, 1, 1 };
+    const int32_t all[4] = {1, 1, 0, 2};
+    const int32_t some[4] = {1, 0, 2, 2};
+    const int32_t none[4] = {0, 2, 1, 1};
     ck_assert_int_eq(sila_count_correct(z, all, 4, 3), 4);
     ck_assert_int_eq(sila_count_correct(z, some, 4, 3), 2);
     ck_assert_int_eq(sila_count_correct(z, none, 4, 3), 0);

@@ -1,0 +1,136 @@
+#!/bin/bash
+# Bad input meets a clear error: silad refuses a missing or broken job file,
+# a bad --set, a missing --job and a bad --threads, exits non-zero (not by a
+# signal), says what is wrong on stderr (naming the file and line, or the
+# override) and writes no model. silactl refuses a missing, corrupted or
+# truncated model and a wrong --data, naming the file; an unknown command
+# exits 2.
+. "$(dirname "$0")/lib.sh"
+
+# failed_cleanly STATUS WANT: STATUS is WANT, or for WANT 'error' a clean
+# failure (1..125: not 0, not a signal, not "cannot execute").
+failed_cleanly()
+{
+    if [ "$2" = error ]; then
+        [ "$1" -ge 1 ] && [ "$1" -le 125 ]
+    else
+        [ "$1" -eq "$2" ]
+    fi
+}
+
+# refuses DESC WANT TEXT CMD...: one case: CMD fails (WANT as in
+# failed_cleanly) and its stderr contains TEXT. Sets $out and $err to its
+# output files.
+case_n=0
+refuses()
+{
+    local desc=$1 want=$2 text=$3 st why=
+    shift 3
+    case_n=$((case_n + 1))
+    out=$TEST_TMP/case$case_n.out err=$TEST_TMP/case$case_n.err
+    "$@" >"$out" 2>"$err"
+    st=$?
+    failed_cleanly "$st" "$want" || why="exit status $st, expected $want"
+    grep -qF -- "$text" "$err" || why="${why:+$why; }stderr does not say: $text"
+    if [ -z "$why" ]; then
+        ok "$desc"
+    else
+        echo "[$why] stdout:" >"$out.why" && cat "$out" >>"$out.why"
+        echo "stderr:" >>"$out.why" && cat "$err" >>"$out.why"
+        not_ok "$desc" "$out.why"
+    fi
+}
+
+# silad_refuses DESC TEXT ARG...: silad with ARGs and --out DIR (a fresh
+# directory name) fails cleanly, says TEXT, and leaves no DIR/model.sila.
+silad_refuses()
+{
+    local desc=$1 text=$2 dir=$TEST_TMP/run$((case_n + 1))
+    shift 2
+    refuses "silad $desc" error "$text" "$SILAD" "$@" --out "$dir"
+    if [ -e "$dir/model.sila" ]; then
+        not_ok "silad $desc: writes no model"
+    else
+        ok "silad $desc: writes no model"
+    fi
+}
+
+write_tiny_mlp tiny.ini
+# A known-bad line in an otherwise good job: line N of tiny.ini replaced.
+bad_job()  # NAME LINE TEXT
+{
+    sed "$2s/.*/$3/" tiny.ini >"$1"
+}
+bad_job bad-key.ini 15 'outs = 64'          # [linear] of module 1
+bad_job bad-value.ini 4 'epochs = two'      # [job]
+bad_job bad-comment.ini 15 'out = 64 # wide' # '#' after a value is no comment
+
+# ---- silad: job files
+silad_refuses "with a missing job file names it" "$TEST_TMP/missing.ini" \
+    --job "$TEST_TMP/missing.ini" --inproc --threads 1
+silad_refuses "with an unknown key names FILE:LINE" "bad-key.ini:15:" \
+    --job bad-key.ini --inproc --threads 1
+check "silad's unknown-key error names the key" grep -qF "outs" "$err"
+silad_refuses "with a bad value names FILE:LINE" "bad-value.ini:4:" \
+    --job bad-value.ini --inproc --threads 1
+check "silad's bad-value error names the key" grep -qF "epochs" "$err"
+silad_refuses "with '#' after a value names FILE:LINE" "bad-comment.ini:15:" \
+    --job bad-comment.ini --inproc --threads 1
+silad_refuses "with a missing dataset names its directory" "$TEST_TMP/no-data" \
+    --job tiny.ini --inproc --threads 1 --set "job.data_dir=$TEST_TMP/no-data"
+
+# ---- silad: overrides
+silad_refuses "with --set of an unknown key names the override" "'job.bogus=1'" \
+    --job tiny.ini --inproc --threads 1 --set job.bogus=1
+silad_refuses "with --set of a non-integer names the override" "'job.epochs=x'" \
+    --job tiny.ini --inproc --threads 1 --set job.epochs=x
+silad_refuses "with --set of an out-of-range value names the override" "'job.batch=0'" \
+    --job tiny.ini --inproc --threads 1 --set job.batch=0
+silad_refuses "with --set of an unknown section names the override" "'layer.out=3'" \
+    --job tiny.ini --inproc --threads 1 --set layer.out=3
+
+# ---- silad: command line
+silad_refuses "without --job says --job is required" "--job" --inproc --threads 1
+for threads in 0 abc 1025 4294967297; do
+    silad_refuses "with --threads $threads refuses it" "'$threads'" \
+        --job tiny.ini --inproc --threads "$threads"
+done
+
+# ---- silactl: a good model, then broken copies of it
+if silad_run tiny tiny.ini && "$SILACTL" eval tiny/model.sila --json >tiny.eval 2>tiny.eval.err
+then
+    ok "silactl eval accepts the model silad wrote (the control)"
+else
+    not_ok "silactl eval accepts the model silad wrote (the control)" tiny.stderr tiny.eval.err
+fi
+cp tiny/model.sila corrupt.sila
+python3 - corrupt.sila <<'EOF'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[len(data) // 2] ^= 0x40
+open(sys.argv[1], "wb").write(data)
+EOF
+size=$(stat -c %s tiny/model.sila)
+head -c $((size / 2)) tiny/model.sila >truncated.sila
+head -c 10 tiny/model.sila >stub.sila
+mkdir cifar && head -c 3073 /dev/zero >cifar/test_batch.bin  # one all-zero CIFAR-10 record
+
+refuses "silactl eval of a missing model names it" error "$TEST_TMP/missing.sila" \
+    "$SILACTL" eval "$TEST_TMP/missing.sila" --json
+refuses "silactl eval of a corrupted model names it" error corrupt.sila \
+    "$SILACTL" eval corrupt.sila --json
+refuses "silactl inspect of a corrupted model names it" error corrupt.sila \
+    "$SILACTL" inspect corrupt.sila --json
+refuses "silactl eval of a truncated model names it" error truncated.sila \
+    "$SILACTL" eval truncated.sila --json
+refuses "silactl eval of a model cut inside its header names it" error stub.sila \
+    "$SILACTL" eval stub.sila --json
+refuses "silactl eval --data of a missing cifar10 directory names the file" error \
+    /nonexistent/test_batch.bin "$SILACTL" eval tiny/model.sila --data cifar10:/nonexistent --json
+refuses "silactl eval --data of cifar10 for an fmnist model names the model" error \
+    tiny/model.sila "$SILACTL" eval tiny/model.sila --data cifar10:cifar --json
+refuses "silactl eval --data without a kind says KIND:DIR" error "KIND:DIR" \
+    "$SILACTL" eval tiny/model.sila --data "$FMNIST_DIR" --json
+refuses "silactl with an unknown command exits 2" 2 "'frobnicate'" "$SILACTL" frobnicate
+
+done_testing

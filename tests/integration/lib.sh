@@ -1,0 +1,139 @@
+# shellcheck shell=bash disable=SC2034
+# Shared helpers of the integration tests (sourced by bash scripts).
+#
+# A test script runs the real silad and silactl in a fresh temporary
+# directory (removed on exit) and reports each assertion as one TAP case, so
+# `meson test` names what failed. The environment gives the programs:
+#   SILAD, SILACTL     the built executables (tests/meson.build sets them)
+#   SILA_SOURCE_DIR    the source tree (for deploy/jobs/ and this directory)
+#   SILA_FMNIST_DIR    Fashion-MNIST, default /usr/share/datasets/fashion-mnist
+
+set -u
+
+: "${SILAD:?SILAD must name the silad executable}"
+: "${SILACTL:?SILACTL must name the silactl executable}"
+: "${SILA_SOURCE_DIR:?SILA_SOURCE_DIR must name the source tree}"
+FMNIST_DIR=${SILA_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+JOBS_DIR=$SILA_SOURCE_DIR/deploy/jobs
+JSONCHECK=$SILA_SOURCE_DIR/tests/integration/jsoncheck.py
+export OPENBLAS_NUM_THREADS=1
+
+TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/sila-it.XXXXXX") || exit 99
+trap 'rm -rf "$TEST_TMP"' EXIT
+trap 'exit 130' INT    # so that the EXIT trap also cleans up after a
+trap 'exit 143' TERM   # timeout or an interrupt
+cd "$TEST_TMP" || exit 99
+
+tap_n=0
+tap_failed=0
+
+# ok DESC / not_ok DESC [DIAGNOSTIC_FILE...]: reports one TAP case; not_ok
+# also copies the files (a command's output) to stderr as '#' lines.
+ok()
+{
+    tap_n=$((tap_n + 1))
+    echo "ok $tap_n - $1"
+}
+
+not_ok()
+{
+    tap_n=$((tap_n + 1))
+    tap_failed=$((tap_failed + 1))
+    echo "not ok $tap_n - $1"
+    echo "not ok $tap_n - $1" >&2  # stderr: shown by meson test --print-errorlogs
+    shift
+    local f
+    for f in "$@"; do
+        [ -s "$f" ] && sed 's/^/#   /' "$f" >&2
+    done
+    return 0
+}
+
+# check DESC CMD...: one case, passing iff CMD exits 0 (its stdin is the
+# caller's, so a here-document can feed it). CMD's output is shown on failure.
+check()
+{
+    local desc=$1
+    shift
+    if "$@" >"$TEST_TMP/.check.out" 2>&1; then
+        ok "$desc"
+    else
+        not_ok "$desc (exit $?)" "$TEST_TMP/.check.out"
+    fi
+}
+
+# done_testing: prints the TAP plan and exits 1 if any case failed.
+done_testing()
+{
+    echo "1..$tap_n"
+    [ "$tap_failed" -eq 0 ] || echo "# $tap_failed of $tap_n failed"
+    exit $((tap_failed > 0))
+}
+
+# silad_run DIR JOB [ARG...]: trains JOB in-process into DIR with one BLAS
+# thread; DIR.stdout, DIR.stderr and DIR.status hold what it said and its exit
+# status. Returns that status.
+silad_run()
+{
+    local dir=$1 job=$2
+    shift 2
+    "$SILAD" --job "$job" --inproc --out "$dir" --threads 1 "$@" \
+        >"$dir.stdout" 2>"$dir.stderr"
+    local st=$?
+    echo "$st" >"$dir.status"
+    return "$st"
+}
+
+# sha_of MODEL: prints the weights_sha256 silactl inspect reports.
+sha_of()
+{
+    "$SILACTL" inspect "$1" --json | python3 "$JSONCHECK" field - weights_sha256
+}
+
+# make_test_subset DIR N: writes the first N samples of Fashion-MNIST's test
+# split to DIR as plain IDX files, so silactl eval --data fmnist:DIR sees
+# exactly the samples silad evaluated with job.test_limit=N.
+make_test_subset()
+{
+    mkdir -p "$1" && python3 - "$FMNIST_DIR" "$1" "$2" <<'EOF'
+import gzip, os, struct, sys
+src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def read(stem):
+    p = os.path.join(src, "t10k-" + stem)
+    return open(p, "rb").read() if os.path.exists(p) else gzip.open(p + ".gz").read()
+img, lab = read("images-idx3-ubyte"), read("labels-idx1-ubyte")
+assert struct.unpack(">IIII", img[:16]) == (0x803, 10000, 28, 28)
+assert struct.unpack(">II", lab[:8]) == (0x801, 10000)
+with open(os.path.join(dst, "t10k-images-idx3-ubyte"), "wb") as f:
+    f.write(struct.pack(">IIII", 0x803, n, 28, 28) + img[16:16 + n * 784])
+with open(os.path.join(dst, "t10k-labels-idx1-ubyte"), "wb") as f:
+    f.write(struct.pack(">II", 0x801, n) + lab[8:8 + n])
+EOF
+}
+
+# write_tiny_mlp FILE: a 2-module MLP job (flatten, linear 64, relu | linear
+# 10) on 256 training samples; the line numbers matter to cli_errors.
+write_tiny_mlp()
+{
+    cat >"$1" <<'EOF'
+[job]
+name = tiny-mlp
+dataset = fmnist
+epochs = 1
+batch = 32
+algorithm = local
+train_limit = 256
+test_limit = 100
+[optimizer]
+lr = 0.05
+momentum = 0.9
+[module]
+[flatten]
+[linear]
+out = 64
+[relu]
+[module]
+[linear]
+out = 10
+EOF
+}
