@@ -1,14 +1,20 @@
-/* ReLU, dropout and drop-path (see kernels.h). */
+/* ReLU, dropout and drop-path (see kernels.h). ReLU is split among OpenMP
+ * threads when large; dropout masks are drawn in order from one rng. */
 #include "kernels.h"
+
+/* Below this many elements one thread does the whole loop. */
+#define PARALLEL_MIN_ELEMS 65536
 
 void sila_relu_forward(float *out, const float *in, size_t n)
 {
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++)
         out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
 void sila_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) {
         float g = dout[i]; /* loaded unconditionally, so the select vectorises */
         din[i] = out[i] > 0.0f ? g : 0.0f;

@@ -1,7 +1,9 @@
 /* Batch normalisation over (B, H, W) for each channel (see kernels.h).
  * Sums run per sample plane in float over 8 independent lanes (one vector
  * register, fixed order, so results do not depend on the compiler), and
- * across planes in double: a channel can hold 10^5 values. */
+ * across planes in double: a channel can hold 10^5 values. Channels are
+ * shared among OpenMP threads; each is computed by one thread, so results
+ * do not depend on the thread count. */
 #include <math.h>
 
 #include "kernels.h"
@@ -93,6 +95,7 @@ void sila_bn_forward_train(float *out, float *mean, float *invstd, float *run_me
                            float eps, int B, int C, int HW)
 {
     double n = (double)B * HW;
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         double m, v;
         channel_stats(in, B, C, HW, c, &m, &v);
@@ -111,6 +114,7 @@ void sila_bn_forward_eval(float *out, const float *in, const float *gamma, const
                           const float *run_mean, const float *run_var, float eps, int B, int C,
                           int HW)
 {
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         float scale = gamma[c] / sqrtf(run_var[c] + eps);
         channel_affine(out, in, B, C, HW, c, scale, beta[c] - run_mean[c] * scale);
@@ -122,6 +126,7 @@ void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout
                       int HW)
 {
     const double n = (double)B * HW;
+#pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int b = 0; b < B; b++) {

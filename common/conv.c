@@ -10,10 +10,17 @@
  * convolution is itself a convolution of dY with the flipped, transposed
  * kernel (padding K-1-pad), which runs as one im2col + sgemm per sample;
  * other strides fold W^T·dY back with col2im.
- * Scratch layout (sila_conv_work_floats): the column matrix, then the
- * staging matrix, then the flipped kernel. */
+ * Threads: chunks are shared among g->threads OpenMP threads (contiguous
+ * blocks, schedule(static)), each with its own scratch; each thread sums
+ * its dW and db into partials that are added in thread order, so results
+ * depend on the thread count but not on timing. sgemm runs inside the
+ * threads: OpenBLAS must be single-threaded (the programs see to it).
+ * Scratch layout (sila_conv_work_floats): the flipped kernel (stride-1
+ * backward only), then per thread: column matrix, staging matrix, dW and
+ * db partials. */
 #include <cblas.h>
 #include <errno.h>
+#include <omp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -30,7 +37,7 @@ int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, in
     if (H + 2 * pad < K || W + 2 * pad < K)
         return -EINVAL;
     *g = (struct sila_conv_geom){ .B = B, .C = C, .H = H, .W = W, .OC = OC, .K = K,
-                                  .stride = stride, .pad = pad };
+                                  .stride = stride, .pad = pad, .threads = 1 };
     g->OH = (H + 2 * pad - K) / stride + 1;
     g->OW = (W + 2 * pad - K) / stride + 1;
     return 0;
@@ -67,19 +74,54 @@ static struct sila_conv_geom dx_geom(const struct sila_conv_geom *g)
 {
     struct sila_conv_geom t = { .B = 1, .C = g->OC, .H = g->OH, .W = g->OW, .OC = g->C,
                                 .K = g->K, .stride = 1, .pad = g->K - 1 - g->pad,
-                                .OH = g->H, .OW = g->W };
+                                .OH = g->H, .OW = g->W, .threads = 1 };
     return t;
+}
+
+/* One thread's scratch: column matrix, staging matrix, dW and db partials. */
+struct scratch {
+    float *col, *stage, *dw, *db;
+};
+
+static size_t col_floats(const struct sila_conv_geom *g)
+{
+    size_t fwd = col_rows(g) * chunk_samples(g) * out_hw(g);
+    if (!transposed_dx(g))
+        return fwd;
+    struct sila_conv_geom t = dx_geom(g);
+    size_t dx = col_rows(&t) * out_hw(&t);
+    return fwd > dx ? fwd : dx;
+}
+
+static size_t thread_floats(const struct sila_conv_geom *g)
+{
+    return col_floats(g) + (size_t)g->OC * chunk_samples(g) * out_hw(g) +
+           (size_t)g->OC * col_rows(g) + (size_t)g->OC;
+}
+
+static size_t shared_floats(const struct sila_conv_geom *g)
+{
+    return transposed_dx(g) ? (size_t)g->C * g->OC * g->K * g->K : 0;
 }
 
 size_t sila_conv_work_floats(const struct sila_conv_geom *g)
 {
-    size_t n = (size_t)chunk_samples(g) * out_hw(g);
-    size_t fwd = (col_rows(g) + (size_t)g->OC) * n;
-    if (!transposed_dx(g))
-        return fwd;
-    struct sila_conv_geom t = dx_geom(g);
-    size_t dx = col_rows(&t) * out_hw(&t) + (size_t)g->C * g->OC * g->K * g->K;
-    return fwd > dx ? fwd : dx;
+    return shared_floats(g) + (size_t)(g->threads > 0 ? g->threads : 1) * thread_floats(g);
+}
+
+static struct scratch scratch_of(const struct sila_conv_geom *g, float *work, int tid)
+{
+    struct scratch s;
+    s.col = work + shared_floats(g) + (size_t)tid * thread_floats(g);
+    s.stage = s.col + col_floats(g);
+    s.dw = s.stage + (size_t)g->OC * chunk_samples(g) * out_hw(g);
+    s.db = s.dw + (size_t)g->OC * col_rows(g);
+    return s;
+}
+
+static int team_size(const struct sila_conv_geom *g)
+{
+    return g->threads > 0 ? g->threads : 1;
 }
 
 /* Output columns [*lo, *hi) whose input column ow·stride - pad + kj lies
@@ -148,95 +190,138 @@ static void col2im(float *din, const float *col, size_t ld, const struct sila_co
             }
 }
 
+/* Forward of the samples [b0, b0 + nb). */
+static void forward_chunk(float *out, const float *in, const float *w, const float *b,
+                          const struct sila_conv_geom *g, const struct scratch *s, int b0, int nb)
+{
+    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
+    const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;
+    const int ckk = (int)col_rows(g);
+    float *dst = nb == 1 ? out + b0 * out_sz : s->stage;
+    for (int i = 0; i < nb; i++)
+        im2col(s->col + i * hw, n, in + (b0 + i) * in_sz, g);
+    /* dst (OC, n) = w (OC, CKK) · col (CKK, n) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk,
+                s->col, (int)n, 0.0f, dst, (int)n);
+    for (int i = 0; i < nb; i++)
+        for (int oc = 0; oc < g->OC; oc++) {
+            float *o = out + (b0 + i) * out_sz + oc * hw;
+            const float *src = dst + oc * n + i * hw;
+            float bias = b ? b[oc] : 0.0f;
+            for (size_t j = 0; j < hw; j++)
+                o[j] = src[j] + bias;
+        }
+}
+
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work)
 {
-    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
-    const size_t out_sz = (size_t)g->OC * hw;
-    const int nb_max = chunk_samples(g), ckk = (int)col_rows(g);
-    float *col = work;
-    float *stage = work + col_rows(g) * nb_max * hw; /* (OC, nb·hw) */
-    for (int b0 = 0; b0 < g->B; b0 += nb_max) {
-        int nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-        size_t n = (size_t)nb * hw;
-        float *dst = nb == 1 ? out + b0 * out_sz : stage;
-        for (int s = 0; s < nb; s++)
-            im2col(col + s * hw, n, in + (b0 + s) * in_sz, g);
-        /* dst (OC, n) = w (OC, CKK) · col (CKK, n) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk,
-                    col, (int)n, 0.0f, dst, (int)n);
-        for (int s = 0; s < nb; s++)
-            for (int oc = 0; oc < g->OC; oc++) {
-                float *o = out + (b0 + s) * out_sz + oc * hw;
-                const float *src = dst + oc * n + s * hw;
-                float bias = b ? b[oc] : 0.0f;
-                for (size_t i = 0; i < hw; i++)
-                    o[i] = src[i] + bias;
-            }
+    const int nb_max = chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
+#pragma omp parallel num_threads(team_size(g))
+    {
+        struct scratch s = scratch_of(g, work, omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int c = 0; c < nchunks; c++) {
+            int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
+            forward_chunk(out, in, w, b, g, &s, b0, nb);
+        }
     }
 }
 
-/* dX of a stride-1 conv: per sample, im2col of dY under dx_geom, times the
- * kernel flipped in space with C and OC swapped. */
-static void dx_transposed(float *din, const float *dout, const float *w,
-                          const struct sila_conv_geom *g, float *work)
+/* The kernel flipped in space with C and OC swapped: wt (C, OC·K·K). */
+static void flip_kernel(float *wt, const float *w, const struct sila_conv_geom *g)
 {
-    struct sila_conv_geom t = dx_geom(g);
-    const int K = g->K, kk = K * K, tckk = (int)col_rows(&t);
-    float *col = work, *wt = work + col_rows(&t) * out_hw(&t); /* wt (C, OC·K·K) */
+    const int kk = g->K * g->K;
     for (int oc = 0; oc < g->OC; oc++)
         for (int c = 0; c < g->C; c++)
             for (int i = 0; i < kk; i++)
                 wt[((size_t)c * g->OC + oc) * kk + i] =
                     w[((size_t)oc * g->C + c) * kk + (kk - 1 - i)];
-    const size_t hw = out_hw(&t), in_sz = (size_t)g->C * hw, out_sz = (size_t)g->OC * out_hw(g);
-    for (int b = 0; b < g->B; b++) {
-        im2col(col, hw, dout + b * out_sz, &t);
-        /* din_b (C, H·W) = wt (C, OC·K·K) · col (OC·K·K, H·W) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->C, (int)hw, tckk, 1.0f, wt,
-                    tckk, col, (int)hw, 0.0f, din + b * in_sz, (int)hw);
+}
+
+/* dX of one sample of a stride-1 conv: im2col of dY under dx_geom, times
+ * the flipped kernel wt. */
+static void dx_transposed(float *din_b, const float *dout_b, const float *wt,
+                          const struct sila_conv_geom *g, float *col)
+{
+    struct sila_conv_geom t = dx_geom(g);
+    const size_t hw = out_hw(&t);
+    const int tckk = (int)col_rows(&t);
+    im2col(col, hw, dout_b, &t);
+    /* din_b (C, H·W) = wt (C, OC·K·K) · col (OC·K·K, H·W) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->C, (int)hw, tckk, 1.0f, wt, tckk,
+                col, (int)hw, 0.0f, din_b, (int)hw);
+}
+
+/* Backward of the samples [b0, b0 + nb): dW and db into the thread's
+ * partials, dX into din (unless NULL). */
+static void backward_chunk(float *din, const float *dout, const float *in, const float *w,
+                           const float *wt, const struct sila_conv_geom *g,
+                           const struct scratch *s, int b0, int nb)
+{
+    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
+    const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;
+    const int ckk = (int)col_rows(g);
+    const float *gy = nb == 1 ? dout + b0 * out_sz : s->stage; /* dY as (OC, n) */
+    for (int i = 0; nb > 1 && i < nb; i++)
+        for (int oc = 0; oc < g->OC; oc++)
+            memcpy(s->stage + oc * n + i * hw, dout + (b0 + i) * out_sz + oc * hw,
+                   sizeof *s->stage * hw);
+    for (int oc = 0; oc < g->OC; oc++) {
+        float acc = 0.0f;
+        for (size_t j = 0; j < n; j++)
+            acc += gy[oc * n + j];
+        s->db[oc] += acc;
     }
+    for (int i = 0; i < nb; i++)
+        im2col(s->col + i * hw, n, in + (b0 + i) * in_sz, g);
+    /* dw (OC, CKK) += gy (OC, n) · col^T (n, CKK) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, ckk, (int)n, 1.0f, gy, (int)n,
+                s->col, (int)n, 1.0f, s->dw, ckk);
+    if (!din)
+        return;
+    if (wt) {
+        for (int i = 0; i < nb; i++)
+            dx_transposed(din + (b0 + i) * in_sz, dout + (b0 + i) * out_sz, wt, g, s->col);
+        return;
+    }
+    /* col (CKK, n) = w^T (CKK, OC) · gy (OC, n), folded back onto din */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)n, g->OC, 1.0f, w, ckk, gy,
+                (int)n, 0.0f, s->col, (int)n);
+    memset(din + b0 * in_sz, 0, sizeof *din * in_sz * nb);
+    for (int i = 0; i < nb; i++)
+        col2im(din + (b0 + i) * in_sz, s->col + i * hw, n, g);
 }
 
 void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, const struct sila_conv_geom *g, float *work)
 {
-    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
-    const size_t out_sz = (size_t)g->OC * hw;
-    const int nb_max = chunk_samples(g), ckk = (int)col_rows(g);
-    const bool fold = din && !transposed_dx(g);
-    float *col = work;
-    float *stage = work + col_rows(g) * nb_max * hw; /* (OC, nb·hw) */
-    if (fold)
-        memset(din, 0, sizeof *din * in_sz * g->B);
-    for (int b0 = 0; b0 < g->B; b0 += nb_max) {
-        int nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-        size_t n = (size_t)nb * hw;
-        const float *gy = nb == 1 ? dout + b0 * out_sz : stage; /* dY as (OC, n) */
-        for (int s = 0; nb > 1 && s < nb; s++)
-            for (int oc = 0; oc < g->OC; oc++)
-                memcpy(stage + oc * n + s * hw, dout + (b0 + s) * out_sz + oc * hw,
-                       sizeof *stage * hw);
-        if (db)
-            for (int oc = 0; oc < g->OC; oc++) {
-                float acc = 0.0f;
-                for (size_t i = 0; i < n; i++)
-                    acc += gy[oc * n + i];
-                db[oc] += acc;
-            }
-        for (int s = 0; s < nb; s++)
-            im2col(col + s * hw, n, in + (b0 + s) * in_sz, g);
-        /* dw (OC, CKK) += gy (OC, n) · col^T (n, CKK) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, ckk, (int)n, 1.0f, gy,
-                    (int)n, col, (int)n, 1.0f, dw, ckk);
-        if (!fold)
-            continue;
-        /* col (CKK, n) = w^T (CKK, OC) · gy (OC, n) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)n, g->OC, 1.0f, w, ckk,
-                    gy, (int)n, 0.0f, col, (int)n);
-        for (int s = 0; s < nb; s++)
-            col2im(din + (b0 + s) * in_sz, col + s * hw, n, g);
+    const int nb_max = chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
+    const int T = team_size(g);
+    const size_t nw = (size_t)g->OC * col_rows(g);
+    float *wt = NULL;
+    if (din && transposed_dx(g)) {
+        wt = work;
+        flip_kernel(wt, w, g);
     }
-    if (din && !fold)
-        dx_transposed(din, dout, w, g, work);
+    for (int t = 0; t < T; t++) {
+        struct scratch s = scratch_of(g, work, t);
+        memset(s.dw, 0, sizeof *s.dw * (nw + (size_t)g->OC)); /* dw then db */
+    }
+#pragma omp parallel num_threads(T)
+    {
+        struct scratch s = scratch_of(g, work, omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int c = 0; c < nchunks; c++) {
+            int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
+            backward_chunk(din, dout, in, w, wt, g, &s, b0, nb);
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        struct scratch s = scratch_of(g, work, t);
+        for (size_t i = 0; i < nw; i++)
+            dw[i] += s.dw[i];
+        for (int oc = 0; db && oc < g->OC; oc++)
+            db[oc] += s.db[oc];
+    }
 }

@@ -27,13 +27,18 @@ struct sila_conv_geom {
     int B, C, H, W; /* input (B, C, H, W) */
     int OC, K;      /* OC output channels, square K x K kernel */
     int stride, pad;
-    int OH, OW; /* derived by sila_conv_geom_init */
+    int OH, OW;  /* derived by sila_conv_geom_init */
+    int threads; /* OpenMP threads sharing the batch; 1 from sila_conv_geom_init.
+                    Results depend on it (dW partial sums), not on timing. */
 };
 
-/* Fills OH and OW; returns 0, or -EINVAL when the kernel does not fit. */
+/* Fills OH, OW and threads = 1; returns 0, or -EINVAL when the kernel does
+ * not fit. */
 int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
                         int stride, int pad);
-/* Floats of scratch space the conv kernels need for this geometry. */
+/* Floats of scratch space the conv kernels need for this geometry
+ * (threads included). The kernels call cblas_sgemm from their threads:
+ * OpenBLAS must run single-threaded when g->threads > 1. */
 size_t sila_conv_work_floats(const struct sila_conv_geom *g);
 /* out (B, OC, OH, OW), in (B, C, H, W), w (OC, C, K, K), b (OC) or NULL,
  * work: sila_conv_work_floats(g) floats of scratch. */

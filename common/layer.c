@@ -1,6 +1,7 @@
 /* One layer of a net: shape inference, tensor layout, and dispatch of the
  * forward and backward passes to the kernels (see layer.h). */
 #include <errno.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,7 @@ static int build_conv(struct sila_layer *L, const char *prefix, struct sila_buil
     if (sila_conv_geom_init(&L->conv, b->max_batch, L->in.c, L->in.h, L->in.w, s->out, s->kernel,
                             s->stride, s->pad))
         return shape_error(err, prefix, L, "kernel larger than the padded input");
+    L->conv.threads = omp_get_max_threads();
     L->out = (struct sila_shape){ s->out, L->conv.OH, L->conv.OW };
     size_t work = sila_conv_work_floats(&L->conv);
     if (work > b->work_floats)

@@ -7,7 +7,12 @@
  * backward never allocate. Parameters, their gradients and the batch-norm
  * running statistics ("buffers") are NOT owned by the net: the caller binds
  * three blocks of sila_net_param_count / sila_net_param_count /
- * sila_net_buffer_count floats (typically slices of one module arena). */
+ * sila_net_buffer_count floats (typically slices of one module arena).
+ *
+ * Threads: the kernels share each batch among OpenMP threads; convolutions
+ * use omp_get_max_threads() as of building the net (their scratch is sized
+ * for it) and call sgemm from those threads, so OpenBLAS must be
+ * single-threaded. Results depend on the thread count, never on timing. */
 #ifndef SILA_NET_H
 #define SILA_NET_H
 

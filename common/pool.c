@@ -1,4 +1,5 @@
-/* Max, average and global average pooling (see kernels.h). */
+/* Max, average and global average pooling (see kernels.h). Planes are
+ * shared among OpenMP threads. */
 #include <errno.h>
 #include <float.h>
 #include <string.h>
@@ -31,6 +32,7 @@ void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+#pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         const float *x = in + p * ihw;
         for (int oh = 0; oh < g->OH; oh++) {
@@ -59,6 +61,7 @@ void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     memset(din, 0, sizeof *din * planes * ihw);
+#pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++)
         for (size_t o = 0; o < ohw; o++)
             din[p * ihw + argmax[p * ohw + o]] += dout[p * ohw + o];
@@ -68,6 +71,7 @@ void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_ge
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     float inv = 1.0f / (float)(g->K * g->K);
+#pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         const float *x = in + p * ihw;
         for (int oh = 0; oh < g->OH; oh++) {
@@ -91,6 +95,7 @@ void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     float inv = 1.0f / (float)(g->K * g->K);
     memset(din, 0, sizeof *din * planes * ihw);
+#pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         float *dx = din + p * ihw;
         for (int oh = 0; oh < g->OH; oh++) {

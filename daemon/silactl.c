@@ -1,11 +1,11 @@
 /* silactl: the sila client. Offline commands on model files (eval,
  * inspect); the RPC commands to a running silad come with the RPC. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctl_model.h"
+#include "threads.h"
 
 static void usage(FILE *f)
 {
@@ -14,7 +14,7 @@ static void usage(FILE *f)
                "                                          confusion matrix on a test split\n"
                "  inspect MODEL [--json]                  architecture, parameters, provenance,\n"
                "                                          weights_sha256\n"
-               "BLAS threads follow OPENBLAS_NUM_THREADS.\n");
+               "Kernel threads: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else all cores.\n");
 }
 
 int main(int argc, char **argv)
@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    sila_threads_setup(0);
     if (strcmp(cmd, "eval") == 0)
         return ctl_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)

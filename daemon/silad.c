@@ -1,12 +1,12 @@
 /* silad: the sila coordinator. This build trains in-process (--inproc);
  * see docs/ for the programs and the job files. */
-#include <cblas.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "job.h"
+#include "threads.h"
 #include "train.h"
 
 #define MAX_OVERRIDES 64
@@ -20,7 +20,8 @@ static void usage(FILE *f)
                "  --out DIR      where model.sila and metrics.jsonl go "
                "(default: runs/<job name>)\n"
                "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
-               "  --threads T    BLAS threads (default: all cores, or OPENBLAS_NUM_THREADS)\n");
+               "  --threads T    threads of the numerical kernels (default: OPENBLAS_NUM_THREADS\n"
+               "                 or OMP_NUM_THREADS when set, else all cores)\n");
 }
 
 struct options {
@@ -92,8 +93,7 @@ int main(int argc, char **argv)
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
-    if (o.threads)
-        openblas_set_num_threads(o.threads);
+    sila_threads_setup(o.threads);
     struct sila_job job;
     struct sila_err err = { "" };
     if (sila_job_load(&job, o.job, o.overrides, o.noverrides, &err)) {

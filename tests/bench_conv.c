@@ -16,6 +16,7 @@
 
 #include "kernels.h"
 #include "rng.h"
+#include "threads.h"
 
 static double now(void)
 {
@@ -64,17 +65,31 @@ static double bench_sgemm(int n, int reps, struct sila_rng *rng)
     return 2.0 * n * n * (double)n / median(t, reps) * 1e-9;
 }
 
+/* Seconds for a fixed scalar loop in each of n threads at once. */
+static double spin_seconds(int n)
+{
+    double t0 = now();
+#pragma omp parallel num_threads(n)
+    {
+        volatile double x = 0.0;
+        for (long i = 0; i < 100000000L; i++)
+            x += 1e-9;
+    }
+    return now() - t0;
+}
+
 struct conv_case {
     const char *name;
     int C, H, OC;
     int need_din;
 };
 
-static void bench_conv(const struct conv_case *cc, int B, int reps, double sgemm,
+static void bench_conv(const struct conv_case *cc, int B, int threads, int reps, double sgemm,
                        struct sila_rng *rng)
 {
     struct sila_conv_geom g;
     sila_conv_geom_init(&g, B, cc->C, cc->H, cc->H, cc->OC, 3, 1, 1);
+    g.threads = threads;
     size_t n_in = (size_t)B * cc->C * cc->H * cc->H, n_out = (size_t)B * cc->OC * g.OH * g.OW;
     size_t n_w = (size_t)cc->OC * cc->C * 9;
     float *in = random_floats(n_in, rng), *out = random_floats(n_out, rng);
@@ -116,12 +131,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_conv: --reps must be in 1..64\n");
         return 2;
     }
-    if (threads > 0)
-        openblas_set_num_threads(threads);
+    if (threads <= 0)
+        threads = sila_threads_setup(0);
     struct sila_rng rng;
     sila_rng_seed(&rng, 1, 0);
+    /* the machine's limit: OpenBLAS's own threads on one large product */
+    openblas_set_num_threads(threads);
     double sgemm = bench_sgemm(1024, reps, &rng);
-    printf("threads %d, batch 128, median of %d\n", openblas_get_num_threads(), reps);
+    /* sila's kernels: their own threads around single-threaded sgemm */
+    sila_threads_setup(threads);
+    printf("threads %d, batch 128, median of %d\n", threads, reps);
+    /* A shared or oversubscribed host can give T vCPUs less than T cores of
+     * throughput: say so, since every ratio below depends on it. */
+    double one = spin_seconds(1), all = spin_seconds(threads);
+    printf("cores available: %d busy threads run at %.2fx the throughput of one\n", threads,
+           threads * one / all);
     printf("sgemm 1024x1024x1024: %.1f GFLOP/s\n\n", sgemm);
     printf("%-22s %8s %8s %8s %8s\n", "conv3x3 layer", "fwd", "bwd", "fwd+bwd", "of sgemm");
     static const struct conv_case cases[] = {
@@ -131,7 +155,7 @@ int main(int argc, char **argv)
         { "64->64 @14x14", 64, 14, 64, 1 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        bench_conv(&cases[i], 128, reps, sgemm, &rng);
+        bench_conv(&cases[i], 128, threads, reps, sgemm, &rng);
     printf("(GFLOP/s; target: 32->32 and 64->64 fwd+bwd >= 60%% of sgemm)\n");
     return 0;
 }
