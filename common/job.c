@@ -44,6 +44,7 @@ _Static_assert(sizeof(enum sila_aux_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_optim_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_sched_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_dataset_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_global_state) == sizeof(int), "enum size");
 
 /* ---- key tables ---- */
 
@@ -65,6 +66,7 @@ static const char *const algo_names[] = {"e2e", "local", "pgl", NULL};
 static const char *const aux_names[] = {"linear", "conv", "mlp", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
+static const char *const global_state_names[] = {"shared", "separate", NULL};
 
 /* One table entry per key: NUM (K_INT or K_FLOAT, with range and flags),
  * TYPED (no range), STR (a char array) and ENUM (names). */
@@ -90,6 +92,11 @@ static const struct key job_keys[] = {
     NUM("period", K_INT, JOB(period), 1, INF, 0),
     NUM("global_steps", K_INT, JOB(global_steps), 1, INF, 0),
     NUM("local_weight", K_FLOAT, JOB(local_weight), 0, INF, 0),
+    ENUM("global_state", JOB(global_state), 0, global_state_names),
+    TYPED("global_ramp", K_BOOL, JOB(global_ramp), 0),
+    NUM("global_epoch_end", K_INT, JOB(global_epoch_end), 0, INF, 0),
+    TYPED("heads_in_global", K_BOOL, JOB(heads_in_global), 0),
+    TYPED("local_weight_decay", K_BOOL, JOB(local_weight_decay), 0),
     NUM("eval_every", K_INT, JOB(eval_every), 1, INF, 0),
     TYPED("train_limit", K_U32, JOB(train_limit), 0),
     TYPED("test_limit", K_U32, JOB(test_limit), 0),
@@ -1024,6 +1031,7 @@ static void set_defaults(struct sila_job *j)
     j->seed = 1;
     j->period = 10;
     j->global_steps = 1;
+    j->global_state = SILA_GLOBAL_SHARED;
     j->eval_every = 1;
     j->optim = (struct sila_optim_cfg){
         .kind = SILA_OPTIM_SGD, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};

@@ -31,6 +31,12 @@ enum sila_aux_kind {
     SILA_AUX_MLP = 3,    /* avgpool to 2x2, flatten, 2 x (linear+BN+ReLU), linear to C */
 };
 
+/* Where global (PGL) steps keep their optimizer state. */
+enum sila_global_state {
+    SILA_GLOBAL_SHARED = 1,   /* one momentum for local and global steps */
+    SILA_GLOBAL_SEPARATE = 2, /* global steps keep their own */
+};
+
 struct sila_job_module {
     int first_layer; /* index into sila_job.layers */
     int nlayers;
@@ -53,6 +59,12 @@ struct sila_job {
     int period;         /* pgl: P */
     int global_steps;   /* pgl: G, 0 < G <= P */
     float local_weight; /* pgl: mu */
+    /* pgl variants (METHODS.md section 3, "the schedule"); all off by default */
+    enum sila_global_state global_state;
+    bool global_ramp;      /* G grows linearly over the run from 0 to 2G (same mean) */
+    int global_epoch_end;  /* global steps added at the end of every epoch */
+    bool heads_in_global;  /* aux heads learn in global steps, on detached inputs */
+    bool local_weight_decay; /* mu decays linearly to 0 over the run */
     int eval_every;     /* epochs between evaluations (the last epoch always evaluates) */
     uint32_t train_limit, test_limit; /* 0 = whole split */
     int augment_crop;   /* random-crop padding in pixels, 0 = off */

@@ -84,8 +84,8 @@ static int build_nets(struct sila_module *m, const struct sila_job *job, int k, 
     return sila_net_new(&m->head, specs, n, z, max_batch, err);
 }
 
-/* One arena for params | grads | optimizer state; buffers apart. */
-static int alloc_blocks(struct sila_module *m, int max_batch)
+/* One arena for params | grads | optimizer state(s); buffers apart. */
+static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_global)
 {
     size_t hp = m->head ? sila_net_param_count(m->head) : 0;
     size_t hb = m->head ? sila_net_buffer_count(m->head) : 0;
@@ -94,7 +94,8 @@ static int alloc_blocks(struct sila_module *m, int max_batch)
     m->nparams = m->body_params + hp;
     size_t nstate = sila_optim_state_floats(&m->optim, m->body_params) +
                     sila_optim_state_floats(&m->optim, hp);
-    m->arena = calloc(2 * m->nparams + nstate + 1, sizeof *m->arena);
+    size_t nsets = separate_global ? 2 : 1;
+    m->arena = calloc(2 * m->nparams + nsets * nstate + 1, sizeof *m->arena);
     m->buffers = calloc(m->body_buffers + hb + 1, sizeof *m->buffers);
     size_t nout = sila_shape_size(sila_net_out_shape(m->body));
     m->dhead = malloc(sizeof *m->dhead * max_batch * m->nclasses);
@@ -104,6 +105,7 @@ static int alloc_blocks(struct sila_module *m, int max_batch)
     m->params = m->arena;
     m->grads = m->arena + m->nparams;
     m->opt_state = m->arena + 2 * m->nparams;
+    m->opt_state_global = separate_global ? m->opt_state + nstate : NULL;
     sila_net_bind(m->body, m->params, m->grads, m->buffers);
     if (m->head)
         sila_net_bind(m->head, m->params + m->body_params, m->grads + m->body_params,
@@ -122,7 +124,8 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
     m->nclasses = job->nclasses;
     m->optim = job->optim;
     int r = build_nets(m, job, k, max_batch, err);
-    if (r == 0 && (r = alloc_blocks(m, max_batch)))
+    m->heads_in_global = job->heads_in_global;
+    if (r == 0 && (r = alloc_blocks(m, max_batch, job->global_state == SILA_GLOBAL_SEPARATE)))
         sila_err_set(err, r, "module %d: out of memory", k + 1);
     if (r) {
         sila_module_free(m);
@@ -163,17 +166,20 @@ static double head_loss(struct sila_module *m, const float *logits, const int32_
 
 /* Optimizer step of the body, and of the head when it took part. Body and
  * head keep separate state and step counts (a head sits out global steps
- * with mu = 0, as a PyTorch parameter without a gradient would). */
-static void update(struct sila_module *m, float lr, bool with_head)
+ * with mu = 0, as a PyTorch parameter without a gradient would); global
+ * steps use the second state set when the job keeps one. */
+static void update(struct sila_module *m, float lr, bool with_head, bool global)
 {
     size_t nb = m->body_params, nh = m->nparams - nb;
-    m->body_updates++;
-    sila_optim_step(&m->optim, lr, m->body_updates, m->params, m->grads, m->opt_state, nb);
+    int set = global && m->opt_state_global ? 1 : 0;
+    float *state = set ? m->opt_state_global : m->opt_state;
+    m->body_updates[set]++;
+    sila_optim_step(&m->optim, lr, m->body_updates[set], m->params, m->grads, state, nb);
     if (!with_head || !m->head)
         return;
-    m->head_updates++;
-    sila_optim_step(&m->optim, lr, m->head_updates, m->params + nb, m->grads + nb,
-                    m->opt_state + sila_optim_state_floats(&m->optim, nb), nh);
+    m->head_updates[set]++;
+    sila_optim_step(&m->optim, lr, m->head_updates[set], m->params + nb, m->grads + nb,
+                    state + sila_optim_state_floats(&m->optim, nb), nh);
 }
 
 const float *sila_module_local_step(struct sila_module *m, const float *x, const int32_t *labels,
@@ -191,7 +197,7 @@ const float *sila_module_local_step(struct sila_module *m, const float *x, const
         sila_net_backward(m->head, z, m->dhead, m->dz, B);
         sila_net_backward(m->body, x, m->dz, NULL, B);
     }
-    update(m, lr, true);
+    update(m, lr, true, false);
     return z;
 }
 
@@ -221,9 +227,14 @@ void sila_module_global_backward(struct sila_module *m, const float *x, const fl
             m->dz[i] += dz[i];
         g = m->dz;
         head_used = true;
+    } else if (m->head && m->heads_in_global) {
+        const float *a = sila_net_forward(m->head, z, B, true, &m->rng);
+        ret_stats->loss = head_loss(m, a, labels, B, smoothing, 1.0f, &ret_stats->correct);
+        sila_net_backward(m->head, z, m->dhead, NULL, B); /* detached: z gets nothing */
+        head_used = true;
     }
     sila_net_backward(m->body, x, g, din, B);
-    update(m, lr, head_used);
+    update(m, lr, head_used, true);
 }
 
 const float *sila_module_eval(struct sila_module *m, const float *x, const int32_t *labels, int B,

@@ -21,15 +21,19 @@ struct sila_module {
     struct sila_net *body;  /* owned */
     struct sila_net *head;  /* owned; NULL for the last module */
     int nclasses;
-    float *arena;           /* owned: params | grads | body optimizer state | head's */
+    float *arena;           /* owned: params | grads | optimizer states (below) */
     size_t nparams;         /* body + head */
     size_t body_params;     /* the first body_params of params belong to the body */
-    float *params, *grads, *opt_state; /* views into arena */
+    float *params, *grads;  /* views into arena */
+    /* Optimizer state, body's then head's: one set, and a second for global
+     * steps when the job asks for separate global state (else NULL). */
+    float *opt_state, *opt_state_global;
+    bool heads_in_global;   /* heads learn in global steps on detached inputs */
     float *buffers;         /* owned: body buffers | head buffers */
     size_t body_buffers;
     struct sila_optim_cfg optim;
-    uint64_t body_updates;  /* optimizer steps taken (AdamW bias correction) */
-    uint64_t head_updates;
+    /* optimizer steps taken per state set (AdamW bias correction) */
+    uint64_t body_updates[2], head_updates[2]; /* [0] local/shared, [1] global */
     struct sila_rng rng;    /* dropout / drop-path masks of this module */
     float *dhead;           /* owned: (max_batch, nclasses) loss gradient */
     float *dz;              /* owned: (max_batch, body out) gradient at the output */
@@ -67,8 +71,9 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
 /* Global step, backward half. dz (B, out) is d(loss)/dz from the module
  * above, or NULL for the last module, whose own CE loss starts the pass.
  * With local_weight mu > 0 (modules with a head), mu x the head's CE loss
- * is added to the objective. Writes d(loss)/dx into din (B, in) unless NULL,
- * then updates. */
+ * is added to the objective; with mu = 0 and heads_in_global, the head
+ * learns its CE on the detached output. Writes d(loss)/dx into din (B, in)
+ * unless NULL, then updates (with the global state set when separate). */
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
                                  const int32_t *labels, int B, float lr, float smoothing,
                                  float mu, float *din, struct sila_step_stats *ret_stats);

@@ -31,14 +31,34 @@ struct trainer {
     struct report rep;
 };
 
-/* Step t is global under e2e always, under pgl iff t mod P >= P - G. */
-static bool step_is_global(const struct sila_job *job, uint64_t t)
+/* Step t is global under e2e always, never under local, and under pgl iff
+ * t mod P >= P - G, with G growing from 0 to 2G over the run under
+ * global_ramp, or t is among the last global_epoch_end steps of its epoch. */
+static bool step_is_global(const struct trainer *tr, uint64_t t)
 {
-    if (job->algorithm == SILA_ALGO_E2E)
+    const struct sila_job *job = tr->job;
+    if (job->algorithm != SILA_ALGO_PGL)
+        return job->algorithm == SILA_ALGO_E2E;
+    uint64_t s = t % tr->steps_per_epoch;
+    if (s + (uint64_t)job->global_epoch_end >= tr->steps_per_epoch)
         return true;
-    if (job->algorithm == SILA_ALGO_LOCAL)
-        return false;
-    return (int)(t % (uint64_t)job->period) >= job->period - job->global_steps;
+    long G = job->global_steps;
+    if (job->global_ramp) {
+        G = lround(2.0 * G * (double)(t + 1) / (double)tr->sched.total_steps);
+        G = G > job->period ? job->period : G;
+    }
+    return (long)(t % (uint64_t)job->period) >= job->period - G;
+}
+
+/* mu of step t: local_weight, decaying linearly to 0 under local_weight_decay. */
+static float local_weight(const struct trainer *tr, uint64_t t)
+{
+    const struct sila_job *job = tr->job;
+    if (job->algorithm != SILA_ALGO_PGL)
+        return 0.0f;
+    if (!job->local_weight_decay)
+        return job->local_weight;
+    return job->local_weight * (float)(1.0 - (double)t / (double)tr->sched.total_steps);
 }
 
 static void local_step(struct trainer *tr, int B, float lr)
@@ -52,7 +72,7 @@ static void local_step(struct trainer *tr, int B, float lr)
     }
 }
 
-static void global_step(struct trainer *tr, int B, float lr)
+static void global_step(struct trainer *tr, int B, float lr, float mu)
 {
     const float *in[SILA_MAX_MODULES];
     const float *x = tr->x;
@@ -63,10 +83,9 @@ static void global_step(struct trainer *tr, int B, float lr)
     const float *dz = NULL;
     for (int k = tr->K - 1; k >= 0; k--) {
         struct sila_step_stats st;
-        float mu = tr->job->algorithm == SILA_ALGO_PGL ? tr->job->local_weight : 0.0f;
         sila_module_global_backward(tr->mods[k], in[k], dz, tr->labels, B, lr,
                                     tr->job->label_smoothing, mu, k ? tr->din[k] : NULL, &st);
-        if (!dz || mu > 0.0f)
+        if (!dz || mu > 0.0f || tr->job->heads_in_global)
             report_step_loss(&tr->rep, k, st.loss);
         dz = tr->din[k];
     }
@@ -104,9 +123,9 @@ static void train_epoch(struct trainer *tr, int epoch)
         sila_dataset_batch(&tr->train, tr->order + s * job->batch, job->batch, &tr->norm, &aug,
                            &tr->aug_rng, tr->x, tr->labels);
         float lr = sila_sched_lr(&tr->sched, t);
-        bool global = step_is_global(job, t);
+        bool global = step_is_global(tr, t);
         if (global)
-            global_step(tr, job->batch, lr);
+            global_step(tr, job->batch, lr, local_weight(tr, t));
         else
             local_step(tr, job->batch, lr);
         report_step(&tr->rep, epoch, s, job->batch, lr, global);
