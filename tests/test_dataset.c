@@ -4,7 +4,6 @@
  * against hand-computed values, the epoch order, and the real Fashion-MNIST
  * test split installed by the dataset-fashion-mnist package. */
 #include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,62 +13,11 @@
 #include <zlib.h>
 
 #include "check_main.h"
+#include "testdir.h"
 #include "dataset.h"
 
 #define FMNIST_DIR "/usr/share/datasets/fashion-mnist"
 #define CIFAR_PIXELS 3072
-
-/* ---- temporary directories ----
- * An unchecked fixture (run by the parent process) makes one root directory
- * per run and removes it whole, so nothing is left behind even when a
- * forked test dies; a checked fixture gives each test its own empty
- * subdirectory `tmpdir`. */
-
-static char tmproot[] = "/tmp/sila-test-dataset-XXXXXX";
-static char tmpdir[sizeof tmproot + 16];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *path)
-{
-    ck_assert_int_eq(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-}
-
-static void root_setup(void)
-{
-    ck_assert_ptr_nonnull(mkdtemp(tmproot));
-}
-
-static void root_teardown(void)
-{
-    remove_tree(tmproot);
-}
-
-static void tmp_setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "%s/tXXXXXX", tmproot);
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void tmp_teardown(void)
-{
-    remove_tree(tmpdir);
-}
-
-/* Path of `name` in the temporary directory, in one of four rotating static
- * buffers: valid until the fourth call after; copy a path kept longer. */
-static const char *tpath(const char *name)
-{
-    static char bufs[4][512];
-    static int next;
-    char *p = bufs[next++ % 4];
-    snprintf(p, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return p;
-}
 
 /* ---- writing test files ---- */
 
@@ -853,8 +801,7 @@ Suite *test_suite(void)
     Suite *s = suite_create("dataset");
     TCase *files = tcase_create("files");
     TCase *pure = tcase_create("pure");
-    tcase_add_unchecked_fixture(files, root_setup, root_teardown);
-    tcase_add_checked_fixture(files, tmp_setup, tmp_teardown);
+    testdir_add_fixtures(files);
     tcase_add_test(pure, kind_names_round_trip);
     tcase_add_test(pure, default_norm_values);
     tcase_add_test(files, idx_plain);

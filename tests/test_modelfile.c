@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include <zlib.h>
 
 #include "check_main.h"
+#include "testdir.h"
 #include "modelfile.h"
 #include "net.h"
 #include "rng.h"
@@ -28,58 +28,6 @@
 #define HEADER_BYTES 24
 #define MAX_BATCH 4
 #define FILE_CAP 8192 /* every hand-made file fits */
-
-/* ---- temporary directories ----
- * An unchecked fixture (run by the parent process) makes one root directory
- * per run and removes it whole, so nothing is left behind even when a
- * forked test dies; a checked fixture gives each test its own empty
- * subdirectory `tmpdir`. */
-
-static char tmproot[] = "/tmp/sila-test-modelfile-XXXXXX";
-static char tmpdir[sizeof tmproot + 16];
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *path)
-{
-    ck_assert_int_eq(nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS), 0);
-}
-
-static void root_setup(void)
-{
-    ck_assert_ptr_nonnull(mkdtemp(tmproot));
-}
-
-static void root_teardown(void)
-{
-    remove_tree(tmproot);
-}
-
-static void tmp_setup(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "%s/tXXXXXX", tmproot);
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void tmp_teardown(void)
-{
-    remove_tree(tmpdir);
-}
-
-/* Path of `name` in the temporary directory, in one of four rotating static
- * buffers: valid until the fourth call after. */
-static const char *tpath(const char *name)
-{
-    static char bufs[4][512];
-    static int next;
-    char *p = bufs[next++ % 4];
-    snprintf(p, sizeof bufs[0], "%s/%s", tmpdir, name);
-    return p;
-}
 
 /* Number of entries of the temporary directory (without . and ..). */
 static int tmpdir_entries(void)
@@ -1149,8 +1097,7 @@ Suite *test_suite(void)
 {
     Suite *s = suite_create("modelfile");
     TCase *tc = tcase_create("modelfile");
-    tcase_add_unchecked_fixture(tc, root_setup, root_teardown);
-    tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+    testdir_add_fixtures(tc);
     tcase_add_test(tc, cnn_round_trip);
     tcase_add_test(tc, mlp_round_trip);
     tcase_add_test(tc, created_filled_in_utc_when_empty);

@@ -88,28 +88,8 @@ check "pgl with no global step in the run trains exactly what local trains" \
 
 # ---- a linear-only net in 2 modules, evaluated on the whole test split
 # through the dataset the model records (no --data)
-cat >mlp.ini <<'EOF'
-[job]
-name = mlp-k2
-dataset = fmnist
-epochs = 2
-batch = 32
-algorithm = local
-train_limit = 1024
-[optimizer]
-lr = 0.05
-momentum = 0.9
-[module]
-aux = linear
-[flatten]
-[linear]
-out = 64
-[relu]
-[module]
-[linear]
-out = 10
-EOF
-silad_run mlp mlp.ini
+write_tiny_mlp mlp.ini
+silad_run mlp mlp.ini --set job.train_limit=1024 --set job.test_limit=0 --set job.epochs=2
 check_run mlp 2 2 local "$FMNIST_DIR/t10k-labels-idx1-ubyte.gz" \
     $((784*64 + 64 + 64*10 + 10)) flatten linear relu linear
 
