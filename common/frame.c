@@ -1,0 +1,153 @@
+/* Data frame codec (see frame.h). protobuf-c's NULL on a failed unpack is
+ * mapped here, once, to -EBADMSG with a sentence. */
+#include "frame.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+#include "sila.pb-c.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "sila's wire and file formats are little-endian; this host is not");
+
+#define PREFIX 8 /* magic + header length */
+static const uint8_t MAGIC[4] = { 'S', 'I', 'L', 'F' };
+
+static size_t pad4(size_t n)
+{
+    return (n + 3) & ~(size_t)3;
+}
+
+static void fill_header(Sila__FrameHeader *ph, uint32_t shape[4], const struct sila_frame_hdr *h)
+{
+    sila__frame_header__init(ph);
+    ph->version = SILA_WIRE_VERSION;
+    ph->generation = h->generation;
+    ph->seq = h->seq;
+    ph->batch = h->batch;
+    ph->epoch = h->epoch;
+    ph->phase = (Sila__Phase)h->phase;
+    ph->gradient = h->gradient;
+    shape[0] = h->n, shape[1] = h->c, shape[2] = h->h, shape[3] = h->w;
+    ph->n_shape = 4;
+    ph->shape = shape;
+    ph->nlabels = h->nlabels;
+}
+
+static size_t tensor_bytes(const struct sila_frame_hdr *h)
+{
+    return sizeof(float) * (size_t)h->n * h->c * h->h * h->w;
+}
+
+size_t sila_frame_size(const struct sila_frame_hdr *h)
+{
+    Sila__FrameHeader ph;
+    uint32_t shape[4];
+    fill_header(&ph, shape, h);
+    return PREFIX + pad4(sila__frame_header__get_packed_size(&ph)) +
+           sizeof(int32_t) * h->nlabels + tensor_bytes(h);
+}
+
+void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
+                       const float *x)
+{
+    Sila__FrameHeader ph;
+    uint32_t shape[4];
+    fill_header(&ph, shape, h);
+    size_t hl = sila__frame_header__pack(&ph, buf + PREFIX);
+    memcpy(buf, MAGIC, sizeof MAGIC);
+    uint32_t hl32 = (uint32_t)hl;
+    memcpy(buf + 4, &hl32, sizeof hl32);
+    memset(buf + PREFIX + hl, 0, pad4(hl) - hl);
+    uint8_t *p = buf + PREFIX + pad4(hl);
+    if (h->nlabels)
+        memcpy(p, labels, sizeof(int32_t) * h->nlabels);
+    memcpy(p + sizeof(int32_t) * h->nlabels, x, tensor_bytes(h));
+}
+
+/* Header fields against the limits of this edge. */
+static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_limits *lim,
+                        struct sila_err *err)
+{
+    if (h->gradient != lim->gradient)
+        return sila_err_set(err, -EINVAL, "frame: %s frame on an edge that carries %s",
+                            h->gradient ? "gradient" : "activation",
+                            lim->gradient ? "gradients" : "activations");
+    if (h->n < 1 || h->n > lim->max_n)
+        return sila_err_set(err, -EINVAL, "frame: batch of %u samples, expected 1..%u", h->n,
+                            lim->max_n);
+    if (h->c != lim->c || h->h != lim->h || h->w != lim->w)
+        return sila_err_set(err, -EINVAL, "frame: samples of shape %ux%ux%u, expected %ux%ux%u",
+                            h->c, h->h, h->w, lim->c, lim->h, lim->w);
+    if (h->nlabels != 0 && h->nlabels != h->n)
+        return sila_err_set(err, -EINVAL, "frame: %u labels for %u samples", h->nlabels, h->n);
+    if (h->phase < SILA_PHASE_LOCAL || h->phase > SILA_PHASE_EVAL)
+        return sila_err_set(err, -EINVAL, "frame: unknown phase %d", (int)h->phase);
+    return 0;
+}
+
+/* Decodes the header at buf + PREFIX (hl bytes) into *h. */
+static int decode_header(const uint8_t *buf, size_t hl, struct sila_frame_hdr *h,
+                         struct sila_err *err)
+{
+    Sila__FrameHeader *ph = sila__frame_header__unpack(NULL, hl, buf + PREFIX);
+    if (!ph)
+        return sila_err_set(err, -EBADMSG, "frame: header of %zu bytes does not decode", hl);
+    int r = 0;
+    if (ph->version != SILA_WIRE_VERSION)
+        r = sila_err_set(err, -EPROTO, "frame: wire protocol version %u, this sila speaks %u",
+                         ph->version, SILA_WIRE_VERSION);
+    else if (ph->n_shape != 4)
+        r = sila_err_set(err, -EBADMSG, "frame: shape has %zu dimensions, expected 4",
+                         ph->n_shape);
+    if (r == 0)
+        *h = (struct sila_frame_hdr){ .generation = ph->generation, .seq = ph->seq,
+                                      .batch = ph->batch, .epoch = ph->epoch,
+                                      .phase = (enum sila_phase)ph->phase,
+                                      .gradient = ph->gradient, .n = ph->shape[0],
+                                      .c = ph->shape[1], .h = ph->shape[2], .w = ph->shape[3],
+                                      .nlabels = ph->nlabels };
+    sila__frame_header__free_unpacked(ph, NULL);
+    return r;
+}
+
+int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
+                      struct sila_frame_view *ret_view, struct sila_err *err)
+{
+    if (len < PREFIX || memcmp(buf, MAGIC, sizeof MAGIC) != 0)
+        return sila_err_set(err, -EBADMSG, "frame: %zu bytes without the SILF prefix", len);
+    uint32_t hl;
+    memcpy(&hl, buf + 4, sizeof hl);
+    if (hl == 0 || hl > SILA_FRAME_MAX_HEADER || PREFIX + pad4(hl) > len)
+        return sila_err_set(err, -EBADMSG, "frame: header length %u in a frame of %zu bytes", hl,
+                            len);
+    struct sila_frame_hdr h;
+    int r = decode_header(buf, hl, &h, err);
+    if (r || (r = check_limits(&h, lim, err)))
+        return r;
+    /* n <= max_n and c, h, w equal the plan's: the product cannot overflow */
+    uint64_t want = PREFIX + pad4(hl) + sizeof(int32_t) * (uint64_t)h.nlabels +
+                    sizeof(float) * (uint64_t)h.n * h.c * h.h * h.w;
+    if (want != len)
+        return sila_err_set(err, -EBADMSG, "frame: %zu bytes, its header describes %llu", len,
+                            (unsigned long long)want);
+    const uint8_t *p = buf + PREFIX + pad4(hl);
+    const int32_t *labels = h.nlabels ? (const int32_t *)p : NULL;
+    for (uint32_t i = 0; labels && lim->nclasses && i < h.nlabels; i++)
+        if (labels[i] < 0 || (uint32_t)labels[i] >= lim->nclasses)
+            return sila_err_set(err, -EINVAL, "frame: label %d of sample %u outside [0, %u)",
+                                labels[i], i, lim->nclasses);
+    ret_view->hdr = h;
+    ret_view->labels = labels;
+    ret_view->x = (const float *)(p + sizeof(int32_t) * h.nlabels);
+    return 0;
+}
+
+bool sila_all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}

@@ -1,0 +1,75 @@
+/* Data frames: a batch of activations (or their gradients) with its labels,
+ * as it travels on one pipeline edge. Layout (docs/protocol.md): magic
+ * "SILF", header length (LE uint32), a sila.FrameHeader, zero padding to a
+ * multiple of 4, labels (LE int32) and the tensor (LE float32) raw.
+ *
+ * Encoding writes into a caller's buffer of sila_frame_size() bytes (so a
+ * transport can hand over a buffer it allocated). Decoding never trusts the
+ * bytes: it checks the length before anything else, decodes the header,
+ * checks it against limits from the job's plan, and only then points into
+ * the buffer. sila runs on little-endian hosts only (checked at build). */
+#ifndef SILA_FRAME_H
+#define SILA_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define SILA_WIRE_VERSION 1u
+#define SILA_FRAME_MAX_HEADER 256 /* bytes of encoded FrameHeader, at most */
+
+enum sila_phase {
+    SILA_PHASE_LOCAL = 1,
+    SILA_PHASE_GLOBAL = 2,
+    SILA_PHASE_EVAL = 3,
+};
+
+struct sila_frame_hdr {
+    uint32_t generation;
+    uint64_t seq;
+    uint64_t batch;
+    uint32_t epoch;
+    enum sila_phase phase;
+    bool gradient;
+    uint32_t n, c, h, w; /* tensor (n, c, h, w) */
+    uint32_t nlabels;    /* 0 or n */
+};
+
+/* What a receiving edge accepts, from the job's plan. */
+struct sila_frame_limits {
+    uint32_t max_n;      /* largest batch */
+    uint32_t c, h, w;    /* exact per-sample shape on this edge */
+    uint32_t nclasses;   /* labels must lie in [0, nclasses) */
+    bool gradient;       /* the direction of this edge */
+};
+
+/* Bytes of the encoded frame. */
+size_t sila_frame_size(const struct sila_frame_hdr *h);
+
+/* Writes the frame into buf, which holds sila_frame_size(h) bytes; labels
+ * (h->nlabels) may be NULL when nlabels is 0, x holds n*c*h*w floats. */
+void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
+                       const float *x);
+
+/* A decoded frame: the header, and pointers INTO the decoded buffer (valid
+ * as long as it is; 4-byte aligned when the buffer is). */
+struct sila_frame_view {
+    struct sila_frame_hdr hdr;
+    const int32_t *labels; /* NULL when nlabels is 0 */
+    const float *x;
+};
+
+/* Decodes and validates len bytes. Errors: -EBADMSG for anything that is
+ * not a well-formed frame (bad magic, sizes, undecodable header), -EPROTO
+ * for a wire version other than ours, -EINVAL for a frame that breaks the
+ * limits (shape, batch, direction, labels); err names the field and the
+ * expected and actual values. */
+int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
+                      struct sila_frame_view *ret_view, struct sila_err *err);
+
+/* True when every value of x (n floats) is finite. */
+bool sila_all_finite(const float *x, size_t n);
+
+#endif

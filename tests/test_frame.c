@@ -1,0 +1,251 @@
+/* Data frames: round trips, and every malformed or out-of-plan frame refused
+ * with the error code and a message naming what is wrong. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "frame.h"
+#include "sila.pb-c.h"
+
+#define N 3
+#define C 2
+#define H 4
+#define W 5
+#define VALUES (N * C * H * W)
+
+static const struct sila_frame_limits LIMITS = { .max_n = 8, .c = C, .h = H, .w = W,
+                                                 .nclasses = 10, .gradient = false };
+
+static struct sila_frame_hdr sample_hdr(void)
+{
+    return (struct sila_frame_hdr){ .generation = 7, .seq = 123456789012ull, .batch = 42,
+                                    .epoch = 3, .phase = SILA_PHASE_GLOBAL, .gradient = false,
+                                    .n = N, .c = C, .h = H, .w = W, .nlabels = N };
+}
+
+static int32_t labels[N] = { 0, 9, 4 };
+static float x[VALUES];
+
+/* Encodes hdr into a fresh buffer (x and labels as above). */
+static uint8_t *encode(const struct sila_frame_hdr *h, size_t *ret_len)
+{
+    for (int i = 0; i < VALUES; i++)
+        x[i] = (float)i * 0.25f - 3.0f;
+    *ret_len = sila_frame_size(h);
+    uint8_t *buf = malloc(*ret_len);
+    ck_assert_ptr_nonnull(buf);
+    sila_frame_encode(buf, h, labels, x);
+    return buf;
+}
+
+static void expect_refused(const uint8_t *buf, size_t len, int code, const char *word)
+{
+    struct sila_frame_view v;
+    struct sila_err err = { "" };
+    int r = sila_frame_decode(buf, len, &LIMITS, &v, &err);
+    ck_assert_int_eq(r, code);
+    ck_assert_msg(strstr(err.msg, word), "message '%s' lacks '%s'", err.msg, word);
+}
+
+START_TEST(round_trip)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    ck_assert_uint_eq(len % 4, 0);
+    struct sila_frame_view v;
+    struct sila_err err = { "" };
+    ck_assert_int_eq(sila_frame_decode(buf, len, &LIMITS, &v, &err), 0);
+    ck_assert_uint_eq(v.hdr.generation, h.generation);
+    ck_assert_uint_eq(v.hdr.seq, h.seq);
+    ck_assert_uint_eq(v.hdr.batch, h.batch);
+    ck_assert_uint_eq(v.hdr.epoch, h.epoch);
+    ck_assert_int_eq(v.hdr.phase, h.phase);
+    ck_assert_int_eq(v.hdr.gradient, h.gradient);
+    ck_assert_uint_eq(v.hdr.n, N);
+    ck_assert_uint_eq(v.hdr.c, C);
+    ck_assert_uint_eq(v.hdr.h, H);
+    ck_assert_uint_eq(v.hdr.w, W);
+    ck_assert_uint_eq(v.hdr.nlabels, N);
+    ck_assert_int_eq(memcmp(v.labels, labels, sizeof labels), 0);
+    ck_assert_int_eq(memcmp(v.x, x, sizeof x), 0);
+    ck_assert_uint_eq(((uintptr_t)v.x) % 4, 0);
+    free(buf);
+}
+END_TEST
+
+START_TEST(round_trip_without_labels)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    h.nlabels = 0;
+    h.gradient = true;
+    h.phase = SILA_PHASE_GLOBAL;
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    struct sila_frame_limits lim = LIMITS;
+    lim.gradient = true;
+    struct sila_frame_view v;
+    ck_assert_int_eq(sila_frame_decode(buf, len, &lim, &v, NULL), 0);
+    ck_assert_ptr_null(v.labels);
+    ck_assert_int_eq(memcmp(v.x, x, sizeof x), 0);
+    free(buf);
+}
+END_TEST
+
+/* The tensor lies raw after the header: byte-for-byte the floats. */
+START_TEST(tensor_is_raw_little_endian)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    const uint8_t *tail = buf + len - sizeof x;
+    /* x[VALUES-1] = (VALUES-1)*0.25 - 3 = 26.75 = 0x41D60000 */
+    ck_assert_uint_eq(tail[sizeof x - 4], 0x00);
+    ck_assert_uint_eq(tail[sizeof x - 2], 0xD6);
+    ck_assert_uint_eq(tail[sizeof x - 1], 0x41);
+    free(buf);
+}
+END_TEST
+
+START_TEST(refuses_malformed)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused(buf, 0, -EBADMSG, "prefix");
+    expect_refused(buf, 7, -EBADMSG, "prefix");
+    expect_refused(buf, len - 1, -EBADMSG, "describes");
+    uint8_t *longer = calloc(1, len + 4);
+    memcpy(longer, buf, len);
+    expect_refused(longer, len + 4, -EBADMSG, "describes");
+    free(longer);
+    buf[0] = 'X';
+    expect_refused(buf, len, -EBADMSG, "prefix");
+    buf[0] = 'S';
+    uint32_t hl, bad = 100000;
+    memcpy(&hl, buf + 4, 4);
+    memcpy(buf + 4, &bad, 4);
+    expect_refused(buf, len, -EBADMSG, "header length");
+    bad = 0;
+    memcpy(buf + 4, &bad, 4);
+    expect_refused(buf, len, -EBADMSG, "header length");
+    memcpy(buf + 4, &hl, 4);
+    memset(buf + 8, 0xff, hl); /* garbage header bytes */
+    expect_refused(buf, len, -EBADMSG, "does not decode");
+    free(buf);
+}
+END_TEST
+
+START_TEST(refuses_out_of_plan)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    size_t len;
+    uint8_t *buf;
+
+    h.c = C + 1; /* another shape */
+    buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "shape");
+    free(buf);
+
+    h = sample_hdr();
+    h.gradient = true; /* a gradient on an activation edge */
+    buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "gradient");
+    free(buf);
+
+    h = sample_hdr();
+    h.nlabels = 2; /* labels for some samples only */
+    buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "labels");
+    free(buf);
+
+    h = sample_hdr();
+    h.phase = (enum sila_phase)9;
+    buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "phase");
+    free(buf);
+}
+END_TEST
+
+START_TEST(refuses_batch_beyond_plan)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    h.n = 9; /* max_n is 8; the buffer must hold the larger tensor */
+    h.nlabels = 0;
+    size_t len = sila_frame_size(&h);
+    uint8_t *buf = calloc(1, len);
+    float *big = calloc((size_t)9 * C * H * W, sizeof *big);
+    sila_frame_encode(buf, &h, NULL, big);
+    expect_refused(buf, len, -EINVAL, "batch of 9");
+    free(big);
+    free(buf);
+}
+END_TEST
+
+START_TEST(refuses_bad_labels)
+{
+    int32_t saved = labels[1];
+    labels[1] = 10;
+    struct sila_frame_hdr h = sample_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "label 10");
+    free(buf);
+    labels[1] = -1;
+    buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "label -1");
+    free(buf);
+    labels[1] = saved;
+}
+END_TEST
+
+/* A frame whose header says another wire version: written by hand. */
+START_TEST(refuses_other_version)
+{
+    Sila__FrameHeader ph = SILA__FRAME_HEADER__INIT;
+    uint32_t shape[4] = { N, C, H, W };
+    ph.version = SILA_WIRE_VERSION + 1;
+    ph.phase = SILA__PHASE__LOCAL;
+    ph.n_shape = 4;
+    ph.shape = shape;
+    size_t hl = sila__frame_header__get_packed_size(&ph), padded = (hl + 3) & ~(size_t)3;
+    size_t len = 8 + padded + sizeof x;
+    uint8_t *buf = calloc(1, len);
+    memcpy(buf, "SILF", 4);
+    uint32_t hl32 = (uint32_t)hl;
+    memcpy(buf + 4, &hl32, 4);
+    sila__frame_header__pack(&ph, buf + 8);
+    expect_refused(buf, len, -EPROTO, "version");
+    free(buf);
+}
+END_TEST
+
+START_TEST(finite_check)
+{
+    float v[4] = { 0.0f, 1.0f, -2.0f, 3.0f };
+    ck_assert(sila_all_finite(v, 4));
+    v[2] = NAN;
+    ck_assert(!sila_all_finite(v, 4));
+    v[2] = INFINITY;
+    ck_assert(!sila_all_finite(v, 4));
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("frame");
+    TCase *tc = tcase_create("frame");
+    tcase_add_test(tc, round_trip);
+    tcase_add_test(tc, round_trip_without_labels);
+    tcase_add_test(tc, tensor_is_raw_little_endian);
+    tcase_add_test(tc, refuses_malformed);
+    tcase_add_test(tc, refuses_out_of_plan);
+    tcase_add_test(tc, refuses_batch_beyond_plan);
+    tcase_add_test(tc, refuses_bad_labels);
+    tcase_add_test(tc, refuses_other_version);
+    tcase_add_test(tc, finite_check);
+    suite_add_tcase(s, tc);
+    return s;
+}
