@@ -1,0 +1,129 @@
+/* Links over real nanomsg sockets (ipc:// in a temporary directory): frames
+ * far above nanomsg's default 1 MiB limit arrive whole, a frame above the
+ * link's own limit never arrives, timeouts and bad addresses are reported. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check_main.h"
+#include "testdir.h"
+#include "transport.h"
+
+static struct sila_link a, b;
+static char url[600];
+
+static void open_pair(size_t limit)
+{
+    snprintf(url, sizeof url, "ipc://%s", tpath("edge"));
+    struct sila_err err = { "" };
+    ck_assert_msg(sila_link_open(&a, url, true, limit, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_link_open(&b, url, false, limit, &err) == 0, "%s", err.msg);
+}
+
+static void close_pair(void)
+{
+    sila_link_close(&a);
+    sila_link_close(&b);
+}
+
+/* Sends len bytes filled with a pattern from a to b (waiting up to 5 s). */
+static void send_pattern(size_t len)
+{
+    uint8_t *buf = sila_link_alloc(len);
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(i * 131 + len);
+    ck_assert_int_eq(sila_link_send(&a, buf, 5000), 0);
+}
+
+static void expect_pattern(size_t len)
+{
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 5000), 0);
+    ck_assert_uint_eq(n, len);
+    for (size_t i = 0; i < len; i++)
+        if (got[i] != (uint8_t)(i * 131 + len))
+            ck_abort_msg("byte %zu of a %zu-byte frame differs", i, len);
+    sila_link_release(got);
+}
+
+START_TEST(large_frames_arrive_whole)
+{
+    open_pair(16u << 20);
+    size_t sizes[] = { 1, 1000, 3u << 20, 16u << 20 };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        send_pattern(sizes[i]);
+        expect_pattern(sizes[i]);
+    }
+    close_pair();
+}
+END_TEST
+
+START_TEST(frame_above_limit_never_arrives)
+{
+    open_pair(1u << 16);
+    send_pattern(1u << 17); /* nanomsg drops it (and the connection) */
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 500), -ETIMEDOUT);
+    close_pair();
+}
+END_TEST
+
+START_TEST(timeouts)
+{
+    open_pair(1024);
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 0), -EAGAIN);
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 50), -ETIMEDOUT);
+    int rfd = -1, sfd = -1;
+    ck_assert_int_eq(sila_link_fds(&b, &rfd, &sfd), 0);
+    ck_assert_int_ge(rfd, 0);
+    ck_assert_int_ge(sfd, 0);
+    close_pair();
+}
+END_TEST
+
+START_TEST(bad_addresses)
+{
+    struct sila_link l;
+    struct sila_err err = { "" };
+    ck_assert_int_eq(sila_link_open(&l, "udp://1.2.3.4:5", true, 100, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "udp://1.2.3.4:5"));
+    ck_assert_int_eq(sila_link_open(&l, "tcp://127.0.0.1:7600", true, 0, &err), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "limit"));
+    ck_assert_int_lt(sila_link_open(&l, "tcp://not an address", true, 100, &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "cannot listen"));
+    sila_link_close(&l); /* closed links close again safely */
+}
+END_TEST
+
+START_TEST(address_in_use)
+{
+    struct sila_link l1, l2;
+    struct sila_err err = { "" };
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
+    ck_assert_msg(sila_link_open(&l1, url, true, 100, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(sila_link_open(&l2, url, true, 100, &err), -EADDRINUSE);
+    ck_assert_ptr_nonnull(strstr(err.msg, url));
+    sila_link_close(&l1);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("transport");
+    TCase *tc = tcase_create("links");
+    testdir_add_fixtures(tc);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, large_frames_arrive_whole);
+    tcase_add_test(tc, frame_above_limit_never_arrives);
+    tcase_add_test(tc, timeouts);
+    tcase_add_test(tc, bad_addresses);
+    tcase_add_test(tc, address_in_use);
+    suite_add_tcase(s, tc);
+    return s;
+}
