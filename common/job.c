@@ -32,6 +32,7 @@
 #include <strings.h>
 
 #include <ini.h>
+#include <sodium.h>
 
 #define SECTION_MARK "__section_line__"
 #define MAX_KEYS 24
@@ -999,6 +1000,9 @@ static int check_net(struct parser *p)
     if (j->nmodules == 0)
         return fail(p, at_line(p, p->unique_line[SEC_JOB]), "job", NULL,
                     "no [module] sections: the network needs at least one module");
+    if (j->nmodules > SILA_MAX_MODULES)
+        return fail(p, at_line(p, j->modules[SILA_MAX_MODULES].line), "module", NULL,
+                    "%d modules, at most %d", j->nmodules, SILA_MAX_MODULES);
     struct sila_shape shape = j->input;
     for (int m = 0; m < j->nmodules; m++) {
         int r = check_module(p, m, &shape);
@@ -1038,13 +1042,13 @@ static void set_defaults(struct sila_job *j)
     j->sched = (struct sila_sched_cfg){.kind = SILA_SCHED_CONSTANT, .gamma = 0.1f};
 }
 
-static int load(struct parser *p, const char *path, int noverrides)
+/* Parses the job's text, then the overrides, then checks the whole. */
+static int load(struct parser *p, int noverrides)
 {
-    p->f = fopen(path, "r");
-    if (!p->f) {
-        int e = errno;
-        return sila_err_set(p->err, -e, "%s: cannot open: %s", p->job->path, strerror(e));
-    }
+    struct sila_job *job = p->job;
+    p->f = fmemopen(job->text, job->text_len ? job->text_len : 1, "r"); /* text is NUL-ended */
+    if (!p->f)
+        return sila_err_set(p->err, -errno, "%s: cannot read: %s", job->path, strerror(errno));
     int r = parse_file(p);
     fclose(p->f);
     free(p->buf);
@@ -1053,24 +1057,84 @@ static int load(struct parser *p, const char *path, int noverrides)
     return r ? r : validate(p);
 }
 
-int sila_job_load(struct sila_job *job, const char *path, const char *const *overrides,
-                  int noverrides, struct sila_err *err)
+/* The job keeps its text and overrides: they are its plan, sent to workers. */
+static int keep_overrides(struct sila_job *job, const char *const *overrides, int n,
+                          struct sila_err *err)
+{
+    job->overrides = calloc((size_t)n + 1, sizeof *job->overrides);
+    if (!job->overrides)
+        return sila_err_set(err, -ENOMEM, "%s: out of memory", job->path);
+    for (int i = 0; i < n; i++) {
+        job->overrides[i] = strdup(overrides[i] ? overrides[i] : "");
+        if (!job->overrides[i])
+            return sila_err_set(err, -ENOMEM, "%s: out of memory", job->path);
+        job->noverrides = i + 1;
+    }
+    return 0;
+}
+
+int sila_job_parse(struct sila_job *job, const char *path, const char *text, size_t len,
+                   const char *const *overrides, int noverrides, struct sila_err *err)
 {
     memset(job, 0, sizeof *job);
-    struct parser *p = calloc(1, sizeof *p);
-    if (!p)
-        return sila_err_set(err, -ENOMEM, "%s: out of memory", path);
-    *p = (struct parser){.job = job, .err = err, .sec = SEC_NONE, .overrides = overrides};
-    for (int s = 0; s < NUNIQUE; s++)
-        for (int k = 0; k < MAX_KEYS; k++)
-            p->src[s][k].ovr = -1;
     snprintf(job->path, sizeof job->path, "%s", path);
-    set_defaults(job);
-    int r = load(p, path, noverrides);
+    if (len > SILA_JOB_MAX_TEXT)
+        return sila_err_set(err, -EFBIG, "%s: %zu bytes, a job file has at most %d", path, len,
+                            SILA_JOB_MAX_TEXT);
+    struct parser *p = calloc(1, sizeof *p);
+    job->text = malloc(len + 1);
+    int r = p && job->text ? keep_overrides(job, overrides, noverrides, err)
+                           : sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+    if (r == 0) {
+        memcpy(job->text, text, len);
+        job->text[len] = '\0';
+        job->text_len = len;
+        *p = (struct parser){.job = job, .err = err, .sec = SEC_NONE, .overrides = overrides};
+        for (int s = 0; s < NUNIQUE; s++)
+            for (int k = 0; k < MAX_KEYS; k++)
+                p->src[s][k].ovr = -1;
+        set_defaults(job);
+        r = load(p, noverrides);
+    }
     free(p);
     if (r)
         sila_job_fini(job);
     return r;
+}
+
+int sila_job_load(struct sila_job *job, const char *path, const char *const *overrides,
+                  int noverrides, struct sila_err *err)
+{
+    memset(job, 0, sizeof *job);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        int e = errno;
+        return sila_err_set(err, -e, "%s: cannot open: %s", path, strerror(e));
+    }
+    char *text = malloc(SILA_JOB_MAX_TEXT + 1);
+    errno = 0;
+    size_t len = text ? fread(text, 1, SILA_JOB_MAX_TEXT + 1, f) : 0;
+    int e = errno ? errno : EIO, r = 0;
+    if (!text)
+        r = sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+    else if (ferror(f))
+        r = sila_err_set(err, -e, "%s: cannot read: %s", path, strerror(e));
+    fclose(f);
+    if (r == 0)
+        r = sila_job_parse(job, path, text, len, overrides, noverrides, err);
+    free(text);
+    return r;
+}
+
+void sila_job_plan_hash(const struct sila_job *job, uint8_t hash[SILA_PLAN_HASH_BYTES])
+{
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    crypto_hash_sha256_update(&st, (const unsigned char *)job->text, job->text_len);
+    for (int i = 0; i < job->noverrides; i++) /* NUL-terminated: "a=b","c" != "a=bc" */
+        crypto_hash_sha256_update(&st, (const unsigned char *)job->overrides[i],
+                                  strlen(job->overrides[i]) + 1);
+    crypto_hash_sha256_final(&st, hash);
 }
 
 void sila_job_fini(struct sila_job *job)
@@ -1078,6 +1142,10 @@ void sila_job_fini(struct sila_job *job)
     free(job->layers);
     free(job->layer_lines);
     free(job->modules);
+    free(job->text);
+    for (int i = 0; i < job->noverrides; i++)
+        free(job->overrides[i]);
+    free(job->overrides);
     memset(job, 0, sizeof *job);
 }
 
@@ -1089,4 +1157,13 @@ const char *sila_algorithm_name(enum sila_algorithm a)
 const char *sila_aux_kind_name(enum sila_aux_kind k)
 {
     return k >= SILA_AUX_LINEAR && k <= SILA_AUX_MLP ? aux_names[k - 1] : NULL;
+}
+
+const char *sila_modules_text(int first, int last, char *buf, size_t len)
+{
+    if (first == last)
+        snprintf(buf, len, "module %d", first + 1);
+    else
+        snprintf(buf, len, "modules %d-%d", first + 1, last + 1);
+    return buf;
 }

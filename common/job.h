@@ -12,6 +12,7 @@
 #define SILA_JOB_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dataset.h"
@@ -81,7 +82,17 @@ struct sila_job {
     int nlayers;
     struct sila_job_module *modules; /* owned */
     int nmodules;
+
+    /* The plan as given: the file's text and the overrides, owned. */
+    char *text;
+    size_t text_len;
+    char **overrides;
+    int noverrides;
 };
+
+#define SILA_MAX_MODULES 64
+#define SILA_JOB_MAX_TEXT (1 << 20) /* bytes of a job file, at most */
+#define SILA_PLAN_HASH_BYTES 32
 
 /* Parses and validates path, then applies overrides ("section.key=value",
  * for the unique sections [job], [optimizer] and [schedule]; validated like
@@ -91,10 +102,22 @@ struct sila_job {
 int sila_job_load(struct sila_job *job, const char *path, const char *const *overrides,
                   int noverrides, struct sila_err *err);
 
+/* The same for a job file's text of len bytes, read elsewhere from path
+ * (which names it in messages): how a worker takes the coordinator's plan.
+ * Errors as above, and -EFBIG for a text over SILA_JOB_MAX_TEXT. */
+int sila_job_parse(struct sila_job *job, const char *path, const char *text, size_t len,
+                   const char *const *overrides, int noverrides, struct sila_err *err);
+
+/* SHA-256 of the job's plan, its text and overrides: equal plans train the
+ * same network the same way. */
+void sila_job_plan_hash(const struct sila_job *job, uint8_t hash[SILA_PLAN_HASH_BYTES]);
+
 /* Frees what the job owns and zeroes it; safe on a zeroed job. */
 void sila_job_fini(struct sila_job *job);
 
 const char *sila_algorithm_name(enum sila_algorithm a);
+/* "module 3" or "modules 2-4" for 0-based first..last, written into buf. */
+const char *sila_modules_text(int first, int last, char *buf, size_t len);
 const char *sila_aux_kind_name(enum sila_aux_kind k);
 
 #endif

@@ -2,10 +2,12 @@
 #include "module.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loss.h"
+#include "plan.h"
 
 #define MAX_HEAD_LAYERS 12
 
@@ -46,30 +48,12 @@ int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape i
     return 0;
 }
 
-/* Input shape of module k: the output of layers [0, first) of the job. */
-static int module_input(const struct sila_job *job, int k, struct sila_shape *ret_in,
-                        struct sila_err *err)
-{
-    int first = job->modules[k].first_layer;
-    if (first == 0) {
-        *ret_in = job->input;
-        return 0;
-    }
-    struct sila_net *prefix;
-    int r = sila_net_new(&prefix, job->layers, first, job->input, 1, err);
-    if (r)
-        return r;
-    *ret_in = sila_net_out_shape(prefix);
-    sila_net_free(prefix);
-    return 0;
-}
-
 static int build_nets(struct sila_module *m, const struct sila_job *job, int k, int max_batch,
                       struct sila_err *err)
 {
     const struct sila_job_module *jm = &job->modules[k];
     struct sila_shape in;
-    int r = module_input(job, k, &in, err);
+    int r = sila_plan_edge_shape(job, k, &in, err);
     if (r)
         return r;
     r = sila_net_new(&m->body, job->layers + jm->first_layer, jm->nlayers, in, max_batch, err);
@@ -211,7 +195,7 @@ void sila_module_global_backward(struct sila_module *m, const float *x, const fl
                                  float mu, float *din, struct sila_step_stats *ret_stats)
 {
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
-    *ret_stats = (struct sila_step_stats){ 0 };
+    *ret_stats = (struct sila_step_stats){ .loss = NAN };
     const float *z = sila_net_output(m->body);
     size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
     const float *g = dz;

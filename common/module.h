@@ -55,7 +55,8 @@ void sila_module_free(struct sila_module *m);
 
 /* Result of one step on one module. */
 struct sila_step_stats {
-    double loss;  /* the module's own loss (aux head, or the network's for the last) */
+    double loss;  /* the module's own loss (aux head, or the network's for the last);
+                     NaN when the step computed none */
     int correct;  /* samples its head classified right */
 };
 

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <nanomsg/nn.h>
 #include <nanomsg/pair.h>
+#include <nanomsg/reqrep.h>
 #include <string.h>
 
 /* The last nanomsg error as a negative errno (nanomsg's own codes, such as
@@ -20,8 +21,8 @@ static bool url_scheme_ok(const char *url)
            strncmp(url, "inproc://", 9) == 0;
 }
 
-int sila_link_open(struct sila_link *l, const char *url, bool listen, size_t max_frame,
-                   struct sila_err *err)
+int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *url, bool listen,
+                   size_t max_frame, struct sila_err *err)
 {
     l->sock = -1;
     if (!url_scheme_ok(url))
@@ -29,7 +30,14 @@ int sila_link_open(struct sila_link *l, const char *url, bool listen, size_t max
     if (max_frame < 1 || max_frame > INT_MAX)
         return sila_err_set(err, -EINVAL, "%s: frame limit %zu outside 1..%d", url, max_frame,
                             INT_MAX);
-    int s = nn_socket(AF_SP, NN_PAIR);
+    int protocol = kind == SILA_LINK_REQUEST ? NN_REQ : kind == SILA_LINK_REPLY ? NN_REP : NN_PAIR;
+    int s = nn_socket(AF_SP, protocol);
+    if (s >= 0 && kind == SILA_LINK_REQUEST) {
+        /* a request lost with a connection (the coordinator not up yet, or
+         * restarting) is sent again after this long, not nanomsg's minute */
+        int resend_ms = 2000;
+        nn_setsockopt(s, NN_REQ, NN_REQ_RESEND_IVL, &resend_ms, sizeof resend_ms);
+    }
     if (s < 0)
         return sila_err_set(err, nn_fail(), "%s: cannot create a socket: %s", url,
                             nn_strerror(nn_errno()));
@@ -102,4 +110,19 @@ int sila_link_fds(const struct sila_link *l, int *ret_recv_fd, int *ret_send_fd)
     if (nn_getsockopt(l->sock, NN_SOL_SOCKET, NN_SNDFD, ret_send_fd, &sz) < 0)
         return nn_fail();
     return 0;
+}
+
+int sila_link_poll(const struct sila_link *const *links, int n, int timeout_ms, bool *readable)
+{
+    struct nn_pollfd pfd[16];
+    if (n < 1 || n > 16)
+        return -EINVAL;
+    for (int i = 0; i < n; i++)
+        pfd[i] = (struct nn_pollfd){ .fd = links[i]->sock, .events = NN_POLLIN };
+    int r = nn_poll(pfd, n, timeout_ms);
+    if (r < 0)
+        return -errno;
+    for (int i = 0; i < n; i++)
+        readable[i] = pfd[i].revents & NN_POLLIN;
+    return r;
 }

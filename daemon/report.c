@@ -3,7 +3,9 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,13 +18,36 @@ double report_now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int report_open(struct report *r, const char *metrics_path, int nmodules, int epochs,
-                uint64_t steps_per_epoch)
+/* mkdir -p dir */
+static int make_dir(const char *dir, struct sila_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p && *p != '/')
+            continue;
+        char c = *p;
+        *p = 0;
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            return sila_err_set(err, -errno, "%s: cannot create: %s", path, strerror(errno));
+        if (!c)
+            return 0;
+        *p = c;
+    }
+}
+
+int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
+                uint64_t steps_per_epoch, struct sila_err *err)
 {
     memset(r, 0, sizeof *r);
-    r->metrics = fopen(metrics_path, "w");
+    int rc = make_dir(out_dir, err);
+    if (rc)
+        return rc;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+    r->metrics = fopen(path, "w");
     if (!r->metrics)
-        return -errno;
+        return sila_err_set(err, -errno, "%s: cannot create: %s", path, strerror(errno));
     r->tty = isatty(STDOUT_FILENO);
     r->nmodules = nmodules;
     r->epochs = epochs;
@@ -149,4 +174,21 @@ void report_eval(struct report *r, int epoch, uint64_t step, const double *accur
         fprintf(r->metrics, "%s%.6f", k ? "," : "", accuracy[k]);
     fprintf(r->metrics, "]}\n");
     fflush(r->metrics);
+}
+
+void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
+                  const char *where)
+{
+    (void)r;
+    printf("job %s: %s, %d modules %s, %u training samples, %d epochs of %llu steps, batch %d\n",
+           job->name, sila_algorithm_name(job->algorithm), job->nmodules, where, plan->ntrain,
+           job->epochs, (unsigned long long)plan->steps_per_epoch, job->batch);
+    fflush(stdout);
+}
+
+void report_saved(struct report *r, const char *path, double accuracy)
+{
+    (void)r;
+    printf("model saved to %s (test accuracy %.2f%%)\n", path, 100.0 * accuracy);
+    fflush(stdout);
 }

@@ -7,7 +7,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define SILA_MAX_MODULES 64
+#include "err.h"
+#include "job.h"
+#include "plan.h"
+
 
 /* Mean loss per module over a window of steps. */
 struct loss_window {
@@ -28,12 +31,20 @@ struct report {
     struct loss_window log_win;   /* since the last metrics record */
 };
 
-/* Opens path for the metrics (truncating it). Returns 0 or -errno. */
-int report_open(struct report *r, const char *metrics_path, int nmodules, int epochs,
-                uint64_t steps_per_epoch);
+/* Creates out_dir (and its parents) and out_dir/metrics.jsonl, truncating
+ * it. Returns 0 or -errno with err naming the path. */
+int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
+                uint64_t steps_per_epoch, struct sila_err *err);
 void report_close(struct report *r);
 
 double report_now(void);
+
+/* Prints the run's first line: job, algorithm, modules, samples, epochs,
+ * and where it runs ("in process", "on 4 workers"). */
+void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
+                  const char *where);
+/* Prints where the model went and its accuracy. */
+void report_saved(struct report *r, const char *path, double accuracy);
 
 /* After each training step: module k's loss (NAN when it had none). */
 void report_step_loss(struct report *r, int k, double loss);

@@ -1,27 +1,37 @@
-/* silad: the sila coordinator. This build trains in-process (--inproc);
- * see docs/ for the programs and the job files. */
+/* silad: the sila coordinator. Trains a job over workers that join it
+ * (--listen), over workers it starts itself (--spawn), or in this one
+ * process (--inproc); see docs/ for the programs and the job files. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "coord.h"
 #include "job.h"
 #include "threads.h"
 #include "train.h"
 
 #define MAX_OVERRIDES 64
+#define DEFAULT_WINDOW 4
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: silad --job FILE --inproc [--out DIR] [--set SECTION.KEY=VALUE]... "
-               "[--threads T]\n"
+    fprintf(f, "usage: silad --job FILE (--listen URL | --spawn[=N] | --inproc) [--out DIR]\n"
+               "             [--set SECTION.KEY=VALUE]... [--threads T] [--window W]\n"
                "  --job FILE     the job to train (see docs/jobs.md)\n"
+               "  --listen URL   wait for one silaworker per module to join at URL\n"
+               "                 (tcp://HOST:PORT, using PORT..PORT+64 here; or ipc://PATH)\n"
+               "  --spawn[=N]    start N local workers (default: one per module), each\n"
+               "                 training a consecutive range of modules\n"
                "  --inproc       train every module in this process\n"
+               "  --window W     batches in the pipeline at most (default %d)\n"
                "  --out DIR      where model.sila and metrics.jsonl go "
                "(default: runs/<job name>)\n"
                "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
-               "  --threads T    threads of the numerical kernels (default: OPENBLAS_NUM_THREADS\n"
-               "                 or OMP_NUM_THREADS when set, else all cores)\n");
+               "  --threads T    threads of the numerical kernels, per spawned worker with\n"
+               "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
+               "                 when set, else all cores, shared out among spawned workers)\n",
+            DEFAULT_WINDOW);
 }
 
 struct options {
@@ -31,6 +41,9 @@ struct options {
     int noverrides;
     int threads;
     int inproc;
+    const char *listen;
+    int spawn;
+    int window;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -41,6 +54,8 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "job", required_argument, NULL, 'j' },     { "out", required_argument, NULL, 'o' },
         { "set", required_argument, NULL, 's' },     { "threads", required_argument, NULL, 't' },
         { "inproc", no_argument, NULL, 'i' },        { "help", no_argument, NULL, 'h' },
+        { "listen", required_argument, NULL, 'l' },  { "spawn", optional_argument, NULL, 'S' },
+        { "window", required_argument, NULL, 'w' },
         { "version", no_argument, NULL, 'V' },       { 0 },
     };
     int c;
@@ -50,6 +65,26 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'j': o->job = optarg; break;
         case 'o': o->out = optarg; break;
         case 'i': o->inproc = 1; break;
+        case 'l': o->listen = optarg; break;
+        case 'S': {
+            long n = optarg ? strtol(optarg, &end, 10) : SILA_MAX_MODULES;
+            if (optarg && (*end || end == optarg || n < 1 || n > SILA_MAX_MODULES)) {
+                fprintf(stderr, "silad: --spawn=N needs N in 1..%d, got '%s'\n",
+                        SILA_MAX_MODULES, optarg);
+                return -1;
+            }
+            o->spawn = (int)n;
+            break;
+        }
+        case 'w': {
+            long w = strtol(optarg, &end, 10);
+            if (*end || end == optarg || w < 1 || w > 1024) {
+                fprintf(stderr, "silad: --window needs an integer in 1..1024, got '%s'\n", optarg);
+                return -1;
+            }
+            o->window = (int)w;
+            break;
+        }
         case 's':
             if (o->noverrides == MAX_OVERRIDES) {
                 fprintf(stderr, "silad: at most %d --set options\n", MAX_OVERRIDES);
@@ -80,8 +115,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         usage(stderr);
         return -1;
     }
-    if (!o->inproc) {
-        fprintf(stderr, "silad: only --inproc training is available in this build\n");
+    if (o->inproc + !!(o->listen || o->spawn) != 1) {
+        fprintf(stderr, "silad: say where to train: --listen URL, --spawn or --inproc "
+                        "(--inproc goes alone)\n");
         return -1;
     }
     return 0;
@@ -89,11 +125,13 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 int main(int argc, char **argv)
 {
-    struct options o = { 0 };
+    struct options o = { .window = DEFAULT_WINDOW };
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
-    sila_threads_setup(o.threads);
+    /* in process: the kernels' threads; distributed: the cores to share out
+     * among spawned workers (the coordinator itself computes nothing) */
+    int threads = sila_threads_setup(o.inproc ? o.threads : 0);
     struct sila_job job;
     struct sila_err err = { "" };
     if (sila_job_load(&job, o.job, o.overrides, o.noverrides, &err)) {
@@ -104,7 +142,13 @@ int main(int argc, char **argv)
     snprintf(out, sizeof out, "%s", o.out ? o.out : "");
     if (!o.out)
         snprintf(out, sizeof out, "runs/%s", job.name);
-    r = train_inproc(&job, out, &err);
+    if (o.inproc) {
+        r = train_inproc(&job, out, &err);
+    } else {
+        struct coord_options co = { .listen = o.listen, .spawn = o.spawn, .threads = o.threads,
+                                    .cores = threads, .window = o.window };
+        r = train_distributed(&job, out, &co, &err);
+    }
     if (r)
         fprintf(stderr, "silad: %s\n", err.msg);
     sila_job_fini(&job);

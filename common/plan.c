@@ -1,0 +1,104 @@
+/* The plan of a run (see plan.h). */
+#include "plan.h"
+
+#include <errno.h>
+#include <math.h>
+
+#include "frame.h"
+
+int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t ntrain,
+                   uint32_t ntest, struct sila_err *err)
+{
+    *pl = (struct sila_plan){ .job = job, .ntrain = ntrain, .ntest = ntest };
+    if (job->train_limit && job->train_limit < ntrain)
+        pl->ntrain = job->train_limit;
+    if (job->test_limit && job->test_limit < ntest)
+        pl->ntest = job->test_limit;
+    if (pl->ntrain < (uint32_t)job->batch)
+        return sila_err_set(err, -EINVAL, "%s: %u training samples, fewer than one batch of %d",
+                            job->path, pl->ntrain, job->batch);
+    /* Every step takes a full batch, so all steps weigh the same and batch
+     * norm never sees a tiny batch. */
+    pl->steps_per_epoch = pl->ntrain / (uint32_t)job->batch;
+    pl->total_steps = (uint64_t)job->epochs * pl->steps_per_epoch;
+    pl->eval_batches = (pl->ntest + (uint32_t)job->batch - 1) / (uint32_t)job->batch;
+    pl->sched = job->sched;
+    pl->sched.total_steps = pl->total_steps;
+    pl->sched.warmup_steps = (uint64_t)llround(job->warmup_epochs * pl->steps_per_epoch);
+    pl->sched.step_size = (uint64_t)llround(job->step_epochs * pl->steps_per_epoch);
+    return 0;
+}
+
+bool sila_plan_step_global(const struct sila_plan *pl, uint64_t t)
+{
+    const struct sila_job *job = pl->job;
+    if (job->algorithm != SILA_ALGO_PGL)
+        return job->algorithm == SILA_ALGO_E2E;
+    uint64_t s = t % pl->steps_per_epoch;
+    if (s + (uint64_t)job->global_epoch_end >= pl->steps_per_epoch)
+        return true;
+    long G = job->global_steps;
+    if (job->global_ramp) {
+        G = lround(2.0 * G * (double)(t + 1) / (double)pl->total_steps);
+        G = G > job->period ? job->period : G;
+    }
+    return (long)(t % (uint64_t)job->period) >= job->period - G;
+}
+
+float sila_plan_local_weight(const struct sila_plan *pl, uint64_t t)
+{
+    const struct sila_job *job = pl->job;
+    if (job->algorithm != SILA_ALGO_PGL)
+        return 0.0f;
+    if (!job->local_weight_decay)
+        return job->local_weight;
+    return job->local_weight * (float)(1.0 - (double)t / (double)pl->total_steps);
+}
+
+float sila_plan_lr(const struct sila_plan *pl, uint64_t t)
+{
+    return sila_sched_lr(&pl->sched, t);
+}
+
+bool sila_plan_evaluates(const struct sila_plan *pl, int e)
+{
+    return (e + 1) % pl->job->eval_every == 0 || e + 1 == pl->job->epochs;
+}
+
+int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *ret_shape,
+                         struct sila_err *err)
+{
+    int first = k < job->nmodules ? job->modules[k].first_layer : job->nlayers;
+    if (first == 0) {
+        *ret_shape = job->input;
+        return 0;
+    }
+    struct sila_net *prefix;
+    int r = sila_net_new(&prefix, job->layers, first, job->input, 1, err);
+    if (r)
+        return r;
+    *ret_shape = sila_net_out_shape(prefix);
+    sila_net_free(prefix);
+    return 0;
+}
+
+int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct sila_err *err)
+{
+    size_t most = 0;
+    for (int k = 0; k < job->nmodules; k++) {
+        struct sila_shape s;
+        int r = sila_plan_edge_shape(job, k, &s, err);
+        if (r)
+            return r;
+        struct sila_frame_hdr h = { .generation = UINT32_MAX, .seq = UINT64_MAX,
+                                    .batch = UINT64_MAX, .epoch = UINT32_MAX,
+                                    .phase = SILA_PHASE_GLOBAL, .gradient = true,
+                                    .n = (uint32_t)job->batch, .c = (uint32_t)s.c,
+                                    .h = (uint32_t)s.h, .w = (uint32_t)s.w,
+                                    .nlabels = (uint32_t)job->batch };
+        size_t b = sila_frame_size(&h);
+        most = b > most ? b : most;
+    }
+    *ret_bytes = most;
+    return 0;
+}

@@ -1,0 +1,52 @@
+/* The plan of a run: what a job and the size of its data make of it, the
+ * same for the in-process trainer, the coordinator and every worker: steps
+ * per epoch, the learning-rate schedule, which steps are global, when to
+ * evaluate, and the shape of every pipeline edge. */
+#ifndef SILA_PLAN_H
+#define SILA_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "job.h"
+
+struct sila_plan {
+    const struct sila_job *job; /* borrowed */
+    uint32_t ntrain, ntest;     /* samples used, after the job's limits */
+    uint64_t steps_per_epoch;   /* full batches only: a last partial one is dropped */
+    uint64_t total_steps;
+    uint32_t eval_batches;      /* batches of one evaluation (the last may be partial) */
+    struct sila_sched_cfg sched; /* the job's, with step counts filled in */
+};
+
+/* Plans job over ntrain/ntest available samples (the limits applied here).
+ * Errors: -EINVAL when fewer training samples than one batch. */
+int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t ntrain,
+                   uint32_t ntest, struct sila_err *err);
+
+/* Whether global step t is a global (end-to-end) step: always under e2e,
+ * never under local; under pgl iff t mod P >= P - G (G ramping up from 0
+ * to 2G over the run under global_ramp), or t is among the last
+ * global_epoch_end steps of its epoch. */
+bool sila_plan_step_global(const struct sila_plan *pl, uint64_t t);
+
+/* mu at step t: local_weight, decaying linearly to 0 under local_weight_decay. */
+float sila_plan_local_weight(const struct sila_plan *pl, uint64_t t);
+
+float sila_plan_lr(const struct sila_plan *pl, uint64_t t);
+
+/* Whether the run evaluates after epoch e (0-based). */
+bool sila_plan_evaluates(const struct sila_plan *pl, int e);
+
+/* Per-sample shape entering module k (0-based; k = K is the classifier's
+ * output). Errors: -EINVAL, from building the prefix of the network. */
+int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *ret_shape,
+                         struct sila_err *err);
+
+/* The largest data frame (activations with labels, or gradients) on any
+ * edge of job's pipeline, in bytes. */
+int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct sila_err *err);
+
+#endif

@@ -1,0 +1,843 @@
+/* The coordinator (see coord.h). One libuv loop handles the rendezvous,
+ * every worker's control link, signals, spawned children and a watchdog;
+ * one feeder thread sends the batches, since nanomsg may block on large
+ * frames and the loop must never wait. The feeder takes a credit per batch
+ * and the loop returns it when the last module reports the batch done, so
+ * at most `window` batches are in the pipeline, whatever the speeds. */
+#include "coord.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ctl.h"
+#include "endpoint.h"
+#include "feed.h"
+#include "frame.h"
+#include "reassemble.h"
+#include "report.h"
+#include "transport.h"
+
+#define TICK_MS 1000
+#define STALL_WARN_S 60.0 /* no report for this long: say who is behind */
+
+struct peer {
+    int first, last;        /* modules, 0-based, inclusive */
+    uint32_t gen;
+    char host[256];
+    uint32_t pid;
+    struct sila_link ctl;
+    uv_poll_t poll;
+    bool polling, ready;
+    uint64_t bad_messages;
+};
+
+struct child {
+    uv_process_t proc;
+    int first, last;
+    bool running;
+};
+
+struct coord {
+    const struct sila_job *job;
+    const struct coord_options *o;
+    const char *out_dir;
+    struct sila_url base;
+    char base_url[SILA_URL_MAX + 16];
+    char rundir[256];           /* spawn without --listen: private ipc directory */
+    uv_loop_t loop;
+    struct feed feed;
+    struct report rep;
+    bool rep_open;
+    size_t max_frame;
+    size_t body_params[SILA_MAX_MODULES], body_buffers[SILA_MAX_MODULES];
+    int K;
+
+    struct sila_link rdv;
+    uv_poll_t rdv_poll;
+    bool rdv_polling;
+    struct peer *peers[SILA_MAX_MODULES]; /* owned */
+    int npeers;
+    int owner[SILA_MAX_MODULES];          /* peer of each module, -1: none yet */
+    uint32_t generation[SILA_MAX_MODULES]; /* last handed out, per first module */
+    bool started;
+
+    /* feeder thread */
+    struct sila_link data;      /* to the first module */
+    uv_thread_t feeder;
+    bool feeder_running;
+    uv_sem_t credits, evaluated;
+    atomic_bool stopping;
+    int feed_status;
+    char feed_error[512];
+    uv_async_t feeder_failed;
+    bool async_open;
+
+    /* reports, on the loop */
+    uint64_t steps_done;
+    uint32_t eval_done[SILA_MAX_MODULES];
+    long eval_correct[SILA_MAX_MODULES];
+    double accuracy[SILA_MAX_MODULES];
+    int evaluations_left;
+    double last_report;
+    float *state[SILA_MAX_MODULES]; /* owned: body params | buffers, collected at the end */
+    int states;
+
+    struct child children[SILA_MAX_MODULES];
+    int nchildren;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t watchdog;
+    bool finished;   /* success or failure decided */
+    int status;
+    struct sila_err *err;
+};
+
+static void finish(struct coord *c, int status);
+
+static void fail(struct coord *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct coord *c, int code, const char *fmt, ...)
+{
+    if (c->finished)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err->msg, sizeof c->err->msg, fmt, ap);
+    va_end(ap);
+    finish(c, code);
+}
+
+/* ---- the feeder thread ---- */
+
+static int feed_send(struct coord *c, uint8_t *buf)
+{
+    for (;;) {
+        if (atomic_load(&c->stopping)) {
+            sila_link_release(buf);
+            return -ECANCELED;
+        }
+        int r = sila_link_send(&c->data, buf, TICK_MS);
+        if (r == 0)
+            return 0;
+        if (r != -ETIMEDOUT && r != -EAGAIN) {
+            sila_link_release(buf);
+            return r;
+        }
+    }
+}
+
+/* Sends one batch to the first module, after taking a credit. */
+static int feed_batch(struct coord *c, uint64_t *seq, uint64_t batch, int epoch,
+                      enum sila_phase phase, int n, const float *x, const int32_t *labels)
+{
+    uv_sem_wait(&c->credits);
+    struct sila_shape in = c->job->input;
+    struct sila_frame_hdr h = { .generation = 0, .seq = *seq, .batch = batch,
+                                .epoch = (uint32_t)epoch, .phase = phase, .gradient = false,
+                                .n = (uint32_t)n, .c = (uint32_t)in.c, .h = (uint32_t)in.h,
+                                .w = (uint32_t)in.w, .nlabels = (uint32_t)n };
+    uint8_t *buf = sila_link_alloc(sila_frame_size(&h));
+    if (!buf)
+        return -ENOMEM;
+    sila_frame_encode(buf, &h, labels, x);
+    int r = feed_send(c, buf);
+    if (r == 0)
+        (*seq)++;
+    return r;
+}
+
+static int feed_all(struct coord *c, float *x, int32_t *labels)
+{
+    const struct sila_plan *pl = &c->feed.plan;
+    uint64_t seq = 0;
+    for (int e = 0; e < c->job->epochs; e++) {
+        for (uint64_t s = 0; s < pl->steps_per_epoch; s++) {
+            uint64_t t = (uint64_t)e * pl->steps_per_epoch + s;
+            feed_train_batch(&c->feed, t, x, labels);
+            enum sila_phase ph = sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL
+                                                              : SILA_PHASE_LOCAL;
+            int r = feed_batch(c, &seq, t, e, ph, c->job->batch, x, labels);
+            if (r)
+                return r;
+        }
+        if (!sila_plan_evaluates(pl, e))
+            continue;
+        for (uint32_t i = 0; i < pl->eval_batches; i++) {
+            int n = feed_eval_batch(&c->feed, i, x, labels);
+            int r = feed_batch(c, &seq, i, e, SILA_PHASE_EVAL, n, x, labels);
+            if (r)
+                return r;
+        }
+        /* the next epoch's reports must not mix with this evaluation's */
+        uv_sem_wait(&c->evaluated);
+        if (atomic_load(&c->stopping))
+            return -ECANCELED;
+    }
+    return 0;
+}
+
+static void feeder_main(void *arg)
+{
+    struct coord *c = arg;
+    size_t in = sila_shape_size(c->job->input);
+    float *x = malloc(sizeof *x * in * c->job->batch);
+    int32_t *labels = malloc(sizeof *labels * c->job->batch);
+    int r = x && labels ? feed_all(c, x, labels) : -ENOMEM;
+    free(x);
+    free(labels);
+    if (r && r != -ECANCELED) {
+        c->feed_status = r;
+        snprintf(c->feed_error, sizeof c->feed_error, "feeding the first module: %s",
+                 strerror(-r));
+        uv_async_send(&c->feeder_failed);
+    }
+}
+
+static void on_feeder_failed(uv_async_t *a)
+{
+    struct coord *c = a->data;
+    fail(c, c->feed_status, "%s", c->feed_error);
+}
+
+/* ---- control messages to workers ---- */
+
+static int peer_send(struct peer *p, Sila__Control *m)
+{
+    struct sila_err e;
+    int r = sila_ctl_send(&p->ctl, m, NULL, 0, TICK_MS, &e);
+    char buf[32];
+    if (r)
+        fprintf(stderr, "silad: the worker for %s: %s\n",
+                sila_modules_text(p->first, p->last, buf, sizeof buf), e.msg);
+    return r;
+}
+
+static void send_stop(struct coord *c, const char *reason, bool failed)
+{
+    Sila__Stop st = SILA__STOP__INIT;
+    st.reason = (char *)reason;
+    st.failed = failed;
+    Sila__Control m = SILA__CONTROL__INIT;
+    m.msg_case = SILA__CONTROL__MSG_STOP;
+    m.stop = &st;
+    for (int i = 0; i < c->npeers; i++)
+        if (c->peers[i]->ready)
+            peer_send(c->peers[i], &m);
+}
+
+static void collect(struct coord *c)
+{
+    for (int k = 0; k < c->K; k++) {
+        Sila__Collect col = SILA__COLLECT__INIT;
+        col.module = (uint32_t)k + 1;
+        Sila__Control m = SILA__CONTROL__INIT;
+        m.msg_case = SILA__CONTROL__MSG_COLLECT;
+        m.collect = &col;
+        if (peer_send(c->peers[c->owner[k]], &m)) {
+            fail(c, -EIO, "cannot ask module %d for its state", k + 1);
+            return;
+        }
+    }
+}
+
+/* ---- reports from workers ---- */
+
+static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
+{
+    const struct sila_plan *pl = &c->feed.plan;
+    c->eval_done[k]++;
+    c->eval_correct[k] += d->correct;
+    for (int j = 0; j < c->K; j++)
+        if (c->eval_done[j] < pl->eval_batches)
+            return;
+    for (int j = 0; j < c->K; j++) {
+        c->accuracy[j] = pl->ntest ? (double)c->eval_correct[j] / pl->ntest : 0.0;
+        c->eval_done[j] = 0;
+        c->eval_correct[j] = 0;
+    }
+    report_eval(&c->rep, (int)d->epoch, (uint64_t)(d->epoch + 1) * pl->steps_per_epoch,
+                c->accuracy);
+    uv_sem_post(&c->evaluated);
+    if (--c->evaluations_left == 0)
+        collect(c);
+}
+
+static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
+{
+    const struct sila_plan *pl = &c->feed.plan;
+    int k = (int)d->module - 1;
+    if (k < p->first || k > p->last || d->epoch >= (uint32_t)c->job->epochs) {
+        p->bad_messages++;
+        return;
+    }
+    c->last_report = report_now();
+    if (d->phase == SILA__PHASE__EVAL) {
+        if (k == c->K - 1)
+            uv_sem_post(&c->credits);
+        on_eval_done(c, k, d);
+        return;
+    }
+    report_step_loss(&c->rep, k, d->loss);
+    if (k != c->K - 1)
+        return;
+    uint64_t t = c->steps_done++;
+    uv_sem_post(&c->credits);
+    report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
+                c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
+}
+
+static void save_and_stop(struct coord *c)
+{
+    struct body_state bodies[SILA_MAX_MODULES];
+    for (int k = 0; k < c->K; k++)
+        bodies[k] = (struct body_state){ c->state[k], c->body_params[k],
+                                         c->state[k] + c->body_params[k], c->body_buffers[k] };
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.sila", c->out_dir);
+    double acc = c->accuracy[c->K - 1];
+    int r = reassemble_save(c->job, bodies, path, acc, c->err);
+    if (r) {
+        finish(c, r);
+        return;
+    }
+    report_saved(&c->rep, path, acc);
+    finish(c, 0);
+}
+
+static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *st,
+                     const float *tail)
+{
+    int k = (int)st->module - 1;
+    if (k < p->first || k > p->last || c->state[k] || st->params != c->body_params[k] ||
+        st->buffers != c->body_buffers[k]) {
+        fail(c, -EPROTO, "module %u sent a state of %llu parameters and %llu buffers, "
+             "expected module %d-%d with %zu and %zu", st->module,
+             (unsigned long long)st->params, (unsigned long long)st->buffers, p->first + 1,
+             p->last + 1, k >= 0 && k < c->K ? c->body_params[k] : 0,
+             k >= 0 && k < c->K ? c->body_buffers[k] : 0);
+        return;
+    }
+    size_t n = st->params + st->buffers;
+    c->state[k] = malloc(sizeof *tail * (n + 1));
+    if (!c->state[k]) {
+        fail(c, -ENOMEM, "out of memory for module %d's state", k + 1);
+        return;
+    }
+    memcpy(c->state[k], tail, sizeof *tail * n);
+    if (++c->states == c->K)
+        save_and_stop(c);
+}
+
+static void start_run(struct coord *c);
+
+static void on_ready(struct coord *c, struct peer *p, const Sila__Ready *r)
+{
+    if (r->generation != p->gen || r->first_module != (uint32_t)p->first + 1 || p->ready) {
+        p->bad_messages++;
+        return;
+    }
+    p->ready = true;
+    char buf[32];
+    printf("worker for %s ready (%s, pid %u, generation %u)\n",
+           sila_modules_text(p->first, p->last, buf, sizeof buf), p->host, p->pid, p->gen);
+    fflush(stdout);
+    for (int k = 0; k < c->K; k++)
+        if (c->owner[k] < 0 || !c->peers[c->owner[k]]->ready)
+            return;
+    start_run(c);
+}
+
+static void on_peer_message(struct coord *c, struct peer *p, const struct sila_ctl_msg *m)
+{
+    const Sila__Control *msg = m->msg;
+    switch (msg->msg_case) {
+    case SILA__CONTROL__MSG_READY: on_ready(c, p, msg->ready); break;
+    case SILA__CONTROL__MSG_DONE:
+        if (c->started)
+            on_done(c, p, msg->done);
+        else
+            p->bad_messages++;
+        break;
+    case SILA__CONTROL__MSG_STATE: on_state(c, p, msg->state, m->tail); break;
+    case SILA__CONTROL__MSG_STOP:
+        fail(c, -ECANCELED, "worker for modules %d-%d stopped: %s", p->first + 1, p->last + 1,
+             msg->stop->reason);
+        break;
+    default: p->bad_messages++; break;
+    }
+}
+
+static void on_peer_readable(uv_poll_t *h, int status, int events)
+{
+    struct peer *p = h->data;
+    struct coord *c = h->loop->data;
+    (void)status, (void)events;
+    while (!c->finished) {
+        struct sila_ctl_msg m;
+        struct sila_err e;
+        int r = sila_ctl_recv(&p->ctl, 0, &m, &e);
+        if (r == -EAGAIN)
+            return;
+        if (r) {
+            p->bad_messages++;
+            char buf[32];
+            fprintf(stderr, "silad: dropped a message from the worker for %s: %s\n",
+                    sila_modules_text(p->first, p->last, buf, sizeof buf),
+                    r == -EBADMSG ? e.msg : strerror(-r));
+            continue;
+        }
+        on_peer_message(c, p, &m);
+        sila_ctl_msg_free(&m);
+    }
+}
+
+/* ---- joining ---- */
+
+static int poll_link(struct coord *c, uv_poll_t *h, const struct sila_link *l, void *data,
+                     uv_poll_cb cb)
+{
+    int rfd, sfd;
+    int r = sila_link_fds(l, &rfd, &sfd);
+    if (r)
+        return r;
+    if ((r = uv_poll_init(&c->loop, h, rfd)))
+        return r;
+    h->data = data;
+    return uv_poll_start(h, UV_READABLE, cb);
+}
+
+/* Why a Hello cannot join, or NULL when it can. */
+static const char *refusal(struct coord *c, const Sila__Hello *h, char *buf, size_t len)
+{
+    uint8_t hash[SILA_PLAN_HASH_BYTES];
+    if (h->version != SILA_WIRE_VERSION)
+        snprintf(buf, len, "wire protocol version %u, this coordinator speaks %u", h->version,
+                 SILA_WIRE_VERSION);
+    else if (h->first_module < 1 || h->last_module < h->first_module ||
+             h->last_module > (uint32_t)c->K)
+        snprintf(buf, len, "modules %u-%u asked for, the job %s has modules 1-%d",
+                 h->first_module, h->last_module, c->job->name, c->K);
+    else if (h->max_frame < c->max_frame)
+        snprintf(buf, len, "the job needs frames of %zu bytes, the worker accepts %llu",
+                 c->max_frame, (unsigned long long)h->max_frame);
+    else if (h->plan_hash.len &&
+             (sila_job_plan_hash(c->job, hash),
+              h->plan_hash.len != sizeof hash || memcmp(h->plan_hash.data, hash, sizeof hash)))
+        snprintf(buf, len, "the worker's job plan differs from %.300s", c->job->path);
+    else if (c->started)
+        snprintf(buf, len, "the run has started; it takes no new workers");
+    else {
+        for (uint32_t k = h->first_module - 1; k < h->last_module; k++)
+            if (c->owner[k] >= 0) {
+                const struct peer *p = c->peers[c->owner[k]];
+                snprintf(buf, len, "module %u is taken by the worker on %s (pid %u, generation %u)",
+                         k + 1, p->host, p->pid, p->gen);
+                return buf;
+            }
+        return NULL;
+    }
+    return buf;
+}
+
+/* Accepts h: a control link for it and a Welcome. */
+static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *why, size_t len)
+{
+    struct peer *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(why, len, "the coordinator is out of memory");
+        return -ENOMEM;
+    }
+    p->first = (int)h->first_module - 1;
+    p->last = (int)h->last_module - 1;
+    p->gen = ++c->generation[p->first];
+    p->pid = h->pid;
+    snprintf(p->host, sizeof p->host, "%s", *h->host ? h->host : "?");
+    char url[SILA_URL_MAX + 64];
+    sila_endpoint_control(&c->base, p->first + 1, url, sizeof url);
+    struct sila_err e;
+    int r = sila_link_open(&p->ctl, SILA_LINK_PAIR, url, true, SILA_CTL_MAX_MESSAGE + 64, &e);
+    if (r == 0 && (r = poll_link(c, &p->poll, &p->ctl, p, on_peer_readable)) == 0)
+        p->polling = true;
+    else if (p->ctl.sock >= 0) /* the link opened, polling it failed */
+        snprintf(e.msg, sizeof e.msg, "event loop: %s", uv_strerror(r));
+    if (r) {
+        snprintf(why, len, "the coordinator cannot open its control link: %.300s", e.msg);
+        sila_link_close(&p->ctl);
+        free(p);
+        return r;
+    }
+    c->peers[c->npeers] = p;
+    for (int k = p->first; k <= p->last; k++)
+        c->owner[k] = c->npeers;
+    c->npeers++;
+    w->version = SILA_WIRE_VERSION;
+    w->generation = p->gen;
+    w->job_path = (char *)c->job->path;
+    w->job_text = c->job->text;
+    w->overrides = c->job->overrides;
+    w->n_overrides = (size_t)c->job->noverrides;
+    w->train_samples = c->feed.plan.ntrain;
+    w->test_samples = c->feed.plan.ntest;
+    char buf[32];
+    printf("worker for %s joined from %s (pid %u)\n", sila_modules_text(p->first, p->last, buf, 32),
+           p->host, p->pid);
+    fflush(stdout);
+    return 0;
+}
+
+static void answer_hello(struct coord *c, const struct sila_ctl_msg *m, const char *bad)
+{
+    char why[512];
+    uint8_t hash[SILA_PLAN_HASH_BYTES];
+    Sila__Welcome w = SILA__WELCOME__INIT;
+    Sila__Refusal ref = SILA__REFUSAL__INIT;
+    Sila__Control out = SILA__CONTROL__INIT;
+    const char *no = bad;
+    if (!no && m->msg->msg_case != SILA__CONTROL__MSG_HELLO)
+        no = "expected a hello";
+    if (!no)
+        no = refusal(c, m->msg->hello, why, sizeof why);
+    if (!no && admit(c, m->msg->hello, &w, why, sizeof why))
+        no = why;
+    if (no) {
+        ref.reason = (char *)no;
+        out.msg_case = SILA__CONTROL__MSG_REFUSAL;
+        out.refusal = &ref;
+        fprintf(stderr, "silad: refused a worker: %s\n", no);
+    } else {
+        sila_job_plan_hash(c->job, hash);
+        w.plan_hash.data = hash;
+        w.plan_hash.len = sizeof hash;
+        out.msg_case = SILA__CONTROL__MSG_WELCOME;
+        out.welcome = &w;
+    }
+    struct sila_err e;
+    if (sila_ctl_send(&c->rdv, &out, NULL, 0, TICK_MS, &e))
+        fprintf(stderr, "silad: cannot answer a worker: %s\n", e.msg);
+}
+
+static void on_rdv_readable(uv_poll_t *h, int status, int events)
+{
+    struct coord *c = h->data;
+    (void)status, (void)events;
+    while (!c->finished) {
+        struct sila_ctl_msg m;
+        struct sila_err e;
+        int r = sila_ctl_recv(&c->rdv, 0, &m, &e);
+        if (r == -EAGAIN)
+            return;
+        if (r && r != -EBADMSG) {
+            fprintf(stderr, "silad: rendezvous: %s\n", strerror(-r));
+            return;
+        }
+        answer_hello(c, &m, r ? e.msg : NULL);
+        sila_ctl_msg_free(&m);
+    }
+}
+
+/* ---- the run ---- */
+
+static void start_run(struct coord *c)
+{
+    char url[SILA_URL_MAX + 64];
+    for (int i = 0; i < c->npeers; i++) {
+        struct peer *p = c->peers[i];
+        Sila__Start st = SILA__START__INIT;
+        st.downstream_url = "";
+        if (p->first > 0)
+            st.upstream_generation = c->peers[c->owner[p->first - 1]]->gen;
+        if (p->last + 1 < c->K) {
+            const struct peer *d = c->peers[c->owner[p->last + 1]];
+            sila_endpoint_data(&c->base, d->first + 1, d->host, false, url, sizeof url);
+            st.downstream_url = url;
+            st.downstream_generation = d->gen;
+        }
+        Sila__Control m = SILA__CONTROL__INIT;
+        m.msg_case = SILA__CONTROL__MSG_START;
+        m.start = &st;
+        if (peer_send(p, &m)) {
+            fail(c, -EIO, "cannot start the worker of module %d", p->first + 1);
+            return;
+        }
+    }
+    const struct peer *p0 = c->peers[c->owner[0]];
+    sila_endpoint_data(&c->base, 1, p0->host, false, url, sizeof url);
+    int r = sila_link_open(&c->data, SILA_LINK_PAIR, url, false, 4096, c->err);
+    if (r) {
+        finish(c, r);
+        return;
+    }
+    c->started = true;
+    c->last_report = report_now();
+    char where[64];
+    snprintf(where, sizeof where, "on %d worker%s", c->npeers, c->npeers > 1 ? "s" : "");
+    report_start(&c->rep, c->job, &c->feed.plan, where);
+    if ((r = uv_thread_create(&c->feeder, feeder_main, c)))
+        fail(c, -EAGAIN, "cannot start the feeder thread: %s", uv_strerror(r));
+    else
+        c->feeder_running = true;
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    struct coord *c = t->data;
+    double idle = report_now() - c->last_report;
+    if (!c->started || idle < STALL_WARN_S)
+        return;
+    fprintf(stderr, "silad: no report from the workers for %.0f s (%llu steps done)\n", idle,
+            (unsigned long long)c->steps_done);
+    c->last_report = report_now();
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct coord *c = s->data;
+    fail(c, -EINTR, "stopped by %s", strsignal(signum));
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* Decides the outcome once: stops the feeder and the workers, and closes
+ * every handle but the children's, which close when they exit. */
+static void finish(struct coord *c, int status)
+{
+    if (c->finished)
+        return;
+    c->finished = true;
+    c->status = status;
+    atomic_store(&c->stopping, true);
+    for (int i = 0; i < 2 * c->o->window + 2; i++) {
+        uv_sem_post(&c->credits);
+        uv_sem_post(&c->evaluated);
+    }
+    send_stop(c, status ? c->err->msg : "finished", status != 0);
+    if (c->feeder_running)
+        uv_thread_join(&c->feeder);
+    c->feeder_running = false;
+    for (int i = 0; i < c->npeers; i++)
+        if (c->peers[i]->polling)
+            close_handle((uv_handle_t *)&c->peers[i]->poll);
+    if (c->rdv_polling)
+        close_handle((uv_handle_t *)&c->rdv_poll);
+    close_handle((uv_handle_t *)&c->sigint);
+    close_handle((uv_handle_t *)&c->sigterm);
+    close_handle((uv_handle_t *)&c->watchdog);
+    if (c->async_open)
+        close_handle((uv_handle_t *)&c->feeder_failed);
+    for (int i = 0; i < c->nchildren; i++)
+        if (c->children[i].running && status)
+            uv_process_kill(&c->children[i].proc, SIGTERM);
+}
+
+/* ---- spawned workers ---- */
+
+static void on_child_exit(uv_process_t *proc, int64_t status, int signum)
+{
+    struct child *ch = proc->data;
+    struct coord *c = proc->loop->data;
+    ch->running = false;
+    uv_close((uv_handle_t *)proc, NULL);
+    if (!c->finished && (status || signum)) {
+        char buf[32];
+        if (signum)
+            fail(c, -ECHILD, "the worker for %s (pid %d) was killed by signal %d",
+                 sila_modules_text(ch->first, ch->last, buf, sizeof buf), proc->pid, signum);
+        else
+            fail(c, -ECHILD, "the worker for %s (pid %d) exited with status %lld",
+                 sila_modules_text(ch->first, ch->last, buf, sizeof buf), proc->pid,
+                 (long long)status);
+    }
+}
+
+/* silaworker next to silad (installed, or in the build tree), or $SILAWORKER. */
+static int find_worker(char *out, size_t len)
+{
+    const char *env = getenv("SILAWORKER");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return access(out, X_OK) == 0 ? 0 : -errno;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+        return -errno;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    *slash = 0;
+    static const char *const rel[] = { "silaworker", "../worker/silaworker", "../bin/silaworker" };
+    for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+        if ((size_t)snprintf(out, len, "%s/%s", self, rel[i]) < len && access(out, X_OK) == 0)
+            return 0;
+    }
+    return -ENOENT;
+}
+
+static int spawn_workers(struct coord *c)
+{
+    char exe[PATH_MAX];
+    if (find_worker(exe, sizeof exe))
+        return sila_err_set(c->err, -ENOENT, "cannot find silaworker next to silad (set "
+                            "SILAWORKER to its path)");
+    int n = c->o->spawn > c->K ? c->K : c->o->spawn;
+    int threads = c->o->threads ? c->o->threads : (c->o->cores / n > 1 ? c->o->cores / n : 1);
+    for (int i = 0; i < n; i++) {
+        struct child *ch = &c->children[i];
+        ch->first = i * c->K / n;
+        ch->last = (i + 1) * c->K / n - 1;
+        char mods[32], thr[16];
+        snprintf(mods, sizeof mods, "%d-%d", ch->first + 1, ch->last + 1);
+        snprintf(thr, sizeof thr, "%d", threads);
+        char *args[] = { exe, "--module", mods, "--connect", c->base_url, "--threads", thr,
+                         "--join-timeout", "60", NULL };
+        uv_stdio_container_t stdio[3] = {
+            { .flags = UV_IGNORE }, { .flags = UV_INHERIT_FD, .data.fd = 1 },
+            { .flags = UV_INHERIT_FD, .data.fd = 2 } };
+        uv_process_options_t po = { .exit_cb = on_child_exit, .file = exe, .args = args,
+                                    .stdio_count = 3, .stdio = stdio };
+        ch->proc.data = ch;
+        int r = uv_spawn(&c->loop, &ch->proc, &po);
+        if (r)
+            return sila_err_set(c->err, -ECHILD, "cannot start %s: %s", exe, uv_strerror(r));
+        ch->running = true;
+        c->nchildren++;
+    }
+    printf("started %d local worker%s with %d thread%s each\n", n, n > 1 ? "s" : "", threads,
+           threads > 1 ? "s" : "");
+    fflush(stdout);
+    return 0;
+}
+
+/* ---- setup ---- */
+
+static int plan_bodies(struct coord *c)
+{
+    for (int k = 0; k < c->K; k++) {
+        const struct sila_job_module *jm = &c->job->modules[k];
+        struct sila_shape in;
+        struct sila_net *body;
+        int r = sila_plan_edge_shape(c->job, k, &in, c->err);
+        if (r || (r = sila_net_new(&body, c->job->layers + jm->first_layer, jm->nlayers, in, 1,
+                                   c->err)))
+            return r;
+        c->body_params[k] = sila_net_param_count(body);
+        c->body_buffers[k] = sila_net_buffer_count(body);
+        sila_net_free(body);
+    }
+    return sila_plan_max_frame(c->job, &c->max_frame, c->err);
+}
+
+static int choose_base(struct coord *c)
+{
+    if (c->o->listen)
+        snprintf(c->base_url, sizeof c->base_url, "%s", c->o->listen);
+    else {
+        const char *tmp = getenv("XDG_RUNTIME_DIR");
+        snprintf(c->rundir, sizeof c->rundir, "%s/sila-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(c->rundir))
+            return sila_err_set(c->err, -errno, "%s: cannot create: %s", c->rundir,
+                                strerror(errno));
+        snprintf(c->base_url, sizeof c->base_url, "ipc://%s/sila", c->rundir);
+    }
+    return sila_url_parse(c->base_url, &c->base, c->err);
+}
+
+static int open_loop(struct coord *c)
+{
+    int r;
+    if ((r = uv_signal_init(&c->loop, &c->sigint)) || (r = uv_signal_init(&c->loop, &c->sigterm)) ||
+        (r = uv_timer_init(&c->loop, &c->watchdog)) ||
+        (r = uv_async_init(&c->loop, &c->feeder_failed, on_feeder_failed)))
+        return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
+    c->async_open = true;
+    c->sigint.data = c->sigterm.data = c->watchdog.data = c->feeder_failed.data = c;
+    uv_signal_start(&c->sigint, on_signal, SIGINT);
+    uv_signal_start(&c->sigterm, on_signal, SIGTERM);
+    uv_timer_start(&c->watchdog, on_watchdog, 5000, 5000);
+    if ((r = sila_link_open(&c->rdv, SILA_LINK_REPLY, c->base_url, true, SILA_CTL_MAX_MESSAGE + 64,
+                            c->err)))
+        return r;
+    if ((r = poll_link(c, &c->rdv_poll, &c->rdv, c, on_rdv_readable)))
+        return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
+    c->rdv_polling = true;
+    return 0;
+}
+
+static void cleanup(struct coord *c)
+{
+    for (int i = 0; i < c->npeers; i++) {
+        sila_link_close(&c->peers[i]->ctl);
+        free(c->peers[i]);
+    }
+    for (int k = 0; k < c->K; k++)
+        free(c->state[k]);
+    sila_link_close(&c->data);
+    sila_link_close(&c->rdv);
+    uv_sem_destroy(&c->credits);
+    uv_sem_destroy(&c->evaluated);
+    feed_close(&c->feed);
+    if (c->rep_open)
+        report_close(&c->rep);
+    if (*c->rundir) {
+        char path[512];
+        static const char *const kinds[] = { "", ".ctl-", ".data-" };
+        for (size_t i = 0; i < 3; i++)
+            for (int k = i ? 1 : 0; k <= (i ? c->K : 0); k++) {
+                if (i)
+                    snprintf(path, sizeof path, "%s/sila%s%d", c->rundir, kinds[i], k);
+                else
+                    snprintf(path, sizeof path, "%s/sila", c->rundir);
+                unlink(path);
+            }
+        rmdir(c->rundir);
+    }
+}
+
+int train_distributed(const struct sila_job *job, const char *out_dir,
+                      const struct coord_options *o, struct sila_err *err)
+{
+    struct coord *c = calloc(1, sizeof *c);
+    if (!c)
+        return sila_err_set(err, -ENOMEM, "out of memory");
+    *c = (struct coord){ .job = job, .o = o, .out_dir = out_dir, .K = job->nmodules, .err = err };
+    for (int k = 0; k < SILA_MAX_MODULES; k++)
+        c->owner[k] = -1;
+    c->data.sock = c->rdv.sock = -1;
+    uv_sem_init(&c->credits, (unsigned)o->window);
+    uv_sem_init(&c->evaluated, 0);
+    uv_loop_init(&c->loop);
+    c->loop.data = c;
+    int r = feed_open(&c->feed, job, err);
+    if (r == 0 && (r = plan_bodies(c)) == 0 && (r = choose_base(c)) == 0)
+        r = report_open(&c->rep, out_dir, c->K, job->epochs, c->feed.plan.steps_per_epoch, err);
+    c->rep_open = r == 0;
+    for (int e = 0; e < job->epochs; e++)
+        c->evaluations_left += sila_plan_evaluates(&c->feed.plan, e);
+    if (r == 0)
+        r = open_loop(c);
+    if (r == 0 && o->spawn)
+        r = spawn_workers(c);
+    else if (r == 0)
+        printf("waiting for workers for modules 1-%d at %s\n", c->K, c->base_url);
+    fflush(stdout);
+    if (r)
+        finish(c, r);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    r = c->status;
+    uv_loop_close(&c->loop);
+    cleanup(c);
+    free(c);
+    return r;
+}

@@ -1,0 +1,27 @@
+/* The coordinator of a distributed run: lets one worker per module range
+ * join, hands each its plan, feeds the training and test batches into the
+ * pipeline with a bounded window, turns the workers' reports into the same
+ * progress and metrics as the in-process trainer, and at the end collects
+ * every module's state and writes the reassembled model. */
+#ifndef SILA_COORD_H
+#define SILA_COORD_H
+
+#include "err.h"
+#include "job.h"
+
+struct coord_options {
+    const char *listen; /* base address (tcp://HOST:PORT or ipc://PATH); NULL with spawn:
+                           a private ipc address */
+    int spawn;          /* 0: wait for workers started elsewhere; N: start N local workers */
+    int threads;        /* kernel threads per spawned worker; 0: the cores shared out */
+    int cores;          /* cores to share out among spawned workers */
+    int window;         /* training and test batches in the pipeline at most */
+};
+
+/* Trains job over workers, writing out_dir/model.sila and
+ * out_dir/metrics.jsonl as train_inproc does. Returns 0, or a negative errno
+ * with err set (a worker refused to start, died, or broke the protocol). */
+int train_distributed(const struct sila_job *job, const char *out_dir,
+                      const struct coord_options *o, struct sila_err *err);
+
+#endif

@@ -1,0 +1,57 @@
+/* Batches of a run, in order (see feed.h). */
+#include "feed.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
+{
+    *f = (struct feed){ .order_epoch = -1 };
+    int r = sila_dataset_open(&f->train, job->dataset, job->data_dir, true, err);
+    if (r == 0)
+        r = sila_dataset_open(&f->test, job->dataset, job->data_dir, false, err);
+    if (r == 0)
+        r = sila_plan_init(&f->plan, job, f->train.n, f->test.n, err);
+    if (r)
+        return r;
+    f->norm = sila_dataset_default_norm(job->dataset);
+    f->aug = (struct sila_augment){ job->augment_crop, job->augment_flip };
+    sila_rng_seed(&f->aug_rng, job->seed, 1);
+    f->order = malloc(sizeof *f->order * f->plan.ntrain);
+    f->eval_idx = malloc(sizeof *f->eval_idx * (f->plan.ntest + 1));
+    if (!f->order || !f->eval_idx)
+        return sila_err_set(err, -ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < f->plan.ntest; i++)
+        f->eval_idx[i] = i;
+    return 0;
+}
+
+void feed_close(struct feed *f)
+{
+    free(f->order);
+    free(f->eval_idx);
+    sila_dataset_fini(&f->train);
+    sila_dataset_fini(&f->test);
+    *f = (struct feed){ .order_epoch = -1 };
+}
+
+void feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels)
+{
+    const struct sila_job *job = f->plan.job;
+    int epoch = (int)(t / f->plan.steps_per_epoch);
+    uint64_t s = t % f->plan.steps_per_epoch;
+    if (epoch != f->order_epoch) {
+        sila_dataset_epoch_order(f->order, f->plan.ntrain, job->seed, (uint64_t)epoch);
+        f->order_epoch = epoch;
+    }
+    sila_dataset_batch(&f->train, f->order + s * (uint64_t)job->batch, job->batch, &f->norm,
+                       &f->aug, &f->aug_rng, x, labels);
+}
+
+int feed_eval_batch(const struct feed *f, uint32_t i, float *x, int32_t *labels)
+{
+    uint32_t B = (uint32_t)f->plan.job->batch, s = i * B;
+    int nb = f->plan.ntest - s < B ? (int)(f->plan.ntest - s) : (int)B;
+    sila_dataset_batch(&f->test, f->eval_idx + s, nb, &f->norm, NULL, NULL, x, labels);
+    return nb;
+}

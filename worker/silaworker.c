@@ -1,0 +1,130 @@
+/* silaworker: trains one module (or a consecutive range) of a distributed
+ * sila run. See docs/protocol.md and `silaworker --help`. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "threads.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: silaworker --module N[-M] --connect URL [--threads T] [--advertise HOST]\n"
+            "  --module N[-M]    the module to train (1-based), or a consecutive range\n"
+            "  --connect URL     the coordinator: tcp://HOST:PORT or ipc://PATH (as given to\n"
+            "                    silad --listen); the worker waits until it answers\n"
+            "  --threads T       threads of the numerical kernels (default: OPENBLAS_NUM_THREADS\n"
+            "                    or OMP_NUM_THREADS when set, else all cores)\n"
+            "  --advertise HOST  the host name or address the upstream worker reaches this one\n"
+            "                    at (default: 127.0.0.1 for a loopback coordinator, else the\n"
+            "                    host name)\n"
+            "  --max-frame BYTES largest frame accepted (default 256 MiB)\n"
+            "  --join-timeout S  give up when no coordinator answers within S seconds\n"
+            "                    (default: wait forever)\n");
+}
+
+static int parse_long(const char *what, const char *s, long lo, long hi, long *ret)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) {
+        fprintf(stderr, "silaworker: %s needs an integer in %ld..%ld, got '%s'\n", what, lo, hi,
+                s);
+        return -1;
+    }
+    *ret = v;
+    return 0;
+}
+
+static int parse_range(const char *s, struct worker_options *o)
+{
+    char first[32];
+    const char *dash = strchr(s, '-');
+    snprintf(first, sizeof first, "%.*s", dash ? (int)(dash - s) : (int)strlen(s), s);
+    long a, b;
+    if (parse_long("--module", first, 1, SILA_MAX_MODULES, &a) ||
+        parse_long("--module", dash ? dash + 1 : first, 1, SILA_MAX_MODULES, &b))
+        return -1;
+    if (b < a) {
+        fprintf(stderr, "silaworker: --module %s: the range is empty\n", s);
+        return -1;
+    }
+    o->first = (int)a;
+    o->last = (int)b;
+    return 0;
+}
+
+/* Returns 0, 1 to exit successfully (--help), or -1 after an error. */
+static int parse_args(int argc, char **argv, struct worker_options *o, int *threads)
+{
+    static const struct option longopts[] = {
+        { "module", required_argument, NULL, 'm' },   { "connect", required_argument, NULL, 'c' },
+        { "threads", required_argument, NULL, 't' },  { "advertise", required_argument, NULL, 'a' },
+        { "max-frame", required_argument, NULL, 'f' }, { "join-timeout", required_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
+        { 0 },
+    };
+    int c;
+    long v;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            if (parse_range(optarg, o))
+                return -1;
+            break;
+        case 'c': o->connect = optarg; break;
+        case 'a': o->advertise = optarg; break;
+        case 't':
+            if (parse_long("--threads", optarg, 1, 1024, &v))
+                return -1;
+            *threads = (int)v;
+            break;
+        case 'f':
+            if (parse_long("--max-frame", optarg, 1024, 2147483647L, &v))
+                return -1;
+            o->max_frame = (size_t)v;
+            break;
+        case 'j':
+            if (parse_long("--join-timeout", optarg, 1, 86400, &v))
+                return -1;
+            o->join_timeout_s = (int)v;
+            break;
+        case 'h': usage(stdout); return 1;
+        case 'V': printf("silaworker %s\n", SILA_VERSION); return 1;
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "silaworker: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!o->first || !o->connect) {
+        fprintf(stderr, "silaworker: --module and --connect are required\n");
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct worker_options o = { .max_frame = 256u << 20 };
+    int threads = 0;
+    int r = parse_args(argc, argv, &o, &threads);
+    if (r)
+        return r > 0 ? EXIT_SUCCESS : 2;
+    signal(SIGPIPE, SIG_IGN);
+    sila_threads_setup(threads);
+    struct sila_err err = { "" };
+    if (worker_run(&o, &err)) {
+        char mods[32];
+        fprintf(stderr, "silaworker: %s: %s\n", sila_modules_text(o.first - 1, o.last - 1, mods,
+                                                                  sizeof mods), err.msg);
+        return EXIT_FAILURE;
+    }
+    return EXIT_SUCCESS;
+}

@@ -1,0 +1,544 @@
+/* A worker's life: join, build its modules, then step them on every batch
+ * that arrives from upstream until the coordinator stops the run (see
+ * worker.h and docs/protocol.md). */
+#include "worker.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "endpoint.h"
+#include "frame.h"
+#include "job.h"
+#include "module.h"
+#include "plan.h"
+#include "transport.h"
+
+#define TICK_MS 1000 /* blocking calls wake this often to look at the control link */
+
+struct worker {
+    const struct worker_options *o;
+    struct sila_url base;
+    struct sila_job job;
+    struct sila_plan plan;
+    int first, last;                  /* 0-based, inclusive */
+    struct sila_module *mods[SILA_MAX_MODULES];
+    float *din[SILA_MAX_MODULES];     /* global steps: d(loss)/d(input of module k); none for 0 */
+    struct sila_link ctl, up, down;   /* down.sock < 0 for the last module */
+    uint32_t gen, up_gen, down_gen;
+    uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
+    struct sila_frame_limits up_lim, down_lim;
+    bool stopped;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static bool has_down(const struct worker *w)
+{
+    return w->down.sock >= 0;
+}
+
+/* ---- control ---- */
+
+static int send_ctl(struct worker *w, Sila__Control *c, const float *tail, size_t ntail,
+                    struct sila_err *err)
+{
+    return sila_ctl_send(&w->ctl, c, tail, ntail, -1, err);
+}
+
+static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, double loss,
+                     int correct, struct sila_err *err)
+{
+    Sila__Done d = SILA__DONE__INIT;
+    d.module = (uint32_t)k + 1;
+    d.phase = (Sila__Phase)h->phase;
+    d.epoch = h->epoch;
+    d.batch = h->batch;
+    d.loss = (float)loss;
+    d.correct = (uint32_t)correct;
+    d.samples = h->n;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_DONE;
+    c.done = &d;
+    return send_ctl(w, &c, NULL, 0, err);
+}
+
+/* A module's body parameters then body buffers, as one tail. */
+static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
+{
+    if (module < (uint32_t)w->first + 1 || module > (uint32_t)w->last + 1)
+        return sila_err_set(err, -EPROTO, "coordinator asked for module %u, this worker has %d-%d",
+                            module, w->first + 1, w->last + 1);
+    const struct sila_module *m = w->mods[module - 1];
+    size_t n = m->body_params + m->body_buffers;
+    float *tail = malloc(sizeof *tail * (n + 1));
+    if (!tail)
+        return sila_err_set(err, -ENOMEM, "out of memory");
+    memcpy(tail, m->params, sizeof *tail * m->body_params);
+    memcpy(tail + m->body_params, m->buffers, sizeof *tail * m->body_buffers);
+    Sila__ModuleState st = SILA__MODULE_STATE__INIT;
+    st.module = module;
+    st.params = m->body_params;
+    st.buffers = m->body_buffers;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_STATE;
+    c.state = &st;
+    int r = send_ctl(w, &c, tail, n, err);
+    free(tail);
+    return r;
+}
+
+/* One message on the control link, after the start: Collect or Stop. */
+static int on_control(struct worker *w, const Sila__Control *c, struct sila_err *err)
+{
+    switch (c->msg_case) {
+    case SILA__CONTROL__MSG_COLLECT:
+        return send_state(w, c->collect->module, err);
+    case SILA__CONTROL__MSG_STOP:
+        w->stopped = true;
+        if (c->stop->failed)
+            return sila_err_set(err, -ECANCELED, "the coordinator stopped the run: %s",
+                                c->stop->reason);
+        return 0;
+    default:
+        return sila_err_set(err, -EPROTO, "unexpected control message %d from the coordinator",
+                            (int)c->msg_case);
+    }
+}
+
+/* Handles whatever waits on the control link, without blocking. */
+static int drain_control(struct worker *w, struct sila_err *err)
+{
+    for (;;) {
+        struct sila_ctl_msg m;
+        int r = sila_ctl_recv(&w->ctl, 0, &m, err);
+        if (r == -EAGAIN)
+            return 0;
+        if (r)
+            return r;
+        r = on_control(w, m.msg, err);
+        sila_ctl_msg_free(&m);
+        if (r || w->stopped)
+            return r;
+    }
+}
+
+/* ---- data frames ---- */
+
+/* Sends a frame of (n, shape) values x on link l, numbered by *seq; waits
+ * as long as the receiver needs, watching the control link meanwhile. */
+static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
+                      const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
+                      const int32_t *labels, const float *x, struct sila_err *err)
+{
+    struct sila_frame_hdr h = { .generation = w->gen, .seq = *seq, .batch = of->batch,
+                                .epoch = of->epoch, .phase = of->phase, .gradient = gradient,
+                                .n = of->n, .c = (uint32_t)s.c, .h = (uint32_t)s.h,
+                                .w = (uint32_t)s.w, .nlabels = labels ? of->n : 0 };
+    uint8_t *buf = sila_link_alloc(sila_frame_size(&h));
+    if (!buf)
+        return sila_err_set(err, -ENOMEM, "out of memory for a frame");
+    sila_frame_encode(buf, &h, labels, x);
+    for (;;) {
+        int r = sila_link_send(l, buf, TICK_MS);
+        if (r == 0)
+            break;
+        if (r != -ETIMEDOUT && r != -EAGAIN) {
+            sila_link_release(buf);
+            return sila_err_set(err, r, "cannot send batch %llu %s: %s",
+                                (unsigned long long)h.batch, gradient ? "upstream" : "downstream",
+                                strerror(-r));
+        }
+        if ((r = drain_control(w, err)) || w->stopped) {
+            sila_link_release(buf);
+            return r;
+        }
+    }
+    (*seq)++;
+    return 0;
+}
+
+/* Receives and checks the next frame on l: limits, generation (frames of
+ * another generation are dropped), sequence. The caller releases *buf. */
+static int recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
+                      uint32_t gen, uint64_t *seq, uint8_t **buf, struct sila_frame_view *v,
+                      struct sila_err *err)
+{
+    const char *edge = lim->gradient ? "downstream" : "upstream";
+    for (;;) {
+        size_t len;
+        int r = sila_link_recv(l, buf, &len, TICK_MS);
+        if (r == -ETIMEDOUT || r == -EAGAIN) {
+            if ((r = drain_control(w, err)) || w->stopped)
+                return r;
+            continue;
+        }
+        if (r)
+            return sila_err_set(err, r, "cannot receive from %s: %s", edge, strerror(-r));
+        if ((r = sila_frame_decode(*buf, len, lim, v, err))) {
+            sila_link_release(*buf);
+            return sila_err_set(err, r, "%s: %.400s", edge, err->msg);
+        }
+        if (v->hdr.generation != gen) {
+            fprintf(stderr, "silaworker: dropped a frame of generation %u from %s (expected %u)\n",
+                    v->hdr.generation, edge, gen);
+            sila_link_release(*buf);
+            continue;
+        }
+        if (v->hdr.seq != *seq) {
+            sila_link_release(*buf);
+            return sila_err_set(err, -EPROTO, "%s: frame %llu arrived, expected frame %llu", edge,
+                                (unsigned long long)v->hdr.seq, (unsigned long long)*seq);
+        }
+        (*seq)++;
+        return 0;
+    }
+}
+
+/* ---- steps ---- */
+
+static struct sila_shape out_shape(const struct worker *w)
+{
+    return sila_net_out_shape(w->mods[w->last]->body);
+}
+
+static int local_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
+{
+    const struct sila_frame_hdr *h = &v->hdr;
+    float lr = sila_plan_lr(&w->plan, h->batch);
+    const float *x = v->x;
+    for (int k = w->first; k <= w->last; k++) {
+        struct sila_step_stats st;
+        x = sila_module_local_step(w->mods[k], x, v->labels, (int)h->n, lr,
+                                   w->job.label_smoothing, &st);
+        int r = send_done(w, k, h, st.loss, st.correct, err);
+        if (r)
+            return r;
+    }
+    if (!has_down(w))
+        return 0;
+    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
+}
+
+static int global_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
+{
+    const struct sila_frame_hdr *h = &v->hdr;
+    const struct sila_plan *pl = &w->plan;
+    float lr = sila_plan_lr(pl, h->batch), mu = sila_plan_local_weight(pl, h->batch);
+    const float *in[SILA_MAX_MODULES];
+    const float *x = v->x;
+    for (int k = w->first; k <= w->last; k++) {
+        in[k] = x;
+        x = sila_module_global_forward(w->mods[k], x, (int)h->n);
+    }
+    uint8_t *gbuf = NULL;
+    struct sila_frame_view g = { 0 };
+    int r = 0;
+    if (has_down(w) &&
+        ((r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err)) ||
+         w->stopped ||
+         (r = recv_frame(w, &w->down, &w->down_lim, w->down_gen, &w->down_in, &gbuf, &g, err)) ||
+         w->stopped))
+        return r;
+    if (gbuf && (g.hdr.batch != h->batch || g.hdr.phase != SILA_PHASE_GLOBAL)) {
+        sila_link_release(gbuf);
+        return sila_err_set(err, -EPROTO, "downstream: gradient of batch %llu, expected %llu",
+                            (unsigned long long)g.hdr.batch, (unsigned long long)h->batch);
+    }
+    const float *dz = gbuf ? g.x : NULL;
+    for (int k = w->last; k >= w->first && r == 0; k--) {
+        struct sila_step_stats st;
+        sila_module_global_backward(w->mods[k], in[k], dz, v->labels, (int)h->n, lr,
+                                    w->job.label_smoothing, mu, w->din[k], &st);
+        dz = w->din[k];
+        r = send_done(w, k, h, st.loss, st.correct, err);
+    }
+    sila_link_release(gbuf);
+    if (r || w->first == 0)
+        return r;
+    struct sila_shape s = sila_net_in_shape(w->mods[w->first]->body);
+    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, w->din[w->first], err);
+}
+
+static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
+{
+    const struct sila_frame_hdr *h = &v->hdr;
+    const float *x = v->x;
+    for (int k = w->first; k <= w->last; k++) {
+        int correct;
+        x = sila_module_eval(w->mods[k], x, v->labels, (int)h->n, &correct);
+        int r = send_done(w, k, h, NAN, correct, err);
+        if (r)
+            return r;
+    }
+    if (!has_down(w))
+        return 0;
+    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
+}
+
+static int on_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
+{
+    const struct sila_frame_hdr *h = &v->hdr;
+    if (h->nlabels != h->n)
+        return sila_err_set(err, -EPROTO, "upstream: batch %llu without labels",
+                            (unsigned long long)h->batch);
+    if (h->phase == SILA_PHASE_EVAL)
+        return eval_batch(w, v, err);
+    if (h->batch >= w->plan.total_steps || h->n != (uint32_t)w->job.batch)
+        return sila_err_set(err, -EPROTO, "upstream: training batch %llu of %u samples, the plan "
+                            "has %llu steps of %d",
+                            (unsigned long long)h->batch, h->n,
+                            (unsigned long long)w->plan.total_steps, w->job.batch);
+    bool global = sila_plan_step_global(&w->plan, h->batch);
+    if (global != (h->phase == SILA_PHASE_GLOBAL))
+        return sila_err_set(err, -EPROTO, "upstream: step %llu sent as %s, the plan says %s",
+                            (unsigned long long)h->batch, global ? "local" : "global",
+                            global ? "global" : "local");
+    return global ? global_step(w, v, err) : local_step(w, v, err);
+}
+
+/* ---- joining ---- */
+
+static const char *advertised_host(const struct worker *w, char *buf, size_t len)
+{
+    if (w->o->advertise)
+        return w->o->advertise;
+    if (!w->base.tcp || sila_url_loopback(&w->base))
+        return "127.0.0.1";
+    if (gethostname(buf, len) < 0)
+        return "localhost";
+    buf[len - 1] = 0;
+    return buf;
+}
+
+/* Asks the coordinator to join until it answers (it may not be up yet).
+ * On success *ret holds the Welcome. */
+static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
+{
+    struct sila_link req;
+    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false,
+                           SILA_CTL_MAX_MESSAGE + 64, err);
+    if (r)
+        return r;
+    char hostbuf[256];
+    Sila__Hello hello = SILA__HELLO__INIT;
+    hello.version = SILA_WIRE_VERSION;
+    hello.first_module = (uint32_t)w->o->first;
+    hello.last_module = (uint32_t)w->o->last;
+    hello.host = (char *)advertised_host(w, hostbuf, sizeof hostbuf);
+    hello.pid = (uint32_t)getpid();
+    hello.max_frame = w->o->max_frame;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_HELLO;
+    c.hello = &hello;
+    double start = now_s(), said = start;
+    for (;;) {
+        if (w->o->join_timeout_s && now_s() - start > w->o->join_timeout_s) {
+            r = sila_err_set(err, -ETIMEDOUT, "%s: no coordinator answered within %d s",
+                             w->o->connect, w->o->join_timeout_s);
+            break;
+        }
+        if (now_s() - said >= 10.0) {
+            fprintf(stderr, "silaworker: still waiting for the coordinator at %s\n",
+                    w->o->connect);
+            said = now_s();
+        }
+        r = sila_ctl_send(&req, &c, NULL, 0, TICK_MS, err);
+        if (r == -ETIMEDOUT || r == -EAGAIN)
+            continue;
+        if (r)
+            break;
+        r = sila_ctl_recv(&req, 3 * TICK_MS, ret, err);
+        if (r == -ETIMEDOUT || r == -EAGAIN)
+            continue;
+        if (r == -EBADMSG)
+            r = sila_err_set(err, r, "%s: %.400s", w->o->connect, err->msg);
+        break;
+    }
+    sila_link_close(&req);
+    return r;
+}
+
+/* Takes the plan of a Welcome: the job, the modules, their edges. */
+static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err *err)
+{
+    if (wel->version != SILA_WIRE_VERSION)
+        return sila_err_set(err, -EPROTO, "%s speaks wire protocol %u, this worker %u",
+                            w->o->connect, wel->version, SILA_WIRE_VERSION);
+    char path[600];
+    snprintf(path, sizeof path, "%s (from the coordinator)", wel->job_path);
+    int r = sila_job_parse(&w->job, path, wel->job_text, strlen(wel->job_text),
+                           (const char *const *)wel->overrides, (int)wel->n_overrides, err);
+    if (r)
+        return r;
+    uint8_t hash[SILA_PLAN_HASH_BYTES];
+    sila_job_plan_hash(&w->job, hash);
+    if (wel->plan_hash.len != sizeof hash || memcmp(wel->plan_hash.data, hash, sizeof hash))
+        return sila_err_set(err, -EPROTO, "the plan received does not match its hash");
+    if (w->o->last > w->job.nmodules)
+        return sila_err_set(err, -EINVAL, "%s has %d modules, this worker was given %d-%d",
+                            wel->job_path, w->job.nmodules, w->o->first, w->o->last);
+    if ((r = sila_plan_init(&w->plan, &w->job, wel->train_samples, wel->test_samples, err)))
+        return r;
+    size_t need;
+    if ((r = sila_plan_max_frame(&w->job, &need, err)))
+        return r;
+    if (need > w->o->max_frame)
+        return sila_err_set(err, -EMSGSIZE, "the job needs frames of %zu bytes, this worker "
+                            "accepts at most %zu (--max-frame)", need, w->o->max_frame);
+    w->gen = wel->generation;
+    w->first = w->o->first - 1;
+    w->last = w->o->last - 1;
+    for (int k = w->first; k <= w->last; k++) {
+        if ((r = sila_module_new(&w->mods[k], &w->job, k, w->job.batch, err)))
+            return r;
+        size_t in = sila_shape_size(sila_net_in_shape(w->mods[k]->body));
+        if (k > 0 && !(w->din[k] = malloc(sizeof(float) * in * w->job.batch)))
+            return sila_err_set(err, -ENOMEM, "out of memory");
+    }
+    struct sila_shape in = sila_net_in_shape(w->mods[w->first]->body), out = out_shape(w);
+    uint32_t B = (uint32_t)w->job.batch, nc = (uint32_t)w->job.nclasses;
+    w->up_lim = (struct sila_frame_limits){ B, (uint32_t)in.c, (uint32_t)in.h, (uint32_t)in.w,
+                                            nc, false };
+    w->down_lim = (struct sila_frame_limits){ B, (uint32_t)out.c, (uint32_t)out.h,
+                                              (uint32_t)out.w, nc, true };
+    return 0;
+}
+
+/* Opens the edges and the control link, says Ready, waits for Start. */
+static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
+{
+    char url[SILA_URL_MAX + 64];
+    sila_endpoint_data(&w->base, w->first + 1, NULL, true, url, sizeof url);
+    int r = sila_link_open(&w->up, SILA_LINK_PAIR, url, true, max_frame, err);
+    if (r)
+        return r;
+    sila_endpoint_control(&w->base, w->first + 1, url, sizeof url);
+    if ((r = sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, SILA_CTL_MAX_MESSAGE + 64, err)))
+        return r;
+    Sila__Ready ready = SILA__READY__INIT;
+    ready.first_module = (uint32_t)w->first + 1;
+    ready.generation = w->gen;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_READY;
+    c.ready = &ready;
+    if ((r = send_ctl(w, &c, NULL, 0, err)))
+        return r;
+    struct sila_ctl_msg m;
+    for (;;) {
+        r = sila_ctl_recv(&w->ctl, 30 * TICK_MS, &m, err);
+        if (r == -ETIMEDOUT || r == -EAGAIN) {
+            fprintf(stderr, "silaworker: waiting for the other workers to join\n");
+            continue;
+        }
+        if (r)
+            return r;
+        if (m.msg->msg_case == SILA__CONTROL__MSG_START)
+            break;
+        r = on_control(w, m.msg, err);
+        sila_ctl_msg_free(&m);
+        if (r || w->stopped)
+            return r;
+    }
+    const Sila__Start *st = m.msg->start;
+    w->up_gen = st->upstream_generation;
+    w->down_gen = st->downstream_generation;
+    if (*st->downstream_url && w->last + 1 < w->job.nmodules)
+        r = sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, max_frame, err);
+    else if (*st->downstream_url || w->last + 1 < w->job.nmodules)
+        r = sila_err_set(err, -EPROTO, "the coordinator's start %s a downstream address",
+                         *st->downstream_url ? "has" : "lacks");
+    sila_ctl_msg_free(&m);
+    return r;
+}
+
+static int serve(struct worker *w, struct sila_err *err)
+{
+    const struct sila_link *links[2] = { &w->ctl, &w->up };
+    while (!w->stopped) {
+        bool ready[2];
+        int r = sila_link_poll(links, 2, TICK_MS, ready);
+        if (r == -EINTR || r == 0)
+            continue;
+        if (r < 0)
+            return sila_err_set(err, r, "poll: %s", strerror(-r));
+        if (ready[0] && (r = drain_control(w, err)))
+            return r;
+        if (!ready[1] || w->stopped)
+            continue;
+        uint8_t *buf;
+        struct sila_frame_view v;
+        if ((r = recv_frame(w, &w->up, &w->up_lim, w->up_gen, &w->up_in, &buf, &v, err)))
+            return r;
+        if (w->stopped) {
+            sila_link_release(buf);
+            break;
+        }
+        r = on_batch(w, &v, err);
+        sila_link_release(buf);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+static int join_and_serve(struct worker *w, struct sila_err *err)
+{
+    int r = sila_url_parse(w->o->connect, &w->base, err);
+    if (r)
+        return r;
+    struct sila_ctl_msg m;
+    if ((r = ask_to_join(w, &m, err)))
+        return r;
+    if (m.msg->msg_case == SILA__CONTROL__MSG_REFUSAL)
+        r = sila_err_set(err, -EPERM, "%s refused this worker: %s", w->o->connect,
+                         m.msg->refusal->reason);
+    else if (m.msg->msg_case != SILA__CONTROL__MSG_WELCOME)
+        r = sila_err_set(err, -EPROTO, "%s answered with message %d, not a welcome",
+                         w->o->connect, (int)m.msg->msg_case);
+    else
+        r = take_plan(w, m.msg->welcome, err);
+    sila_ctl_msg_free(&m);
+    if (r)
+        return r;
+    size_t max_frame;
+    if ((r = sila_plan_max_frame(&w->job, &max_frame, err)) ||
+        (r = connect_run(w, max_frame, err)))
+        return r;
+    char mods[32];
+    sila_modules_text(w->first, w->last, mods, sizeof mods);
+    printf("silaworker: %s of %s joined %s (generation %u)\n", mods, w->job.name, w->o->connect,
+           w->gen);
+    fflush(stdout);
+    if (w->stopped || (r = serve(w, err)))
+        return r;
+    printf("silaworker: %s done\n", mods);
+    fflush(stdout);
+    return 0;
+}
+
+int worker_run(const struct worker_options *o, struct sila_err *err)
+{
+    struct worker w = { .o = o };
+    w.ctl.sock = w.up.sock = w.down.sock = -1;
+    int r = join_and_serve(&w, err);
+    sila_link_close(&w.down);
+    sila_link_close(&w.up);
+    sila_link_close(&w.ctl);
+    for (int k = 0; k < SILA_MAX_MODULES; k++) {
+        sila_module_free(w.mods[k]);
+        free(w.din[k]);
+    }
+    sila_job_fini(&w.job);
+    return r;
+}
