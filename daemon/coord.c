@@ -38,6 +38,7 @@ struct peer {
     uv_poll_t poll;
     bool polling, ready;
     uint64_t bad_messages;
+    struct worker_summary summary; /* from its last module state */
 };
 
 struct child {
@@ -86,7 +87,7 @@ struct coord {
     uint32_t eval_done[SILA_MAX_MODULES];
     long eval_correct[SILA_MAX_MODULES];
     double accuracy[SILA_MAX_MODULES];
-    int evaluations_left;
+    int evaluations_left, evaluations_done;
     double last_report;
     float *state[SILA_MAX_MODULES]; /* owned: body params | buffers, collected at the end */
     int states;
@@ -267,6 +268,7 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     report_eval(&c->rep, (int)d->epoch, (uint64_t)(d->epoch + 1) * pl->steps_per_epoch,
                 c->accuracy);
     uv_sem_post(&c->evaluated);
+    c->evaluations_done++;
     if (--c->evaluations_left == 0)
         collect(c);
 }
@@ -310,6 +312,11 @@ static void save_and_stop(struct coord *c)
         return;
     }
     report_saved(&c->rep, path, acc);
+    const struct sila_plan *pl = &c->feed.plan;
+    uint64_t samples = pl->total_steps * (uint64_t)c->job->batch +
+                       (uint64_t)pl->ntest * (uint64_t)(c->evaluations_done);
+    for (int i = 0; i < c->npeers; i++)
+        report_worker(&c->rep, &c->peers[i]->summary, samples);
     finish(c, 0);
 }
 
@@ -333,6 +340,8 @@ static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *s
         return;
     }
     memcpy(c->state[k], tail, sizeof *tail * n);
+    p->summary = (struct worker_summary){ p->first, p->last, st->active_s, st->busy_s,
+                                          st->global_s, st->bytes_out, st->peak_rss_kb };
     if (++c->states == c->K)
         save_and_stop(c);
 }
@@ -368,10 +377,12 @@ static void on_peer_message(struct coord *c, struct peer *p, const struct sila_c
             p->bad_messages++;
         break;
     case SILA__CONTROL__MSG_STATE: on_state(c, p, msg->state, m->tail); break;
-    case SILA__CONTROL__MSG_STOP:
-        fail(c, -ECANCELED, "worker for modules %d-%d stopped: %s", p->first + 1, p->last + 1,
-             msg->stop->reason);
+    case SILA__CONTROL__MSG_STOP: {
+        char mods[32];
+        fail(c, -ECANCELED, "the worker for %s failed: %.400s",
+             sila_modules_text(p->first, p->last, mods, sizeof mods), msg->stop->reason);
         break;
+    }
     default: p->bad_messages++; break;
     }
 }

@@ -192,3 +192,21 @@ void report_saved(struct report *r, const char *path, double accuracy)
     printf("model saved to %s (test accuracy %.2f%%)\n", path, 100.0 * accuracy);
     fflush(stdout);
 }
+
+void report_worker(struct report *r, const struct worker_summary *w, uint64_t samples)
+{
+    char mods[32];
+    double busy = w->active_s > 0 ? w->busy_s / w->active_s : 0.0;
+    double global = w->active_s > 0 ? w->global_s / w->active_s : 0.0;
+    double per_sample = samples ? (double)w->bytes_out / (double)samples : 0.0;
+    printf("worker for %s: busy %.0f%% of %.1f s, global steps %.0f%% of it, "
+           "%.1f kB sent per sample, peak RSS %.0f MB\n",
+           sila_modules_text(w->first, w->last, mods, sizeof mods), 100.0 * busy, w->active_s,
+           100.0 * global, per_sample / 1e3, w->peak_rss_kb / 1024.0);
+    fprintf(r->metrics, "{\"type\":\"worker\",\"modules\":[%d,%d],\"active_s\":%.3f,"
+                        "\"busy\":%.4f,\"global\":%.4f,\"bytes_per_sample\":%.1f,"
+                        "\"peak_rss_mb\":%.1f}\n",
+            w->first + 1, w->last + 1, w->active_s, busy, global, per_sample,
+            w->peak_rss_kb / 1024.0);
+    fflush(r->metrics);
+}

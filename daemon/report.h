@@ -43,6 +43,19 @@ double report_now(void);
  * and where it runs ("in process", "on 4 workers"). */
 void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
                   const char *where);
+/* How one worker of a distributed run spent its time, from its report. */
+struct worker_summary {
+    int first, last;        /* modules, 0-based */
+    double active_s;        /* first batch to the end */
+    double busy_s;          /* computing */
+    double global_s;        /* in global steps */
+    uint64_t bytes_out;     /* data frames sent */
+    uint64_t peak_rss_kb;
+};
+/* Prints a worker's summary and appends it to the metrics as a "worker"
+ * record; samples: training and test samples the run pushed through. */
+void report_worker(struct report *r, const struct worker_summary *w, uint64_t samples);
+
 /* Prints where the model went and its accuracy. */
 void report_saved(struct report *r, const char *path, double accuracy);
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # The README's two quick-start commands, for a Debian 12 machine as root:
 #   deploy/bootstrap.sh run    install what is missing, build, train the default job
+#                              over local worker processes
 #   deploy/bootstrap.sh test   install what is missing, build, run the whole test suite
 # Installs only packages that are absent (apt-get update first, when needed),
 # builds into ./build with warnings as errors, and never downloads anything
@@ -48,7 +49,7 @@ case "$1" in
 run)
     install_missing
     build
-    exec build/daemon/silad --job deploy/jobs/fmnist-cnn-k4.ini --inproc
+    exec build/daemon/silad --job deploy/jobs/fmnist-cnn-k4.ini --spawn
     ;;
 test)
     install_missing

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,6 +35,11 @@ struct worker {
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
     struct sila_frame_limits up_lim, down_lim;
     bool stopped;
+    /* where the time goes (reported with the modules' state) */
+    double first_batch;            /* when the first batch arrived, 0 before */
+    double handling_s, waiting_s;  /* in on_batch, and blocked on peers inside it */
+    double global_s;
+    uint64_t bytes_out;
 };
 
 static double now_s(void)
@@ -90,6 +96,13 @@ static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
     st.module = module;
     st.params = m->body_params;
     st.buffers = m->body_buffers;
+    st.active_s = w->first_batch ? now_s() - w->first_batch : 0.0;
+    st.busy_s = w->handling_s - w->waiting_s;
+    st.global_s = w->global_s;
+    st.bytes_out = w->bytes_out;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        st.peak_rss_kb = (uint64_t)ru.ru_maxrss;
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_STATE;
     c.state = &st;
@@ -145,10 +158,12 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                                 .epoch = of->epoch, .phase = of->phase, .gradient = gradient,
                                 .n = of->n, .c = (uint32_t)s.c, .h = (uint32_t)s.h,
                                 .w = (uint32_t)s.w, .nlabels = labels ? of->n : 0 };
-    uint8_t *buf = sila_link_alloc(sila_frame_size(&h));
+    size_t len = sila_frame_size(&h);
+    uint8_t *buf = sila_link_alloc(len);
     if (!buf)
         return sila_err_set(err, -ENOMEM, "out of memory for a frame");
     sila_frame_encode(buf, &h, labels, x);
+    double t0 = now_s();
     for (;;) {
         int r = sila_link_send(l, buf, TICK_MS);
         if (r == 0)
@@ -165,6 +180,8 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
         }
     }
     (*seq)++;
+    w->bytes_out += len;
+    w->waiting_s += now_s() - t0;
     return 0;
 }
 
@@ -244,12 +261,15 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     uint8_t *gbuf = NULL;
     struct sila_frame_view g = { 0 };
     int r = 0;
-    if (has_down(w) &&
-        ((r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err)) ||
-         w->stopped ||
-         (r = recv_frame(w, &w->down, &w->down_lim, w->down_gen, &w->down_in, &gbuf, &g, err)) ||
-         w->stopped))
-        return r;
+    if (has_down(w)) {
+        r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
+        double t0 = now_s();
+        if (r == 0 && !w->stopped)
+            r = recv_frame(w, &w->down, &w->down_lim, w->down_gen, &w->down_in, &gbuf, &g, err);
+        w->waiting_s += now_s() - t0;
+        if (r || w->stopped)
+            return r;
+    }
     if (gbuf && (g.hdr.batch != h->batch || g.hdr.phase != SILA_PHASE_GLOBAL)) {
         sila_link_release(gbuf);
         return sila_err_set(err, -EPROTO, "downstream: gradient of batch %llu, expected %llu",
@@ -484,7 +504,14 @@ static int serve(struct worker *w, struct sila_err *err)
             sila_link_release(buf);
             break;
         }
+        double t0 = now_s();
+        if (!w->first_batch)
+            w->first_batch = t0;
         r = on_batch(w, &v, err);
+        double dt = now_s() - t0;
+        w->handling_s += dt;
+        if (v.hdr.phase == SILA_PHASE_GLOBAL)
+            w->global_s += dt;
         sila_link_release(buf);
         if (r)
             return r;
@@ -532,6 +559,17 @@ int worker_run(const struct worker_options *o, struct sila_err *err)
     struct worker w = { .o = o };
     w.ctl.sock = w.up.sock = w.down.sock = -1;
     int r = join_and_serve(&w, err);
+    if (r && w.ctl.sock >= 0 && !w.stopped) {
+        /* tell the coordinator why, rather than leave it waiting */
+        Sila__Stop st = SILA__STOP__INIT;
+        st.reason = err->msg;
+        st.failed = true;
+        Sila__Control c = SILA__CONTROL__INIT;
+        c.msg_case = SILA__CONTROL__MSG_STOP;
+        c.stop = &st;
+        struct sila_err ignored;
+        sila_ctl_send(&w.ctl, &c, NULL, 0, TICK_MS, &ignored);
+    }
     sila_link_close(&w.down);
     sila_link_close(&w.up);
     sila_link_close(&w.ctl);

@@ -1,0 +1,123 @@
+#!/bin/bash
+# Distributed runs against the in-process reference, and the ways workers
+# join: the same job and seed trained --inproc and over spawned workers (one
+# per module, and two workers hosting 2+2 modules) writes bit-identical
+# weights for e2e, local and pgl; workers started by hand join silad
+# --listen over tcp on a non-default address and port, one of them before
+# silad is up; a second worker claiming a taken module, a bad --connect and
+# a range beyond the job are refused with messages naming what is wrong;
+# a worker killed mid-run makes silad fail naming it instead of hanging.
+. "$(dirname "$0")/lib.sh"
+
+: "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
+JOB=$JOBS_DIR/fmnist-cnn-k4.ini
+SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
+       --set job.epochs=2 --set job.period=4)
+
+# spawn_run DIR SPAWN-ARG [ARG...]: like silad_run, distributed.
+spawn_run()
+{
+    local dir=$1 spawn=$2
+    shift 2
+    "$SILAD" --job "$JOB" "$spawn" --threads 1 --out "$dir" "$@" \
+        >"$dir.stdout" 2>"$dir.stderr"
+    local st=$?
+    echo "$st" >"$dir.status"
+    return "$st"
+}
+
+for algo in e2e local pgl; do
+    silad_run "in-$algo" "$JOB" "${SMALL[@]}" --set "job.algorithm=$algo" ||
+        not_ok "$algo: --inproc exits 0" "in-$algo.stderr"
+    ref=$(sha_of "in-$algo/model.sila" 2>/dev/null)
+    for spawn in --spawn --spawn=2; do
+        name=${spawn#--}-$algo
+        if spawn_run "$name" "$spawn" "${SMALL[@]}" --set "job.algorithm=$algo"; then
+            ok "$algo: silad $spawn exits 0"
+        else
+            not_ok "$algo: silad $spawn exits 0" "$name.stderr" "$name.stdout"
+            continue
+        fi
+        got=$(sha_of "$name/model.sila" 2>/dev/null)
+        if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
+            ok "$algo: $spawn weights equal --inproc's ($ref)"
+        else
+            echo "inproc $ref, $spawn $got" >"$name.sha"
+            not_ok "$algo: $spawn weights equal --inproc's" "$name.sha"
+        fi
+        check "$algo: $spawn records the same accuracies as --inproc" \
+            python3 "$JSONCHECK" same-evals "in-$algo/metrics.jsonl" "$name/metrics.jsonl"
+    done
+done
+check "--spawn=2: each worker reports its busy share, bytes and memory" \
+    grep -q '"type":"worker","modules":\[3,4\]' spawn=2-local/metrics.jsonl
+
+# ---- workers started by hand, over tcp on 127.0.0.2 (another address of
+# the loopback) and a port of this test's
+PORT=$((20000 + $$ % 20000))
+URL=tcp://127.0.0.2:$PORT
+"$SILAWORKER" --module 1 --connect "$URL" --threads 1 --join-timeout 60 >w1.out 2>w1.err &
+w1=$!
+sleep 1 # the first worker waits for silad
+"$SILAD" --job "$JOB" --listen "$URL" --out listen "${SMALL[@]}" >listen.stdout 2>listen.stderr &
+silad=$!
+"$SILAWORKER" --module 2-3 --connect "$URL" --threads 1 --join-timeout 60 >w2.out 2>w2.err &
+w2=$!
+for _ in $(seq 50); do grep -q "modules 2-3 ready" listen.stdout && break; sleep 0.2; done
+"$SILAWORKER" --module 3 --connect "$URL" --threads 1 --join-timeout 20 >dup.out 2>dup.err
+st=$?
+if [ "$st" -ne 0 ] && grep -q "refused this worker: module 3 is taken" dup.err; then
+    ok "a second worker for a taken module is refused, and says by whom"
+else
+    not_ok "a second worker for a taken module is refused (exit $st)" dup.err
+fi
+"$SILAWORKER" --module 4-9 --connect "$URL" --threads 1 --join-timeout 20 >big.out 2>big.err
+if grep -q "modules 4-9 asked for, the job fmnist-cnn-k4 has modules 1-4" big.err; then
+    ok "a worker for modules the job does not have is refused"
+else
+    not_ok "a worker for modules the job does not have is refused" big.err
+fi
+"$SILAWORKER" --module 4 --connect "$URL" --threads 1 --join-timeout 60 >w4.out 2>w4.err &
+w4=$!
+wait "$silad"
+st=$?
+wait "$w1" "$w2" "$w4"
+if [ "$st" -eq 0 ] && [ "$(sha_of listen/model.sila 2>/dev/null)" = "$(sha_of in-pgl/model.sila)" ]
+then
+    ok "--listen over tcp with hand-started workers: same weights as --inproc"
+else
+    not_ok "--listen over tcp with hand-started workers (exit $st)" listen.stderr w1.err w2.err \
+        w4.err
+fi
+
+# ---- mistakes
+"$SILAWORKER" --module 1 --connect udp://x:1 >bad.out 2>bad.err
+check "a bad --connect address is named" grep -q "udp://x:1: not a tcp://HOST:PORT" bad.err
+"$SILAD" --job "$JOB" --inproc --spawn >both.out 2>both.err
+check "--inproc with --spawn is refused" grep -q "inproc goes alone" both.err
+
+# ---- a worker killed mid-run: silad stops and names it
+"$SILAD" --job "$JOB" --spawn=2 --threads 1 --out killed --set job.train_limit=12800 \
+    --set job.epochs=50 >killed.stdout 2>killed.stderr &
+silad=$!
+for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" killed.stdout && break; sleep 0.2; done
+sleep 1
+pkill -9 -f -- "--module 3-4 --connect ipc://.*sila" 2>/dev/null
+timeout 60 tail --pid="$silad" -f /dev/null
+wait "$silad"
+st=$?
+if [ "$st" -ne 0 ] && grep -q "worker for modules 3-4 (pid [0-9]*) was killed by signal 9" \
+    killed.stderr; then
+    ok "a killed worker makes silad fail, naming it"
+else
+    kill "$silad" 2>/dev/null
+    not_ok "a killed worker makes silad fail, naming it (exit $st)" killed.stderr
+fi
+sleep 0.5
+if pgrep -f -- "--connect ipc://.*sila-.*/sila" >/dev/null; then
+    not_ok "no worker outlives the failed run"
+else
+    ok "no worker outlives the failed run"
+fi
+
+done_testing
