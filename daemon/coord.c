@@ -5,6 +5,7 @@
  * and the loop returns it when the last module reports the batch done, so
  * at most `window` batches are in the pipeline, whatever the speeds. */
 #include "coord.h"
+#include "coord_state.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,78 +29,6 @@
 
 #define TICK_MS 1000
 #define STALL_WARN_S 60.0 /* no report for this long: say who is behind */
-
-struct peer {
-    int first, last;        /* modules, 0-based, inclusive */
-    uint32_t gen;
-    char host[256];
-    uint32_t pid;
-    struct sila_link ctl;
-    uv_poll_t poll;
-    bool polling, ready;
-    uint64_t bad_messages;
-    struct worker_summary summary; /* from its last module state */
-};
-
-struct child {
-    uv_process_t proc;
-    int first, last;
-    bool running;
-};
-
-struct coord {
-    const struct sila_job *job;
-    const struct coord_options *o;
-    const char *out_dir;
-    struct sila_url base;
-    char base_url[SILA_URL_MAX + 16];
-    char rundir[256];           /* spawn without --listen: private ipc directory */
-    uv_loop_t loop;
-    struct feed feed;
-    struct report rep;
-    bool rep_open;
-    size_t max_frame;
-    size_t body_params[SILA_MAX_MODULES], body_buffers[SILA_MAX_MODULES];
-    int K;
-
-    struct sila_link rdv;
-    uv_poll_t rdv_poll;
-    bool rdv_polling;
-    struct peer *peers[SILA_MAX_MODULES]; /* owned */
-    int npeers;
-    int owner[SILA_MAX_MODULES];          /* peer of each module, -1: none yet */
-    uint32_t generation[SILA_MAX_MODULES]; /* last handed out, per first module */
-    bool started;
-
-    /* feeder thread */
-    struct sila_link data;      /* to the first module */
-    uv_thread_t feeder;
-    bool feeder_running;
-    uv_sem_t credits, evaluated;
-    atomic_bool stopping;
-    int feed_status;
-    char feed_error[512];
-    uv_async_t feeder_failed;
-    bool async_open;
-
-    /* reports, on the loop */
-    uint64_t steps_done;
-    uint32_t eval_done[SILA_MAX_MODULES];
-    long eval_correct[SILA_MAX_MODULES];
-    double accuracy[SILA_MAX_MODULES];
-    int evaluations_left, evaluations_done;
-    double last_report;
-    float *state[SILA_MAX_MODULES]; /* owned: body params | buffers, collected at the end */
-    int states;
-
-    struct child children[SILA_MAX_MODULES];
-    int nchildren;
-    uv_signal_t sigint, sigterm;
-    uv_timer_t watchdog;
-    bool finished;   /* success or failure decided */
-    int status;
-    struct sila_err *err;
-};
 
 static void finish(struct coord *c, int status);
 
@@ -136,11 +65,17 @@ static int feed_send(struct coord *c, uint8_t *buf)
     }
 }
 
-/* Sends one batch to the first module, after taking a credit. */
+/* Sends one batch to the first module, after taking a credit (and while
+ * the run is paused, waiting). -ECANCELED once the run stops. */
 static int feed_batch(struct coord *c, uint64_t *seq, uint64_t batch, int epoch,
                       enum sila_phase phase, int n, const float *x, const int32_t *labels)
 {
     uv_sem_wait(&c->credits);
+    while (atomic_load(&c->paused) && !atomic_load(&c->stop_requested) &&
+           !atomic_load(&c->stopping))
+        uv_sleep(50);
+    if (atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
+        return -ECANCELED;
     struct sila_shape in = c->job->input;
     struct sila_frame_hdr h = { .generation = 0, .seq = *seq, .batch = batch,
                                 .epoch = (uint32_t)epoch, .phase = phase, .gradient = false,
@@ -151,8 +86,10 @@ static int feed_batch(struct coord *c, uint64_t *seq, uint64_t batch, int epoch,
         return -ENOMEM;
     sila_frame_encode(buf, &h, labels, x);
     int r = feed_send(c, buf);
-    if (r == 0)
+    if (r == 0) {
         (*seq)++;
+        atomic_fetch_add(&c->fed, 1);
+    }
     return r;
 }
 
@@ -180,8 +117,6 @@ static int feed_all(struct coord *c, float *x, int32_t *labels)
         }
         /* the next epoch's reports must not mix with this evaluation's */
         uv_sem_wait(&c->evaluated);
-        if (atomic_load(&c->stopping))
-            return -ECANCELED;
     }
     return 0;
 }
@@ -195,18 +130,50 @@ static void feeder_main(void *arg)
     int r = x && labels ? feed_all(c, x, labels) : -ENOMEM;
     free(x);
     free(labels);
-    if (r && r != -ECANCELED) {
-        c->feed_status = r;
+    c->feed_status = r == -ECANCELED ? 0 : r;
+    if (c->feed_status)
         snprintf(c->feed_error, sizeof c->feed_error, "feeding the first module: %s",
                  strerror(-r));
-        uv_async_send(&c->feeder_failed);
-    }
+    uv_async_send(&c->feeder_ended);
 }
 
-static void on_feeder_failed(uv_async_t *a)
+static void collect(struct coord *c);
+
+/* After a stop request: once the feeder has ended and every module has
+ * finished every batch sent, collect the modules. */
+static void check_drained(struct coord *c)
+{
+    if (!atomic_load(&c->stop_requested) || !c->feeder_ended_seen || c->collecting ||
+        c->finished)
+        return;
+    uint64_t fed = atomic_load(&c->fed);
+    for (int k = 0; k < c->K; k++)
+        if (c->done[k] < fed)
+            return;
+    collect(c);
+}
+
+static void on_feeder_ended(uv_async_t *a)
 {
     struct coord *c = a->data;
-    fail(c, c->feed_status, "%s", c->feed_error);
+    c->feeder_ended_seen = true;
+    if (c->feed_status)
+        fail(c, c->feed_status, "%s", c->feed_error);
+    else
+        check_drained(c);
+}
+
+bool coord_request_stop(struct coord *c)
+{
+    if (c->finished || c->collecting || !c->started)
+        return false;
+    atomic_store(&c->stop_requested, true);
+    c->phase = SILA__RUN_PHASE__STOPPING;
+    uv_sem_post(&c->credits);   /* a feeder waiting for a credit looks again */
+    uv_sem_post(&c->evaluated); /* or for an evaluation */
+    printf("stop requested: finishing the batches in flight, then saving the model\n");
+    fflush(stdout);
+    return true;
 }
 
 /* ---- control messages to workers ---- */
@@ -237,6 +204,7 @@ static void send_stop(struct coord *c, const char *reason, bool failed)
 
 static void collect(struct coord *c)
 {
+    c->collecting = true;
     for (int k = 0; k < c->K; k++) {
         Sila__Collect col = SILA__COLLECT__INIT;
         col.module = (uint32_t)k + 1;
@@ -269,7 +237,7 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
                 c->accuracy);
     uv_sem_post(&c->evaluated);
     c->evaluations_done++;
-    if (--c->evaluations_left == 0)
+    if (--c->evaluations_left == 0 && !c->collecting)
         collect(c);
 }
 
@@ -282,19 +250,34 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
         return;
     }
     c->last_report = report_now();
+    c->done[k]++;
+    c->samples[k] += d->samples;
+    p->active_s = d->active_s;
+    p->busy_s = d->busy_s;
+    p->peak_rss_kb = d->peak_rss_kb;
+    if (c->phase == SILA__RUN_PHASE__TRAINING || c->phase == SILA__RUN_PHASE__EVALUATING)
+        c->phase = d->phase == SILA__PHASE__EVAL ? SILA__RUN_PHASE__EVALUATING
+                                                 : SILA__RUN_PHASE__TRAINING;
     if (d->phase == SILA__PHASE__EVAL) {
         if (k == c->K - 1)
             uv_sem_post(&c->credits);
         on_eval_done(c, k, d);
-        return;
+    } else {
+        report_step_loss(&c->rep, k, d->loss);
+        if (k == p->last) {
+            p->steps++;
+            p->loss = d->loss;
+            if (d->samples)
+                p->accuracy = 0.9 * p->accuracy + 0.1 * d->correct / d->samples;
+        }
+        if (k == c->K - 1) {
+            uint64_t t = c->steps_done++;
+            uv_sem_post(&c->credits);
+            report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
+                        c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
+        }
     }
-    report_step_loss(&c->rep, k, d->loss);
-    if (k != c->K - 1)
-        return;
-    uint64_t t = c->steps_done++;
-    uv_sem_post(&c->credits);
-    report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
-                c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
+    check_drained(c);
 }
 
 static void save_and_stop(struct coord *c)
@@ -311,12 +294,9 @@ static void save_and_stop(struct coord *c)
         finish(c, r);
         return;
     }
-    report_saved(&c->rep, path, acc);
-    const struct sila_plan *pl = &c->feed.plan;
-    uint64_t samples = pl->total_steps * (uint64_t)c->job->batch +
-                       (uint64_t)pl->ntest * (uint64_t)(c->evaluations_done);
+    report_saved(&c->rep, path, c->evaluations_done ? acc : NAN);
     for (int i = 0; i < c->npeers; i++)
-        report_worker(&c->rep, &c->peers[i]->summary, samples);
+        report_worker(&c->rep, &c->peers[i]->summary, c->samples[c->peers[i]->first]);
     finish(c, 0);
 }
 
@@ -368,6 +348,7 @@ static void on_ready(struct coord *c, struct peer *p, const Sila__Ready *r)
 static void on_peer_message(struct coord *c, struct peer *p, const struct sila_ctl_msg *m)
 {
     const Sila__Control *msg = m->msg;
+    p->last_message = report_now();
     switch (msg->msg_case) {
     case SILA__CONTROL__MSG_READY: on_ready(c, p, msg->ready); break;
     case SILA__CONTROL__MSG_DONE:
@@ -588,6 +569,7 @@ static void start_run(struct coord *c)
         return;
     }
     c->started = true;
+    c->phase = SILA__RUN_PHASE__TRAINING;
     c->last_report = report_now();
     char where[64];
     snprintf(where, sizeof where, "on %d worker%s", c->npeers, c->npeers > 1 ? "s" : "");
@@ -602,7 +584,7 @@ static void on_watchdog(uv_timer_t *t)
 {
     struct coord *c = t->data;
     double idle = report_now() - c->last_report;
-    if (!c->started || idle < STALL_WARN_S)
+    if (!c->started || idle < STALL_WARN_S || atomic_load(&c->paused))
         return;
     fprintf(stderr, "silad: no report from the workers for %.0f s (%llu steps done)\n", idle,
             (unsigned long long)c->steps_done);
@@ -629,6 +611,7 @@ static void finish(struct coord *c, int status)
         return;
     c->finished = true;
     c->status = status;
+    c->phase = status ? SILA__RUN_PHASE__FAILED : SILA__RUN_PHASE__FINISHED;
     atomic_store(&c->stopping, true);
     for (int i = 0; i < 2 * c->o->window + 2; i++) {
         uv_sem_post(&c->credits);
@@ -647,7 +630,10 @@ static void finish(struct coord *c, int status)
     close_handle((uv_handle_t *)&c->sigterm);
     close_handle((uv_handle_t *)&c->watchdog);
     if (c->async_open)
-        close_handle((uv_handle_t *)&c->feeder_failed);
+        close_handle((uv_handle_t *)&c->feeder_ended);
+    if (c->rpc_open)
+        rpc_close(&c->rpc);
+    c->rpc_open = false;
     for (int i = 0; i < c->nchildren; i++)
         if (c->children[i].running && status)
             uv_process_kill(&c->children[i].proc, SIGTERM);
@@ -727,6 +713,9 @@ static int spawn_workers(struct coord *c)
     }
     printf("started %d local worker%s with %d thread%s each\n", n, n > 1 ? "s" : "", threads,
            threads > 1 ? "s" : "");
+    if (n * threads > c->o->cores)
+        printf("note: %d workers x %d threads on %d cores; --spawn=%d would not oversubscribe "
+               "them\n", n, threads, c->o->cores, c->o->cores / threads > 0 ? c->o->cores / threads : 1);
     fflush(stdout);
     return 0;
 }
@@ -770,10 +759,10 @@ static int open_loop(struct coord *c)
     int r;
     if ((r = uv_signal_init(&c->loop, &c->sigint)) || (r = uv_signal_init(&c->loop, &c->sigterm)) ||
         (r = uv_timer_init(&c->loop, &c->watchdog)) ||
-        (r = uv_async_init(&c->loop, &c->feeder_failed, on_feeder_failed)))
+        (r = uv_async_init(&c->loop, &c->feeder_ended, on_feeder_ended)))
         return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
     c->async_open = true;
-    c->sigint.data = c->sigterm.data = c->watchdog.data = c->feeder_failed.data = c;
+    c->sigint.data = c->sigterm.data = c->watchdog.data = c->feeder_ended.data = c;
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
     uv_timer_start(&c->watchdog, on_watchdog, 5000, 5000);
@@ -783,6 +772,17 @@ static int open_loop(struct coord *c)
     if ((r = poll_link(c, &c->rdv_poll, &c->rdv, c, on_rdv_readable)))
         return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
     c->rdv_polling = true;
+    if (!c->o->rpc)
+        return 0;
+    struct sila_err e;
+    if ((r = rpc_open(&c->rpc, &c->loop, c->o->rpc, coord_rpc_handle, c, &e)) == 0) {
+        c->rpc_open = true;
+        printf("serving the RPC at %s (silactl --connect %s status)\n", c->o->rpc, c->o->rpc);
+    } else if (c->o->rpc_explicit) {
+        return sila_err_set(c->err, r, "--rpc: %s", e.msg);
+    } else {
+        fprintf(stderr, "silad: no RPC this run (%s); choose an endpoint with --rpc\n", e.msg);
+    }
     return 0;
 }
 
@@ -822,7 +822,8 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
     struct coord *c = calloc(1, sizeof *c);
     if (!c)
         return sila_err_set(err, -ENOMEM, "out of memory");
-    *c = (struct coord){ .job = job, .o = o, .out_dir = out_dir, .K = job->nmodules, .err = err };
+    *c = (struct coord){ .job = job, .o = o, .out_dir = out_dir, .K = job->nmodules, .err = err,
+                         .phase = SILA__RUN_PHASE__JOINING };
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         c->owner[k] = -1;
     c->data.sock = c->rdv.sock = -1;

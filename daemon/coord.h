@@ -6,6 +6,8 @@
 #ifndef SILA_COORD_H
 #define SILA_COORD_H
 
+#include <stdbool.h>
+
 #include "err.h"
 #include "job.h"
 
@@ -16,6 +18,8 @@ struct coord_options {
     int threads;        /* kernel threads per spawned worker; 0: the cores shared out */
     int cores;          /* cores to share out among spawned workers */
     int window;         /* training and test batches in the pipeline at most */
+    const char *rpc;    /* where to serve the RPC, NULL: nowhere */
+    bool rpc_explicit;  /* asked for by the user: failing to serve it is an error */
 };
 
 /* Trains job over workers, writing out_dir/model.sila and

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -61,6 +62,40 @@ void report_close(struct report *r)
     if (r->metrics)
         fclose(r->metrics);
     r->metrics = NULL;
+    free(r->points);
+    free(r->evals);
+    r->points = NULL;
+    r->evals = NULL;
+    r->npoints = r->nevals = 0;
+}
+
+/* Room for one more element in a growing array; false when out of memory
+ * (the record is then only in the file). */
+static bool grow(void **arr, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return true;
+    size_t ncap = *cap ? 2 * *cap : 64;
+    void *p = realloc(*arr, ncap * size);
+    if (!p)
+        return false;
+    *arr = p;
+    *cap = ncap;
+    return true;
+}
+
+double report_rate(const struct report *r)
+{
+    double dt = report_now() - r->start;
+    return r->samples / (dt > 1e-9 ? dt : 1e-9);
+}
+
+double report_eta(const struct report *r)
+{
+    double rate = report_rate(r);
+    uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
+    uint64_t left = total > r->step ? total - r->step : 0;
+    return rate > 0 && r->step ? (double)left * ((double)r->samples / r->step) / rate : 0.0;
 }
 
 void report_step_loss(struct report *r, int k, double loss)
@@ -118,11 +153,18 @@ static void write_step_record(struct report *r, int epoch, uint64_t step, float 
                         "\"samples_per_s\":%.1f,\"loss\":[",
             epoch + 1, (unsigned long long)step, lr, rate);
     const struct loss_window *w = &r->log_win;
+    struct report_point *pt = NULL;
+    if (grow((void **)&r->points, &r->points_cap, r->npoints, sizeof *r->points)) {
+        pt = &r->points[r->npoints++];
+        *pt = (struct report_point){ step, epoch + 1, report_now() - r->start, rate, lr, { 0 } };
+    }
     for (int k = 0; k < r->nmodules; k++) {
         if (w->n[k])
             fprintf(r->metrics, "%s%.6g", k ? "," : "", w->sum[k] / w->n[k]);
         else
             fprintf(r->metrics, "%snull", k ? "," : "");
+        if (pt)
+            pt->loss[k] = w->n[k] ? w->sum[k] / w->n[k] : NAN;
     }
     fprintf(r->metrics, "]}\n");
     fflush(r->metrics);
@@ -136,6 +178,7 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
     r->samples += (uint64_t)batch;
     double now = report_now();
     uint64_t step = (uint64_t)epoch * r->steps_per_epoch + step_in_epoch + 1;
+    r->step = step;
     uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
     bool epoch_end = step_in_epoch + 1 == r->steps_per_epoch;
     if (step % LOG_EVERY != 0 && !epoch_end && now - r->last_print < (r->tty ? 0.5 : 10.0))
@@ -168,6 +211,11 @@ void report_eval(struct report *r, int epoch, uint64_t step, const double *accur
     printf(" classifier %.2f%%", 100.0 * accuracy[r->nmodules - 1]);
     printf("\n");
     fflush(stdout);
+    if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals)) {
+        struct report_eval *ev = &r->evals[r->nevals++];
+        *ev = (struct report_eval){ epoch + 1, step, { 0 } };
+        memcpy(ev->accuracy, accuracy, sizeof *accuracy * r->nmodules);
+    }
     fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu,\"accuracy\":[", epoch + 1,
             (unsigned long long)step);
     for (int k = 0; k < r->nmodules; k++)
@@ -179,7 +227,7 @@ void report_eval(struct report *r, int epoch, uint64_t step, const double *accur
 void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
                   const char *where)
 {
-    (void)r;
+    r->start = r->last_print = report_now(); /* rates count training, not joining */
     printf("job %s: %s, %d modules %s, %u training samples, %d epochs of %llu steps, batch %d\n",
            job->name, sila_algorithm_name(job->algorithm), job->nmodules, where, plan->ntrain,
            job->epochs, (unsigned long long)plan->steps_per_epoch, job->batch);
@@ -189,7 +237,10 @@ void report_start(struct report *r, const struct sila_job *job, const struct sil
 void report_saved(struct report *r, const char *path, double accuracy)
 {
     (void)r;
-    printf("model saved to %s (test accuracy %.2f%%)\n", path, 100.0 * accuracy);
+    if (isnan(accuracy))
+        printf("model saved to %s (not evaluated: the run stopped before an evaluation)\n", path);
+    else
+        printf("model saved to %s (test accuracy %.2f%%)\n", path, 100.0 * accuracy);
     fflush(stdout);
 }
 

@@ -18,6 +18,22 @@ struct loss_window {
     uint64_t n[SILA_MAX_MODULES];
 };
 
+/* A step record: the run at one step, kept for the RPC's Metrics. */
+struct report_point {
+    uint64_t step;       /* 1-based count of steps done */
+    int epoch;           /* 1-based */
+    double time_s, samples_per_s;
+    float lr;
+    double loss[SILA_MAX_MODULES]; /* mean since the previous point; NaN: none */
+};
+
+/* An evaluation: every head's test accuracy, the classifier's last. */
+struct report_eval {
+    int epoch;           /* 1-based */
+    uint64_t step;
+    double accuracy[SILA_MAX_MODULES];
+};
+
 struct report {
     FILE *metrics;       /* owned: metrics.jsonl */
     bool tty;            /* stdout is a terminal: redraw one progress line */
@@ -29,6 +45,12 @@ struct report {
     uint64_t samples;    /* trained so far */
     struct loss_window print_win; /* since the last printed line */
     struct loss_window log_win;   /* since the last metrics record */
+    uint64_t step;       /* steps done */
+    /* the records written to metrics.jsonl, kept (owned, growing arrays) */
+    struct report_point *points;
+    size_t npoints, points_cap;
+    struct report_eval *evals;
+    size_t nevals, evals_cap;
 };
 
 /* Creates out_dir (and its parents) and out_dir/metrics.jsonl, truncating
@@ -43,6 +65,10 @@ double report_now(void);
  * and where it runs ("in process", "on 4 workers"). */
 void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
                   const char *where);
+/* Training samples/s since report_start, and the seconds left at that rate. */
+double report_rate(const struct report *r);
+double report_eta(const struct report *r);
+
 /* How one worker of a distributed run spent its time, from its report. */
 struct worker_summary {
     int first, last;        /* modules, 0-based */
@@ -53,10 +79,10 @@ struct worker_summary {
     uint64_t peak_rss_kb;
 };
 /* Prints a worker's summary and appends it to the metrics as a "worker"
- * record; samples: training and test samples the run pushed through. */
+ * record; samples: training and test samples its first module took in. */
 void report_worker(struct report *r, const struct worker_summary *w, uint64_t samples);
 
-/* Prints where the model went and its accuracy. */
+/* Prints where the model went and its accuracy (NaN: not evaluated). */
 void report_saved(struct report *r, const char *path, double accuracy);
 
 /* After each training step: module k's loss (NAN when it had none). */

@@ -1,20 +1,34 @@
-/* silactl: the sila client. Offline commands on model files (eval,
- * inspect); the RPC commands to a running silad come with the RPC. */
+/* silactl: the sila client. Commands to a running silad over its RPC
+ * (status, workers, metrics, watch, pause, resume, stop) and offline
+ * commands on model files (eval, inspect). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctl_model.h"
+#include "ctl_rpc.h"
+#include "rpc.h"
 #include "threads.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: silactl COMMAND [ARGS]\n"
+    fprintf(f, "usage: silactl [--connect ENDPOINT] COMMAND [ARGS]\n"
+               "To a running silad (ENDPOINT: its --rpc, default %s):\n"
+               "  status [--json]                         job, phase, progress, ETA, evaluations\n"
+               "  workers [--json]                        one row per worker\n"
+               "  metrics [--since STEP] [--json]         loss, lr and samples/s per step record\n"
+               "  watch                                   status and workers, redrawn every second\n"
+               "  pause | resume | stop [--json]          stop: finish the batches in flight,\n"
+               "                                          save the model, exit\n"
+               "  (each with --timeout S, default 5)\n"
+               "On model files:\n"
                "  eval MODEL [--data KIND:DIR] [--json]   accuracy, per-class accuracy and\n"
                "                                          confusion matrix on a test split\n"
                "  inspect MODEL [--json]                  architecture, parameters, provenance,\n"
                "                                          weights_sha256\n"
-               "Kernel threads: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else all cores.\n");
+               "Kernel threads: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else all cores.\n",
+            SILA_RPC_DEFAULT);
 }
 
 int main(int argc, char **argv)
@@ -23,7 +37,24 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    const char *connect = SILA_RPC_DEFAULT;
+    if (strcmp(argv[1], "--connect") == 0 || strncmp(argv[1], "--connect=", 10) == 0) {
+        bool joined = argv[1][9] == '=';
+        if (!joined && argc < 3) {
+            fprintf(stderr, "silactl: --connect needs an endpoint\n");
+            return 2;
+        }
+        connect = joined ? argv[1] + 10 : argv[2];
+        argc -= joined ? 1 : 2;
+        argv += joined ? 1 : 2;
+        if (argc < 2) {
+            usage(stderr);
+            return 2;
+        }
+    }
     const char *cmd = argv[1];
+    if (ctl_rpc_command(cmd))
+        return ctl_rpc(argc - 1, argv + 1, connect);
     sila_threads_setup(0);
     if (strcmp(cmd, "eval") == 0)
         return ctl_eval(argc - 1, argv + 1);

@@ -8,6 +8,7 @@
 
 #include "coord.h"
 #include "job.h"
+#include "rpc.h"
 #include "threads.h"
 #include "train.h"
 
@@ -25,13 +26,14 @@ static void usage(FILE *f)
                "                 training a consecutive range of modules\n"
                "  --inproc       train every module in this process\n"
                "  --window W     batches in the pipeline at most (default %d)\n"
+               "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
                "  --out DIR      where model.sila and metrics.jsonl go "
                "(default: runs/<job name>)\n"
                "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
                "  --threads T    threads of the numerical kernels, per spawned worker with\n"
                "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
                "                 when set, else all cores, shared out among spawned workers)\n",
-            DEFAULT_WINDOW);
+            DEFAULT_WINDOW, SILA_RPC_DEFAULT);
 }
 
 struct options {
@@ -44,6 +46,7 @@ struct options {
     const char *listen;
     int spawn;
     int window;
+    const char *rpc;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -55,7 +58,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "set", required_argument, NULL, 's' },     { "threads", required_argument, NULL, 't' },
         { "inproc", no_argument, NULL, 'i' },        { "help", no_argument, NULL, 'h' },
         { "listen", required_argument, NULL, 'l' },  { "spawn", optional_argument, NULL, 'S' },
-        { "window", required_argument, NULL, 'w' },
+        { "window", required_argument, NULL, 'w' },  { "rpc", required_argument, NULL, 'r' },
         { "version", no_argument, NULL, 'V' },       { 0 },
     };
     int c;
@@ -66,6 +69,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'o': o->out = optarg; break;
         case 'i': o->inproc = 1; break;
         case 'l': o->listen = optarg; break;
+        case 'r': o->rpc = optarg; break;
         case 'S': {
             long n = optarg ? strtol(optarg, &end, 10) : SILA_MAX_MODULES;
             if (optarg && (*end || end == optarg || n < 1 || n > SILA_MAX_MODULES)) {
@@ -146,7 +150,11 @@ int main(int argc, char **argv)
         r = train_inproc(&job, out, &err);
     } else {
         struct coord_options co = { .listen = o.listen, .spawn = o.spawn, .threads = o.threads,
-                                    .cores = threads, .window = o.window };
+                                    .cores = threads, .window = o.window,
+                                    .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
+                                    .rpc_explicit = o.rpc != NULL };
+        if (o.rpc && strcmp(o.rpc, "none") == 0)
+            co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);
     }
     if (r)

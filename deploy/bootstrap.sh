@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libprotobuf-c-dev
 protobuf-c-compiler libopenblas-dev check libinih-dev zlib1g-dev libsodium-dev dataset-fashion-mnist"
+# what the tests use besides: nanocat and protoc speak the RPC by hand
+TEST_PACKAGES="nanomsg-utils protobuf-compiler python3"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2
@@ -20,7 +22,7 @@ usage() {
 
 install_missing() {
     missing=""
-    for p in $BUILD_PACKAGES; do
+    for p in "$@"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
             missing="$missing $p"
         fi
@@ -47,12 +49,12 @@ build() {
 [ $# -eq 1 ] || usage
 case "$1" in
 run)
-    install_missing
+    install_missing $BUILD_PACKAGES
     build
     exec build/daemon/silad --job deploy/jobs/fmnist-cnn-k4.ini --spawn
     ;;
 test)
-    install_missing
+    install_missing $BUILD_PACKAGES $TEST_PACKAGES
     build
     exec meson test -C build --print-errorlogs
     ;;

@@ -49,6 +49,12 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+static uint64_t peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss : 0;
+}
+
 static bool has_down(const struct worker *w)
 {
     return w->down.sock >= 0;
@@ -73,6 +79,9 @@ static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, do
     d.loss = (float)loss;
     d.correct = (uint32_t)correct;
     d.samples = h->n;
+    d.active_s = now_s() - w->first_batch;
+    d.busy_s = w->handling_s - w->waiting_s;
+    d.peak_rss_kb = peak_rss_kb();
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_DONE;
     c.done = &d;
@@ -100,9 +109,7 @@ static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
     st.busy_s = w->handling_s - w->waiting_s;
     st.global_s = w->global_s;
     st.bytes_out = w->bytes_out;
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) == 0)
-        st.peak_rss_kb = (uint64_t)ru.ru_maxrss;
+    st.peak_rss_kb = peak_rss_kb();
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_STATE;
     c.state = &st;

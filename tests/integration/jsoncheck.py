@@ -181,7 +181,47 @@ def cmd_same_steps(metrics_a, metrics_b):
         fail("step records differ:\n" + "\n".join(f"{x}\n{y}\n" for x, y in zip(a, b)))
 
 
+def cmd_status(path, phase, modules):
+    """silactl status --json: the phase, K modules, a step within the run."""
+    st = load_json(path)
+    if st["phase"] != phase or st["modules"] != int(modules):
+        fail(f"phase {st['phase']}, {st['modules']} modules; expected {phase}, {modules}")
+    if not 0 < st["step"] <= st["total_steps"] or not 1 <= st["epoch"] <= st["epochs"]:
+        fail(f"step {st['step']} of {st['total_steps']}, epoch {st['epoch']} of {st['epochs']}")
+    if st["samples_per_s"] <= 0 or st["elapsed_s"] <= 0:
+        fail(f"samples/s {st['samples_per_s']}, elapsed {st['elapsed_s']}")
+
+
+def cmd_workers(path, rows):
+    """silactl workers --json: one training row per worker, modules in order."""
+    ws = load_json(path)["workers"]
+    if len(ws) != int(rows):
+        fail(f"{len(ws)} rows, expected {rows}")
+    mods = sorted(w["modules"] for w in ws)
+    if mods[0][0] != 1 or any(a[1] + 1 != b[0] for a, b in zip(mods, mods[1:])):
+        fail(f"module ranges {mods} do not cover the job in order")
+    for w in ws:
+        if w["state"] != "training" or w["pid"] <= 0 or w["step"] <= 0 or w["generation"] < 1:
+            fail(f"implausible row {w}")
+        if not 0 <= w["busy"] <= 1 or w["peak_rss_mb"] <= 0 or w["last_message_age_s"] < 0:
+            fail(f"implausible row {w}")
+
+
+def cmd_metrics(path, modules):
+    """silactl metrics --json: increasing steps, a loss per module."""
+    m = load_json(path)
+    pts = m["points"]
+    if not pts:
+        fail("no points")
+    steps = [p["step"] for p in pts]
+    if steps != sorted(set(steps)) or any(len(p["loss"]) != int(modules) for p in pts):
+        fail(f"points {pts}")
+
+
 COMMANDS = {
+    "status": cmd_status,
+    "workers": cmd_workers,
+    "metrics": cmd_metrics,
     "field": cmd_field,
     "loss-decreases": cmd_loss_decreases,
     "evals": cmd_evals,

@@ -1,0 +1,114 @@
+/* The coordinator's state, shared by its run (coord.c) and its RPC methods
+ * (coord_rpc.c); private to them. Everything here belongs to the event
+ * loop's thread except what is marked for the feeder thread. */
+#ifndef SILA_COORD_STATE_H
+#define SILA_COORD_STATE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "coord.h"
+#include "endpoint.h"
+#include "feed.h"
+#include "report.h"
+#include "rpc.h"
+#include "sila.pb-c.h"
+#include "transport.h"
+
+struct peer {
+    int first, last;        /* modules, 0-based, inclusive */
+    uint32_t gen;
+    char host[256];
+    uint32_t pid;
+    struct sila_link ctl;
+    uv_poll_t poll;
+    bool polling, ready;
+    uint64_t bad_messages;
+    /* from its reports, for the RPC */
+    double last_message;    /* report_now() of its last message */
+    uint64_t steps;         /* training steps its last module finished */
+    float loss;             /* its last module's last loss */
+    double accuracy;        /* moving average of that module's batch accuracy */
+    double active_s, busy_s;
+    uint64_t peak_rss_kb;
+    struct worker_summary summary; /* from its last module state */
+};
+
+struct child {
+    uv_process_t proc;
+    int first, last;
+    bool running;
+};
+
+struct coord {
+    const struct sila_job *job;
+    const struct coord_options *o;
+    const char *out_dir;
+    struct sila_url base;
+    char base_url[SILA_URL_MAX + 16];
+    char rundir[256];           /* spawn without --listen: private ipc directory */
+    uv_loop_t loop;
+    struct feed feed;
+    struct report rep;
+    bool rep_open;
+    size_t max_frame;
+    size_t body_params[SILA_MAX_MODULES], body_buffers[SILA_MAX_MODULES];
+    int K;
+
+    struct sila_link rdv;
+    uv_poll_t rdv_poll;
+    bool rdv_polling;
+    struct peer *peers[SILA_MAX_MODULES]; /* owned */
+    int npeers;
+    int owner[SILA_MAX_MODULES];          /* peer of each module, -1: none yet */
+    uint32_t generation[SILA_MAX_MODULES]; /* last handed out, per first module */
+    bool started;
+
+    /* feeder thread */
+    struct sila_link data;      /* to the first module; the feeder's */
+    uv_thread_t feeder;
+    bool feeder_running;
+    uv_sem_t credits, evaluated;
+    atomic_bool stopping;       /* the run is over: the feeder returns */
+    atomic_bool paused;         /* the feeder waits before its next batch */
+    atomic_bool stop_requested; /* the feeder sends no more batches */
+    atomic_uint_fast64_t fed;   /* batches the feeder has sent */
+    int feed_status;            /* set by the feeder before feeder_ended */
+    char feed_error[512];
+    uv_async_t feeder_ended;
+    bool async_open, feeder_ended_seen;
+
+    /* reports, on the loop */
+    Sila__RunPhase phase;
+    uint64_t done[SILA_MAX_MODULES];    /* batches (all phases) each module finished */
+    uint64_t samples[SILA_MAX_MODULES]; /* and their samples */
+    bool collecting;
+    struct rpc rpc;
+    bool rpc_open;
+    uint64_t steps_done;
+    uint32_t eval_done[SILA_MAX_MODULES];
+    long eval_correct[SILA_MAX_MODULES];
+    double accuracy[SILA_MAX_MODULES];
+    int evaluations_left, evaluations_done;
+    double last_report;
+    float *state[SILA_MAX_MODULES]; /* owned: body params | buffers, collected at the end */
+    int states;
+
+    struct child children[SILA_MAX_MODULES];
+    int nchildren;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t watchdog;
+    bool finished;   /* success or failure decided */
+    int status;
+    struct sila_err *err;
+};
+
+/* The RPC methods (coord_rpc.c); pause, resume and stop call back here. */
+rpc_handler coord_rpc_handle;
+/* Asks the run to stop after the batches in flight and save the model.
+ * Returns false when it is not running. */
+bool coord_request_stop(struct coord *c);
+
+#endif

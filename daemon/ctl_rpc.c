@@ -1,0 +1,386 @@
+/* silactl's commands to a running silad, over its RPC (see ctl_rpc.h and
+ * docs/rpc.md): tables for people, --json for scripts. */
+#include "ctl_rpc.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rpc.h"
+#include "transport.h"
+
+struct rpc_opts {
+    const char *connect;
+    int json;
+    int timeout_ms;
+    const char *cmd;
+    uint64_t since;
+};
+
+/* One call; on success *ret_reply is the daemon's answer (free with
+ * sila__reply__free_unpacked) and it carried no error. */
+static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_reply)
+{
+    struct sila_link l;
+    struct sila_err err;
+    if (sila_link_open(&l, SILA_LINK_REQUEST, o->connect, false, SILA_RPC_MAX_REPLY, &err)) {
+        fprintf(stderr, "silactl: %s\n", err.msg);
+        return -1;
+    }
+    req->version = SILA_RPC_VERSION;
+    size_t len = sila__request__get_packed_size(req);
+    uint8_t *buf = sila_link_alloc(len ? len : 1);
+    int r = buf ? 0 : -ENOMEM;
+    if (buf) {
+        sila__request__pack(req, buf);
+        if ((r = sila_link_send(&l, buf, o->timeout_ms)))
+            sila_link_release(buf);
+    }
+    uint8_t *in = NULL;
+    size_t inlen = 0;
+    if (r == 0)
+        r = sila_link_recv(&l, &in, &inlen, o->timeout_ms);
+    sila_link_close(&l);
+    if (r) {
+        if (r == -ETIMEDOUT || r == -EAGAIN)
+            fprintf(stderr, "silactl: no silad answered at %s within %d s (is it running, and "
+                            "is this its --rpc endpoint?)\n", o->connect, o->timeout_ms / 1000);
+        else
+            fprintf(stderr, "silactl: %s: %s\n", o->connect, strerror(-r));
+        return -1;
+    }
+    Sila__Reply *rep = sila__reply__unpack(NULL, inlen, in);
+    sila_link_release(in);
+    if (!rep) {
+        fprintf(stderr, "silactl: %s answered %zu bytes that are not a sila.Reply (not a silad "
+                        "RPC endpoint?)\n", o->connect, inlen);
+        return -1;
+    }
+    if (rep->version != SILA_RPC_VERSION || *rep->error) {
+        if (rep->version != SILA_RPC_VERSION)
+            fprintf(stderr, "silactl: %s speaks RPC version %u, this silactl %u\n", o->connect,
+                    rep->version, SILA_RPC_VERSION);
+        else
+            fprintf(stderr, "silactl: %s: %s\n", o->connect, rep->error);
+        sila__reply__free_unpacked(rep, NULL);
+        return -1;
+    }
+    *ret_reply = rep;
+    return 0;
+}
+
+static const char *phase_name(Sila__RunPhase p)
+{
+    static const char *const names[] = { "unknown", "joining", "training", "evaluating",
+                                         "paused",  "stopping", "finished", "failed" };
+    return (unsigned)p < sizeof names / sizeof *names ? names[p] : "unknown";
+}
+
+/* A JSON number, or null for NaN and infinities. */
+static void json_num(double v)
+{
+    if (isfinite(v))
+        printf("%.6g", v);
+    else
+        printf("null");
+}
+
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            printf("\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            printf("\\u%04x", *s);
+        else
+            putchar(*s);
+    }
+    putchar('"');
+}
+
+static void json_evaluations(Sila__Evaluation **evs, size_t n)
+{
+    printf("[");
+    for (size_t i = 0; i < n; i++) {
+        printf("%s{\"epoch\":%u,\"step\":%llu,\"accuracy\":[", i ? "," : "", evs[i]->epoch,
+               (unsigned long long)evs[i]->step);
+        for (size_t k = 0; k < evs[i]->n_accuracy; k++) {
+            printf(k ? "," : "");
+            json_num(evs[i]->accuracy[k]);
+        }
+        printf("]}");
+    }
+    printf("]");
+}
+
+static void print_status_json(const Sila__Status *s)
+{
+    printf("{\"job\":");
+    json_str(s->job);
+    printf(",\"algorithm\":");
+    json_str(s->algorithm);
+    printf(",\"phase\":\"%s\",\"epoch\":%u,\"epochs\":%u,\"step\":%llu,\"total_steps\":%llu,"
+           "\"samples_per_s\":%.1f,\"eta_s\":%.1f,\"elapsed_s\":%.1f,\"modules\":%u,"
+           "\"evaluations\":",
+           phase_name(s->phase), s->epoch, s->epochs, (unsigned long long)s->step,
+           (unsigned long long)s->total_steps, s->samples_per_s, s->eta_s, s->elapsed_s,
+           s->modules);
+    json_evaluations(s->evaluations, s->n_evaluations);
+    if (*s->failure) {
+        printf(",\"failure\":");
+        json_str(s->failure);
+    }
+    printf("}\n");
+}
+
+static void duration(char *buf, size_t len, double s)
+{
+    long t = s > 0 && isfinite(s) ? (long)(s + 0.5) : 0;
+    if (t >= 3600)
+        snprintf(buf, len, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
+}
+
+static void print_status_text(const Sila__Status *s)
+{
+    char eta[32], el[32];
+    duration(eta, sizeof eta, s->eta_s);
+    duration(el, sizeof el, s->elapsed_s);
+    double frac = s->total_steps ? (double)s->step / s->total_steps : 0.0;
+    char bar[33];
+    int done = (int)(frac * 30);
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
+    bar[30] = 0;
+    printf("job %s (%s, %u modules): %s\n", s->job, s->algorithm, s->modules,
+           phase_name(s->phase));
+    printf("[%s] epoch %u/%u, step %llu/%llu, %.0f samples/s, elapsed %s, ETA %s\n", bar,
+           s->epoch, s->epochs, (unsigned long long)s->step, (unsigned long long)s->total_steps,
+           s->samples_per_s, el, eta);
+    for (size_t i = 0; i < s->n_evaluations; i++) {
+        const Sila__Evaluation *e = s->evaluations[i];
+        printf("eval after epoch %u:", e->epoch);
+        for (size_t k = 0; k + 1 < e->n_accuracy; k++)
+            printf(" head%zu %.2f%%", k + 1, 100.0 * e->accuracy[k]);
+        if (e->n_accuracy)
+            printf(" classifier %.2f%%", 100.0 * e->accuracy[e->n_accuracy - 1]);
+        printf("\n");
+    }
+    if (*s->failure)
+        printf("failed: %s\n", s->failure);
+}
+
+static void print_workers_json(const Sila__Workers *ws)
+{
+    printf("{\"workers\":[");
+    for (size_t i = 0; i < ws->n_rows; i++) {
+        const Sila__WorkerRow *w = ws->rows[i];
+        printf("%s{\"modules\":[%u,%u],\"host\":", i ? "," : "", w->first_module,
+               w->last_module);
+        json_str(w->host);
+        printf(",\"pid\":%u,\"generation\":%u,\"state\":", w->pid, w->generation);
+        json_str(w->state);
+        printf(",\"last_message_age_s\":%.2f,\"step\":%llu,\"loss\":", w->last_message_age_s,
+               (unsigned long long)w->step);
+        json_num(w->loss);
+        printf(",\"accuracy\":%.4f,\"samples_per_s\":%.1f,\"busy\":%.4f,\"queue\":%u,"
+               "\"peak_rss_mb\":%.1f,\"bad_messages\":%llu}",
+               w->accuracy, w->samples_per_s, w->busy, w->queue, w->peak_rss_mb,
+               (unsigned long long)w->bad_messages);
+    }
+    printf("]}\n");
+}
+
+static void print_workers_text(const Sila__Workers *ws)
+{
+    printf("%-9s %-16s %7s %4s %-9s %6s %8s %7s %6s %9s %5s %5s %8s\n", "modules", "host", "pid",
+           "gen", "state", "age", "step", "loss", "acc", "samples/s", "busy", "queue", "rss MB");
+    for (size_t i = 0; i < ws->n_rows; i++) {
+        const Sila__WorkerRow *w = ws->rows[i];
+        char mods[16];
+        snprintf(mods, sizeof mods, w->first_module == w->last_module ? "%u" : "%u-%u",
+                 w->first_module, w->last_module);
+        printf("%-9s %-16.16s %7u %4u %-9s %5.1fs %8llu %7.3f %5.1f%% %9.0f %4.0f%% %5u %8.0f\n",
+               mods, w->host, w->pid, w->generation, w->state, w->last_message_age_s,
+               (unsigned long long)w->step, w->loss, 100.0 * w->accuracy, w->samples_per_s,
+               100.0 * w->busy, w->queue, w->peak_rss_mb);
+    }
+}
+
+static void print_metrics_json(const Sila__Metrics *m)
+{
+    printf("{\"points\":[");
+    for (size_t i = 0; i < m->n_points; i++) {
+        const Sila__MetricPoint *p = m->points[i];
+        printf("%s{\"step\":%llu,\"epoch\":%u,\"time_s\":%.3f,\"samples_per_s\":%.1f,\"lr\":",
+               i ? "," : "", (unsigned long long)p->step, p->epoch, p->time_s, p->samples_per_s);
+        json_num(p->lr);
+        printf(",\"loss\":[");
+        for (size_t k = 0; k < p->n_loss; k++) {
+            printf(k ? "," : "");
+            json_num(p->loss[k]);
+        }
+        printf("]}");
+    }
+    printf("],\"evaluations\":");
+    json_evaluations(m->evaluations, m->n_evaluations);
+    printf("}\n");
+}
+
+static void print_metrics_text(const Sila__Metrics *m)
+{
+    printf("%8s %6s %9s %10s %9s  %s\n", "step", "epoch", "time", "samples/s", "lr",
+           "loss per module");
+    for (size_t i = 0; i < m->n_points; i++) {
+        const Sila__MetricPoint *p = m->points[i];
+        printf("%8llu %6u %8.1fs %10.0f %9.4g ", (unsigned long long)p->step, p->epoch, p->time_s,
+               p->samples_per_s, p->lr);
+        for (size_t k = 0; k < p->n_loss; k++)
+            printf(isfinite(p->loss[k]) ? " %.3f" : " -", p->loss[k]);
+        printf("\n");
+    }
+}
+
+/* Status, then workers, redrawn every second until the run ends. */
+static int watch(const struct rpc_opts *o)
+{
+    bool tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
+        Sila__WorkersRequest wr = SILA__WORKERS_REQUEST__INIT;
+        Sila__Request rs = SILA__REQUEST__INIT, rw = SILA__REQUEST__INIT;
+        rs.method_case = SILA__REQUEST__METHOD_STATUS;
+        rs.status = &sr;
+        rw.method_case = SILA__REQUEST__METHOD_WORKERS;
+        rw.workers = &wr;
+        Sila__Reply *s, *w;
+        if (call(o, &rs, &s))
+            return EXIT_FAILURE;
+        if (call(o, &rw, &w)) {
+            sila__reply__free_unpacked(s, NULL);
+            return EXIT_FAILURE;
+        }
+        if (tty)
+            printf("\033[H\033[J");
+        print_status_text(s->status);
+        printf("\n");
+        print_workers_text(w->workers);
+        fflush(stdout);
+        Sila__RunPhase ph = s->status->phase;
+        sila__reply__free_unpacked(s, NULL);
+        sila__reply__free_unpacked(w, NULL);
+        if (ph == SILA__RUN_PHASE__FINISHED || ph == SILA__RUN_PHASE__FAILED)
+            return ph == SILA__RUN_PHASE__FINISHED ? EXIT_SUCCESS : EXIT_FAILURE;
+        sleep(1);
+        if (!tty)
+            printf("\n");
+    }
+}
+
+static int one_call(const struct rpc_opts *o)
+{
+    Sila__Request req = SILA__REQUEST__INIT;
+    Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
+    Sila__WorkersRequest wr = SILA__WORKERS_REQUEST__INIT;
+    Sila__MetricsRequest mr = SILA__METRICS_REQUEST__INIT;
+    Sila__PauseRequest pr = SILA__PAUSE_REQUEST__INIT;
+    Sila__ResumeRequest rr = SILA__RESUME_REQUEST__INIT;
+    Sila__StopRequest st = SILA__STOP_REQUEST__INIT;
+    const char *c = o->cmd;
+    if (strcmp(c, "status") == 0)
+        req.method_case = SILA__REQUEST__METHOD_STATUS, req.status = &sr;
+    else if (strcmp(c, "workers") == 0)
+        req.method_case = SILA__REQUEST__METHOD_WORKERS, req.workers = &wr;
+    else if (strcmp(c, "metrics") == 0)
+        req.method_case = SILA__REQUEST__METHOD_METRICS, req.metrics = &mr, mr.since_step = o->since;
+    else if (strcmp(c, "pause") == 0)
+        req.method_case = SILA__REQUEST__METHOD_PAUSE, req.pause = &pr;
+    else if (strcmp(c, "resume") == 0)
+        req.method_case = SILA__REQUEST__METHOD_RESUME, req.resume = &rr;
+    else
+        req.method_case = SILA__REQUEST__METHOD_STOP, req.stop = &st;
+    Sila__Reply *rep;
+    if (call(o, &req, &rep))
+        return EXIT_FAILURE;
+    switch (rep->result_case) {
+    case SILA__REPLY__RESULT_STATUS:
+        (o->json ? print_status_json : print_status_text)(rep->status);
+        break;
+    case SILA__REPLY__RESULT_WORKERS:
+        (o->json ? print_workers_json : print_workers_text)(rep->workers);
+        break;
+    case SILA__REPLY__RESULT_METRICS:
+        (o->json ? print_metrics_json : print_metrics_text)(rep->metrics);
+        break;
+    case SILA__REPLY__RESULT_ACK:
+        if (o->json) {
+            printf("{\"ok\":true,\"message\":");
+            json_str(rep->ack->message);
+            printf("}\n");
+        } else {
+            printf("%s\n", rep->ack->message);
+        }
+        break;
+    default:
+        fprintf(stderr, "silactl: %s answered without a result\n", o->connect);
+        sila__reply__free_unpacked(rep, NULL);
+        return EXIT_FAILURE;
+    }
+    sila__reply__free_unpacked(rep, NULL);
+    return EXIT_SUCCESS;
+}
+
+bool ctl_rpc_command(const char *cmd)
+{
+    static const char *const cmds[] = { "status", "workers", "metrics", "watch",
+                                        "pause",  "resume",  "stop" };
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+        if (strcmp(cmd, cmds[i]) == 0)
+            return true;
+    return false;
+}
+
+int ctl_rpc(int argc, char **argv, const char *connect)
+{
+    struct rpc_opts o = { .connect = connect, .timeout_ms = 5000, .cmd = argv[0] };
+    static const struct option longopts[] = { { "json", no_argument, NULL, 'j' },
+                                              { "timeout", required_argument, NULL, 't' },
+                                              { "since", required_argument, NULL, 's' },
+                                              { 0 } };
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        char *end;
+        switch (ch) {
+        case 'j': o.json = 1; break;
+        case 't': {
+            long t = strtol(optarg, &end, 10);
+            if (*end || end == optarg || t < 1 || t > 3600) {
+                fprintf(stderr, "silactl: --timeout needs seconds in 1..3600, got '%s'\n", optarg);
+                return 2;
+            }
+            o.timeout_ms = (int)t * 1000;
+            break;
+        }
+        case 's':
+            o.since = strtoull(optarg, &end, 10);
+            if (*end || end == optarg) {
+                fprintf(stderr, "silactl: --since needs a step number, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        default: return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "silactl %s: unexpected argument '%s'\n", o.cmd, argv[optind]);
+        return 2;
+    }
+    return strcmp(o.cmd, "watch") == 0 ? watch(&o) : one_call(&o);
+}

@@ -1,0 +1,57 @@
+/* The RPC server of silad: one REP socket on the event loop, answering one
+ * sila.Request per frame with one sila.Reply (docs/rpc.md). It owns the
+ * framing, the size cap, decoding and the version check; what a method
+ * does is the handler's. Control methods (pause, resume, stop) are refused
+ * unless the endpoint is loopback or ipc. Bad requests get an error reply
+ * (or, when undecodable, one too) and are counted; nothing else changes. */
+#ifndef SILA_RPC_H
+#define SILA_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "err.h"
+#include "sila.pb-c.h"
+#include "transport.h"
+
+#define SILA_RPC_VERSION 1u
+#define SILA_RPC_DEFAULT "tcp://127.0.0.1:7599" /* silad --rpc, silactl --connect */
+#define SILA_RPC_MAX_REQUEST (64u << 10)
+#define SILA_RPC_MAX_REPLY (64u << 20)
+
+struct rpc;
+
+/* Fills reply's result for req (a decoded request of our version), or sets
+ * reply->error with rpc_strdup. Memory for the reply comes from rpc_alloc
+ * and is freed once the reply is sent. */
+typedef void rpc_handler(void *ctx, struct rpc *rpc, const Sila__Request *req,
+                         Sila__Reply *reply);
+
+struct rpc {
+    struct sila_link link;
+    uv_poll_t poll;
+    bool polling;
+    bool control_allowed;   /* loopback or ipc */
+    rpc_handler *handler;
+    void *ctx;
+    uint64_t served, bad;   /* requests answered, and bad ones among them */
+    void **allocs;          /* owned: this reply's allocations */
+    size_t nallocs, allocs_cap;
+    char url[320];
+};
+
+/* Listens on url and serves requests on loop with handler. Errors:
+ * -EINVAL (url), -EADDRINUSE, ... with err naming the url. */
+int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, rpc_handler *handler, void *ctx,
+             struct sila_err *err);
+/* Stops serving (the poll handle closes on the loop) and closes the socket. */
+void rpc_close(struct rpc *rpc);
+
+/* Zeroed memory for the reply being built (NULL when out of memory). */
+void *rpc_alloc(struct rpc *rpc, size_t size);
+/* A copy of s for the reply being built ("" when out of memory). */
+char *rpc_strdup(struct rpc *rpc, const char *s);
+
+#endif

@@ -1,0 +1,114 @@
+#!/bin/bash
+# The RPC of a running distributed run, through silactl and by hand: every
+# read method answers with plausible values while training goes on; pause
+# stops progress and resume restarts it; bad requests (garbage, oversized,
+# another version, no method) get error replies while training continues;
+# the documented nanocat + protoc recipe works; stop saves a model that
+# evaluates; silactl names an endpoint where nobody answers.
+. "$(dirname "$0")/lib.sh"
+
+: "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
+export SILAWORKER
+PROTO_DIR=$SILA_SOURCE_DIR/proto
+PORT=$((20000 + ($$ + 7) % 20000))
+EP=tcp://127.0.0.1:$PORT
+ctl() { "$SILACTL" --connect "$EP" "$@"; }
+step_now() { ctl status --json | python3 "$JSONCHECK" field - step; }
+
+"$SILAD" --job "$JOBS_DIR/fmnist-cnn-k4.ini" --spawn --threads 1 --rpc "$EP" --out run \
+    --set job.train_limit=9600 --set job.test_limit=500 --set job.batch=32 --set job.epochs=4 \
+    >run.stdout 2>run.stderr &
+silad=$!
+trap 'kill $silad 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" run.stdout && break; sleep 0.2; done
+sleep 2
+
+if ctl status --json >status.json 2>status.err &&
+    python3 "$JSONCHECK" status status.json training 4 >check.out 2>&1; then
+    ok "status: job, phase training, 4 modules, step within the run"
+else
+    not_ok "status answers" status.err check.out status.json
+fi
+ctl workers --json >workers.json 2>workers.err
+check "workers: 4 rows, one per spawned worker, each training" \
+    python3 "$JSONCHECK" workers workers.json 4
+ctl workers >workers.txt 2>&1
+check "workers prints a table" grep -q "^modules .*samples/s" workers.txt
+
+ctl pause >pause.out 2>&1
+check "pause is acknowledged" grep -q "^paused at step" pause.out
+sleep 2 # the batches in flight finish
+s1=$(step_now)
+sleep 3
+s2=$(step_now)
+if [ -n "$s1" ] && [ "$s1" = "$s2" ]; then
+    ok "paused: no progress in 3 s (step $s1)"
+else
+    not_ok "paused: no progress in 3 s (step $s1 then $s2)"
+fi
+check "status says paused" sh -c "'$SILACTL' --connect $EP status | grep -q ': paused'"
+ctl resume >resume.out 2>&1
+check "resume is acknowledged" grep -q "^resumed at step" resume.out
+sleep 3
+s3=$(step_now)
+if [ -n "$s3" ] && [ "$s3" -gt "$s2" ]; then
+    ok "resumed: steps go on ($s2 -> $s3)"
+else
+    not_ok "resumed: steps go on ($s2 -> $s3)"
+fi
+
+# ---- by hand, as docs/rpc.md shows, and bad requests
+echo 'version: 1 status {}' |
+    protoc --proto_path="$PROTO_DIR" --encode=sila.Request "$PROTO_DIR/sila.proto" >req.bin
+nanocat --req --connect "$EP" --file req.bin --raw --recv-timeout 5 >reply.bin 2>nanocat.err
+protoc --proto_path="$PROTO_DIR" --decode=sila.Reply "$PROTO_DIR/sila.proto" <reply.bin \
+    >reply.txt 2>&1
+check "nanocat + protoc: a status request gets the status" grep -q 'job: "fmnist-cnn-k4"' reply.txt
+
+# bad_request NAME FILE WORDS: FILE sent raw gets an error reply saying WORDS
+bad_request()
+{
+    nanocat --req --connect "$EP" --file "$2" --raw --recv-timeout 5 2>/dev/null |
+        protoc --proto_path="$PROTO_DIR" --decode=sila.Reply "$PROTO_DIR/sila.proto" >"$1.txt" 2>&1
+    check "$1: error reply" grep -q "error: \".*$3" "$1.txt"
+}
+printf 'garbage, not protobuf \377\377' >garbage.bin
+bad_request garbage garbage.bin "does not decode"
+head -c 100000 /dev/zero >big.bin
+bad_request oversized big.bin "at most 65536"
+printf '\010\002\022\000' >v2.bin
+bad_request "version 2" v2.bin "RPC version 2"
+printf '\010\001\242\001\000' >nomethod.bin
+bad_request "unknown method" nomethod.bin "names no method"
+s4=$(step_now)
+sleep 2
+s5=$(step_now)
+if [ -n "$s5" ] && [ "$s5" -gt "$s4" ] && kill -0 $silad 2>/dev/null; then
+    ok "after the bad requests silad still trains ($s4 -> $s5)"
+else
+    not_ok "after the bad requests silad still trains ($s4 -> $s5)" run.stderr
+fi
+
+ctl metrics --json >metrics.json 2>metrics.err
+check "metrics: step records with a loss per module" \
+    python3 "$JSONCHECK" metrics metrics.json 4
+
+ctl stop >stop.out 2>&1
+check "stop is acknowledged" grep -q "^stopping after step" stop.out
+timeout 120 tail --pid=$silad -f /dev/null
+wait $silad
+st=$?
+if [ "$st" -eq 0 ] && [ -s run/model.sila ]; then
+    ok "stop: silad saves the model and exits 0"
+else
+    not_ok "stop: silad saves the model and exits 0 (exit $st)" run.stderr
+fi
+check "the stopped run's model evaluates" "$SILACTL" eval run/model.sila
+
+# ---- nobody there
+"$SILACTL" --connect "$EP" status --timeout 1 >gone.out 2>gone.err
+check "no daemon: silactl says where nobody answered" grep -q "no silad answered at $EP" gone.err
+"$SILACTL" --connect udp://nowhere:1 status >badep.out 2>badep.err
+check "a bad endpoint is named" grep -q "udp://nowhere:1" badep.err
+
+done_testing
