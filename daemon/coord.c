@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 #include <uv.h>
 
 #include "ctl.h"
@@ -580,9 +581,33 @@ static void start_run(struct coord *c)
         c->feeder_running = true;
 }
 
+/* systemd's view (systemctl status): a STATUS= line with the progress;
+ * sd_notify does nothing when silad was not started by systemd. */
+static void notify_status(const struct coord *c)
+{
+    const struct report *rep = &c->rep;
+    if (!c->started) {
+        sd_notifyf(0, "STATUS=waiting for workers (%d modules) at %s", c->K, c->base_url);
+        return;
+    }
+    const struct sila_plan *pl = &c->feed.plan;
+    char acc[64] = "";
+    if (rep->nevals)
+        snprintf(acc, sizeof acc, ", last accuracy %.2f%%",
+                 100.0 * rep->evals[rep->nevals - 1].accuracy[c->K - 1]);
+    uint64_t epoch = c->steps_done / pl->steps_per_epoch + 1;
+    if (epoch > (uint64_t)c->job->epochs)
+        epoch = (uint64_t)c->job->epochs;
+    sd_notifyf(0, "STATUS=%s epoch %llu/%d, step %llu/%llu, %.0f samples/s%s",
+               atomic_load(&c->paused) ? "paused at" : "training,", (unsigned long long)epoch,
+               c->job->epochs, (unsigned long long)c->steps_done,
+               (unsigned long long)pl->total_steps, report_rate(rep), acc);
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
     struct coord *c = t->data;
+    notify_status(c);
     double idle = report_now() - c->last_report;
     if (!c->started || idle < STALL_WARN_S || atomic_load(&c->paused))
         return;
@@ -612,6 +637,8 @@ static void finish(struct coord *c, int status)
     c->finished = true;
     c->status = status;
     c->phase = status ? SILA__RUN_PHASE__FAILED : SILA__RUN_PHASE__FINISHED;
+    sd_notifyf(0, "STOPPING=1\nSTATUS=%s%.200s", status ? "failed: " : "finished",
+               status ? c->err->msg : "");
     atomic_store(&c->stopping, true);
     for (int i = 0; i < 2 * c->o->window + 2; i++) {
         uv_sem_post(&c->credits);
@@ -843,6 +870,10 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
         r = spawn_workers(c);
     else if (r == 0)
         printf("waiting for workers for modules 1-%d at %s\n", c->K, c->base_url);
+    if (r == 0) {
+        sd_notify(0, "READY=1");
+        notify_status(c);
+    }
     fflush(stdout);
     if (r)
         finish(c, r);

@@ -15,11 +15,24 @@ EP=tcp://127.0.0.1:$PORT
 ctl() { "$SILACTL" --connect "$EP" "$@"; }
 step_now() { ctl status --json | python3 "$JSONCHECK" field - step; }
 
+# systemd's notification socket, played by a datagram listener
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "w") as f:
+    while True:
+        f.write(s.recv(4096).decode() + "\n---\n")
+        f.flush()
+' "$TEST_TMP/notify.sock" notify.log &
+notifier=$!
+for _ in $(seq 50); do [ -S "$TEST_TMP/notify.sock" ] && break; sleep 0.1; done
+NOTIFY_SOCKET=$TEST_TMP/notify.sock \
 "$SILAD" --job "$JOBS_DIR/fmnist-cnn-k4.ini" --spawn --threads 1 --rpc "$EP" --out run \
     --set job.train_limit=9600 --set job.test_limit=500 --set job.batch=32 --set job.epochs=4 \
     >run.stdout 2>run.stderr &
 silad=$!
-trap 'kill $silad 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+trap 'kill $silad $notifier 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
 for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" run.stdout && break; sleep 0.2; done
 sleep 2
 
@@ -104,6 +117,10 @@ else
     not_ok "stop: silad saves the model and exits 0 (exit $st)" run.stderr
 fi
 check "the stopped run's model evaluates" "$SILACTL" eval run/model.sila
+check "systemd is told READY=1" grep -qx "READY=1" notify.log
+check "systemd's status line shows the epoch and step" \
+    grep -q "^STATUS=training, epoch [1-4]/4, step [0-9]*/1200" notify.log
+check "systemd is told the run finished" grep -q "^STATUS=finished" notify.log
 
 # ---- nobody there
 "$SILACTL" --connect "$EP" status --timeout 1 >gone.out 2>gone.err
