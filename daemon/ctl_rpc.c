@@ -16,6 +16,7 @@
 struct rpc_opts {
     const char *connect;
     int json;
+    int prometheus;
     int timeout_ms;
     const char *cmd;
     uint64_t since;
@@ -247,6 +248,70 @@ static void print_metrics_text(const Sila__Metrics *m)
     }
 }
 
+/* Prometheus' text exposition of status and workers. */
+static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
+{
+    char job[128];
+    size_t n = 0;
+    for (const char *p = s->job; *p && n + 2 < sizeof job; p++) {
+        if (*p == '"' || *p == '\\')
+            job[n++] = '\\';
+        job[n++] = *p == '\n' ? ' ' : *p;
+    }
+    job[n] = 0;
+#define METRIC(name, type, help) printf("# HELP sila_" name " " help "\n# TYPE sila_" name " " type "\n")
+    METRIC("steps_done_total", "counter", "Training steps the last module has finished.");
+    printf("sila_steps_done_total{job=\"%s\"} %llu\n", job, (unsigned long long)s->step);
+    METRIC("steps_planned", "gauge", "Training steps of the whole run.");
+    printf("sila_steps_planned{job=\"%s\"} %llu\n", job, (unsigned long long)s->total_steps);
+    METRIC("epoch", "gauge", "Current epoch, from 1.");
+    printf("sila_epoch{job=\"%s\"} %u\n", job, s->epoch);
+    METRIC("samples_per_second", "gauge", "Training samples per second since the start.");
+    printf("sila_samples_per_second{job=\"%s\"} %.1f\n", job, s->samples_per_s);
+    METRIC("eta_seconds", "gauge", "Estimated seconds left.");
+    printf("sila_eta_seconds{job=\"%s\"} %.0f\n", job, s->eta_s);
+    METRIC("phase", "gauge", "1 for the run's phase.");
+    printf("sila_phase{job=\"%s\",phase=\"%s\"} 1\n", job, phase_name(s->phase));
+    if (s->n_evaluations) {
+        const Sila__Evaluation *e = s->evaluations[s->n_evaluations - 1];
+        METRIC("test_accuracy", "gauge",
+               "Test accuracy of each module's head at the last evaluation (the last module's: the classifier).");
+        for (size_t k = 0; k < e->n_accuracy; k++)
+            printf("sila_test_accuracy{job=\"%s\",module=\"%zu\"} %.6f\n", job, k + 1,
+                   e->accuracy[k]);
+    }
+    static const struct {
+        const char *name, *type, *help;
+    } per[] = {
+        { "module_steps_done_total", "counter", "Training steps the worker's last module has finished." },
+        { "module_loss", "gauge", "Last training loss of the worker's last module." },
+        { "module_train_accuracy", "gauge", "Recent batch accuracy of that module's head." },
+        { "worker_samples_per_second", "gauge", "Samples per second through the worker." },
+        { "worker_busy_ratio", "gauge", "Share of the worker's time spent computing." },
+        { "worker_queue", "gauge", "Batches sent into the pipeline the worker has not finished." },
+        { "worker_peak_rss_bytes", "gauge", "Peak resident memory of the worker." },
+        { "worker_generation", "gauge", "Generation of the worker's modules." },
+        { "worker_last_message_age_seconds", "gauge", "Seconds since the worker's last message." },
+    };
+    for (size_t i = 0; i < sizeof per / sizeof *per; i++) {
+        printf("# HELP sila_%s %s\n# TYPE sila_%s %s\n", per[i].name, per[i].help, per[i].name,
+               per[i].type);
+        for (size_t j = 0; j < ws->n_rows; j++) {
+            const Sila__WorkerRow *w = ws->rows[j];
+            double v[] = { (double)w->step, w->loss, w->accuracy, w->samples_per_s, w->busy,
+                           w->queue, w->peak_rss_mb * 1048576.0, w->generation,
+                           w->last_message_age_s };
+            printf("sila_%s{job=\"%s\",module=\"%u\",modules=\"%u-%u\"} ", per[i].name, job,
+                   w->last_module, w->first_module, w->last_module);
+            if (isfinite(v[i]))
+                printf("%.6g\n", v[i]);
+            else
+                printf("NaN\n");
+        }
+    }
+#undef METRIC
+}
+
 /* Status, then workers, redrawn every second until the run ends. */
 static int watch(const struct rpc_opts *o)
 {
@@ -281,6 +346,28 @@ static int watch(const struct rpc_opts *o)
         if (!tty)
             printf("\n");
     }
+}
+
+static int prometheus(const struct rpc_opts *o)
+{
+    Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
+    Sila__WorkersRequest wr = SILA__WORKERS_REQUEST__INIT;
+    Sila__Request rs = SILA__REQUEST__INIT, rw = SILA__REQUEST__INIT;
+    rs.method_case = SILA__REQUEST__METHOD_STATUS;
+    rs.status = &sr;
+    rw.method_case = SILA__REQUEST__METHOD_WORKERS;
+    rw.workers = &wr;
+    Sila__Reply *s, *w;
+    if (call(o, &rs, &s))
+        return EXIT_FAILURE;
+    if (call(o, &rw, &w)) {
+        sila__reply__free_unpacked(s, NULL);
+        return EXIT_FAILURE;
+    }
+    print_prometheus(s->status, w->workers);
+    sila__reply__free_unpacked(s, NULL);
+    sila__reply__free_unpacked(w, NULL);
+    return EXIT_SUCCESS;
 }
 
 static int one_call(const struct rpc_opts *o)
@@ -350,6 +437,7 @@ int ctl_rpc(int argc, char **argv, const char *connect)
 {
     struct rpc_opts o = { .connect = connect, .timeout_ms = 5000, .cmd = argv[0] };
     static const struct option longopts[] = { { "json", no_argument, NULL, 'j' },
+                                              { "prometheus", no_argument, NULL, 'p' },
                                               { "timeout", required_argument, NULL, 't' },
                                               { "since", required_argument, NULL, 's' },
                                               { 0 } };
@@ -359,6 +447,7 @@ int ctl_rpc(int argc, char **argv, const char *connect)
         char *end;
         switch (ch) {
         case 'j': o.json = 1; break;
+        case 'p': o.prometheus = 1; break;
         case 't': {
             long t = strtol(optarg, &end, 10);
             if (*end || end == optarg || t < 1 || t > 3600) {
@@ -382,5 +471,11 @@ int ctl_rpc(int argc, char **argv, const char *connect)
         fprintf(stderr, "silactl %s: unexpected argument '%s'\n", o.cmd, argv[optind]);
         return 2;
     }
+    if (o.prometheus && strcmp(o.cmd, "metrics") != 0) {
+        fprintf(stderr, "silactl: --prometheus goes with metrics\n");
+        return 2;
+    }
+    if (o.prometheus)
+        return prometheus(&o);
     return strcmp(o.cmd, "watch") == 0 ? watch(&o) : one_call(&o);
 }

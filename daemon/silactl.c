@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ctl_model.h"
+#include "ctl_plot.h"
 #include "ctl_rpc.h"
 #include "rpc.h"
 #include "threads.h"
@@ -18,6 +19,7 @@ static void usage(FILE *f)
                "  status [--json]                         job, phase, progress, ETA, evaluations\n"
                "  workers [--json]                        one row per worker\n"
                "  metrics [--since STEP] [--json]         loss, lr and samples/s per step record\n"
+               "  metrics --prometheus                    status and workers as Prometheus text\n"
                "  watch                                   status and workers, redrawn every second\n"
                "  pause | resume | stop [--json]          stop: finish the batches in flight,\n"
                "                                          save the model, exit\n"
@@ -27,6 +29,8 @@ static void usage(FILE *f)
                "                                          confusion matrix on a test split\n"
                "  inspect MODEL [--json]                  architecture, parameters, provenance,\n"
                "                                          weights_sha256\n"
+               "On a run's metrics.jsonl:\n"
+               "  plot METRICS_LOG -o FILE.png|FILE.svg   loss and accuracy curves (gnuplot)\n"
                "Kernel threads: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else all cores.\n",
             SILA_RPC_DEFAULT);
 }
@@ -60,6 +64,8 @@ int main(int argc, char **argv)
         return ctl_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)
         return ctl_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot") == 0)
+        return ctl_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

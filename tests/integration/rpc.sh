@@ -106,6 +106,11 @@ ctl metrics --json >metrics.json 2>metrics.err
 check "metrics: step records with a loss per module" \
     python3 "$JSONCHECK" metrics metrics.json 4
 
+ctl metrics --prometheus >prom.txt 2>prom.err
+check "prometheus: the run's counters" grep -q '^sila_steps_done_total{job="fmnist-cnn-k4"} [0-9]' prom.txt
+check "prometheus: a busy ratio per worker" \
+    test "$(grep -c '^sila_worker_busy_ratio{job="fmnist-cnn-k4",module="[1-4]"' prom.txt)" = 4
+
 ctl stop >stop.out 2>&1
 check "stop is acknowledged" grep -q "^stopping after step" stop.out
 timeout 120 tail --pid=$silad -f /dev/null
@@ -117,6 +122,10 @@ else
     not_ok "stop: silad saves the model and exits 0 (exit $st)" run.stderr
 fi
 check "the stopped run's model evaluates" "$SILACTL" eval run/model.sila
+"$SILACTL" plot run/metrics.jsonl -o curves.png >plot.out 2>&1
+check "plot draws a PNG of the run's curves" sh -c 'head -c 4 curves.png | grep -q PNG'
+"$SILACTL" plot run/metrics.jsonl -o curves.svg >plot.out 2>&1
+check "plot draws an SVG too" grep -q "<svg" curves.svg
 check "systemd is told READY=1" grep -qx "READY=1" notify.log
 check "systemd's status line shows the epoch and step" \
     grep -q "^STATUS=training, epoch [1-4]/4, step [0-9]*/1200" notify.log
