@@ -1,0 +1,105 @@
+#!/usr/bin/python3
+"""Speed of the distributed mode against the in-process trainer, side by side.
+
+    [SILAD=build/daemon/silad] tests/bench_pipeline.py [--job JOB] [--repeats 3]
+        [--train 12800] [--json out.jsonl]
+
+Runs, alternating and --repeats times each, on one epoch of --train samples:
+  inproc   silad --inproc --threads 2, algorithm local
+  spawn    silad --spawn=2 --threads 1 (modules split in two halves), local
+  spawn-pgl  the same with the job's pgl (P=10, G=1)
+and prints for each the median training samples/s, the ratio to inproc,
+the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
+of the largest worker against the in-process run's, and for pgl the share
+of the workers' time spent in global steps. Each run's figures are printed
+as it ends (and appended to --json as one line).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SILAD = os.environ.get("SILAD", os.path.join(ROOT, "build", "daemon", "silad"))
+
+CONFIGS = {
+    "inproc": (["--inproc", "--threads", "2"], "local"),
+    "spawn": (["--spawn=2", "--threads", "1"], "local"),
+    "spawn-pgl": (["--spawn=2", "--threads", "1"], "pgl"),
+}
+
+
+def run(job, mode, train):
+    args, algo = CONFIGS[mode]
+    with tempfile.TemporaryDirectory() as d:
+        argv = [SILAD, "--job", job, "--out", d, *args, "--set", f"job.algorithm={algo}",
+                "--set", "job.epochs=1", "--set", f"job.train_limit={train}",
+                "--set", "job.test_limit=1000"]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        text = proc.stdout.read().decode(errors="replace")
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            sys.exit(f"{mode} failed:\n{text}")
+        workers = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))
+                   if '"type":"worker"' in l]
+    rate = float(re.findall(r"([\d.]+) samples/s", text)[-1])
+    rec = {"mode": mode, "algorithm": algo, "samples_per_s": rate,
+           "wall_s": round(time.monotonic() - t0, 1),
+           # RUSAGE_CHILDREN of silad's wait: silad itself and its largest child
+           "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+    if workers:
+        rec["busiest"] = max(w["busy"] for w in workers)
+        rec["bytes_per_sample"] = sum(w["bytes_per_sample"] for w in workers)
+        rec["largest_worker_rss_mb"] = max(w["peak_rss_mb"] for w in workers)
+        rec["global_share"] = max(w["global"] for w in workers)
+    return rec
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--job", default=os.path.join(ROOT, "deploy", "jobs", "fmnist-cnn-k4.ini"))
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--train", type=int, default=12800)
+    p.add_argument("--json")
+    a = p.parse_args()
+    results = {m: [] for m in CONFIGS}
+    order = list(CONFIGS)
+    for i in range(a.repeats):
+        for mode in order:
+            rec = run(a.job, mode, a.train)
+            print(json.dumps(rec), flush=True)
+            if a.json:
+                with open(a.json, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            results[mode].append(rec)
+        order.reverse()
+    med = lambda mode, key: statistics.median(r[key] for r in results[mode])
+    base = med("inproc", "samples_per_s")
+    print(f"\n{os.path.basename(a.job)}, 1 epoch of {a.train} samples, median of {a.repeats}:")
+    print("| run | samples/s | / inproc | busiest worker | bytes/sample | peak RSS MB "
+          "| global-step share |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for mode in CONFIGS:
+        rs = results[mode]
+        rate = med(mode, "samples_per_s")
+        if mode == "inproc":
+            print(f"| {mode} --threads 2 | {rate:.0f} | 1.00 | - | - "
+                  f"| {med(mode, 'peak_rss_mb'):.0f} (process) | - |")
+            continue
+        print(f"| {mode} (2 workers x 1 thread) | {rate:.0f} | {rate / base:.2f} "
+              f"| {100 * med(mode, 'busiest'):.0f}% | {med(mode, 'bytes_per_sample'):.0f} "
+              f"| {med(mode, 'largest_worker_rss_mb'):.0f} (largest worker) "
+              f"| {100 * med(mode, 'global_share'):.0f}% |")
+    pgl = med("spawn-pgl", "samples_per_s") / med("spawn", "samples_per_s")
+    print(f"\nPGL (P=10, G=1) over local, distributed: {pgl:.2f}x the samples/s")
+
+
+if __name__ == "__main__":
+    main()
