@@ -2,41 +2,16 @@
 #include "modelfile.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 #include <sodium.h>
-#include <zlib.h>
 
+#include "sealed.h"
 #include "sila.pb-c.h"
 
-#define HEADER_BYTES 24
-#define MAX_FILE_BYTES ((uint64_t)1 << 32) /* 4 GiB: far above any model sila builds */
 static const char MAGIC[8] = { 'S', 'I', 'L', 'A', 'M', 'O', 'D', 'L' };
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int bytes)
-{
-    uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* ---- writing ------------------------------------------------------------- */
 
@@ -87,63 +62,6 @@ static void fill_tensor(Sila__Tensor *pt, const struct sila_tensor *t, const flo
     pt->data = (float *)(sila_tensor_is_buffer(t) ? buffers : params) + t->offset;
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* fsync of the directory holding path, so that a rename into it is durable. */
-static void sync_parent(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == dir)
-        slash[1] = 0;
-    else if (slash)
-        *slash = 0;
-    else
-        snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-/* Writes buf to path through path.tmp.<pid>, fsync, rename, directory fsync. */
-static int write_atomic(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
-{
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-        return sila_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return sila_err_set(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
-    int r = write_all(fd, buf, len);
-    if (r == 0 && fsync(fd) < 0)
-        r = -errno;
-    if (close(fd) < 0 && r == 0)
-        r = -errno;
-    if (r == 0 && rename(tmp, path) < 0)
-        r = -errno;
-    if (r) {
-        unlink(tmp);
-        return sila_err_set(err, r, "%s: cannot write: %s", path, strerror(-r));
-    }
-    sync_parent(path);
-    return 0;
-}
-
 int sila_model_save(const char *path, const struct sila_net *net, const float *params,
                     const float *buffers, const struct sila_model_info *info,
                     struct sila_err *err)
@@ -183,15 +101,11 @@ int sila_model_save(const char *path, const struct sila_net *net, const float *p
     m.tensors = tensor_ptrs;
 
     size_t len = sila__model__get_packed_size(&m);
-    buf = malloc(HEADER_BYTES + len);
+    buf = malloc(SILA_SEALED_HEADER + len);
     if (!buf)
         goto fail;
-    sila__model__pack(&m, buf + HEADER_BYTES);
-    memcpy(buf, MAGIC, sizeof MAGIC);
-    put_le32(buf + 8, SILA_MODEL_FORMAT_VERSION);
-    put_le32(buf + 12, (uint32_t)crc32(0L, buf + HEADER_BYTES, (uInt)len));
-    put_le64(buf + 16, len);
-    r = write_atomic(path, buf, HEADER_BYTES + len, err);
+    sila__model__pack(&m, buf + SILA_SEALED_HEADER);
+    r = sila_sealed_write(path, MAGIC, SILA_MODEL_FORMAT_VERSION, buf, len, err);
 fail:
     if (r == -ENOMEM)
         sila_err_set(err, r, "%s: out of memory while encoding the model", path);
@@ -204,73 +118,6 @@ fail:
 }
 
 /* ---- reading ------------------------------------------------------------- */
-
-/* Reads the whole file (at most MAX_FILE_BYTES) into a malloc'ed buffer. */
-static int read_file(const char *path, uint8_t **ret_buf, size_t *ret_len, struct sila_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sila_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    int r = 0;
-    uint8_t *buf = NULL;
-    if (fstat(fd, &st) < 0) {
-        r = sila_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > MAX_FILE_BYTES) {
-        r = sila_err_set(err, -EINVAL, "%s: not a regular file of at most 4 GiB", path);
-        goto out;
-    }
-    size_t len = (size_t)st.st_size, got = 0;
-    buf = malloc(len ? len : 1);
-    if (!buf) {
-        r = sila_err_set(err, -ENOMEM, "%s: out of memory", path);
-        goto out;
-    }
-    while (got < len) {
-        ssize_t n = read(fd, buf + got, len - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            r = sila_err_set(err, n < 0 ? -errno : -EINVAL, "%s: read failed", path);
-            goto out;
-        }
-        got += (size_t)n;
-    }
-    *ret_buf = buf;
-    *ret_len = len;
-    buf = NULL;
-out:
-    free(buf);
-    close(fd);
-    return r;
-}
-
-static int check_header(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
-{
-    size_t cmp = len < sizeof MAGIC ? len : sizeof MAGIC;
-    if (len == 0 || memcmp(buf, MAGIC, cmp) != 0)
-        return sila_err_set(err, -EINVAL, "%s: not a sila model file (bad magic)", path);
-    if (len < HEADER_BYTES)
-        return sila_err_set(err, -EINVAL, "%s: truncated: %zu bytes, shorter than the %d-byte "
-                            "header", path, len, HEADER_BYTES);
-    uint32_t version = (uint32_t)get_le(buf + 8, 4);
-    if (version != SILA_MODEL_FORMAT_VERSION)
-        return sila_err_set(err, -EINVAL, "%s: model format version %u, this sila reads %u", path,
-                            version, SILA_MODEL_FORMAT_VERSION);
-    uint64_t payload = get_le(buf + 16, 8);
-    if (payload != len - HEADER_BYTES)
-        return sila_err_set(err, -EINVAL,
-                            "%s: truncated or padded: header says %llu payload bytes, file has "
-                            "%zu",
-                            path, (unsigned long long)payload, len - HEADER_BYTES);
-    uint32_t want = (uint32_t)get_le(buf + 12, 4);
-    uint32_t got = (uint32_t)crc32(0L, buf + HEADER_BYTES, (uInt)payload);
-    if (want != got)
-        return sila_err_set(err, -EINVAL, "%s: checksum mismatch (corrupted file)", path);
-    return 0;
-}
 
 static int spec_from_proto(struct sila_layer_spec *s, const Sila__LayerSpec *ps, int i,
                            const char *path, struct sila_err *err)
@@ -393,18 +240,15 @@ int sila_model_load(struct sila_model *m, const char *path, int max_batch, struc
     memset(m, 0, sizeof *m);
     uint8_t *buf = NULL;
     size_t len = 0;
-    int r = read_file(path, &buf, &len, err);
+    int r = sila_sealed_read(path, MAGIC, SILA_MODEL_FORMAT_VERSION, "model", &buf, &len, err);
     if (r)
         return r;
-    Sila__Model *pm = NULL;
-    if ((r = check_header(path, buf, len, err)))
-        goto out;
-    pm = sila__model__unpack(NULL, len - HEADER_BYTES, buf + HEADER_BYTES);
+    Sila__Model *pm = sila__model__unpack(NULL, len, buf + SILA_SEALED_HEADER);
     if (!pm) {
         r = sila_err_set(err, -EINVAL, "%s: payload is not a valid sila.Model message", path);
         goto out;
     }
-    r = model_from_proto(m, pm, len - HEADER_BYTES, max_batch, path, err);
+    r = model_from_proto(m, pm, len, max_batch, path, err);
 out:
     if (pm)
         sila__model__free_unpacked(pm, NULL);
@@ -431,16 +275,8 @@ void sila_weights_sha256(const struct sila_net *net, const float *params, const 
     for (int i = 0; i < sila_net_tensor_count(net); i++) {
         const struct sila_tensor *t = sila_net_tensor(net, i);
         const float *x = (sila_tensor_is_buffer(t) ? buffers : params) + t->offset;
-        uint8_t le[4096];
-        for (size_t j = 0; j < t->n;) {
-            size_t used = 0;
-            for (; j < t->n && used < sizeof le; j++, used += 4) {
-                uint32_t bits;
-                memcpy(&bits, &x[j], sizeof bits);
-                put_le32(le + used, bits);
-            }
-            crypto_hash_sha256_update(&st, le, used);
-        }
+        /* the host is little-endian (frame.c refuses to build otherwise) */
+        crypto_hash_sha256_update(&st, (const unsigned char *)x, sizeof *x * t->n);
     }
     crypto_hash_sha256_final(&st, digest);
     sodium_bin2hex(hex, 65, digest, sizeof digest);
