@@ -16,8 +16,12 @@ static size_t pad4(size_t n)
 /* Floats a message announces as its tail. */
 static uint64_t announced_tail(const Sila__Control *c)
 {
-    if (c->msg_case == SILA__CONTROL__MSG_STATE && c->state)
-        return c->state->params + c->state->buffers;
+    if (c->msg_case == SILA__CONTROL__MSG_STATE && c->state) {
+        const Sila__ModuleState *st = c->state;
+        if (st->params > UINT32_MAX || st->optimizer > UINT32_MAX || st->buffers > UINT32_MAX)
+            return UINT64_MAX; /* no frame is that large: refused below */
+        return st->params + st->optimizer + st->buffers;
+    }
     return 0;
 }
 

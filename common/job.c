@@ -104,6 +104,8 @@ static const struct key job_keys[] = {
     NUM("augment_crop", K_INT, JOB(augment_crop), 0, 16, 0),
     TYPED("augment_flip", K_BOOL, JOB(augment_flip), 0),
     NUM("label_smoothing", K_FLOAT, JOB(label_smoothing), 0, 1, HI_OPEN),
+    NUM("checkpoint_every", K_INT, JOB(checkpoint_every), 0, INF, 0),
+    NUM("checkpoint_minutes", K_FLOAT, JOB(checkpoint_minutes), 0, INF, 0),
 };
 
 static const struct key optim_keys[] = {

@@ -71,6 +71,8 @@ struct sila_job {
     int augment_crop;   /* random-crop padding in pixels, 0 = off */
     bool augment_flip;
     float label_smoothing;
+    int checkpoint_every;     /* steps between checkpoints, 0 = none by count */
+    float checkpoint_minutes; /* minutes between checkpoints, 0 = none by time */
 
     struct sila_optim_cfg optim;
     struct sila_sched_cfg sched; /* lr and shape; step counts filled by the trainer */

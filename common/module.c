@@ -229,3 +229,37 @@ const float *sila_module_eval(struct sila_module *m, const float *x, const int32
     *ret_correct = sila_count_correct(a, labels, B, m->nclasses);
     return z;
 }
+
+struct sila_module_layout sila_module_layout(const struct sila_module *m)
+{
+    size_t nb = m->body_params, nh = m->nparams - nb;
+    size_t nstate = sila_optim_state_floats(&m->optim, nb) + sila_optim_state_floats(&m->optim, nh);
+    size_t hb = m->head ? sila_net_buffer_count(m->head) : 0;
+    return (struct sila_module_layout){ .params = m->nparams,
+                                        .optimizer = nstate * (m->opt_state_global ? 2 : 1),
+                                        .buffers = m->body_buffers + hb,
+                                        .body_params = nb,
+                                        .body_buffers = m->body_buffers };
+}
+
+void sila_module_get_state(const struct sila_module *m, float *state, uint64_t *counters)
+{
+    struct sila_module_layout l = sila_module_layout(m);
+    memcpy(state, m->params, sizeof *state * l.params);
+    memcpy(state + l.params, m->opt_state, sizeof *state * l.optimizer);
+    memcpy(state + l.params + l.optimizer, m->buffers, sizeof *state * l.buffers);
+    counters[0] = m->body_updates[0], counters[1] = m->body_updates[1];
+    counters[2] = m->head_updates[0], counters[3] = m->head_updates[1];
+    memcpy(counters + 4, m->rng.s, sizeof m->rng.s);
+}
+
+void sila_module_set_state(struct sila_module *m, const float *state, const uint64_t *counters)
+{
+    struct sila_module_layout l = sila_module_layout(m);
+    memcpy(m->params, state, sizeof *state * l.params);
+    memcpy(m->opt_state, state + l.params, sizeof *state * l.optimizer);
+    memcpy(m->buffers, state + l.params + l.optimizer, sizeof *state * l.buffers);
+    m->body_updates[0] = counters[0], m->body_updates[1] = counters[1];
+    m->head_updates[0] = counters[2], m->head_updates[1] = counters[3];
+    memcpy(m->rng.s, counters + 4, sizeof m->rng.s);
+}

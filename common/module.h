@@ -53,6 +53,22 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
 /* Frees m and all it owns; NULL is safe. */
 void sila_module_free(struct sila_module *m);
 
+/* The whole state of a module, what it needs to continue exactly: floats
+ * laid out params (body then head) | optimizer state (all sets) | buffers
+ * (body then head), and counters: body and head update counts per state
+ * set, then the RNG's words. */
+#define SILA_MODULE_COUNTERS 8
+struct sila_module_layout {
+    size_t params, optimizer, buffers;   /* floats of each part */
+    size_t body_params, body_buffers;
+};
+struct sila_module_layout sila_module_layout(const struct sila_module *m);
+/* Copies the state into state (params + optimizer + buffers floats) and
+ * counters (SILA_MODULE_COUNTERS). */
+void sila_module_get_state(const struct sila_module *m, float *state, uint64_t *counters);
+/* Restores a state from sila_module_get_state of the same module. */
+void sila_module_set_state(struct sila_module *m, const float *state, const uint64_t *counters);
+
 /* Result of one step on one module. */
 struct sila_step_stats {
     double loss;  /* the module's own loss (aux head, or the network's for the last);

@@ -66,8 +66,7 @@ static void sync_parent(const char *path)
     }
 }
 
-/* Writes buf to path through path.tmp.<pid>, fsync, rename, directory fsync. */
-static int write_atomic(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
+int sila_write_atomic(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
@@ -97,7 +96,7 @@ int sila_sealed_write(const char *path, const char magic[8], uint32_t format, ui
     put_le32(buf + 8, format);
     put_le32(buf + 12, (uint32_t)crc32(0L, buf + HEADER_BYTES, (uInt)len));
     put_le64(buf + 16, len);
-    return write_atomic(path, buf, HEADER_BYTES + len, err);
+    return sila_write_atomic(path, buf, HEADER_BYTES + len, err);
 }
 
 /* Reads the whole file (at most MAX_FILE_BYTES) into a malloc'ed buffer. */

@@ -90,17 +90,41 @@ static int feed_batch(struct coord *c, uint64_t *seq, uint64_t batch, int epoch,
     if (r == 0) {
         (*seq)++;
         atomic_fetch_add(&c->fed, 1);
+        if (phase != SILA_PHASE_EVAL)
+            atomic_store(&c->train_fed, batch + 1);
     }
     return r;
+}
+
+/* At a step boundary (`done` steps fed and, once drained, done): takes a
+ * checkpoint when one is due or asked for, waiting while the loop writes it. */
+static void feed_boundary(struct coord *c, uint64_t done, double *last)
+{
+    bool asked = atomic_exchange(&c->ckpt_requested, false);
+    if (done >= c->feed.plan.total_steps || atomic_load(&c->stopping))
+        return;
+    if (!asked && !ckpt_due(c->job, done, c->feed.plan.total_steps, report_now() - *last))
+        return;
+    atomic_store(&c->ckpt_step, done);
+    uv_async_send(&c->ckpt_async);
+    uv_sem_wait(&c->ckpt_done);
+    *last = report_now();
 }
 
 static int feed_all(struct coord *c, float *x, int32_t *labels)
 {
     const struct sila_plan *pl = &c->feed.plan;
-    uint64_t seq = 0;
-    for (int e = 0; e < c->job->epochs; e++) {
-        for (uint64_t s = 0; s < pl->steps_per_epoch; s++) {
+    uint64_t seq = 0, t0 = c->rep.first_step;
+    double last = report_now();
+    atomic_store(&c->train_fed, t0);
+    for (int e = (int)(t0 / pl->steps_per_epoch); e < c->job->epochs; e++) {
+        uint64_t s0 = (uint64_t)e * pl->steps_per_epoch < t0 ? t0 % pl->steps_per_epoch : 0;
+        for (uint64_t s = s0; s < pl->steps_per_epoch; s++) {
             uint64_t t = (uint64_t)e * pl->steps_per_epoch + s;
+            if (s > s0)
+                feed_boundary(c, t, &last);
+            if (atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
+                return -ECANCELED;
             feed_train_batch(&c->feed, t, x, labels);
             enum sila_phase ph = sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL
                                                               : SILA_PHASE_LOCAL;
@@ -108,8 +132,10 @@ static int feed_all(struct coord *c, float *x, int32_t *labels)
             if (r)
                 return r;
         }
-        if (!sila_plan_evaluates(pl, e))
+        if (!sila_plan_evaluates(pl, e)) {
+            feed_boundary(c, (uint64_t)(e + 1) * pl->steps_per_epoch, &last);
             continue;
+        }
         for (uint32_t i = 0; i < pl->eval_batches; i++) {
             int n = feed_eval_batch(&c->feed, i, x, labels);
             int r = feed_batch(c, &seq, i, e, SILA_PHASE_EVAL, n, x, labels);
@@ -118,6 +144,7 @@ static int feed_all(struct coord *c, float *x, int32_t *labels)
         }
         /* the next epoch's reports must not mix with this evaluation's */
         uv_sem_wait(&c->evaluated);
+        feed_boundary(c, (uint64_t)(e + 1) * pl->steps_per_epoch, &last);
     }
     return 0;
 }
@@ -138,20 +165,37 @@ static void feeder_main(void *arg)
     uv_async_send(&c->feeder_ended);
 }
 
-static void collect(struct coord *c);
+static void collect(struct coord *c, bool for_checkpoint);
 
-/* After a stop request: once the feeder has ended and every module has
- * finished every batch sent, collect the modules. */
+/* Once every module has finished every batch sent: after a stop request
+ * (the feeder has ended), collect the modules for the model; for a pending
+ * checkpoint (the feeder waits), for the checkpoint. */
 static void check_drained(struct coord *c)
 {
-    if (!atomic_load(&c->stop_requested) || !c->feeder_ended_seen || c->collecting ||
-        c->finished)
+    bool stop = atomic_load(&c->stop_requested) && c->feeder_ended_seen;
+    if ((!stop && !c->ckpt_pending) || c->collecting || c->finished)
         return;
     uint64_t fed = atomic_load(&c->fed);
     for (int k = 0; k < c->K; k++)
         if (c->done[k] < fed)
             return;
-    collect(c);
+    collect(c, !stop);
+}
+
+static void on_ckpt_async(uv_async_t *a)
+{
+    struct coord *c = a->data;
+    c->ckpt_pending = true;
+    check_drained(c);
+}
+
+bool coord_request_checkpoint(struct coord *c, uint64_t *ret_step)
+{
+    if (c->finished || c->collecting || !c->started || atomic_load(&c->stop_requested))
+        return false;
+    atomic_store(&c->ckpt_requested, true);
+    *ret_step = atomic_load(&c->train_fed); /* the feeder's next boundary, or the one after */
+    return true;
 }
 
 static void on_feeder_ended(uv_async_t *a)
@@ -203,9 +247,11 @@ static void send_stop(struct coord *c, const char *reason, bool failed)
             peer_send(c->peers[i], &m);
 }
 
-static void collect(struct coord *c)
+/* Asks every module for its whole state, for a checkpoint or for the end. */
+static void collect(struct coord *c, bool for_checkpoint)
 {
     c->collecting = true;
+    c->collect_for_checkpoint = for_checkpoint;
     for (int k = 0; k < c->K; k++) {
         Sila__Collect col = SILA__COLLECT__INIT;
         col.module = (uint32_t)k + 1;
@@ -239,7 +285,7 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     uv_sem_post(&c->evaluated);
     c->evaluations_done++;
     if (--c->evaluations_left == 0 && !c->collecting)
-        collect(c);
+        collect(c, false);
 }
 
 static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
@@ -284,9 +330,12 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
 static void save_and_stop(struct coord *c)
 {
     struct body_state bodies[SILA_MAX_MODULES];
-    for (int k = 0; k < c->K; k++)
-        bodies[k] = (struct body_state){ c->state[k], c->body_params[k],
-                                         c->state[k] + c->body_params[k], c->body_buffers[k] };
+    for (int k = 0; k < c->K; k++) {
+        const struct ckpt_module *m = &c->collected[k];
+        bodies[k] = (struct body_state){ m->state, m->layout.body_params,
+                                         m->state + m->layout.params + m->layout.optimizer,
+                                         m->layout.body_buffers };
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.sila", c->out_dir);
     double acc = c->accuracy[c->K - 1];
@@ -301,29 +350,64 @@ static void save_and_stop(struct coord *c)
     finish(c, 0);
 }
 
+/* Writes the collected states as a checkpoint and lets the feeder go on. */
+static void write_checkpoint(struct coord *c)
+{
+    uint64_t step = atomic_load(&c->ckpt_step);
+    struct ckpt ck = { .step = step, .metrics_bytes = report_metrics_bytes(&c->rep),
+                       .evals = c->rep.evals, .nevals = c->rep.nevals, .K = c->K };
+    /* the feeder waits: its augmentation RNG is at the boundary */
+    memcpy(ck.aug_rng, c->feed.aug_rng.s, sizeof ck.aug_rng);
+    memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
+    char path[4200];
+    struct sila_err e;
+    if (ckpt_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
+        report_checkpoint(&c->rep, path, step);
+        snprintf(c->last_checkpoint, sizeof c->last_checkpoint, "%s", path);
+    }
+    else
+        fprintf(stderr, "silad: checkpoint after step %llu not written: %s\n",
+                (unsigned long long)step, e.msg);
+    for (int k = 0; k < c->K; k++) {
+        free(c->collected[k].state);
+        c->collected[k].state = NULL;
+    }
+    c->states = 0;
+    c->collecting = false;
+    c->ckpt_pending = false;
+    uv_sem_post(&c->ckpt_done);
+}
+
 static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *st,
                      const float *tail)
 {
     int k = (int)st->module - 1;
-    if (k < p->first || k > p->last || c->state[k] || st->params != c->body_params[k] ||
-        st->buffers != c->body_buffers[k]) {
-        fail(c, -EPROTO, "module %u sent a state of %llu parameters and %llu buffers, "
-             "expected module %d-%d with %zu and %zu", st->module,
-             (unsigned long long)st->params, (unsigned long long)st->buffers, p->first + 1,
-             p->last + 1, k >= 0 && k < c->K ? c->body_params[k] : 0,
-             k >= 0 && k < c->K ? c->body_buffers[k] : 0);
+    if (!c->collecting || k < p->first || k > p->last || c->collected[k].state ||
+        st->body_params != c->body_params[k] || st->body_buffers != c->body_buffers[k] ||
+        st->n_counters != SILA_MODULE_COUNTERS) {
+        char mods[32];
+        fail(c, -EPROTO, "the worker for %s sent an unexpected or inconsistent state of module %u",
+             sila_modules_text(p->first, p->last, mods, sizeof mods), st->module);
         return;
     }
-    size_t n = st->params + st->buffers;
-    c->state[k] = malloc(sizeof *tail * (n + 1));
-    if (!c->state[k]) {
+    struct ckpt_module *m = &c->collected[k];
+    m->layout = (struct sila_module_layout){ st->params, st->optimizer, st->buffers,
+                                             st->body_params, st->body_buffers };
+    size_t n = st->params + st->optimizer + st->buffers;
+    m->state = malloc(sizeof *tail * (n + 1));
+    if (!m->state) {
         fail(c, -ENOMEM, "out of memory for module %d's state", k + 1);
         return;
     }
-    memcpy(c->state[k], tail, sizeof *tail * n);
+    memcpy(m->state, tail, sizeof *tail * n);
+    memcpy(m->counters, st->counters, sizeof m->counters);
     p->summary = (struct worker_summary){ p->first, p->last, st->active_s, st->busy_s,
                                           st->global_s, st->bytes_out, st->peak_rss_kb };
-    if (++c->states == c->K)
+    if (++c->states < c->K)
+        return;
+    if (c->collect_for_checkpoint)
+        write_checkpoint(c);
+    else
         save_and_stop(c);
 }
 
@@ -539,9 +623,43 @@ static void on_rdv_readable(uv_poll_t *h, int status, int events)
 
 /* ---- the run ---- */
 
+/* Sends every module its state from the checkpoint being resumed. */
+static int restore_modules(struct coord *c)
+{
+    for (int k = 0; k < c->K; k++) {
+        const struct ckpt_module *m = &c->resume_from.mods[k];
+        Sila__ModuleState st = SILA__MODULE_STATE__INIT;
+        st.module = (uint32_t)k + 1;
+        st.params = m->layout.params;
+        st.optimizer = m->layout.optimizer;
+        st.buffers = m->layout.buffers;
+        st.body_params = m->layout.body_params;
+        st.body_buffers = m->layout.body_buffers;
+        st.counters = (uint64_t *)m->counters;
+        st.n_counters = SILA_MODULE_COUNTERS;
+        Sila__Control msg = SILA__CONTROL__INIT;
+        msg.msg_case = SILA__CONTROL__MSG_STATE;
+        msg.state = &st;
+        struct sila_err e;
+        int r = sila_ctl_send(&c->peers[c->owner[k]]->ctl, &msg, m->state,
+                              m->layout.params + m->layout.optimizer + m->layout.buffers, -1, &e);
+        if (r)
+            return sila_err_set(c->err, r, "restoring module %d: %s", k + 1, e.msg);
+    }
+    return 0;
+}
+
 static void start_run(struct coord *c)
 {
     char url[SILA_URL_MAX + 64];
+    if (c->o->resume) {
+        int r = restore_modules(c);
+        ckpt_free(&c->resume_from); /* the evaluations live on in the report */
+        if (r) {
+            finish(c, r);
+            return;
+        }
+    }
     for (int i = 0; i < c->npeers; i++) {
         struct peer *p = c->peers[i];
         Sila__Start st = SILA__START__INIT;
@@ -644,6 +762,7 @@ static void finish(struct coord *c, int status)
         uv_sem_post(&c->credits);
         uv_sem_post(&c->evaluated);
     }
+    uv_sem_post(&c->ckpt_done);
     send_stop(c, status ? c->err->msg : "finished", status != 0);
     if (c->feeder_running)
         uv_thread_join(&c->feeder);
@@ -656,8 +775,10 @@ static void finish(struct coord *c, int status)
     close_handle((uv_handle_t *)&c->sigint);
     close_handle((uv_handle_t *)&c->sigterm);
     close_handle((uv_handle_t *)&c->watchdog);
-    if (c->async_open)
+    if (c->async_open) {
         close_handle((uv_handle_t *)&c->feeder_ended);
+        close_handle((uv_handle_t *)&c->ckpt_async);
+    }
     if (c->rpc_open)
         rpc_close(&c->rpc);
     c->rpc_open = false;
@@ -725,7 +846,7 @@ static int spawn_workers(struct coord *c)
         snprintf(mods, sizeof mods, "%d-%d", ch->first + 1, ch->last + 1);
         snprintf(thr, sizeof thr, "%d", threads);
         char *args[] = { exe, "--module", mods, "--connect", c->base_url, "--threads", thr,
-                         "--join-timeout", "60", NULL };
+                         "--join-timeout", "60", "--exit-with-parent", NULL };
         uv_stdio_container_t stdio[3] = {
             { .flags = UV_IGNORE }, { .flags = UV_INHERIT_FD, .data.fd = 1 },
             { .flags = UV_INHERIT_FD, .data.fd = 2 } };
@@ -786,10 +907,12 @@ static int open_loop(struct coord *c)
     int r;
     if ((r = uv_signal_init(&c->loop, &c->sigint)) || (r = uv_signal_init(&c->loop, &c->sigterm)) ||
         (r = uv_timer_init(&c->loop, &c->watchdog)) ||
-        (r = uv_async_init(&c->loop, &c->feeder_ended, on_feeder_ended)))
+        (r = uv_async_init(&c->loop, &c->feeder_ended, on_feeder_ended)) ||
+        (r = uv_async_init(&c->loop, &c->ckpt_async, on_ckpt_async)))
         return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
     c->async_open = true;
     c->sigint.data = c->sigterm.data = c->watchdog.data = c->feeder_ended.data = c;
+    c->ckpt_async.data = c;
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
     uv_timer_start(&c->watchdog, on_watchdog, 5000, 5000);
@@ -820,7 +943,9 @@ static void cleanup(struct coord *c)
         free(c->peers[i]);
     }
     for (int k = 0; k < c->K; k++)
-        free(c->state[k]);
+        free(c->collected[k].state);
+    ckpt_free(&c->resume_from);
+    uv_sem_destroy(&c->ckpt_done);
     sila_link_close(&c->data);
     sila_link_close(&c->rdv);
     uv_sem_destroy(&c->credits);
@@ -843,6 +968,27 @@ static void cleanup(struct coord *c)
     }
 }
 
+/* --resume: the newest checkpoint in the output directory, for the report
+ * (rr), the feeder (augmentation RNG) and, at the start, the workers. */
+static int take_checkpoint(struct coord *c, struct report_resume *rr)
+{
+    char path[4200];
+    int r = ckpt_read_latest(c->out_dir, c->job, &c->resume_from, path, sizeof path, c->err);
+    if (r)
+        return r;
+    for (int k = 0; k < c->K; k++)
+        if (c->resume_from.mods[k].layout.body_params != c->body_params[k] ||
+            c->resume_from.mods[k].layout.body_buffers != c->body_buffers[k])
+            return sila_err_set(c->err, -EINVAL, "%s: module %d does not fit the job", path,
+                                k + 1);
+    memcpy(c->feed.aug_rng.s, c->resume_from.aug_rng, sizeof c->resume_from.aug_rng);
+    *rr = (struct report_resume){ c->resume_from.metrics_bytes, c->resume_from.step,
+                                  c->resume_from.evals, c->resume_from.nevals };
+    printf("resuming from %s: %llu steps done\n", path,
+           (unsigned long long)c->resume_from.step);
+    return 0;
+}
+
 int train_distributed(const struct sila_job *job, const char *out_dir,
                       const struct coord_options *o, struct sila_err *err)
 {
@@ -856,14 +1002,23 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
     c->data.sock = c->rdv.sock = -1;
     uv_sem_init(&c->credits, (unsigned)o->window);
     uv_sem_init(&c->evaluated, 0);
+    uv_sem_init(&c->ckpt_done, 0);
     uv_loop_init(&c->loop);
     c->loop.data = c;
     int r = feed_open(&c->feed, job, err);
-    if (r == 0 && (r = plan_bodies(c)) == 0 && (r = choose_base(c)) == 0)
-        r = report_open(&c->rep, out_dir, c->K, job->epochs, c->feed.plan.steps_per_epoch, err);
+    struct report_resume rr;
+    if (r == 0 && (r = plan_bodies(c)) == 0 && (r = choose_base(c)) == 0 &&
+        (!o->resume || (r = take_checkpoint(c, &rr)) == 0))
+        r = report_open(&c->rep, out_dir, c->K, job->epochs, c->feed.plan.steps_per_epoch,
+                        o->resume ? &rr : NULL, err);
     c->rep_open = r == 0;
-    for (int e = 0; e < job->epochs; e++)
-        c->evaluations_left += sila_plan_evaluates(&c->feed.plan, e);
+    const struct sila_plan *pl = &c->feed.plan;
+    c->steps_done = c->rep.first_step;
+    c->evaluations_done = (int)c->rep.nevals;
+    if (c->rep.nevals)
+        memcpy(c->accuracy, c->rep.evals[c->rep.nevals - 1].accuracy, sizeof c->accuracy);
+    for (int e = (int)(c->rep.first_step / pl->steps_per_epoch); e < job->epochs; e++)
+        c->evaluations_left += sila_plan_evaluates(pl, e);
     if (r == 0)
         r = open_loop(c);
     if (r == 0 && o->spawn)

@@ -20,6 +20,7 @@ struct coord_options {
     int window;         /* training and test batches in the pipeline at most */
     const char *rpc;    /* where to serve the RPC, NULL: nowhere */
     bool rpc_explicit;  /* asked for by the user: failing to serve it is an error */
+    bool resume;        /* continue from the newest checkpoint in the output directory */
 };
 
 /* Trains job over workers, writing out_dir/model.sila and

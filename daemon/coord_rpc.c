@@ -61,6 +61,7 @@ static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
     st->evaluations = evaluations(rpc, rep, c->K, &st->n_evaluations);
     if (c->phase == SILA__RUN_PHASE__FAILED)
         st->failure = rpc_strdup(rpc, c->err->msg);
+    st->last_checkpoint = rpc_strdup(rpc, c->last_checkpoint);
     reply->result_case = SILA__REPLY__RESULT_STATUS;
     reply->status = st;
 }
@@ -167,7 +168,7 @@ static bool running(const struct coord *c)
 void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply)
 {
     struct coord *c = ctx;
-    char msg[160];
+    char msg[4400];
     switch (req->method_case) {
     case SILA__REQUEST__METHOD_STATUS: status(c, rpc, reply); break;
     case SILA__REQUEST__METHOD_WORKERS: workers(c, rpc, reply); break;
@@ -185,6 +186,18 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
                  was == pause ? (pause ? " (it was paused)" : " (it was running)") : "");
         printf("%s by an RPC request\n", msg);
         fflush(stdout);
+        ack(rpc, reply, msg);
+        break;
+    }
+    case SILA__REQUEST__METHOD_CHECKPOINT: {
+        uint64_t step;
+        if (!coord_request_checkpoint(c, &step)) {
+            reply->error = rpc_strdup(rpc, "the run is not training");
+            return;
+        }
+        snprintf(msg, sizeof msg, "checkpoint at the next step boundary: %s/checkpoints/"
+                 "step-%010llu.ckpt, or the step after (status shows the newest)",
+                 c->out_dir, (unsigned long long)step);
         ack(rpc, reply, msg);
         break;
     }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "checkpoint.h"
 #include "coord.h"
 #include "endpoint.h"
 #include "feed.h"
@@ -75,6 +76,7 @@ struct coord {
     atomic_bool paused;         /* the feeder waits before its next batch */
     atomic_bool stop_requested; /* the feeder sends no more batches */
     atomic_uint_fast64_t fed;   /* batches the feeder has sent */
+    atomic_uint_fast64_t train_fed; /* training steps among them (with the resumed ones) */
     int feed_status;            /* set by the feeder before feeder_ended */
     char feed_error[512];
     uv_async_t feeder_ended;
@@ -93,8 +95,19 @@ struct coord {
     double accuracy[SILA_MAX_MODULES];
     int evaluations_left, evaluations_done;
     double last_report;
-    float *state[SILA_MAX_MODULES]; /* owned: body params | buffers, collected at the end */
+    /* module states being collected, for a checkpoint or the end (owned) */
+    struct ckpt_module collected[SILA_MAX_MODULES];
     int states;
+    bool collect_for_checkpoint;
+    /* checkpoints: the feeder asks at a step boundary and waits */
+    uv_async_t ckpt_async;
+    bool ckpt_async_open;
+    uv_sem_t ckpt_done;
+    atomic_bool ckpt_requested;     /* by the RPC: at the next boundary */
+    atomic_uint_fast64_t ckpt_step; /* the boundary the feeder waits at */
+    bool ckpt_pending;              /* the loop drains for it */
+    struct ckpt resume_from;        /* with --resume: the checkpoint, until the start */
+    char last_checkpoint[4200];     /* path of the newest one written, "" before */
 
     struct child children[SILA_MAX_MODULES];
     int nchildren;
@@ -110,5 +123,8 @@ rpc_handler coord_rpc_handle;
 /* Asks the run to stop after the batches in flight and save the model.
  * Returns false when it is not running. */
 bool coord_request_stop(struct coord *c);
+/* Asks for a checkpoint at the next step boundary; the step it will be
+ * taken after goes to *ret_step. Returns false when it is not running. */
+bool coord_request_checkpoint(struct coord *c, uint64_t *ret_step);
 
 #endif

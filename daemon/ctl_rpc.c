@@ -136,6 +136,8 @@ static void print_status_json(const Sila__Status *s)
         printf(",\"failure\":");
         json_str(s->failure);
     }
+    printf(",\"last_checkpoint\":");
+    json_str(s->last_checkpoint);
     printf("}\n");
 }
 
@@ -173,6 +175,8 @@ static void print_status_text(const Sila__Status *s)
             printf(" classifier %.2f%%", 100.0 * e->accuracy[e->n_accuracy - 1]);
         printf("\n");
     }
+    if (*s->last_checkpoint)
+        printf("last checkpoint: %s\n", s->last_checkpoint);
     if (*s->failure)
         printf("failed: %s\n", s->failure);
 }
@@ -379,6 +383,7 @@ static int one_call(const struct rpc_opts *o)
     Sila__PauseRequest pr = SILA__PAUSE_REQUEST__INIT;
     Sila__ResumeRequest rr = SILA__RESUME_REQUEST__INIT;
     Sila__StopRequest st = SILA__STOP_REQUEST__INIT;
+    Sila__CheckpointRequest cr = SILA__CHECKPOINT_REQUEST__INIT;
     const char *c = o->cmd;
     if (strcmp(c, "status") == 0)
         req.method_case = SILA__REQUEST__METHOD_STATUS, req.status = &sr;
@@ -390,6 +395,8 @@ static int one_call(const struct rpc_opts *o)
         req.method_case = SILA__REQUEST__METHOD_PAUSE, req.pause = &pr;
     else if (strcmp(c, "resume") == 0)
         req.method_case = SILA__REQUEST__METHOD_RESUME, req.resume = &rr;
+    else if (strcmp(c, "checkpoint") == 0)
+        req.method_case = SILA__REQUEST__METHOD_CHECKPOINT, req.checkpoint = &cr;
     else
         req.method_case = SILA__REQUEST__METHOD_STOP, req.stop = &st;
     Sila__Reply *rep;
@@ -426,7 +433,7 @@ static int one_call(const struct rpc_opts *o)
 bool ctl_rpc_command(const char *cmd)
 {
     static const char *const cmds[] = { "status", "workers", "metrics", "watch",
-                                        "pause",  "resume",  "stop" };
+                                        "pause",  "resume",  "checkpoint", "stop" };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(cmd, cmds[i]) == 0)
             return true;

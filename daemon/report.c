@@ -37,8 +37,11 @@ static int make_dir(const char *dir, struct sila_err *err)
     }
 }
 
+static bool grow(void **arr, size_t *cap, size_t n, size_t size);
+
 int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
-                uint64_t steps_per_epoch, struct sila_err *err)
+                uint64_t steps_per_epoch, const struct report_resume *resume,
+                struct sila_err *err)
 {
     memset(r, 0, sizeof *r);
     int rc = make_dir(out_dir, err);
@@ -46,9 +49,19 @@ int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
         return rc;
     char path[4096];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
-    r->metrics = fopen(path, "w");
+    r->metrics = fopen(path, resume ? "r+" : "w");
     if (!r->metrics)
-        return sila_err_set(err, -errno, "%s: cannot create: %s", path, strerror(errno));
+        return sila_err_set(err, -errno, "%s: cannot %s: %s", path, resume ? "open" : "create",
+                            strerror(errno));
+    if (resume) {
+        if (ftruncate(fileno(r->metrics), (off_t)resume->metrics_bytes) < 0 ||
+            fseek(r->metrics, 0, SEEK_END) < 0)
+            return sila_err_set(err, -errno, "%s: cannot cut back: %s", path, strerror(errno));
+        r->step = r->first_step = resume->step;
+        for (size_t i = 0; i < resume->nevals; i++)
+            if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals))
+                r->evals[r->nevals++] = resume->evals[i];
+    }
     r->tty = isatty(STDOUT_FILENO);
     r->nmodules = nmodules;
     r->epochs = epochs;
@@ -94,8 +107,8 @@ double report_eta(const struct report *r)
 {
     double rate = report_rate(r);
     uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
-    uint64_t left = total > r->step ? total - r->step : 0;
-    return rate > 0 && r->step ? (double)left * ((double)r->samples / r->step) / rate : 0.0;
+    uint64_t left = total > r->step ? total - r->step : 0, done = r->step - r->first_step;
+    return rate > 0 && done ? (double)left * ((double)r->samples / done) / rate : 0.0;
 }
 
 void report_step_loss(struct report *r, int k, double loss)
@@ -260,4 +273,18 @@ void report_worker(struct report *r, const struct worker_summary *w, uint64_t sa
             w->first + 1, w->last + 1, w->active_s, busy, global, per_sample,
             w->peak_rss_kb / 1024.0);
     fflush(r->metrics);
+}
+
+uint64_t report_metrics_bytes(struct report *r)
+{
+    fflush(r->metrics);
+    long n = ftell(r->metrics);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
+void report_checkpoint(struct report *r, const char *path, uint64_t done)
+{
+    (void)r;
+    printf("checkpoint after step %llu: %s\n", (unsigned long long)done, path);
+    fflush(stdout);
 }

@@ -46,6 +46,7 @@ struct report {
     struct loss_window print_win; /* since the last printed line */
     struct loss_window log_win;   /* since the last metrics record */
     uint64_t step;       /* steps done */
+    uint64_t first_step; /* steps done when this process started (resumed runs) */
     /* the records written to metrics.jsonl, kept (owned, growing arrays) */
     struct report_point *points;
     size_t npoints, points_cap;
@@ -53,10 +54,24 @@ struct report {
     size_t nevals, evals_cap;
 };
 
+/* Where a resumed run takes up its report: metrics.jsonl is cut back to
+ * metrics_bytes, the step count and evaluations are those of the checkpoint. */
+struct report_resume {
+    uint64_t metrics_bytes;
+    uint64_t step;
+    const struct report_eval *evals;
+    size_t nevals;
+};
+
 /* Creates out_dir (and its parents) and out_dir/metrics.jsonl, truncating
- * it. Returns 0 or -errno with err naming the path. */
+ * it, or with resume cutting it back to where the checkpoint was taken.
+ * Returns 0 or -errno with err naming the path. */
 int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
-                uint64_t steps_per_epoch, struct sila_err *err);
+                uint64_t steps_per_epoch, const struct report_resume *resume,
+                struct sila_err *err);
+
+/* Bytes written to metrics.jsonl so far (flushed), for a checkpoint. */
+uint64_t report_metrics_bytes(struct report *r);
 void report_close(struct report *r);
 
 double report_now(void);
@@ -81,6 +96,9 @@ struct worker_summary {
 /* Prints a worker's summary and appends it to the metrics as a "worker"
  * record; samples: training and test samples its first module took in. */
 void report_worker(struct report *r, const struct worker_summary *w, uint64_t samples);
+
+/* Prints that a checkpoint of `done` steps was written to path. */
+void report_checkpoint(struct report *r, const char *path, uint64_t done);
 
 /* Prints where the model went and its accuracy (NaN: not evaluated). */
 void report_saved(struct report *r, const char *path, double accuracy);

@@ -45,6 +45,7 @@ static bool is_control(const Sila__Request *req)
 {
     return req->method_case == SILA__REQUEST__METHOD_PAUSE ||
            req->method_case == SILA__REQUEST__METHOD_RESUME ||
+           req->method_case == SILA__REQUEST__METHOD_CHECKPOINT ||
            req->method_case == SILA__REQUEST__METHOD_STOP;
 }
 

@@ -26,6 +26,8 @@ static void usage(FILE *f)
                "                 training a consecutive range of modules\n"
                "  --inproc       train every module in this process\n"
                "  --window W     batches in the pipeline at most (default %d)\n"
+               "  --resume[=DIR] continue the run in DIR (default: its --out directory) from\n"
+               "                 its newest checkpoint, with the same job and --set options\n"
                "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
                "  --out DIR      where model.sila and metrics.jsonl go "
                "(default: runs/<job name>)\n"
@@ -47,6 +49,8 @@ struct options {
     int spawn;
     int window;
     const char *rpc;
+    int resume;
+    const char *resume_dir;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -59,6 +63,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "inproc", no_argument, NULL, 'i' },        { "help", no_argument, NULL, 'h' },
         { "listen", required_argument, NULL, 'l' },  { "spawn", optional_argument, NULL, 'S' },
         { "window", required_argument, NULL, 'w' },  { "rpc", required_argument, NULL, 'r' },
+        { "resume", optional_argument, NULL, 'R' },
         { "version", no_argument, NULL, 'V' },       { 0 },
     };
     int c;
@@ -70,6 +75,10 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'i': o->inproc = 1; break;
         case 'l': o->listen = optarg; break;
         case 'r': o->rpc = optarg; break;
+        case 'R':
+            o->resume = 1;
+            o->resume_dir = optarg;
+            break;
         case 'S': {
             long n = optarg ? strtol(optarg, &end, 10) : SILA_MAX_MODULES;
             if (optarg && (*end || end == optarg || n < 1 || n > SILA_MAX_MODULES)) {
@@ -110,10 +119,19 @@ static int parse_args(int argc, char **argv, struct options *o)
         default: usage(stderr); return -1;
         }
     }
+    if (o->resume && !o->resume_dir && optind + 1 == argc)
+        o->resume_dir = argv[optind++]; /* --resume DIR */
     if (optind < argc) {
         fprintf(stderr, "silad: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
+    if (o->resume_dir && o->out && strcmp(o->resume_dir, o->out) != 0) {
+        fprintf(stderr, "silad: --resume %s and --out %s name different runs\n", o->resume_dir,
+                o->out);
+        return -1;
+    }
+    if (o->resume_dir)
+        o->out = o->resume_dir;
     if (!o->job) {
         fprintf(stderr, "silad: --job FILE is required\n");
         usage(stderr);
@@ -147,12 +165,12 @@ int main(int argc, char **argv)
     if (!o.out)
         snprintf(out, sizeof out, "runs/%s", job.name);
     if (o.inproc) {
-        r = train_inproc(&job, out, &err);
+        r = train_inproc(&job, out, o.resume, &err);
     } else {
         struct coord_options co = { .listen = o.listen, .spawn = o.spawn, .threads = o.threads,
                                     .cores = threads, .window = o.window,
                                     .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
-                                    .rpc_explicit = o.rpc != NULL };
+                                    .rpc_explicit = o.rpc != NULL, .resume = o.resume };
         if (o.rpc && strcmp(o.rpc, "none") == 0)
             co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);

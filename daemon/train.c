@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "checkpoint.h"
 #include "feed.h"
 #include "module.h"
 #include "reassemble.h"
@@ -21,6 +23,8 @@ struct trainer {
     int32_t *labels;     /* (batch) */
     float *din[SILA_MAX_MODULES]; /* global steps: d(loss)/d(input of module k), k >= 1 */
     struct report rep;
+    const char *out_dir;
+    double last_checkpoint;       /* report_now() of the last one, or of the start */
 };
 
 static void local_step(struct trainer *tr, int B, float lr)
@@ -70,11 +74,45 @@ static void evaluate(struct trainer *tr, double *accuracy)
         accuracy[k] = ntest ? (double)correct[k] / ntest : 0.0;
 }
 
-static void train_epoch(struct trainer *tr, int epoch)
+static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
+{
+    struct ckpt c = { .step = done, .metrics_bytes = report_metrics_bytes(&tr->rep),
+                      .evals = tr->rep.evals, .nevals = tr->rep.nevals, .K = tr->K };
+    memcpy(c.aug_rng, tr->feed.aug_rng.s, sizeof c.aug_rng);
+    int r = 0;
+    for (int k = 0; k < tr->K && r == 0; k++) {
+        struct ckpt_module *m = &c.mods[k];
+        m->layout = sila_module_layout(tr->mods[k]);
+        m->state = malloc(sizeof *m->state *
+                          (m->layout.params + m->layout.optimizer + m->layout.buffers + 1));
+        if (!m->state)
+            r = sila_err_set(err, -ENOMEM, "out of memory for a checkpoint");
+        else
+            sila_module_get_state(tr->mods[k], m->state, m->counters);
+    }
+    char path[4200];
+    if (r == 0 && (r = ckpt_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0)
+        report_checkpoint(&tr->rep, path, done);
+    for (int k = 0; k < tr->K; k++)
+        free(c.mods[k].state);
+    tr->last_checkpoint = report_now();
+    return r;
+}
+
+static int maybe_checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
+{
+    const struct sila_plan *plan = &tr->feed.plan;
+    if (!ckpt_due(tr->job, done, plan->total_steps, report_now() - tr->last_checkpoint))
+        return 0;
+    return checkpoint(tr, done, err);
+}
+
+/* Trains steps [first, end of epoch) of epoch; checkpoints within it. */
+static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sila_err *err)
 {
     const struct sila_plan *plan = &tr->feed.plan;
     int B = tr->job->batch;
-    for (uint64_t s = 0; s < plan->steps_per_epoch; s++) {
+    for (uint64_t s = first; s < plan->steps_per_epoch; s++) {
         uint64_t t = (uint64_t)epoch * plan->steps_per_epoch + s;
         feed_train_batch(&tr->feed, t, tr->x, tr->labels);
         float lr = sila_plan_lr(plan, t);
@@ -84,7 +122,32 @@ static void train_epoch(struct trainer *tr, int epoch)
         else
             local_step(tr, B, lr);
         report_step(&tr->rep, epoch, s, B, lr, global);
+        int r;
+        if (s + 1 < plan->steps_per_epoch && (r = maybe_checkpoint(tr, t + 1, err)))
+            return r;
     }
+    return 0;
+}
+
+/* Takes up the newest checkpoint under out_dir: modules, augmentation RNG;
+ * fills the report's resume point and *ret_step. */
+static int resume(struct trainer *tr, struct ckpt *c, struct report_resume *rr,
+                  struct sila_err *err)
+{
+    char path[4200];
+    int r = ckpt_read_latest(tr->out_dir, tr->job, c, path, sizeof path, err);
+    if (r)
+        return r;
+    for (int k = 0; k < tr->K; k++) {
+        struct sila_module_layout l = sila_module_layout(tr->mods[k]);
+        if ((r = ckpt_check_module(c, k, &l, err)))
+            return r;
+        sila_module_set_state(tr->mods[k], c->mods[k].state, c->mods[k].counters);
+    }
+    memcpy(tr->feed.aug_rng.s, c->aug_rng, sizeof c->aug_rng);
+    *rr = (struct report_resume){ c->metrics_bytes, c->step, c->evals, c->nevals };
+    printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->step);
+    return 0;
 }
 
 static int build_modules(struct trainer *tr, struct sila_err *err)
@@ -132,35 +195,51 @@ static int save_model(struct trainer *tr, const char *path, double accuracy, str
     return reassemble_save(tr->job, bodies, path, accuracy, err);
 }
 
-static int run(struct trainer *tr, const char *out_dir, struct sila_err *err)
+static int run(struct trainer *tr, bool resuming, struct sila_err *err)
 {
     const struct sila_job *job = tr->job;
     const struct sila_plan *plan = &tr->feed.plan;
+    struct ckpt c = { 0 };
+    struct report_resume rr = { 0 };
     int r;
     if ((r = feed_open(&tr->feed, job, err)) || (r = build_modules(tr, err)) ||
-        (r = report_open(&tr->rep, out_dir, tr->K, job->epochs, plan->steps_per_epoch, err)))
+        (resuming && (r = resume(tr, &c, &rr, err))) ||
+        (r = report_open(&tr->rep, tr->out_dir, tr->K, job->epochs, plan->steps_per_epoch,
+                         resuming ? &rr : NULL, err))) {
+        ckpt_free(&c);
         return r;
+    }
+    ckpt_free(&c);
     report_start(&tr->rep, job, plan, "in process");
+    tr->last_checkpoint = report_now();
     double accuracy[SILA_MAX_MODULES] = { 0 };
-    for (int e = 0; e < job->epochs; e++) {
-        train_epoch(tr, e);
+    if (tr->rep.nevals)
+        memcpy(accuracy, tr->rep.evals[tr->rep.nevals - 1].accuracy, sizeof accuracy);
+    uint64_t t0 = tr->rep.first_step;
+    for (int e = (int)(t0 / plan->steps_per_epoch); e < job->epochs; e++) {
+        uint64_t first = (uint64_t)e * plan->steps_per_epoch < t0 ? t0 % plan->steps_per_epoch : 0;
+        if ((r = train_epoch(tr, e, first, err)))
+            return r;
         if (sila_plan_evaluates(plan, e)) {
             evaluate(tr, accuracy);
             report_eval(&tr->rep, e, (uint64_t)(e + 1) * plan->steps_per_epoch, accuracy);
         }
+        if ((r = maybe_checkpoint(tr, (uint64_t)(e + 1) * plan->steps_per_epoch, err)))
+            return r;
     }
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.sila", out_dir);
+    snprintf(path, sizeof path, "%s/model.sila", tr->out_dir);
     if ((r = save_model(tr, path, accuracy[tr->K - 1], err)))
         return r;
     report_saved(&tr->rep, path, accuracy[tr->K - 1]);
     return 0;
 }
 
-int train_inproc(const struct sila_job *job, const char *out_dir, struct sila_err *err)
+int train_inproc(const struct sila_job *job, const char *out_dir, bool resume,
+                 struct sila_err *err)
 {
-    struct trainer tr = { .job = job };
-    int r = run(&tr, out_dir, err);
+    struct trainer tr = { .job = job, .out_dir = out_dir };
+    int r = run(&tr, resume, err);
     trainer_fini(&tr);
     return r;
 }

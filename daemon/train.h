@@ -4,12 +4,16 @@
 #ifndef SILA_TRAIN_H
 #define SILA_TRAIN_H
 
+#include <stdbool.h>
+
 #include "err.h"
 #include "job.h"
 
-/* Trains job, writing out_dir/model.sila (the reassembled aux-free model)
- * and out_dir/metrics.jsonl; progress goes to stdout. Returns 0, or a
- * negative errno with err set. */
-int train_inproc(const struct sila_job *job, const char *out_dir, struct sila_err *err);
+/* Trains job, writing out_dir/model.sila (the reassembled aux-free model),
+ * out_dir/metrics.jsonl and checkpoints as the job asks; with resume, from
+ * the newest checkpoint under out_dir. Progress goes to stdout. Returns 0,
+ * or a negative errno with err set. */
+int train_inproc(const struct sila_job *job, const char *out_dir, bool resume,
+                 struct sila_err *err);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "job.h"
 #include "threads.h"
@@ -24,7 +26,8 @@ static void usage(FILE *f)
             "                    host name)\n"
             "  --max-frame BYTES largest frame accepted (default 256 MiB)\n"
             "  --join-timeout S  give up when no coordinator answers within S seconds\n"
-            "                    (default: wait forever)\n");
+            "                    (default: wait forever)\n"
+            "  --exit-with-parent  die with the process that started this one (silad --spawn)\n");
 }
 
 static int parse_long(const char *what, const char *s, long lo, long hi, long *ret)
@@ -66,6 +69,7 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
         { "threads", required_argument, NULL, 't' },  { "advertise", required_argument, NULL, 'a' },
         { "max-frame", required_argument, NULL, 'f' }, { "join-timeout", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
+        { "exit-with-parent", no_argument, NULL, 'P' },
         { 0 },
     };
     int c;
@@ -92,6 +96,13 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
             if (parse_long("--join-timeout", optarg, 1, 86400, &v))
                 return -1;
             o->join_timeout_s = (int)v;
+            break;
+        case 'P':
+            /* a spawned worker must not outlive a coordinator killed with -9 */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1) {
+                fprintf(stderr, "silaworker: the parent is gone already\n");
+                return -1;
+            }
             break;
         case 'h': usage(stdout); return 1;
         case 'V': printf("silaworker %s\n", SILA_VERSION); return 1;

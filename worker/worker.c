@@ -88,23 +88,34 @@ static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, do
     return send_ctl(w, &c, NULL, 0, err);
 }
 
-/* A module's body parameters then body buffers, as one tail. */
+static bool hosts(const struct worker *w, uint32_t module)
+{
+    return module >= (uint32_t)w->first + 1 && module <= (uint32_t)w->last + 1;
+}
+
+/* A module's whole state (sila_module_get_state) as one tail. */
 static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
 {
-    if (module < (uint32_t)w->first + 1 || module > (uint32_t)w->last + 1)
+    if (!hosts(w, module))
         return sila_err_set(err, -EPROTO, "coordinator asked for module %u, this worker has %d-%d",
                             module, w->first + 1, w->last + 1);
     const struct sila_module *m = w->mods[module - 1];
-    size_t n = m->body_params + m->body_buffers;
+    struct sila_module_layout l = sila_module_layout(m);
+    size_t n = l.params + l.optimizer + l.buffers;
+    uint64_t counters[SILA_MODULE_COUNTERS];
     float *tail = malloc(sizeof *tail * (n + 1));
     if (!tail)
         return sila_err_set(err, -ENOMEM, "out of memory");
-    memcpy(tail, m->params, sizeof *tail * m->body_params);
-    memcpy(tail + m->body_params, m->buffers, sizeof *tail * m->body_buffers);
+    sila_module_get_state(m, tail, counters);
     Sila__ModuleState st = SILA__MODULE_STATE__INIT;
     st.module = module;
-    st.params = m->body_params;
-    st.buffers = m->body_buffers;
+    st.params = l.params;
+    st.optimizer = l.optimizer;
+    st.buffers = l.buffers;
+    st.body_params = l.body_params;
+    st.body_buffers = l.body_buffers;
+    st.counters = counters;
+    st.n_counters = SILA_MODULE_COUNTERS;
     st.active_s = w->first_batch ? now_s() - w->first_batch : 0.0;
     st.busy_s = w->handling_s - w->waiting_s;
     st.global_s = w->global_s;
@@ -118,12 +129,34 @@ static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
     return r;
 }
 
-/* One message on the control link, after the start: Collect or Stop. */
-static int on_control(struct worker *w, const Sila__Control *c, struct sila_err *err)
+/* Restores a module from the coordinator's checkpoint (before the start). */
+static int restore_state(struct worker *w, const Sila__ModuleState *st, const float *tail,
+                         struct sila_err *err)
 {
+    if (!hosts(w, st->module))
+        return sila_err_set(err, -EPROTO, "coordinator restores module %u, this worker has %d-%d",
+                            st->module, w->first + 1, w->last + 1);
+    struct sila_module *m = w->mods[st->module - 1];
+    struct sila_module_layout l = sila_module_layout(m);
+    if (st->params != l.params || st->optimizer != l.optimizer || st->buffers != l.buffers ||
+        st->n_counters != SILA_MODULE_COUNTERS)
+        return sila_err_set(err, -EPROTO, "the state of module %u does not fit it", st->module);
+    sila_module_set_state(m, tail, st->counters);
+    return 0;
+}
+
+/* One message on the control link: Collect or Stop, or before the start a
+ * module's state to restore. */
+static int on_control(struct worker *w, const struct sila_ctl_msg *m, struct sila_err *err)
+{
+    const Sila__Control *c = m->msg;
     switch (c->msg_case) {
     case SILA__CONTROL__MSG_COLLECT:
         return send_state(w, c->collect->module, err);
+    case SILA__CONTROL__MSG_STATE:
+        if (w->first_batch)
+            return sila_err_set(err, -EPROTO, "the coordinator sent a state during training");
+        return restore_state(w, c->state, m->tail, err);
     case SILA__CONTROL__MSG_STOP:
         w->stopped = true;
         if (c->stop->failed)
@@ -146,7 +179,7 @@ static int drain_control(struct worker *w, struct sila_err *err)
             return 0;
         if (r)
             return r;
-        r = on_control(w, m.msg, err);
+        r = on_control(w, &m, err);
         sila_ctl_msg_free(&m);
         if (r || w->stopped)
             return r;
@@ -472,7 +505,7 @@ static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
             return r;
         if (m.msg->msg_case == SILA__CONTROL__MSG_START)
             break;
-        r = on_control(w, m.msg, err);
+        r = on_control(w, &m, err);
         sila_ctl_msg_free(&m);
         if (r || w->stopped)
             return r;

@@ -106,6 +106,13 @@ ctl metrics --json >metrics.json 2>metrics.err
 check "metrics: step records with a loss per module" \
     python3 "$JSONCHECK" metrics metrics.json 4
 
+ctl checkpoint >ckpt.out 2>&1
+check "checkpoint is acknowledged with the path it will have" \
+    grep -q "^checkpoint at the next step boundary: run/checkpoints/step-" ckpt.out
+for _ in $(seq 50); do [ -s run/checkpoints/MANIFEST ] && break; sleep 0.2; done
+check "status names the checkpoint written" \
+    sh -c "'$SILACTL' --connect $EP status | grep -q '^last checkpoint: run/checkpoints/step-'"
+
 ctl metrics --prometheus >prom.txt 2>prom.err
 check "prometheus: the run's counters" grep -q '^sila_steps_done_total{job="fmnist-cnn-k4"} [0-9]' prom.txt
 check "prometheus: a busy ratio per worker" \

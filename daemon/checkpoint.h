@@ -1,0 +1,62 @@
+/* Checkpoints of a run: everything it needs to continue exactly from a
+ * step boundary (every module's whole state, the step, the augmentation
+ * RNG, the evaluations and the length of metrics.jsonl so far), in
+ * OUT/checkpoints/step-NNNNNNNNNN.ckpt (sealed files, docs/model-format.md)
+ * and OUT/checkpoints/MANIFEST, a text file whose last line names the
+ * newest complete checkpoint. A checkpoint is written whole under a
+ * temporary name before the manifest names it, so a crash at any point
+ * leaves the previous one in force. The two newest are kept. */
+#ifndef SILA_CHECKPOINT_H
+#define SILA_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "job.h"
+#include "module.h"
+#include "report.h"
+
+struct ckpt_module {
+    struct sila_module_layout layout;
+    float *state;                          /* params | optimizer | buffers */
+    uint64_t counters[SILA_MODULE_COUNTERS];
+};
+
+struct ckpt {
+    uint64_t step;                 /* training steps done */
+    uint64_t aug_rng[4];
+    uint64_t metrics_bytes;
+    struct report_eval *evals;     /* owned when read */
+    size_t nevals;
+    int K;
+    struct ckpt_module mods[SILA_MAX_MODULES]; /* states owned when read */
+};
+
+/* Whether a checkpoint is due once `done` of `total` training steps are
+ * done, since_last_s seconds after the previous one (or the start): every
+ * job->checkpoint_every steps, every job->checkpoint_minutes, never at the
+ * end (the model is written then). */
+bool ckpt_due(const struct sila_job *job, uint64_t done, uint64_t total, double since_last_s);
+
+/* Writes c as the newest checkpoint of job under out_dir and names it in
+ * the manifest; ret_path (len bytes) receives its path. Errors: -errno of
+ * the failed call, -ENOMEM, with err naming the file. */
+int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckpt *c,
+               char *ret_path, size_t len, struct sila_err *err);
+
+/* Reads the newest complete checkpoint under dir into c (which then owns
+ * its arrays), checking it belongs to job. Errors: -ENOENT when there is
+ * none, -EINVAL for a damaged one or another job's, with err saying which. */
+int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c,
+                     char *ret_path, size_t len, struct sila_err *err);
+
+/* Checks that module k's state in c fits the module m of this run. */
+int ckpt_check_module(const struct ckpt *c, int k, const struct sila_module_layout *m,
+                      struct sila_err *err);
+
+/* Frees what a read checkpoint owns. */
+void ckpt_free(struct ckpt *c);
+
+#endif

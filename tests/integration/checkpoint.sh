@@ -1,0 +1,92 @@
+#!/bin/bash
+# Checkpoints and resume: a run killed with -9 after a checkpoint and
+# resumed with --resume ends with the weights and evaluations of the same
+# run uninterrupted, in process (local, pgl) and over spawned workers (pgl,
+# the coordinator killed: its workers die with it). A checkpoint being
+# written when the kill came is never loaded; a damaged one, or one of
+# another plan, is refused with a message naming it.
+. "$(dirname "$0")/lib.sh"
+
+: "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
+export SILAWORKER
+JOB=$JOBS_DIR/fmnist-cnn-k4.ini
+SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
+       --set job.epochs=3 --set job.period=4 --set job.checkpoint_every=8)
+
+# interrupted NAME MODE ALGO: trains into NAME, kill -9 once the checkpoint
+# after step 24 is reported, resumes; NAME.status holds the resume's status.
+interrupted()
+{
+    local name=$1 mode=$2 algo=$3
+    "$SILAD" --job "$JOB" "$mode" --threads 1 --out "$name" --rpc none "${SMALL[@]}" \
+        --set "job.algorithm=$algo" >"$name.stdout" 2>"$name.stderr" &
+    local pid=$!
+    for _ in $(seq 600); do grep -q "checkpoint after step 24" "$name.stdout" && break; sleep 0.05; done
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    "$SILAD" --job "$JOB" "$mode" --threads 1 --resume "$name" --rpc none "${SMALL[@]}" \
+        --set "job.algorithm=$algo" >"$name.resume.stdout" 2>"$name.resume.stderr"
+    echo $? >"$name.status"
+}
+
+for run in "inproc local --inproc" "inproc pgl --inproc" "spawn pgl --spawn=2"; do
+    set -- $run
+    name=$1-$2 mode=$3 algo=$2
+    "$SILAD" --job "$JOB" "$mode" --threads 1 --out "$name-whole" --rpc none "${SMALL[@]}" \
+        --set "job.algorithm=$algo" >"$name-whole.stdout" 2>"$name-whole.stderr" ||
+        not_ok "$name: the uninterrupted run exits 0" "$name-whole.stderr"
+    interrupted "$name" "$mode" "$algo"
+    if [ "$(cat "$name.status")" = 0 ] && grep -q "resuming from .*step-0000000024.ckpt" \
+        "$name.resume.stdout"; then
+        ok "$name: killed after step 24, resumed from that checkpoint, exits 0"
+    else
+        not_ok "$name: resumed from the checkpoint after step 24" "$name.resume.stderr" \
+            "$name.resume.stdout"
+    fi
+    a=$(sha_of "$name-whole/model.sila" 2>/dev/null) b=$(sha_of "$name/model.sila" 2>/dev/null)
+    if [ -n "$a" ] && [ "$a" = "$b" ]; then
+        ok "$name: the resumed run's weights equal the uninterrupted run's"
+    else
+        echo "whole $a, resumed $b" >"$name.sha"
+        not_ok "$name: the resumed run's weights equal the uninterrupted run's" "$name.sha"
+    fi
+    check "$name: and its evaluations" \
+        python3 "$JSONCHECK" same-evals "$name-whole/metrics.jsonl" "$name/metrics.jsonl"
+done
+sleep 0.5
+orphans=$(pgrep -f "silaworker .*--exit-with-parent" | xargs -r ps -o ppid= -p | grep -cw 1)
+if [ "$orphans" -eq 0 ]; then
+    ok "the workers of the killed coordinator died with it"
+else
+    not_ok "the workers of the killed coordinator died with it ($orphans left)"
+fi
+
+# a kill in the middle of writing leaves a temporary file: never loaded
+cp -r inproc-pgl partial
+printf 'half a checkpoint' >"partial/checkpoints/step-0000000040.ckpt.tmp.12345"
+"$SILAD" --job "$JOB" --inproc --threads 1 --resume partial "${SMALL[@]}" \
+    --set job.algorithm=pgl >partial.stdout 2>partial.stderr
+check "a half-written checkpoint is ignored; the manifest's newest is used" \
+    grep -q "resuming from .*step-0000000040.ckpt:" partial.stdout
+check "... and the run still ends with the same weights" \
+    test "$(sha_of partial/model.sila)" = "$(sha_of inproc-pgl-whole/model.sila)"
+
+# damaged, or of another plan
+cp -r inproc-pgl damaged
+newest=damaged/checkpoints/$(cat damaged/checkpoints/MANIFEST)
+printf '\377' | dd of="$newest" bs=1 seek=200 conv=notrunc status=none
+"$SILAD" --job "$JOB" --inproc --threads 1 --resume damaged "${SMALL[@]}" \
+    --set job.algorithm=pgl >damaged.stdout 2>damaged.stderr
+st=$?
+if [ "$st" -eq 1 ] && grep -q "step-0000000040.ckpt: checksum mismatch" damaged.stderr; then
+    ok "a damaged checkpoint is refused, named"
+else
+    not_ok "a damaged checkpoint is refused, named (exit $st)" damaged.stderr
+fi
+"$SILAD" --job "$JOB" --inproc --threads 1 --resume inproc-local "${SMALL[@]}" \
+    --set job.algorithm=pgl --set job.seed=2 >other.stdout 2>other.stderr
+check "a checkpoint of another plan is refused" grep -q "a checkpoint of another plan" other.stderr
+"$SILAD" --job "$JOB" --inproc --threads 1 --resume nowhere "${SMALL[@]}" >none.out 2>none.err
+check "--resume without a checkpoint says so" grep -q "no checkpoint recorded" none.err
+
+done_testing
