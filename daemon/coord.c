@@ -443,6 +443,7 @@ static void on_peer_message(struct coord *c, struct peer *p, const struct sila_c
             p->bad_messages++;
         break;
     case SILA__CONTROL__MSG_STATE: on_state(c, p, msg->state, m->tail); break;
+    case SILA__CONTROL__MSG_HEARTBEAT: break;
     case SILA__CONTROL__MSG_STOP: {
         char mods[32];
         fail(c, -ECANCELED, "the worker for %s failed: %.400s",
@@ -642,7 +643,8 @@ static int restore_modules(struct coord *c)
         msg.state = &st;
         struct sila_err e;
         int r = sila_ctl_send(&c->peers[c->owner[k]]->ctl, &msg, m->state,
-                              m->layout.params + m->layout.optimizer + m->layout.buffers, -1, &e);
+                              m->layout.params + m->layout.optimizer + m->layout.buffers,
+                              30 * TICK_MS, &e);
         if (r)
             return sila_err_set(c->err, r, "restoring module %d: %s", k + 1, e.msg);
     }
@@ -722,9 +724,37 @@ static void notify_status(const struct coord *c)
                (unsigned long long)pl->total_steps, report_rate(rep), acc);
 }
 
+/* Heartbeats to every ready worker; a worker silent for the timeout is lost,
+ * and the run stops (its newest checkpoint can be resumed). */
+static void beat(struct coord *c)
+{
+    Sila__Heartbeat hb = SILA__HEARTBEAT__INIT;
+    Sila__Control m = SILA__CONTROL__INIT;
+    m.msg_case = SILA__CONTROL__MSG_HEARTBEAT;
+    m.heartbeat = &hb;
+    double now = report_now();
+    for (int i = 0; i < c->npeers && !c->finished; i++) {
+        struct peer *p = c->peers[i];
+        if (!p->ready)
+            continue;
+        struct sila_err ignored;
+        sila_ctl_send(&p->ctl, &m, NULL, 0, 0, &ignored); /* a full queue says enough */
+        if (now - p->last_message <= c->o->worker_timeout)
+            continue;
+        char mods[32];
+        fail(c, -ETIMEDOUT, "the worker for %s on %s (pid %u) is lost: no message for %.0f s%s%s",
+             sila_modules_text(p->first, p->last, mods, sizeof mods), p->host, p->pid,
+             now - p->last_message, *c->last_checkpoint ? "; resume from " : "",
+             c->last_checkpoint);
+    }
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
     struct coord *c = t->data;
+    beat(c);
+    if (++c->ticks % 5)
+        return;
     notify_status(c);
     double idle = report_now() - c->last_report;
     if (!c->started || idle < STALL_WARN_S || atomic_load(&c->paused))
@@ -915,7 +945,7 @@ static int open_loop(struct coord *c)
     c->ckpt_async.data = c;
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
-    uv_timer_start(&c->watchdog, on_watchdog, 5000, 5000);
+    uv_timer_start(&c->watchdog, on_watchdog, 1000, 1000);
     if ((r = sila_link_open(&c->rdv, SILA_LINK_REPLY, c->base_url, true, SILA_CTL_MAX_MESSAGE + 64,
                             c->err)))
         return r;

@@ -21,6 +21,7 @@ struct coord_options {
     const char *rpc;    /* where to serve the RPC, NULL: nowhere */
     bool rpc_explicit;  /* asked for by the user: failing to serve it is an error */
     bool resume;        /* continue from the newest checkpoint in the output directory */
+    int worker_timeout; /* seconds: a worker silent this long is lost */
 };
 
 /* Trains job over workers, writing out_dir/model.sila and

@@ -112,7 +112,8 @@ struct coord {
     struct child children[SILA_MAX_MODULES];
     int nchildren;
     uv_signal_t sigint, sigterm;
-    uv_timer_t watchdog;
+    uv_timer_t watchdog;   /* every second: heartbeats; every 5 s: systemd status */
+    uint64_t ticks;
     bool finished;   /* success or failure decided */
     int status;
     struct sila_err *err;

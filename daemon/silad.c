@@ -28,6 +28,7 @@ static void usage(FILE *f)
                "  --window W     batches in the pipeline at most (default %d)\n"
                "  --resume[=DIR] continue the run in DIR (default: its --out directory) from\n"
                "                 its newest checkpoint, with the same job and --set options\n"
+               "  --worker-timeout S  a worker silent for S seconds is lost (default 10)\n"
                "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
                "  --out DIR      where model.sila and metrics.jsonl go "
                "(default: runs/<job name>)\n"
@@ -51,6 +52,7 @@ struct options {
     const char *rpc;
     int resume;
     const char *resume_dir;
+    int worker_timeout;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -63,7 +65,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "inproc", no_argument, NULL, 'i' },        { "help", no_argument, NULL, 'h' },
         { "listen", required_argument, NULL, 'l' },  { "spawn", optional_argument, NULL, 'S' },
         { "window", required_argument, NULL, 'w' },  { "rpc", required_argument, NULL, 'r' },
-        { "resume", optional_argument, NULL, 'R' },
+        { "resume", optional_argument, NULL, 'R' },  { "worker-timeout", required_argument, NULL, 'W' },
         { "version", no_argument, NULL, 'V' },       { 0 },
     };
     int c;
@@ -75,6 +77,16 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'i': o->inproc = 1; break;
         case 'l': o->listen = optarg; break;
         case 'r': o->rpc = optarg; break;
+        case 'W': {
+            long w = strtol(optarg, &end, 10);
+            if (*end || end == optarg || w < 2 || w > 86400) {
+                fprintf(stderr, "silad: --worker-timeout needs seconds in 2..86400, got '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->worker_timeout = (int)w;
+            break;
+        }
         case 'R':
             o->resume = 1;
             o->resume_dir = optarg;
@@ -147,7 +159,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 int main(int argc, char **argv)
 {
-    struct options o = { .window = DEFAULT_WINDOW };
+    struct options o = { .window = DEFAULT_WINDOW, .worker_timeout = 10 };
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
@@ -170,7 +182,8 @@ int main(int argc, char **argv)
         struct coord_options co = { .listen = o.listen, .spawn = o.spawn, .threads = o.threads,
                                     .cores = threads, .window = o.window,
                                     .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
-                                    .rpc_explicit = o.rpc != NULL, .resume = o.resume };
+                                    .rpc_explicit = o.rpc != NULL, .resume = o.resume,
+                                    .worker_timeout = o.worker_timeout };
         if (o.rpc && strcmp(o.rpc, "none") == 0)
             co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);

@@ -27,6 +27,8 @@ static void usage(FILE *f)
             "  --max-frame BYTES largest frame accepted (default 256 MiB)\n"
             "  --join-timeout S  give up when no coordinator answers within S seconds\n"
             "                    (default: wait forever)\n"
+            "  --timeout S       a coordinator silent for S seconds is lost: exit with an\n"
+            "                    error, to be restarted (default 10)\n"
             "  --exit-with-parent  die with the process that started this one (silad --spawn)\n");
 }
 
@@ -69,7 +71,7 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
         { "threads", required_argument, NULL, 't' },  { "advertise", required_argument, NULL, 'a' },
         { "max-frame", required_argument, NULL, 'f' }, { "join-timeout", required_argument, NULL, 'j' },
         { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
-        { "exit-with-parent", no_argument, NULL, 'P' },
+        { "exit-with-parent", no_argument, NULL, 'P' }, { "timeout", required_argument, NULL, 'T' },
         { 0 },
     };
     int c;
@@ -97,6 +99,11 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
                 return -1;
             o->join_timeout_s = (int)v;
             break;
+        case 'T':
+            if (parse_long("--timeout", optarg, 2, 86400, &v))
+                return -1;
+            o->timeout_s = (int)v;
+            break;
         case 'P':
             /* a spawned worker must not outlive a coordinator killed with -9 */
             if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1) {
@@ -123,7 +130,7 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
 
 int main(int argc, char **argv)
 {
-    struct worker_options o = { .max_frame = 256u << 20 };
+    struct worker_options o = { .max_frame = 256u << 20, .timeout_s = 10 };
     int threads = 0;
     int r = parse_args(argc, argv, &o, &threads);
     if (r)

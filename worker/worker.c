@@ -40,6 +40,7 @@ struct worker {
     double handling_s, waiting_s;  /* in on_batch, and blocked on peers inside it */
     double global_s;
     uint64_t bytes_out;
+    double last_heard, last_beat; /* from / to the coordinator, now_s() */
 };
 
 static double now_s(void)
@@ -62,10 +63,19 @@ static bool has_down(const struct worker *w)
 
 /* ---- control ---- */
 
+static int keep_alive(struct worker *w, struct sila_err *err);
+
+/* Sends on the control link, waiting as long as the coordinator is alive. */
 static int send_ctl(struct worker *w, Sila__Control *c, const float *tail, size_t ntail,
                     struct sila_err *err)
 {
-    return sila_ctl_send(&w->ctl, c, tail, ntail, -1, err);
+    for (;;) {
+        int r = sila_ctl_send(&w->ctl, c, tail, ntail, TICK_MS, err);
+        if (r != -ETIMEDOUT && r != -EAGAIN)
+            return r;
+        if ((r = keep_alive(w, err)))
+            return r;
+    }
 }
 
 static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, double loss,
@@ -157,6 +167,8 @@ static int on_control(struct worker *w, const struct sila_ctl_msg *m, struct sil
         if (w->first_batch)
             return sila_err_set(err, -EPROTO, "the coordinator sent a state during training");
         return restore_state(w, c->state, m->tail, err);
+    case SILA__CONTROL__MSG_HEARTBEAT:
+        return 0;
     case SILA__CONTROL__MSG_STOP:
         w->stopped = true;
         if (c->stop->failed)
@@ -169,16 +181,40 @@ static int on_control(struct worker *w, const struct sila_ctl_msg *m, struct sil
     }
 }
 
+/* Sends a heartbeat once a second; a coordinator silent for the timeout is
+ * lost (-ETIMEDOUT): the worker exits, to be restarted and rejoin. */
+static int keep_alive(struct worker *w, struct sila_err *err)
+{
+    double now = now_s();
+    if (now - w->last_heard > w->o->timeout_s)
+        return sila_err_set(err, -ETIMEDOUT, "the coordinator at %s has been silent for %.0f s: "
+                            "lost", w->o->connect, now - w->last_heard);
+    if (now - w->last_beat < 1.0)
+        return 0;
+    Sila__Heartbeat hb = SILA__HEARTBEAT__INIT;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_HEARTBEAT;
+    c.heartbeat = &hb;
+    struct sila_err ignored;
+    sila_ctl_send(&w->ctl, &c, NULL, 0, 0, &ignored); /* a full queue says enough */
+    w->last_beat = now;
+    return 0;
+}
+
 /* Handles whatever waits on the control link, without blocking. */
 static int drain_control(struct worker *w, struct sila_err *err)
 {
+    int r = keep_alive(w, err);
+    if (r)
+        return r;
     for (;;) {
         struct sila_ctl_msg m;
-        int r = sila_ctl_recv(&w->ctl, 0, &m, err);
+        r = sila_ctl_recv(&w->ctl, 0, &m, err);
         if (r == -EAGAIN)
             return 0;
         if (r)
             return r;
+        w->last_heard = now_s();
         r = on_control(w, &m, err);
         sila_ctl_msg_free(&m);
         if (r || w->stopped)
@@ -494,15 +530,17 @@ static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
     c.ready = &ready;
     if ((r = send_ctl(w, &c, NULL, 0, err)))
         return r;
+    w->last_heard = w->last_beat = now_s();
     struct sila_ctl_msg m;
     for (;;) {
-        r = sila_ctl_recv(&w->ctl, 30 * TICK_MS, &m, err);
-        if (r == -ETIMEDOUT || r == -EAGAIN) {
-            fprintf(stderr, "silaworker: waiting for the other workers to join\n");
+        if ((r = keep_alive(w, err)))
+            return r;
+        r = sila_ctl_recv(&w->ctl, TICK_MS, &m, err);
+        if (r == -ETIMEDOUT || r == -EAGAIN)
             continue;
-        }
         if (r)
             return r;
+        w->last_heard = now_s();
         if (m.msg->msg_case == SILA__CONTROL__MSG_START)
             break;
         r = on_control(w, &m, err);
@@ -527,7 +565,10 @@ static int serve(struct worker *w, struct sila_err *err)
     const struct sila_link *links[2] = { &w->ctl, &w->up };
     while (!w->stopped) {
         bool ready[2];
-        int r = sila_link_poll(links, 2, TICK_MS, ready);
+        int r = keep_alive(w, err);
+        if (r)
+            return r;
+        r = sila_link_poll(links, 2, TICK_MS, ready);
         if (r == -EINTR || r == 0)
             continue;
         if (r < 0)

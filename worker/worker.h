@@ -14,6 +14,7 @@ struct worker_options {
     const char *advertise;    /* host the upstream neighbour reaches us at; NULL: derived */
     size_t max_frame;         /* largest frame accepted */
     int join_timeout_s;       /* give up joining after this long; 0 = wait forever */
+    int timeout_s;            /* a coordinator silent this long is lost: the worker exits */
 };
 
 /* Joins, trains until the coordinator stops the run, and returns 0; or a

@@ -90,6 +90,54 @@ else
         w4.err
 fi
 
+# ---- losing peers: a frozen worker is declared lost by silad, which stops
+# the run naming it; workers whose coordinator died exit instead of hanging
+PORT2=$((PORT + 200))
+URL2=tcp://127.0.0.1:$PORT2
+"$SILAD" --job "$JOB" --listen "$URL2" --out lost --worker-timeout 3 --rpc none \
+    --set job.train_limit=12800 --set job.epochs=20 >lost.stdout 2>lost.stderr &
+silad=$!
+for m in 1-2 3-4; do
+    "$SILAWORKER" --module $m --connect "$URL2" --threads 1 --timeout 3 >"lost-$m.out" \
+        2>"lost-$m.err" &
+done
+for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" lost.stdout && break; sleep 0.2; done
+frozen=$(pgrep -f -- "--module 3-4 --connect $URL2")
+kill -STOP "$frozen"
+timeout 30 tail --pid=$silad -f /dev/null
+wait $silad
+st=$?
+kill -9 "$frozen" 2>/dev/null
+if [ "$st" -ne 0 ] && grep -q "the worker for modules 3-4 on 127.0.0.1 (pid $frozen) is lost: no message for [3-5] s" lost.stderr; then
+    ok "a frozen worker is declared lost within the timeout, named"
+else
+    not_ok "a frozen worker is declared lost within the timeout (exit $st)" lost.stderr
+fi
+wait
+check "its partner worker stops too" grep -q "stopped the run" lost-1-2.err
+
+PORT3=$((PORT + 300))
+URL3=tcp://127.0.0.1:$PORT3
+"$SILAD" --job "$JOB" --listen "$URL3" --out orphan --rpc none --set job.train_limit=12800 \
+    --set job.epochs=20 >orphan.stdout 2>orphan.stderr &
+silad=$!
+"$SILAWORKER" --module 1-4 --connect "$URL3" --threads 1 --timeout 3 >orphan-w.out \
+    2>orphan-w.err &
+worker=$!
+for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" orphan.stdout && break; sleep 0.2; done
+kill -9 $silad
+wait $silad 2>/dev/null
+timeout 30 tail --pid=$worker -f /dev/null
+wait $worker
+st=$?
+if [ "$st" -ne 0 ] && grep -q "the coordinator at $URL3 has been silent for [3-5] s: lost" orphan-w.err
+then
+    ok "a worker whose coordinator died exits within its timeout, saying why"
+else
+    kill -9 $worker 2>/dev/null
+    not_ok "a worker whose coordinator died exits within its timeout (exit $st)" orphan-w.err
+fi
+
 # ---- mistakes
 "$SILAWORKER" --module 1 --connect udp://x:1 >bad.out 2>bad.err
 check "a bad --connect address is named" grep -q "udp://x:1: not a tcp://HOST:PORT" bad.err
