@@ -34,7 +34,7 @@ char *rpc_strdup(struct rpc *rpc, const char *s)
     return p;
 }
 
-static void free_allocs(struct rpc *rpc)
+void rpc_reply_done(struct rpc *rpc)
 {
     for (size_t i = 0; i < rpc->nallocs; i++)
         free(rpc->allocs[i]);
@@ -49,8 +49,7 @@ static bool is_control(const Sila__Request *req)
            req->method_case == SILA__REQUEST__METHOD_STOP;
 }
 
-/* The reply to len bytes of request. */
-static void answer(struct rpc *rpc, const uint8_t *buf, size_t len, Sila__Reply *reply)
+void rpc_answer(struct rpc *rpc, const uint8_t *buf, size_t len, Sila__Reply *reply)
 {
     char msg[256] = "";
     Sila__Request *req = NULL;
@@ -103,10 +102,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
             return;
         Sila__Reply reply = SILA__REPLY__INIT;
         reply.version = SILA_RPC_VERSION;
-        answer(rpc, buf, len, &reply);
+        rpc_answer(rpc, buf, len, &reply);
         sila_link_release(buf);
         send_reply(rpc, &reply);
-        free_allocs(rpc);
+        rpc_reply_done(rpc);
         rpc->served++;
     }
 }
@@ -142,7 +141,7 @@ void rpc_close(struct rpc *rpc)
         uv_close((uv_handle_t *)&rpc->poll, NULL);
     rpc->polling = false;
     sila_link_close(&rpc->link);
-    free_allocs(rpc);
+    rpc_reply_done(rpc);
     free(rpc->allocs);
     rpc->allocs = NULL;
 }

@@ -49,6 +49,13 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, rpc_handler *han
 /* Stops serving (the poll handle closes on the loop) and closes the socket. */
 void rpc_close(struct rpc *rpc);
 
+/* Fills reply (version set by the caller) for len bytes of request: an
+ * error for a bad one, else the handler's result. The reply's memory lives
+ * until rpc_reply_done. Used by the server and by the fuzz test. */
+void rpc_answer(struct rpc *rpc, const uint8_t *buf, size_t len, Sila__Reply *reply);
+/* Frees the memory of the reply last built. */
+void rpc_reply_done(struct rpc *rpc);
+
 /* Zeroed memory for the reply being built (NULL when out of memory). */
 void *rpc_alloc(struct rpc *rpc, size_t size);
 /* A copy of s for the reply being built ("" when out of memory). */

@@ -1,0 +1,31 @@
+/* Fuzz target: data frames (common/frame.h) against a plan's limits. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const struct sila_frame_limits lim = { .max_n = 8, .c = 2, .h = 4, .w = 5,
+                                                  .nclasses = 10, .gradient = false };
+    uint8_t *buf = malloc(size ? size : 1); /* aligned, as a received frame is */
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    struct sila_frame_view v;
+    struct sila_err err;
+    if (sila_frame_decode(buf, size, &lim, &v, &err) == 0) {
+        /* read everything the view promises */
+        size_t n = (size_t)v.hdr.n * v.hdr.c * v.hdr.h * v.hdr.w;
+        volatile float sum = 0;
+        for (size_t i = 0; i < n; i++)
+            sum += v.x[i];
+        for (uint32_t i = 0; i < v.hdr.nlabels; i++)
+            sum += (float)v.labels[i];
+        (void)sum;
+        (void)sila_all_finite(v.x, n);
+    }
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/python3
+"""Writes the seed inputs of the fuzz corpora (tests/fuzz/corpus/TARGET/seed-*):
+well-formed frames, control messages, RPC requests and job files, encoded
+with protoc from proto/sila.proto. Findings of fuzzing runs are added to
+the same directories by hand, named after what they found.
+
+    tests/fuzz/make_seeds.py
+"""
+import os
+import shutil
+import struct
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROTO = os.path.join(ROOT, "proto")
+OUT = os.path.join(ROOT, "tests", "fuzz", "corpus")
+
+
+def encode(msg, text):
+    return subprocess.run(["protoc", f"--proto_path={PROTO}", f"--encode=sila.{msg}",
+                           os.path.join(PROTO, "sila.proto")], input=text.encode(),
+                          capture_output=True, check=True).stdout
+
+
+def pad4(b):
+    return b + b"\0" * (-len(b) % 4)
+
+
+def frame(n, c, h, w, labels, gradient=False, phase="LOCAL"):
+    hdr = encode("FrameHeader", f"version: 1 generation: 1 seq: 7 batch: 3 epoch: 0 "
+                                f"phase: {phase} gradient: {str(gradient).lower()} "
+                                f"shape: [{n}, {c}, {h}, {w}] nlabels: {len(labels)}")
+    body = struct.pack(f"<{len(labels)}i", *labels)
+    body += struct.pack(f"<{n * c * h * w}f", *[0.5 * i for i in range(n * c * h * w)])
+    return b"SILF" + struct.pack("<I", len(hdr)) + pad4(hdr) + body
+
+
+def ctl(text, tail=()):
+    msg = encode("Control", text)
+    return b"SILC" + struct.pack("<I", len(msg)) + pad4(msg) + struct.pack(f"<{len(tail)}f", *tail)
+
+
+def write(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    write("frame", "activations", frame(3, 2, 4, 5, [0, 9, 4]))
+    write("frame", "no-labels", frame(2, 2, 4, 5, []))
+    write("frame", "eval", frame(1, 2, 4, 5, [3], phase="EVAL"))
+    write("frame", "gradient", frame(3, 2, 4, 5, [], gradient=True, phase="GLOBAL"))
+    write("ctl", "done", ctl("done { module: 2 phase: GLOBAL epoch: 1 batch: 99 loss: 0.5 "
+                             "correct: 30 samples: 32 }"))
+    write("ctl", "state", ctl("state { module: 1 params: 3 optimizer: 2 buffers: 1 "
+                              "counters: [1, 2, 3, 4, 5, 6, 7, 8] }", [1, 2, 3, 4, 5, 6]))
+    write("ctl", "hello", ctl('hello { version: 1 first_module: 1 last_module: 2 '
+                              'host: "127.0.0.1" pid: 42 max_frame: 1048576 }'))
+    write("ctl", "welcome", ctl('welcome { version: 1 generation: 1 job_path: "x.ini" '
+                                'job_text: "[job]\\nname = x\\n" overrides: "job.epochs=1" '
+                                'train_samples: 512 test_samples: 100 }'))
+    write("ctl", "start", ctl('start { downstream_url: "tcp://h:7666" upstream_generation: 1 }'))
+    for name, text in [("status", "status {}"), ("workers", "workers {}"),
+                       ("metrics", "metrics { since_step: 50 }"), ("pause", "pause {}"),
+                       ("checkpoint", "checkpoint {}"), ("stop", "stop {}")]:
+        write("rpc", name, encode("Request", "version: 1 " + text))
+    jobs = os.path.join(ROOT, "deploy", "jobs")
+    for f in sorted(os.listdir(jobs)):
+        if f.endswith(".ini"):
+            shutil.copy(os.path.join(jobs, f), os.path.join(OUT, "job", "seed-" + f))
+
+
+if __name__ == "__main__":
+    os.makedirs(os.path.join(OUT, "job"), exist_ok=True)
+    main()
