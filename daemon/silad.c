@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coord.h"
 #include "job.h"
@@ -28,6 +29,8 @@ static void usage(FILE *f)
                "  --window W     batches in the pipeline at most (default %d)\n"
                "  --resume[=DIR] continue the run in DIR (default: its --out directory) from\n"
                "                 its newest checkpoint, with the same job and --set options\n"
+               "  --resume-if-any  resume when the --out directory has a checkpoint, else\n"
+               "                 start afresh (for services restarted after a failure)\n"
                "  --worker-timeout S  a worker silent for S seconds is lost (default 10)\n"
                "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
                "  --out DIR      where model.sila and metrics.jsonl go "
@@ -51,6 +54,7 @@ struct options {
     int window;
     const char *rpc;
     int resume;
+    int resume_if_any;
     const char *resume_dir;
     int worker_timeout;
 };
@@ -65,7 +69,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "inproc", no_argument, NULL, 'i' },        { "help", no_argument, NULL, 'h' },
         { "listen", required_argument, NULL, 'l' },  { "spawn", optional_argument, NULL, 'S' },
         { "window", required_argument, NULL, 'w' },  { "rpc", required_argument, NULL, 'r' },
-        { "resume", optional_argument, NULL, 'R' },  { "worker-timeout", required_argument, NULL, 'W' },
+        { "resume", optional_argument, NULL, 'R' },  { "resume-if-any", no_argument, NULL, 'A' },  { "worker-timeout", required_argument, NULL, 'W' },
         { "version", no_argument, NULL, 'V' },       { 0 },
     };
     int c;
@@ -87,6 +91,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             o->worker_timeout = (int)w;
             break;
         }
+        case 'A': o->resume_if_any = 1; break;
         case 'R':
             o->resume = 1;
             o->resume_dir = optarg;
@@ -176,6 +181,11 @@ int main(int argc, char **argv)
     snprintf(out, sizeof out, "%s", o.out ? o.out : "");
     if (!o.out)
         snprintf(out, sizeof out, "runs/%s", job.name);
+    if (o.resume_if_any && !o.resume) {
+        char manifest[1100];
+        snprintf(manifest, sizeof manifest, "%s/checkpoints/MANIFEST", out);
+        o.resume = access(manifest, F_OK) == 0;
+    }
     if (o.inproc) {
         r = train_inproc(&job, out, o.resume, &err);
     } else {
