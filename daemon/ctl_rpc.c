@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "rpc.h"
 #include "transport.h"
 
@@ -252,6 +253,25 @@ static void print_metrics_text(const Sila__Metrics *m)
     }
 }
 
+/* Status and workers, one call each; on success the caller frees both. */
+static int status_and_workers(const struct rpc_opts *o, Sila__Reply **ret_s, Sila__Reply **ret_w)
+{
+    Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
+    Sila__WorkersRequest wr = SILA__WORKERS_REQUEST__INIT;
+    Sila__Request rs = SILA__REQUEST__INIT, rw = SILA__REQUEST__INIT;
+    rs.method_case = SILA__REQUEST__METHOD_STATUS;
+    rs.status = &sr;
+    rw.method_case = SILA__REQUEST__METHOD_WORKERS;
+    rw.workers = &wr;
+    if (call(o, &rs, ret_s))
+        return -1;
+    if (call(o, &rw, ret_w)) {
+        sila__reply__free_unpacked(*ret_s, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 /* Prometheus' text exposition of status and workers. */
 static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
 {
@@ -321,20 +341,9 @@ static int watch(const struct rpc_opts *o)
 {
     bool tty = isatty(STDOUT_FILENO);
     for (;;) {
-        Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
-        Sila__WorkersRequest wr = SILA__WORKERS_REQUEST__INIT;
-        Sila__Request rs = SILA__REQUEST__INIT, rw = SILA__REQUEST__INIT;
-        rs.method_case = SILA__REQUEST__METHOD_STATUS;
-        rs.status = &sr;
-        rw.method_case = SILA__REQUEST__METHOD_WORKERS;
-        rw.workers = &wr;
         Sila__Reply *s, *w;
-        if (call(o, &rs, &s))
+        if (status_and_workers(o, &s, &w))
             return EXIT_FAILURE;
-        if (call(o, &rw, &w)) {
-            sila__reply__free_unpacked(s, NULL);
-            return EXIT_FAILURE;
-        }
         if (tty)
             printf("\033[H\033[J");
         print_status_text(s->status);
@@ -354,20 +363,9 @@ static int watch(const struct rpc_opts *o)
 
 static int prometheus(const struct rpc_opts *o)
 {
-    Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
-    Sila__WorkersRequest wr = SILA__WORKERS_REQUEST__INIT;
-    Sila__Request rs = SILA__REQUEST__INIT, rw = SILA__REQUEST__INIT;
-    rs.method_case = SILA__REQUEST__METHOD_STATUS;
-    rs.status = &sr;
-    rw.method_case = SILA__REQUEST__METHOD_WORKERS;
-    rw.workers = &wr;
     Sila__Reply *s, *w;
-    if (call(o, &rs, &s))
+    if (status_and_workers(o, &s, &w))
         return EXIT_FAILURE;
-    if (call(o, &rw, &w)) {
-        sila__reply__free_unpacked(s, NULL);
-        return EXIT_FAILURE;
-    }
     print_prometheus(s->status, w->workers);
     sila__reply__free_unpacked(s, NULL);
     sila__reply__free_unpacked(w, NULL);
@@ -456,11 +454,9 @@ int ctl_rpc(int argc, char **argv, const char *connect)
         case 'j': o.json = 1; break;
         case 'p': o.prometheus = 1; break;
         case 't': {
-            long t = strtol(optarg, &end, 10);
-            if (*end || end == optarg || t < 1 || t > 3600) {
-                fprintf(stderr, "silactl: --timeout needs seconds in 1..3600, got '%s'\n", optarg);
+            long t;
+            if (sila_cli_long("silactl", "--timeout", optarg, 1, 3600, &t))
                 return 2;
-            }
             o.timeout_ms = (int)t * 1000;
             break;
         }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "coord.h"
 #include "job.h"
 #include "rpc.h"
@@ -73,48 +74,35 @@ static int parse_args(int argc, char **argv, struct options *o)
         { "version", no_argument, NULL, 'V' },       { 0 },
     };
     int c;
+    long v;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        char *end;
         switch (c) {
         case 'j': o->job = optarg; break;
         case 'o': o->out = optarg; break;
         case 'i': o->inproc = 1; break;
         case 'l': o->listen = optarg; break;
         case 'r': o->rpc = optarg; break;
-        case 'W': {
-            long w = strtol(optarg, &end, 10);
-            if (*end || end == optarg || w < 2 || w > 86400) {
-                fprintf(stderr, "silad: --worker-timeout needs seconds in 2..86400, got '%s'\n",
-                        optarg);
+        case 'W':
+            if (sila_cli_long("silad", "--worker-timeout", optarg, 2, 86400, &v))
                 return -1;
-            }
-            o->worker_timeout = (int)w;
+            o->worker_timeout = (int)v;
             break;
-        }
         case 'A': o->resume_if_any = 1; break;
         case 'R':
             o->resume = 1;
             o->resume_dir = optarg;
             break;
-        case 'S': {
-            long n = optarg ? strtol(optarg, &end, 10) : SILA_MAX_MODULES;
-            if (optarg && (*end || end == optarg || n < 1 || n > SILA_MAX_MODULES)) {
-                fprintf(stderr, "silad: --spawn=N needs N in 1..%d, got '%s'\n",
-                        SILA_MAX_MODULES, optarg);
+        case 'S':
+            v = SILA_MAX_MODULES;
+            if (optarg && sila_cli_long("silad", "--spawn=N", optarg, 1, SILA_MAX_MODULES, &v))
                 return -1;
-            }
-            o->spawn = (int)n;
+            o->spawn = (int)v;
             break;
-        }
-        case 'w': {
-            long w = strtol(optarg, &end, 10);
-            if (*end || end == optarg || w < 1 || w > 1024) {
-                fprintf(stderr, "silad: --window needs an integer in 1..1024, got '%s'\n", optarg);
+        case 'w':
+            if (sila_cli_long("silad", "--window", optarg, 1, 1024, &v))
                 return -1;
-            }
-            o->window = (int)w;
+            o->window = (int)v;
             break;
-        }
         case 's':
             if (o->noverrides == MAX_OVERRIDES) {
                 fprintf(stderr, "silad: at most %d --set options\n", MAX_OVERRIDES);
@@ -122,15 +110,11 @@ static int parse_args(int argc, char **argv, struct options *o)
             }
             o->overrides[o->noverrides++] = optarg;
             break;
-        case 't': {
-            long t = strtol(optarg, &end, 10);
-            if (*end || end == optarg || t < 1 || t > 1024) {
-                fprintf(stderr, "silad: --threads needs an integer in 1..1024, got '%s'\n", optarg);
+        case 't':
+            if (sila_cli_long("silad", "--threads", optarg, 1, 1024, &v))
                 return -1;
-            }
-            o->threads = (int)t;
+            o->threads = (int)v;
             break;
-        }
         case 'h': usage(stdout); return 1;
         case 'V': printf("silad %s\n", SILA_VERSION); return 1;
         default: usage(stderr); return -1;

@@ -8,6 +8,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "job.h"
 #include "threads.h"
 #include "worker.h"
@@ -32,27 +33,14 @@ static void usage(FILE *f)
             "  --exit-with-parent  die with the process that started this one (silad --spawn)\n");
 }
 
-static int parse_long(const char *what, const char *s, long lo, long hi, long *ret)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) {
-        fprintf(stderr, "silaworker: %s needs an integer in %ld..%ld, got '%s'\n", what, lo, hi,
-                s);
-        return -1;
-    }
-    *ret = v;
-    return 0;
-}
-
 static int parse_range(const char *s, struct worker_options *o)
 {
     char first[32];
     const char *dash = strchr(s, '-');
     snprintf(first, sizeof first, "%.*s", dash ? (int)(dash - s) : (int)strlen(s), s);
     long a, b;
-    if (parse_long("--module", first, 1, SILA_MAX_MODULES, &a) ||
-        parse_long("--module", dash ? dash + 1 : first, 1, SILA_MAX_MODULES, &b))
+    if (sila_cli_long("silaworker", "--module", first, 1, SILA_MAX_MODULES, &a) ||
+        sila_cli_long("silaworker", "--module", dash ? dash + 1 : first, 1, SILA_MAX_MODULES, &b))
         return -1;
     if (b < a) {
         fprintf(stderr, "silaworker: --module %s: the range is empty\n", s);
@@ -85,22 +73,22 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
         case 'c': o->connect = optarg; break;
         case 'a': o->advertise = optarg; break;
         case 't':
-            if (parse_long("--threads", optarg, 1, 1024, &v))
+            if (sila_cli_long("silaworker", "--threads", optarg, 1, 1024, &v))
                 return -1;
             *threads = (int)v;
             break;
         case 'f':
-            if (parse_long("--max-frame", optarg, 1024, 2147483647L, &v))
+            if (sila_cli_long("silaworker", "--max-frame", optarg, 1024, 2147483647L, &v))
                 return -1;
             o->max_frame = (size_t)v;
             break;
         case 'j':
-            if (parse_long("--join-timeout", optarg, 1, 86400, &v))
+            if (sila_cli_long("silaworker", "--join-timeout", optarg, 1, 86400, &v))
                 return -1;
             o->join_timeout_s = (int)v;
             break;
         case 'T':
-            if (parse_long("--timeout", optarg, 2, 86400, &v))
+            if (sila_cli_long("silaworker", "--timeout", optarg, 2, 86400, &v))
                 return -1;
             o->timeout_s = (int)v;
             break;
