@@ -13,7 +13,7 @@
 /* Σ x[i] for i < n. */
 static double plane_sum(const float *x, int n)
 {
-    float acc[LANES] = { 0 };
+    float acc[LANES] = {0};
     int i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++)
@@ -29,7 +29,7 @@ static double plane_sum(const float *x, int n)
 /* Σ (x[i] - mean)² for i < n. */
 static double plane_sq_dev(const float *x, int n, float mean)
 {
-    float acc[LANES] = { 0 };
+    float acc[LANES] = {0};
     int i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) {
@@ -48,7 +48,7 @@ static double plane_sq_dev(const float *x, int n, float mean)
 static void plane_grad_sums(const float *dy, const float *x, int n, float mean, float invstd,
                             double *sum_dy, double *sum_dy_xhat)
 {
-    float a[LANES] = { 0 }, b[LANES] = { 0 };
+    float a[LANES] = {0}, b[LANES] = {0};
     int i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int j = 0; j < LANES; j++) {

@@ -12,11 +12,11 @@
 struct sila_block {
     struct sila_layer main[6]; /* conv1 bn1 relu conv2 bn2 [droppath] */
     int nmain;
-    struct sila_layer sc[2];   /* projection conv1x1 bn, when nsc == 2 */
+    struct sila_layer sc[2]; /* projection conv1x1 bn, when nsc == 2 */
     int nsc;
-    float *g_sum;              /* (max_batch, out): gradient at the sum */
-    float *g_a, *g_b;          /* (max_batch, out): main-path ping-pong */
-    float *g_in;               /* (max_batch, in): projection's input gradient */
+    float *g_sum;     /* (max_batch, out): gradient at the sum */
+    float *g_a, *g_b; /* (max_batch, out): main-path ping-pong */
+    float *g_in;      /* (max_batch, in): projection's input gradient */
 };
 
 static struct sila_layer_spec sub_spec(const struct sila_layer_spec *blk, enum sila_layer_kind kind,
@@ -36,9 +36,9 @@ static struct sila_layer_spec sub_spec(const struct sila_layer_spec *blk, enum s
 
 /* Appends a sub-layer to a path; its input is the previous sub-layer's
  * output, or the block's input (never written) for the first. */
-static int add_sub(struct sila_layer *path, int *n, struct sila_layer_spec spec, struct sila_shape in,
-                   const char *prefix, const char *name, struct sila_builder *b,
-                   struct sila_err *err)
+static int add_sub(struct sila_layer *path, int *n, struct sila_layer_spec spec,
+                   struct sila_shape in, const char *prefix, const char *name,
+                   struct sila_builder *b, struct sila_err *err)
 {
     char full[64];
     snprintf(full, sizeof full, "%s.%s", prefix, name);
@@ -58,16 +58,15 @@ static int build_paths(struct sila_block *k, const struct sila_layer *L, const c
                      prefix, "conv1", b, err)) ||
         (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_BATCHNORM, 0, 1), L->in, prefix,
                      "bn1", b, err)) ||
-        (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_RELU, 0, 1), L->in, prefix,
-                     "relu1", b, err)) ||
+        (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_RELU, 0, 1), L->in, prefix, "relu1",
+                     b, err)) ||
         (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_CONV2D, 3, 1), L->in, prefix,
                      "conv2", b, err)) ||
         (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_BATCHNORM, 0, 1), L->in, prefix,
                      "bn2", b, err)))
         return r;
-    if (s->p > 0.0f &&
-        (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_DROPPATH, 0, 1), L->in, prefix,
-                     "drop_path", b, err)))
+    if (s->p > 0.0f && (r = add_sub(k->main, &k->nmain, sub_spec(s, SILA_LAYER_DROPPATH, 0, 1),
+                                    L->in, prefix, "drop_path", b, err)))
         return r;
     if (s->stride == 1 && s->out == L->in.c)
         return 0;

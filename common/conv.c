@@ -36,8 +36,15 @@ int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, in
         return -EINVAL;
     if (H + 2 * pad < K || W + 2 * pad < K)
         return -EINVAL;
-    *g = (struct sila_conv_geom){ .B = B, .C = C, .H = H, .W = W, .OC = OC, .K = K,
-                                  .stride = stride, .pad = pad, .threads = 1 };
+    *g = (struct sila_conv_geom){.B = B,
+                                 .C = C,
+                                 .H = H,
+                                 .W = W,
+                                 .OC = OC,
+                                 .K = K,
+                                 .stride = stride,
+                                 .pad = pad,
+                                 .threads = 1};
     g->OH = (H + 2 * pad - K) / stride + 1;
     g->OW = (W + 2 * pad - K) / stride + 1;
     return 0;
@@ -72,9 +79,17 @@ static bool transposed_dx(const struct sila_conv_geom *g)
 /* Geometry of that convolution: dY (OC, OH, OW) -> dX (C, H, W). */
 static struct sila_conv_geom dx_geom(const struct sila_conv_geom *g)
 {
-    struct sila_conv_geom t = { .B = 1, .C = g->OC, .H = g->OH, .W = g->OW, .OC = g->C,
-                                .K = g->K, .stride = 1, .pad = g->K - 1 - g->pad,
-                                .OH = g->H, .OW = g->W, .threads = 1 };
+    struct sila_conv_geom t = {.B = 1,
+                               .C = g->OC,
+                               .H = g->OH,
+                               .W = g->OW,
+                               .OC = g->C,
+                               .K = g->K,
+                               .stride = 1,
+                               .pad = g->K - 1 - g->pad,
+                               .OH = g->H,
+                               .OW = g->W,
+                               .threads = 1};
     return t;
 }
 
@@ -201,8 +216,8 @@ static void forward_chunk(float *out, const float *in, const float *w, const flo
     for (int i = 0; i < nb; i++)
         im2col(s->col + i * hw, n, in + (b0 + i) * in_sz, g);
     /* dst (OC, n) = w (OC, CKK) · col (CKK, n) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk,
-                s->col, (int)n, 0.0f, dst, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk, s->col,
+                (int)n, 0.0f, dst, (int)n);
     for (int i = 0; i < nb; i++)
         for (int oc = 0; oc < g->OC; oc++) {
             float *o = out + (b0 + i) * out_sz + oc * hw;
@@ -249,15 +264,15 @@ static void dx_transposed(float *din_b, const float *dout_b, const float *wt,
     const int tckk = (int)col_rows(&t);
     im2col(col, hw, dout_b, &t);
     /* din_b (C, H·W) = wt (C, OC·K·K) · col (OC·K·K, H·W) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->C, (int)hw, tckk, 1.0f, wt, tckk,
-                col, (int)hw, 0.0f, din_b, (int)hw);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->C, (int)hw, tckk, 1.0f, wt, tckk, col,
+                (int)hw, 0.0f, din_b, (int)hw);
 }
 
 /* Backward of the samples [b0, b0 + nb): dW and db into the thread's
  * partials, dX into din (unless NULL). */
 static void backward_chunk(float *din, const float *dout, const float *in, const float *w,
-                           const float *wt, const struct sila_conv_geom *g,
-                           const struct scratch *s, int b0, int nb)
+                           const float *wt, const struct sila_conv_geom *g, const struct scratch *s,
+                           int b0, int nb)
 {
     const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
     const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;

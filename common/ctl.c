@@ -6,7 +6,7 @@
 #include <string.h>
 
 #define PREFIX 8 /* magic + message length */
-static const uint8_t MAGIC[4] = { 'S', 'I', 'L', 'C' };
+static const uint8_t MAGIC[4] = {'S', 'I', 'L', 'C'};
 
 static size_t pad4(size_t n)
 {
@@ -51,13 +51,11 @@ int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *ta
     return 0;
 }
 
-int sila_ctl_decode(const uint8_t *buf, size_t len, struct sila_ctl_msg *ret,
-                    struct sila_err *err)
+int sila_ctl_decode(const uint8_t *buf, size_t len, struct sila_ctl_msg *ret, struct sila_err *err)
 {
-    *ret = (struct sila_ctl_msg){ 0 };
+    *ret = (struct sila_ctl_msg){0};
     if (len < PREFIX || memcmp(buf, MAGIC, sizeof MAGIC) != 0)
-        return sila_err_set(err, -EBADMSG, "control frame: %zu bytes without the SILC prefix",
-                            len);
+        return sila_err_set(err, -EBADMSG, "control frame: %zu bytes without the SILC prefix", len);
     uint32_t ml;
     memcpy(&ml, buf + 4, sizeof ml);
     if (ml > SILA_CTL_MAX_MESSAGE || PREFIX + pad4(ml) > len)
@@ -92,7 +90,7 @@ int sila_ctl_recv(struct sila_link *l, int timeout_ms, struct sila_ctl_msg *ret,
 {
     uint8_t *buf;
     size_t len;
-    *ret = (struct sila_ctl_msg){ 0 };
+    *ret = (struct sila_ctl_msg){0};
     int r = sila_link_recv(l, &buf, &len, timeout_ms);
     if (r)
         return r;
@@ -110,5 +108,5 @@ void sila_ctl_msg_free(struct sila_ctl_msg *m)
     if (m->msg)
         sila__control__free_unpacked(m->msg, NULL);
     sila_link_release(m->buf);
-    *m = (struct sila_ctl_msg){ 0 };
+    *m = (struct sila_ctl_msg){0};
 }

@@ -27,10 +27,10 @@ int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *ta
 
 /* A received control message; free with sila_ctl_msg_free. */
 struct sila_ctl_msg {
-    Sila__Control *msg;  /* owned, decoded */
-    const float *tail;   /* into buf: ntail floats, NULL when none */
+    Sila__Control *msg; /* owned, decoded */
+    const float *tail;  /* into buf: ntail floats, NULL when none */
     size_t ntail;
-    uint8_t *buf;        /* owned: the received frame */
+    uint8_t *buf; /* owned: the received frame */
 };
 
 /* Receives one control message. Errors: the link's (-EAGAIN, -ETIMEDOUT,
@@ -41,8 +41,7 @@ int sila_ctl_recv(struct sila_link *l, int timeout_ms, struct sila_ctl_msg *ret,
 
 /* Decodes len bytes of buf (not taking ownership): used by sila_ctl_recv
  * and by tests. On success ret->msg is set and ret->buf is NULL. */
-int sila_ctl_decode(const uint8_t *buf, size_t len, struct sila_ctl_msg *ret,
-                    struct sila_err *err);
+int sila_ctl_decode(const uint8_t *buf, size_t len, struct sila_ctl_msg *ret, struct sila_err *err);
 
 void sila_ctl_msg_free(struct sila_ctl_msg *m);
 

@@ -88,8 +88,7 @@ static int err_errno(struct sila_err *err, int e, const char *path)
 }
 
 /* Writes "dir/name" into buf (size len). -ENAMETOOLONG if it does not fit. */
-static int path_join(char *buf, size_t len, const char *dir, const char *name,
-                     struct sila_err *err)
+static int path_join(char *buf, size_t len, const char *dir, const char *name, struct sila_err *err)
 {
     int n = snprintf(buf, len, "%s/%s", dir, name);
     if (n < 0 || (size_t)n >= len)
@@ -134,8 +133,8 @@ static int gz_open(const char *path, gzFile *ret_gz, struct sila_err *err)
 
 /* Reads up to len bytes into buf; fewer only at end of file. *ret_got is
  * written on success. Errors as gz_error. */
-static int gz_read_full(gzFile gz, uint8_t *buf, size_t len, size_t *ret_got,
-                        const char *path, struct sila_err *err)
+static int gz_read_full(gzFile gz, uint8_t *buf, size_t len, size_t *ret_got, const char *path,
+                        struct sila_err *err)
 {
     size_t got = 0;
     while (got < len) {
@@ -194,8 +193,10 @@ static int gz_check_end(gzFile gz, size_t expected, const char *path, struct sil
     if (r < 0)
         return gz_error(gz, path, err);
     if (r > 0)
-        return sila_err_set(err, -EINVAL, "%s: trailing data after the %zu bytes its header "
-                            "announces", path, expected);
+        return sila_err_set(err, -EINVAL,
+                            "%s: trailing data after the %zu bytes its header "
+                            "announces",
+                            path, expected);
     gzerror(gz, &errnum);
     return errnum == Z_OK ? 0 : gz_error(gz, path, err);
 }
@@ -223,9 +224,11 @@ static int idx_bad_magic(const struct idx_format *f, uint32_t magic, const char 
                          struct sila_err *err)
 {
     if ((magic & 0xffffff00u) == (f->magic & 0xffffff00u))
-        return sila_err_set(err, -EINVAL, "%s: bad magic 0x%08x, expected 0x%08x (%s): "
-                            "%u dimensions instead of %d", path, (unsigned)magic,
-                            (unsigned)f->magic, f->what, (unsigned)(magic & 0xff), f->ndims);
+        return sila_err_set(err, -EINVAL,
+                            "%s: bad magic 0x%08x, expected 0x%08x (%s): "
+                            "%u dimensions instead of %d",
+                            path, (unsigned)magic, (unsigned)f->magic, f->what,
+                            (unsigned)(magic & 0xff), f->ndims);
     return sila_err_set(err, -EINVAL, "%s: bad magic 0x%08x, expected 0x%08x (%s)", path,
                         (unsigned)magic, (unsigned)f->magic, f->what);
 }
@@ -237,18 +240,20 @@ static int idx_check_dims(const struct idx_format *f, const uint32_t *dims, cons
     if (dims[0] == 0)
         return sila_err_set(err, -EINVAL, "%s: sample count is 0 (%s)", path, f->what);
     if (dims[0] > MAX_SAMPLES)
-        return sila_err_set(err, -EINVAL, "%s: sample count %u exceeds the limit of %u",
-                            path, (unsigned)dims[0], (unsigned)MAX_SAMPLES);
+        return sila_err_set(err, -EINVAL, "%s: sample count %u exceeds the limit of %u", path,
+                            (unsigned)dims[0], (unsigned)MAX_SAMPLES);
     for (int i = 1; i < f->ndims; i++)
         if (dims[i] == 0 || dims[i] > MAX_SIDE)
-            return sila_err_set(err, -EINVAL, "%s: image dimension %d is %u, expected "
-                                "1..%u", path, i, (unsigned)dims[i], (unsigned)MAX_SIDE);
+            return sila_err_set(err, -EINVAL,
+                                "%s: image dimension %d is %u, expected "
+                                "1..%u",
+                                path, i, (unsigned)dims[i], (unsigned)MAX_SIDE);
     return 0;
 }
 
 /* Reads and checks the magic and dimensions; dims gets f->ndims values. */
-static int idx_read_header(gzFile gz, const struct idx_format *f, uint32_t *dims,
-                           const char *path, struct sila_err *err)
+static int idx_read_header(gzFile gz, const struct idx_format *f, uint32_t *dims, const char *path,
+                           struct sila_err *err)
 {
     uint8_t hdr[4 + 4 * 3];
     size_t len = 4 + 4 * (size_t)f->ndims, got = 0;
@@ -258,8 +263,10 @@ static int idx_read_header(gzFile gz, const struct idx_format *f, uint32_t *dims
     if (got >= 4 && be32(hdr) != f->magic)
         return idx_bad_magic(f, be32(hdr), path, err);
     if (got < len)
-        return sila_err_set(err, -EINVAL, "%s: truncated header: expected %zu bytes, got %zu "
-                            "(%s)", path, len, got, f->what);
+        return sila_err_set(err, -EINVAL,
+                            "%s: truncated header: expected %zu bytes, got %zu "
+                            "(%s)",
+                            path, len, got, f->what);
     for (int i = 0; i < f->ndims; i++)
         dims[i] = be32(hdr + 4 + 4 * i);
     return idx_check_dims(f, dims, path, err);
@@ -267,8 +274,8 @@ static int idx_read_header(gzFile gz, const struct idx_format *f, uint32_t *dims
 
 /* Reads the payload of `size` bytes that follows the header, and nothing
  * more. *ret_data is owned by the caller. */
-static int idx_read_payload(gzFile gz, const struct idx_format *f, size_t size,
-                            uint8_t **ret_data, const char *path, struct sila_err *err)
+static int idx_read_payload(gzFile gz, const struct idx_format *f, size_t size, uint8_t **ret_data,
+                            const char *path, struct sila_err *err)
 {
     uint8_t *data = NULL;
     size_t got = 0;
@@ -299,8 +306,8 @@ static int idx_read(const char *path, const struct idx_format *f, struct idx_fil
     if (rc < 0)
         return rc;
     rc = idx_read_header(gz, f, idx.dims, path, err);
-    if (rc == 0 && !(mul_size(idx.dims[0], idx.dims[1], &size) &&
-                     mul_size(size, idx.dims[2], &size)))
+    if (rc == 0 &&
+        !(mul_size(idx.dims[0], idx.dims[1], &size) && mul_size(size, idx.dims[2], &size)))
         rc = sila_err_set(err, -EINVAL, "%s: header sizes overflow", path);
     if (rc == 0)
         rc = idx_read_payload(gz, f, size, &idx.data, path, err);
@@ -316,13 +323,15 @@ static int check_labels(const uint8_t *labels, size_t n, int nclasses, const cha
 {
     for (size_t i = 0; i < n; i++)
         if (labels[i] >= nclasses)
-            return sila_err_set(err, -EINVAL, "%s: label %u of sample %zu out of range "
-                                "[0, %d)", path, labels[i], i, nclasses);
+            return sila_err_set(err, -EINVAL,
+                                "%s: label %u of sample %zu out of range "
+                                "[0, %d)",
+                                path, labels[i], i, nclasses);
     return 0;
 }
 
-int sila_dataset_load_idx(struct sila_dataset *ds, const char *images_path,
-                          const char *labels_path, struct sila_err *err)
+int sila_dataset_load_idx(struct sila_dataset *ds, const char *images_path, const char *labels_path,
+                          struct sila_err *err)
 {
     struct idx_file img = {.data = NULL}, lab = {.data = NULL};
     memset(ds, 0, sizeof *ds);
@@ -331,15 +340,19 @@ int sila_dataset_load_idx(struct sila_dataset *ds, const char *images_path,
         rc = idx_read(labels_path, &idx_labels, &lab, err);
     if (rc == 0 && img.dims[0] != lab.dims[0])
         rc = sila_err_set(err, -EINVAL, "image count %u != label count %u (files %s and %s)",
-                          (unsigned)img.dims[0], (unsigned)lab.dims[0], images_path,
-                          labels_path);
+                          (unsigned)img.dims[0], (unsigned)lab.dims[0], images_path, labels_path);
     if (rc == 0)
         rc = check_labels(lab.data, lab.dims[0], IDX_CLASSES, labels_path, err);
     if (rc < 0)
         goto fail;
     *ds = (struct sila_dataset){
-        .n = img.dims[0], .c = 1, .h = (int)img.dims[1], .w = (int)img.dims[2],
-        .nclasses = IDX_CLASSES, .images = img.data, .labels = lab.data,
+        .n = img.dims[0],
+        .c = 1,
+        .h = (int)img.dims[1],
+        .w = (int)img.dims[2],
+        .nclasses = IDX_CLASSES,
+        .images = img.data,
+        .labels = lab.data,
     };
     return 0;
 fail:
@@ -366,12 +379,12 @@ static int cifar_count(const char *path, size_t rec, size_t *ret_n, struct sila_
     if (!S_ISREG(st.st_mode))
         return sila_err_set(err, -EINVAL, "%s: not a regular file", path);
     if (st.st_size == 0)
-        return sila_err_set(err, -EINVAL, "%s: empty file, expected %zu-byte records", path,
-                            rec);
+        return sila_err_set(err, -EINVAL, "%s: empty file, expected %zu-byte records", path, rec);
     if ((uint64_t)st.st_size % rec != 0)
-        return sila_err_set(err, -EINVAL, "%s: size %llu is not a whole number of %zu-byte "
-                            "records (partial record at the end)", path,
-                            (unsigned long long)st.st_size, rec);
+        return sila_err_set(err, -EINVAL,
+                            "%s: size %llu is not a whole number of %zu-byte "
+                            "records (partial record at the end)",
+                            path, (unsigned long long)st.st_size, rec);
     *ret_n = (size_t)((uint64_t)st.st_size / rec);
     return 0;
 }
@@ -399,12 +412,14 @@ static int cifar_check_record(const uint8_t *rec, int nclasses, size_t i, const 
                               struct sila_err *err)
 {
     if (nclasses == 100 && rec[0] >= CIFAR100_COARSE)
-        return sila_err_set(err, -EINVAL, "%s: record %zu: coarse label %u out of range "
-                            "[0, %d)", path, i, rec[0], CIFAR100_COARSE);
+        return sila_err_set(err, -EINVAL,
+                            "%s: record %zu: coarse label %u out of range "
+                            "[0, %d)",
+                            path, i, rec[0], CIFAR100_COARSE);
     uint8_t label = rec[cifar_label_bytes(nclasses) - 1];
     if (label >= nclasses)
-        return sila_err_set(err, -EINVAL, "%s: record %zu: label %u out of range [0, %d)",
-                            path, i, label, nclasses);
+        return sila_err_set(err, -EINVAL, "%s: record %zu: label %u out of range [0, %d)", path, i,
+                            label, nclasses);
     return 0;
 }
 
@@ -421,8 +436,10 @@ static int cifar_read_file(const char *path, size_t n, int nclasses, uint8_t *im
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (fread(buf, 1, rec, f) != rec)
             rc = ferror(f) ? sila_err_set(err, -EIO, "%s: read error", path)
-                           : sila_err_set(err, -EINVAL, "%s: truncated at record %zu of %zu "
-                                          "(file changed while loading?)", path, i, n);
+                           : sila_err_set(err, -EINVAL,
+                                          "%s: truncated at record %zu of %zu "
+                                          "(file changed while loading?)",
+                                          path, i, n);
         else
             rc = cifar_check_record(buf, nclasses, i, path, err);
         if (rc == 0) {
@@ -444,8 +461,8 @@ static int cifar_read_all(const char *const *paths, int npaths, int nclasses, si
         if (rc == 0 && n > total - at)
             rc = sila_err_set(err, -EINVAL, "%s: grew while loading", paths[i]);
         if (rc == 0)
-            rc = cifar_read_file(paths[i], n, nclasses, images + at * CIFAR_PIXELS,
-                                 labels + at, err);
+            rc = cifar_read_file(paths[i], n, nclasses, images + at * CIFAR_PIXELS, labels + at,
+                                 err);
         if (rc < 0)
             return rc;
         at += n;
@@ -477,8 +494,13 @@ int sila_dataset_load_cifar(struct sila_dataset *ds, const char *const *paths, i
     if (rc < 0)
         goto fail;
     *ds = (struct sila_dataset){
-        .n = (uint32_t)total, .c = 3, .h = CIFAR_SIDE, .w = CIFAR_SIDE,
-        .nclasses = nclasses, .images = images, .labels = labels,
+        .n = (uint32_t)total,
+        .c = 3,
+        .h = CIFAR_SIDE,
+        .w = CIFAR_SIDE,
+        .nclasses = nclasses,
+        .images = images,
+        .labels = labels,
     };
     return 0;
 fail:
@@ -490,8 +512,8 @@ fail:
 /* ---- opening a split by its standard file names ---- */
 
 /* Finds dir/<split>-<stem>, plain or with ".gz" (plain preferred), into buf. */
-static int idx_find(char *buf, size_t len, const char *dir, const char *split,
-                    const char *stem, struct sila_err *err)
+static int idx_find(char *buf, size_t len, const char *dir, const char *split, const char *stem,
+                    struct sila_err *err)
 {
     int n = snprintf(buf, len, "%s/%s-%s", dir, split, stem);
     if (n < 0 || (size_t)n + sizeof ".gz" > len)
@@ -518,9 +540,8 @@ static int open_idx(struct sila_dataset *ds, enum sila_dataset_kind kind, const 
     if (rc < 0)
         return rc;
     if (ds->h != IDX_SIDE || ds->w != IDX_SIDE) {
-        rc = sila_err_set(err, -EINVAL, "%s: images are %dx%d, expected %dx%d for %s",
-                          images, ds->h, ds->w, IDX_SIDE, IDX_SIDE,
-                          sila_dataset_kind_name(kind));
+        rc = sila_err_set(err, -EINVAL, "%s: images are %dx%d, expected %dx%d for %s", images,
+                          ds->h, ds->w, IDX_SIDE, IDX_SIDE, sila_dataset_kind_name(kind));
         sila_dataset_fini(ds);
     }
     return rc;
@@ -625,8 +646,7 @@ static struct view view_draw(const struct sila_augment *aug, struct sila_rng *rn
 }
 
 /* One channel plane: out (h, w) from in (h, w) through v and lut (256). */
-static void view_plane(float *out, const uint8_t *in, int h, int w, struct view v,
-                       const float *lut)
+static void view_plane(float *out, const uint8_t *in, int h, int w, struct view v, const float *lut)
 {
     for (int y = 0; y < h; y++) {
         int sy = y + v.dy;

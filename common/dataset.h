@@ -22,11 +22,11 @@ enum sila_dataset_kind {
 };
 
 struct sila_dataset {
-    uint32_t n;          /* number of samples */
-    int c, h, w;         /* per-sample shape */
+    uint32_t n;  /* number of samples */
+    int c, h, w; /* per-sample shape */
     int nclasses;
-    uint8_t *images;     /* (n, c, h, w), owned */
-    uint8_t *labels;     /* (n), each < nclasses, owned */
+    uint8_t *images; /* (n, c, h, w), owned */
+    uint8_t *labels; /* (n), each < nclasses, owned */
 };
 
 /* Name of a kind ("mnist", "fmnist", "cifar10", "cifar100") and back.
@@ -38,8 +38,8 @@ int sila_dataset_kind_parse(const char *name, enum sila_dataset_kind *ret_kind);
  * file plain or gzip-compressed (detected from its content). Errors:
  * -ENOENT (missing), -EINVAL (bad magic, truncated, count mismatch, label out
  * of range, wrong dimensions). On failure ds is left zeroed. */
-int sila_dataset_load_idx(struct sila_dataset *ds, const char *images_path,
-                          const char *labels_path, struct sila_err *err);
+int sila_dataset_load_idx(struct sila_dataset *ds, const char *images_path, const char *labels_path,
+                          struct sila_err *err);
 
 /* Loads and concatenates CIFAR binary batch files (each record: label
  * byte(s) then 3072 pixel bytes; CIFAR-100 records carry a coarse and a fine

@@ -10,7 +10,7 @@
 
 int sila_url_parse(const char *url, struct sila_url *ret, struct sila_err *err)
 {
-    *ret = (struct sila_url){ 0 };
+    *ret = (struct sila_url){0};
     if (strncmp(url, "ipc://", 6) == 0) {
         if (!url[6] || strlen(url + 6) > SILA_URL_MAX - 16)
             return sila_err_set(err, -EINVAL, "%s: an ipc:// address needs a path of 1..%d bytes",
@@ -48,8 +48,8 @@ void sila_endpoint_control(const struct sila_url *base, int k, char *out, size_t
         snprintf(out, len, "ipc://%s.ctl-%d", base->path, k);
 }
 
-void sila_endpoint_data(const struct sila_url *base, int k, const char *host, bool bind,
-                        char *out, size_t len)
+void sila_endpoint_data(const struct sila_url *base, int k, const char *host, bool bind, char *out,
+                        size_t len)
 {
     if (base->tcp)
         snprintf(out, len, "tcp://%s:%d", bind ? "*" : host, base->port + SILA_MAX_MODULES + k);

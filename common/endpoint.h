@@ -19,10 +19,10 @@
 #define SILA_URL_MAX 320
 
 struct sila_url {
-    bool tcp;                  /* tcp://HOST:PORT, else ipc://PATH */
-    char host[256];            /* tcp only */
-    int port;                  /* tcp only */
-    char path[SILA_URL_MAX];   /* ipc only */
+    bool tcp;                /* tcp://HOST:PORT, else ipc://PATH */
+    char host[256];          /* tcp only */
+    int port;                /* tcp only */
+    char path[SILA_URL_MAX]; /* ipc only */
 };
 
 /* Parses a base address. Errors: -EINVAL naming the address. */
@@ -39,7 +39,7 @@ void sila_endpoint_control(const struct sila_url *base, int k, char *out, size_t
 /* The upstream data edge of the worker whose first module is k, on `host`
  * (its announced host; ignored for ipc): the address the worker listens on
  * (bind) or the one its upstream neighbour connects to. */
-void sila_endpoint_data(const struct sila_url *base, int k, const char *host, bool bind,
-                        char *out, size_t len);
+void sila_endpoint_data(const struct sila_url *base, int k, const char *host, bool bind, char *out,
+                        size_t len);
 
 #endif

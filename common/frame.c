@@ -12,7 +12,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
                "sila's wire and file formats are little-endian; this host is not");
 
 #define PREFIX 8 /* magic + header length */
-static const uint8_t MAGIC[4] = { 'S', 'I', 'L', 'F' };
+static const uint8_t MAGIC[4] = {'S', 'I', 'L', 'F'};
 
 static size_t pad4(size_t n)
 {
@@ -45,8 +45,8 @@ size_t sila_frame_size(const struct sila_frame_hdr *h)
     Sila__FrameHeader ph;
     uint32_t shape[4];
     fill_header(&ph, shape, h);
-    return PREFIX + pad4(sila__frame_header__get_packed_size(&ph)) +
-           sizeof(int32_t) * h->nlabels + tensor_bytes(h);
+    return PREFIX + pad4(sila__frame_header__get_packed_size(&ph)) + sizeof(int32_t) * h->nlabels +
+           tensor_bytes(h);
 }
 
 void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
@@ -99,15 +99,19 @@ static int decode_header(const uint8_t *buf, size_t hl, struct sila_frame_hdr *h
         r = sila_err_set(err, -EPROTO, "frame: wire protocol version %u, this sila speaks %u",
                          ph->version, SILA_WIRE_VERSION);
     else if (ph->n_shape != 4)
-        r = sila_err_set(err, -EBADMSG, "frame: shape has %zu dimensions, expected 4",
-                         ph->n_shape);
+        r = sila_err_set(err, -EBADMSG, "frame: shape has %zu dimensions, expected 4", ph->n_shape);
     if (r == 0)
-        *h = (struct sila_frame_hdr){ .generation = ph->generation, .seq = ph->seq,
-                                      .batch = ph->batch, .epoch = ph->epoch,
-                                      .phase = (enum sila_phase)ph->phase,
-                                      .gradient = ph->gradient, .n = ph->shape[0],
-                                      .c = ph->shape[1], .h = ph->shape[2], .w = ph->shape[3],
-                                      .nlabels = ph->nlabels };
+        *h = (struct sila_frame_hdr){.generation = ph->generation,
+                                     .seq = ph->seq,
+                                     .batch = ph->batch,
+                                     .epoch = ph->epoch,
+                                     .phase = (enum sila_phase)ph->phase,
+                                     .gradient = ph->gradient,
+                                     .n = ph->shape[0],
+                                     .c = ph->shape[1],
+                                     .h = ph->shape[2],
+                                     .w = ph->shape[3],
+                                     .nlabels = ph->nlabels};
     sila__frame_header__free_unpacked(ph, NULL);
     return r;
 }

@@ -39,10 +39,10 @@ struct sila_frame_hdr {
 
 /* What a receiving edge accepts, from the job's plan. */
 struct sila_frame_limits {
-    uint32_t max_n;      /* largest batch */
-    uint32_t c, h, w;    /* exact per-sample shape on this edge */
-    uint32_t nclasses;   /* labels must lie in [0, nclasses) */
-    bool gradient;       /* the direction of this edge */
+    uint32_t max_n;    /* largest batch */
+    uint32_t c, h, w;  /* exact per-sample shape on this edge */
+    uint32_t nclasses; /* labels must lie in [0, nclasses) */
+    bool gradient;     /* the direction of this edge */
 };
 
 /* Bytes of the encoded frame. */

@@ -42,12 +42,12 @@ struct sila_job_module {
     int first_layer; /* index into sila_job.layers */
     int nlayers;
     enum sila_aux_kind aux;
-    int aux_hidden;  /* mlp head width (default 256) */
-    int line;        /* line of its [module] section */
+    int aux_hidden; /* mlp head width (default 256) */
+    int line;       /* line of its [module] section */
 };
 
 struct sila_job {
-    char path[512];     /* the job file, for messages */
+    char path[512]; /* the job file, for messages */
     char name[64];
     enum sila_dataset_kind dataset;
     char data_dir[256];
@@ -62,13 +62,13 @@ struct sila_job {
     float local_weight; /* pgl: mu */
     /* pgl variants (METHODS.md section 3, "the schedule"); all off by default */
     enum sila_global_state global_state;
-    bool global_ramp;      /* G grows linearly over the run from 0 to 2G (same mean) */
-    int global_epoch_end;  /* global steps added at the end of every epoch */
-    bool heads_in_global;  /* aux heads learn in global steps, on detached inputs */
+    bool global_ramp;        /* G grows linearly over the run from 0 to 2G (same mean) */
+    int global_epoch_end;    /* global steps added at the end of every epoch */
+    bool heads_in_global;    /* aux heads learn in global steps, on detached inputs */
     bool local_weight_decay; /* mu decays linearly to 0 over the run */
-    int eval_every;     /* epochs between evaluations (the last epoch always evaluates) */
+    int eval_every;          /* epochs between evaluations (the last epoch always evaluates) */
     uint32_t train_limit, test_limit; /* 0 = whole split */
-    int augment_crop;   /* random-crop padding in pixels, 0 = off */
+    int augment_crop;                 /* random-crop padding in pixels, 0 = off */
     bool augment_flip;
     float label_smoothing;
     int checkpoint_every;     /* steps between checkpoints, 0 = none by count */

@@ -17,8 +17,8 @@
 
 /* ---- linear: out = in · w^T + b --------------------------------------- */
 /* out (B, OUT), in (B, IN), w (OUT, IN), b (OUT) or NULL */
-void sila_linear_forward(float *out, const float *in, const float *w, const float *b, int B,
-                         int IN, int OUT);
+void sila_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int IN,
+                         int OUT);
 void sila_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, int B, int IN, int OUT);
 

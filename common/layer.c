@@ -9,11 +9,16 @@
 #include "layer.h"
 
 static const char *const kind_names[] = {
-    [SILA_LAYER_LINEAR] = "linear",     [SILA_LAYER_CONV2D] = "conv2d",
-    [SILA_LAYER_BATCHNORM] = "batchnorm", [SILA_LAYER_RELU] = "relu",
-    [SILA_LAYER_MAXPOOL] = "maxpool",   [SILA_LAYER_AVGPOOL] = "avgpool",
-    [SILA_LAYER_GAP] = "gap",           [SILA_LAYER_FLATTEN] = "flatten",
-    [SILA_LAYER_BLOCK] = "block",       [SILA_LAYER_DROPOUT] = "dropout",
+    [SILA_LAYER_LINEAR] = "linear",
+    [SILA_LAYER_CONV2D] = "conv2d",
+    [SILA_LAYER_BATCHNORM] = "batchnorm",
+    [SILA_LAYER_RELU] = "relu",
+    [SILA_LAYER_MAXPOOL] = "maxpool",
+    [SILA_LAYER_AVGPOOL] = "avgpool",
+    [SILA_LAYER_GAP] = "gap",
+    [SILA_LAYER_FLATTEN] = "flatten",
+    [SILA_LAYER_BLOCK] = "block",
+    [SILA_LAYER_DROPOUT] = "dropout",
     [SILA_LAYER_DROPPATH] = "droppath",
 };
 
@@ -36,7 +41,7 @@ int sila_layer_kind_parse(const char *name, enum sila_layer_kind *ret_kind)
 
 struct sila_layer_spec sila_layer_spec_default(enum sila_layer_kind kind)
 {
-    struct sila_layer_spec s = { .kind = kind, .stride = 1, .bn_momentum = 0.1f, .bn_eps = 1e-5f };
+    struct sila_layer_spec s = {.kind = kind, .stride = 1, .bn_momentum = 0.1f, .bn_eps = 1e-5f};
     s.bias = kind == SILA_LAYER_LINEAR || kind == SILA_LAYER_CONV2D;
     if (kind == SILA_LAYER_MAXPOOL || kind == SILA_LAYER_AVGPOOL)
         s.kernel = s.stride = 2;
@@ -102,9 +107,9 @@ static int add_weights(struct sila_layer *L, const char *prefix, struct sila_bui
 static int add_bn_tensors(struct sila_layer *L, const char *prefix, struct sila_builder *b,
                           struct sila_err *err)
 {
-    int c[1] = { L->in.c }, r;
-    if ((r = sila_builder_add_tensor(b, prefix, "weight", SILA_TENSOR_BN_GAMMA, 0, 1, c,
-                                     &L->w_off, err)) ||
+    int c[1] = {L->in.c}, r;
+    if ((r = sila_builder_add_tensor(b, prefix, "weight", SILA_TENSOR_BN_GAMMA, 0, 1, c, &L->w_off,
+                                     err)) ||
         (r = sila_builder_add_tensor(b, prefix, "bias", SILA_TENSOR_BN_BETA, 0, 1, c, &L->b_off,
                                      err)) ||
         (r = sila_builder_add_tensor(b, prefix, "running_mean", SILA_TENSOR_RUNNING_MEAN, 0, 1, c,
@@ -131,8 +136,8 @@ static int build_linear(struct sila_layer *L, const char *prefix, struct sila_bu
         return shape_error(err, prefix, L, "needs out >= 1");
     if (L->in.h != 1 || L->in.w != 1)
         return shape_error(err, prefix, L, "needs a flat input: add a flatten or gap layer");
-    L->out = (struct sila_shape){ L->spec.out, 1, 1 };
-    int shape[2] = { L->spec.out, L->in.c };
+    L->out = (struct sila_shape){L->spec.out, 1, 1};
+    int shape[2] = {L->spec.out, L->in.c};
     return add_weights(L, prefix, b, 2, shape, err);
 }
 
@@ -146,11 +151,11 @@ static int build_conv(struct sila_layer *L, const char *prefix, struct sila_buil
                             s->stride, s->pad))
         return shape_error(err, prefix, L, "kernel larger than the padded input");
     L->conv.threads = omp_get_max_threads();
-    L->out = (struct sila_shape){ s->out, L->conv.OH, L->conv.OW };
+    L->out = (struct sila_shape){s->out, L->conv.OH, L->conv.OW};
     size_t work = sila_conv_work_floats(&L->conv);
     if (work > b->work_floats)
         b->work_floats = work;
-    int shape[4] = { s->out, L->in.c, s->kernel, s->kernel };
+    int shape[4] = {s->out, L->in.c, s->kernel, s->kernel};
     return add_weights(L, prefix, b, 4, shape, err);
 }
 
@@ -158,11 +163,11 @@ static int build_pool(struct sila_layer *L, const char *prefix, struct sila_buil
                       struct sila_err *err)
 {
     const struct sila_layer_spec *s = &L->spec;
-    if (sila_pool_geom_init(&L->pool, b->max_batch, L->in.c, L->in.h, L->in.w, s->kernel,
-                            s->stride, s->pad))
+    if (sila_pool_geom_init(&L->pool, b->max_batch, L->in.c, L->in.h, L->in.w, s->kernel, s->stride,
+                            s->pad))
         return shape_error(err, prefix, L,
                            "needs kernel, stride >= 1, pad <= kernel/2 and a window that fits");
-    L->out = (struct sila_shape){ L->in.c, L->pool.OH, L->pool.OW };
+    L->out = (struct sila_shape){L->in.c, L->pool.OH, L->pool.OW};
     if (s->kind == SILA_LAYER_MAXPOOL) {
         L->argmax = calloc((size_t)b->max_batch * sila_shape_size(L->out), sizeof *L->argmax);
         if (!L->argmax)
@@ -199,13 +204,13 @@ static int build_kind(struct sila_layer *L, const char *prefix, struct sila_buil
     case SILA_LAYER_AVGPOOL:
         return build_pool(L, prefix, b, err);
     case SILA_LAYER_GAP:
-        L->out = (struct sila_shape){ L->in.c, 1, 1 };
+        L->out = (struct sila_shape){L->in.c, 1, 1};
         return 0;
     case SILA_LAYER_RELU:
     case SILA_LAYER_FLATTEN:
         L->out = L->spec.kind == SILA_LAYER_RELU
                      ? L->in
-                     : (struct sila_shape){ (int)sila_shape_size(L->in), 1, 1 };
+                     : (struct sila_shape){(int)sila_shape_size(L->in), 1, 1};
         return 0;
     case SILA_LAYER_DROPOUT:
     case SILA_LAYER_DROPPATH:
@@ -227,7 +232,7 @@ static bool shape_ok(struct sila_shape s)
 
 static bool spec_ints_ok(const struct sila_layer_spec *s)
 {
-    int v[4] = { s->out, s->kernel, s->stride, s->pad };
+    int v[4] = {s->out, s->kernel, s->stride, s->pad};
     for (int i = 0; i < 4; i++)
         if (v[i] < 0 || v[i] > SILA_MAX_DIM)
             return false;
@@ -247,20 +252,25 @@ int sila_layer_build(struct sila_layer *L, const struct sila_layer_spec *spec, s
     L->spec = *spec;
     L->in = in;
     if (!shape_ok(in))
-        return sila_err_set(err, -EINVAL, "layer %s: input shape %dx%dx%d is empty or too large "
-                            "(each dimension 1..%d, at most %llu values)", prefix, in.c, in.h, in.w, SILA_MAX_DIM,
+        return sila_err_set(err, -EINVAL,
+                            "layer %s: input shape %dx%dx%d is empty or too large "
+                            "(each dimension 1..%d, at most %llu values)",
+                            prefix, in.c, in.h, in.w, SILA_MAX_DIM,
                             (unsigned long long)SILA_MAX_ACTIVATION);
     if (!spec_ints_ok(spec))
-        return sila_err_set(err, -EINVAL, "layer %s (%s): out, kernel, stride and pad must lie "
-                            "in 0..%d", prefix, sila_layer_kind_name(spec->kind), SILA_MAX_DIM);
+        return sila_err_set(err, -EINVAL,
+                            "layer %s (%s): out, kernel, stride and pad must lie "
+                            "in 0..%d",
+                            prefix, sila_layer_kind_name(spec->kind), SILA_MAX_DIM);
     int r = build_kind(L, prefix, b, err);
     if (r)
         return r;
     if (!shape_ok(L->out))
-        return sila_err_set(err, -EINVAL, "layer %s (%s): output shape %dx%dx%d is empty or too "
-                            "large (each dimension 1..%d, at most %llu values)", prefix, sila_layer_kind_name(spec->kind),
-                            L->out.c, L->out.h, L->out.w, SILA_MAX_DIM,
-                            (unsigned long long)SILA_MAX_ACTIVATION);
+        return sila_err_set(err, -EINVAL,
+                            "layer %s (%s): output shape %dx%dx%d is empty or too "
+                            "large (each dimension 1..%d, at most %llu values)",
+                            prefix, sila_layer_kind_name(spec->kind), L->out.c, L->out.h, L->out.w,
+                            SILA_MAX_DIM, (unsigned long long)SILA_MAX_ACTIVATION);
     if (spec->kind == SILA_LAYER_FLATTEN || (in_buf && works_in_place(spec->kind))) {
         L->y = in_buf; /* NULL for flatten of the caller's input: set per forward */
         return 0;
@@ -306,8 +316,8 @@ void sila_layer_forward(struct sila_layer *L, const float *in, const struct sila
     case SILA_LAYER_BATCHNORM:
         if (ctx->train)
             sila_bn_forward_train(L->y, L->mean, L->invstd, buf + L->rm_off, buf + L->rv_off, in,
-                                  P + L->w_off, P + L->b_off, L->spec.bn_momentum,
-                                  L->spec.bn_eps, B, L->in.c, L->in.h * L->in.w);
+                                  P + L->w_off, P + L->b_off, L->spec.bn_momentum, L->spec.bn_eps,
+                                  B, L->in.c, L->in.h * L->in.w);
         else
             sila_bn_forward_eval(L->y, in, P + L->w_off, P + L->b_off, buf + L->rm_off,
                                  buf + L->rv_off, L->spec.bn_eps, B, L->in.c, L->in.h * L->in.w);

@@ -38,15 +38,15 @@ struct sila_block;
 struct sila_layer {
     struct sila_layer_spec spec;
     struct sila_shape in, out;
-    size_t w_off, b_off;         /* weight/gamma and bias/beta in the params block */
-    size_t rm_off, rv_off;       /* running statistics in the buffers block */
-    float *y;                    /* (max_batch, out); aliases the input when !y_owned */
+    size_t w_off, b_off;   /* weight/gamma and bias/beta in the params block */
+    size_t rm_off, rv_off; /* running statistics in the buffers block */
+    float *y;              /* (max_batch, out); aliases the input when !y_owned */
     bool y_owned;
-    struct sila_conv_geom conv;  /* B = max_batch; set per call */
+    struct sila_conv_geom conv; /* B = max_batch; set per call */
     struct sila_pool_geom pool;
-    float *mean, *invstd;        /* batch norm, (out.c) each */
-    int32_t *argmax;             /* max pool, (max_batch, out) */
-    float *mask;                 /* dropout (max_batch, out) or drop-path (max_batch) */
+    float *mean, *invstd; /* batch norm, (out.c) each */
+    int32_t *argmax;      /* max pool, (max_batch, out) */
+    float *mask;          /* dropout (max_batch, out) or drop-path (max_batch) */
     struct sila_block *block;
 };
 

@@ -18,8 +18,8 @@ static void split_rows(int n, int t, int T, int *lo, int *hi)
     *hi = (int)((long)n * (t + 1) / T);
 }
 
-void sila_linear_forward(float *out, const float *in, const float *w, const float *b, int B,
-                         int IN, int OUT)
+void sila_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int IN,
+                         int OUT)
 {
 #pragma omp parallel if ((long)B * IN * OUT >= PARALLEL_MIN_MACS)
     {

@@ -11,7 +11,7 @@
 #include "sealed.h"
 #include "sila.pb-c.h"
 
-static const char MAGIC[8] = { 'S', 'I', 'L', 'A', 'M', 'O', 'D', 'L' };
+static const char MAGIC[8] = {'S', 'I', 'L', 'A', 'M', 'O', 'D', 'L'};
 
 /* ---- writing ------------------------------------------------------------- */
 
@@ -63,8 +63,7 @@ static void fill_tensor(Sila__Tensor *pt, const struct sila_tensor *t, const flo
 }
 
 int sila_model_save(const char *path, const struct sila_net *net, const float *params,
-                    const float *buffers, const struct sila_model_info *info,
-                    struct sila_err *err)
+                    const float *buffers, const struct sila_model_info *info, struct sila_err *err)
 {
     int nl = sila_net_layer_count(net), nt = sila_net_tensor_count(net);
     Sila__Model m = SILA__MODEL__INIT;
@@ -125,10 +124,15 @@ static int spec_from_proto(struct sila_layer_spec *s, const Sila__LayerSpec *ps,
     if ((int)ps->kind < SILA_LAYER_LINEAR || (int)ps->kind > SILA_LAYER_KIND_MAX)
         return sila_err_set(err, -EINVAL, "%s: layer %d has unknown kind %d", path, i,
                             (int)ps->kind);
-    *s = (struct sila_layer_spec){ .kind = (enum sila_layer_kind)ps->kind, .out = ps->out,
-                                   .kernel = ps->kernel, .stride = ps->stride, .pad = ps->pad,
-                                   .bias = ps->bias, .p = ps->p, .bn_momentum = ps->bn_momentum,
-                                   .bn_eps = ps->bn_eps };
+    *s = (struct sila_layer_spec){.kind = (enum sila_layer_kind)ps->kind,
+                                  .out = ps->out,
+                                  .kernel = ps->kernel,
+                                  .stride = ps->stride,
+                                  .pad = ps->pad,
+                                  .bias = ps->bias,
+                                  .p = ps->p,
+                                  .bn_momentum = ps->bn_momentum,
+                                  .bn_eps = ps->bn_eps};
     return 0;
 }
 
@@ -201,8 +205,8 @@ static int model_from_proto(struct sila_model *m, const Sila__Model *pm, size_t 
     int r = 0;
     for (size_t i = 0; r == 0 && i < pm->n_layers; i++)
         r = spec_from_proto(&specs[i], pm->layers[i], (int)i, path, err);
-    struct sila_shape in = { pm->input->c, pm->input->h, pm->input->w };
-    struct sila_err build_err = { "" };
+    struct sila_shape in = {pm->input->c, pm->input->h, pm->input->w};
+    struct sila_err build_err = {""};
     if (r == 0 && (r = sila_net_new(&m->net, specs, (int)pm->n_layers, in, max_batch, &build_err)))
         sila_err_set(err, r, "%s: %s: %s", path,
                      r == -ENOMEM ? "cannot load" : "invalid architecture", build_err.msg);
@@ -217,8 +221,10 @@ static int model_from_proto(struct sila_model *m, const Sila__Model *pm, size_t 
      * more than that cannot be backed by this file, whatever its specs say. */
     size_t need = sila_net_param_count(m->net) + sila_net_buffer_count(m->net);
     if (need > payload_len / 4)
-        return sila_err_set(err, -EINVAL, "%s: the architecture needs %zu values, the file holds "
-                            "at most %zu", path, need, payload_len / 4);
+        return sila_err_set(err, -EINVAL,
+                            "%s: the architecture needs %zu values, the file holds "
+                            "at most %zu",
+                            path, need, payload_len / 4);
     m->params = malloc(sizeof *m->params * (sila_net_param_count(m->net) + 1));
     m->buffers = malloc(sizeof *m->buffers * (sila_net_buffer_count(m->net) + 1));
     if (!m->params || !m->buffers)

@@ -42,8 +42,7 @@ struct sila_model {
  * path. Errors: negative errno of the failed system call, the message naming
  * the path. */
 int sila_model_save(const char *path, const struct sila_net *net, const float *params,
-                    const float *buffers, const struct sila_model_info *info,
-                    struct sila_err *err);
+                    const float *buffers, const struct sila_model_info *info, struct sila_err *err);
 
 /* Loads path into m (zeroed on failure), building its net for batches of at
  * most max_batch. Errors: -ENOENT/-EACCES/... from opening, -EINVAL for any

@@ -76,8 +76,8 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
     m->body_params = sila_net_param_count(m->body);
     m->body_buffers = sila_net_buffer_count(m->body);
     m->nparams = m->body_params + hp;
-    size_t nstate = sila_optim_state_floats(&m->optim, m->body_params) +
-                    sila_optim_state_floats(&m->optim, hp);
+    size_t nstate =
+        sila_optim_state_floats(&m->optim, m->body_params) + sila_optim_state_floats(&m->optim, hp);
     size_t nsets = separate_global ? 2 : 1;
     m->arena = calloc(2 * m->nparams + nsets * nstate + 1, sizeof *m->arena);
     m->buffers = calloc(m->body_buffers + hb + 1, sizeof *m->buffers);
@@ -191,11 +191,11 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
 }
 
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
-                                 const int32_t *labels, int B, float lr, float smoothing,
-                                 float mu, float *din, struct sila_step_stats *ret_stats)
+                                 const int32_t *labels, int B, float lr, float smoothing, float mu,
+                                 float *din, struct sila_step_stats *ret_stats)
 {
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
-    *ret_stats = (struct sila_step_stats){ .loss = NAN };
+    *ret_stats = (struct sila_step_stats){.loss = NAN};
     const float *z = sila_net_output(m->body);
     size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
     const float *g = dz;
@@ -235,11 +235,11 @@ struct sila_module_layout sila_module_layout(const struct sila_module *m)
     size_t nb = m->body_params, nh = m->nparams - nb;
     size_t nstate = sila_optim_state_floats(&m->optim, nb) + sila_optim_state_floats(&m->optim, nh);
     size_t hb = m->head ? sila_net_buffer_count(m->head) : 0;
-    return (struct sila_module_layout){ .params = m->nparams,
-                                        .optimizer = nstate * (m->opt_state_global ? 2 : 1),
-                                        .buffers = m->body_buffers + hb,
-                                        .body_params = nb,
-                                        .body_buffers = m->body_buffers };
+    return (struct sila_module_layout){.params = m->nparams,
+                                       .optimizer = nstate * (m->opt_state_global ? 2 : 1),
+                                       .buffers = m->body_buffers + hb,
+                                       .body_params = nb,
+                                       .body_buffers = m->body_buffers};
 }
 
 void sila_module_get_state(const struct sila_module *m, float *state, uint64_t *counters)

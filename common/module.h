@@ -17,26 +17,26 @@
 #include "rng.h"
 
 struct sila_module {
-    int index, count;       /* k of K */
-    struct sila_net *body;  /* owned */
-    struct sila_net *head;  /* owned; NULL for the last module */
+    int index, count;      /* k of K */
+    struct sila_net *body; /* owned */
+    struct sila_net *head; /* owned; NULL for the last module */
     int nclasses;
-    float *arena;           /* owned: params | grads | optimizer states (below) */
-    size_t nparams;         /* body + head */
-    size_t body_params;     /* the first body_params of params belong to the body */
-    float *params, *grads;  /* views into arena */
+    float *arena;          /* owned: params | grads | optimizer states (below) */
+    size_t nparams;        /* body + head */
+    size_t body_params;    /* the first body_params of params belong to the body */
+    float *params, *grads; /* views into arena */
     /* Optimizer state, body's then head's: one set, and a second for global
      * steps when the job asks for separate global state (else NULL). */
     float *opt_state, *opt_state_global;
-    bool heads_in_global;   /* heads learn in global steps on detached inputs */
-    float *buffers;         /* owned: body buffers | head buffers */
+    bool heads_in_global; /* heads learn in global steps on detached inputs */
+    float *buffers;       /* owned: body buffers | head buffers */
     size_t body_buffers;
     struct sila_optim_cfg optim;
     /* optimizer steps taken per state set (AdamW bias correction) */
     uint64_t body_updates[2], head_updates[2]; /* [0] local/shared, [1] global */
-    struct sila_rng rng;    /* dropout / drop-path masks of this module */
-    float *dhead;           /* owned: (max_batch, nclasses) loss gradient */
-    float *dz;              /* owned: (max_batch, body out) gradient at the output */
+    struct sila_rng rng;                       /* dropout / drop-path masks of this module */
+    float *dhead;                              /* owned: (max_batch, nclasses) loss gradient */
+    float *dz; /* owned: (max_batch, body out) gradient at the output */
 };
 
 /* Head layer specs for an aux kind on an input of shape `in`; writes at
@@ -59,7 +59,7 @@ void sila_module_free(struct sila_module *m);
  * set, then the RNG's words. */
 #define SILA_MODULE_COUNTERS 8
 struct sila_module_layout {
-    size_t params, optimizer, buffers;   /* floats of each part */
+    size_t params, optimizer, buffers; /* floats of each part */
     size_t body_params, body_buffers;
 };
 struct sila_module_layout sila_module_layout(const struct sila_module *m);
@@ -71,9 +71,9 @@ void sila_module_set_state(struct sila_module *m, const float *state, const uint
 
 /* Result of one step on one module. */
 struct sila_step_stats {
-    double loss;  /* the module's own loss (aux head, or the network's for the last);
-                     NaN when the step computed none */
-    int correct;  /* samples its head classified right */
+    double loss; /* the module's own loss (aux head, or the network's for the last);
+                    NaN when the step computed none */
+    int correct; /* samples its head classified right */
 };
 
 /* Local step (greedy, DGL): forward x (B, in) through body and head, CE
@@ -92,8 +92,8 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
  * learns its CE on the detached output. Writes d(loss)/dx into din (B, in)
  * unless NULL, then updates (with the global state set when separate). */
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
-                                 const int32_t *labels, int B, float lr, float smoothing,
-                                 float mu, float *din, struct sila_step_stats *ret_stats);
+                                 const int32_t *labels, int B, float lr, float smoothing, float mu,
+                                 float *din, struct sila_step_stats *ret_stats);
 
 /* Eval: forward x in eval mode; counts head (or classifier) hits in
  * *ret_correct and returns the body output. */

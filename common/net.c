@@ -13,10 +13,10 @@ struct sila_net {
     int n;
     struct sila_shape in, out;
     int max_batch;
-    struct sila_builder bld;   /* tensors and sizes, kept after building */
+    struct sila_builder bld;         /* tensors and sizes, kept after building */
     float *params, *grads, *buffers; /* bound, not owned */
-    float *work;               /* conv scratch, owned */
-    float *g_a, *g_b;          /* (max_batch, largest activation) ping-pong, owned */
+    float *work;                     /* conv scratch, owned */
+    float *g_a, *g_b;                /* (max_batch, largest activation) ping-pong, owned */
 };
 
 static int build_layers(struct sila_net *net, const struct sila_layer_spec *specs,
@@ -28,8 +28,7 @@ static int build_layers(struct sila_net *net, const struct sila_layer_spec *spec
     for (int i = 0; i < net->n; i++) {
         char prefix[16];
         snprintf(prefix, sizeof prefix, "%d", i);
-        int r = sila_layer_build(&net->layers[i], &specs[i], shape, in_buf, prefix, &net->bld,
-                                 err);
+        int r = sila_layer_build(&net->layers[i], &specs[i], shape, in_buf, prefix, &net->bld, err);
         if (r)
             return r;
         shape = net->layers[i].out;
@@ -181,12 +180,15 @@ void sila_net_init_params(struct sila_net *net, struct sila_rng *rng)
     }
 }
 
-static struct sila_ctx make_ctx(const struct sila_net *net, int B, bool train,
-                                struct sila_rng *rng)
+static struct sila_ctx make_ctx(const struct sila_net *net, int B, bool train, struct sila_rng *rng)
 {
-    return (struct sila_ctx){ .params = net->params, .grads = net->grads,
-                              .buffers = net->buffers, .work = net->work, .rng = rng,
-                              .train = train, .B = B };
+    return (struct sila_ctx){.params = net->params,
+                             .grads = net->grads,
+                             .buffers = net->buffers,
+                             .work = net->work,
+                             .rng = rng,
+                             .train = train,
+                             .B = B};
 }
 
 const float *sila_net_forward(struct sila_net *net, const float *x, int B, bool train,

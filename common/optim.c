@@ -21,8 +21,8 @@ size_t sila_optim_state_floats(const struct sila_optim_cfg *cfg, size_t n)
 }
 
 /* SGD without momentum: p -= lr (g + wd p). Uses no state. */
-static void sgd_plain(const struct sila_optim_cfg *cfg, float lr, float *params,
-                      const float *grads, size_t n)
+static void sgd_plain(const struct sila_optim_cfg *cfg, float lr, float *params, const float *grads,
+                      size_t n)
 {
     float wd = cfg->weight_decay;
     for (size_t i = 0; i < n; i++)
@@ -104,7 +104,8 @@ static double sched_after_warmup(const struct sila_sched_cfg *s, uint64_t t, uin
     case SILA_SCHED_COSINE:
         if (t >= T)
             return s->min_lr;
-        return s->min_lr + ((double)s->lr - s->min_lr) * (1.0 + cos(M_PI * (double)t / (double)T)) / 2.0;
+        return s->min_lr +
+               ((double)s->lr - s->min_lr) * (1.0 + cos(M_PI * (double)t / (double)T)) / 2.0;
     }
     assert(!"unknown schedule kind");
     return s->lr;

@@ -43,12 +43,12 @@ enum sila_sched_kind {
 
 struct sila_sched_cfg {
     enum sila_sched_kind kind;
-    float lr;                /* base learning rate */
-    float min_lr;            /* cosine floor */
-    uint64_t step_size;      /* step schedule: steps between decays */
-    float gamma;             /* step schedule: decay factor */
-    uint64_t warmup_steps;   /* linear warm-up from lr/warmup_steps to lr */
-    uint64_t total_steps;    /* length of the run, in optimizer steps */
+    float lr;              /* base learning rate */
+    float min_lr;          /* cosine floor */
+    uint64_t step_size;    /* step schedule: steps between decays */
+    float gamma;           /* step schedule: decay factor */
+    uint64_t warmup_steps; /* linear warm-up from lr/warmup_steps to lr */
+    uint64_t total_steps;  /* length of the run, in optimizer steps */
 };
 
 /* Learning rate for the 0-based optimizer step t. During the first

@@ -9,7 +9,7 @@
 int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t ntrain,
                    uint32_t ntest, struct sila_err *err)
 {
-    *pl = (struct sila_plan){ .job = job, .ntrain = ntrain, .ntest = ntest };
+    *pl = (struct sila_plan){.job = job, .ntrain = ntrain, .ntest = ntest};
     if (job->train_limit && job->train_limit < ntrain)
         pl->ntrain = job->train_limit;
     if (job->test_limit && job->test_limit < ntest)
@@ -90,12 +90,17 @@ int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct si
         int r = sila_plan_edge_shape(job, k, &s, err);
         if (r)
             return r;
-        struct sila_frame_hdr h = { .generation = UINT32_MAX, .seq = UINT64_MAX,
-                                    .batch = UINT64_MAX, .epoch = UINT32_MAX,
-                                    .phase = SILA_PHASE_GLOBAL, .gradient = true,
-                                    .n = (uint32_t)job->batch, .c = (uint32_t)s.c,
-                                    .h = (uint32_t)s.h, .w = (uint32_t)s.w,
-                                    .nlabels = (uint32_t)job->batch };
+        struct sila_frame_hdr h = {.generation = UINT32_MAX,
+                                   .seq = UINT64_MAX,
+                                   .batch = UINT64_MAX,
+                                   .epoch = UINT32_MAX,
+                                   .phase = SILA_PHASE_GLOBAL,
+                                   .gradient = true,
+                                   .n = (uint32_t)job->batch,
+                                   .c = (uint32_t)s.c,
+                                   .h = (uint32_t)s.h,
+                                   .w = (uint32_t)s.w,
+                                   .nlabels = (uint32_t)job->batch};
         size_t b = sila_frame_size(&h);
         most = b > most ? b : most;
     }

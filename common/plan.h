@@ -17,7 +17,7 @@ struct sila_plan {
     uint32_t ntrain, ntest;     /* samples used, after the job's limits */
     uint64_t steps_per_epoch;   /* full batches only: a last partial one is dropped */
     uint64_t total_steps;
-    uint32_t eval_batches;      /* batches of one evaluation (the last may be partial) */
+    uint32_t eval_batches;       /* batches of one evaluation (the last may be partial) */
     struct sila_sched_cfg sched; /* the job's, with step counts filled in */
 };
 

@@ -13,8 +13,8 @@ int sila_pool_geom_init(struct sila_pool_geom *g, int B, int C, int H, int W, in
         return -EINVAL;
     if (H + 2 * pad < K || W + 2 * pad < K)
         return -EINVAL;
-    *g = (struct sila_pool_geom){ .B = B, .C = C, .H = H, .W = W, .K = K, .stride = stride,
-                                  .pad = pad };
+    *g = (struct sila_pool_geom){
+        .B = B, .C = C, .H = H, .W = W, .K = K, .stride = stride, .pad = pad};
     g->OH = (H + 2 * pad - K) / stride + 1;
     g->OW = (W + 2 * pad - K) / stride + 1;
     return 0;

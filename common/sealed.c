@@ -148,8 +148,10 @@ static int check_header(const char *path, const uint8_t *buf, size_t len, const 
     if (len == 0 || memcmp(buf, magic, cmp) != 0)
         return sila_err_set(err, -EINVAL, "%s: not a sila %s file (bad magic)", path, what);
     if (len < HEADER_BYTES)
-        return sila_err_set(err, -EINVAL, "%s: truncated: %zu bytes, shorter than the %d-byte "
-                            "header", path, len, HEADER_BYTES);
+        return sila_err_set(err, -EINVAL,
+                            "%s: truncated: %zu bytes, shorter than the %d-byte "
+                            "header",
+                            path, len, HEADER_BYTES);
     uint32_t version = (uint32_t)get_le(buf + 8, 4);
     if (version != format)
         return sila_err_set(err, -EINVAL, "%s: %s format version %u, this sila reads %u", path,

@@ -118,7 +118,7 @@ int sila_link_poll(const struct sila_link *const *links, int n, int timeout_ms, 
     if (n < 1 || n > 16)
         return -EINVAL;
     for (int i = 0; i < n; i++)
-        pfd[i] = (struct nn_pollfd){ .fd = links[i]->sock, .events = NN_POLLIN };
+        pfd[i] = (struct nn_pollfd){.fd = links[i]->sock, .events = NN_POLLIN};
     int r = nn_poll(pfd, n, timeout_ms);
     if (r < 0)
         return -errno;

@@ -14,7 +14,7 @@
 #include "sila.pb-c.h"
 
 #define FORMAT 1u
-static const char MAGIC[8] = { 'S', 'I', 'L', 'A', 'C', 'K', 'P', 'T' };
+static const char MAGIC[8] = {'S', 'I', 'L', 'A', 'C', 'K', 'P', 'T'};
 
 static int ckpt_dir(const char *out_dir, char *dir, size_t len, struct sila_err *err)
 {
@@ -162,8 +162,10 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
     uint8_t hash[SILA_PLAN_HASH_BYTES];
     sila_job_plan_hash(job, hash);
     if (ck->plan_hash.len != sizeof hash || memcmp(ck->plan_hash.data, hash, sizeof hash))
-        return sila_err_set(err, -EINVAL, "%s: a checkpoint of another plan than %s and its "
-                            "--set overrides", path, job->path);
+        return sila_err_set(err, -EINVAL,
+                            "%s: a checkpoint of another plan than %s and its "
+                            "--set overrides",
+                            path, job->path);
     if (ck->n_modules != (size_t)job->nmodules || ck->n_aug_rng != 4)
         return sila_err_set(err, -EINVAL, "%s: %zu modules, the job has %d", path, ck->n_modules,
                             job->nmodules);
@@ -179,7 +181,7 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
         if (e->n_accuracy != (size_t)c->K)
             return sila_err_set(err, -EINVAL, "%s: an evaluation of %zu heads", path,
                                 e->n_accuracy);
-        c->evals[i] = (struct report_eval){ (int)e->epoch, e->step, { 0 } };
+        c->evals[i] = (struct report_eval){(int)e->epoch, e->step, {0}};
         memcpy(c->evals[i].accuracy, e->accuracy, sizeof *e->accuracy * e->n_accuracy);
         c->nevals++;
     }
@@ -188,11 +190,10 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
         uint64_t n = ms->params + ms->optimizer + ms->buffers;
         if (ms->module != (uint32_t)k + 1 || ms->n_counters != SILA_MODULE_COUNTERS ||
             ms->n_state != n || ms->body_params > ms->params || ms->body_buffers > ms->buffers)
-            return sila_err_set(err, -EINVAL, "%s: module %d's state is inconsistent", path,
-                                k + 1);
+            return sila_err_set(err, -EINVAL, "%s: module %d's state is inconsistent", path, k + 1);
         struct ckpt_module *m = &c->mods[k];
-        m->layout = (struct sila_module_layout){ ms->params, ms->optimizer, ms->buffers,
-                                                 ms->body_params, ms->body_buffers };
+        m->layout = (struct sila_module_layout){ms->params, ms->optimizer, ms->buffers,
+                                                ms->body_params, ms->body_buffers};
         memcpy(m->counters, ms->counters, sizeof m->counters);
         if (!(m->state = malloc(sizeof *m->state * (n + 1))))
             return sila_err_set(err, -ENOMEM, "out of memory");
@@ -201,10 +202,10 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
     return 0;
 }
 
-int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c,
-                     char *ret_path, size_t len, struct sila_err *err)
+int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c, char *ret_path,
+                     size_t len, struct sila_err *err)
 {
-    *c = (struct ckpt){ 0 };
+    *c = (struct ckpt){0};
     char cdir[4096], name[64];
     uint64_t step;
     snprintf(cdir, sizeof cdir, "%s/checkpoints", dir);
@@ -235,7 +236,8 @@ int ckpt_check_module(const struct ckpt *c, int k, const struct sila_module_layo
     const struct sila_module_layout *l = &c->mods[k].layout;
     if (l->params != m->params || l->optimizer != m->optimizer || l->buffers != m->buffers ||
         l->body_params != m->body_params || l->body_buffers != m->body_buffers)
-        return sila_err_set(err, -EINVAL, "checkpoint: module %d holds %zu parameters, %zu "
+        return sila_err_set(err, -EINVAL,
+                            "checkpoint: module %d holds %zu parameters, %zu "
                             "optimizer and %zu buffer floats; the job's module %zu, %zu and %zu",
                             k + 1, l->params, l->optimizer, l->buffers, m->params, m->optimizer,
                             m->buffers);
@@ -247,5 +249,5 @@ void ckpt_free(struct ckpt *c)
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         free(c->mods[k].state);
     free(c->evals);
-    *c = (struct ckpt){ 0 };
+    *c = (struct ckpt){0};
 }

@@ -20,15 +20,15 @@
 
 struct ckpt_module {
     struct sila_module_layout layout;
-    float *state;                          /* params | optimizer | buffers */
+    float *state; /* params | optimizer | buffers */
     uint64_t counters[SILA_MODULE_COUNTERS];
 };
 
 struct ckpt {
-    uint64_t step;                 /* training steps done */
+    uint64_t step; /* training steps done */
     uint64_t aug_rng[4];
     uint64_t metrics_bytes;
-    struct report_eval *evals;     /* owned when read */
+    struct report_eval *evals; /* owned when read */
     size_t nevals;
     int K;
     struct ckpt_module mods[SILA_MAX_MODULES]; /* states owned when read */
@@ -49,8 +49,8 @@ int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckp
 /* Reads the newest complete checkpoint under dir into c (which then owns
  * its arrays), checking it belongs to job. Errors: -ENOENT when there is
  * none, -EINVAL for a damaged one or another job's, with err saying which. */
-int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c,
-                     char *ret_path, size_t len, struct sila_err *err);
+int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c, char *ret_path,
+                     size_t len, struct sila_err *err);
 
 /* Checks that module k's state in c fits the module m of this run. */
 int ckpt_check_module(const struct ckpt *c, int k, const struct sila_module_layout *m,

@@ -78,10 +78,17 @@ static int feed_batch(struct coord *c, uint64_t *seq, uint64_t batch, int epoch,
     if (atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
         return -ECANCELED;
     struct sila_shape in = c->job->input;
-    struct sila_frame_hdr h = { .generation = 0, .seq = *seq, .batch = batch,
-                                .epoch = (uint32_t)epoch, .phase = phase, .gradient = false,
-                                .n = (uint32_t)n, .c = (uint32_t)in.c, .h = (uint32_t)in.h,
-                                .w = (uint32_t)in.w, .nlabels = (uint32_t)n };
+    struct sila_frame_hdr h = {.generation = 0,
+                               .seq = *seq,
+                               .batch = batch,
+                               .epoch = (uint32_t)epoch,
+                               .phase = phase,
+                               .gradient = false,
+                               .n = (uint32_t)n,
+                               .c = (uint32_t)in.c,
+                               .h = (uint32_t)in.h,
+                               .w = (uint32_t)in.w,
+                               .nlabels = (uint32_t)n};
     uint8_t *buf = sila_link_alloc(sila_frame_size(&h));
     if (!buf)
         return -ENOMEM;
@@ -126,8 +133,8 @@ static int feed_all(struct coord *c, float *x, int32_t *labels)
             if (atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
                 return -ECANCELED;
             feed_train_batch(&c->feed, t, x, labels);
-            enum sila_phase ph = sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL
-                                                              : SILA_PHASE_LOCAL;
+            enum sila_phase ph =
+                sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL : SILA_PHASE_LOCAL;
             int r = feed_batch(c, &seq, t, e, ph, c->job->batch, x, labels);
             if (r)
                 return r;
@@ -160,8 +167,7 @@ static void feeder_main(void *arg)
     free(labels);
     c->feed_status = r == -ECANCELED ? 0 : r;
     if (c->feed_status)
-        snprintf(c->feed_error, sizeof c->feed_error, "feeding the first module: %s",
-                 strerror(-r));
+        snprintf(c->feed_error, sizeof c->feed_error, "feeding the first module: %s", strerror(-r));
     uv_async_send(&c->feeder_ended);
 }
 
@@ -303,8 +309,8 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
     p->busy_s = d->busy_s;
     p->peak_rss_kb = d->peak_rss_kb;
     if (c->phase == SILA__RUN_PHASE__TRAINING || c->phase == SILA__RUN_PHASE__EVALUATING)
-        c->phase = d->phase == SILA__PHASE__EVAL ? SILA__RUN_PHASE__EVALUATING
-                                                 : SILA__RUN_PHASE__TRAINING;
+        c->phase =
+            d->phase == SILA__PHASE__EVAL ? SILA__RUN_PHASE__EVALUATING : SILA__RUN_PHASE__TRAINING;
     if (d->phase == SILA__PHASE__EVAL) {
         if (k == c->K - 1)
             uv_sem_post(&c->credits);
@@ -332,9 +338,9 @@ static void save_and_stop(struct coord *c)
     struct body_state bodies[SILA_MAX_MODULES];
     for (int k = 0; k < c->K; k++) {
         const struct ckpt_module *m = &c->collected[k];
-        bodies[k] = (struct body_state){ m->state, m->layout.body_params,
-                                         m->state + m->layout.params + m->layout.optimizer,
-                                         m->layout.body_buffers };
+        bodies[k] = (struct body_state){m->state, m->layout.body_params,
+                                        m->state + m->layout.params + m->layout.optimizer,
+                                        m->layout.body_buffers};
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.sila", c->out_dir);
@@ -354,8 +360,11 @@ static void save_and_stop(struct coord *c)
 static void write_checkpoint(struct coord *c)
 {
     uint64_t step = atomic_load(&c->ckpt_step);
-    struct ckpt ck = { .step = step, .metrics_bytes = report_metrics_bytes(&c->rep),
-                       .evals = c->rep.evals, .nevals = c->rep.nevals, .K = c->K };
+    struct ckpt ck = {.step = step,
+                      .metrics_bytes = report_metrics_bytes(&c->rep),
+                      .evals = c->rep.evals,
+                      .nevals = c->rep.nevals,
+                      .K = c->K};
     /* the feeder waits: its augmentation RNG is at the boundary */
     memcpy(ck.aug_rng, c->feed.aug_rng.s, sizeof ck.aug_rng);
     memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
@@ -364,8 +373,7 @@ static void write_checkpoint(struct coord *c)
     if (ckpt_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
         report_checkpoint(&c->rep, path, step);
         snprintf(c->last_checkpoint, sizeof c->last_checkpoint, "%s", path);
-    }
-    else
+    } else
         fprintf(stderr, "silad: checkpoint after step %llu not written: %s\n",
                 (unsigned long long)step, e.msg);
     for (int k = 0; k < c->K; k++) {
@@ -391,8 +399,8 @@ static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *s
         return;
     }
     struct ckpt_module *m = &c->collected[k];
-    m->layout = (struct sila_module_layout){ st->params, st->optimizer, st->buffers,
-                                             st->body_params, st->body_buffers };
+    m->layout = (struct sila_module_layout){st->params, st->optimizer, st->buffers, st->body_params,
+                                            st->body_buffers};
     size_t n = st->params + st->optimizer + st->buffers;
     m->state = malloc(sizeof *tail * (n + 1));
     if (!m->state) {
@@ -401,8 +409,8 @@ static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *s
     }
     memcpy(m->state, tail, sizeof *tail * n);
     memcpy(m->counters, st->counters, sizeof m->counters);
-    p->summary = (struct worker_summary){ p->first, p->last, st->active_s, st->busy_s,
-                                          st->global_s, st->bytes_out, st->peak_rss_kb };
+    p->summary = (struct worker_summary){p->first,     p->last,       st->active_s,   st->busy_s,
+                                         st->global_s, st->bytes_out, st->peak_rss_kb};
     if (++c->states < c->K)
         return;
     if (c->collect_for_checkpoint)
@@ -435,22 +443,29 @@ static void on_peer_message(struct coord *c, struct peer *p, const struct sila_c
     const Sila__Control *msg = m->msg;
     p->last_message = report_now();
     switch (msg->msg_case) {
-    case SILA__CONTROL__MSG_READY: on_ready(c, p, msg->ready); break;
+    case SILA__CONTROL__MSG_READY:
+        on_ready(c, p, msg->ready);
+        break;
     case SILA__CONTROL__MSG_DONE:
         if (c->started)
             on_done(c, p, msg->done);
         else
             p->bad_messages++;
         break;
-    case SILA__CONTROL__MSG_STATE: on_state(c, p, msg->state, m->tail); break;
-    case SILA__CONTROL__MSG_HEARTBEAT: break;
+    case SILA__CONTROL__MSG_STATE:
+        on_state(c, p, msg->state, m->tail);
+        break;
+    case SILA__CONTROL__MSG_HEARTBEAT:
+        break;
     case SILA__CONTROL__MSG_STOP: {
         char mods[32];
         fail(c, -ECANCELED, "the worker for %s failed: %.400s",
              sila_modules_text(p->first, p->last, mods, sizeof mods), msg->stop->reason);
         break;
     }
-    default: p->bad_messages++; break;
+    default:
+        p->bad_messages++;
+        break;
     }
 }
 
@@ -502,8 +517,8 @@ static const char *refusal(struct coord *c, const Sila__Hello *h, char *buf, siz
                  SILA_WIRE_VERSION);
     else if (h->first_module < 1 || h->last_module < h->first_module ||
              h->last_module > (uint32_t)c->K)
-        snprintf(buf, len, "modules %u-%u asked for, the job %s has modules 1-%d",
-                 h->first_module, h->last_module, c->job->name, c->K);
+        snprintf(buf, len, "modules %u-%u asked for, the job %s has modules 1-%d", h->first_module,
+                 h->last_module, c->job->name, c->K);
     else if (h->max_frame < c->max_frame)
         snprintf(buf, len, "the job needs frames of %zu bytes, the worker accepts %llu",
                  c->max_frame, (unsigned long long)h->max_frame);
@@ -852,7 +867,7 @@ static int find_worker(char *out, size_t len)
     self[n] = 0;
     char *slash = strrchr(self, '/');
     *slash = 0;
-    static const char *const rel[] = { "silaworker", "../worker/silaworker", "../bin/silaworker" };
+    static const char *const rel[] = {"silaworker", "../worker/silaworker", "../bin/silaworker"};
     for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
         if ((size_t)snprintf(out, len, "%s/%s", self, rel[i]) < len && access(out, X_OK) == 0)
             return 0;
@@ -864,7 +879,8 @@ static int spawn_workers(struct coord *c)
 {
     char exe[PATH_MAX];
     if (find_worker(exe, sizeof exe))
-        return sila_err_set(c->err, -ENOENT, "cannot find silaworker next to silad (set "
+        return sila_err_set(c->err, -ENOENT,
+                            "cannot find silaworker next to silad (set "
                             "SILAWORKER to its path)");
     int n = c->o->spawn > c->K ? c->K : c->o->spawn;
     int threads = c->o->threads ? c->o->threads : (c->o->cores / n > 1 ? c->o->cores / n : 1);
@@ -875,13 +891,13 @@ static int spawn_workers(struct coord *c)
         char mods[32], thr[16];
         snprintf(mods, sizeof mods, "%d-%d", ch->first + 1, ch->last + 1);
         snprintf(thr, sizeof thr, "%d", threads);
-        char *args[] = { exe, "--module", mods, "--connect", c->base_url, "--threads", thr,
-                         "--join-timeout", "60", "--exit-with-parent", NULL };
-        uv_stdio_container_t stdio[3] = {
-            { .flags = UV_IGNORE }, { .flags = UV_INHERIT_FD, .data.fd = 1 },
-            { .flags = UV_INHERIT_FD, .data.fd = 2 } };
-        uv_process_options_t po = { .exit_cb = on_child_exit, .file = exe, .args = args,
-                                    .stdio_count = 3, .stdio = stdio };
+        char *args[] = {exe, "--module",       mods, "--connect",          c->base_url, "--threads",
+                        thr, "--join-timeout", "60", "--exit-with-parent", NULL};
+        uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                         {.flags = UV_INHERIT_FD, .data.fd = 1},
+                                         {.flags = UV_INHERIT_FD, .data.fd = 2}};
+        uv_process_options_t po = {
+            .exit_cb = on_child_exit, .file = exe, .args = args, .stdio_count = 3, .stdio = stdio};
         ch->proc.data = ch;
         int r = uv_spawn(&c->loop, &ch->proc, &po);
         if (r)
@@ -893,7 +909,8 @@ static int spawn_workers(struct coord *c)
            threads > 1 ? "s" : "");
     if (n * threads > c->o->cores)
         printf("note: %d workers x %d threads on %d cores; --spawn=%d would not oversubscribe "
-               "them\n", n, threads, c->o->cores, c->o->cores / threads > 0 ? c->o->cores / threads : 1);
+               "them\n",
+               n, threads, c->o->cores, c->o->cores / threads > 0 ? c->o->cores / threads : 1);
     fflush(stdout);
     return 0;
 }
@@ -907,8 +924,8 @@ static int plan_bodies(struct coord *c)
         struct sila_shape in;
         struct sila_net *body;
         int r = sila_plan_edge_shape(c->job, k, &in, c->err);
-        if (r || (r = sila_net_new(&body, c->job->layers + jm->first_layer, jm->nlayers, in, 1,
-                                   c->err)))
+        if (r ||
+            (r = sila_net_new(&body, c->job->layers + jm->first_layer, jm->nlayers, in, 1, c->err)))
             return r;
         c->body_params[k] = sila_net_param_count(body);
         c->body_buffers[k] = sila_net_buffer_count(body);
@@ -985,7 +1002,7 @@ static void cleanup(struct coord *c)
         report_close(&c->rep);
     if (*c->rundir) {
         char path[512];
-        static const char *const kinds[] = { "", ".ctl-", ".data-" };
+        static const char *const kinds[] = {"", ".ctl-", ".data-"};
         for (size_t i = 0; i < 3; i++)
             for (int k = i ? 1 : 0; k <= (i ? c->K : 0); k++) {
                 if (i)
@@ -1009,13 +1026,11 @@ static int take_checkpoint(struct coord *c, struct report_resume *rr)
     for (int k = 0; k < c->K; k++)
         if (c->resume_from.mods[k].layout.body_params != c->body_params[k] ||
             c->resume_from.mods[k].layout.body_buffers != c->body_buffers[k])
-            return sila_err_set(c->err, -EINVAL, "%s: module %d does not fit the job", path,
-                                k + 1);
+            return sila_err_set(c->err, -EINVAL, "%s: module %d does not fit the job", path, k + 1);
     memcpy(c->feed.aug_rng.s, c->resume_from.aug_rng, sizeof c->resume_from.aug_rng);
-    *rr = (struct report_resume){ c->resume_from.metrics_bytes, c->resume_from.step,
-                                  c->resume_from.evals, c->resume_from.nevals };
-    printf("resuming from %s: %llu steps done\n", path,
-           (unsigned long long)c->resume_from.step);
+    *rr = (struct report_resume){c->resume_from.metrics_bytes, c->resume_from.step,
+                                 c->resume_from.evals, c->resume_from.nevals};
+    printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->resume_from.step);
     return 0;
 }
 
@@ -1025,8 +1040,12 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
     struct coord *c = calloc(1, sizeof *c);
     if (!c)
         return sila_err_set(err, -ENOMEM, "out of memory");
-    *c = (struct coord){ .job = job, .o = o, .out_dir = out_dir, .K = job->nmodules, .err = err,
-                         .phase = SILA__RUN_PHASE__JOINING };
+    *c = (struct coord){.job = job,
+                        .o = o,
+                        .out_dir = out_dir,
+                        .K = job->nmodules,
+                        .err = err,
+                        .phase = SILA__RUN_PHASE__JOINING};
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         c->owner[k] = -1;
     c->data.sock = c->rdv.sock = -1;

@@ -100,9 +100,8 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         w->step = p->steps;
         w->loss = p->steps ? p->loss : NAN;
         w->accuracy = (float)p->accuracy;
-        w->samples_per_s = p->active_s > 0 ? (double)c->done[p->last] * c->job->batch /
-                                                 p->active_s
-                                           : 0.0;
+        w->samples_per_s =
+            p->active_s > 0 ? (double)c->done[p->last] * c->job->batch / p->active_s : 0.0;
         w->busy = p->active_s > 0 ? p->busy_s / p->active_s : 0.0;
         w->queue = fed > c->done[p->last] ? (uint32_t)(fed - c->done[p->last]) : 0;
         w->peak_rss_mb = p->peak_rss_kb / 1024.0;
@@ -161,8 +160,7 @@ static void ack(struct rpc *rpc, Sila__Reply *reply, const char *text)
 
 static bool running(const struct coord *c)
 {
-    return c->started && !c->finished && !c->collecting &&
-           !atomic_load(&c->stop_requested);
+    return c->started && !c->finished && !c->collecting && !atomic_load(&c->stop_requested);
 }
 
 void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply)
@@ -170,9 +168,15 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
     struct coord *c = ctx;
     char msg[4400];
     switch (req->method_case) {
-    case SILA__REQUEST__METHOD_STATUS: status(c, rpc, reply); break;
-    case SILA__REQUEST__METHOD_WORKERS: workers(c, rpc, reply); break;
-    case SILA__REQUEST__METHOD_METRICS: metrics(c, rpc, req->metrics->since_step, reply); break;
+    case SILA__REQUEST__METHOD_STATUS:
+        status(c, rpc, reply);
+        break;
+    case SILA__REQUEST__METHOD_WORKERS:
+        workers(c, rpc, reply);
+        break;
+    case SILA__REQUEST__METHOD_METRICS:
+        metrics(c, rpc, req->metrics->since_step, reply);
+        break;
     case SILA__REQUEST__METHOD_PAUSE:
     case SILA__REQUEST__METHOD_RESUME: {
         bool pause = req->method_case == SILA__REQUEST__METHOD_PAUSE;
@@ -195,7 +199,8 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
             reply->error = rpc_strdup(rpc, "the run is not training");
             return;
         }
-        snprintf(msg, sizeof msg, "checkpoint at the next step boundary: %s/checkpoints/"
+        snprintf(msg, sizeof msg,
+                 "checkpoint at the next step boundary: %s/checkpoints/"
                  "step-%010llu.ckpt, or the step after (status shows the newest)",
                  c->out_dir, (unsigned long long)step);
         ack(rpc, reply, msg);

@@ -19,7 +19,7 @@
 #include "transport.h"
 
 struct peer {
-    int first, last;        /* modules, 0-based, inclusive */
+    int first, last; /* modules, 0-based, inclusive */
     uint32_t gen;
     char host[256];
     uint32_t pid;
@@ -28,10 +28,10 @@ struct peer {
     bool polling, ready;
     uint64_t bad_messages;
     /* from its reports, for the RPC */
-    double last_message;    /* report_now() of its last message */
-    uint64_t steps;         /* training steps its last module finished */
-    float loss;             /* its last module's last loss */
-    double accuracy;        /* moving average of that module's batch accuracy */
+    double last_message; /* report_now() of its last message */
+    uint64_t steps;      /* training steps its last module finished */
+    float loss;          /* its last module's last loss */
+    double accuracy;     /* moving average of that module's batch accuracy */
     double active_s, busy_s;
     uint64_t peak_rss_kb;
     struct worker_summary summary; /* from its last module state */
@@ -49,7 +49,7 @@ struct coord {
     const char *out_dir;
     struct sila_url base;
     char base_url[SILA_URL_MAX + 16];
-    char rundir[256];           /* spawn without --listen: private ipc directory */
+    char rundir[256]; /* spawn without --listen: private ipc directory */
     uv_loop_t loop;
     struct feed feed;
     struct report rep;
@@ -63,21 +63,21 @@ struct coord {
     bool rdv_polling;
     struct peer *peers[SILA_MAX_MODULES]; /* owned */
     int npeers;
-    int owner[SILA_MAX_MODULES];          /* peer of each module, -1: none yet */
+    int owner[SILA_MAX_MODULES];           /* peer of each module, -1: none yet */
     uint32_t generation[SILA_MAX_MODULES]; /* last handed out, per first module */
     bool started;
 
     /* feeder thread */
-    struct sila_link data;      /* to the first module; the feeder's */
+    struct sila_link data; /* to the first module; the feeder's */
     uv_thread_t feeder;
     bool feeder_running;
     uv_sem_t credits, evaluated;
-    atomic_bool stopping;       /* the run is over: the feeder returns */
-    atomic_bool paused;         /* the feeder waits before its next batch */
-    atomic_bool stop_requested; /* the feeder sends no more batches */
-    atomic_uint_fast64_t fed;   /* batches the feeder has sent */
+    atomic_bool stopping;           /* the run is over: the feeder returns */
+    atomic_bool paused;             /* the feeder waits before its next batch */
+    atomic_bool stop_requested;     /* the feeder sends no more batches */
+    atomic_uint_fast64_t fed;       /* batches the feeder has sent */
     atomic_uint_fast64_t train_fed; /* training steps among them (with the resumed ones) */
-    int feed_status;            /* set by the feeder before feeder_ended */
+    int feed_status;                /* set by the feeder before feeder_ended */
     char feed_error[512];
     uv_async_t feeder_ended;
     bool async_open, feeder_ended_seen;
@@ -112,9 +112,9 @@ struct coord {
     struct child children[SILA_MAX_MODULES];
     int nchildren;
     uv_signal_t sigint, sigterm;
-    uv_timer_t watchdog;   /* every second: heartbeats; every 5 s: systemd status */
+    uv_timer_t watchdog; /* every second: heartbeats; every 5 s: systemd status */
     uint64_t ticks;
-    bool finished;   /* success or failure decided */
+    bool finished; /* success or failure decided */
     int status;
     struct sila_err *err;
 };

@@ -13,11 +13,11 @@
 
 #define EVAL_BATCH 256
 
-static const char *const fmnist_names[10] = { "T-shirt/top", "Trouser", "Pullover", "Dress",
-                                              "Coat",        "Sandal",  "Shirt",    "Sneaker",
-                                              "Bag",         "Ankle boot" };
-static const char *const cifar10_names[10] = { "airplane", "automobile", "bird",  "cat",  "deer",
-                                               "dog",      "frog",       "horse", "ship", "truck" };
+static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                             "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                             "Bag",         "Ankle boot"};
+static const char *const cifar10_names[10] = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                              "dog",      "frog",       "horse", "ship", "truck"};
 
 static const char *class_name(enum sila_dataset_kind kind, int c)
 {
@@ -52,9 +52,8 @@ struct eval_opts {
 
 static int parse_eval(int argc, char **argv, struct eval_opts *o)
 {
-    static const struct option longopts[] = { { "data", required_argument, NULL, 'd' },
-                                              { "json", no_argument, NULL, 'j' },
-                                              { 0 } };
+    static const struct option longopts[] = {
+        {"data", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'}, {0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -82,8 +81,10 @@ static int open_test_split(const struct eval_opts *o, const struct sila_model *m
     if (o->data) {
         const char *colon = strchr(o->data, ':');
         if (!colon || colon == o->data || (size_t)(colon - o->data) >= sizeof kind_name) {
-            fprintf(stderr, "silactl: --data needs KIND:DIR, e.g. fmnist:/usr/share/datasets/"
-                            "fashion-mnist, got '%s'\n", o->data);
+            fprintf(stderr,
+                    "silactl: --data needs KIND:DIR, e.g. fmnist:/usr/share/datasets/"
+                    "fashion-mnist, got '%s'\n",
+                    o->data);
             return -1;
         }
         snprintf(kind_name, sizeof kind_name, "%.*s", (int)(colon - o->data), o->data);
@@ -97,16 +98,17 @@ static int open_test_split(const struct eval_opts *o, const struct sila_model *m
                 kind_name, o->data ? "" : "; pass --data KIND:DIR");
         return -1;
     }
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     if (sila_dataset_open(ds, *ret_kind, dir, false, &err)) {
         fprintf(stderr, "silactl: %s\n", err.msg);
         return -1;
     }
     struct sila_shape in = sila_net_in_shape(m->net);
     if (ds->c != in.c || ds->h != in.h || ds->w != in.w || ds->nclasses != m->num_classes) {
-        fprintf(stderr, "silactl: %s takes %dx%dx%d inputs and %d classes, the dataset has "
-                        "%dx%dx%d and %d\n", o->model, in.c, in.h, in.w, m->num_classes, ds->c,
-                ds->h, ds->w, ds->nclasses);
+        fprintf(stderr,
+                "silactl: %s takes %dx%dx%d inputs and %d classes, the dataset has "
+                "%dx%dx%d and %d\n",
+                o->model, in.c, in.h, in.w, m->num_classes, ds->c, ds->h, ds->w, ds->nclasses);
         sila_dataset_fini(ds);
         return -1;
     }
@@ -187,8 +189,8 @@ static void print_eval_json(const struct eval_opts *o, const struct sila_dataset
     printf("{\"model\":");
     json_str(stdout, o->model);
     printf(",\"dataset\":\"%s\",\"samples\":%u,\"correct\":%ld,\"accuracy\":%.6f,"
-           "\"per_class\":[", sila_dataset_kind_name(kind), ds->n, correct,
-           (double)correct / ds->n);
+           "\"per_class\":[",
+           sila_dataset_kind_name(kind), ds->n, correct, (double)correct / ds->n);
     for (int c = 0; c < C; c++) {
         long n = 0;
         for (int p = 0; p < C; p++)
@@ -207,16 +209,16 @@ static void print_eval_json(const struct eval_opts *o, const struct sila_dataset
 
 int ctl_eval(int argc, char **argv)
 {
-    struct eval_opts o = { 0 };
+    struct eval_opts o = {0};
     if (parse_eval(argc, argv, &o))
         return 2;
     struct sila_model m;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     if (sila_model_load(&m, o.model, EVAL_BATCH, &err)) {
         fprintf(stderr, "silactl: %s\n", err.msg);
         return 1;
     }
-    struct sila_dataset ds = { 0 };
+    struct sila_dataset ds = {0};
     enum sila_dataset_kind kind;
     int status = 1;
     long *conf = calloc((size_t)m.num_classes * m.num_classes, sizeof *conf);
@@ -238,16 +240,16 @@ static void print_inspect_text(const char *path, const struct sila_model *m, con
     struct sila_shape in = sila_net_in_shape(m->net);
     printf("model      %s\njob        %s\nalgorithm  %s\nseed       %llu\nepochs     %d\n"
            "accuracy   %.2f%%\ndataset    %s (%s)\ncreated    %s\nsila       %s\n",
-           path, i->job, i->algorithm, (unsigned long long)i->seed, i->epochs,
-           100.0 * i->accuracy, i->dataset_kind, i->dataset_path, i->created, i->sila_version);
+           path, i->job, i->algorithm, (unsigned long long)i->seed, i->epochs, 100.0 * i->accuracy,
+           i->dataset_kind, i->dataset_path, i->created, i->sila_version);
     printf("parameters %zu (+ %zu running statistics)\nweights_sha256 %s\n\n",
            sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha);
     printf("%-5s %-10s %s\n", "layer", "kind", "output");
     printf("%-5s %-10s %dx%dx%d\n", "in", "", in.c, in.h, in.w);
     for (int l = 0; l < sila_net_layer_count(m->net); l++) {
         struct sila_shape s = sila_net_layer_out_shape(m->net, l);
-        printf("%-5d %-10s %dx%dx%d\n", l, sila_layer_kind_name(sila_net_layer_spec(m->net, l)->kind),
-               s.c, s.h, s.w);
+        printf("%-5d %-10s %dx%dx%d\n", l,
+               sila_layer_kind_name(sila_net_layer_spec(m->net, l)->kind), s.c, s.h, s.w);
     }
 }
 
@@ -271,8 +273,8 @@ static void print_inspect_json(const char *path, const struct sila_model *m, con
     printf(",\"sila_version\":");
     json_str(stdout, i->sila_version);
     printf(",\"parameters\":%zu,\"buffers\":%zu,\"weights_sha256\":\"%s\",\"input\":[%d,%d,%d],"
-           "\"layers\":[", sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha,
-           in.c, in.h, in.w);
+           "\"layers\":[",
+           sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha, in.c, in.h, in.w);
     for (int l = 0; l < sila_net_layer_count(m->net); l++) {
         struct sila_shape s = sila_net_layer_out_shape(m->net, l);
         printf("%s{\"kind\":\"%s\",\"output\":[%d,%d,%d]}", l ? "," : "",
@@ -298,7 +300,7 @@ int ctl_inspect(int argc, char **argv)
         return 2;
     }
     struct sila_model m;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     if (sila_model_load(&m, path, 1, &err)) {
         fprintf(stderr, "silactl: %s\n", err.msg);
         return 1;

@@ -105,8 +105,10 @@ static int run_gnuplot(const char *script)
         return -1;
     if (pid == 0) {
         execlp("gnuplot", "gnuplot", script, (char *)NULL);
-        fprintf(stderr, "silactl plot: cannot run gnuplot (%s): install it (apt install "
-                        "gnuplot-nox)\n", strerror(errno));
+        fprintf(stderr,
+                "silactl plot: cannot run gnuplot (%s): install it (apt install "
+                "gnuplot-nox)\n",
+                strerror(errno));
         _exit(127);
     }
     int st;
@@ -125,8 +127,7 @@ static int plot(const char *metrics, const char *out)
     }
     char dir[] = "/tmp/silactl-plot-XXXXXX";
     if (!mkdtemp(dir)) {
-        fprintf(stderr, "silactl plot: cannot create a temporary directory: %s\n",
-                strerror(errno));
+        fprintf(stderr, "silactl plot: cannot create a temporary directory: %s\n", strerror(errno));
         return 1;
     }
     char lp[64], ap[64], sp[64];
@@ -144,15 +145,19 @@ static int plot(const char *metrics, const char *out)
     if (r == 0 && gp) {
         fprintf(gp, "set terminal %s size 1000,800\nset output '%s'\n",
                 svg ? "svg dynamic" : "pngcairo", out);
-        fprintf(gp, "set multiplot layout 2,1\nset grid\nset key outside right\n"
-                    "set xlabel 'step'\nset ylabel 'loss'\nset logscale y\n"
-                    "set xrange [0:%.0f]\n", last);
-        fprintf(gp, "plot for [i=2:%d] '%s' using 1:i with lines title "
-                    "(i == %d ? 'classifier' : sprintf('module %%d', i - 1))\n",
+        fprintf(gp,
+                "set multiplot layout 2,1\nset grid\nset key outside right\n"
+                "set xlabel 'step'\nset ylabel 'loss'\nset logscale y\n"
+                "set xrange [0:%.0f]\n",
+                last);
+        fprintf(gp,
+                "plot for [i=2:%d] '%s' using 1:i with lines title "
+                "(i == %d ? 'classifier' : sprintf('module %%d', i - 1))\n",
                 k + 1, lp, k + 1);
         fprintf(gp, "unset logscale y\nset ylabel 'test accuracy %%'\n");
-        fprintf(gp, "plot for [i=2:%d] '%s' using 1:i with linespoints title "
-                    "(i == %d ? 'classifier' : sprintf('head %%d', i - 1))\n",
+        fprintf(gp,
+                "plot for [i=2:%d] '%s' using 1:i with linespoints title "
+                "(i == %d ? 'classifier' : sprintf('head %%d', i - 1))\n",
                 k + 1, ap, k + 1);
         fprintf(gp, "unset multiplot\n");
     }
@@ -171,8 +176,7 @@ static int plot(const char *metrics, const char *out)
 
 int ctl_plot(int argc, char **argv)
 {
-    static const struct option longopts[] = { { "output", required_argument, NULL, 'o' },
-                                              { 0 } };
+    static const struct option longopts[] = {{"output", required_argument, NULL, 'o'}, {0}};
     const char *out = NULL;
     int c;
     optind = 1;

@@ -49,8 +49,10 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
     sila_link_close(&l);
     if (r) {
         if (r == -ETIMEDOUT || r == -EAGAIN)
-            fprintf(stderr, "silactl: no silad answered at %s within %d s (is it running, and "
-                            "is this its --rpc endpoint?)\n", o->connect, o->timeout_ms / 1000);
+            fprintf(stderr,
+                    "silactl: no silad answered at %s within %d s (is it running, and "
+                    "is this its --rpc endpoint?)\n",
+                    o->connect, o->timeout_ms / 1000);
         else
             fprintf(stderr, "silactl: %s: %s\n", o->connect, strerror(-r));
         return -1;
@@ -58,8 +60,10 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
     Sila__Reply *rep = sila__reply__unpack(NULL, inlen, in);
     sila_link_release(in);
     if (!rep) {
-        fprintf(stderr, "silactl: %s answered %zu bytes that are not a sila.Reply (not a silad "
-                        "RPC endpoint?)\n", o->connect, inlen);
+        fprintf(stderr,
+                "silactl: %s answered %zu bytes that are not a sila.Reply (not a silad "
+                "RPC endpoint?)\n",
+                o->connect, inlen);
         return -1;
     }
     if (rep->version != SILA_RPC_VERSION || *rep->error) {
@@ -77,8 +81,8 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
 
 static const char *phase_name(Sila__RunPhase p)
 {
-    static const char *const names[] = { "unknown", "joining", "training", "evaluating",
-                                         "paused",  "stopping", "finished", "failed" };
+    static const char *const names[] = {"unknown", "joining",  "training", "evaluating",
+                                        "paused",  "stopping", "finished", "failed"};
     return (unsigned)p < sizeof names / sizeof *names ? names[p] : "unknown";
 }
 
@@ -162,10 +166,9 @@ static void print_status_text(const Sila__Status *s)
     for (int i = 0; i < 30; i++)
         bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
     bar[30] = 0;
-    printf("job %s (%s, %u modules): %s\n", s->job, s->algorithm, s->modules,
-           phase_name(s->phase));
-    printf("[%s] epoch %u/%u, step %llu/%llu, %.0f samples/s, elapsed %s, ETA %s\n", bar,
-           s->epoch, s->epochs, (unsigned long long)s->step, (unsigned long long)s->total_steps,
+    printf("job %s (%s, %u modules): %s\n", s->job, s->algorithm, s->modules, phase_name(s->phase));
+    printf("[%s] epoch %u/%u, step %llu/%llu, %.0f samples/s, elapsed %s, ETA %s\n", bar, s->epoch,
+           s->epochs, (unsigned long long)s->step, (unsigned long long)s->total_steps,
            s->samples_per_s, el, eta);
     for (size_t i = 0; i < s->n_evaluations; i++) {
         const Sila__Evaluation *e = s->evaluations[i];
@@ -187,8 +190,7 @@ static void print_workers_json(const Sila__Workers *ws)
     printf("{\"workers\":[");
     for (size_t i = 0; i < ws->n_rows; i++) {
         const Sila__WorkerRow *w = ws->rows[i];
-        printf("%s{\"modules\":[%u,%u],\"host\":", i ? "," : "", w->first_module,
-               w->last_module);
+        printf("%s{\"modules\":[%u,%u],\"host\":", i ? "," : "", w->first_module, w->last_module);
         json_str(w->host);
         printf(",\"pid\":%u,\"generation\":%u,\"state\":", w->pid, w->generation);
         json_str(w->state);
@@ -283,7 +285,8 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
         job[n++] = *p == '\n' ? ' ' : *p;
     }
     job[n] = 0;
-#define METRIC(name, type, help) printf("# HELP sila_" name " " help "\n# TYPE sila_" name " " type "\n")
+#define METRIC(name, type, help)                                                                   \
+    printf("# HELP sila_" name " " help "\n# TYPE sila_" name " " type "\n")
     METRIC("steps_done_total", "counter", "Training steps the last module has finished.");
     printf("sila_steps_done_total{job=\"%s\"} %llu\n", job, (unsigned long long)s->step);
     METRIC("steps_planned", "gauge", "Training steps of the whole run.");
@@ -299,7 +302,8 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
     if (s->n_evaluations) {
         const Sila__Evaluation *e = s->evaluations[s->n_evaluations - 1];
         METRIC("test_accuracy", "gauge",
-               "Test accuracy of each module's head at the last evaluation (the last module's: the classifier).");
+               "Test accuracy of each module's head at the last evaluation (the last module's: the "
+               "classifier).");
         for (size_t k = 0; k < e->n_accuracy; k++)
             printf("sila_test_accuracy{job=\"%s\",module=\"%zu\"} %.6f\n", job, k + 1,
                    e->accuracy[k]);
@@ -307,24 +311,31 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
     static const struct {
         const char *name, *type, *help;
     } per[] = {
-        { "module_steps_done_total", "counter", "Training steps the worker's last module has finished." },
-        { "module_loss", "gauge", "Last training loss of the worker's last module." },
-        { "module_train_accuracy", "gauge", "Recent batch accuracy of that module's head." },
-        { "worker_samples_per_second", "gauge", "Samples per second through the worker." },
-        { "worker_busy_ratio", "gauge", "Share of the worker's time spent computing." },
-        { "worker_queue", "gauge", "Batches sent into the pipeline the worker has not finished." },
-        { "worker_peak_rss_bytes", "gauge", "Peak resident memory of the worker." },
-        { "worker_generation", "gauge", "Generation of the worker's modules." },
-        { "worker_last_message_age_seconds", "gauge", "Seconds since the worker's last message." },
+        {"module_steps_done_total", "counter",
+         "Training steps the worker's last module has finished."},
+        {"module_loss", "gauge", "Last training loss of the worker's last module."},
+        {"module_train_accuracy", "gauge", "Recent batch accuracy of that module's head."},
+        {"worker_samples_per_second", "gauge", "Samples per second through the worker."},
+        {"worker_busy_ratio", "gauge", "Share of the worker's time spent computing."},
+        {"worker_queue", "gauge", "Batches sent into the pipeline the worker has not finished."},
+        {"worker_peak_rss_bytes", "gauge", "Peak resident memory of the worker."},
+        {"worker_generation", "gauge", "Generation of the worker's modules."},
+        {"worker_last_message_age_seconds", "gauge", "Seconds since the worker's last message."},
     };
     for (size_t i = 0; i < sizeof per / sizeof *per; i++) {
         printf("# HELP sila_%s %s\n# TYPE sila_%s %s\n", per[i].name, per[i].help, per[i].name,
                per[i].type);
         for (size_t j = 0; j < ws->n_rows; j++) {
             const Sila__WorkerRow *w = ws->rows[j];
-            double v[] = { (double)w->step, w->loss, w->accuracy, w->samples_per_s, w->busy,
-                           w->queue, w->peak_rss_mb * 1048576.0, w->generation,
-                           w->last_message_age_s };
+            double v[] = {(double)w->step,
+                          w->loss,
+                          w->accuracy,
+                          w->samples_per_s,
+                          w->busy,
+                          w->queue,
+                          w->peak_rss_mb * 1048576.0,
+                          w->generation,
+                          w->last_message_age_s};
             printf("sila_%s{job=\"%s\",module=\"%u\",modules=\"%u-%u\"} ", per[i].name, job,
                    w->last_module, w->first_module, w->last_module);
             if (isfinite(v[i]))
@@ -388,7 +399,8 @@ static int one_call(const struct rpc_opts *o)
     else if (strcmp(c, "workers") == 0)
         req.method_case = SILA__REQUEST__METHOD_WORKERS, req.workers = &wr;
     else if (strcmp(c, "metrics") == 0)
-        req.method_case = SILA__REQUEST__METHOD_METRICS, req.metrics = &mr, mr.since_step = o->since;
+        req.method_case = SILA__REQUEST__METHOD_METRICS, req.metrics = &mr,
+        mr.since_step = o->since;
     else if (strcmp(c, "pause") == 0)
         req.method_case = SILA__REQUEST__METHOD_PAUSE, req.pause = &pr;
     else if (strcmp(c, "resume") == 0)
@@ -430,8 +442,8 @@ static int one_call(const struct rpc_opts *o)
 
 bool ctl_rpc_command(const char *cmd)
 {
-    static const char *const cmds[] = { "status", "workers", "metrics", "watch",
-                                        "pause",  "resume",  "checkpoint", "stop" };
+    static const char *const cmds[] = {"status", "workers", "metrics",    "watch",
+                                       "pause",  "resume",  "checkpoint", "stop"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
         if (strcmp(cmd, cmds[i]) == 0)
             return true;
@@ -440,19 +452,23 @@ bool ctl_rpc_command(const char *cmd)
 
 int ctl_rpc(int argc, char **argv, const char *connect)
 {
-    struct rpc_opts o = { .connect = connect, .timeout_ms = 5000, .cmd = argv[0] };
-    static const struct option longopts[] = { { "json", no_argument, NULL, 'j' },
-                                              { "prometheus", no_argument, NULL, 'p' },
-                                              { "timeout", required_argument, NULL, 't' },
-                                              { "since", required_argument, NULL, 's' },
-                                              { 0 } };
+    struct rpc_opts o = {.connect = connect, .timeout_ms = 5000, .cmd = argv[0]};
+    static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+                                             {"prometheus", no_argument, NULL, 'p'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"since", required_argument, NULL, 's'},
+                                             {0}};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         char *end;
         switch (ch) {
-        case 'j': o.json = 1; break;
-        case 'p': o.prometheus = 1; break;
+        case 'j':
+            o.json = 1;
+            break;
+        case 'p':
+            o.prometheus = 1;
+            break;
         case 't': {
             long t;
             if (sila_cli_long("silactl", "--timeout", optarg, 1, 3600, &t))
@@ -467,7 +483,8 @@ int ctl_rpc(int argc, char **argv, const char *connect)
                 return 2;
             }
             break;
-        default: return 2;
+        default:
+            return 2;
         }
     }
     if (optind < argc) {

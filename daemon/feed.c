@@ -6,7 +6,7 @@
 
 int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
 {
-    *f = (struct feed){ .order_epoch = -1 };
+    *f = (struct feed){.order_epoch = -1};
     int r = sila_dataset_open(&f->train, job->dataset, job->data_dir, true, err);
     if (r == 0)
         r = sila_dataset_open(&f->test, job->dataset, job->data_dir, false, err);
@@ -15,7 +15,7 @@ int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
     if (r)
         return r;
     f->norm = sila_dataset_default_norm(job->dataset);
-    f->aug = (struct sila_augment){ job->augment_crop, job->augment_flip };
+    f->aug = (struct sila_augment){job->augment_crop, job->augment_flip};
     sila_rng_seed(&f->aug_rng, job->seed, 1);
     f->order = malloc(sizeof *f->order * f->plan.ntrain);
     f->eval_idx = malloc(sizeof *f->eval_idx * (f->plan.ntest + 1));
@@ -32,7 +32,7 @@ void feed_close(struct feed *f)
     free(f->eval_idx);
     sila_dataset_fini(&f->train);
     sila_dataset_fini(&f->test);
-    *f = (struct feed){ .order_epoch = -1 };
+    *f = (struct feed){.order_epoch = -1};
 }
 
 void feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels)

@@ -17,9 +17,9 @@ struct feed {
     struct sila_dataset train, test;
     struct sila_norm norm;
     struct sila_plan plan;
-    uint32_t *order;   /* owned: (ntrain) the current epoch's order */
+    uint32_t *order;    /* owned: (ntrain) the current epoch's order */
     uint32_t *eval_idx; /* owned: (ntest) 0, 1, 2, ... */
-    int order_epoch;   /* epoch whose order is in order[], -1 before any */
+    int order_epoch;    /* epoch whose order is in order[], -1 before any */
     struct sila_augment aug;
     struct sila_rng aug_rng;
 };

@@ -10,8 +10,8 @@
 
 #include "modelfile.h"
 
-int reassemble_save(const struct sila_job *job, const struct body_state *bodies,
-                    const char *path, double accuracy, struct sila_err *err)
+int reassemble_save(const struct sila_job *job, const struct body_state *bodies, const char *path,
+                    double accuracy, struct sila_err *err)
 {
     struct sila_net *net;
     int r = sila_net_new(&net, job->layers, job->nlayers, job->input, 1, err);
@@ -40,8 +40,8 @@ int reassemble_save(const struct sila_job *job, const struct body_state *bodies,
         memcpy(buffers + nb, bodies[k].buffers, sizeof *buffers * bodies[k].nbuffers);
         np += bodies[k].nparams, nb += bodies[k].nbuffers;
     }
-    struct sila_model_info info = { .seed = job->seed, .epochs = job->epochs,
-                                    .accuracy = (float)accuracy };
+    struct sila_model_info info = {
+        .seed = job->seed, .epochs = job->epochs, .accuracy = (float)accuracy};
     snprintf(info.job, sizeof info.job, "%s", job->name);
     snprintf(info.algorithm, sizeof info.algorithm, "%s", sila_algorithm_name(job->algorithm));
     snprintf(info.dataset_kind, sizeof info.dataset_kind, "%s",

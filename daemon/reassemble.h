@@ -19,7 +19,7 @@ struct body_state {
 /* Writes the model of job from its K = job->nmodules bodies to path, with
  * the final classifier accuracy in its provenance. Errors: -EINVAL when the
  * bodies do not add up to the network, -ENOMEM, or the file's. */
-int reassemble_save(const struct sila_job *job, const struct body_state *bodies,
-                    const char *path, double accuracy, struct sila_err *err);
+int reassemble_save(const struct sila_job *job, const struct body_state *bodies, const char *path,
+                    double accuracy, struct sila_err *err);
 
 #endif

@@ -40,8 +40,7 @@ static int make_dir(const char *dir, struct sila_err *err)
 static bool grow(void **arr, size_t *cap, size_t n, size_t size);
 
 int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
-                uint64_t steps_per_epoch, const struct report_resume *resume,
-                struct sila_err *err)
+                uint64_t steps_per_epoch, const struct report_resume *resume, struct sila_err *err)
 {
     memset(r, 0, sizeof *r);
     int rc = make_dir(out_dir, err);
@@ -139,9 +138,9 @@ static void format_losses(const struct report *r, const struct loss_window *w, c
     size_t used = 0;
     buf[0] = 0;
     for (int k = 0; k < r->nmodules && used < len; k++) {
-        int n = w->n[k] ? snprintf(buf + used, len - used, "%s%.3f", k ? " " : "",
-                                   w->sum[k] / w->n[k])
-                        : snprintf(buf + used, len - used, "%s-", k ? " " : "");
+        int n = w->n[k]
+                    ? snprintf(buf + used, len - used, "%s%.3f", k ? " " : "", w->sum[k] / w->n[k])
+                    : snprintf(buf + used, len - used, "%s-", k ? " " : "");
         used += n > 0 ? (size_t)n : 0;
     }
 }
@@ -162,14 +161,15 @@ static void format_bar(char *bar, double frac)
 
 static void write_step_record(struct report *r, int epoch, uint64_t step, float lr, double rate)
 {
-    fprintf(r->metrics, "{\"type\":\"step\",\"epoch\":%d,\"step\":%llu,\"lr\":%.6g,"
-                        "\"samples_per_s\":%.1f,\"loss\":[",
+    fprintf(r->metrics,
+            "{\"type\":\"step\",\"epoch\":%d,\"step\":%llu,\"lr\":%.6g,"
+            "\"samples_per_s\":%.1f,\"loss\":[",
             epoch + 1, (unsigned long long)step, lr, rate);
     const struct loss_window *w = &r->log_win;
     struct report_point *pt = NULL;
     if (grow((void **)&r->points, &r->points_cap, r->npoints, sizeof *r->points)) {
         pt = &r->points[r->npoints++];
-        *pt = (struct report_point){ step, epoch + 1, report_now() - r->start, rate, lr, { 0 } };
+        *pt = (struct report_point){step, epoch + 1, report_now() - r->start, rate, lr, {0}};
     }
     for (int k = 0; k < r->nmodules; k++) {
         if (w->n[k])
@@ -226,7 +226,7 @@ void report_eval(struct report *r, int epoch, uint64_t step, const double *accur
     fflush(stdout);
     if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals)) {
         struct report_eval *ev = &r->evals[r->nevals++];
-        *ev = (struct report_eval){ epoch + 1, step, { 0 } };
+        *ev = (struct report_eval){epoch + 1, step, {0}};
         memcpy(ev->accuracy, accuracy, sizeof *accuracy * r->nmodules);
     }
     fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu,\"accuracy\":[", epoch + 1,
@@ -267,9 +267,10 @@ void report_worker(struct report *r, const struct worker_summary *w, uint64_t sa
            "%.1f kB sent per sample, peak RSS %.0f MB\n",
            sila_modules_text(w->first, w->last, mods, sizeof mods), 100.0 * busy, w->active_s,
            100.0 * global, per_sample / 1e3, w->peak_rss_kb / 1024.0);
-    fprintf(r->metrics, "{\"type\":\"worker\",\"modules\":[%d,%d],\"active_s\":%.3f,"
-                        "\"busy\":%.4f,\"global\":%.4f,\"bytes_per_sample\":%.1f,"
-                        "\"peak_rss_mb\":%.1f}\n",
+    fprintf(r->metrics,
+            "{\"type\":\"worker\",\"modules\":[%d,%d],\"active_s\":%.3f,"
+            "\"busy\":%.4f,\"global\":%.4f,\"bytes_per_sample\":%.1f,"
+            "\"peak_rss_mb\":%.1f}\n",
             w->first + 1, w->last + 1, w->active_s, busy, global, per_sample,
             w->peak_rss_kb / 1024.0);
     fflush(r->metrics);

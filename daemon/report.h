@@ -11,7 +11,6 @@
 #include "job.h"
 #include "plan.h"
 
-
 /* Mean loss per module over a window of steps. */
 struct loss_window {
     double sum[SILA_MAX_MODULES];
@@ -20,8 +19,8 @@ struct loss_window {
 
 /* A step record: the run at one step, kept for the RPC's Metrics. */
 struct report_point {
-    uint64_t step;       /* 1-based count of steps done */
-    int epoch;           /* 1-based */
+    uint64_t step; /* 1-based count of steps done */
+    int epoch;     /* 1-based */
     double time_s, samples_per_s;
     float lr;
     double loss[SILA_MAX_MODULES]; /* mean since the previous point; NaN: none */
@@ -29,24 +28,24 @@ struct report_point {
 
 /* An evaluation: every head's test accuracy, the classifier's last. */
 struct report_eval {
-    int epoch;           /* 1-based */
+    int epoch; /* 1-based */
     uint64_t step;
     double accuracy[SILA_MAX_MODULES];
 };
 
 struct report {
-    FILE *metrics;       /* owned: metrics.jsonl */
-    bool tty;            /* stdout is a terminal: redraw one progress line */
+    FILE *metrics; /* owned: metrics.jsonl */
+    bool tty;      /* stdout is a terminal: redraw one progress line */
     int nmodules;
     int epochs;
     uint64_t steps_per_epoch;
-    double start;        /* monotonic seconds at the start of training */
+    double start; /* monotonic seconds at the start of training */
     double last_print;
-    uint64_t samples;    /* trained so far */
+    uint64_t samples;             /* trained so far */
     struct loss_window print_win; /* since the last printed line */
     struct loss_window log_win;   /* since the last metrics record */
-    uint64_t step;       /* steps done */
-    uint64_t first_step; /* steps done when this process started (resumed runs) */
+    uint64_t step;                /* steps done */
+    uint64_t first_step;          /* steps done when this process started (resumed runs) */
     /* the records written to metrics.jsonl, kept (owned, growing arrays) */
     struct report_point *points;
     size_t npoints, points_cap;
@@ -67,8 +66,7 @@ struct report_resume {
  * it, or with resume cutting it back to where the checkpoint was taken.
  * Returns 0 or -errno with err naming the path. */
 int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
-                uint64_t steps_per_epoch, const struct report_resume *resume,
-                struct sila_err *err);
+                uint64_t steps_per_epoch, const struct report_resume *resume, struct sila_err *err);
 
 /* Bytes written to metrics.jsonl so far (flushed), for a checkpoint. */
 uint64_t report_metrics_bytes(struct report *r);
@@ -86,11 +84,11 @@ double report_eta(const struct report *r);
 
 /* How one worker of a distributed run spent its time, from its report. */
 struct worker_summary {
-    int first, last;        /* modules, 0-based */
-    double active_s;        /* first batch to the end */
-    double busy_s;          /* computing */
-    double global_s;        /* in global steps */
-    uint64_t bytes_out;     /* data frames sent */
+    int first, last;    /* modules, 0-based */
+    double active_s;    /* first batch to the end */
+    double busy_s;      /* computing */
+    double global_s;    /* in global steps */
+    uint64_t bytes_out; /* data frames sent */
     uint64_t peak_rss_kb;
 };
 /* Prints a worker's summary and appends it to the metrics as a "worker"

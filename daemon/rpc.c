@@ -117,12 +117,11 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, rpc_handler *han
     int r = sila_url_parse(url, &u, err);
     if (r)
         return r;
-    *rpc = (struct rpc){ .handler = handler, .ctx = ctx,
-                         .control_allowed = !u.tcp || sila_url_loopback(&u) };
+    *rpc = (struct rpc){
+        .handler = handler, .ctx = ctx, .control_allowed = !u.tcp || sila_url_loopback(&u)};
     snprintf(rpc->url, sizeof rpc->url, "%s", url);
     /* the limit is above the cap: an oversized request gets a reply too */
-    if ((r = sila_link_open(&rpc->link, SILA_LINK_REPLY, url, true, 4 * SILA_RPC_MAX_REQUEST,
-                            err)))
+    if ((r = sila_link_open(&rpc->link, SILA_LINK_REPLY, url, true, 4 * SILA_RPC_MAX_REQUEST, err)))
         return r;
     int rfd, sfd;
     if ((r = sila_link_fds(&rpc->link, &rfd, &sfd)) || (r = uv_poll_init(loop, &rpc->poll, rfd))) {

@@ -26,18 +26,17 @@ struct rpc;
 /* Fills reply's result for req (a decoded request of our version), or sets
  * reply->error with rpc_strdup. Memory for the reply comes from rpc_alloc
  * and is freed once the reply is sent. */
-typedef void rpc_handler(void *ctx, struct rpc *rpc, const Sila__Request *req,
-                         Sila__Reply *reply);
+typedef void rpc_handler(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply);
 
 struct rpc {
     struct sila_link link;
     uv_poll_t poll;
     bool polling;
-    bool control_allowed;   /* loopback or ipc */
+    bool control_allowed; /* loopback or ipc */
     rpc_handler *handler;
     void *ctx;
-    uint64_t served, bad;   /* requests answered, and bad ones among them */
-    void **allocs;          /* owned: this reply's allocations */
+    uint64_t served, bad; /* requests answered, and bad ones among them */
+    void **allocs;        /* owned: this reply's allocations */
     size_t nallocs, allocs_cap;
     char url[320];
 };

@@ -14,26 +14,27 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: silactl [--connect ENDPOINT] COMMAND [ARGS]\n"
-               "To a running silad (ENDPOINT: its --rpc, default %s):\n"
-               "  status [--json]                         job, phase, progress, ETA, evaluations\n"
-               "  workers [--json]                        one row per worker\n"
-               "  metrics [--since STEP] [--json]         loss, lr and samples/s per step record\n"
-               "  metrics --prometheus                    status and workers as Prometheus text\n"
-               "  watch                                   status and workers, redrawn every second\n"
-               "  pause | resume | checkpoint | stop [--json]\n"
-               "                                          checkpoint: at the next step boundary;\n"
-               "                                          stop: finish the batches in flight,\n"
-               "                                          save the model, exit\n"
-               "  (each with --timeout S, default 5)\n"
-               "On model files:\n"
-               "  eval MODEL [--data KIND:DIR] [--json]   accuracy, per-class accuracy and\n"
-               "                                          confusion matrix on a test split\n"
-               "  inspect MODEL [--json]                  architecture, parameters, provenance,\n"
-               "                                          weights_sha256\n"
-               "On a run's metrics.jsonl:\n"
-               "  plot METRICS_LOG -o FILE.png|FILE.svg   loss and accuracy curves (gnuplot)\n"
-               "Kernel threads: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else all cores.\n",
+    fprintf(f,
+            "usage: silactl [--connect ENDPOINT] COMMAND [ARGS]\n"
+            "To a running silad (ENDPOINT: its --rpc, default %s):\n"
+            "  status [--json]                         job, phase, progress, ETA, evaluations\n"
+            "  workers [--json]                        one row per worker\n"
+            "  metrics [--since STEP] [--json]         loss, lr and samples/s per step record\n"
+            "  metrics --prometheus                    status and workers as Prometheus text\n"
+            "  watch                                   status and workers, redrawn every second\n"
+            "  pause | resume | checkpoint | stop [--json]\n"
+            "                                          checkpoint: at the next step boundary;\n"
+            "                                          stop: finish the batches in flight,\n"
+            "                                          save the model, exit\n"
+            "  (each with --timeout S, default 5)\n"
+            "On model files:\n"
+            "  eval MODEL [--data KIND:DIR] [--json]   accuracy, per-class accuracy and\n"
+            "                                          confusion matrix on a test split\n"
+            "  inspect MODEL [--json]                  architecture, parameters, provenance,\n"
+            "                                          weights_sha256\n"
+            "On a run's metrics.jsonl:\n"
+            "  plot METRICS_LOG -o FILE.png|FILE.svg   loss and accuracy curves (gnuplot)\n"
+            "Kernel threads: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, else all cores.\n",
             SILA_RPC_DEFAULT);
 }
 

@@ -19,27 +19,28 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: silad --job FILE (--listen URL | --spawn[=N] | --inproc) [--out DIR]\n"
-               "             [--set SECTION.KEY=VALUE]... [--threads T] [--window W]\n"
-               "  --job FILE     the job to train (see docs/jobs.md)\n"
-               "  --listen URL   wait for one silaworker per module to join at URL\n"
-               "                 (tcp://HOST:PORT, using PORT..PORT+64 here; or ipc://PATH)\n"
-               "  --spawn[=N]    start N local workers (default: one per module), each\n"
-               "                 training a consecutive range of modules\n"
-               "  --inproc       train every module in this process\n"
-               "  --window W     batches in the pipeline at most (default %d)\n"
-               "  --resume[=DIR] continue the run in DIR (default: its --out directory) from\n"
-               "                 its newest checkpoint, with the same job and --set options\n"
-               "  --resume-if-any  resume when the --out directory has a checkpoint, else\n"
-               "                 start afresh (for services restarted after a failure)\n"
-               "  --worker-timeout S  a worker silent for S seconds is lost (default 10)\n"
-               "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
-               "  --out DIR      where model.sila and metrics.jsonl go "
-               "(default: runs/<job name>)\n"
-               "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
-               "  --threads T    threads of the numerical kernels, per spawned worker with\n"
-               "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
-               "                 when set, else all cores, shared out among spawned workers)\n",
+    fprintf(f,
+            "usage: silad --job FILE (--listen URL | --spawn[=N] | --inproc) [--out DIR]\n"
+            "             [--set SECTION.KEY=VALUE]... [--threads T] [--window W]\n"
+            "  --job FILE     the job to train (see docs/jobs.md)\n"
+            "  --listen URL   wait for one silaworker per module to join at URL\n"
+            "                 (tcp://HOST:PORT, using PORT..PORT+64 here; or ipc://PATH)\n"
+            "  --spawn[=N]    start N local workers (default: one per module), each\n"
+            "                 training a consecutive range of modules\n"
+            "  --inproc       train every module in this process\n"
+            "  --window W     batches in the pipeline at most (default %d)\n"
+            "  --resume[=DIR] continue the run in DIR (default: its --out directory) from\n"
+            "                 its newest checkpoint, with the same job and --set options\n"
+            "  --resume-if-any  resume when the --out directory has a checkpoint, else\n"
+            "                 start afresh (for services restarted after a failure)\n"
+            "  --worker-timeout S  a worker silent for S seconds is lost (default 10)\n"
+            "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
+            "  --out DIR      where model.sila and metrics.jsonl go "
+            "(default: runs/<job name>)\n"
+            "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
+            "  --threads T    threads of the numerical kernels, per spawned worker with\n"
+            "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
+            "                 when set, else all cores, shared out among spawned workers)\n",
             DEFAULT_WINDOW, SILA_RPC_DEFAULT);
 }
 
@@ -65,29 +66,49 @@ struct options {
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        { "job", required_argument, NULL, 'j' },     { "out", required_argument, NULL, 'o' },
-        { "set", required_argument, NULL, 's' },     { "threads", required_argument, NULL, 't' },
-        { "inproc", no_argument, NULL, 'i' },        { "help", no_argument, NULL, 'h' },
-        { "listen", required_argument, NULL, 'l' },  { "spawn", optional_argument, NULL, 'S' },
-        { "window", required_argument, NULL, 'w' },  { "rpc", required_argument, NULL, 'r' },
-        { "resume", optional_argument, NULL, 'R' },  { "resume-if-any", no_argument, NULL, 'A' },  { "worker-timeout", required_argument, NULL, 'W' },
-        { "version", no_argument, NULL, 'V' },       { 0 },
+        {"job", required_argument, NULL, 'j'},
+        {"out", required_argument, NULL, 'o'},
+        {"set", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'},
+        {"inproc", no_argument, NULL, 'i'},
+        {"help", no_argument, NULL, 'h'},
+        {"listen", required_argument, NULL, 'l'},
+        {"spawn", optional_argument, NULL, 'S'},
+        {"window", required_argument, NULL, 'w'},
+        {"rpc", required_argument, NULL, 'r'},
+        {"resume", optional_argument, NULL, 'R'},
+        {"resume-if-any", no_argument, NULL, 'A'},
+        {"worker-timeout", required_argument, NULL, 'W'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
     };
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
-        case 'j': o->job = optarg; break;
-        case 'o': o->out = optarg; break;
-        case 'i': o->inproc = 1; break;
-        case 'l': o->listen = optarg; break;
-        case 'r': o->rpc = optarg; break;
+        case 'j':
+            o->job = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'i':
+            o->inproc = 1;
+            break;
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'r':
+            o->rpc = optarg;
+            break;
         case 'W':
             if (sila_cli_long("silad", "--worker-timeout", optarg, 2, 86400, &v))
                 return -1;
             o->worker_timeout = (int)v;
             break;
-        case 'A': o->resume_if_any = 1; break;
+        case 'A':
+            o->resume_if_any = 1;
+            break;
         case 'R':
             o->resume = 1;
             o->resume_dir = optarg;
@@ -115,9 +136,15 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return -1;
             o->threads = (int)v;
             break;
-        case 'h': usage(stdout); return 1;
-        case 'V': printf("silad %s\n", SILA_VERSION); return 1;
-        default: usage(stderr); return -1;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("silad %s\n", SILA_VERSION);
+            return 1;
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (o->resume && !o->resume_dir && optind + 1 == argc)
@@ -148,7 +175,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 int main(int argc, char **argv)
 {
-    struct options o = { .window = DEFAULT_WINDOW, .worker_timeout = 10 };
+    struct options o = {.window = DEFAULT_WINDOW, .worker_timeout = 10};
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
@@ -156,7 +183,7 @@ int main(int argc, char **argv)
      * among spawned workers (the coordinator itself computes nothing) */
     int threads = sila_threads_setup(o.inproc ? o.threads : 0);
     struct sila_job job;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     if (sila_job_load(&job, o.job, o.overrides, o.noverrides, &err)) {
         fprintf(stderr, "silad: %s\n", err.msg);
         return EXIT_FAILURE;
@@ -173,11 +200,15 @@ int main(int argc, char **argv)
     if (o.inproc) {
         r = train_inproc(&job, out, o.resume, &err);
     } else {
-        struct coord_options co = { .listen = o.listen, .spawn = o.spawn, .threads = o.threads,
-                                    .cores = threads, .window = o.window,
-                                    .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
-                                    .rpc_explicit = o.rpc != NULL, .resume = o.resume,
-                                    .worker_timeout = o.worker_timeout };
+        struct coord_options co = {.listen = o.listen,
+                                   .spawn = o.spawn,
+                                   .threads = o.threads,
+                                   .cores = threads,
+                                   .window = o.window,
+                                   .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
+                                   .rpc_explicit = o.rpc != NULL,
+                                   .resume = o.resume,
+                                   .worker_timeout = o.worker_timeout};
         if (o.rpc && strcmp(o.rpc, "none") == 0)
             co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);

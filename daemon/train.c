@@ -19,12 +19,12 @@ struct trainer {
     struct feed feed;
     struct sila_module *mods[SILA_MAX_MODULES];
     int K;
-    float *x;            /* (batch, input) */
-    int32_t *labels;     /* (batch) */
+    float *x;                     /* (batch, input) */
+    int32_t *labels;              /* (batch) */
     float *din[SILA_MAX_MODULES]; /* global steps: d(loss)/d(input of module k), k >= 1 */
     struct report rep;
     const char *out_dir;
-    double last_checkpoint;       /* report_now() of the last one, or of the start */
+    double last_checkpoint; /* report_now() of the last one, or of the start */
 };
 
 static void local_step(struct trainer *tr, int B, float lr)
@@ -59,7 +59,7 @@ static void global_step(struct trainer *tr, int B, float lr, float mu)
 /* Accuracy of every head (the last: the classifier) on the test split. */
 static void evaluate(struct trainer *tr, double *accuracy)
 {
-    long correct[SILA_MAX_MODULES] = { 0 };
+    long correct[SILA_MAX_MODULES] = {0};
     for (uint32_t i = 0; i < tr->feed.plan.eval_batches; i++) {
         int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
         const float *x = tr->x;
@@ -76,8 +76,11 @@ static void evaluate(struct trainer *tr, double *accuracy)
 
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
 {
-    struct ckpt c = { .step = done, .metrics_bytes = report_metrics_bytes(&tr->rep),
-                      .evals = tr->rep.evals, .nevals = tr->rep.nevals, .K = tr->K };
+    struct ckpt c = {.step = done,
+                     .metrics_bytes = report_metrics_bytes(&tr->rep),
+                     .evals = tr->rep.evals,
+                     .nevals = tr->rep.nevals,
+                     .K = tr->K};
     memcpy(c.aug_rng, tr->feed.aug_rng.s, sizeof c.aug_rng);
     int r = 0;
     for (int k = 0; k < tr->K && r == 0; k++) {
@@ -145,7 +148,7 @@ static int resume(struct trainer *tr, struct ckpt *c, struct report_resume *rr,
         sila_module_set_state(tr->mods[k], c->mods[k].state, c->mods[k].counters);
     }
     memcpy(tr->feed.aug_rng.s, c->aug_rng, sizeof c->aug_rng);
-    *rr = (struct report_resume){ c->metrics_bytes, c->step, c->evals, c->nevals };
+    *rr = (struct report_resume){c->metrics_bytes, c->step, c->evals, c->nevals};
     printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->step);
     return 0;
 }
@@ -190,7 +193,7 @@ static int save_model(struct trainer *tr, const char *path, double accuracy, str
     struct body_state bodies[SILA_MAX_MODULES];
     for (int k = 0; k < tr->K; k++) {
         const struct sila_module *m = tr->mods[k];
-        bodies[k] = (struct body_state){ m->params, m->body_params, m->buffers, m->body_buffers };
+        bodies[k] = (struct body_state){m->params, m->body_params, m->buffers, m->body_buffers};
     }
     return reassemble_save(tr->job, bodies, path, accuracy, err);
 }
@@ -199,8 +202,8 @@ static int run(struct trainer *tr, bool resuming, struct sila_err *err)
 {
     const struct sila_job *job = tr->job;
     const struct sila_plan *plan = &tr->feed.plan;
-    struct ckpt c = { 0 };
-    struct report_resume rr = { 0 };
+    struct ckpt c = {0};
+    struct report_resume rr = {0};
     int r;
     if ((r = feed_open(&tr->feed, job, err)) || (r = build_modules(tr, err)) ||
         (resuming && (r = resume(tr, &c, &rr, err))) ||
@@ -212,7 +215,7 @@ static int run(struct trainer *tr, bool resuming, struct sila_err *err)
     ckpt_free(&c);
     report_start(&tr->rep, job, plan, "in process");
     tr->last_checkpoint = report_now();
-    double accuracy[SILA_MAX_MODULES] = { 0 };
+    double accuracy[SILA_MAX_MODULES] = {0};
     if (tr->rep.nevals)
         memcpy(accuracy, tr->rep.evals[tr->rep.nevals - 1].accuracy, sizeof accuracy);
     uint64_t t0 = tr->rep.first_step;
@@ -235,10 +238,9 @@ static int run(struct trainer *tr, bool resuming, struct sila_err *err)
     return 0;
 }
 
-int train_inproc(const struct sila_job *job, const char *out_dir, bool resume,
-                 struct sila_err *err)
+int train_inproc(const struct sila_job *job, const char *out_dir, bool resume, struct sila_err *err)
 {
-    struct trainer tr = { .job = job, .out_dir = out_dir };
+    struct trainer tr = {.job = job, .out_dir = out_dir};
     int r = run(&tr, resume, err);
     trainer_fini(&tr);
     return r;

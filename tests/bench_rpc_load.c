@@ -50,7 +50,7 @@ int main(int argc, char **argv)
     while (lat) {
         double t = now_s();
         if (t < next) {
-            struct timespec ts = { 0, (long)((next - t) * 1e9) };
+            struct timespec ts = {0, (long)((next - t) * 1e9)};
             nanosleep(&ts, NULL);
         }
         next += period;
@@ -88,8 +88,8 @@ int main(int argc, char **argv)
     }
     double span = last - start;
     qsort(lat, n, sizeof *lat, cmp);
-    printf("{\"answered\":%zu,\"rate\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
-           n, n / (span > 0 ? span : 1), 1e3 * lat[n / 2], 1e3 * lat[(size_t)(0.99 * (n - 1))],
+    printf("{\"answered\":%zu,\"rate\":%.1f,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}\n", n,
+           n / (span > 0 ? span : 1), 1e3 * lat[n / 2], 1e3 * lat[(size_t)(0.99 * (n - 1))],
            1e3 * lat[n - 1]);
     free(lat);
     return 0;

@@ -17,8 +17,7 @@ static void open_pair(void)
     char url[64];
     struct sila_err err;
     snprintf(url, sizeof url, "inproc://ctl-%d", getpid());
-    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, 1 << 20, &err) == 0, "%s",
-                  err.msg);
+    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, 1 << 20, &err) == 0, "%s", err.msg);
     ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, false, 1 << 20, &err) == 0, "%s",
                   err.msg);
 }
@@ -61,7 +60,7 @@ END_TEST
 START_TEST(round_trip_state_tail)
 {
     struct sila_err err;
-    float v[7] = { 1, -2, 3.5f, 0, 1e-30f, -0.0f, 42 };
+    float v[7] = {1, -2, 3.5f, 0, 1e-30f, -0.0f, 42};
     Sila__ModuleState st = SILA__MODULE_STATE__INIT;
     st.module = 1, st.params = 5, st.buffers = 2;
     Sila__Control c = SILA__CONTROL__INIT;
@@ -95,7 +94,7 @@ static size_t state_frame(uint8_t *out, uint64_t announced, size_t sent)
 
 static void expect_refused(const void *bytes, size_t len, const char *words)
 {
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     struct sila_ctl_msg m;
     send_raw(bytes, len);
     ck_assert_int_eq(sila_ctl_recv(&b, 1000, &m, &err), -EBADMSG);
@@ -129,7 +128,7 @@ END_TEST
 START_TEST(addresses)
 {
     struct sila_url u;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     char s[SILA_URL_MAX + 64];
     ck_assert_int_eq(sila_url_parse("tcp://10.0.0.5:7600", &u, &err), 0);
     sila_endpoint_control(&u, 3, s, sizeof s);
@@ -142,8 +141,8 @@ START_TEST(addresses)
     ck_assert_int_eq(sila_url_parse("ipc:///run/sila/s", &u, &err), 0);
     sila_endpoint_data(&u, 4, "ignored", false, s, sizeof s);
     ck_assert_str_eq(s, "ipc:///run/sila/s.data-4");
-    const char *bad[] = { "udp://x:1", "tcp://:7600", "tcp://host", "tcp://host:0",
-                          "tcp://host:65535", "tcp://host:12x", "ipc://" };
+    const char *bad[] = {"udp://x:1",        "tcp://:7600",    "tcp://host", "tcp://host:0",
+                         "tcp://host:65535", "tcp://host:12x", "ipc://"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ck_assert_int_eq(sila_url_parse(bad[i], &u, &err), -EINVAL);
         ck_assert_msg(strstr(err.msg, bad[i]), "'%s' does not name '%s'", err.msg, bad[i]);

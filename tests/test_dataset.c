@@ -45,8 +45,8 @@ static void put_be32(uint8_t *p, uint32_t v)
 }
 
 /* Writes an IDX file: magic, ndims header values, then plen payload bytes. */
-static void write_idx(const char *name, bool gz, uint32_t magic, const uint32_t *dims,
-                      int ndims, const uint8_t *payload, size_t plen)
+static void write_idx(const char *name, bool gz, uint32_t magic, const uint32_t *dims, int ndims,
+                      const uint8_t *payload, size_t plen)
 {
     size_t hlen = 4 + 4 * (size_t)ndims;
     uint8_t *buf = malloc(hlen + plen);
@@ -109,18 +109,15 @@ static bool ds_is_zero(const struct sila_dataset *ds)
 
 /* Asserts that `call` (which fills ds and e) returns `code`, leaves ds
  * zeroed, and reports a message holding both `name` and `word`. */
-#define ASSERT_FAILS(call, code, name, word)                                            \
-    do {                                                                                \
-        memset(&ds, 0x5a, sizeof ds);                                                   \
-        e.msg[0] = '\0';                                                                \
-        int rc_ = (call);                                                               \
-        ck_assert_msg(rc_ == (code), "returned %d, expected %d (%s)", rc_, (code),      \
-                      e.msg);                                                           \
-        ck_assert_msg(ds_is_zero(&ds), "dataset not zeroed after failure");             \
-        ck_assert_msg(strstr(e.msg, (name)), "message \"%s\" lacks \"%s\"", e.msg,      \
-                      (name));                                                          \
-        ck_assert_msg(strstr(e.msg, (word)), "message \"%s\" lacks \"%s\"", e.msg,      \
-                      (word));                                                          \
+#define ASSERT_FAILS(call, code, name, word)                                                       \
+    do {                                                                                           \
+        memset(&ds, 0x5a, sizeof ds);                                                              \
+        e.msg[0] = '\0';                                                                           \
+        int rc_ = (call);                                                                          \
+        ck_assert_msg(rc_ == (code), "returned %d, expected %d (%s)", rc_, (code), e.msg);         \
+        ck_assert_msg(ds_is_zero(&ds), "dataset not zeroed after failure");                        \
+        ck_assert_msg(strstr(e.msg, (name)), "message \"%s\" lacks \"%s\"", e.msg, (name));        \
+        ck_assert_msg(strstr(e.msg, (word)), "message \"%s\" lacks \"%s\"", e.msg, (word));        \
     } while (0)
 
 #define LOAD_IDX(img, lab) sila_dataset_load_idx(&ds, tpath(img), tpath(lab), &e)
@@ -490,8 +487,8 @@ START_TEST(open_idx_wrong_shape)
     write_ref_labels("train-labels-idx1-ubyte", false);
     ASSERT_FAILS(sila_dataset_open(&ds, SILA_DATASET_FMNIST, tmpdir, true, &e), -EINVAL,
                  "train-images-idx3-ubyte", "images are 2x3, expected 28x28 for fmnist");
-    ASSERT_FAILS(sila_dataset_open(&ds, (enum sila_dataset_kind)0, tmpdir, true, &e),
-                 -EINVAL, "kind", "unknown");
+    ASSERT_FAILS(sila_dataset_open(&ds, (enum sila_dataset_kind)0, tmpdir, true, &e), -EINVAL,
+                 "kind", "unknown");
 }
 END_TEST
 
@@ -528,8 +525,8 @@ END_TEST
 /* ---- batches ---- */
 
 /* A dataset over caller-owned arrays (never passed to fini). */
-static struct sila_dataset view_of(uint8_t *images, uint8_t *labels, uint32_t n, int c,
-                                   int h, int w)
+static struct sila_dataset view_of(uint8_t *images, uint8_t *labels, uint32_t n, int c, int h,
+                                   int w)
 {
     return (struct sila_dataset){n, c, h, w, 10, images, labels};
 }
@@ -642,8 +639,8 @@ END_TEST
 /* Reference augmentation written the way torchvision composes it: build the
  * zero-padded image, cut the window at (wy, wx), then mirror the window.
  * in (c, h, w) -> out (c, h, w) as normalised doubles. */
-static void reference_sample(double *out, const uint8_t *in, int c, int h, int w, int pad,
-                             int wy, int wx, bool flip, const struct sila_norm *norm)
+static void reference_sample(double *out, const uint8_t *in, int c, int h, int w, int pad, int wy,
+                             int wx, bool flip, const struct sila_norm *norm)
 {
     int ph = h + 2 * pad, pw = w + 2 * pad;
     uint8_t *padded = calloc((size_t)c * ph * pw, 1);
@@ -687,8 +684,8 @@ START_TEST(batch_augment_matches_reference)
         bool flip = sila_rng_below(&predict, 2) == 1;
         reference_sample(want, images + idx[b] * S, C, H, W, PAD, wy, wx, flip, &norm);
         for (int i = 0; i < S; i++)
-            ck_assert_msg(fabs(x[b * S + i] - want[i]) < 1e-5, "sample %d value %d: %g != %g",
-                          b, i, x[b * S + i], want[i]);
+            ck_assert_msg(fabs(x[b * S + i] - want[i]) < 1e-5, "sample %d value %d: %g != %g", b, i,
+                          x[b * S + i], want[i]);
         ck_assert_int_eq(y[b], labels[idx[b]]);
     }
     ck_assert_mem_eq(&r, &predict, sizeof r);
@@ -780,7 +777,8 @@ START_TEST(fashion_mnist_test_split)
     uint32_t per_class[10] = {0};
     ck_assert_msg(stat(FMNIST_DIR, &st) == 0 && S_ISDIR(st.st_mode),
                   "%s missing: install the package dataset-fashion-mnist (the project's "
-                  "setup script does)", FMNIST_DIR);
+                  "setup script does)",
+                  FMNIST_DIR);
     int rc = sila_dataset_open(&ds, SILA_DATASET_FMNIST, FMNIST_DIR, false, &e);
     ck_assert_msg(rc == 0, "open failed (%d): %s", rc, e.msg);
     ck_assert_uint_eq(ds.n, 10000);

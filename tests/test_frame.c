@@ -15,17 +15,25 @@
 #define W 5
 #define VALUES (N * C * H * W)
 
-static const struct sila_frame_limits LIMITS = { .max_n = 8, .c = C, .h = H, .w = W,
-                                                 .nclasses = 10, .gradient = false };
+static const struct sila_frame_limits LIMITS = {
+    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = 10, .gradient = false};
 
 static struct sila_frame_hdr sample_hdr(void)
 {
-    return (struct sila_frame_hdr){ .generation = 7, .seq = 123456789012ull, .batch = 42,
-                                    .epoch = 3, .phase = SILA_PHASE_GLOBAL, .gradient = false,
-                                    .n = N, .c = C, .h = H, .w = W, .nlabels = N };
+    return (struct sila_frame_hdr){.generation = 7,
+                                   .seq = 123456789012ull,
+                                   .batch = 42,
+                                   .epoch = 3,
+                                   .phase = SILA_PHASE_GLOBAL,
+                                   .gradient = false,
+                                   .n = N,
+                                   .c = C,
+                                   .h = H,
+                                   .w = W,
+                                   .nlabels = N};
 }
 
-static int32_t labels[N] = { 0, 9, 4 };
+static int32_t labels[N] = {0, 9, 4};
 /* the sample tensor, with room for the larger ones of the refusal tests
  * (one more channel) */
 static float x[VALUES * (C + 1) / C];
@@ -46,7 +54,7 @@ static uint8_t *encode(const struct sila_frame_hdr *h, size_t *ret_len)
 static void expect_refused(const uint8_t *buf, size_t len, int code, const char *word)
 {
     struct sila_frame_view v;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     int r = sila_frame_decode(buf, len, &LIMITS, &v, &err);
     ck_assert_int_eq(r, code);
     ck_assert_msg(strstr(err.msg, word), "message '%s' lacks '%s'", err.msg, word);
@@ -59,7 +67,7 @@ START_TEST(round_trip)
     uint8_t *buf = encode(&h, &len);
     ck_assert_uint_eq(len % 4, 0);
     struct sila_frame_view v;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     ck_assert_int_eq(sila_frame_decode(buf, len, &LIMITS, &v, &err), 0);
     ck_assert_uint_eq(v.hdr.generation, h.generation);
     ck_assert_uint_eq(v.hdr.seq, h.seq);
@@ -208,7 +216,7 @@ END_TEST
 START_TEST(refuses_other_version)
 {
     Sila__FrameHeader ph = SILA__FRAME_HEADER__INIT;
-    uint32_t shape[4] = { N, C, H, W };
+    uint32_t shape[4] = {N, C, H, W};
     ph.version = SILA_WIRE_VERSION + 1;
     ph.phase = SILA__PHASE__LOCAL;
     ph.n_shape = 4;
@@ -227,7 +235,7 @@ END_TEST
 
 START_TEST(finite_check)
 {
-    float v[4] = { 0.0f, 1.0f, -2.0f, 3.0f };
+    float v[4] = {0.0f, 1.0f, -2.0f, 3.0f};
     ck_assert(sila_all_finite(v, 4));
     v[2] = NAN;
     ck_assert(!sila_all_finite(v, 4));

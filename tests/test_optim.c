@@ -236,8 +236,8 @@ END_TEST
 START_TEST(test_sched_step_size_zero)
 {
     /* A step schedule that never steps keeps the base rate. */
-    struct sila_sched_cfg s = {.kind = SILA_SCHED_STEP, .lr = 0.1f, .gamma = 0.1f,
-                               .step_size = 0, .total_steps = 100};
+    struct sila_sched_cfg s = {
+        .kind = SILA_SCHED_STEP, .lr = 0.1f, .gamma = 0.1f, .step_size = 0, .total_steps = 100};
     ck_assert_lr(sila_sched_lr(&s, 50), 0.1);
 }
 END_TEST

@@ -16,7 +16,7 @@ static char url[600];
 static void open_pair(size_t limit)
 {
     snprintf(url, sizeof url, "ipc://%s", tpath("edge"));
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, limit, &err) == 0, "%s", err.msg);
     ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, false, limit, &err) == 0, "%s", err.msg);
 }
@@ -52,7 +52,7 @@ static void expect_pattern(size_t len)
 START_TEST(large_frames_arrive_whole)
 {
     open_pair(16u << 20);
-    size_t sizes[] = { 1, 1000, 3u << 20, 16u << 20 };
+    size_t sizes[] = {1, 1000, 3u << 20, 16u << 20};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         send_pattern(sizes[i]);
         expect_pattern(sizes[i]);
@@ -90,12 +90,15 @@ END_TEST
 START_TEST(bad_addresses)
 {
     struct sila_link l;
-    struct sila_err err = { "" };
-    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "udp://1.2.3.4:5", true, 100, &err), -EINVAL);
+    struct sila_err err = {""};
+    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "udp://1.2.3.4:5", true, 100, &err),
+                     -EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "udp://1.2.3.4:5"));
-    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "tcp://127.0.0.1:7600", true, 0, &err), -EINVAL);
+    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "tcp://127.0.0.1:7600", true, 0, &err),
+                     -EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "limit"));
-    ck_assert_int_lt(sila_link_open(&l, SILA_LINK_PAIR, "tcp://not an address", true, 100, &err), 0);
+    ck_assert_int_lt(sila_link_open(&l, SILA_LINK_PAIR, "tcp://not an address", true, 100, &err),
+                     0);
     ck_assert_ptr_nonnull(strstr(err.msg, "cannot listen"));
     sila_link_close(&l); /* closed links close again safely */
 }
@@ -104,7 +107,7 @@ END_TEST
 START_TEST(address_in_use)
 {
     struct sila_link l1, l2;
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
     ck_assert_msg(sila_link_open(&l1, SILA_LINK_PAIR, url, true, 100, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(sila_link_open(&l2, SILA_LINK_PAIR, url, true, 100, &err), -EADDRINUSE);

@@ -55,12 +55,17 @@ static int parse_range(const char *s, struct worker_options *o)
 static int parse_args(int argc, char **argv, struct worker_options *o, int *threads)
 {
     static const struct option longopts[] = {
-        { "module", required_argument, NULL, 'm' },   { "connect", required_argument, NULL, 'c' },
-        { "threads", required_argument, NULL, 't' },  { "advertise", required_argument, NULL, 'a' },
-        { "max-frame", required_argument, NULL, 'f' }, { "join-timeout", required_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' },           { "version", no_argument, NULL, 'V' },
-        { "exit-with-parent", no_argument, NULL, 'P' }, { "timeout", required_argument, NULL, 'T' },
-        { 0 },
+        {"module", required_argument, NULL, 'm'},
+        {"connect", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},
+        {"advertise", required_argument, NULL, 'a'},
+        {"max-frame", required_argument, NULL, 'f'},
+        {"join-timeout", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"exit-with-parent", no_argument, NULL, 'P'},
+        {"timeout", required_argument, NULL, 'T'},
+        {0},
     };
     int c;
     long v;
@@ -70,8 +75,12 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
             if (parse_range(optarg, o))
                 return -1;
             break;
-        case 'c': o->connect = optarg; break;
-        case 'a': o->advertise = optarg; break;
+        case 'c':
+            o->connect = optarg;
+            break;
+        case 'a':
+            o->advertise = optarg;
+            break;
         case 't':
             if (sila_cli_long("silaworker", "--threads", optarg, 1, 1024, &v))
                 return -1;
@@ -99,9 +108,15 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
                 return -1;
             }
             break;
-        case 'h': usage(stdout); return 1;
-        case 'V': printf("silaworker %s\n", SILA_VERSION); return 1;
-        default: usage(stderr); return -1;
+        case 'h':
+            usage(stdout);
+            return 1;
+        case 'V':
+            printf("silaworker %s\n", SILA_VERSION);
+            return 1;
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind < argc) {
@@ -118,18 +133,18 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
 
 int main(int argc, char **argv)
 {
-    struct worker_options o = { .max_frame = 256u << 20, .timeout_s = 10 };
+    struct worker_options o = {.max_frame = 256u << 20, .timeout_s = 10};
     int threads = 0;
     int r = parse_args(argc, argv, &o, &threads);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
     signal(SIGPIPE, SIG_IGN);
     sila_threads_setup(threads);
-    struct sila_err err = { "" };
+    struct sila_err err = {""};
     if (worker_run(&o, &err)) {
         char mods[32];
-        fprintf(stderr, "silaworker: %s: %s\n", sila_modules_text(o.first - 1, o.last - 1, mods,
-                                                                  sizeof mods), err.msg);
+        fprintf(stderr, "silaworker: %s: %s\n",
+                sila_modules_text(o.first - 1, o.last - 1, mods, sizeof mods), err.msg);
         return EXIT_FAILURE;
     }
     return EXIT_SUCCESS;

@@ -27,17 +27,17 @@ struct worker {
     struct sila_url base;
     struct sila_job job;
     struct sila_plan plan;
-    int first, last;                  /* 0-based, inclusive */
+    int first, last; /* 0-based, inclusive */
     struct sila_module *mods[SILA_MAX_MODULES];
-    float *din[SILA_MAX_MODULES];     /* global steps: d(loss)/d(input of module k); none for 0 */
-    struct sila_link ctl, up, down;   /* down.sock < 0 for the last module */
+    float *din[SILA_MAX_MODULES];   /* global steps: d(loss)/d(input of module k); none for 0 */
+    struct sila_link ctl, up, down; /* down.sock < 0 for the last module */
     uint32_t gen, up_gen, down_gen;
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
     struct sila_frame_limits up_lim, down_lim;
     bool stopped;
     /* where the time goes (reported with the modules' state) */
-    double first_batch;            /* when the first batch arrived, 0 before */
-    double handling_s, waiting_s;  /* in on_batch, and blocked on peers inside it */
+    double first_batch;           /* when the first batch arrived, 0 before */
+    double handling_s, waiting_s; /* in on_batch, and blocked on peers inside it */
     double global_s;
     uint64_t bytes_out;
     double last_heard, last_beat; /* from / to the coordinator, now_s() */
@@ -187,8 +187,10 @@ static int keep_alive(struct worker *w, struct sila_err *err)
 {
     double now = now_s();
     if (now - w->last_heard > w->o->timeout_s)
-        return sila_err_set(err, -ETIMEDOUT, "the coordinator at %s has been silent for %.0f s: "
-                            "lost", w->o->connect, now - w->last_heard);
+        return sila_err_set(err, -ETIMEDOUT,
+                            "the coordinator at %s has been silent for %.0f s: "
+                            "lost",
+                            w->o->connect, now - w->last_heard);
     if (now - w->last_beat < 1.0)
         return 0;
     Sila__Heartbeat hb = SILA__HEARTBEAT__INIT;
@@ -230,10 +232,17 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                       const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
                       const int32_t *labels, const float *x, struct sila_err *err)
 {
-    struct sila_frame_hdr h = { .generation = w->gen, .seq = *seq, .batch = of->batch,
-                                .epoch = of->epoch, .phase = of->phase, .gradient = gradient,
-                                .n = of->n, .c = (uint32_t)s.c, .h = (uint32_t)s.h,
-                                .w = (uint32_t)s.w, .nlabels = labels ? of->n : 0 };
+    struct sila_frame_hdr h = {.generation = w->gen,
+                               .seq = *seq,
+                               .batch = of->batch,
+                               .epoch = of->epoch,
+                               .phase = of->phase,
+                               .gradient = gradient,
+                               .n = of->n,
+                               .c = (uint32_t)s.c,
+                               .h = (uint32_t)s.h,
+                               .w = (uint32_t)s.w,
+                               .nlabels = labels ? of->n : 0};
     size_t len = sila_frame_size(&h);
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
@@ -312,8 +321,8 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
     const float *x = v->x;
     for (int k = w->first; k <= w->last; k++) {
         struct sila_step_stats st;
-        x = sila_module_local_step(w->mods[k], x, v->labels, (int)h->n, lr,
-                                   w->job.label_smoothing, &st);
+        x = sila_module_local_step(w->mods[k], x, v->labels, (int)h->n, lr, w->job.label_smoothing,
+                                   &st);
         int r = send_done(w, k, h, st.loss, st.correct, err);
         if (r)
             return r;
@@ -335,7 +344,7 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
         x = sila_module_global_forward(w->mods[k], x, (int)h->n);
     }
     uint8_t *gbuf = NULL;
-    struct sila_frame_view g = { 0 };
+    struct sila_frame_view g = {0};
     int r = 0;
     if (has_down(w)) {
         r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
@@ -391,7 +400,8 @@ static int on_batch(struct worker *w, const struct sila_frame_view *v, struct si
     if (h->phase == SILA_PHASE_EVAL)
         return eval_batch(w, v, err);
     if (h->batch >= w->plan.total_steps || h->n != (uint32_t)w->job.batch)
-        return sila_err_set(err, -EPROTO, "upstream: training batch %llu of %u samples, the plan "
+        return sila_err_set(err, -EPROTO,
+                            "upstream: training batch %llu of %u samples, the plan "
                             "has %llu steps of %d",
                             (unsigned long long)h->batch, h->n,
                             (unsigned long long)w->plan.total_steps, w->job.batch);
@@ -422,8 +432,8 @@ static const char *advertised_host(const struct worker *w, char *buf, size_t len
 static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
 {
     struct sila_link req;
-    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false,
-                           SILA_CTL_MAX_MESSAGE + 64, err);
+    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, SILA_CTL_MAX_MESSAGE + 64,
+                           err);
     if (r)
         return r;
     char hostbuf[256];
@@ -445,8 +455,7 @@ static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_e
             break;
         }
         if (now_s() - said >= 10.0) {
-            fprintf(stderr, "silaworker: still waiting for the coordinator at %s\n",
-                    w->o->connect);
+            fprintf(stderr, "silaworker: still waiting for the coordinator at %s\n", w->o->connect);
             said = now_s();
         }
         r = sila_ctl_send(&req, &c, NULL, 0, TICK_MS, err);
@@ -490,8 +499,10 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     if ((r = sila_plan_max_frame(&w->job, &need, err)))
         return r;
     if (need > w->o->max_frame)
-        return sila_err_set(err, -EMSGSIZE, "the job needs frames of %zu bytes, this worker "
-                            "accepts at most %zu (--max-frame)", need, w->o->max_frame);
+        return sila_err_set(err, -EMSGSIZE,
+                            "the job needs frames of %zu bytes, this worker "
+                            "accepts at most %zu (--max-frame)",
+                            need, w->o->max_frame);
     w->gen = wel->generation;
     w->first = w->o->first - 1;
     w->last = w->o->last - 1;
@@ -504,10 +515,10 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     }
     struct sila_shape in = sila_net_in_shape(w->mods[w->first]->body), out = out_shape(w);
     uint32_t B = (uint32_t)w->job.batch, nc = (uint32_t)w->job.nclasses;
-    w->up_lim = (struct sila_frame_limits){ B, (uint32_t)in.c, (uint32_t)in.h, (uint32_t)in.w,
-                                            nc, false };
-    w->down_lim = (struct sila_frame_limits){ B, (uint32_t)out.c, (uint32_t)out.h,
-                                              (uint32_t)out.w, nc, true };
+    w->up_lim =
+        (struct sila_frame_limits){B, (uint32_t)in.c, (uint32_t)in.h, (uint32_t)in.w, nc, false};
+    w->down_lim =
+        (struct sila_frame_limits){B, (uint32_t)out.c, (uint32_t)out.h, (uint32_t)out.w, nc, true};
     return 0;
 }
 
@@ -562,7 +573,7 @@ static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
 
 static int serve(struct worker *w, struct sila_err *err)
 {
-    const struct sila_link *links[2] = { &w->ctl, &w->up };
+    const struct sila_link *links[2] = {&w->ctl, &w->up};
     while (!w->stopped) {
         bool ready[2];
         int r = keep_alive(w, err);
@@ -612,16 +623,15 @@ static int join_and_serve(struct worker *w, struct sila_err *err)
         r = sila_err_set(err, -EPERM, "%s refused this worker: %s", w->o->connect,
                          m.msg->refusal->reason);
     else if (m.msg->msg_case != SILA__CONTROL__MSG_WELCOME)
-        r = sila_err_set(err, -EPROTO, "%s answered with message %d, not a welcome",
-                         w->o->connect, (int)m.msg->msg_case);
+        r = sila_err_set(err, -EPROTO, "%s answered with message %d, not a welcome", w->o->connect,
+                         (int)m.msg->msg_case);
     else
         r = take_plan(w, m.msg->welcome, err);
     sila_ctl_msg_free(&m);
     if (r)
         return r;
     size_t max_frame;
-    if ((r = sila_plan_max_frame(&w->job, &max_frame, err)) ||
-        (r = connect_run(w, max_frame, err)))
+    if ((r = sila_plan_max_frame(&w->job, &max_frame, err)) || (r = connect_run(w, max_frame, err)))
         return r;
     char mods[32];
     sila_modules_text(w->first, w->last, mods, sizeof mods);
@@ -637,7 +647,7 @@ static int join_and_serve(struct worker *w, struct sila_err *err)
 
 int worker_run(const struct worker_options *o, struct sila_err *err)
 {
-    struct worker w = { .o = o };
+    struct worker w = {.o = o};
     w.ctl.sock = w.up.sock = w.down.sock = -1;
     int r = join_and_serve(&w, err);
     if (r && w.ctl.sock >= 0 && !w.stopped) {

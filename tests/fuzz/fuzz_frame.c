@@ -7,8 +7,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const struct sila_frame_limits lim = { .max_n = 8, .c = 2, .h = 4, .w = 5,
-                                                  .nclasses = 10, .gradient = false };
+    static const struct sila_frame_limits lim = {
+        .max_n = 8, .c = 2, .h = 4, .w = 5, .nclasses = 10, .gradient = false};
     uint8_t *buf = malloc(size ? size : 1); /* aligned, as a received frame is */
     if (!buf)
         return 0;

@@ -12,15 +12,15 @@ static void handler(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__
     if (!a)
         return;
     sila__ack__init(a);
-    a->message = rpc_strdup(rpc, req->method_case == SILA__REQUEST__METHOD_METRICS ? "metrics"
-                                                                                : "other");
+    a->message =
+        rpc_strdup(rpc, req->method_case == SILA__REQUEST__METHOD_METRICS ? "metrics" : "other");
     reply->result_case = SILA__REPLY__RESULT_ACK;
     reply->ack = a;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct rpc rpc = { .handler = handler, .control_allowed = true };
+    static struct rpc rpc = {.handler = handler, .control_allowed = true};
     Sila__Reply reply = SILA__REPLY__INIT;
     reply.version = SILA_RPC_VERSION;
     rpc_answer(&rpc, data, size, &reply);

@@ -9,6 +9,7 @@
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
 export SILAWORKER
+: >children
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
        --set job.epochs=3 --set job.period=4 --set job.checkpoint_every=8)
@@ -22,6 +23,7 @@ interrupted()
         --set "job.algorithm=$algo" >"$name.stdout" 2>"$name.stderr" &
     local pid=$!
     for _ in $(seq 600); do grep -q "checkpoint after step 24" "$name.stdout" && break; sleep 0.05; done
+    pgrep -P $pid >>children # spawned workers, which must die with it
     kill -9 $pid
     wait $pid 2>/dev/null
     "$SILAD" --job "$JOB" "$mode" --threads 1 --resume "$name" --rpc none "${SMALL[@]}" \
@@ -54,11 +56,12 @@ for run in "inproc local --inproc" "inproc pgl --inproc" "spawn pgl --spawn=2"; 
         python3 "$JSONCHECK" same-evals "$name-whole/metrics.jsonl" "$name/metrics.jsonl"
 done
 sleep 0.5
-orphans=$(pgrep -f "silaworker .*--exit-with-parent" | xargs -r ps -o ppid= -p | grep -cw 1)
-if [ "$orphans" -eq 0 ]; then
+left=""
+for pid in $(cat children); do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
+if [ -s children ] && [ -z "$left" ]; then
     ok "the workers of the killed coordinator died with it"
 else
-    not_ok "the workers of the killed coordinator died with it ($orphans left)"
+    not_ok "the workers of the killed coordinator died with it (left:${left:- none})"
 fi
 
 # a kill in the middle of writing leaves a temporary file: never loaded

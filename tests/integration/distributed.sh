@@ -150,7 +150,8 @@ check "--inproc with --spawn is refused" grep -q "inproc goes alone" both.err
 silad=$!
 for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" killed.stdout && break; sleep 0.2; done
 sleep 1
-pkill -9 -f -- "--module 3-4 --connect ipc://.*sila" 2>/dev/null
+children=$(pgrep -P $silad -d ' ')
+kill -9 "$(pgrep -P $silad -f -- "--module 3-4")" 2>/dev/null
 timeout 60 tail --pid="$silad" -f /dev/null
 wait "$silad"
 st=$?
@@ -162,8 +163,10 @@ else
     not_ok "a killed worker makes silad fail, naming it (exit $st)" killed.stderr
 fi
 sleep 0.5
-if pgrep -f -- "--connect ipc://.*sila-.*/sila" >/dev/null; then
-    not_ok "no worker outlives the failed run"
+left=""
+for pid in $children; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
+if [ -z "$children" ] || [ -n "$left" ]; then
+    not_ok "no worker outlives the failed run (children: ${children:-none}, left:${left:- none})"
 else
     ok "no worker outlives the failed run"
 fi
