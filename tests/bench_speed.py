@@ -1,0 +1,605 @@
+#!/usr/bin/python3
+"""sila's speed in one command: kernels against sgemm, training against
+PyTorch, the distributed pipeline against a model of it, and memory.
+
+    tests/bench_speed.py all --threads 2 --repeats 3
+    tests/bench_speed.py kernels|throughput|pipeline|memory [options]
+
+Binaries come from the build directory $SILA_BUILD (default: build/ in the
+source tree): $SILA_BUILD/tests/bench_kernels and $SILA_BUILD/daemon/silad
+(which finds silaworker next to itself). PyTorch runs
+tests/reference/sila_torch.py with /usr/bin/python3. Every silad run passes
+--rpc none, so that nothing listens on a port.
+
+kernels     runs bench_kernels --threads T --reps R and prints its table:
+            forward/backward GFLOP/s of every layer type, as a fraction of
+            sgemm at T threads; GB/s of the memory-bound layers.
+throughput  trains each job (--jobs) under each algorithm (--algos) with
+            silad --inproc --threads T and with sila_torch.py --threads T,
+            one epoch of a few thousand samples, --repeats times, alternating
+            which goes first; prints median samples/s of both, the ratio
+            against its target (CNN >= 1.5x PyTorch, MLP >= 3x) and the peak
+            RSS of each process.
+pipeline    runs tests/bench_pipeline.py's measurement (inproc, --spawn=2
+            local, --spawn=2 pgl) on the CNN, measures each module's compute
+            time per batch with one worker per module, and models the
+            pipeline's samples/s on K = 2..16 machines over 1 and 10 Gbit/s
+            links; compares the model's K = 2 with the measured --spawn=2.
+memory      peak RSS of --inproc, of the largest --spawn worker (one module
+            per worker and two workers) and of PyTorch, per job.
+all         the four, in that order.
+
+Progress lines ("== ...") and each run's record (JSON) go to stdout as runs
+end; the markdown tables follow each subcommand's runs. --json FILE also
+appends every run's record to FILE.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.abspath(os.environ.get("SILA_BUILD", os.path.join(ROOT, "build")))
+SILAD = os.path.join(BUILD, "daemon", "silad")
+BENCH_KERNELS = os.path.join(BUILD, "tests", "bench_kernels")
+TORCH = os.path.join(ROOT, "tests", "reference", "sila_torch.py")
+PYTHON = "/usr/bin/python3"
+
+JOBS = {
+    "cnn": os.path.join(ROOT, "deploy", "jobs", "fmnist-cnn-k4.ini"),
+    "mlp": os.path.join(ROOT, "deploy", "jobs", "fmnist-mlp.ini"),
+}
+# training samples of one short run (one epoch), per job, when --train is not given
+DEFAULT_TRAIN = {"cnn": 6400, "mlp": 12800}
+# sila / PyTorch samples/s the project aims at
+TARGETS = {"cnn": 1.5, "mlp": 3.0}
+# input of a dataset, (channels, height, width): the first edge of a pipeline
+INPUT_SHAPE = {"fmnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+LINKS = [("1 Gbit/s", 1e9), ("10 Gbit/s", 10e9)]
+
+
+# ---- helpers -----------------------------------------------------------------
+
+def job_path(name):
+    return JOBS.get(name, name)
+
+
+def job_key(name):
+    """'cnn', 'mlp' or the file's base name, for defaults and targets."""
+    if name in JOBS:
+        return name
+    base = os.path.basename(name)
+    for k, p in JOBS.items():
+        if os.path.basename(p) == base:
+            return k
+    return base
+
+
+def job_settings(path):
+    """batch and dataset of the job file's [job] section."""
+    out, section = {"batch": 128, "dataset": "fmnist"}, None
+    for line in open(path):
+        line = line.strip()
+        m = re.match(r"\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"(\w+)\s*[=:]\s*([^;#\s]+)", line)
+        if section == "job" and m and m.group(1) in out:
+            out[m.group(1)] = m.group(2)
+    return int(out["batch"]), out["dataset"]
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def with_range(xs):
+    """'median (min-max)', or the value alone for one run."""
+    m = med(xs)
+    return f"{m:.0f} ({min(xs):.0f}-{max(xs):.0f})" if len(xs) > 1 else f"{m:.0f}"
+
+
+def fmt(x, digits=0):
+    return "-" if x is None or x != x else f"{x:.{digits}f}"
+
+
+class RunFailed(Exception):
+    """A run that failed, hung or was stopped; the message has its output's end.
+    hwm: for a run stopped as hung, {command line: peak RSS in MB} of every
+    process of its group, read from /proc just before stopping it."""
+
+    def __init__(self, msg, hwm=None):
+        super().__init__(msg)
+        self.hwm = hwm or {}
+
+
+def group_hwm(pgid):
+    """{pid command line: VmHWM in MB} of the live processes of group pgid."""
+    out = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+            if int(stat.rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            cmd = open(f"/proc/{pid}/cmdline").read().replace("\0", " ").strip()
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    out[f"{pid} {cmd}"] = int(line.split()[1]) / 1024.0
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+HUNG_MARK = b"no report from the workers"  # silad's words for a silent pipeline
+TIMEOUT_S = 1800.0  # set from --timeout
+
+
+def run_child(argv, timeout=None):
+    """Runs argv in its own process group; returns (output, wall seconds, peak
+    RSS in MB). Raises RunFailed when it fails, when silad says its workers
+    fell silent (it would wait for them forever), or after TIMEOUT_S."""
+    t0 = time.monotonic()
+    timeout = timeout or TIMEOUT_S
+    hung, hwm = None, {}
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        last_check = t0
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            t = time.monotonic()
+            if t - t0 > timeout:
+                hung = f"still running after {timeout:.0f} s (--timeout)"
+            elif t - last_check > 5:
+                last_check = t
+                size = os.fstat(out.fileno()).st_size  # pread: the child's offset stays
+                if HUNG_MARK in os.pread(out.fileno(), 4096, max(0, size - 4096)):
+                    hung = "reported no news from its workers for a minute"
+            if hung:
+                hwm = group_hwm(proc.pid)
+                os.killpg(proc.pid, signal.SIGTERM)
+                for _ in range(50):
+                    pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                    if pid:
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.1)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    if hung or proc.returncode != 0:
+        why = hung or f"exit status {proc.returncode}"
+        tail = "\n".join(text.splitlines()[-12:])
+        raise RunFailed(f"{os.path.basename(argv[0])} {why}: {' '.join(argv)}\n{tail}", hwm)
+    return text, time.monotonic() - t0, usage.ru_maxrss / 1024.0
+
+
+def record(args, rec):
+    print(json.dumps(rec), flush=True)
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def short_run_sets(args, key, algo=None):
+    train = args.train or DEFAULT_TRAIN.get(key, 6400)
+    sets = ["job.epochs=1", f"job.train_limit={train}", f"job.test_limit={args.test}"]
+    if algo:
+        sets.append(f"job.algorithm={algo}")
+    return sets, train
+
+
+def run_silad(job, mode_args, sets):
+    """silad on job; returns its record: samples/s, wall, peak RSS (silad and
+    its children), worker records of metrics.jsonl."""
+    with tempfile.TemporaryDirectory() as d:
+        argv = [SILAD, "--job", job, "--out", d, "--rpc", "none", *mode_args]
+        for s in sets:
+            argv += ["--set", s]
+        text, wall, rss = run_child(argv)
+        lines = open(os.path.join(d, "metrics.jsonl")).read().splitlines()
+    workers = [json.loads(l) for l in lines if '"type":"worker"' in l]
+    evals = [json.loads(l) for l in lines if '"type":"eval"' in l]
+    rates = re.findall(r"([\d.]+) samples/s", text)
+    if not rates:
+        raise RunFailed(f"no samples/s in silad's output:\n{text}")
+    return {"samples_per_s": float(rates[-1]), "wall_s": round(wall, 1),
+            "peak_rss_mb": round(rss, 1), "workers": workers,
+            "accuracy": evals[-1]["accuracy"] if evals else None}
+
+
+def run_torch(job, threads, sets):
+    argv = [PYTHON, TORCH, "--job", job, "--threads", str(threads), "--json"]
+    for s in sets:
+        argv += ["--set", s]
+    text, wall, rss = run_child(argv)
+    res = json.loads(text.strip().splitlines()[-1])
+    return {"samples_per_s": res["samples_per_s"], "wall_s": round(wall, 1),
+            "peak_rss_mb": round(rss, 1), "accuracy": res["accuracy"]}
+
+
+def banner(name, args):
+    load = os.getloadavg()
+    print(f"\n## {name}\n\nthreads {args.threads}, repeats {args.repeats}, "
+          f"load average at start {load[0]:.2f} (on {os.cpu_count()} cores; "
+          f"figures are only meaningful on an otherwise idle machine)\n", flush=True)
+
+
+# ---- kernels -------------------------------------------------------------------
+
+def cmd_kernels(args):
+    banner("Kernels against sgemm", args)
+    argv = [BENCH_KERNELS, "--threads", str(args.threads), "--reps", str(args.reps)]
+    if args.kernel_batch:
+        argv += ["--batch", str(args.kernel_batch)]
+    print(f"`{' '.join(os.path.relpath(a, ROOT) if a == BENCH_KERNELS else a for a in argv)}`\n",
+          flush=True)
+    proc = subprocess.run(argv)
+    if proc.returncode != 0:
+        raise RunFailed(f"bench_kernels failed with status {proc.returncode}")
+
+
+# ---- throughput ------------------------------------------------------------------
+
+def cmd_throughput(args):
+    banner("Training throughput: sila against PyTorch", args)
+    results = {}
+    first = "sila"
+    for name in args.jobs.split(","):
+        job, key = job_path(name), job_key(name)
+        for algo in args.algos.split(","):
+            sets, train = short_run_sets(args, key, algo)
+            for rep in range(args.repeats):
+                order = ["sila", "torch"] if first == "sila" else ["torch", "sila"]
+                for impl in order:
+                    print(f"== throughput {key} {algo} {impl} (repeat {rep + 1})", flush=True)
+                    if impl == "sila":
+                        res = run_silad(job, ["--inproc", "--threads", str(args.threads)], sets)
+                        res.pop("workers")
+                    else:
+                        res = run_torch(job, args.threads, sets)
+                    rec = {"bench": "throughput", "job": key, "algorithm": algo, "impl": impl,
+                           "threads": args.threads, "train": train, **res}
+                    record(args, rec)
+                    results.setdefault((key, algo), {}).setdefault(impl, []).append(rec)
+                first = "torch" if first == "sila" else "sila"  # alternate
+    print(f"\nTraining samples/s, one epoch (train_limit per job, test_limit {args.test}), "
+          f"both at {args.threads} threads, median of {args.repeats} (range in brackets); "
+          "sila / PyTorch = sila median / PyTorch median (checked against the target); "
+          "per pair: the median of the ratios of the runs made back to back; peak RSS of "
+          "the process (median):\n")
+    print("| job | algorithm | train samples | sila samples/s | PyTorch samples/s "
+          "| sila / PyTorch | target | met | per pair | sila peak RSS MB | PyTorch peak RSS MB |")
+    print("|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    for (key, algo), impls in results.items():
+        s, t = impls["sila"], impls["torch"]
+        rs, rt = med([r["samples_per_s"] for r in s]), med([r["samples_per_s"] for r in t])
+        ratio = rs / rt
+        target = TARGETS.get(key)
+        met = "-" if target is None else ("yes" if ratio >= target else "**no**")
+        print(f"| {key} | {algo} | {s[0]['train']} | {with_range([r['samples_per_s'] for r in s])} "
+              f"| {with_range([r['samples_per_s'] for r in t])} | {ratio:.2f}x "
+              f"| {'-' if target is None else f'>= {target}x'} | {met} "
+              f"| {med([a['samples_per_s'] / b['samples_per_s'] for a, b in zip(s, t)]):.2f}x "
+              f"| {med([r['peak_rss_mb'] for r in s]):.0f} "
+              f"| {med([r['peak_rss_mb'] for r in t]):.0f} |")
+    print(flush=True)
+
+
+# ---- pipeline ----------------------------------------------------------------------
+
+def split(M, K):
+    """Modules [first, last) of each of K workers, as silad --spawn=K splits M."""
+    return [(i * M // K, (i + 1) * M // K) for i in range(K)]
+
+
+def predict(stage_s, edge_bytes, batch, bps):
+    """samples/s of a pipeline: batch / max(slowest stage, largest edge transfer);
+    bps None: links never the bound. Returns (samples/s, bound)."""
+    link_s = max(edge_bytes) * batch * 8 / bps if bps else 0.0
+    worst = max(max(stage_s), link_s)
+    return batch / worst, ("link" if link_s > max(stage_s) else "compute")
+
+
+def module_times(args, job, sets, nmod, threads, batches):
+    """Per module: median compute seconds per batch and bytes per sample sent
+    downstream, from runs with one worker per module."""
+    per_mod = [[] for _ in range(nmod)]
+    bytes_out = [[] for _ in range(nmod)]
+    for rep in range(args.repeats):
+        print(f"== pipeline module times: --spawn={nmod} --threads {threads} "
+              f"--window {args.module_window} (repeat {rep + 1})", flush=True)
+        res = run_silad(job, [f"--spawn={nmod}", "--threads", str(threads),
+                              "--window", str(args.module_window)], sets)
+        record(args, {"bench": "pipeline-modules", "threads": threads,
+                      "window": args.module_window, **res})
+        if len(res["workers"]) != nmod:
+            raise RunFailed(f"expected {nmod} worker records, got {len(res['workers'])}")
+        for w in res["workers"]:
+            k = w["modules"][0] - 1
+            per_mod[k].append(w["busy"] * w["active_s"] / batches)
+            bytes_out[k].append(w["bytes_per_sample"])
+    return [med(x) for x in per_mod], [med(x) for x in bytes_out]
+
+
+def cmd_pipeline(args):
+    banner("Distributed pipeline: measured and modelled", args)
+    job = job_path("cnn")
+    train = args.train or 12800
+    half = max(1, args.threads // 2)
+    # bench_pipeline's three runs (inproc, spawn, spawn-pgl), run by a child
+    # interpreter that imports it and patches its silad, its thread counts (from
+    # --threads; its table's labels assume --threads 2: inproc 2 threads, 2
+    # workers x 1 thread) and adds --rpc none; its own run() has no timeout, so
+    # the child runs under ours.
+    driver = f"""
+import sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, {os.path.join(ROOT, "tests")!r})
+import bench_pipeline as bp
+bp.SILAD = {SILAD!r}
+for mode, (margs, algo) in list(bp.CONFIGS.items()):
+    if mode == "inproc":
+        margs = ["--inproc", "--threads", "{args.threads}"]
+    else:
+        margs = [a for a in margs if a.startswith("--spawn")] + ["--threads", "{half}"]
+    bp.CONFIGS[mode] = (margs + ["--rpc", "none"], algo)
+sys.argv = sys.argv[1:]
+bp.main()
+"""
+    with tempfile.NamedTemporaryFile(suffix=".jsonl") as tmp:
+        argv = ["bench_pipeline.py", "--job", job, "--repeats", str(args.repeats),
+                "--train", str(train), "--json", tmp.name]
+        print(f"== tests/bench_pipeline.py --job {os.path.relpath(job, ROOT)} "
+              f"--repeats {args.repeats} --train {train} (3 x {args.repeats} runs; "
+              "its output follows when it ends)", flush=True)
+        text, _, _ = run_child([PYTHON, "-c", driver, *argv],
+                               timeout=TIMEOUT_S * 3 * args.repeats)
+        print(text, flush=True)
+        recs = [json.loads(l) for l in open(tmp.name) if l.strip()]
+    for r in recs:
+        if args.json:
+            with open(args.json, "a") as f:
+                f.write(json.dumps({"bench": "pipeline", **r}) + "\n")
+    measured = {m: med([r["samples_per_s"] for r in recs if r["mode"] == m])
+                for m in ("inproc", "spawn", "spawn-pgl")}
+
+    # per-module compute time and edge bytes, one worker per module
+    batch, dataset = job_settings(job)
+    nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
+    sets = ["job.epochs=1", f"job.train_limit={train}", f"job.test_limit={batch}",
+            "job.algorithm=local"]
+    batches = train // batch
+    t_mod, e_mod = module_times(args, job, sets, nmod, half, batches)
+    c, h, w = INPUT_SHAPE.get(dataset, (1, 28, 28))
+    e_in = 4.0 * c * h * w + 4  # float32 input and an int32 label per sample
+    edges = [e_in] + e_mod[:-1]  # edge k feeds module k (0: from the coordinator)
+
+    print(f"\nPer-module compute time per batch of {batch}, from --spawn={nmod} "
+          f"--threads {half} --window {args.module_window} (busy fraction x active seconds "
+          f"/ {batches} batches, median of {args.repeats}), and bytes per sample into each "
+          "module (worker records' bytes_per_sample; module 1's input: the float32 image "
+          "and label from the coordinator):\n")
+    print("| module | compute ms / batch | share | input bytes / sample |")
+    print("|---:|---:|---:|---:|")
+    total = sum(t_mod)
+    for k in range(nmod):
+        print(f"| {k + 1} | {1e3 * t_mod[k]:.1f} | {100 * t_mod[k] / total:.0f}% "
+              f"| {edges[k]:.0f} |")
+    print(f"| all | {1e3 * total:.1f} | 100% | |")
+
+    print("\nModel: samples/s = batch / max(slowest stage's compute time, largest edge's "
+          "transfer time of one batch). Assumptions: algorithm local (activations flow "
+          "forward only; no gradients, no global steps); each machine computes its stage at "
+          f"the measured rate ({half} thread(s) per machine, as measured); links carry their "
+          "nominal rate as payload, full duplex, with transfers overlapped with compute "
+          "(window >= 2), no latency; the coordinator's input feed never limits; batch "
+          f"{batch}.\n")
+    print(f"(a) The job's own {nmod} modules on K machines, split as silad --spawn=K splits "
+          "them (consecutive ranges); the edges are the activations at the cuts, plus the "
+          "input:\n")
+    print("| K | modules per machine | slowest stage ms | largest edge bytes / sample "
+          "| no link limit | 1 Gbit/s | 10 Gbit/s |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    model_k2 = None
+    for K in range(1, nmod + 1):
+        parts = split(nmod, K)
+        stage = [sum(t_mod[a:b]) for a, b in parts]
+        cut = [edges[a] for a, _ in parts]
+        free = predict(stage, cut, batch, None)[0]
+        if K == 2:
+            model_k2 = free
+        cols = [f"{predict(stage, cut, batch, bps)[0]:.0f} ({predict(stage, cut, batch, bps)[1]})"
+                for _, bps in LINKS]
+        print(f"| {K} | {'+'.join(str(b - a) for a, b in parts)} | {1e3 * max(stage):.1f} "
+              f"| {max(cut):.0f} | {free:.0f} | {cols[0]} | {cols[1]} |")
+    biggest = max(edges)
+    print(f"\n(b) The network spread evenly over K machines: each stage computes 1/K of "
+          f"the {1e3 * total:.1f} ms per batch (as if the network could be re-cut into K "
+          "equal modules; the extra aux heads more modules would bring are not counted), "
+          f"and every cut carries the largest activation at a module boundary, "
+          f"{biggest:.0f} bytes per sample (a cut inside the first modules carries as "
+          "much):\n")
+    print("| K | stage ms | edge ms at 1 Gbit/s | edge ms at 10 Gbit/s | samples/s at 1 Gbit/s "
+          "| samples/s at 10 Gbit/s | speed-up over one machine, 1 / 10 Gbit/s |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    one = batch / total
+    for K in range(2, 17):
+        stage = [total / K]
+        r1, b1 = predict(stage, [biggest], batch, LINKS[0][1])
+        r10, b10 = predict(stage, [biggest], batch, LINKS[1][1])
+        print(f"| {K} | {1e3 * total / K:.1f} | {1e3 * biggest * batch * 8 / LINKS[0][1]:.1f} "
+              f"| {1e3 * biggest * batch * 8 / LINKS[1][1]:.1f} | {r1:.0f} ({b1}) "
+              f"| {r10:.0f} ({b10}) | {r1 / one:.1f}x / {r10 / one:.1f}x |")
+    print("\nThe model against the measurement: two workers on this machine talk over ipc "
+          "(no link limit), so the measured --spawn=2 local run is compared with the "
+          "model's K = 2 without a link limit:\n")
+    print("| K = 2, local | samples/s |")
+    print("|---|---:|")
+    print(f"| model (modules {'+'.join(str(b - a) for a, b in split(nmod, 2))}, "
+          f"from the per-module times) | {model_k2:.0f} |")
+    print(f"| measured, --spawn=2 --threads {half} (median of {args.repeats}) "
+          f"| {measured['spawn']:.0f} |")
+    print(f"| measured / model | {measured['spawn'] / model_k2:.2f} |")
+    print(f"| for reference: --inproc --threads {args.threads} | {measured['inproc']:.0f} |")
+    print(f"| for reference: one machine, model (sum of module times) | {one:.0f} |")
+    print(flush=True)
+
+
+# ---- memory ----------------------------------------------------------------------
+
+def cmd_memory(args):
+    banner("Peak memory", args)
+    half = max(1, args.threads // 2)
+    _, _, base = run_child([PYTHON, "-c", "import torch, numpy"])
+    rows, failures = [], []
+    for name in args.jobs.split(","):
+        job, key = job_path(name), job_key(name)
+        sets, train = short_run_sets(args, key)
+        nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
+        runs = [("inproc", ["--inproc", "--threads", str(args.threads)]),
+                ("spawn-all", [f"--spawn={nmod}", "--threads", "1"]),
+                ("spawn-2", ["--spawn=2", "--threads", str(half)]),
+                ("torch", None)]
+        got = {}
+        for label, margs in runs:
+            print(f"== memory {key} {label}", flush=True)
+            try:
+                if margs is None:
+                    res = run_torch(job, args.threads, sets)
+                else:
+                    res = run_silad(job, margs, sets)
+            except RunFailed as e:
+                print(f"failed: {e}", flush=True)
+                failures.append(f"{key} {label}")
+                # a --spawn run stopped as hung after training: its workers'
+                # peak RSS as the kernel counted it just before they were stopped
+                hwm = [mb for cmd, mb in e.hwm.items() if "silaworker" in cmd]
+                if margs is None or not hwm:
+                    continue
+                res = {"hung": True, "workers": [{"peak_rss_mb": mb} for mb in hwm]}
+            workers = res.pop("workers", None)
+            rec = {"bench": "memory", "job": key, "run": label, "train": train, **res}
+            if workers:
+                rec["largest_worker_rss_mb"] = max(w["peak_rss_mb"] for w in workers)
+                rec["workers_rss_sum_mb"] = round(sum(w["peak_rss_mb"] for w in workers), 1)
+            record(args, rec)
+            got[label] = rec
+        rows.append((key, train, nmod, got))
+    print(f"\nPeak RSS in MB (one run each, the job's own algorithm, one epoch, "
+          f"test_limit {args.test}). --inproc (--threads {args.threads}) and PyTorch "
+          f"(--threads {args.threads}): the process. --spawn: the largest worker, and in "
+          "brackets the sum over the workers (the whole pipeline's footprint, spread over "
+          f"machines); one module per worker at --threads 1, or two workers at --threads "
+          f"{half}. PyTorch's figure includes the interpreter and its libraries: "
+          f"`import torch, numpy` alone peaks at {base:.0f} MB here.\n")
+    print("| job | train samples | sila --inproc | largest worker, one module each "
+          "| largest worker, --spawn=2 | PyTorch | PyTorch / inproc "
+          "| largest worker (one module each) / inproc |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    get = lambda got, run, field="peak_rss_mb": got[run][field] if run in got else None
+    ratio = lambda x, y: f"{x / y:.2f}" if x and y else "-"
+    for key, train, nmod, got in rows:
+        inproc, torch_rss = get(got, "inproc"), get(got, "torch")
+        big = get(got, "spawn-all", "largest_worker_rss_mb")
+        workers = lambda run: (f"{get(got, run, 'largest_worker_rss_mb'):.0f} "
+                               f"({get(got, run, 'workers_rss_sum_mb'):.0f})"
+                               + (" hung*" if got[run].get("hung") else "")
+                               if run in got else "failed")
+        print(f"| {key} | {train} | {fmt(inproc)} | {workers('spawn-all')} "
+              f"| {workers('spawn-2')} | {fmt(torch_rss)} | {ratio(torch_rss, inproc)} "
+              f"| {ratio(big, inproc)} |")
+    if any(r.get("hung") for _, _, _, got in rows for r in got.values()):
+        print("\n\\* the run hung after training and was stopped: the workers' peak RSS "
+              "(VmHWM) was read from /proc just before.")
+    print(flush=True)
+    if failures:
+        raise RunFailed("memory: these runs failed (see above): " + ", ".join(failures))
+
+
+# ---- main ------------------------------------------------------------------------
+
+def main():
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=int, default=2,
+                        help="threads of sila and of PyTorch (default 2); --spawn=2 runs "
+                             "give each worker half")
+    common.add_argument("--repeats", type=int, default=3,
+                        help="runs of each configuration; medians are reported (default 3)")
+    common.add_argument("--jobs", default="cnn,mlp",
+                        help="throughput and memory: cnn, mlp or job files (default cnn,mlp)")
+    common.add_argument("--algos", default="e2e,local,pgl",
+                        help="throughput: algorithms (default e2e,local,pgl)")
+    common.add_argument("--train", type=int,
+                        help="training samples of every run (default: cnn 6400, mlp 12800; "
+                             "pipeline 12800)")
+    common.add_argument("--test", type=int, default=1000,
+                        help="test samples of the throughput and memory runs (default 1000)")
+    common.add_argument("--reps", type=int, default=9,
+                        help="kernels: repetitions of each kernel (default 9)")
+    common.add_argument("--kernel-batch", type=int,
+                        help="kernels: batch (default 128; smaller for a quick check only)")
+    common.add_argument("--module-window", type=int, default=1,
+                        help="pipeline: silad --window of the per-module timing run "
+                             "(default 1: one batch in flight, so workers never compete "
+                             "for cores)")
+    common.add_argument("--timeout", type=float, default=1800,
+                        help="seconds after which one run is stopped as hung (default 1800); "
+                             "a silad that reports its workers silent is stopped at once")
+    common.add_argument("--json", help="append every run's record to this file")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    cmds = {"kernels": cmd_kernels, "throughput": cmd_throughput, "pipeline": cmd_pipeline,
+            "memory": cmd_memory}
+    for name in [*cmds, "all"]:
+        sub.add_parser(name, parents=[common])
+    args = p.parse_args()
+    if args.threads < 1 or args.repeats < 1:
+        p.error("--threads and --repeats must be >= 1")
+    for path in (SILAD, BENCH_KERNELS):
+        if args.cmd in ("all", "kernels") or path == SILAD:
+            if not os.access(path, os.X_OK):
+                p.error(f"{path} not found: build first, or set SILA_BUILD to the build "
+                        "directory")
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "?"
+    print(f"# sila speed, {time.strftime('%Y-%m-%d %H:%M')}, commit {commit or '?'}, "
+          f"{platform.node()}, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+          f"build {BUILD}\n\n`{' '.join(['tests/bench_speed.py'] + sys.argv[1:])}`", flush=True)
+    global TIMEOUT_S
+    TIMEOUT_S = args.timeout
+    t0, failed = time.monotonic(), []
+    for name in (list(cmds) if args.cmd == "all" else [args.cmd]):
+        t = time.monotonic()
+        try:
+            cmds[name](args)
+        except RunFailed as e:  # the other subcommands still run
+            print(f"\n**{name} failed**: {e}\n", flush=True)
+            failed.append(name)
+        print(f"({name}: {time.monotonic() - t:.0f} s)", flush=True)
+    if args.cmd == "all":
+        print(f"(all: {time.monotonic() - t0:.0f} s)")
+    if failed:
+        sys.exit(f"bench_speed: failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
