@@ -25,6 +25,11 @@ static uint64_t announced_tail(const Sila__Control *c)
     return 0;
 }
 
+size_t sila_ctl_frame_limit(size_t state_floats)
+{
+    return PREFIX + SILA_CTL_MAX_MESSAGE + sizeof(float) * state_floats;
+}
+
 int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *tail, size_t ntail,
                   int timeout_ms, struct sila_err *err)
 {

@@ -20,6 +20,10 @@
 
 #define SILA_CTL_MAX_MESSAGE (4u << 20) /* bytes of a serialized Control, at most */
 
+/* The receive limit of a control link whose frames may carry a module state
+ * of up to state_floats floats (0: none): the message and the tail. */
+size_t sila_ctl_frame_limit(size_t state_floats);
+
 /* Sends msg with ntail floats of tail (NULL when 0) on l; timeout_ms as for
  * sila_link_send. Errors: -ENOMEM, or the link's, with err set naming what. */
 int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *tail, size_t ntail,

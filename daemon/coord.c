@@ -24,6 +24,7 @@
 #include "endpoint.h"
 #include "feed.h"
 #include "frame.h"
+#include "module.h"
 #include "reassemble.h"
 #include "report.h"
 #include "transport.h"
@@ -557,7 +558,7 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
     char url[SILA_URL_MAX + 64];
     sila_endpoint_control(&c->base, p->first + 1, url, sizeof url);
     struct sila_err e;
-    int r = sila_link_open(&p->ctl, SILA_LINK_PAIR, url, true, SILA_CTL_MAX_MESSAGE + 64, &e);
+    int r = sila_link_open(&p->ctl, SILA_LINK_PAIR, url, true, c->ctl_limit, &e);
     if (r == 0 && (r = poll_link(c, &p->poll, &p->ctl, p, on_peer_readable)) == 0)
         p->polling = true;
     else if (p->ctl.sock >= 0) /* the link opened, polling it failed */
@@ -930,6 +931,13 @@ static int plan_bodies(struct coord *c)
         c->body_params[k] = sila_net_param_count(body);
         c->body_buffers[k] = sila_net_buffer_count(body);
         sila_net_free(body);
+        /* a collected state travels whole on the control link: nanomsg
+         * would drop a frame above the link's limit without a word */
+        size_t floats;
+        if ((r = sila_module_state_floats(c->job, k, &floats, c->err)))
+            return r;
+        if (sila_ctl_frame_limit(floats) > c->ctl_limit)
+            c->ctl_limit = sila_ctl_frame_limit(floats);
     }
     return sila_plan_max_frame(c->job, &c->max_frame, c->err);
 }
@@ -963,7 +971,7 @@ static int open_loop(struct coord *c)
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
     uv_timer_start(&c->watchdog, on_watchdog, 1000, 1000);
-    if ((r = sila_link_open(&c->rdv, SILA_LINK_REPLY, c->base_url, true, SILA_CTL_MAX_MESSAGE + 64,
+    if ((r = sila_link_open(&c->rdv, SILA_LINK_REPLY, c->base_url, true, sila_ctl_frame_limit(0),
                             c->err)))
         return r;
     if ((r = poll_link(c, &c->rdv_poll, &c->rdv, c, on_rdv_readable)))

@@ -55,6 +55,7 @@ struct coord {
     struct report rep;
     bool rep_open;
     size_t max_frame;
+    size_t ctl_limit; /* receive limit of control links: the largest module state */
     size_t body_params[SILA_MAX_MODULES], body_buffers[SILA_MAX_MODULES];
     int K;
 

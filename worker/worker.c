@@ -432,7 +432,7 @@ static const char *advertised_host(const struct worker *w, char *buf, size_t len
 static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
 {
     struct sila_link req;
-    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, SILA_CTL_MAX_MESSAGE + 64,
+    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, sila_ctl_frame_limit(0),
                            err);
     if (r)
         return r;
@@ -531,7 +531,15 @@ static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
     if (r)
         return r;
     sila_endpoint_control(&w->base, w->first + 1, url, sizeof url);
-    if ((r = sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, SILA_CTL_MAX_MESSAGE + 64, err)))
+    /* restored states arrive on it: the limit holds the largest of ours */
+    size_t most = 0;
+    for (int k = w->first; k <= w->last; k++) {
+        struct sila_module_layout l = sila_module_layout(w->mods[k]);
+        most = l.params + l.optimizer + l.buffers > most ? l.params + l.optimizer + l.buffers
+                                                         : most;
+    }
+    if ((r = sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most),
+                            err)))
         return r;
     Sila__Ready ready = SILA__READY__INIT;
     ready.first_module = (uint32_t)w->first + 1;

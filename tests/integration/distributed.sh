@@ -49,6 +49,20 @@ for algo in e2e local pgl; do
             python3 "$JSONCHECK" same-evals "in-$algo/metrics.jsonl" "$name/metrics.jsonl"
     done
 done
+# the MLP's modules are megabytes: their states exceed a plain control
+# frame when collected at the end
+MLP=$JOBS_DIR/fmnist-mlp.ini
+MSMALL=(--set job.train_limit=256 --set job.test_limit=128 --set job.epochs=1)
+silad_run mlp-in "$MLP" "${MSMALL[@]}" || not_ok "mlp: --inproc exits 0" mlp-in.stderr
+timeout 120 "$SILAD" --job "$MLP" --spawn=2 --threads 1 --out mlp-sp "${MSMALL[@]}" \
+    >mlp-sp.stdout 2>mlp-sp.stderr
+st=$?
+if [ $st -eq 0 ] && [ "$(sha_of mlp-sp/model.sila)" = "$(sha_of mlp-in/model.sila)" ]; then
+    ok "mlp (8 MB module states): --spawn=2 ends, with --inproc's weights"
+else
+    not_ok "mlp (8 MB module states): --spawn=2 ends, with --inproc's weights (exit $st)" \
+        mlp-sp.stderr
+fi
 check "--spawn=2: each worker reports its busy share, bytes and memory" \
     grep -q '"type":"worker","modules":\[3,4\]' spawn=2-local/metrics.jsonl
 
