@@ -7,7 +7,7 @@
 Runs, alternating and --repeats times each, on one epoch of --train samples:
   inproc   silad --inproc --threads 2, algorithm local
   spawn    silad --spawn=2 --threads 1 (modules split in two halves), local
-  spawn-pgl  the same with the job's pgl (P=10, G=1)
+  spawn-pgl  the same with pgl, one global step in ten (P=10, G=1, no ramp)
 and prints for each the median training samples/s, the ratio to inproc,
 the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
 of the largest worker against the in-process run's, and for pgl the share
@@ -27,17 +27,19 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SILAD = os.environ.get("SILAD", os.path.join(ROOT, "build", "daemon", "silad"))
 
+PGL = ["--set", "job.period=10", "--set", "job.global_steps=1", "--set", "job.global_ramp=false"]
 CONFIGS = {
     "inproc": (["--inproc", "--threads", "2"], "local"),
     "spawn": (["--spawn=2", "--threads", "1"], "local"),
-    "spawn-pgl": (["--spawn=2", "--threads", "1"], "pgl"),
+    "spawn-pgl": (["--spawn=2", "--threads", "1", *PGL], "pgl"),
 }
 
 
 def run(job, mode, train):
     args, algo = CONFIGS[mode]
     with tempfile.TemporaryDirectory() as d:
-        argv = [SILAD, "--job", job, "--out", d, *args, "--set", f"job.algorithm={algo}",
+        argv = [SILAD, "--job", job, "--out", d, "--rpc", "none", *args,
+                "--set", f"job.algorithm={algo}",
                 "--set", "job.epochs=1", "--set", f"job.train_limit={train}",
                 "--set", "job.test_limit=1000"]
         t0 = time.monotonic()

@@ -344,7 +344,7 @@ def cmd_pipeline(args):
     # bench_pipeline's three runs (inproc, spawn, spawn-pgl), run by a child
     # interpreter that imports it and patches its silad, its thread counts (from
     # --threads; its table's labels assume --threads 2: inproc 2 threads, 2
-    # workers x 1 thread) and adds --rpc none; its own run() has no timeout, so
+    # workers x 1 thread; it passes --rpc none itself); its own run() has no timeout, so
     # the child runs under ours.
     driver = f"""
 import sys
@@ -355,9 +355,11 @@ bp.SILAD = {SILAD!r}
 for mode, (margs, algo) in list(bp.CONFIGS.items()):
     if mode == "inproc":
         margs = ["--inproc", "--threads", "{args.threads}"]
-    else:
-        margs = [a for a in margs if a.startswith("--spawn")] + ["--threads", "{half}"]
-    bp.CONFIGS[mode] = (margs + ["--rpc", "none"], algo)
+    else:  # its own arguments (--spawn, the pgl schedule) with our threads
+        margs = [a for i, a in enumerate(margs)
+                 if a != "--threads" and (i == 0 or margs[i - 1] != "--threads")]
+        margs += ["--threads", "{half}"]
+    bp.CONFIGS[mode] = (margs, algo)
 sys.argv = sys.argv[1:]
 bp.main()
 """
