@@ -12,7 +12,8 @@ export SILAWORKER
 : >children
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
-       --set job.epochs=3 --set job.period=4 --set job.checkpoint_every=8)
+       --set job.epochs=3 --set job.period=4 --set job.global_steps=1 --set job.global_ramp=false
+       --set job.checkpoint_every=8)
 
 # interrupted NAME MODE ALGO: trains into NAME, kill -9 once the checkpoint
 # after step 24 is reported, resumes; NAME.status holds the resume's status.

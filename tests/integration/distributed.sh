@@ -12,7 +12,8 @@
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
-       --set job.epochs=2 --set job.period=4)
+       --set job.epochs=2 --set job.period=4 --set job.global_steps=1
+       --set job.global_ramp=false)
 
 # spawn_run DIR SPAWN-ARG [ARG...]: like silad_run, distributed.
 spawn_run()

@@ -10,7 +10,8 @@
 
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 SMALL=(--set job.train_limit=512 --set job.test_limit=200 --set job.batch=32
-       --set job.epochs=2 --set job.period=4 --set job.global_steps=1)
+       --set job.epochs=2 --set job.period=4 --set job.global_steps=1
+       --set job.global_ramp=false)
 
 declare -A sha
 train()  # NAME ALGORITHM [--set ...]: trains and records weights_sha256

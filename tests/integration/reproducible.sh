@@ -13,7 +13,8 @@
 
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 SMALL=(--set job.train_limit=512 --set job.test_limit=300 --set job.batch=32
-       --set job.epochs=2 --set job.period=4)
+       --set job.epochs=2 --set job.period=4 --set job.global_steps=1
+       --set job.global_ramp=false)
 
 # silad_run_tty DIR JOB [ARG...]: silad_run with stdout on a pseudo-terminal.
 silad_run_tty()

@@ -62,7 +62,7 @@ check_run()
 silad_run e2e "$CNN_JOB" "${SMALL[@]}" --set job.algorithm=e2e
 silad_run local "$CNN_JOB" "${SMALL[@]}" --set job.algorithm=local
 silad_run pgl "$CNN_JOB" "${SMALL[@]}" --set job.algorithm=pgl \
-    --set job.period=4 --set job.global_steps=1
+    --set job.period=4 --set job.global_steps=1 --set job.global_ramp=false
 for algo in e2e local pgl; do
     check_run "$algo" 4 2 "$algo" sub/t10k-labels-idx1-ubyte "$CNN_PARAMS" "${CNN_LAYERS[@]}"
 done
@@ -71,9 +71,9 @@ done
 # At the extremes it is either: P = 1 makes every step global (e2e), and a
 # period longer than the run makes none global (local).
 silad_run pgl-p1 "$CNN_JOB" "${SMALL[@]}" --set job.algorithm=pgl \
-    --set job.period=1 --set job.global_steps=1
+    --set job.period=1 --set job.global_steps=1 --set job.global_ramp=false
 silad_run pgl-p1000 "$CNN_JOB" "${SMALL[@]}" --set job.algorithm=pgl \
-    --set job.period=1000 --set job.global_steps=1
+    --set job.period=1000 --set job.global_steps=1 --set job.global_ramp=false
 declare -A sha
 for run in e2e local pgl pgl-p1 pgl-p1000; do
     sha[$run]=$(sha_of "$run/model.sila" 2>/dev/null)
