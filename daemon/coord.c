@@ -290,7 +290,6 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     report_eval(&c->rep, (int)d->epoch, (uint64_t)(d->epoch + 1) * pl->steps_per_epoch,
                 c->accuracy);
     uv_sem_post(&c->evaluated);
-    c->evaluations_done++;
     if (--c->evaluations_left == 0 && !c->collecting)
         collect(c, false);
 }
@@ -351,7 +350,7 @@ static void save_and_stop(struct coord *c)
         finish(c, r);
         return;
     }
-    report_saved(&c->rep, path, c->evaluations_done ? acc : NAN);
+    report_saved(&c->rep, path, c->rep.nevals ? acc : NAN);
     for (int i = 0; i < c->npeers; i++)
         report_worker(&c->rep, &c->peers[i]->summary, c->samples[c->peers[i]->first]);
     finish(c, 0);
@@ -1071,7 +1070,6 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
     c->rep_open = r == 0;
     const struct sila_plan *pl = &c->feed.plan;
     c->steps_done = c->rep.first_step;
-    c->evaluations_done = (int)c->rep.nevals;
     if (c->rep.nevals)
         memcpy(c->accuracy, c->rep.evals[c->rep.nevals - 1].accuracy, sizeof c->accuracy);
     for (int e = (int)(c->rep.first_step / pl->steps_per_epoch); e < job->epochs; e++)

@@ -94,7 +94,7 @@ struct coord {
     uint32_t eval_done[SILA_MAX_MODULES];
     long eval_correct[SILA_MAX_MODULES];
     double accuracy[SILA_MAX_MODULES];
-    int evaluations_left, evaluations_done;
+    int evaluations_left; /* those done are the report's evals */
     double last_report;
     /* module states being collected, for a checkpoint or the end (owned) */
     struct ckpt_module collected[SILA_MAX_MODULES];
