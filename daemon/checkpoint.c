@@ -55,6 +55,17 @@ bool ckpt_due(const struct sila_job *job, uint64_t done, uint64_t total, double 
     return job->checkpoint_minutes > 0 && since_last_s >= 60.0 * job->checkpoint_minutes;
 }
 
+struct ckpt ckpt_at(uint64_t step, struct report *rep, const struct sila_rng *aug, int K)
+{
+    struct ckpt c = {.step = step,
+                     .metrics_bytes = report_metrics_bytes(rep),
+                     .evals = rep->evals,
+                     .nevals = rep->nevals,
+                     .K = K};
+    memcpy(c.aug_rng, aug->s, sizeof c.aug_rng);
+    return c;
+}
+
 int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckpt *c,
                char *ret_path, size_t len, struct sila_err *err)
 {

@@ -17,6 +17,7 @@
 #include "job.h"
 #include "module.h"
 #include "report.h"
+#include "rng.h"
 
 struct ckpt_module {
     struct sila_module_layout layout;
@@ -39,6 +40,11 @@ struct ckpt {
  * job->checkpoint_every steps, every job->checkpoint_minutes, never at the
  * end (the model is written then). */
 bool ckpt_due(const struct sila_job *job, uint64_t done, uint64_t total, double since_last_s);
+
+/* A checkpoint after `step` steps of a run with K modules: the report's
+ * evaluations and metrics length, the augmentation RNG; the modules' states
+ * are the caller's to fill. */
+struct ckpt ckpt_at(uint64_t step, struct report *rep, const struct sila_rng *aug, int K);
 
 /* Writes c as the newest checkpoint of job under out_dir and names it in
  * the manifest; ret_path (len bytes) receives its path. Errors: -errno of

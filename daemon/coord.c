@@ -360,13 +360,8 @@ static void save_and_stop(struct coord *c)
 static void write_checkpoint(struct coord *c)
 {
     uint64_t step = atomic_load(&c->ckpt_step);
-    struct ckpt ck = {.step = step,
-                      .metrics_bytes = report_metrics_bytes(&c->rep),
-                      .evals = c->rep.evals,
-                      .nevals = c->rep.nevals,
-                      .K = c->K};
     /* the feeder waits: its augmentation RNG is at the boundary */
-    memcpy(ck.aug_rng, c->feed.aug_rng.s, sizeof ck.aug_rng);
+    struct ckpt ck = ckpt_at(step, &c->rep, &c->feed.aug_rng, c->K);
     memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
     char path[4200];
     struct sila_err e;

@@ -76,12 +76,7 @@ static void evaluate(struct trainer *tr, double *accuracy)
 
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
 {
-    struct ckpt c = {.step = done,
-                     .metrics_bytes = report_metrics_bytes(&tr->rep),
-                     .evals = tr->rep.evals,
-                     .nevals = tr->rep.nevals,
-                     .K = tr->K};
-    memcpy(c.aug_rng, tr->feed.aug_rng.s, sizeof c.aug_rng);
+    struct ckpt c = ckpt_at(done, &tr->rep, &tr->feed.aug_rng, tr->K);
     int r = 0;
     for (int k = 0; k < tr->K && r == 0; k++) {
         struct ckpt_module *m = &c.mods[k];
