@@ -10,7 +10,8 @@ tests/reference/sila_torch.py, alternating which goes first, and appends one
 JSON line per training run to --out as soon as it ends (so an interrupted
 benchmark keeps what it measured): implementation, job, algorithm, seed,
 overrides, every head's final test accuracy, training samples/s, wall time and
-the peak RSS of the process. `table` prints the results as a markdown table:
+the peak RSS of the process (`SILAD=path` runs another silad than build/'s).
+`table` prints the results as a markdown table:
 per job and algorithm, each seed's classifier accuracy for both, the mean
 difference, and the samples/s ratio.
 """
@@ -24,7 +25,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SILAD = os.path.join(ROOT, "build", "daemon", "silad")
+SILAD = os.environ.get("SILAD") or os.path.join(ROOT, "build", "daemon", "silad")
 TORCH = os.path.join(ROOT, "tests", "reference", "sila_torch.py")
 
 

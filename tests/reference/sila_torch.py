@@ -215,6 +215,11 @@ JOB_KEYS = {
     "period": K(p_int, 10, 1, INF),
     "global_steps": K(p_int, 1, 1, INF),
     "local_weight": K(p_float, 0.0, 0, INF),
+    "global_state": K(p_enum("shared", "separate"), "shared"),
+    "global_ramp": K(p_bool, False),
+    "global_epoch_end": K(p_int, 0, 0, INF),
+    "heads_in_global": K(p_bool, False),
+    "local_weight_decay": K(p_bool, False),
     "eval_every": K(p_int, 1, 1, INF),
     "train_limit": K(p_uint(32), 0),
     "test_limit": K(p_uint(32), 0),
@@ -434,6 +439,10 @@ def load_job(path, overrides=()):
     if job["global_steps"] > job["period"]:
         raise JobError("%s: [job] global_steps: %d exceeds period %d"
                        % (path, job["global_steps"], job["period"]))
+    for key, plain in (("global_state", "shared"), ("heads_in_global", False)):
+        if job[key] != plain:
+            raise JobError("%s: [job] %s: this reference trains only %s = %s"
+                           % (path, key, key, str(plain).lower()))
     if optim["nesterov"] and (optim["kind"] != "sgd" or optim["momentum"] <= 0):
         raise JobError("%s: [optimizer] nesterov: needs kind = sgd and momentum > 0" % path)
     if sched["kind"] == "step" and ("schedule", "step_epochs") not in is_set:
@@ -845,8 +854,20 @@ class Trainer:
             shape = m.out_shape
         self.K = len(self.mods)
         self.smoothing = job["label_smoothing"]
-        self.mu = job["local_weight"] if job["algorithm"] == "pgl" else 0.0
         self.global_steps = 0
+        self.spe = self.total = 1  # steps per epoch and in all: set by plan()
+
+    def plan(self, spe):
+        self.spe, self.total = spe, spe * self.job["epochs"]
+
+    def mu(self, t):
+        """The local weight of global step t (plan.c: sila_plan_local_weight)."""
+        job = self.job
+        if job["algorithm"] != "pgl":
+            return 0.0
+        if not job["local_weight_decay"]:
+            return job["local_weight"]
+        return float(np.float32(job["local_weight"]) * np.float32(1.0 - t / self.total))
 
     def ce(self, logits, y):
         return F.cross_entropy(logits.reshape(logits.shape[0], -1), y,
@@ -858,7 +879,12 @@ class Trainer:
             return True
         if a == "local":
             return False
-        P, G = self.job["period"], self.job["global_steps"]
+        job = self.job
+        if t % self.spe + job["global_epoch_end"] >= self.spe:
+            return True
+        P, G = job["period"], job["global_steps"]
+        if job["global_ramp"]:  # G grows from 0 to 2G over the run (lround: halves up)
+            G = min(P, int(math.floor(2.0 * G * (t + 1) / self.total + 0.5)))
         return t % P >= P - G
 
     def local_step(self, x, y, lr, losses):
@@ -879,7 +905,7 @@ class Trainer:
             losses[k].append(loss.detach())
             x = z.detach()
 
-    def global_step(self, x, y, lr, losses):
+    def global_step(self, x, y, lr, mu, losses):
         self.global_steps += 1
         zs = []
         for m in self.mods:
@@ -889,17 +915,17 @@ class Trainer:
         loss = self.ce(x, y)
         losses[self.K - 1].append(loss.detach())
         total = loss
-        if self.mu > 0:
+        if mu > 0:
             for k, m in enumerate(self.mods[:-1]):
                 m.opt_head.zero_grad(set_to_none=True)
                 lk = self.ce(m.head(zs[k]), y)
                 losses[k].append(lk.detach())
-                total = total + self.mu * lk
+                total = total + mu * lk
         total.backward()
         for m in self.mods:
             set_lr(m.opt_body, lr)
             m.opt_body.step()
-            if self.mu > 0 and m.head is not None:  # a head without gradient sits out
+            if mu > 0 and m.head is not None:  # a head without gradient sits out
                 set_lr(m.opt_head, lr)
                 m.opt_head.step()
 
@@ -933,6 +959,7 @@ def run(job, args):
     spe = data.ntrain // job["batch"]
     sched = Schedule(job, spe)
     tr = Trainer(job, args.init)
+    tr.plan(spe)
     B, E = job["batch"], job["epochs"]
     print("job %s: %s, %d modules, %u training samples, %d epochs of %d steps, batch %d "
           "(PyTorch %s, %d threads, init %s, setup %.1f s)"
@@ -957,7 +984,7 @@ def run(job, args):
                                     tuple(d[sl] for d in draws))
             lr = sched(t)
             if tr.is_global(t):
-                tr.global_step(x, y, lr, losses)
+                tr.global_step(x, y, lr, tr.mu(t), losses)
             else:
                 tr.local_step(x, y, lr, losses)
             samples += B
