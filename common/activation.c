@@ -1,9 +1,20 @@
-/* ReLU, dropout and drop-path (see kernels.h). ReLU is split among OpenMP
- * threads when large; dropout masks are drawn in order from one rng. */
+/* Elementwise kernels (see kernels.h): the finite check, ReLU, dropout and
+ * drop-path. ReLU is split among OpenMP threads when large; dropout masks
+ * are drawn in order from one rng. */
 #include "kernels.h"
+
+#include <math.h>
 
 /* Below this many elements one thread does the whole loop. */
 #define PARALLEL_MIN_ELEMS 65536
+
+bool sila_all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
 
 void sila_relu_forward(float *out, const float *in, size_t n)
 {

@@ -3,7 +3,6 @@
 #include "frame.h"
 
 #include <errno.h>
-#include <math.h>
 #include <string.h>
 
 #include "sila.pb-c.h"
@@ -146,12 +145,4 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     ret_view->labels = labels;
     ret_view->x = (const float *)(p + sizeof(int32_t) * h.nlabels);
     return 0;
-}
-
-bool sila_all_finite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i]))
-            return false;
-    return true;
 }

@@ -17,7 +17,7 @@
 
 #include "err.h"
 
-#define SILA_WIRE_VERSION 1u
+#define SILA_WIRE_VERSION 2u
 #define SILA_FRAME_MAX_HEADER 256 /* bytes of encoded FrameHeader, at most */
 
 enum sila_phase {
@@ -68,8 +68,5 @@ struct sila_frame_view {
  * expected and actual values. */
 int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
                       struct sila_frame_view *ret_view, struct sila_err *err);
-
-/* True when every value of x (n floats) is finite. */
-bool sila_all_finite(const float *x, size_t n);
 
 #endif

@@ -10,10 +10,14 @@
 #ifndef SILA_KERNELS_H
 #define SILA_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "rng.h"
+
+/* True when every value of x (n floats) is finite (no NaN, no infinity). */
+bool sila_all_finite(const float *x, size_t n);
 
 /* ---- linear: out = in · w^T + b --------------------------------------- */
 /* out (B, OUT), in (B, IN), w (OUT, IN), b (OUT) or NULL */

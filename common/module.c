@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "loss.h"
 #include "plan.h"
 
@@ -192,7 +193,7 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
 
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
                                  const int32_t *labels, int B, float lr, float smoothing, float mu,
-                                 float *din, struct sila_step_stats *ret_stats)
+                                 bool apply, float *din, struct sila_step_stats *ret_stats)
 {
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
     *ret_stats = (struct sila_step_stats){.loss = NAN};
@@ -218,7 +219,25 @@ void sila_module_global_backward(struct sila_module *m, const float *x, const fl
         head_used = true;
     }
     sila_net_backward(m->body, x, g, din, B);
-    update(m, lr, head_used, true);
+    if (apply)
+        update(m, lr, head_used, true);
+}
+
+int sila_module_check(const struct sila_module *m, const float *z, const float *din, int B,
+                      uint64_t step, struct sila_err *err)
+{
+    const char *what = NULL;
+    if (z && !sila_all_finite(z, (size_t)B * sila_shape_size(sila_net_out_shape(m->body))))
+        what = "output";
+    else if (din && !sila_all_finite(din, (size_t)B * sila_shape_size(sila_net_in_shape(m->body))))
+        what = "input gradient";
+    if (!what)
+        return 0;
+    return sila_err_set(err, -ERANGE,
+                        "module %d: NaN or infinite values in its %s at step %llu: the training "
+                        "diverged (a lower learning rate may help; the newest checkpoint is from "
+                        "before)",
+                        m->index + 1, what, (unsigned long long)step);
 }
 
 const float *sila_module_eval(struct sila_module *m, const float *x, const int32_t *labels, int B,

@@ -94,10 +94,20 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
  * With local_weight mu > 0 (modules with a head), mu x the head's CE loss
  * is added to the objective; with mu = 0 and heads_in_global, the head
  * learns its CE on the detached output. Writes d(loss)/dx into din (B, in)
- * unless NULL, then updates (with the global state set when separate). */
+ * unless NULL, then, when `apply`, updates (with the global state set when
+ * separate). Without `apply` the module only passes the gradient on: a
+ * distributed pipeline replaying a step this module has already learned
+ * from (docs/protocol.md, "Replacing a worker"). */
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
                                  const int32_t *labels, int B, float lr, float smoothing, float mu,
-                                 float *din, struct sila_step_stats *ret_stats);
+                                 bool apply, float *din, struct sila_step_stats *ret_stats);
+
+/* Checks that a training step of module m, step `step`, left finite values
+ * in its output z (B samples) and in the gradient of its input din, each
+ * unless NULL: a NaN or an infinity means the training has diverged.
+ * Errors: -ERANGE, with err naming the module and the step. */
+int sila_module_check(const struct sila_module *m, const float *z, const float *din, int B,
+                      uint64_t step, struct sila_err *err);
 
 /* Eval: forward x in eval mode; counts head (or classifier) hits in
  * *ret_correct and returns the body output. */

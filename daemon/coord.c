@@ -30,6 +30,7 @@
 #include "transport.h"
 
 #define TICK_MS 1000
+#define MAX_RESPAWNS 10   /* per spawned worker: more is a crash loop */
 #define STALL_WARN_S 60.0 /* no report for this long: say who is behind */
 
 static void finish(struct coord *c, int status);
@@ -48,139 +49,19 @@ static void fail(struct coord *c, int code, const char *fmt, ...)
     finish(c, code);
 }
 
-/* ---- the feeder thread ---- */
-
-static int feed_send(struct coord *c, uint8_t *buf)
-{
-    for (;;) {
-        if (atomic_load(&c->stopping)) {
-            sila_link_release(buf);
-            return -ECANCELED;
-        }
-        int r = sila_link_send(&c->data, buf, TICK_MS);
-        if (r == 0)
-            return 0;
-        if (r != -ETIMEDOUT && r != -EAGAIN) {
-            sila_link_release(buf);
-            return r;
-        }
-    }
-}
-
-/* Sends one batch to the first module, after taking a credit (and while
- * the run is paused, waiting). -ECANCELED once the run stops. */
-static int feed_batch(struct coord *c, uint64_t *seq, uint64_t batch, int epoch,
-                      enum sila_phase phase, int n, const float *x, const int32_t *labels)
-{
-    uv_sem_wait(&c->credits);
-    while (atomic_load(&c->paused) && !atomic_load(&c->stop_requested) &&
-           !atomic_load(&c->stopping))
-        uv_sleep(50);
-    if (atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
-        return -ECANCELED;
-    struct sila_shape in = c->job->input;
-    struct sila_frame_hdr h = {.generation = 0,
-                               .seq = *seq,
-                               .batch = batch,
-                               .epoch = (uint32_t)epoch,
-                               .phase = phase,
-                               .gradient = false,
-                               .n = (uint32_t)n,
-                               .c = (uint32_t)in.c,
-                               .h = (uint32_t)in.h,
-                               .w = (uint32_t)in.w,
-                               .nlabels = (uint32_t)n};
-    uint8_t *buf = sila_link_alloc(sila_frame_size(&h));
-    if (!buf)
-        return -ENOMEM;
-    sila_frame_encode(buf, &h, labels, x);
-    int r = feed_send(c, buf);
-    if (r == 0) {
-        (*seq)++;
-        atomic_fetch_add(&c->fed, 1);
-        if (phase != SILA_PHASE_EVAL)
-            atomic_store(&c->train_fed, batch + 1);
-    }
-    return r;
-}
-
-/* At a step boundary (`done` steps fed and, once drained, done): takes a
- * checkpoint when one is due or asked for, waiting while the loop writes it. */
-static void feed_boundary(struct coord *c, uint64_t done, double *last)
-{
-    bool asked = atomic_exchange(&c->ckpt_requested, false);
-    if (done >= c->feed.plan.total_steps || atomic_load(&c->stopping))
-        return;
-    if (!asked && !ckpt_due(c->job, done, c->feed.plan.total_steps, report_now() - *last))
-        return;
-    atomic_store(&c->ckpt_step, done);
-    uv_async_send(&c->ckpt_async);
-    uv_sem_wait(&c->ckpt_done);
-    *last = report_now();
-}
-
-static int feed_all(struct coord *c, float *x, int32_t *labels)
-{
-    const struct sila_plan *pl = &c->feed.plan;
-    uint64_t seq = 0, t0 = c->rep.first_step;
-    double last = report_now();
-    atomic_store(&c->train_fed, t0);
-    for (int e = (int)(t0 / pl->steps_per_epoch); e < c->job->epochs; e++) {
-        uint64_t s0 = (uint64_t)e * pl->steps_per_epoch < t0 ? t0 % pl->steps_per_epoch : 0;
-        for (uint64_t s = s0; s < pl->steps_per_epoch; s++) {
-            uint64_t t = (uint64_t)e * pl->steps_per_epoch + s;
-            if (s > s0)
-                feed_boundary(c, t, &last);
-            if (atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
-                return -ECANCELED;
-            feed_train_batch(&c->feed, t, x, labels);
-            enum sila_phase ph =
-                sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL : SILA_PHASE_LOCAL;
-            int r = feed_batch(c, &seq, t, e, ph, c->job->batch, x, labels);
-            if (r)
-                return r;
-        }
-        if (!sila_plan_evaluates(pl, e)) {
-            feed_boundary(c, (uint64_t)(e + 1) * pl->steps_per_epoch, &last);
-            continue;
-        }
-        for (uint32_t i = 0; i < pl->eval_batches; i++) {
-            int n = feed_eval_batch(&c->feed, i, x, labels);
-            int r = feed_batch(c, &seq, i, e, SILA_PHASE_EVAL, n, x, labels);
-            if (r)
-                return r;
-        }
-        /* the next epoch's reports must not mix with this evaluation's */
-        uv_sem_wait(&c->evaluated);
-        feed_boundary(c, (uint64_t)(e + 1) * pl->steps_per_epoch, &last);
-    }
-    return 0;
-}
-
-static void feeder_main(void *arg)
-{
-    struct coord *c = arg;
-    size_t in = sila_shape_size(c->job->input);
-    float *x = malloc(sizeof *x * in * c->job->batch);
-    int32_t *labels = malloc(sizeof *labels * c->job->batch);
-    int r = x && labels ? feed_all(c, x, labels) : -ENOMEM;
-    free(x);
-    free(labels);
-    c->feed_status = r == -ECANCELED ? 0 : r;
-    if (c->feed_status)
-        snprintf(c->feed_error, sizeof c->feed_error, "feeding the first module: %s", strerror(-r));
-    uv_async_send(&c->feeder_ended);
-}
-
 static void collect(struct coord *c, bool for_checkpoint);
+static void try_restart(struct coord *c);
+static void lose_peer(struct coord *c, struct peer *p, const char *why);
 
-/* Once every module has finished every batch sent: after a stop request
- * (the feeder has ended), collect the modules for the model; for a pending
- * checkpoint (the feeder waits), for the checkpoint. */
+/* Once every module has finished every batch sent: after the last
+ * evaluation or a stop request (the feeder has ended), collect the modules
+ * for the model; for a pending checkpoint (the feeder waits), for the
+ * checkpoint. */
 static void check_drained(struct coord *c)
 {
-    bool stop = atomic_load(&c->stop_requested) && c->feeder_ended_seen;
-    if ((!stop && !c->ckpt_pending) || c->collecting || c->finished)
+    bool stop =
+        c->evaluations_left == 0 || (atomic_load(&c->stop_requested) && c->feeder_ended_seen);
+    if ((!stop && !c->ckpt_pending) || c->collecting || c->finished || atomic_load(&c->halted))
         return;
     uint64_t fed = atomic_load(&c->fed);
     for (int k = 0; k < c->K; k++)
@@ -221,8 +102,8 @@ bool coord_request_stop(struct coord *c)
         return false;
     atomic_store(&c->stop_requested, true);
     c->phase = SILA__RUN_PHASE__STOPPING;
-    uv_sem_post(&c->credits);   /* a feeder waiting for a credit looks again */
-    uv_sem_post(&c->evaluated); /* or for an evaluation */
+    uv_sem_post(&c->credits.sem);   /* a feeder waiting for a credit looks again */
+    uv_sem_post(&c->evaluated.sem); /* or for an evaluation */
     printf("stop requested: finishing the batches in flight, then saving the model\n");
     fflush(stdout);
     return true;
@@ -233,6 +114,7 @@ bool coord_request_stop(struct coord *c)
 static int peer_send(struct peer *p, Sila__Control *m)
 {
     struct sila_err e;
+    m->generation = p->gen;
     int r = sila_ctl_send(&p->ctl, m, NULL, 0, TICK_MS, &e);
     char buf[32];
     if (r)
@@ -277,6 +159,7 @@ static void collect(struct coord *c, bool for_checkpoint)
 static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
 {
     const struct sila_plan *pl = &c->feed.plan;
+    c->tested[k] = (uint64_t)d->epoch * pl->eval_batches + d->batch + 1;
     c->eval_done[k]++;
     c->eval_correct[k] += d->correct;
     for (int j = 0; j < c->K; j++)
@@ -289,9 +172,8 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     }
     report_eval(&c->rep, (int)d->epoch, (uint64_t)(d->epoch + 1) * pl->steps_per_epoch,
                 c->accuracy);
-    uv_sem_post(&c->evaluated);
-    if (--c->evaluations_left == 0 && !c->collecting)
-        collect(c, false);
+    uv_sem_post(&c->evaluated.sem);
+    c->evaluations_left--;
 }
 
 static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
@@ -300,6 +182,15 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
     int k = (int)d->module - 1;
     if (k < p->first || k > p->last || d->epoch >= (uint32_t)c->job->epochs) {
         p->bad_messages++;
+        return;
+    }
+    /* every step and test batch is reported once per module, in order */
+    bool eval = d->phase == SILA__PHASE__EVAL;
+    uint64_t got = eval ? (uint64_t)d->epoch * pl->eval_batches + d->batch : d->batch;
+    if (eval ? got < c->tested[k] : got != c->trained[k]) {
+        fail(c, -EPROTO, "module %d reported %s %llu, expected %s%llu", k + 1,
+             eval ? "test batch" : "step", (unsigned long long)got, eval ? "at least " : "",
+             (unsigned long long)(eval ? c->tested[k] : c->trained[k]));
         return;
     }
     c->last_report = report_now();
@@ -311,21 +202,20 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
     if (c->phase == SILA__RUN_PHASE__TRAINING || c->phase == SILA__RUN_PHASE__EVALUATING)
         c->phase =
             d->phase == SILA__PHASE__EVAL ? SILA__RUN_PHASE__EVALUATING : SILA__RUN_PHASE__TRAINING;
-    if (d->phase == SILA__PHASE__EVAL) {
+    if (eval) {
         if (k == c->K - 1)
-            uv_sem_post(&c->credits);
+            uv_sem_post(&c->credits.sem);
         on_eval_done(c, k, d);
     } else {
+        uint64_t t = c->trained[k]++;
         report_step_loss(&c->rep, k, d->loss);
         if (k == p->last) {
-            p->steps++;
             p->loss = d->loss;
             if (d->samples)
                 p->accuracy = 0.9 * p->accuracy + 0.1 * d->correct / d->samples;
         }
         if (k == c->K - 1) {
-            uint64_t t = c->steps_done++;
-            uv_sem_post(&c->credits);
+            uv_sem_post(&c->credits.sem);
             report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
                         c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
         }
@@ -356,6 +246,17 @@ static void save_and_stop(struct coord *c)
     finish(c, 0);
 }
 
+/* Frees the module states collected so far and ends the collection. */
+static void drop_collected(struct coord *c)
+{
+    for (int k = 0; k < c->K; k++) {
+        free(c->collected[k].state);
+        c->collected[k].state = NULL;
+    }
+    c->states = 0;
+    c->collecting = false;
+}
+
 /* Writes the collected states as a checkpoint and lets the feeder go on. */
 static void write_checkpoint(struct coord *c)
 {
@@ -371,20 +272,17 @@ static void write_checkpoint(struct coord *c)
     } else
         fprintf(stderr, "silad: checkpoint after step %llu not written: %s\n",
                 (unsigned long long)step, e.msg);
-    for (int k = 0; k < c->K; k++) {
-        free(c->collected[k].state);
-        c->collected[k].state = NULL;
-    }
-    c->states = 0;
-    c->collecting = false;
+    drop_collected(c);
     c->ckpt_pending = false;
-    uv_sem_post(&c->ckpt_done);
+    uv_sem_post(&c->ckpt_done.sem);
 }
 
 static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *st,
                      const float *tail)
 {
     int k = (int)st->module - 1;
+    if (atomic_load(&c->halted))
+        return; /* of a collection a lost worker interrupted: asked for again */
     if (!c->collecting || k < p->first || k > p->last || c->collected[k].state ||
         st->body_params != c->body_params[k] || st->body_buffers != c->body_buffers[k] ||
         st->n_counters != SILA_MODULE_COUNTERS) {
@@ -415,6 +313,7 @@ static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *s
 }
 
 static void start_run(struct coord *c);
+static void restore_replacement(struct coord *c, struct peer *p);
 
 static void on_ready(struct coord *c, struct peer *p, const Sila__Ready *r)
 {
@@ -427,6 +326,12 @@ static void on_ready(struct coord *c, struct peer *p, const Sila__Ready *r)
     printf("worker for %s ready (%s, pid %u, generation %u)\n",
            sila_modules_text(p->first, p->last, buf, sizeof buf), p->host, p->pid, p->gen);
     fflush(stdout);
+    if (c->started) { /* a replacement: waits, like the others, for the restart */
+        p->halted = true;
+        restore_replacement(c, p);
+        try_restart(c);
+        return;
+    }
     for (int k = 0; k < c->K; k++)
         if (c->owner[k] < 0 || !c->peers[c->owner[k]]->ready)
             return;
@@ -436,6 +341,10 @@ static void on_ready(struct coord *c, struct peer *p, const Sila__Ready *r)
 static void on_peer_message(struct coord *c, struct peer *p, const struct sila_ctl_msg *m)
 {
     const Sila__Control *msg = m->msg;
+    if (msg->generation != p->gen) { /* from a worker since replaced */
+        p->bad_messages++;
+        return;
+    }
     p->last_message = report_now();
     switch (msg->msg_case) {
     case SILA__CONTROL__MSG_READY:
@@ -451,6 +360,14 @@ static void on_peer_message(struct coord *c, struct peer *p, const struct sila_c
         on_state(c, p, msg->state, m->tail);
         break;
     case SILA__CONTROL__MSG_HEARTBEAT:
+        break;
+    case SILA__CONTROL__MSG_HALT:
+        if (!atomic_load(&c->halted) || msg->halt->pipeline != atomic_load(&c->pipeline) + 1) {
+            p->bad_messages++;
+            break;
+        }
+        p->halted = true;
+        try_restart(c);
         break;
     case SILA__CONTROL__MSG_STOP: {
         char mods[32];
@@ -521,9 +438,21 @@ static const char *refusal(struct coord *c, const Sila__Hello *h, char *buf, siz
              (sila_job_plan_hash(c->job, hash),
               h->plan_hash.len != sizeof hash || memcmp(h->plan_hash.data, hash, sizeof hash)))
         snprintf(buf, len, "the worker's job plan differs from %.300s", c->job->path);
-    else if (c->started)
-        snprintf(buf, len, "the run has started; it takes no new workers");
-    else {
+    else if (c->started) {
+        const struct peer *p = c->peers[c->owner[h->first_module - 1]];
+        if (c->collecting || atomic_load(&c->stop_requested))
+            snprintf(buf, len, "the run is ending; it takes no new workers");
+        else if (!p->lost)
+            snprintf(buf, len,
+                     "module %u is served by the worker on %s (pid %u, generation %u); a worker "
+                     "is replaced once it has been silent for %d s",
+                     h->first_module, p->host, p->pid, p->gen, c->o->worker_timeout);
+        else if (p->first != (int)h->first_module - 1 || p->last != (int)h->last_module - 1)
+            snprintf(buf, len, "modules %d-%d were lost together: a replacement takes all of them",
+                     p->first + 1, p->last + 1);
+        else
+            return NULL;
+    } else {
         for (uint32_t k = h->first_module - 1; k < h->last_module; k++)
             if (c->owner[k] >= 0) {
                 const struct peer *p = c->peers[c->owner[k]];
@@ -563,10 +492,21 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
         free(p);
         return r;
     }
-    c->peers[c->npeers] = p;
-    for (int k = p->first; k <= p->last; k++)
-        c->owner[k] = c->npeers;
-    c->npeers++;
+    p->loss = NAN;
+    p->last_message = report_now();
+    if (c->started) { /* replaces the lost worker of the same modules */
+        struct peer *old = c->peers[c->owner[p->first]];
+        old->next_retired = c->retired;
+        c->retired = old;
+        c->peers[c->owner[p->first]] = p;
+        p->fresh = true;
+        c->replacements++;
+    } else {
+        c->peers[c->npeers] = p;
+        for (int k = p->first; k <= p->last; k++)
+            c->owner[k] = c->npeers;
+        c->npeers++;
+    }
     w->version = SILA_WIRE_VERSION;
     w->generation = p->gen;
     w->job_path = (char *)c->job->path;
@@ -634,11 +574,11 @@ static void on_rdv_readable(uv_poll_t *h, int status, int events)
 
 /* ---- the run ---- */
 
-/* Sends every module its state from the checkpoint being resumed. */
-static int restore_modules(struct coord *c)
+/* Sends modules first..last their states from checkpoint ck. */
+static int restore_modules(struct coord *c, const struct ckpt *ck, int first, int last)
 {
-    for (int k = 0; k < c->K; k++) {
-        const struct ckpt_module *m = &c->resume_from.mods[k];
+    for (int k = first; k <= last; k++) {
+        const struct ckpt_module *m = &ck->mods[k];
         Sila__ModuleState st = SILA__MODULE_STATE__INIT;
         st.module = (uint32_t)k + 1;
         st.params = m->layout.params;
@@ -649,10 +589,12 @@ static int restore_modules(struct coord *c)
         st.counters = (uint64_t *)m->counters;
         st.n_counters = SILA_MODULE_COUNTERS;
         Sila__Control msg = SILA__CONTROL__INIT;
+        struct peer *p = c->peers[c->owner[k]];
+        msg.generation = p->gen;
         msg.msg_case = SILA__CONTROL__MSG_STATE;
         msg.state = &st;
         struct sila_err e;
-        int r = sila_ctl_send(&c->peers[c->owner[k]]->ctl, &msg, m->state,
+        int r = sila_ctl_send(&p->ctl, &msg, m->state,
                               m->layout.params + m->layout.optimizer + m->layout.buffers,
                               30 * TICK_MS, &e);
         if (r)
@@ -661,11 +603,40 @@ static int restore_modules(struct coord *c)
     return 0;
 }
 
+/* Sends p its Start: where its downstream is, the pipeline generation, and
+ * how far each of its modules has come. */
+static int send_start(struct coord *c, struct peer *p)
+{
+    char url[SILA_URL_MAX + 64];
+    uint64_t trained[SILA_MAX_MODULES], tested[SILA_MAX_MODULES];
+    Sila__Start st = SILA__START__INIT;
+    st.downstream_url = "";
+    if (p->last + 1 < c->K) {
+        const struct peer *d = c->peers[c->owner[p->last + 1]];
+        sila_endpoint_data(&c->base, d->first + 1, d->host, false, url, sizeof url);
+        st.downstream_url = url;
+        st.reconnect = d->fresh;
+    }
+    st.pipeline = atomic_load(&c->pipeline);
+    for (int k = p->first; k <= p->last; k++) {
+        trained[k - p->first] = c->trained[k];
+        tested[k - p->first] = c->tested[k];
+    }
+    st.trained = trained;
+    st.n_trained = (size_t)(p->last - p->first + 1);
+    st.evaluated = tested;
+    st.n_evaluated = st.n_trained;
+    Sila__Control m = SILA__CONTROL__INIT;
+    m.msg_case = SILA__CONTROL__MSG_START;
+    m.start = &st;
+    return peer_send(p, &m);
+}
+
 static void start_run(struct coord *c)
 {
     char url[SILA_URL_MAX + 64];
     if (c->o->resume) {
-        int r = restore_modules(c);
+        int r = restore_modules(c, &c->resume_from, 0, c->K - 1);
         ckpt_free(&c->resume_from); /* the evaluations live on in the report */
         if (r) {
             finish(c, r);
@@ -673,22 +644,8 @@ static void start_run(struct coord *c)
         }
     }
     for (int i = 0; i < c->npeers; i++) {
-        struct peer *p = c->peers[i];
-        Sila__Start st = SILA__START__INIT;
-        st.downstream_url = "";
-        if (p->first > 0)
-            st.upstream_generation = c->peers[c->owner[p->first - 1]]->gen;
-        if (p->last + 1 < c->K) {
-            const struct peer *d = c->peers[c->owner[p->last + 1]];
-            sila_endpoint_data(&c->base, d->first + 1, d->host, false, url, sizeof url);
-            st.downstream_url = url;
-            st.downstream_generation = d->gen;
-        }
-        Sila__Control m = SILA__CONTROL__INIT;
-        m.msg_case = SILA__CONTROL__MSG_START;
-        m.start = &st;
-        if (peer_send(p, &m)) {
-            fail(c, -EIO, "cannot start the worker of module %d", p->first + 1);
+        if (send_start(c, c->peers[i])) {
+            fail(c, -EIO, "cannot start the worker of module %d", c->peers[i]->first + 1);
             return;
         }
     }
@@ -705,10 +662,125 @@ static void start_run(struct coord *c)
     char where[64];
     snprintf(where, sizeof where, "on %d worker%s", c->npeers, c->npeers > 1 ? "s" : "");
     report_start(&c->rep, c->job, &c->feed.plan, where);
-    if ((r = uv_thread_create(&c->feeder, feeder_main, c)))
+    if ((r = uv_thread_create(&c->feeder, coord_feeder_main, c)))
         fail(c, -EAGAIN, "cannot start the feeder thread: %s", uv_strerror(r));
     else
         c->feeder_running = true;
+}
+
+/* ---- replacing a lost worker (docs/protocol.md) ---- */
+
+/* A worker is gone. While training, the pipeline halts and waits for a
+ * replacement of the worker's modules; the other workers keep their state.
+ * Before the start or while the modules' states are collected, the run
+ * fails instead (its newest checkpoint can be resumed). */
+static void lose_peer(struct coord *c, struct peer *p, const char *why)
+{
+    if (c->finished || p->lost)
+        return;
+    char mods[32];
+    sila_modules_text(p->first, p->last, mods, sizeof mods);
+    if (!c->started) {
+        fail(c, -ETIMEDOUT, "the worker for %s on %s (pid %u) %s", mods, p->host, p->pid, why);
+        return;
+    }
+    if (c->collecting) /* collected again once the pipeline is whole */
+        drop_collected(c);
+    p->lost = true;
+    p->ready = p->halted = false;
+    if (p->polling) {
+        uv_poll_stop(&p->poll);
+        uv_close((uv_handle_t *)&p->poll, NULL);
+        p->polling = false;
+    }
+    sila_link_close(&p->ctl);
+    fprintf(stderr,
+            "silad: the worker for %s on %s (pid %u, generation %u) %s: waiting for a "
+            "replacement (silaworker --module %d-%d --connect %s)\n",
+            mods, p->host, p->pid, p->gen, why, p->first + 1, p->last + 1, c->base_url);
+    if (atomic_load(&c->halted))
+        return;
+    atomic_store(&c->halted, true);
+    c->halted_since = report_now();
+    c->phase = SILA__RUN_PHASE__RECOVERING;
+    coord_wake_feeder(c);
+    Sila__Halt h = SILA__HALT__INIT;
+    h.pipeline = atomic_load(&c->pipeline) + 1;
+    Sila__Control m = SILA__CONTROL__INIT;
+    m.msg_case = SILA__CONTROL__MSG_HALT;
+    m.halt = &h;
+    for (int i = 0; i < c->npeers; i++)
+        if (c->peers[i]->ready)
+            peer_send(c->peers[i], &m);
+}
+
+/* A replacement is ready: its modules get their state from the run's
+ * newest checkpoint, or keep their initial weights when there is none. */
+static void restore_replacement(struct coord *c, struct peer *p)
+{
+    char mods[32], path[4200];
+    sila_modules_text(p->first, p->last, mods, sizeof mods);
+    struct ckpt ck;
+    struct sila_err e;
+    /* a checkpoint of this run: written by it, or the one it resumed */
+    int r = *c->last_checkpoint || c->o->resume
+                ? ckpt_read_latest(c->out_dir, c->job, &ck, path, sizeof path, &e)
+                : -ENOENT;
+    if (r == -ENOENT) {
+        printf("%s start again from their initial weights (no checkpoint yet)\n", mods);
+        return;
+    }
+    if (r) {
+        fail(c, r, "cannot restore %s for their replacement: %s", mods, e.msg);
+        return;
+    }
+    r = restore_modules(c, &ck, p->first, p->last);
+    if (r == 0)
+        printf("%s restored from %s (step %llu)\n", mods, path, (unsigned long long)ck.step);
+    ckpt_free(&ck);
+    if (r)
+        finish(c, r);
+}
+
+/* Once every module has a ready worker and every old one has halted:
+ * restarts the pipeline from the oldest batch the last module has not
+ * finished, as a new generation of it. */
+static void try_restart(struct coord *c)
+{
+    if (!atomic_load(&c->halted) || c->finished)
+        return;
+    for (int i = 0; i < c->npeers; i++)
+        if (!c->peers[i]->ready || !c->peers[i]->halted)
+            return;
+    if (c->feeder_ended_seen && atomic_load(&c->fed) > c->done[c->K - 1]) {
+        fail(c, -EIO, "batches in the pipeline were lost after the last was fed%s%s",
+             *c->last_checkpoint ? "; resume from " : "", c->last_checkpoint);
+        return;
+    }
+    const struct peer *p0 = c->peers[c->owner[0]];
+    sila_endpoint_data(&c->base, 1, p0->host, false, c->data_url, sizeof c->data_url);
+    atomic_store(&c->reopen_data, p0->fresh);
+    /* from the oldest batch a module has not reported: the last module's,
+     * or one a lost worker finished but whose report died with it */
+    uint64_t from = c->done[c->K - 1];
+    for (int k = 0; k < c->K; k++)
+        from = c->done[k] < from ? c->done[k] : from;
+    atomic_store(&c->restart_pos, from);
+    atomic_fetch_add(&c->pipeline, 1);
+    for (int i = 0; i < c->npeers; i++)
+        if (send_start(c, c->peers[i])) {
+            fail(c, -EIO, "cannot restart the worker of module %d", c->peers[i]->first + 1);
+            return;
+        }
+    for (int i = 0; i < c->npeers; i++)
+        c->peers[i]->fresh = c->peers[i]->halted = false;
+    c->phase = SILA__RUN_PHASE__TRAINING;
+    c->last_report = report_now();
+    printf("pipeline restarted (generation %u) from batch %llu, after %.1f s\n",
+           atomic_load(&c->pipeline), (unsigned long long)from, report_now() - c->halted_since);
+    fflush(stdout);
+    atomic_store(&c->halted, false);
+    check_drained(c); /* a collection the loss interrupted, with nothing in flight */
 }
 
 /* systemd's view (systemctl status): a STATUS= line with the progress;
@@ -725,12 +797,12 @@ static void notify_status(const struct coord *c)
     if (rep->nevals)
         snprintf(acc, sizeof acc, ", last accuracy %.2f%%",
                  100.0 * rep->evals[rep->nevals - 1].accuracy[c->K - 1]);
-    uint64_t epoch = c->steps_done / pl->steps_per_epoch + 1;
+    uint64_t epoch = c->trained[c->K - 1] / pl->steps_per_epoch + 1;
     if (epoch > (uint64_t)c->job->epochs)
         epoch = (uint64_t)c->job->epochs;
     sd_notifyf(0, "STATUS=%s epoch %llu/%d, step %llu/%llu, %.0f samples/s%s",
                atomic_load(&c->paused) ? "paused at" : "training,", (unsigned long long)epoch,
-               c->job->epochs, (unsigned long long)c->steps_done,
+               c->job->epochs, (unsigned long long)c->trained[c->K - 1],
                (unsigned long long)pl->total_steps, report_rate(rep), acc);
 }
 
@@ -745,16 +817,29 @@ static void beat(struct coord *c)
     double now = report_now();
     for (int i = 0; i < c->npeers && !c->finished; i++) {
         struct peer *p = c->peers[i];
-        if (!p->ready)
+        if (p->lost)
             continue;
         struct sila_err ignored;
+        m.generation = p->gen;
         sila_ctl_send(&p->ctl, &m, NULL, 0, 0, &ignored); /* a full queue says enough */
-        if (now - p->last_message <= c->o->worker_timeout)
+        /* before the start, a worker that joined and went silent is only
+         * waited for; a replacement that does is lost like any other */
+        if ((!p->ready && !c->started) || now - p->last_message <= c->o->worker_timeout)
             continue;
-        char mods[32];
-        fail(c, -ETIMEDOUT, "the worker for %s on %s (pid %u) is lost: no message for %.0f s%s%s",
-             sila_modules_text(p->first, p->last, mods, sizeof mods), p->host, p->pid,
-             now - p->last_message, *c->last_checkpoint ? "; resume from " : "",
+        char why[64];
+        snprintf(why, sizeof why, "is lost: no message for %.0f s", now - p->last_message);
+        lose_peer(c, p, why);
+    }
+    if (atomic_load(&c->halted) && now - c->halted_since > c->o->replace_timeout) {
+        char mods[128] = "";
+        for (int i = 0; i < c->npeers; i++)
+            if (c->peers[i]->lost) {
+                size_t n = strlen(mods);
+                snprintf(mods + n, sizeof mods - n, "%s%d-%d", n ? ", " : "",
+                         c->peers[i]->first + 1, c->peers[i]->last + 1);
+            }
+        fail(c, -ETIMEDOUT, "no replacement for modules %s within %d s (--replace-timeout)%s%s",
+             mods, c->o->replace_timeout, *c->last_checkpoint ? "; resume from " : "",
              c->last_checkpoint);
     }
 }
@@ -770,7 +855,7 @@ static void on_watchdog(uv_timer_t *t)
     if (!c->started || idle < STALL_WARN_S || atomic_load(&c->paused))
         return;
     fprintf(stderr, "silad: no report from the workers for %.0f s (%llu steps done)\n", idle,
-            (unsigned long long)c->steps_done);
+            (unsigned long long)c->trained[c->K - 1]);
     c->last_report = report_now();
 }
 
@@ -799,10 +884,10 @@ static void finish(struct coord *c, int status)
                status ? c->err->msg : "");
     atomic_store(&c->stopping, true);
     for (int i = 0; i < 2 * c->o->window + 2; i++) {
-        uv_sem_post(&c->credits);
-        uv_sem_post(&c->evaluated);
+        uv_sem_post(&c->credits.sem);
+        uv_sem_post(&c->evaluated.sem);
     }
-    uv_sem_post(&c->ckpt_done);
+    uv_sem_post(&c->ckpt_done.sem);
     send_stop(c, status ? c->err->msg : "finished", status != 0);
     if (c->feeder_running)
         uv_thread_join(&c->feeder);
@@ -829,22 +914,56 @@ static void finish(struct coord *c, int status)
 
 /* ---- spawned workers ---- */
 
+static int spawn_child(struct coord *c, struct child *ch);
+
+/* A child's handle is closed: a lost worker's slot starts a new one. */
+static void on_child_closed(uv_handle_t *h)
+{
+    struct child *ch = h->data;
+    struct coord *c = h->loop->data;
+    if (!ch->respawn || c->finished)
+        return;
+    ch->respawn = false;
+    ch->respawns++;
+    char mods[32];
+    printf("starting a new worker for %s (restart %d of at most %d)\n",
+           sila_modules_text(ch->first, ch->last, mods, sizeof mods), ch->respawns, MAX_RESPAWNS);
+    fflush(stdout);
+    int r = spawn_child(c, ch);
+    if (r)
+        finish(c, r);
+}
+
+/* A spawned worker ended. One killed by a signal during training is lost
+ * and started again (at most MAX_RESPAWNS times); one that exited with an
+ * error failed on its own, for a reason another would meet too (it said
+ * which on its control link and its stderr): the run fails. */
 static void on_child_exit(uv_process_t *proc, int64_t status, int signum)
 {
     struct child *ch = proc->data;
     struct coord *c = proc->loop->data;
     ch->running = false;
-    uv_close((uv_handle_t *)proc, NULL);
-    if (!c->finished && (status || signum)) {
-        char buf[32];
-        if (signum)
-            fail(c, -ECHILD, "the worker for %s (pid %d) was killed by signal %d",
-                 sila_modules_text(ch->first, ch->last, buf, sizeof buf), proc->pid, signum);
-        else
-            fail(c, -ECHILD, "the worker for %s (pid %d) exited with status %lld",
-                 sila_modules_text(ch->first, ch->last, buf, sizeof buf), proc->pid,
-                 (long long)status);
+    uv_close((uv_handle_t *)proc, on_child_closed);
+    if (c->finished || (!status && !signum))
+        return;
+    char mods[32], why[96];
+    sila_modules_text(ch->first, ch->last, mods, sizeof mods);
+    if (signum)
+        snprintf(why, sizeof why, "was killed by signal %d", signum);
+    else
+        snprintf(why, sizeof why, "exited with status %lld", (long long)status);
+    struct peer *p = c->owner[ch->first] >= 0 ? c->peers[c->owner[ch->first]] : NULL;
+    if (p && p->polling) /* its last words first */
+        on_peer_readable(&p->poll, 0, UV_READABLE);
+    if (c->finished)
+        return;
+    if (!signum || !p || p->pid != (uint32_t)proc->pid || ch->respawns >= MAX_RESPAWNS) {
+        fail(c, -ECHILD, "the worker for %s (pid %d) %s%s", mods, proc->pid, why,
+             ch->respawns >= MAX_RESPAWNS ? " (restarted too often)" : "");
+        return;
     }
+    lose_peer(c, p, why);
+    ch->respawn = !c->finished;
 }
 
 /* silaworker next to silad (installed, or in the build tree), or $SILAWORKER. */
@@ -870,34 +989,47 @@ static int find_worker(char *out, size_t len)
     return -ENOENT;
 }
 
+/* Starts the worker of child slot ch (modules ch->first..ch->last). */
+static int spawn_child(struct coord *c, struct child *ch)
+{
+    char mods[32], thr[16];
+    snprintf(mods, sizeof mods, "%d-%d", ch->first + 1, ch->last + 1);
+    snprintf(thr, sizeof thr, "%d", c->worker_threads);
+    char *args[] = {c->worker_exe, "--module",           mods, "--connect",
+                    c->base_url,   "--threads",          thr,  "--join-timeout",
+                    "60",          "--exit-with-parent", NULL};
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 1},
+                                     {.flags = UV_INHERIT_FD, .data.fd = 2}};
+    uv_process_options_t po = {.exit_cb = on_child_exit,
+                               .file = c->worker_exe,
+                               .args = args,
+                               .stdio_count = 3,
+                               .stdio = stdio};
+    ch->proc.data = ch;
+    int r = uv_spawn(&c->loop, &ch->proc, &po);
+    if (r)
+        return sila_err_set(c->err, -ECHILD, "cannot start %s: %s", c->worker_exe, uv_strerror(r));
+    ch->running = true;
+    return 0;
+}
+
 static int spawn_workers(struct coord *c)
 {
-    char exe[PATH_MAX];
-    if (find_worker(exe, sizeof exe))
+    if (find_worker(c->worker_exe, sizeof c->worker_exe))
         return sila_err_set(c->err, -ENOENT,
                             "cannot find silaworker next to silad (set "
                             "SILAWORKER to its path)");
     int n = c->o->spawn > c->K ? c->K : c->o->spawn;
     int threads = c->o->threads ? c->o->threads : (c->o->cores / n > 1 ? c->o->cores / n : 1);
+    c->worker_threads = threads;
     for (int i = 0; i < n; i++) {
         struct child *ch = &c->children[i];
         ch->first = i * c->K / n;
         ch->last = (i + 1) * c->K / n - 1;
-        char mods[32], thr[16];
-        snprintf(mods, sizeof mods, "%d-%d", ch->first + 1, ch->last + 1);
-        snprintf(thr, sizeof thr, "%d", threads);
-        char *args[] = {exe, "--module",       mods, "--connect",          c->base_url, "--threads",
-                        thr, "--join-timeout", "60", "--exit-with-parent", NULL};
-        uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
-                                         {.flags = UV_INHERIT_FD, .data.fd = 1},
-                                         {.flags = UV_INHERIT_FD, .data.fd = 2}};
-        uv_process_options_t po = {
-            .exit_cb = on_child_exit, .file = exe, .args = args, .stdio_count = 3, .stdio = stdio};
-        ch->proc.data = ch;
-        int r = uv_spawn(&c->loop, &ch->proc, &po);
+        int r = spawn_child(c, ch);
         if (r)
-            return sila_err_set(c->err, -ECHILD, "cannot start %s: %s", exe, uv_strerror(r));
-        ch->running = true;
+            return r;
         c->nchildren++;
     }
     printf("started %d local worker%s with %d thread%s each\n", n, n > 1 ? "s" : "", threads,
@@ -991,14 +1123,19 @@ static void cleanup(struct coord *c)
         sila_link_close(&c->peers[i]->ctl);
         free(c->peers[i]);
     }
+    while (c->retired) {
+        struct peer *p = c->retired;
+        c->retired = p->next_retired;
+        free(p);
+    }
     for (int k = 0; k < c->K; k++)
         free(c->collected[k].state);
     ckpt_free(&c->resume_from);
-    uv_sem_destroy(&c->ckpt_done);
+    uv_sem_destroy(&c->ckpt_done.sem);
     sila_link_close(&c->data);
     sila_link_close(&c->rdv);
-    uv_sem_destroy(&c->credits);
-    uv_sem_destroy(&c->evaluated);
+    uv_sem_destroy(&c->credits.sem);
+    uv_sem_destroy(&c->evaluated.sem);
     feed_close(&c->feed);
     if (c->rep_open)
         report_close(&c->rep);
@@ -1051,9 +1188,9 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         c->owner[k] = -1;
     c->data.sock = c->rdv.sock = -1;
-    uv_sem_init(&c->credits, (unsigned)o->window);
-    uv_sem_init(&c->evaluated, 0);
-    uv_sem_init(&c->ckpt_done, 0);
+    uv_sem_init(&c->credits.sem, (unsigned)o->window);
+    uv_sem_init(&c->evaluated.sem, 0);
+    uv_sem_init(&c->ckpt_done.sem, 0);
     uv_loop_init(&c->loop);
     c->loop.data = c;
     int r = feed_open(&c->feed, job, err);
@@ -1064,7 +1201,8 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
                         o->resume ? &rr : NULL, err);
     c->rep_open = r == 0;
     const struct sila_plan *pl = &c->feed.plan;
-    c->steps_done = c->rep.first_step;
+    for (int k = 0; k < c->K; k++)
+        c->trained[k] = c->rep.first_step;
     if (c->rep.nevals)
         memcpy(c->accuracy, c->rep.evals[c->rep.nevals - 1].accuracy, sizeof c->accuracy);
     for (int e = (int)(c->rep.first_step / pl->steps_per_epoch); e < job->epochs; e++)

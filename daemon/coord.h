@@ -1,8 +1,9 @@
 /* The coordinator of a distributed run: lets one worker per module range
  * join, hands each its plan, feeds the training and test batches into the
  * pipeline with a bounded window, turns the workers' reports into the same
- * progress and metrics as the in-process trainer, and at the end collects
- * every module's state and writes the reassembled model. */
+ * progress and metrics as the in-process trainer, replaces a lost worker
+ * while the others keep their state, and at the end collects every
+ * module's state and writes the reassembled model. */
 #ifndef SILA_COORD_H
 #define SILA_COORD_H
 
@@ -22,6 +23,8 @@ struct coord_options {
     bool rpc_explicit;  /* asked for by the user: failing to serve it is an error */
     bool resume;        /* continue from the newest checkpoint in the output directory */
     int worker_timeout; /* seconds: a worker silent this long is lost */
+    int replace_timeout; /* seconds: the run fails when a lost worker's modules
+                            have no replacement this long */
 };
 
 /* Trains job over workers, writing out_dir/model.sila and

@@ -48,11 +48,12 @@ static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
                     : c->phase;
     st->epochs = (uint32_t)c->job->epochs;
     st->total_steps = c->feed.plan.total_steps;
-    st->step = c->steps_done;
-    st->epoch = (uint32_t)(c->steps_done / c->feed.plan.steps_per_epoch) + 1;
+    st->step = c->trained[c->K - 1];
+    st->epoch = (uint32_t)(c->trained[c->K - 1] / c->feed.plan.steps_per_epoch) + 1;
     if (st->epoch > st->epochs)
         st->epoch = st->epochs;
     st->modules = (uint32_t)c->K;
+    st->replacements = c->replacements;
     if (c->started) {
         st->elapsed_s = report_now() - rep->start;
         st->samples_per_s = report_rate(rep);
@@ -70,8 +71,12 @@ static const char *peer_state(const struct coord *c, const struct peer *p)
 {
     if (c->finished)
         return "finished";
+    if (p->lost)
+        return "lost";
     if (!p->ready)
         return "joined";
+    if (atomic_load(&c->halted))
+        return "halted";
     return c->started ? "training" : "ready";
 }
 
@@ -97,8 +102,8 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         w->generation = p->gen;
         w->state = (char *)peer_state(c, p);
         w->last_message_age_s = p->last_message ? now - p->last_message : -1.0;
-        w->step = p->steps;
-        w->loss = p->steps ? p->loss : NAN;
+        w->step = c->trained[p->last];
+        w->loss = p->loss;
         w->accuracy = (float)p->accuracy;
         w->samples_per_s =
             p->active_s > 0 ? (double)c->done[p->last] * c->job->batch / p->active_s : 0.0;
@@ -186,7 +191,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
         }
         bool was = atomic_exchange(&c->paused, pause);
         snprintf(msg, sizeof msg, "%s at step %llu%s", pause ? "paused" : "resumed",
-                 (unsigned long long)c->steps_done,
+                 (unsigned long long)c->trained[c->K - 1],
                  was == pause ? (pause ? " (it was paused)" : " (it was running)") : "");
         printf("%s by an RPC request\n", msg);
         fflush(stdout);
@@ -212,7 +217,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
             return;
         }
         snprintf(msg, sizeof msg, "stopping after step %llu: the model is saved to %s/model.sila",
-                 (unsigned long long)c->steps_done, c->out_dir);
+                 (unsigned long long)c->trained[c->K - 1], c->out_dir);
         ack(rpc, reply, msg);
         break;
     default:

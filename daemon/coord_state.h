@@ -26,11 +26,14 @@ struct peer {
     struct sila_link ctl;
     uv_poll_t poll;
     bool polling, ready;
+    bool lost;   /* declared lost: its modules wait for a replacement */
+    bool halted; /* answered the Halt of the pipeline being restarted */
+    bool fresh;  /* a replacement, joined since the pipeline last (re)started */
+    struct peer *next_retired;
     uint64_t bad_messages;
     /* from its reports, for the RPC */
     double last_message; /* report_now() of its last message */
-    uint64_t steps;      /* training steps its last module finished */
-    float loss;          /* its last module's last loss */
+    float loss;          /* its last module's last loss, NaN before */
     double accuracy;     /* moving average of that module's batch accuracy */
     double active_s, busy_s;
     uint64_t peak_rss_kb;
@@ -41,6 +44,15 @@ struct child {
     uv_process_t proc;
     int first, last;
     bool running;
+    bool respawn; /* start it again once its handle is closed */
+    int respawns;
+};
+
+/* A semaphore the feeder waits on, which the loop may also post only to
+ * wake it (coord_wake_feeder): `wakes` counts those posts. */
+struct coord_wait {
+    uv_sem_t sem;
+    atomic_int wakes;
 };
 
 struct coord {
@@ -62,8 +74,9 @@ struct coord {
     struct sila_link rdv;
     uv_poll_t rdv_poll;
     bool rdv_polling;
-    struct peer *peers[SILA_MAX_MODULES]; /* owned */
+    struct peer *peers[SILA_MAX_MODULES]; /* owned; one per module range */
     int npeers;
+    struct peer *retired;                  /* owned: the lost workers since replaced, a list */
     int owner[SILA_MAX_MODULES];           /* peer of each module, -1: none yet */
     uint32_t generation[SILA_MAX_MODULES]; /* last handed out, per first module */
     bool started;
@@ -72,13 +85,21 @@ struct coord {
     struct sila_link data; /* to the first module; the feeder's */
     uv_thread_t feeder;
     bool feeder_running;
-    uv_sem_t credits, evaluated;
+    struct coord_wait credits, evaluated;
     atomic_bool stopping;           /* the run is over: the feeder returns */
     atomic_bool paused;             /* the feeder waits before its next batch */
     atomic_bool stop_requested;     /* the feeder sends no more batches */
     atomic_uint_fast64_t fed;       /* batches the feeder has sent */
     atomic_uint_fast64_t train_fed; /* training steps among them (with the resumed ones) */
-    int feed_status;                /* set by the feeder before feeder_ended */
+    /* a lost worker (docs/protocol.md, "Replacing a worker"): the loop sets
+     * `halted`, and once the pipeline is whole again sets the rest and
+     * clears it; the feeder then sends every batch from restart_pos again */
+    atomic_bool halted;
+    atomic_uint pipeline;             /* generation of the pipeline, bumped per restart */
+    atomic_uint_fast64_t restart_pos; /* first batch (of all, from 0) to send again */
+    atomic_bool reopen_data;          /* the first module's worker is new: reconnect */
+    char data_url[SILA_URL_MAX + 64]; /* its data endpoint */
+    int feed_status;                  /* set by the feeder before feeder_ended */
     char feed_error[512];
     uv_async_t feeder_ended;
     bool async_open, feeder_ended_seen;
@@ -90,7 +111,8 @@ struct coord {
     bool collecting;
     struct rpc rpc;
     bool rpc_open;
-    uint64_t steps_done;
+    uint64_t trained[SILA_MAX_MODULES]; /* per module: training steps done (resumed ones too) */
+    uint64_t tested[SILA_MAX_MODULES];  /* per module: test batches done, epoch x batches + i */
     uint32_t eval_done[SILA_MAX_MODULES];
     long eval_correct[SILA_MAX_MODULES];
     double accuracy[SILA_MAX_MODULES];
@@ -103,7 +125,7 @@ struct coord {
     /* checkpoints: the feeder asks at a step boundary and waits */
     uv_async_t ckpt_async;
     bool ckpt_async_open;
-    uv_sem_t ckpt_done;
+    struct coord_wait ckpt_done;
     atomic_bool ckpt_requested;     /* by the RPC: at the next boundary */
     atomic_uint_fast64_t ckpt_step; /* the boundary the feeder waits at */
     bool ckpt_pending;              /* the loop drains for it */
@@ -112,6 +134,10 @@ struct coord {
 
     struct child children[SILA_MAX_MODULES];
     int nchildren;
+    char worker_exe[4096]; /* silaworker, for spawned workers */
+    int worker_threads;
+    double halted_since; /* report_now() when the pipeline halted */
+    uint32_t replacements;
     uv_signal_t sigint, sigterm;
     uv_timer_t watchdog; /* every second: heartbeats; every 5 s: systemd status */
     uint64_t ticks;
@@ -119,6 +145,12 @@ struct coord {
     int status;
     struct sila_err *err;
 };
+
+/* The feeder thread (coord_feed.c): sends every batch to the first module
+ * and, after a restart, the batches in flight again. */
+void coord_feeder_main(void *arg);
+/* Wakes the feeder wherever it waits, to see a halt or the stop. */
+void coord_wake_feeder(struct coord *c);
 
 /* The RPC methods (coord_rpc.c); pause, resume and stop call back here. */
 rpc_handler coord_rpc_handle;

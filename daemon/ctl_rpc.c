@@ -81,8 +81,8 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
 
 static const char *phase_name(Sila__RunPhase p)
 {
-    static const char *const names[] = {"unknown", "joining",  "training", "evaluating",
-                                        "paused",  "stopping", "finished", "failed"};
+    static const char *const names[] = {"unknown",  "joining",  "training", "evaluating", "paused",
+                                        "stopping", "finished", "failed",   "recovering"};
     return (unsigned)p < sizeof names / sizeof *names ? names[p] : "unknown";
 }
 
@@ -143,6 +143,7 @@ static void print_status_json(const Sila__Status *s)
     }
     printf(",\"last_checkpoint\":");
     json_str(s->last_checkpoint);
+    printf(",\"replacements\":%u", s->replacements);
     printf("}\n");
 }
 
@@ -166,7 +167,10 @@ static void print_status_text(const Sila__Status *s)
     for (int i = 0; i < 30; i++)
         bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
     bar[30] = 0;
-    printf("job %s (%s, %u modules): %s\n", s->job, s->algorithm, s->modules, phase_name(s->phase));
+    printf("job %s (%s, %u modules): %s", s->job, s->algorithm, s->modules, phase_name(s->phase));
+    if (s->replacements)
+        printf(" (%u worker%s replaced)", s->replacements, s->replacements > 1 ? "s" : "");
+    printf("\n");
     printf("[%s] epoch %u/%u, step %llu/%llu, %.0f samples/s, elapsed %s, ETA %s\n", bar, s->epoch,
            s->epochs, (unsigned long long)s->step, (unsigned long long)s->total_steps,
            s->samples_per_s, el, eta);

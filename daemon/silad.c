@@ -34,6 +34,8 @@ static void usage(FILE *f)
             "  --resume-if-any  resume when the --out directory has a checkpoint, else\n"
             "                 start afresh (for services restarted after a failure)\n"
             "  --worker-timeout S  a worker silent for S seconds is lost (default 10)\n"
+            "  --replace-timeout S  a lost worker's modules wait S seconds for a\n"
+            "                 replacement, then the run fails (default 300)\n"
             "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
             "  --out DIR      where model.sila and metrics.jsonl go "
             "(default: runs/<job name>)\n"
@@ -59,6 +61,7 @@ struct options {
     int resume_if_any;
     const char *resume_dir;
     int worker_timeout;
+    int replace_timeout;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -79,6 +82,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"resume", optional_argument, NULL, 'R'},
         {"resume-if-any", no_argument, NULL, 'A'},
         {"worker-timeout", required_argument, NULL, 'W'},
+        {"replace-timeout", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},
         {0},
     };
@@ -105,6 +109,11 @@ static int parse_args(int argc, char **argv, struct options *o)
             if (sila_cli_long("silad", "--worker-timeout", optarg, 2, 86400, &v))
                 return -1;
             o->worker_timeout = (int)v;
+            break;
+        case 'T':
+            if (sila_cli_long("silad", "--replace-timeout", optarg, 1, 86400 * 7, &v))
+                return -1;
+            o->replace_timeout = (int)v;
             break;
         case 'A':
             o->resume_if_any = 1;
@@ -175,7 +184,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 int main(int argc, char **argv)
 {
-    struct options o = {.window = DEFAULT_WINDOW, .worker_timeout = 10};
+    struct options o = {.window = DEFAULT_WINDOW, .worker_timeout = 10, .replace_timeout = 300};
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
@@ -208,7 +217,8 @@ int main(int argc, char **argv)
                                    .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
                                    .rpc_explicit = o.rpc != NULL,
                                    .resume = o.resume,
-                                   .worker_timeout = o.worker_timeout};
+                                   .worker_timeout = o.worker_timeout,
+                                   .replace_timeout = o.replace_timeout};
         if (o.rpc && strcmp(o.rpc, "none") == 0)
             co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);

@@ -27,33 +27,46 @@ struct trainer {
     double last_checkpoint; /* report_now() of the last one, or of the start */
 };
 
-static void local_step(struct trainer *tr, int B, float lr)
+static int local_step(struct trainer *tr, int B, float lr, uint64_t t, struct sila_err *err)
 {
     const float *x = tr->x;
     for (int k = 0; k < tr->K; k++) {
         struct sila_step_stats st;
         x = sila_module_local_step(tr->mods[k], x, tr->labels, B, lr, tr->job->label_smoothing,
                                    &st);
+        int r = sila_module_check(tr->mods[k], x, NULL, B, t, err);
+        if (r)
+            return r;
         report_step_loss(&tr->rep, k, st.loss);
     }
+    return 0;
 }
 
-static void global_step(struct trainer *tr, int B, float lr, float mu)
+static int global_step(struct trainer *tr, int B, float lr, float mu, uint64_t t,
+                       struct sila_err *err)
 {
     const float *in[SILA_MAX_MODULES];
     const float *x = tr->x;
     for (int k = 0; k < tr->K; k++) {
         in[k] = x;
         x = sila_module_global_forward(tr->mods[k], x, B);
+        int r = sila_module_check(tr->mods[k], x, NULL, B, t, err);
+        if (r)
+            return r;
     }
     const float *dz = NULL;
     for (int k = tr->K - 1; k >= 0; k--) {
         struct sila_step_stats st;
+        float *din = k ? tr->din[k] : NULL;
         sila_module_global_backward(tr->mods[k], in[k], dz, tr->labels, B, lr,
-                                    tr->job->label_smoothing, mu, k ? tr->din[k] : NULL, &st);
+                                    tr->job->label_smoothing, mu, true, din, &st);
+        int r = sila_module_check(tr->mods[k], NULL, din, B, t, err);
+        if (r)
+            return r;
         report_step_loss(&tr->rep, k, st.loss);
-        dz = tr->din[k];
+        dz = din;
     }
+    return 0;
 }
 
 /* Accuracy of every head (the last: the classifier) on the test split. */
@@ -115,12 +128,11 @@ static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sil
         feed_train_batch(&tr->feed, t, tr->x, tr->labels);
         float lr = sila_plan_lr(plan, t);
         bool global = sila_plan_step_global(plan, t);
-        if (global)
-            global_step(tr, B, lr, sila_plan_local_weight(plan, t));
-        else
-            local_step(tr, B, lr);
+        int r = global ? global_step(tr, B, lr, sila_plan_local_weight(plan, t), t, err)
+                       : local_step(tr, B, lr, t, err);
+        if (r)
+            return r;
         report_step(&tr->rep, epoch, s, B, lr, global);
-        int r;
         if (s + 1 < plan->steps_per_epoch && (r = maybe_checkpoint(tr, t + 1, err)))
             return r;
     }

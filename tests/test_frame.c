@@ -7,6 +7,7 @@
 
 #include "check_main.h"
 #include "frame.h"
+#include "kernels.h"
 #include "sila.pb-c.h"
 
 #define N 3

@@ -31,8 +31,16 @@ struct worker {
     struct sila_module *mods[SILA_MAX_MODULES];
     float *din[SILA_MAX_MODULES];   /* global steps: d(loss)/d(input of module k); none for 0 */
     struct sila_link ctl, up, down; /* down.sock < 0 for the last module */
-    uint32_t gen, up_gen, down_gen;
+    uint32_t gen;                   /* this worker's, on its control messages */
+    uint32_t pipeline;              /* the pipeline's, on every frame (from Start) */
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
+    /* per module, as the coordinator counted them: the next training step
+     * and test batch (epoch x batches + i) to learn from and report; a
+     * batch before them is passed on only (docs/protocol.md) */
+    uint64_t next_step[SILA_MAX_MODULES], next_test[SILA_MAX_MODULES];
+    uint32_t halt_pipeline; /* of the Halt received (pipelines after the first count from 1) */
+    size_t max_frame;       /* of the job's data frames */
+    uint64_t stale_frames;  /* of older pipelines, dropped */
     struct sila_frame_limits up_lim, down_lim;
     bool stopped;
     /* where the time goes (reported with the modules' state) */
@@ -69,6 +77,7 @@ static int keep_alive(struct worker *w, struct sila_err *err);
 static int send_ctl(struct worker *w, Sila__Control *c, const float *tail, size_t ntail,
                     struct sila_err *err)
 {
+    c->generation = w->gen;
     for (;;) {
         int r = sila_ctl_send(&w->ctl, c, tail, ntail, TICK_MS, err);
         if (r != -ETIMEDOUT && r != -EAGAIN)
@@ -155,12 +164,16 @@ static int restore_state(struct worker *w, const Sila__ModuleState *st, const fl
     return 0;
 }
 
-/* One message on the control link: Collect or Stop, or before the start a
- * module's state to restore. */
+/* One message on the control link: Collect, Halt or Stop, or before the
+ * start a module's state to restore. A Halt returns -ERESTART: the batch in
+ * hand is dropped and the worker waits for the next Start (halt()). */
 static int on_control(struct worker *w, const struct sila_ctl_msg *m, struct sila_err *err)
 {
     const Sila__Control *c = m->msg;
     switch (c->msg_case) {
+    case SILA__CONTROL__MSG_HALT:
+        w->halt_pipeline = c->halt->pipeline;
+        return -ERESTART;
     case SILA__CONTROL__MSG_COLLECT:
         return send_state(w, c->collect->module, err);
     case SILA__CONTROL__MSG_STATE:
@@ -195,12 +208,32 @@ static int keep_alive(struct worker *w, struct sila_err *err)
         return 0;
     Sila__Heartbeat hb = SILA__HEARTBEAT__INIT;
     Sila__Control c = SILA__CONTROL__INIT;
+    c.generation = w->gen;
     c.msg_case = SILA__CONTROL__MSG_HEARTBEAT;
     c.heartbeat = &hb;
     struct sila_err ignored;
     sila_ctl_send(&w->ctl, &c, NULL, 0, 0, &ignored); /* a full queue says enough */
     w->last_beat = now;
     return 0;
+}
+
+/* Receives a control message (waiting up to timeout_ms) and checks that it
+ * is for this worker's generation: one for another means this worker was
+ * declared lost and replaced (-ESTALE). */
+static int recv_ctl(struct worker *w, int timeout_ms, struct sila_ctl_msg *m, struct sila_err *err)
+{
+    int r = sila_ctl_recv(&w->ctl, timeout_ms, m, err);
+    if (r)
+        return r;
+    w->last_heard = now_s();
+    if (m->msg->generation == w->gen)
+        return 0;
+    r = sila_err_set(err, -ESTALE,
+                     "the coordinator speaks to generation %u of these modules, this worker is "
+                     "generation %u: it was declared lost and replaced",
+                     m->msg->generation, w->gen);
+    sila_ctl_msg_free(m);
+    return r;
 }
 
 /* Handles whatever waits on the control link, without blocking. */
@@ -211,12 +244,11 @@ static int drain_control(struct worker *w, struct sila_err *err)
         return r;
     for (;;) {
         struct sila_ctl_msg m;
-        r = sila_ctl_recv(&w->ctl, 0, &m, err);
+        r = recv_ctl(w, 0, &m, err);
         if (r == -EAGAIN)
             return 0;
         if (r)
             return r;
-        w->last_heard = now_s();
         r = on_control(w, &m, err);
         sila_ctl_msg_free(&m);
         if (r || w->stopped)
@@ -232,7 +264,7 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                       const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
                       const int32_t *labels, const float *x, struct sila_err *err)
 {
-    struct sila_frame_hdr h = {.generation = w->gen,
+    struct sila_frame_hdr h = {.generation = w->pipeline,
                                .seq = *seq,
                                .batch = of->batch,
                                .epoch = of->epoch,
@@ -270,11 +302,11 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
     return 0;
 }
 
-/* Receives and checks the next frame on l: limits, generation (frames of
- * another generation are dropped), sequence. The caller releases *buf. */
+/* Receives and checks the next frame on l: limits, pipeline generation
+ * (frames of an older one, sent before a restart, are dropped), sequence.
+ * The caller releases *buf. */
 static int recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
-                      uint32_t gen, uint64_t *seq, uint8_t **buf, struct sila_frame_view *v,
-                      struct sila_err *err)
+                      uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err)
 {
     const char *edge = lim->gradient ? "downstream" : "upstream";
     for (;;) {
@@ -291,11 +323,15 @@ static int recv_frame(struct worker *w, struct sila_link *l, const struct sila_f
             sila_link_release(*buf);
             return sila_err_set(err, r, "%s: %.400s", edge, err->msg);
         }
-        if (v->hdr.generation != gen) {
-            fprintf(stderr, "silaworker: dropped a frame of generation %u from %s (expected %u)\n",
-                    v->hdr.generation, edge, gen);
+        if (v->hdr.generation < w->pipeline) {
+            w->stale_frames++;
             sila_link_release(*buf);
             continue;
+        }
+        if (v->hdr.generation != w->pipeline) {
+            sila_link_release(*buf);
+            return sila_err_set(err, -EPROTO, "%s: frame of pipeline %u, this worker is at %u",
+                                edge, v->hdr.generation, w->pipeline);
         }
         if (v->hdr.seq != *seq) {
             sila_link_release(*buf);
@@ -320,10 +356,18 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
     float lr = sila_plan_lr(&w->plan, h->batch);
     const float *x = v->x;
     for (int k = w->first; k <= w->last; k++) {
+        if (h->batch < w->next_step[k]) { /* learned before a restart: pass it on */
+            x = sila_module_global_forward(w->mods[k], x, (int)h->n);
+            continue;
+        }
         struct sila_step_stats st;
         x = sila_module_local_step(w->mods[k], x, v->labels, (int)h->n, lr, w->job.label_smoothing,
                                    &st);
-        int r = send_done(w, k, h, st.loss, st.correct, err);
+        int r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
+        if (r)
+            return r;
+        w->next_step[k] = h->batch + 1;
+        r = send_done(w, k, h, st.loss, st.correct, err);
         if (r)
             return r;
     }
@@ -339,18 +383,21 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     float lr = sila_plan_lr(pl, h->batch), mu = sila_plan_local_weight(pl, h->batch);
     const float *in[SILA_MAX_MODULES];
     const float *x = v->x;
-    for (int k = w->first; k <= w->last; k++) {
+    int r = 0;
+    for (int k = w->first; k <= w->last && r == 0; k++) {
         in[k] = x;
         x = sila_module_global_forward(w->mods[k], x, (int)h->n);
+        r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
     }
+    if (r)
+        return r;
     uint8_t *gbuf = NULL;
     struct sila_frame_view g = {0};
-    int r = 0;
     if (has_down(w)) {
         r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
         double t0 = now_s();
         if (r == 0 && !w->stopped)
-            r = recv_frame(w, &w->down, &w->down_lim, w->down_gen, &w->down_in, &gbuf, &g, err);
+            r = recv_frame(w, &w->down, &w->down_lim, &w->down_in, &gbuf, &g, err);
         w->waiting_s += now_s() - t0;
         if (r || w->stopped)
             return r;
@@ -363,10 +410,16 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     const float *dz = gbuf ? g.x : NULL;
     for (int k = w->last; k >= w->first && r == 0; k--) {
         struct sila_step_stats st;
+        bool learn = h->batch >= w->next_step[k]; /* else learned before a restart */
         sila_module_global_backward(w->mods[k], in[k], dz, v->labels, (int)h->n, lr,
-                                    w->job.label_smoothing, mu, w->din[k], &st);
+                                    w->job.label_smoothing, mu, learn, w->din[k], &st);
         dz = w->din[k];
-        r = send_done(w, k, h, st.loss, st.correct, err);
+        if ((r = sila_module_check(w->mods[k], NULL, w->din[k], (int)h->n, h->batch, err)))
+            break;
+        if (learn) {
+            w->next_step[k] = h->batch + 1;
+            r = send_done(w, k, h, st.loss, st.correct, err);
+        }
     }
     sila_link_release(gbuf);
     if (r || w->first == 0)
@@ -379,9 +432,13 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
 {
     const struct sila_frame_hdr *h = &v->hdr;
     const float *x = v->x;
+    uint64_t pos = (uint64_t)h->epoch * w->plan.eval_batches + h->batch;
     for (int k = w->first; k <= w->last; k++) {
         int correct;
         x = sila_module_eval(w->mods[k], x, v->labels, (int)h->n, &correct);
+        if (pos < w->next_test[k]) /* reported before a restart */
+            continue;
+        w->next_test[k] = pos + 1;
         int r = send_done(w, k, h, NAN, correct, err);
         if (r)
             return r;
@@ -432,8 +489,8 @@ static const char *advertised_host(const struct worker *w, char *buf, size_t len
 static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
 {
     struct sila_link req;
-    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, sila_ctl_frame_limit(0),
-                           err);
+    int r =
+        sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, sila_ctl_frame_limit(0), err);
     if (r)
         return r;
     char hostbuf[256];
@@ -522,24 +579,110 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     return 0;
 }
 
-/* Opens the edges and the control link, says Ready, waits for Start. */
-static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
+/* Takes a Start: the pipeline generation, the progress of each module,
+ * and the downstream link, (re)opened when it is new. Edges count their
+ * frames from 0 again. */
+static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *err)
+{
+    size_t n = (size_t)(w->last - w->first + 1);
+    bool down = w->last + 1 < w->job.nmodules;
+    if (st->n_trained != n || st->n_evaluated != n)
+        return sila_err_set(err, -EPROTO,
+                            "the coordinator's start has progress for %zu modules, "
+                            "this worker has %zu",
+                            st->n_trained, n);
+    if (!*st->downstream_url == down)
+        return sila_err_set(err, -EPROTO, "the coordinator's start %s a downstream address",
+                            down ? "lacks" : "has");
+    for (size_t i = 0; i < n; i++) {
+        w->next_step[w->first + (int)i] = st->trained[i];
+        w->next_test[w->first + (int)i] = st->evaluated[i];
+    }
+    if (w->stale_frames)
+        fprintf(stderr, "silaworker: dropped %llu frames of pipeline %u\n",
+                (unsigned long long)w->stale_frames, w->pipeline);
+    w->stale_frames = 0;
+    w->pipeline = st->pipeline;
+    w->up_in = w->up_out = w->down_in = w->down_out = 0;
+    if (!down || (has_down(w) && !st->reconnect))
+        return 0;
+    sila_link_close(&w->down);
+    return sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, w->max_frame, err);
+}
+
+/* Waits for the coordinator's Start, handling what comes before it (the
+ * states of restored modules, heartbeats, a Halt, the Stop). */
+static int wait_start(struct worker *w, struct sila_err *err)
+{
+    for (;;) {
+        int r = keep_alive(w, err);
+        if (r)
+            return r;
+        struct sila_ctl_msg m;
+        r = recv_ctl(w, TICK_MS, &m, err);
+        if (r == -ETIMEDOUT || r == -EAGAIN)
+            continue;
+        if (r)
+            return r;
+        if (m.msg->msg_case == SILA__CONTROL__MSG_START)
+            r = take_start(w, m.msg->start, err);
+        else if ((r = on_control(w, &m, err)) == -ERESTART)
+            r = 0; /* halted already */
+        bool started = m.msg->msg_case == SILA__CONTROL__MSG_START;
+        sila_ctl_msg_free(&m);
+        if (r || w->stopped || started)
+            return r;
+    }
+}
+
+/* The coordinator halted the pipeline (a worker was lost): says so, after
+ * every Done sent before, and waits for the restart. */
+static int halt(struct worker *w, struct sila_err *err)
+{
+    Sila__Halt h = SILA__HALT__INIT;
+    h.pipeline = w->halt_pipeline;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_HALT;
+    c.halt = &h;
+    int r = send_ctl(w, &c, NULL, 0, err);
+    return r ? r : wait_start(w, err);
+}
+
+/* Opens the control link and the edges, says Ready, waits for Start. */
+static int connect_run(struct worker *w, struct sila_err *err)
 {
     char url[SILA_URL_MAX + 64];
-    sila_endpoint_data(&w->base, w->first + 1, NULL, true, url, sizeof url);
-    int r = sila_link_open(&w->up, SILA_LINK_PAIR, url, true, max_frame, err);
-    if (r)
-        return r;
     sila_endpoint_control(&w->base, w->first + 1, url, sizeof url);
     /* restored states arrive on it: the limit holds the largest of ours */
     size_t most = 0;
     for (int k = w->first; k <= w->last; k++) {
         struct sila_module_layout l = sila_module_layout(w->mods[k]);
-        most = l.params + l.optimizer + l.buffers > most ? l.params + l.optimizer + l.buffers
-                                                         : most;
+        most =
+            l.params + l.optimizer + l.buffers > most ? l.params + l.optimizer + l.buffers : most;
     }
-    if ((r = sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most),
-                            err)))
+    int r = sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most), err);
+    if (r)
+        return r;
+    w->last_heard = now_s();
+    w->last_beat = 0.0; /* a heartbeat at once: the coordinator times a joining worker too */
+    sila_endpoint_data(&w->base, w->first + 1, NULL, true, url, sizeof url);
+    /* a worker this one replaces may hold the address until it exits */
+    for (int tries = 0;; tries++) {
+        r = sila_link_open(&w->up, SILA_LINK_PAIR, url, true, w->max_frame, err);
+        if (r != -EADDRINUSE || tries == 60)
+            break;
+        if (tries == 0)
+            fprintf(stderr,
+                    "silaworker: %s is in use (by the worker this one replaces?): "
+                    "trying again for a minute\n",
+                    url);
+        for (double t0 = now_s(); now_s() - t0 < 1.0;) {
+            if ((r = drain_control(w, err)) || w->stopped)
+                return r;
+            nanosleep(&(struct timespec){0, 100000000}, NULL);
+        }
+    }
+    if (r)
         return r;
     Sila__Ready ready = SILA__READY__INIT;
     ready.first_module = (uint32_t)w->first + 1;
@@ -549,34 +692,7 @@ static int connect_run(struct worker *w, size_t max_frame, struct sila_err *err)
     c.ready = &ready;
     if ((r = send_ctl(w, &c, NULL, 0, err)))
         return r;
-    w->last_heard = w->last_beat = now_s();
-    struct sila_ctl_msg m;
-    for (;;) {
-        if ((r = keep_alive(w, err)))
-            return r;
-        r = sila_ctl_recv(&w->ctl, TICK_MS, &m, err);
-        if (r == -ETIMEDOUT || r == -EAGAIN)
-            continue;
-        if (r)
-            return r;
-        w->last_heard = now_s();
-        if (m.msg->msg_case == SILA__CONTROL__MSG_START)
-            break;
-        r = on_control(w, &m, err);
-        sila_ctl_msg_free(&m);
-        if (r || w->stopped)
-            return r;
-    }
-    const Sila__Start *st = m.msg->start;
-    w->up_gen = st->upstream_generation;
-    w->down_gen = st->downstream_generation;
-    if (*st->downstream_url && w->last + 1 < w->job.nmodules)
-        r = sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, max_frame, err);
-    else if (*st->downstream_url || w->last + 1 < w->job.nmodules)
-        r = sila_err_set(err, -EPROTO, "the coordinator's start %s a downstream address",
-                         *st->downstream_url ? "has" : "lacks");
-    sila_ctl_msg_free(&m);
-    return r;
+    return wait_start(w, err);
 }
 
 static int serve(struct worker *w, struct sila_err *err)
@@ -592,13 +708,19 @@ static int serve(struct worker *w, struct sila_err *err)
             continue;
         if (r < 0)
             return sila_err_set(err, r, "poll: %s", strerror(-r));
-        if (ready[0] && (r = drain_control(w, err)))
+        r = ready[0] ? drain_control(w, err) : 0;
+        if (r == -ERESTART && (r = halt(w, err)) == 0)
+            continue;
+        if (r)
             return r;
         if (!ready[1] || w->stopped)
             continue;
         uint8_t *buf;
         struct sila_frame_view v;
-        if ((r = recv_frame(w, &w->up, &w->up_lim, w->up_gen, &w->up_in, &buf, &v, err)))
+        r = recv_frame(w, &w->up, &w->up_lim, &w->up_in, &buf, &v, err);
+        if (r == -ERESTART && (r = halt(w, err)) == 0)
+            continue;
+        if (r)
             return r;
         if (w->stopped) {
             sila_link_release(buf);
@@ -613,6 +735,8 @@ static int serve(struct worker *w, struct sila_err *err)
         if (v.hdr.phase == SILA_PHASE_GLOBAL)
             w->global_s += dt;
         sila_link_release(buf);
+        if (r == -ERESTART)
+            r = halt(w, err);
         if (r)
             return r;
     }
@@ -638,8 +762,7 @@ static int join_and_serve(struct worker *w, struct sila_err *err)
     sila_ctl_msg_free(&m);
     if (r)
         return r;
-    size_t max_frame;
-    if ((r = sila_plan_max_frame(&w->job, &max_frame, err)) || (r = connect_run(w, max_frame, err)))
+    if ((r = sila_plan_max_frame(&w->job, &w->max_frame, err)) || (r = connect_run(w, err)))
         return r;
     char mods[32];
     sila_modules_text(w->first, w->last, mods, sizeof mods);
@@ -664,6 +787,7 @@ int worker_run(const struct worker_options *o, struct sila_err *err)
         st.reason = err->msg;
         st.failed = true;
         Sila__Control c = SILA__CONTROL__INIT;
+        c.generation = w.gen;
         c.msg_case = SILA__CONTROL__MSG_STOP;
         c.stop = &st;
         struct sila_err ignored;

@@ -4,6 +4,7 @@
 
 #include "frame.h"
 #include "fuzz.h"
+#include "kernels.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

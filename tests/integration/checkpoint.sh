@@ -4,7 +4,9 @@
 # run uninterrupted, in process (local, pgl) and over spawned workers (pgl,
 # the coordinator killed: its workers die with it). A checkpoint being
 # written when the kill came is never loaded; a damaged one, or one of
-# another plan, is refused with a message naming it.
+# another plan, is refused with a message naming it. A run that diverges
+# (NaN or infinity) stops naming the module and step, in process and over
+# workers, and its last good checkpoint stays the newest.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -92,5 +94,30 @@ fi
 check "a checkpoint of another plan is refused" grep -q "a checkpoint of another plan" other.stderr
 "$SILAD" --job "$JOB" --inproc --threads 1 --resume nowhere "${SMALL[@]}" >none.out 2>none.err
 check "--resume without a checkpoint says so" grep -q "no checkpoint recorded" none.err
+
+# a learning rate that makes the weights overflow after the first steps
+for mode in --inproc --spawn=2; do
+    name=diverged${mode#--}
+    "$SILAD" --job "$JOB" "$mode" --threads 1 --out "$name" --rpc none "${SMALL[@]}" \
+        --set job.checkpoint_every=1 --set optimizer.lr=1e30 >"$name.stdout" 2>"$name.stderr"
+    st=$?
+    if [ $st -ne 0 ] &&
+        grep -qE "module [1-4]: NaN or infinite values in its (output|input gradient) at step [0-9]+: the training diverged" \
+            "$name.stderr"; then
+        ok "$mode: a diverging run stops, naming the module and the step"
+    else
+        not_ok "$mode: a diverging run stops, naming the module and the step (exit $st)" \
+            "$name.stderr"
+    fi
+    step=$(grep -oE "at step [0-9]+" "$name.stderr" | head -1 | grep -oE "[0-9]+")
+    if [ -n "$step" ] && [ "$step" -ge 1 ] &&
+        [ "$(tail -n 1 "$name/checkpoints/MANIFEST" 2>/dev/null)" = "$(printf 'step-%010d.ckpt' "$step")" ]
+    then
+        ok "$mode: its newest checkpoint is the one before the bad step ($step)"
+    else
+        not_ok "$mode: its newest checkpoint is the one before the bad step (step ${step:-?})" \
+            "$name.stdout"
+    fi
+done
 
 done_testing

@@ -181,6 +181,27 @@ def cmd_same_steps(metrics_a, metrics_b):
         fail("step records differ:\n" + "\n".join(f"{x}\n{y}\n" for x, y in zip(a, b)))
 
 
+def cmd_same_step_numbers(metrics_a, metrics_b):
+    """Two runs recorded the same steps (epoch, step, learning rate), whatever
+    their losses: no step was lost or counted twice."""
+    def numbers(path):
+        return [(r["epoch"], r["step"], r["lr"]) for r in records(path, "step")]
+    a, b = numbers(metrics_a), numbers(metrics_b)
+    if not a or a != b:
+        extra = [x for x in b if x not in a][:5]
+        missing = [x for x in a if x not in b][:5]
+        fail(f"{len(a)} and {len(b)} step records; only in the second {extra}, "
+             f"missing from it {missing}")
+
+
+def cmd_accuracy_near(metrics_a, metrics_b, points):
+    """The last classifier accuracies of two runs differ by at most POINTS."""
+    a, b = classifier_accuracy(metrics_a), classifier_accuracy(metrics_b)
+    print(f"classifier {100 * a:.2f}% and {100 * b:.2f}%")
+    if abs(a - b) * 100 > float(points):
+        fail(f"classifier {100 * a:.2f}% and {100 * b:.2f}%: more than {points} points apart")
+
+
 def cmd_status(path, phase, modules):
     """silactl status --json: the phase, K modules, a step within the run."""
     st = load_json(path)
@@ -230,6 +251,8 @@ COMMANDS = {
     "inspect": cmd_inspect,
     "same-evals": cmd_same_evals,
     "same-steps": cmd_same_steps,
+    "same-step-numbers": cmd_same_step_numbers,
+    "accuracy-near": cmd_accuracy_near,
 }
 
 if __name__ == "__main__":

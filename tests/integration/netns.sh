@@ -3,7 +3,8 @@
 # network namespace of their own, joined by veth pairs to a bridge, with
 # addresses 10.88.N.1-3, so every frame crosses real interfaces. A short
 # run gives the weights of the in-process run; then cutting one worker's
-# link makes the coordinator declare it lost (naming its address) and the
+# link makes the coordinator declare it lost (naming its address; with no
+# replacement in --replace-timeout, the run stops) and the
 # cut-off worker give up on its coordinator. Skipped where namespaces
 # cannot be made (not root, no iproute2).
 . "$(dirname "$0")/lib.sh"
@@ -64,7 +65,8 @@ check "its weights equal the in-process run's" \
 
 # cut the second worker's host off the network mid-run
 ip netns exec "${P}c" "$SILAD" --job "$JOB" --listen "$URL" --rpc none --out cut \
-    --worker-timeout 3 --set job.train_limit=12800 --set job.epochs=20 >cut.stdout 2>cut.stderr &
+    --worker-timeout 3 --replace-timeout 3 --set job.train_limit=12800 --set job.epochs=20 \
+    >cut.stdout 2>cut.stderr &
 silad=$!
 ip netns exec "${P}w1" "$SILAWORKER" --module 1-2 --connect "$URL" --advertise "$NET.2" \
     --threads 1 --timeout 3 >c1.out 2>c1.err &
@@ -77,7 +79,7 @@ ip -n "${P}w2" link set "${P}w2a" down
 timeout 60 tail --pid=$silad -f /dev/null
 wait $silad
 st=$?
-if [ $st -ne 0 ] && grep -q "the worker for modules 3-4 on $NET.3 (pid [0-9]*) is lost" cut.stderr
+if [ $st -ne 0 ] && grep -q "the worker for modules 3-4 on $NET.3 (pid [0-9]*, generation 1) is lost" cut.stderr
 then
     ok "the cut-off worker is declared lost, named by its address"
 else

@@ -1,0 +1,130 @@
+#!/bin/bash
+# Workers lost mid-run are replaced in place (docs/protocol.md, "Replacing a
+# worker"). Three times during a short pgl run over spawned workers, one
+# worker chosen at random is killed with SIGKILL at a random step; silad
+# starts a new one, which takes its modules' newest checkpointed state
+# while the other workers keep theirs. The run completes; its step records
+# are the fault-free run's, step for step (silad itself fails a run whose
+# workers report a step twice or skip one); the model is within 1 point of
+# the fault-free run's. Then, over tcp, a worker started by hand replaces a
+# frozen one, and the frozen one, thawed, exits.
+. "$(dirname "$0")/lib.sh"
+
+: "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
+JOB=$JOBS_DIR/fmnist-cnn-k4.ini
+# 3 epochs of 75 steps; the default ramped pgl schedule, so global steps
+# and evaluations are in flight at some of the kills; a replaced module
+# loses at most 5 steps
+RUN=(--set job.train_limit=4800 --set job.test_limit=2000 --set job.batch=64
+     --set job.epochs=3 --set job.checkpoint_every=5)
+PORT=$((21000 + $$ % 20000))
+
+# status_field URL KEY: a field of silactl status --json, or -1.
+status_field()
+{
+    local v
+    v=$("$SILACTL" --connect "$1" status --json --timeout 2 2>/dev/null |
+        python3 "$JSONCHECK" field - "$2" 2>/dev/null) && [ -n "$v" ] && echo "$v" || echo -1
+}
+
+# wait_for SECONDS CMD...: until CMD succeeds; returns 1 on timeout.
+wait_for()
+{
+    local end=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+
+"$SILAD" --job "$JOB" --spawn --threads 1 --out ref --rpc none "${RUN[@]}" \
+    >ref.stdout 2>ref.stderr || not_ok "the fault-free run exits 0" ref.stderr
+
+RPC=tcp://127.0.0.1:$PORT
+"$SILAD" --job "$JOB" --spawn --threads 1 --out faults --rpc "$RPC" "${RUN[@]}" \
+    >faults.stdout 2>faults.stderr &
+silad=$!
+targets=($((8 + RANDOM % 50)) $((75 + RANDOM % 50)) $((140 + RANDOM % 40)))
+kills=0
+for i in 0 1 2; do
+    step_reached() { [ "$(status_field "$RPC" step)" -ge "${targets[$i]}" ]; }
+    if ! wait_for 120 step_reached; then
+        not_ok "the run reaches step ${targets[$i]}" faults.stderr faults.stdout
+        break
+    fi
+    victim=$(pgrep -P "$silad" | shuf -n 1)
+    echo "# kill -9 $(tr '\0' ' ' <"/proc/$victim/cmdline" | grep -o -- '--module [0-9-]*') (pid $victim) at step $(status_field "$RPC" step)"
+    kill -9 "$victim"
+    kills=$((kills + 1))
+    restarted() { [ "$(grep -c '^pipeline restarted' faults.stdout)" -ge $kills ]; }
+    if ! wait_for 60 restarted; then
+        not_ok "after kill $kills the pipeline restarts" faults.stderr faults.stdout
+        break
+    fi
+done
+timeout 300 tail --pid=$silad -f /dev/null
+wait $silad
+st=$?
+if [ $st -eq 0 ] && [ "$(grep -c '^pipeline restarted' faults.stdout)" -eq 3 ]; then
+    ok "three workers killed at random steps: each replaced, and the run completes"
+else
+    kill $silad 2>/dev/null
+    not_ok "three workers killed at random steps: the run completes (exit $st)" faults.stderr \
+        faults.stdout
+fi
+check "every step is recorded once, as in the fault-free run" \
+    python3 "$JSONCHECK" same-step-numbers ref/metrics.jsonl faults/metrics.jsonl
+check "the model is within 1 point of the fault-free run's" \
+    python3 "$JSONCHECK" accuracy-near ref/metrics.jsonl faults/metrics.jsonl 1
+echo "# fault-free and faulted: $(python3 "$JSONCHECK" accuracy-near ref/metrics.jsonl \
+    faults/metrics.jsonl 100)"
+check "the replacements restored their modules from checkpoints" \
+    grep -q "restored from faults/checkpoints/step-" faults.stdout
+
+# ---- by hand over tcp: a frozen worker is lost, a new one takes its modules
+# (waiting for the frozen one, thawed, to give up its data port and exit)
+HAND=(--set job.train_limit=3200 --set job.test_limit=500 --set job.batch=64
+      --set job.epochs=1 --set job.checkpoint_every=5)
+URL=tcp://127.0.0.1:$((PORT + 100))
+"$SILAD" --job "$JOB" --listen "$URL" --out hand --worker-timeout 5 --rpc none "${HAND[@]}" \
+    >hand.stdout 2>hand.stderr &
+silad=$!
+"$SILAWORKER" --module 1-2 --connect "$URL" --threads 1 --timeout 5 >w12.out 2>w12.err &
+"$SILAWORKER" --module 3-4 --connect "$URL" --threads 1 --timeout 3 >w34.out 2>w34.err &
+frozen=$!
+started() { grep -q "^job fmnist-cnn-k4" hand.stdout; }
+wait_for 60 started
+sleep 2
+kill -STOP $frozen
+lost() { grep -q "modules 3-4 on 127.0.0.1 (pid $frozen, generation 1) is lost" hand.stderr; }
+if wait_for 30 lost; then
+    ok "a frozen worker is declared lost, named, and its modules wait for a replacement"
+else
+    not_ok "a frozen worker is declared lost" hand.stderr
+fi
+"$SILAWORKER" --module 3-4 --connect "$URL" --threads 1 --timeout 5 >new34.out 2>new34.err &
+kill -CONT $frozen
+timeout 240 tail --pid=$silad -f /dev/null
+wait $silad
+st=$?
+if [ $st -eq 0 ] && grep -q "modules 3-4 of fmnist-cnn-k4 joined $URL (generation 2)" new34.out
+then
+    ok "a worker started by hand replaces it (generation 2) and the run completes"
+else
+    kill $silad 2>/dev/null
+    not_ok "a worker started by hand replaces the frozen one (exit $st)" hand.stderr new34.err
+fi
+timeout 30 tail --pid=$frozen -f /dev/null
+wait $frozen
+st=$?
+if [ $st -ne 0 ] && grep -qE "was declared lost and replaced|has been silent" w34.err; then
+    ok "the thawed worker exits, saying why"
+else
+    kill -9 $frozen 2>/dev/null
+    not_ok "the thawed worker exits (exit $st)" w34.err
+fi
+kill $(jobs -p) 2>/dev/null
+wait
+
+done_testing

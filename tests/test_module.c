@@ -1,0 +1,125 @@
+/* Global steps of a module with and without `apply`: a module passing a
+ * gradient on for a step it has already learned from (a distributed
+ * pipeline restarted after a worker was replaced) must leave its whole state
+ * as it was, and hand down exactly the gradient a learning pass would. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_main.h"
+#include "module.h"
+
+#define B 8
+
+static struct sila_job job;
+
+static void load_job(void)
+{
+    static const char *const small[] = {"job.batch=8"};
+    struct sila_err err;
+    ck_assert_msg(
+        sila_job_load(&job, SILA_SOURCE_DIR "/deploy/jobs/fmnist-cnn-k4.ini", small, 1, &err) == 0,
+        "%s", err.msg);
+}
+
+static void free_job(void)
+{
+    sila_job_fini(&job);
+}
+
+/* Deterministic inputs, labels and gradient from above for module k. */
+static void make_batch(const struct sila_module *m, float *x, int32_t *labels, float *dz)
+{
+    size_t in = sila_shape_size(sila_net_in_shape(m->body)) * B;
+    size_t out = sila_shape_size(sila_net_out_shape(m->body)) * B;
+    for (size_t i = 0; i < in; i++)
+        x[i] = (float)sin(0.37 * (double)i);
+    for (size_t i = 0; i < out; i++)
+        dz[i] = 1e-3f * (float)cos(0.11 * (double)i);
+    for (int i = 0; i < B; i++)
+        labels[i] = i % 10;
+}
+
+static float *state_of(const struct sila_module *m, uint64_t *counters)
+{
+    struct sila_module_layout l = sila_module_layout(m);
+    float *s = malloc(sizeof *s * (l.params + l.optimizer + l.buffers));
+    ck_assert_ptr_nonnull(s);
+    sila_module_get_state(m, s, counters);
+    return s;
+}
+
+/* One global step of module k (a middle one, with a head, mu > 0 so the
+ * head takes part too): apply = false keeps the state, and both passes
+ * write the same input gradient. */
+static void check_module(int k, float mu)
+{
+    struct sila_err err;
+    struct sila_module *a, *b;
+    ck_assert_msg(sila_module_new(&a, &job, k, B, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_module_new(&b, &job, k, B, &err) == 0, "%s", err.msg);
+    size_t in = sila_shape_size(sila_net_in_shape(a->body)) * B;
+    size_t out = sila_shape_size(sila_net_out_shape(a->body)) * B;
+    float *x = malloc(sizeof *x * in), *dz = malloc(sizeof *dz * out);
+    float *din_a = malloc(sizeof *din_a * in), *din_b = malloc(sizeof *din_b * in);
+    int32_t labels[B];
+    ck_assert(x && dz && din_a && din_b);
+    make_batch(a, x, labels, dz);
+    const float *above = k + 1 < job.nmodules ? dz : NULL;
+
+    uint64_t c0[SILA_MODULE_COUNTERS], c1[SILA_MODULE_COUNTERS];
+    float *before = state_of(a, c0);
+    struct sila_step_stats st;
+    sila_module_global_forward(a, x, B);
+    sila_module_global_backward(a, x, above, labels, B, 0.05f, 0.0f, mu, false, din_a, &st);
+    float *after = state_of(a, c1);
+    struct sila_module_layout l = sila_module_layout(a);
+    /* the forward pass in train mode moves batch-norm statistics (buffers),
+     * as a replayed batch does; parameters, optimizer state and update
+     * counts must not move */
+    ck_assert_msg(memcmp(before, after, sizeof *before * (l.params + l.optimizer)) == 0,
+                  "module %d: parameters or optimizer state changed without apply", k + 1);
+    ck_assert_msg(memcmp(c0, c1, sizeof(uint64_t) * 4) == 0,
+                  "module %d: update counts changed without apply", k + 1);
+
+    sila_module_global_forward(b, x, B);
+    sila_module_global_backward(b, x, above, labels, B, 0.05f, 0.0f, mu, true, din_b, &st);
+    float *learned = state_of(b, c1);
+    ck_assert_msg(memcmp(before, learned, sizeof *before * l.params) != 0,
+                  "module %d: apply changed nothing (the test would prove nothing)", k + 1);
+    ck_assert_msg(memcmp(din_a, din_b, sizeof *din_a * in) == 0,
+                  "module %d: the gradient passed on differs with and without apply", k + 1);
+    free(before);
+    free(after);
+    free(learned);
+    free(x);
+    free(dz);
+    free(din_a);
+    free(din_b);
+    sila_module_free(a);
+    sila_module_free(b);
+}
+
+START_TEST(pass_on_keeps_state_middle)
+{
+    check_module(1, 0.0f);
+    check_module(2, 1.0f);
+}
+END_TEST
+
+START_TEST(pass_on_keeps_state_last)
+{
+    check_module(job.nmodules - 1, 0.0f);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("module");
+    TCase *tc = tcase_create("module");
+    tcase_add_checked_fixture(tc, load_job, free_job);
+    tcase_add_test(tc, pass_on_keeps_state_middle);
+    tcase_add_test(tc, pass_on_keeps_state_last);
+    suite_add_tcase(s, tc);
+    return s;
+}
