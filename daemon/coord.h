@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include "auth.h"
 #include "err.h"
 #include "job.h"
 
@@ -22,6 +23,11 @@ struct coord_options {
     bool rpc_explicit;  /* asked for by the user: failing to serve it is an error */
     bool resume;        /* continue from the newest checkpoint in the output directory */
     int worker_timeout; /* seconds: a worker silent this long is lost */
+    const struct sila_key *key; /* the cluster key: every link authenticated; NULL: bare */
+    const char *key_path;       /* its file, for spawned workers */
+    bool insecure;              /* bare on a non-loopback address: spawned workers too */
+    bool rpc_reads_open;        /* keyed: reads need no MAC on a loopback or ipc RPC */
+    uint32_t auth_window_ms;    /* accepted clock difference of new senders; 0: default */
 };
 
 /* Trains job over workers, writing out_dir/model.sila and
