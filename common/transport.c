@@ -145,6 +145,23 @@ static double mono_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
 
+/* After a REQUEST link dropped the reply to its request: none other can
+ * come (nanomsg takes one reply per request), so the rest of the wait ends
+ * as a timeout would; never a busy loop of requests and dropped replies. */
+static int reply_dropped(double deadline, int timeout_ms)
+{
+    if (timeout_ms == 0)
+        return -EAGAIN;
+    double left_ms = timeout_ms > 0 ? deadline - mono_ms() : 0;
+    if (left_ms > 0) {
+        struct timespec ts = {(time_t)(left_ms / 1e3),
+                              (long)((left_ms - 1e3 * (time_t)(left_ms / 1e3)) * 1e6)};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+    }
+    return -ETIMEDOUT;
+}
+
 /* Whether a received message of *len bytes may be passed on (its payload
  * length then in *len); else counts it and keeps the reason. */
 static bool take(struct sila_link *l, const uint8_t *buf, size_t *len)
@@ -179,6 +196,8 @@ int sila_link_recv(struct sila_link *l, uint8_t **ret_buf, size_t *ret_len, int 
             return 0;
         }
         nn_freemsg(buf);
+        if (l->kind == SILA_LINK_REQUEST)
+            return reply_dropped(deadline, timeout_ms);
         if (timeout_ms > 0 && (wait = (int)(deadline - mono_ms())) <= 0)
             return -ETIMEDOUT;
     }

@@ -553,6 +553,28 @@ START_TEST(reply_links_may_take_bare_requests)
 }
 END_TEST
 
+START_TEST(keyed_requests_drop_bare_replies)
+{
+    /* a keyed client of a server without a key: its bare answer is dropped
+     * and the wait ends as a timeout, however often the client asks */
+    open_links(&ka, NULL, SILA_LINK_REQUEST, SILA_LINK_REPLY, false);
+    for (int i = 0; i < 2; i++) {
+        send_bytes(&a, "status");
+        uint8_t *got;
+        size_t n;
+        ck_assert_int_eq(sila_link_recv(&b, &got, &n, 5000), 0);
+        ck_assert_uint_eq(n, 6 + SILA_AUTH_TRAILER);
+        sila_link_release(got);
+        send_bytes(&b, "an answer without a MAC, long enough to hold a trailer..........");
+        ck_assert_int_eq(sila_link_recv(&a, &got, &n, 300), -ETIMEDOUT);
+        ck_assert_uint_eq(a.rejected, (uint64_t)i + 1);
+        ck_assert_ptr_nonnull(strstr(a.rejection, "no MAC"));
+    }
+    sila_link_close(&a);
+    sila_link_close(&b);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -570,6 +592,7 @@ Suite *test_suite(void)
     tcase_add_test(keys, keyed_links_drop_and_count_the_rest);
     tcase_add_test(keys, a_replay_on_a_link_is_dropped);
     tcase_add_test(keys, reply_links_may_take_bare_requests);
+    tcase_add_test(keys, keyed_requests_drop_bare_replies);
     suite_add_tcase(s, keys);
     TCase *tr = tcase_create("trailer");
     tcase_add_checked_fixture(tr, trailer_setup, trailer_teardown);

@@ -509,6 +509,9 @@ static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_e
             fprintf(stderr, "silaworker: still waiting for the coordinator at %s\n", w->o->connect);
             said = now_s();
         }
+        struct sila_err e; /* answers dropped: another key, or none */
+        if (sila_link_rejections(&req, "the rendezvous", now_s(), 10.0, &e))
+            fprintf(stderr, "silaworker: %s\n", e.msg);
         r = sila_ctl_send(&req, &c, NULL, 0, TICK_MS, err);
         if (r == -ETIMEDOUT || r == -EAGAIN)
             continue;
@@ -519,6 +522,8 @@ static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_e
             continue;
         if (r == -EBADMSG)
             r = sila_err_set(err, r, "%s: %.400s", w->o->connect, err->msg);
+        else if (r)
+            r = sila_err_set(err, r, "%s: %s", w->o->connect, strerror(-r));
         break;
     }
     sila_link_close(&req);

@@ -8,7 +8,8 @@
 # (hand-signed) hello on the rendezvous are dropped and counted, and the
 # other workers go on. On a keyed run's RPC, status needs no key on
 # loopback, pause does; silactl with another key gets no answer it takes;
-# --rpc-reads authenticated closes the reads too.
+# --rpc-reads authenticated closes the reads too. A keyed worker drops the
+# answers of a coordinator without a key, and says so.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -232,6 +233,22 @@ check "--rpc-reads authenticated: status without the key is refused" \
 check "--rpc-reads authenticated: status with the key answers" grep -q ": joining" closed-key.out
 "$SILAD" --job "$JOB" --listen "$URL2" --rpc-reads sometimes >reads.out 2>&1
 check "--rpc-reads takes open or authenticated only" grep -q "open or authenticated" reads.out
+kill $silad
+wait $silad 2>/dev/null
+
+# ---- a keyed worker, a coordinator without a key: its answers are dropped
+"$SILAD" --job "$JOB" --listen "$URL2" --rpc none --out bare >bare.stdout 2>bare.stderr &
+silad=$!
+wait_for bare.stdout "waiting for workers" || not_ok "silad without a key starts" bare.stderr
+"$SILAWORKER" --module 1 --connect "$URL2" --key k1 --threads 1 --join-timeout 4 >kw.out 2>kw.err
+st=$?
+if [ $st -ne 0 ] && grep -q "dropped 1 message on the rendezvous that failed auth.*MAC" kw.err &&
+    grep -q "an answer was dropped (.*MAC" kw.err; then
+    ok "a keyed worker drops the unsigned answers of a coordinator without a key, and says so"
+else
+    not_ok "a keyed worker drops the unsigned answers of a coordinator without a key (exit $st)" \
+        kw.err
+fi
 kill $silad
 wait $silad 2>/dev/null
 
