@@ -322,6 +322,10 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
     printf("sila_eta_seconds{job=\"%s\"} %.0f\n", job, s->eta_s);
     METRIC("phase", "gauge", "1 for the run's phase.");
     printf("sila_phase{job=\"%s\",phase=\"%s\"} 1\n", job, phase_name(s->phase));
+    METRIC("messages_rejected_total", "counter",
+           "Messages silad dropped for failing authentication (cluster key).");
+    printf("sila_messages_rejected_total{job=\"%s\"} %llu\n", job,
+           (unsigned long long)s->rejected_messages);
     if (s->n_evaluations) {
         const Sila__Evaluation *e = s->evaluations[s->n_evaluations - 1];
         METRIC("test_accuracy", "gauge",

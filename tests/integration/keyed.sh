@@ -169,6 +169,9 @@ if [ -n "$n1" ] && [ "$n1" -eq $((n0 + 2)) ]; then
 else
     not_ok "the garbage and the replay are counted ($n0 -> $n1)"
 fi
+"$SILACTL" --connect "$RPC" metrics --prometheus >prom.txt 2>&1
+check "prometheus has the count too" \
+    grep -qx "sila_messages_rejected_total{job=\"fmnist-cnn-k4\"} $n1" prom.txt
 # at most a line every 10 s per link
 check "silad logs the replay" wait_for keyed.stderr "rendezvous that failed.*replayed" 150
 
