@@ -69,7 +69,10 @@ def run(job, mode, train):
     rec = {"mode": mode, "algorithm": algo, "samples_per_s": rate,
            "wall_s": round(time.monotonic() - t0, 1),
            # RUSAGE_CHILDREN of silad's wait: silad itself and its largest child
-           "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+           "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+           # CPU time of silad and the workers it waited for: unlike samples/s,
+           # not inflated by other load on the machine
+           "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
     if workers:
         rec["busiest"] = max(w["busy"] for w in workers)
         rec["bytes_per_sample"] = sum(w["bytes_per_sample"] for w in workers)
@@ -106,19 +109,19 @@ def main():
     base = med(modes[0], "samples_per_s")
     print(f"\n{os.path.basename(a.job)}, 1 epoch of {a.train} samples, median of {a.repeats}:")
     print(f"| run | samples/s | / {modes[0]} | busiest worker | bytes/sample | peak RSS MB "
-          "| global-step share |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| global-step share | CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode in modes:
         rs = results[mode]
         rate = med(mode, "samples_per_s")
         if mode == "inproc":
             print(f"| {mode} --threads 2 | {rate:.0f} | {rate / base:.2f} | - | - "
-                  f"| {med(mode, 'peak_rss_mb'):.0f} (process) | - |")
+                  f"| {med(mode, 'peak_rss_mb'):.0f} (process) | - | {med(mode, 'cpu_s'):.1f} |")
             continue
         print(f"| {mode} (2 workers x 1 thread) | {rate:.0f} | {rate / base:.2f} "
               f"| {100 * med(mode, 'busiest'):.0f}% | {med(mode, 'bytes_per_sample'):.0f} "
               f"| {med(mode, 'largest_worker_rss_mb'):.0f} (largest worker) "
-              f"| {100 * med(mode, 'global_share'):.0f}% |")
+              f"| {100 * med(mode, 'global_share'):.0f}% | {med(mode, 'cpu_s'):.1f} |")
     if "spawn-pgl" in modes and "spawn" in modes:
         pgl = med("spawn-pgl", "samples_per_s") / med("spawn", "samples_per_s")
         print(f"\nPGL (P=10, G=1) over local, distributed: {pgl:.2f}x the samples/s")
