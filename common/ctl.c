@@ -48,7 +48,7 @@ int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *ta
     memset(buf + PREFIX + ml, 0, pad4(ml) - ml);
     if (ntail)
         memcpy(buf + PREFIX + pad4(ml), tail, sizeof(float) * ntail);
-    int r = sila_link_send(l, buf, timeout_ms);
+    int r = sila_link_send(l, buf, len, timeout_ms);
     if (r) {
         sila_link_release(buf);
         return sila_err_set(err, r, "cannot send a control message: %s", strerror(-r));

@@ -10,7 +10,13 @@
  * has a receive limit (nanomsg would otherwise cap frames at 1 MiB and drop
  * larger ones silently, killing the connection while the sender sees
  * success): a frame above it is dropped by nanomsg, so limits come from the
- * job's plan (the largest frame an edge can carry). */
+ * job's plan (the largest frame an edge can carry).
+ *
+ * A link opened with a key authenticates every message (auth.h): sending
+ * fills the trailer in the room every send buffer has behind its bytes,
+ * receiving verifies it, and a message that fails is dropped here, counted
+ * and its reason kept, so that callers only ever see authentic messages.
+ * A link without a key sends and takes messages bare, as before. */
 #ifndef SILA_TRANSPORT_H
 #define SILA_TRANSPORT_H
 
@@ -26,35 +32,72 @@ enum sila_link_kind {
     SILA_LINK_REPLY = 3,   /* receive a request, then send its reply */
 };
 
+struct sila_auth;
+struct sila_key;
+
 struct sila_link {
     int sock; /* nanomsg socket, -1 when closed */
+    enum sila_link_kind kind;
+    struct sila_auth *auth; /* owned; NULL: messages travel bare */
+    bool accept_bare;       /* a keyed REPLY link passing bare requests on */
+    bool authenticated;     /* the last message received carried a valid MAC */
+    uint64_t rejected;      /* messages dropped for failing authentication */
+    char rejection[200];    /* why the last of them was */
+    uint64_t rejected_said; /* rejected when sila_link_rejections last spoke */
+    double said_at;         /* and when (its caller's clock) */
+};
+
+/* How a link authenticates; NULL or a NULL key: it does not (bare). */
+struct sila_link_auth {
+    const struct sila_key *key; /* the cluster key (copied) */
+    const char *channel;        /* names the link alike at both ends: "rendezvous", "control-3",
+                                   "data-2", "rpc" (at most 64 bytes) */
+    bool accept_bare;           /* REPLY links: pass bare requests on too (sila_link_authenticated
+                                   tells), and answer them bare */
+    uint32_t window_ms;         /* accepted clock difference; 0: SILA_AUTH_WINDOW_MS */
 };
 
 /* Opens a link of a kind on url (tcp://HOST:PORT, ipc://PATH or
  * inproc://NAME), listening (bind) or connecting (reconnects by itself),
- * receiving frames of at most max_frame bytes (1 .. INT_MAX). Errors:
- * -EINVAL (bad url or limit), -EADDRINUSE, ... with err naming the url. */
+ * receiving messages of at most max_frame bytes (1 .. INT_MAX) besides a
+ * trailer, authenticated when auth has a key. Errors: -EINVAL (bad url,
+ * limit or channel), -EADDRINUSE, ... with err naming the url. */
 int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *url, bool listen,
-                   size_t max_frame, struct sila_err *err);
+                   size_t max_frame, const struct sila_link_auth *auth, struct sila_err *err);
 /* Closes the link; safe on a closed one. */
 void sila_link_close(struct sila_link *l);
 
-/* A send buffer of len bytes, or NULL. Freed by a successful send, else by
- * sila_link_release. */
+/* A send buffer of len bytes (and room for a trailer behind them), or
+ * NULL. Freed by a successful send, else by sila_link_release. */
 uint8_t *sila_link_alloc(size_t len);
 /* Frees a buffer from sila_link_alloc or sila_link_recv. */
 void sila_link_release(uint8_t *buf);
 
-/* Sends buf, all the bytes it was allocated with. timeout_ms: 0 never
- * waits (-EAGAIN when it would block), -1 waits forever, > 0 waits at most
- * that long (-ETIMEDOUT). On success the link owns buf; on failure the
- * caller still does. nanomsg may block even without waiting on large
+/* Sends the len bytes of buf, which sila_link_alloc(len) gave, signed on a
+ * keyed link (on a REPLY link, when the request it answers was). A send
+ * that failed may be tried again with the same buf and len. timeout_ms: 0
+ * never waits (-EAGAIN when it would block), -1 waits forever, > 0 waits
+ * at most that long (-ETIMEDOUT). On success the link owns buf; on failure
+ * the caller still does. nanomsg may block even without waiting on large
  * frames: never send big frames from an event-loop thread. */
-int sila_link_send(struct sila_link *l, uint8_t *buf, int timeout_ms);
+int sila_link_send(struct sila_link *l, uint8_t *buf, size_t len, int timeout_ms);
 
 /* Receives one frame into a buffer the caller frees with
- * sila_link_release. timeout_ms as for sending. */
+ * sila_link_release; on a keyed link, the first authentic one (its
+ * trailer not counted in *ret_len), dropping and counting the others.
+ * timeout_ms as for sending. */
 int sila_link_recv(struct sila_link *l, uint8_t **ret_buf, size_t *ret_len, int timeout_ms);
+
+/* Whether the message last received carried a valid MAC (false on a bare
+ * link, and for a bare request on a REPLY link that accepts them). */
+bool sila_link_authenticated(const struct sila_link *l);
+
+/* A sentence for a log about messages dropped since the last one said, at
+ * most every interval_s seconds (now_s: the caller's clock): writes it to
+ * err, naming what (for instance "the control link of modules 2-3"), and
+ * returns true; false when there is nothing to say yet. */
+bool sila_link_rejections(struct sila_link *l, const char *what, double now_s, double interval_s,
+                          struct sila_err *err);
 
 /* Waits until one of n links has a frame to receive, at most timeout_ms
  * (-1: forever); sets readable[i] for each. Returns how many are readable

@@ -407,6 +407,12 @@ static void on_peer_readable(uv_poll_t *h, int status, int events)
 
 /* ---- joining ---- */
 
+struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel)
+{
+    return (struct sila_link_auth){
+        .key = c->o->key, .channel = channel, .window_ms = c->o->auth_window_ms};
+}
+
 static int poll_link(struct coord *c, uv_poll_t *h, const struct sila_link *l, void *data,
                      uv_poll_cb cb)
 {
@@ -481,7 +487,10 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
     char url[SILA_URL_MAX + 64];
     sila_endpoint_control(&c->base, p->first + 1, url, sizeof url);
     struct sila_err e;
-    int r = sila_link_open(&p->ctl, SILA_LINK_PAIR, url, true, c->ctl_limit, &e);
+    char channel[32];
+    snprintf(channel, sizeof channel, "control-%d", p->first + 1);
+    struct sila_link_auth la = coord_link_auth(c, channel);
+    int r = sila_link_open(&p->ctl, SILA_LINK_PAIR, url, true, c->ctl_limit, &la, &e);
     if (r == 0 && (r = poll_link(c, &p->poll, &p->ctl, p, on_peer_readable)) == 0)
         p->polling = true;
     else if (p->ctl.sock >= 0) /* the link opened, polling it failed */
@@ -651,7 +660,8 @@ static void start_run(struct coord *c)
     }
     const struct peer *p0 = c->peers[c->owner[0]];
     sila_endpoint_data(&c->base, 1, p0->host, false, url, sizeof url);
-    int r = sila_link_open(&c->data, SILA_LINK_PAIR, url, false, 4096, c->err);
+    struct sila_link_auth la = coord_link_auth(c, "data-1");
+    int r = sila_link_open(&c->data, SILA_LINK_PAIR, url, false, 4096, &la, c->err);
     if (r) {
         finish(c, r);
         return;
@@ -844,10 +854,31 @@ static void beat(struct coord *c)
     }
 }
 
+/* Says, at most every 10 s per link, which messages were dropped for
+ * failing authentication. */
+static void say_rejections(struct coord *c)
+{
+    double now = report_now();
+    struct sila_err e;
+    if (sila_link_rejections(&c->rdv, "the rendezvous", now, 10.0, &e))
+        fprintf(stderr, "silad: %s\n", e.msg);
+    if (c->rpc_open && sila_link_rejections(&c->rpc.link, "the RPC", now, 10.0, &e))
+        fprintf(stderr, "silad: %s\n", e.msg);
+    for (int i = 0; i < c->npeers; i++) {
+        char what[64], mods[32];
+        struct peer *p = c->peers[i];
+        snprintf(what, sizeof what, "the control link of %s",
+                 sila_modules_text(p->first, p->last, mods, sizeof mods));
+        if (sila_link_rejections(&p->ctl, what, now, 10.0, &e))
+            fprintf(stderr, "silad: %s\n", e.msg);
+    }
+}
+
 static void on_watchdog(uv_timer_t *t)
 {
     struct coord *c = t->data;
     beat(c);
+    say_rejections(c);
     if (++c->ticks % 5)
         return;
     notify_status(c);
@@ -989,15 +1020,34 @@ static int find_worker(char *out, size_t len)
     return -ENOENT;
 }
 
+/* The key options of a spawned worker into args (room for 5, NULL-ended). */
+static void spawn_auth_args(const struct coord *c, char **args, char *win, size_t len)
+{
+    int n = 0;
+    if (c->o->key) {
+        args[n++] = "--key";
+        args[n++] = (char *)c->o->key_path;
+    } else if (c->o->insecure) {
+        args[n++] = "--insecure";
+    }
+    if (c->o->auth_window_ms) {
+        snprintf(win, len, "%u", (unsigned)(c->o->auth_window_ms / 1000));
+        args[n++] = "--auth-window";
+        args[n++] = win;
+    }
+    args[n] = NULL;
+}
+
 /* Starts the worker of child slot ch (modules ch->first..ch->last). */
 static int spawn_child(struct coord *c, struct child *ch)
 {
-    char mods[32], thr[16];
+    char mods[32], thr[16], win[16];
     snprintf(mods, sizeof mods, "%d-%d", ch->first + 1, ch->last + 1);
     snprintf(thr, sizeof thr, "%d", c->worker_threads);
-    char *args[] = {c->worker_exe, "--module",           mods, "--connect",
-                    c->base_url,   "--threads",          thr,  "--join-timeout",
-                    "60",          "--exit-with-parent", NULL};
+    char *args[16] = {c->worker_exe, "--module",          mods, "--connect",
+                      c->base_url,   "--threads",         thr,  "--join-timeout",
+                      "60",          "--exit-with-parent"};
+    spawn_auth_args(c, args + 10, win, sizeof win);
     uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
                                      {.flags = UV_INHERIT_FD, .data.fd = 1},
                                      {.flags = UV_INHERIT_FD, .data.fd = 2}};
@@ -1097,8 +1147,9 @@ static int open_loop(struct coord *c)
     uv_signal_start(&c->sigint, on_signal, SIGINT);
     uv_signal_start(&c->sigterm, on_signal, SIGTERM);
     uv_timer_start(&c->watchdog, on_watchdog, 1000, 1000);
+    struct sila_link_auth la = coord_link_auth(c, "rendezvous");
     if ((r = sila_link_open(&c->rdv, SILA_LINK_REPLY, c->base_url, true, sila_ctl_frame_limit(0),
-                            c->err)))
+                            &la, c->err)))
         return r;
     if ((r = poll_link(c, &c->rdv_poll, &c->rdv, c, on_rdv_readable)))
         return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
@@ -1106,7 +1157,8 @@ static int open_loop(struct coord *c)
     if (!c->o->rpc)
         return 0;
     struct sila_err e;
-    if ((r = rpc_open(&c->rpc, &c->loop, c->o->rpc, coord_rpc_handle, c, &e)) == 0) {
+    struct rpc_auth ra = {c->o->key, c->o->rpc_reads_open, c->o->auth_window_ms};
+    if ((r = rpc_open(&c->rpc, &c->loop, c->o->rpc, &ra, coord_rpc_handle, c, &e)) == 0) {
         c->rpc_open = true;
         printf("serving the RPC at %s (silactl --connect %s status)\n", c->o->rpc, c->o->rpc);
     } else if (c->o->rpc_explicit) {

@@ -58,7 +58,8 @@ static int transmit(struct feeder *f, const struct sent *e)
     struct sila_frame_hdr h = e->h;
     h.generation = f->pipeline;
     h.seq = f->seq;
-    uint8_t *buf = sila_link_alloc(sila_frame_size(&h));
+    size_t len = sila_frame_size(&h);
+    uint8_t *buf = sila_link_alloc(len);
     if (!buf)
         return -ENOMEM;
     sila_frame_encode(buf, &h, e->labels, e->x);
@@ -68,7 +69,7 @@ static int transmit(struct feeder *f, const struct sent *e)
             sila_link_release(buf);
             return r;
         }
-        r = sila_link_send(&c->data, buf, 1000);
+        r = sila_link_send(&c->data, buf, len, 1000);
         if (r == 0)
             break;
         if (r != -ETIMEDOUT && r != -EAGAIN) {
@@ -104,7 +105,8 @@ static int restart(struct feeder *f)
         if (atomic_exchange(&c->reopen_data, false)) {
             sila_link_close(&c->data);
             struct sila_err e;
-            int r = sila_link_open(&c->data, SILA_LINK_PAIR, c->data_url, false, 4096, &e);
+            struct sila_link_auth la = coord_link_auth(c, "data-1");
+            int r = sila_link_open(&c->data, SILA_LINK_PAIR, c->data_url, false, 4096, &la, &e);
             if (r) {
                 snprintf(c->feed_error, sizeof c->feed_error,
                          "reconnecting to the first module: %.400s", e.msg);

@@ -63,6 +63,9 @@ static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
     if (c->phase == SILA__RUN_PHASE__FAILED)
         st->failure = rpc_strdup(rpc, c->err->msg);
     st->last_checkpoint = rpc_strdup(rpc, c->last_checkpoint);
+    st->rejected_messages = c->rdv.rejected + rpc->link.rejected;
+    for (int i = 0; i < c->npeers; i++)
+        st->rejected_messages += c->peers[i]->ctl.rejected;
     reply->result_case = SILA__REPLY__RESULT_STATUS;
     reply->status = st;
 }
@@ -110,7 +113,7 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         w->busy = p->active_s > 0 ? p->busy_s / p->active_s : 0.0;
         w->queue = fed > c->done[p->last] ? (uint32_t)(fed - c->done[p->last]) : 0;
         w->peak_rss_mb = p->peak_rss_kb / 1024.0;
-        w->bad_messages = p->bad_messages;
+        w->bad_messages = p->bad_messages + p->ctl.rejected;
         rows[ws->n_rows++] = w;
     }
     ws->rows = rows;

@@ -146,6 +146,10 @@ struct coord {
     struct sila_err *err;
 };
 
+/* How a link of the coordinator's authenticates (coord.c): channel names it
+ * alike at both ends ("rendezvous", "control-K", "data-K"). */
+struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel);
+
 /* The feeder thread (coord_feed.c): sends every batch to the first module
  * and, after a restart, the batches in flight again. */
 void coord_feeder_main(void *arg);

@@ -10,12 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "rpc.h"
 #include "transport.h"
 
 struct rpc_opts {
     const char *connect;
+    const struct sila_key *key; /* NULL: requests go bare */
+    const char *key_path;
     int json;
     int prometheus;
     int timeout_ms;
@@ -29,7 +32,8 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
 {
     struct sila_link l;
     struct sila_err err;
-    if (sila_link_open(&l, SILA_LINK_REQUEST, o->connect, false, SILA_RPC_MAX_REPLY, &err)) {
+    struct sila_link_auth la = {.key = o->key, .channel = "rpc"};
+    if (sila_link_open(&l, SILA_LINK_REQUEST, o->connect, false, SILA_RPC_MAX_REPLY, &la, &err)) {
         fprintf(stderr, "silactl: %s\n", err.msg);
         return -1;
     }
@@ -39,16 +43,32 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
     int r = buf ? 0 : -ENOMEM;
     if (buf) {
         sila__request__pack(req, buf);
-        if ((r = sila_link_send(&l, buf, o->timeout_ms)))
+        if ((r = sila_link_send(&l, buf, len ? len : 1, o->timeout_ms)))
             sila_link_release(buf);
     }
     uint8_t *in = NULL;
     size_t inlen = 0;
     if (r == 0)
         r = sila_link_recv(&l, &in, &inlen, o->timeout_ms);
+    uint64_t rejected = l.rejected;
+    char why[sizeof l.rejection];
+    snprintf(why, sizeof why, "%s", l.rejection);
     sila_link_close(&l);
     if (r) {
-        if (r == -ETIMEDOUT || r == -EAGAIN)
+        char id[9] = "";
+        if (o->key)
+            sila_key_id_text(o->key->id, id);
+        if ((r == -ETIMEDOUT || r == -EAGAIN) && rejected)
+            fprintf(stderr,
+                    "silactl: %s answered, but not with a reply signed with the key in %s "
+                    "(id %s): %s. Does silad run with this key?\n",
+                    o->connect, o->key_path, id, why);
+        else if ((r == -ETIMEDOUT || r == -EAGAIN) && o->key)
+            fprintf(stderr,
+                    "silactl: no silad answered at %s within %d s (is it running, is this its "
+                    "--rpc endpoint, and does it have the key in %s, id %s?)\n",
+                    o->connect, o->timeout_ms / 1000, o->key_path, id);
+        else if (r == -ETIMEDOUT || r == -EAGAIN)
             fprintf(stderr,
                     "silactl: no silad answered at %s within %d s (is it running, and "
                     "is this its --rpc endpoint?)\n",
@@ -144,7 +164,7 @@ static void print_status_json(const Sila__Status *s)
     printf(",\"last_checkpoint\":");
     json_str(s->last_checkpoint);
     printf(",\"replacements\":%u", s->replacements);
-    printf("}\n");
+    printf(",\"rejected_messages\":%llu}\n", (unsigned long long)s->rejected_messages);
 }
 
 static void duration(char *buf, size_t len, double s)
@@ -185,6 +205,9 @@ static void print_status_text(const Sila__Status *s)
     }
     if (*s->last_checkpoint)
         printf("last checkpoint: %s\n", s->last_checkpoint);
+    if (s->rejected_messages)
+        printf("messages dropped for failing authentication: %llu\n",
+               (unsigned long long)s->rejected_messages);
     if (*s->failure)
         printf("failed: %s\n", s->failure);
 }
@@ -303,6 +326,10 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
     printf("sila_eta_seconds{job=\"%s\"} %.0f\n", job, s->eta_s);
     METRIC("phase", "gauge", "1 for the run's phase.");
     printf("sila_phase{job=\"%s\",phase=\"%s\"} 1\n", job, phase_name(s->phase));
+    METRIC("messages_rejected_total", "counter",
+           "Messages silad dropped for failing authentication (cluster key).");
+    printf("sila_messages_rejected_total{job=\"%s\"} %llu\n", job,
+           (unsigned long long)s->rejected_messages);
     if (s->n_evaluations) {
         const Sila__Evaluation *e = s->evaluations[s->n_evaluations - 1];
         METRIC("test_accuracy", "gauge",
@@ -454,9 +481,11 @@ bool ctl_rpc_command(const char *cmd)
     return false;
 }
 
-int ctl_rpc(int argc, char **argv, const char *connect)
+int ctl_rpc(int argc, char **argv, const char *connect, const struct sila_key *key,
+            const char *key_path)
 {
-    struct rpc_opts o = {.connect = connect, .timeout_ms = 5000, .cmd = argv[0]};
+    struct rpc_opts o = {
+        .connect = connect, .key = key, .key_path = key_path, .timeout_ms = 5000, .cmd = argv[0]};
     static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
                                              {"prometheus", no_argument, NULL, 'p'},
                                              {"timeout", required_argument, NULL, 't'},

@@ -8,8 +8,13 @@
 /* Whether cmd is one of them. */
 bool ctl_rpc_command(const char *cmd);
 
+struct sila_key;
+
 /* Runs argv[0] (the command) with its options against the silad serving
- * the RPC at connect. Returns the exit status. */
-int ctl_rpc(int argc, char **argv, const char *connect);
+ * the RPC at connect, signing requests with key and taking only replies
+ * signed with it (NULL: bare requests and replies; key_path names the key
+ * in messages). Returns the exit status. */
+int ctl_rpc(int argc, char **argv, const char *connect, const struct sila_key *key,
+            const char *key_path);
 
 #endif

@@ -53,8 +53,12 @@ void rpc_answer(struct rpc *rpc, const uint8_t *buf, size_t len, Sila__Reply *re
 {
     char msg[256] = "";
     Sila__Request *req = NULL;
+    bool authed = sila_link_authenticated(&rpc->link);
     if (len > SILA_RPC_MAX_REQUEST)
         snprintf(msg, sizeof msg, "request of %zu bytes, at most %u", len, SILA_RPC_MAX_REQUEST);
+    else if (rpc->keyed && !authed && !rpc->reads_open)
+        snprintf(msg, sizeof msg,
+                 "this silad answers authenticated requests only (silactl --key FILE)");
     else if (!(req = sila__request__unpack(NULL, len, buf)))
         snprintf(msg, sizeof msg, "request of %zu bytes does not decode as a sila.Request", len);
     else if (req->version != SILA_RPC_VERSION)
@@ -62,7 +66,11 @@ void rpc_answer(struct rpc *rpc, const uint8_t *buf, size_t len, Sila__Reply *re
                  SILA_RPC_VERSION);
     else if (req->method_case == SILA__REQUEST__METHOD__NOT_SET)
         snprintf(msg, sizeof msg, "request names no method (or one this silad does not know)");
-    else if (is_control(req) && !rpc->control_allowed)
+    else if (is_control(req) && rpc->keyed && !authed)
+        snprintf(msg, sizeof msg,
+                 "control methods need the cluster key: a request signed with it (silactl --key "
+                 "FILE)");
+    else if (is_control(req) && !rpc->keyed && !rpc->control_allowed)
         snprintf(msg, sizeof msg, "control methods are served on loopback or ipc endpoints only");
     if (*msg) {
         rpc->bad++;
@@ -84,7 +92,7 @@ static void send_reply(struct rpc *rpc, const Sila__Reply *reply)
     }
     sila__reply__pack(reply, buf);
     /* a reply is small and the requester waits for it: never blocks long */
-    int r = sila_link_send(&rpc->link, buf, 100);
+    int r = sila_link_send(&rpc->link, buf, len ? len : 1, 100);
     if (r) {
         sila_link_release(buf);
         fprintf(stderr, "silad: rpc: reply lost: %s\n", strerror(-r));
@@ -110,18 +118,28 @@ static void on_readable(uv_poll_t *h, int status, int events)
     }
 }
 
-int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, rpc_handler *handler, void *ctx,
-             struct sila_err *err)
+int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, const struct rpc_auth *auth,
+             rpc_handler *handler, void *ctx, struct sila_err *err)
 {
     struct sila_url u;
     int r = sila_url_parse(url, &u, err);
     if (r)
         return r;
-    *rpc = (struct rpc){
-        .handler = handler, .ctx = ctx, .control_allowed = !u.tcp || sila_url_loopback(&u)};
+    bool local = !u.tcp || sila_url_loopback(&u), keyed = auth && auth->key;
+    *rpc = (struct rpc){.handler = handler,
+                        .ctx = ctx,
+                        .control_allowed = local,
+                        .keyed = keyed,
+                        .reads_open = keyed && local && auth->reads_open};
     snprintf(rpc->url, sizeof rpc->url, "%s", url);
+    /* bare requests pass: reads may be open, and the rest get a reason */
+    struct sila_link_auth la = {.key = keyed ? auth->key : NULL,
+                                .channel = "rpc",
+                                .accept_bare = true,
+                                .window_ms = keyed ? auth->window_ms : 0};
     /* the limit is above the cap: an oversized request gets a reply too */
-    if ((r = sila_link_open(&rpc->link, SILA_LINK_REPLY, url, true, 4 * SILA_RPC_MAX_REQUEST, err)))
+    if ((r = sila_link_open(&rpc->link, SILA_LINK_REPLY, url, true, 4 * SILA_RPC_MAX_REQUEST, &la,
+                            err)))
         return r;
     int rfd, sfd;
     if ((r = sila_link_fds(&rpc->link, &rfd, &sfd)) || (r = uv_poll_init(loop, &rpc->poll, rfd))) {

@@ -1,9 +1,14 @@
 /* The RPC server of silad: one REP socket on the event loop, answering one
  * sila.Request per frame with one sila.Reply (docs/rpc.md). It owns the
  * framing, the size cap, decoding and the version check; what a method
- * does is the handler's. Control methods (pause, resume, stop) are refused
- * unless the endpoint is loopback or ipc. Bad requests get an error reply
- * (or, when undecodable, one too) and are counted; nothing else changes. */
+ * does is the handler's. With a cluster key, requests are authenticated by
+ * the link (common/transport.h): control methods (pause, resume,
+ * checkpoint, stop) need a valid MAC, and read methods too unless the
+ * endpoint is loopback or ipc and reads are open; requests whose MAC fails
+ * are dropped by the link, unanswered. Without a key, control methods are
+ * refused unless the endpoint is loopback or ipc. Bad requests get an
+ * error reply (or, when undecodable, one too) and are counted; nothing
+ * else changes. */
 #ifndef SILA_RPC_H
 #define SILA_RPC_H
 
@@ -22,6 +27,14 @@
 #define SILA_RPC_MAX_REPLY (64u << 20)
 
 struct rpc;
+struct sila_key;
+
+/* How the RPC authenticates its clients. */
+struct rpc_auth {
+    const struct sila_key *key; /* the cluster key; NULL: none */
+    bool reads_open;            /* with a key: read methods without a MAC on loopback or ipc */
+    uint32_t window_ms;         /* accepted clock difference; 0: the default */
+};
 
 /* Fills reply's result for req (a decoded request of our version), or sets
  * reply->error with rpc_strdup. Memory for the reply comes from rpc_alloc
@@ -33,6 +46,8 @@ struct rpc {
     uv_poll_t poll;
     bool polling;
     bool control_allowed; /* loopback or ipc */
+    bool keyed;           /* requests are authenticated (struct rpc_auth) */
+    bool reads_open;      /* keyed, loopback or ipc, reads open: reads need no MAC */
     rpc_handler *handler;
     void *ctx;
     uint64_t served, bad; /* requests answered, and bad ones among them */
@@ -41,16 +56,19 @@ struct rpc {
     char url[320];
 };
 
-/* Listens on url and serves requests on loop with handler. Errors:
- * -EINVAL (url), -EADDRINUSE, ... with err naming the url. */
-int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, rpc_handler *handler, void *ctx,
-             struct sila_err *err);
+/* Listens on url and serves requests on loop with handler, authenticated
+ * as auth says (NULL: no key). Errors: -EINVAL (url), -EADDRINUSE, ...
+ * with err naming the url. */
+int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, const struct rpc_auth *auth,
+             rpc_handler *handler, void *ctx, struct sila_err *err);
 /* Stops serving (the poll handle closes on the loop) and closes the socket. */
 void rpc_close(struct rpc *rpc);
 
 /* Fills reply (version set by the caller) for len bytes of request: an
- * error for a bad one, else the handler's result. The reply's memory lives
- * until rpc_reply_done. Used by the server and by the fuzz test. */
+ * error for a bad one, else the handler's result. Whether the request
+ * carried a valid MAC comes from the link (sila_link_authenticated). The
+ * reply's memory lives until rpc_reply_done. Used by the server and by the
+ * fuzz test. */
 void rpc_answer(struct rpc *rpc, const uint8_t *buf, size_t len, Sila__Reply *reply);
 /* Frees the memory of the reply last built. */
 void rpc_reply_done(struct rpc *rpc);

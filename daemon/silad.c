@@ -7,8 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
 #include "coord.h"
+#include "endpoint.h"
 #include "job.h"
 #include "rpc.h"
 #include "threads.h"
@@ -37,13 +39,22 @@ static void usage(FILE *f)
             "  --replace-timeout S  a lost worker's modules wait S seconds for a\n"
             "                 replacement, then the run fails (default 300)\n"
             "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
+            "  --key FILE     the cluster key (silactl keygen): every message to and from\n"
+            "                 the workers and silactl is authenticated with it (default:\n"
+            "                 $%s when set)\n"
+            "  --insecure     allow --listen or --rpc on a non-loopback tcp address without\n"
+            "                 a key (a trusted network only)\n"
+            "  --rpc-reads open|authenticated  with a key, whether status, workers and\n"
+            "                 metrics need no MAC on a loopback or ipc --rpc (default open)\n"
+            "  --auth-window S  accepted difference between the clocks of the hosts, for\n"
+            "                 new senders (default 60)\n"
             "  --out DIR      where model.sila and metrics.jsonl go "
             "(default: runs/<job name>)\n"
             "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
             "  --threads T    threads of the numerical kernels, per spawned worker with\n"
             "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
             "                 when set, else all cores, shared out among spawned workers)\n",
-            DEFAULT_WINDOW, SILA_RPC_DEFAULT);
+            DEFAULT_WINDOW, SILA_RPC_DEFAULT, SILA_KEY_ENV);
 }
 
 struct options {
@@ -62,6 +73,10 @@ struct options {
     const char *resume_dir;
     int worker_timeout;
     int replace_timeout;
+    const char *key;
+    int insecure;
+    int rpc_reads_authenticated;
+    int auth_window;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -84,6 +99,10 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"worker-timeout", required_argument, NULL, 'W'},
         {"replace-timeout", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},
+        {"key", required_argument, NULL, 'k'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"rpc-reads", required_argument, NULL, 'D'},
+        {"auth-window", required_argument, NULL, 'a'},
         {0},
     };
     int c;
@@ -117,6 +136,24 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'A':
             o->resume_if_any = 1;
+            break;
+        case 'k':
+            o->key = optarg;
+            break;
+        case 'I':
+            o->insecure = 1;
+            break;
+        case 'D':
+            if (strcmp(optarg, "open") != 0 && strcmp(optarg, "authenticated") != 0) {
+                fprintf(stderr, "silad: --rpc-reads is open or authenticated, not '%s'\n", optarg);
+                return -1;
+            }
+            o->rpc_reads_authenticated = strcmp(optarg, "authenticated") == 0;
+            break;
+        case 'a':
+            if (sila_cli_long("silad", "--auth-window", optarg, 1, 86400, &v))
+                return -1;
+            o->auth_window = (int)v;
             break;
         case 'R':
             o->resume = 1;
@@ -182,12 +219,59 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
+/* Whether url (given to option opt) may be listened on without a key: ipc,
+ * loopback, or --insecure (then with a warning). An address that does not
+ * parse passes: the coordinator names what is wrong with it. */
+static bool may_listen_bare(const struct options *o, const char *opt, const char *url)
+{
+    struct sila_url u;
+    if (sila_url_parse(url, &u, NULL) || !u.tcp || sila_url_loopback(&u))
+        return true;
+    if (!o->insecure) {
+        fprintf(stderr,
+                "silad: %s %s is not a loopback address: without a cluster key, anyone who "
+                "reaches it could join this run, feed it or steer it. Give --key FILE "
+                "(silactl keygen makes one) or, on a network you trust, --insecure\n",
+                opt, url);
+        return false;
+    }
+    fprintf(stderr,
+            "silad: warning: --insecure: messages on %s are not authenticated; anyone who "
+            "reaches it can join this run, feed it or steer it\n",
+            url);
+    return true;
+}
+
+/* The key of a distributed run: --key, else $SILA_KEY_FILE, else none
+ * (*ret_keyed false). Returns -1 after an error. */
+static int load_key(struct options *o, struct sila_key *key, bool *ret_keyed)
+{
+    if (!o->key && getenv(SILA_KEY_ENV) && *getenv(SILA_KEY_ENV))
+        o->key = getenv(SILA_KEY_ENV);
+    *ret_keyed = o->key != NULL;
+    struct sila_err err;
+    if (o->key && sila_key_load(o->key, key, &err)) {
+        fprintf(stderr, "silad: %s\n", err.msg);
+        return -1;
+    }
+    if (o->key)
+        return 0;
+    if ((o->listen && !may_listen_bare(o, "--listen", o->listen)) ||
+        !may_listen_bare(o, "--rpc", o->rpc ? o->rpc : SILA_RPC_DEFAULT))
+        return -1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct options o = {.window = DEFAULT_WINDOW, .worker_timeout = 10, .replace_timeout = 300};
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
+    struct sila_key key;
+    bool keyed = false;
+    if (!o.inproc && load_key(&o, &key, &keyed))
+        return EXIT_FAILURE;
     /* in process: the kernels' threads; distributed: the cores to share out
      * among spawned workers (the coordinator itself computes nothing) */
     int threads = sila_threads_setup(o.inproc ? o.threads : 0);
@@ -218,13 +302,21 @@ int main(int argc, char **argv)
                                    .rpc_explicit = o.rpc != NULL,
                                    .resume = o.resume,
                                    .worker_timeout = o.worker_timeout,
-                                   .replace_timeout = o.replace_timeout};
+                                   .replace_timeout = o.replace_timeout,
+
+                                   .key = keyed ? &key : NULL,
+                                   .key_path = o.key,
+                                   .insecure = o.insecure,
+                                   .rpc_reads_open = !o.rpc_reads_authenticated,
+                                   .auth_window_ms = (uint32_t)o.auth_window * 1000u};
         if (o.rpc && strcmp(o.rpc, "none") == 0)
             co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);
     }
     if (r)
         fprintf(stderr, "silad: %s\n", err.msg);
+    if (keyed)
+        sila_key_wipe(&key);
     sila_job_fini(&job);
     return r ? EXIT_FAILURE : EXIT_SUCCESS;
 }

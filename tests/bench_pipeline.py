@@ -2,12 +2,14 @@
 """Speed of the distributed mode against the in-process trainer, side by side.
 
     [SILAD=build/daemon/silad] tests/bench_pipeline.py [--job JOB] [--repeats 3]
-        [--train 12800] [--json out.jsonl]
+        [--train 12800] [--json out.jsonl] [--modes inproc,spawn,spawn-pgl]
 
 Runs, alternating and --repeats times each, on one epoch of --train samples:
   inproc   silad --inproc --threads 2, algorithm local
   spawn    silad --spawn=2 --threads 1 (modules split in two halves), local
   spawn-pgl  the same with pgl, one global step in ten (P=10, G=1, no ramp)
+  spawn-key  spawn with a cluster key: every message authenticated (only
+             when named in --modes)
 and prints for each the median training samples/s, the ratio to inproc,
 the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
 of the largest worker against the in-process run's, and for pgl the share
@@ -32,12 +34,25 @@ CONFIGS = {
     "inproc": (["--inproc", "--threads", "2"], "local"),
     "spawn": (["--spawn=2", "--threads", "1"], "local"),
     "spawn-pgl": (["--spawn=2", "--threads", "1", *PGL], "pgl"),
+    "spawn-key": (["--spawn=2", "--threads", "1"], "local"),
 }
+DEFAULT_MODES = "inproc,spawn,spawn-pgl"
+
+
+def write_key(d):
+    """A cluster key file in d, as silactl keygen writes it."""
+    path = os.path.join(d, "cluster.key")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, ("sila-key-1 " + os.urandom(32).hex() + "\n").encode())
+    os.close(fd)
+    return ["--key", path]
 
 
 def run(job, mode, train):
     args, algo = CONFIGS[mode]
     with tempfile.TemporaryDirectory() as d:
+        if mode == "spawn-key":
+            args = args + write_key(d)
         argv = [SILAD, "--job", job, "--out", d, "--rpc", "none", *args,
                 "--set", f"job.algorithm={algo}",
                 "--set", "job.epochs=1", "--set", f"job.train_limit={train}",
@@ -54,7 +69,10 @@ def run(job, mode, train):
     rec = {"mode": mode, "algorithm": algo, "samples_per_s": rate,
            "wall_s": round(time.monotonic() - t0, 1),
            # RUSAGE_CHILDREN of silad's wait: silad itself and its largest child
-           "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1)}
+           "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
+           # CPU time of silad and the workers it waited for: unlike samples/s,
+           # not inflated by other load on the machine
+           "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
     if workers:
         rec["busiest"] = max(w["busy"] for w in workers)
         rec["bytes_per_sample"] = sum(w["bytes_per_sample"] for w in workers)
@@ -70,9 +88,14 @@ def main():
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train", type=int, default=12800)
     p.add_argument("--json")
+    p.add_argument("--modes", default=DEFAULT_MODES,
+                   help=f"comma-separated, of {', '.join(CONFIGS)} (default {DEFAULT_MODES})")
     a = p.parse_args()
-    results = {m: [] for m in CONFIGS}
-    order = list(CONFIGS)
+    modes = a.modes.split(",")
+    if not modes or any(m not in CONFIGS for m in modes):
+        p.error(f"--modes: of {', '.join(CONFIGS)}")
+    results = {m: [] for m in modes}
+    order = list(modes)
     for i in range(a.repeats):
         for mode in order:
             rec = run(a.job, mode, a.train)
@@ -83,24 +106,25 @@ def main():
             results[mode].append(rec)
         order.reverse()
     med = lambda mode, key: statistics.median(r[key] for r in results[mode])
-    base = med("inproc", "samples_per_s")
+    base = med(modes[0], "samples_per_s")
     print(f"\n{os.path.basename(a.job)}, 1 epoch of {a.train} samples, median of {a.repeats}:")
-    print("| run | samples/s | / inproc | busiest worker | bytes/sample | peak RSS MB "
-          "| global-step share |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for mode in CONFIGS:
+    print(f"| run | samples/s | / {modes[0]} | busiest worker | bytes/sample | peak RSS MB "
+          "| global-step share | CPU s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for mode in modes:
         rs = results[mode]
         rate = med(mode, "samples_per_s")
         if mode == "inproc":
-            print(f"| {mode} --threads 2 | {rate:.0f} | 1.00 | - | - "
-                  f"| {med(mode, 'peak_rss_mb'):.0f} (process) | - |")
+            print(f"| {mode} --threads 2 | {rate:.0f} | {rate / base:.2f} | - | - "
+                  f"| {med(mode, 'peak_rss_mb'):.0f} (process) | - | {med(mode, 'cpu_s'):.1f} |")
             continue
         print(f"| {mode} (2 workers x 1 thread) | {rate:.0f} | {rate / base:.2f} "
               f"| {100 * med(mode, 'busiest'):.0f}% | {med(mode, 'bytes_per_sample'):.0f} "
               f"| {med(mode, 'largest_worker_rss_mb'):.0f} (largest worker) "
-              f"| {100 * med(mode, 'global_share'):.0f}% |")
-    pgl = med("spawn-pgl", "samples_per_s") / med("spawn", "samples_per_s")
-    print(f"\nPGL (P=10, G=1) over local, distributed: {pgl:.2f}x the samples/s")
+              f"| {100 * med(mode, 'global_share'):.0f}% | {med(mode, 'cpu_s'):.1f} |")
+    if "spawn-pgl" in modes and "spawn" in modes:
+        pgl = med("spawn-pgl", "samples_per_s") / med("spawn", "samples_per_s")
+        print(f"\nPGL (P=10, G=1) over local, distributed: {pgl:.2f}x the samples/s")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ int main(int argc, char **argv)
     double period = 1.0 / atoi(argv[2]);
     struct sila_link l;
     struct sila_err err;
-    if (sila_link_open(&l, SILA_LINK_REQUEST, argv[1], false, SILA_RPC_MAX_REPLY, &err)) {
+    if (sila_link_open(&l, SILA_LINK_REQUEST, argv[1], false, SILA_RPC_MAX_REPLY, NULL, &err)) {
         fprintf(stderr, "bench_rpc_load: %s\n", err.msg);
         return 1;
     }
@@ -58,7 +58,7 @@ int main(int argc, char **argv)
         size_t inlen;
         sila__request__pack(&req, buf);
         double t0 = now_s();
-        if (sila_link_send(&l, buf, 1000)) {
+        if (sila_link_send(&l, buf, len ? len : 1, 1000)) {
             sila_link_release(buf);
         } else if (sila_link_recv(&l, &in, &inlen, 1000) == 0) {
             sila_link_release(in);

@@ -17,8 +17,9 @@ static void open_pair(void)
     char url[64];
     struct sila_err err;
     snprintf(url, sizeof url, "inproc://ctl-%d", getpid());
-    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, 1 << 20, &err) == 0, "%s", err.msg);
-    ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, false, 1 << 20, &err) == 0, "%s",
+    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, 1 << 20, NULL, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, false, 1 << 20, NULL, &err) == 0, "%s",
                   err.msg);
 }
 
@@ -34,7 +35,7 @@ static void send_raw(const void *bytes, size_t len)
     uint8_t *buf = sila_link_alloc(len ? len : 1);
     ck_assert_ptr_nonnull(buf);
     memcpy(buf, bytes, len);
-    ck_assert_int_eq(sila_link_send(&a, buf, 1000), 0);
+    ck_assert_int_eq(sila_link_send(&a, buf, len ? len : 1, 1000), 0);
 }
 
 START_TEST(round_trip_done)

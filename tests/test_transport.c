@@ -17,8 +17,10 @@ static void open_pair(size_t limit)
 {
     snprintf(url, sizeof url, "ipc://%s", tpath("edge"));
     struct sila_err err = {""};
-    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, limit, &err) == 0, "%s", err.msg);
-    ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, false, limit, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, limit, NULL, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, false, limit, NULL, &err) == 0, "%s",
+                  err.msg);
 }
 
 static void close_pair(void)
@@ -34,7 +36,7 @@ static void send_pattern(size_t len)
     ck_assert_ptr_nonnull(buf);
     for (size_t i = 0; i < len; i++)
         buf[i] = (uint8_t)(i * 131 + len);
-    ck_assert_int_eq(sila_link_send(&a, buf, 5000), 0);
+    ck_assert_int_eq(sila_link_send(&a, buf, len, 5000), 0);
 }
 
 static void expect_pattern(size_t len)
@@ -91,14 +93,14 @@ START_TEST(bad_addresses)
 {
     struct sila_link l;
     struct sila_err err = {""};
-    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "udp://1.2.3.4:5", true, 100, &err),
+    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "udp://1.2.3.4:5", true, 100, NULL, &err),
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "udp://1.2.3.4:5"));
-    ck_assert_int_eq(sila_link_open(&l, SILA_LINK_PAIR, "tcp://127.0.0.1:7600", true, 0, &err),
-                     -EINVAL);
+    ck_assert_int_eq(
+        sila_link_open(&l, SILA_LINK_PAIR, "tcp://127.0.0.1:7600", true, 0, NULL, &err), -EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "limit"));
-    ck_assert_int_lt(sila_link_open(&l, SILA_LINK_PAIR, "tcp://not an address", true, 100, &err),
-                     0);
+    ck_assert_int_lt(
+        sila_link_open(&l, SILA_LINK_PAIR, "tcp://not an address", true, 100, NULL, &err), 0);
     ck_assert_ptr_nonnull(strstr(err.msg, "cannot listen"));
     sila_link_close(&l); /* closed links close again safely */
 }
@@ -109,8 +111,9 @@ START_TEST(address_in_use)
     struct sila_link l1, l2;
     struct sila_err err = {""};
     snprintf(url, sizeof url, "tcp://127.0.0.1:%d", 20000 + (int)(getpid() % 20000));
-    ck_assert_msg(sila_link_open(&l1, SILA_LINK_PAIR, url, true, 100, &err) == 0, "%s", err.msg);
-    ck_assert_int_eq(sila_link_open(&l2, SILA_LINK_PAIR, url, true, 100, &err), -EADDRINUSE);
+    ck_assert_msg(sila_link_open(&l1, SILA_LINK_PAIR, url, true, 100, NULL, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_int_eq(sila_link_open(&l2, SILA_LINK_PAIR, url, true, 100, NULL, &err), -EADDRINUSE);
     ck_assert_ptr_nonnull(strstr(err.msg, url));
     sila_link_close(&l1);
 }

@@ -8,7 +8,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "cli.h"
+#include "endpoint.h"
 #include "job.h"
 #include "threads.h"
 #include "worker.h"
@@ -30,7 +32,14 @@ static void usage(FILE *f)
             "                    (default: wait forever)\n"
             "  --timeout S       a coordinator silent for S seconds is lost: exit with an\n"
             "                    error, to be restarted (default 10)\n"
-            "  --exit-with-parent  die with the process that started this one (silad --spawn)\n");
+            "  --key FILE        the cluster key, as silad has it (silactl keygen): every message\n"
+            "                    is authenticated with it (default: $%s when set)\n"
+            "  --insecure        without a key, connect to a coordinator that is not on loopback\n"
+            "                    (and listen on all interfaces): a trusted network only\n"
+            "  --auth-window S   accepted difference between the clocks of the hosts, for new\n"
+            "                    senders (default 60)\n"
+            "  --exit-with-parent  die with the process that started this one (silad --spawn)\n",
+            SILA_KEY_ENV);
 }
 
 static int parse_range(const char *s, struct worker_options *o)
@@ -52,7 +61,7 @@ static int parse_range(const char *s, struct worker_options *o)
 }
 
 /* Returns 0, 1 to exit successfully (--help), or -1 after an error. */
-static int parse_args(int argc, char **argv, struct worker_options *o, int *threads)
+static int parse_args(int argc, char **argv, struct worker_options *o, int *threads, int *insecure)
 {
     static const struct option longopts[] = {
         {"module", required_argument, NULL, 'm'},
@@ -65,6 +74,9 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
         {"version", no_argument, NULL, 'V'},
         {"exit-with-parent", no_argument, NULL, 'P'},
         {"timeout", required_argument, NULL, 'T'},
+        {"key", required_argument, NULL, 'k'},
+        {"insecure", no_argument, NULL, 'I'},
+        {"auth-window", required_argument, NULL, 'w'},
         {0},
     };
     int c;
@@ -101,6 +113,17 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
                 return -1;
             o->timeout_s = (int)v;
             break;
+        case 'k':
+            o->key_path = optarg;
+            break;
+        case 'I':
+            *insecure = 1;
+            break;
+        case 'w':
+            if (sila_cli_long("silaworker", "--auth-window", optarg, 1, 86400, &v))
+                return -1;
+            o->auth_window_ms = (uint32_t)v * 1000u;
+            break;
         case 'P':
             /* a spawned worker must not outlive a coordinator killed with -9 */
             if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() == 1) {
@@ -131,13 +154,51 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
     return 0;
 }
 
+/* Loads the key (--key, else $SILA_KEY_FILE) into *key, or, without one,
+ * checks that the coordinator is local or --insecure was given. Returns -1
+ * after an error. */
+static int take_key(struct worker_options *o, int insecure, struct sila_key *key)
+{
+    const char *env = getenv(SILA_KEY_ENV);
+    if (!o->key_path && env && *env)
+        o->key_path = env;
+    struct sila_err err;
+    if (o->key_path) {
+        if (sila_key_load(o->key_path, key, &err)) {
+            fprintf(stderr, "silaworker: %s\n", err.msg);
+            return -1;
+        }
+        o->key = key;
+        return 0;
+    }
+    struct sila_url u;
+    if (sila_url_parse(o->connect, &u, NULL) || !u.tcp || sila_url_loopback(&u))
+        return 0;
+    if (!insecure) {
+        fprintf(stderr,
+                "silaworker: %s is not a loopback address: without a cluster key, anyone who "
+                "reaches this worker or its coordinator could feed or steer it. Give --key FILE "
+                "(the coordinator's) or, on a network you trust, --insecure\n",
+                o->connect);
+        return -1;
+    }
+    fprintf(stderr,
+            "silaworker: warning: --insecure: messages to and from %s are not "
+            "authenticated\n",
+            o->connect);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct worker_options o = {.max_frame = 256u << 20, .timeout_s = 10};
-    int threads = 0;
-    int r = parse_args(argc, argv, &o, &threads);
+    int threads = 0, insecure = 0;
+    int r = parse_args(argc, argv, &o, &threads, &insecure);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
+    struct sila_key key;
+    if (take_key(&o, insecure, &key))
+        return EXIT_FAILURE;
     signal(SIGPIPE, SIG_IGN);
     sila_threads_setup(threads);
     struct sila_err err = {""};
@@ -145,7 +206,11 @@ int main(int argc, char **argv)
         char mods[32];
         fprintf(stderr, "silaworker: %s: %s\n",
                 sila_modules_text(o.first - 1, o.last - 1, mods, sizeof mods), err.msg);
+        if (o.key)
+            sila_key_wipe(&key);
         return EXIT_FAILURE;
     }
+    if (o.key)
+        sila_key_wipe(&key);
     return EXIT_SUCCESS;
 }

@@ -51,6 +51,30 @@ struct worker {
     double last_heard, last_beat; /* from / to the coordinator, now_s() */
 };
 
+/* How a link of the worker's authenticates: its channel, written into ch
+ * (32 bytes) from fmt and k, names it alike at both ends ("rendezvous",
+ * "control-K", "data-K"; K the first module of the worker the link leads
+ * to, 1-based). */
+static struct sila_link_auth link_auth(const struct worker *w, char ch[32], const char *fmt, int k)
+{
+    snprintf(ch, 32, fmt, k);
+    return (struct sila_link_auth){
+        .key = w->o->key, .channel = ch, .window_ms = w->o->auth_window_ms};
+}
+
+/* Says, at most every 10 s, which messages the links dropped for failing
+ * authentication. */
+static void say_rejections(struct worker *w, double now)
+{
+    struct sila_link *links[3] = {&w->ctl, &w->up, &w->down};
+    const char *what[3] = {"the control link", "the upstream edge", "the downstream edge"};
+    for (int i = 0; i < 3; i++) {
+        struct sila_err e;
+        if (links[i]->sock >= 0 && sila_link_rejections(links[i], what[i], now, 10.0, &e))
+            fprintf(stderr, "silaworker: %s\n", e.msg);
+    }
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -199,6 +223,7 @@ static int on_control(struct worker *w, const struct sila_ctl_msg *m, struct sil
 static int keep_alive(struct worker *w, struct sila_err *err)
 {
     double now = now_s();
+    say_rejections(w, now);
     if (now - w->last_heard > w->o->timeout_s)
         return sila_err_set(err, -ETIMEDOUT,
                             "the coordinator at %s has been silent for %.0f s: "
@@ -282,7 +307,7 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
     sila_frame_encode(buf, &h, labels, x);
     double t0 = now_s();
     for (;;) {
-        int r = sila_link_send(l, buf, TICK_MS);
+        int r = sila_link_send(l, buf, len, TICK_MS);
         if (r == 0)
             break;
         if (r != -ETIMEDOUT && r != -EAGAIN) {
@@ -484,13 +509,40 @@ static const char *advertised_host(const struct worker *w, char *buf, size_t len
     return buf;
 }
 
+/* Why joining timed out, as far as the worker can tell. */
+static int join_timed_out(const struct worker *w, const struct sila_link *req, struct sila_err *err)
+{
+    const struct worker_options *o = w->o;
+    char id[9] = "";
+    if (o->key)
+        sila_key_id_text(o->key->id, id);
+    if (!o->key)
+        return sila_err_set(err, -ETIMEDOUT,
+                            "%s: no coordinator answered within %d s (one with a cluster key "
+                            "ignores workers without it: --key FILE)",
+                            o->connect, o->join_timeout_s);
+    if (req->rejected)
+        return sila_err_set(err, -ETIMEDOUT,
+                            "%s: no coordinator answered within %d s with a message signed "
+                            "with the key in %s (id %s): an answer was dropped (%.150s); a "
+                            "wrong key is one possible reason",
+                            o->connect, o->join_timeout_s, o->key_path, id, req->rejection);
+    return sila_err_set(err, -ETIMEDOUT,
+                        "%s: no coordinator answered within %d s (is one running there? a "
+                        "wrong key is one possible reason: a coordinator ignores a worker whose "
+                        "key differs from its own; this one's is %s, id %s)",
+                        o->connect, o->join_timeout_s, o->key_path, id);
+}
+
 /* Asks the coordinator to join until it answers (it may not be up yet).
  * On success *ret holds the Welcome. */
 static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
 {
     struct sila_link req;
-    int r =
-        sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, sila_ctl_frame_limit(0), err);
+    char ch[32];
+    struct sila_link_auth la = link_auth(w, ch, "rendezvous%.0d", 0);
+    int r = sila_link_open(&req, SILA_LINK_REQUEST, w->o->connect, false, sila_ctl_frame_limit(0),
+                           &la, err);
     if (r)
         return r;
     char hostbuf[256];
@@ -507,14 +559,16 @@ static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_e
     double start = now_s(), said = start;
     for (;;) {
         if (w->o->join_timeout_s && now_s() - start > w->o->join_timeout_s) {
-            r = sila_err_set(err, -ETIMEDOUT, "%s: no coordinator answered within %d s",
-                             w->o->connect, w->o->join_timeout_s);
+            r = join_timed_out(w, &req, err);
             break;
         }
         if (now_s() - said >= 10.0) {
             fprintf(stderr, "silaworker: still waiting for the coordinator at %s\n", w->o->connect);
             said = now_s();
         }
+        struct sila_err e; /* answers dropped: another key, or none */
+        if (sila_link_rejections(&req, "the rendezvous", now_s(), 10.0, &e))
+            fprintf(stderr, "silaworker: %s\n", e.msg);
         r = sila_ctl_send(&req, &c, NULL, 0, TICK_MS, err);
         if (r == -ETIMEDOUT || r == -EAGAIN)
             continue;
@@ -525,6 +579,8 @@ static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_e
             continue;
         if (r == -EBADMSG)
             r = sila_err_set(err, r, "%s: %.400s", w->o->connect, err->msg);
+        else if (r)
+            r = sila_err_set(err, r, "%s: %s", w->o->connect, strerror(-r));
         break;
     }
     sila_link_close(&req);
@@ -607,7 +663,10 @@ static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *
     if (!down || (has_down(w) && !st->reconnect))
         return 0;
     sila_link_close(&w->down);
-    return sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, w->max_frame, err);
+    char ch[32];
+    struct sila_link_auth la = link_auth(w, ch, "data-%d", w->last + 2);
+    return sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, w->max_frame, &la,
+                          err);
 }
 
 /* Waits for the coordinator's Start, handling what comes before it (the
@@ -651,7 +710,7 @@ static int halt(struct worker *w, struct sila_err *err)
 /* Opens the control link and the edges, says Ready, waits for Start. */
 static int connect_run(struct worker *w, struct sila_err *err)
 {
-    char url[SILA_URL_MAX + 64];
+    char url[SILA_URL_MAX + 64], ch[32];
     sila_endpoint_control(&w->base, w->first + 1, url, sizeof url);
     /* restored states arrive on it: the limit holds the largest of ours */
     size_t most = 0;
@@ -660,15 +719,18 @@ static int connect_run(struct worker *w, struct sila_err *err)
         most =
             l.params + l.optimizer + l.buffers > most ? l.params + l.optimizer + l.buffers : most;
     }
-    int r = sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most), err);
+    struct sila_link_auth la = link_auth(w, ch, "control-%d", w->first + 1);
+    int r =
+        sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most), &la, err);
     if (r)
         return r;
     w->last_heard = now_s();
     w->last_beat = 0.0; /* a heartbeat at once: the coordinator times a joining worker too */
     sila_endpoint_data(&w->base, w->first + 1, NULL, true, url, sizeof url);
+    la = link_auth(w, ch, "data-%d", w->first + 1);
     /* a worker this one replaces may hold the address until it exits */
     for (int tries = 0;; tries++) {
-        r = sila_link_open(&w->up, SILA_LINK_PAIR, url, true, w->max_frame, err);
+        r = sila_link_open(&w->up, SILA_LINK_PAIR, url, true, w->max_frame, &la, err);
         if (r != -EADDRINUSE || tries == 60)
             break;
         if (tries == 0)

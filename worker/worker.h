@@ -5,7 +5,9 @@
 #define SILA_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "auth.h"
 #include "err.h"
 
 struct worker_options {
@@ -15,6 +17,11 @@ struct worker_options {
     size_t max_frame;      /* largest frame accepted */
     int join_timeout_s;    /* give up joining after this long; 0 = wait forever */
     int timeout_s;         /* a coordinator silent this long is lost: the worker exits */
+
+    /* authentication (docs/protocol.md) */
+    const struct sila_key *key; /* the cluster key: every link authenticated; NULL: bare */
+    const char *key_path;       /* its file, for messages */
+    uint32_t auth_window_ms;    /* accepted clock difference of new senders; 0: default */
 };
 
 /* Joins, trains until the coordinator stops the run, and returns 0; or a

@@ -1,11 +1,14 @@
 #!/usr/bin/python3
 """Writes the seed inputs of the fuzz corpora (tests/fuzz/corpus/TARGET/seed-*):
 well-formed frames, control messages, RPC requests and job files, encoded
-with protoc from proto/sila.proto. Findings of fuzzing runs are added to
+with protoc from proto/sila.proto, and messages signed as a keyed link does
+with fuzz_auth.c's fixed key and clock. Findings of fuzzing runs are added to
 the same directories by hand, named after what they found.
 
     tests/fuzz/make_seeds.py
 """
+import hashlib
+import hmac
 import os
 import shutil
 import struct
@@ -40,6 +43,21 @@ def ctl(text, tail=()):
     return b"SILC" + struct.pack("<I", len(msg)) + pad4(msg) + struct.pack(f"<{len(tail)}f", *tail)
 
 
+# fuzz_auth.c's key, key id and clock
+AUTH_KEY = bytes((i * 37 + 1) & 0xFF for i in range(32))
+AUTH_KEY_ID = bytes([1, 2, 3, 4])
+AUTH_NOW = 1700000000000
+
+
+def signed(payload, session, seq, key_id=AUTH_KEY_ID):
+    """payload and the trailer of docs/protocol.md, sent on channel data-2
+    by its connecting side."""
+    head = b"SLA1" + key_id + struct.pack("<QQQ", session, seq, AUTH_NOW)
+    label = b"sila/1/data-2/connect\0"
+    mac = hmac.new(AUTH_KEY, label + payload + head + bytes(16), hashlib.sha512).digest()[:32]
+    return payload + head + mac
+
+
 def write(target, name, data):
     d = os.path.join(OUT, target)
     os.makedirs(d, exist_ok=True)
@@ -66,6 +84,10 @@ def main():
                        ("metrics", "metrics { since_step: 50 }"), ("pause", "pause {}"),
                        ("checkpoint", "checkpoint {}"), ("stop", "stop {}")]:
         write("rpc", name, encode("Request", "version: 1 " + text))
+    write("auth", "signed-frame", signed(frame(1, 2, 4, 5, [3]), 0x1111, 1))
+    write("auth", "signed-empty", signed(b"", 0x2222, 7))
+    write("auth", "another-key", signed(b"hello", 0x3333, 1, key_id=b"\xaa\xbb\xcc\xdd"))
+    write("auth", "bare", b"no trailer at all")
     jobs = os.path.join(ROOT, "deploy", "jobs")
     for f in sorted(os.listdir(jobs)):
         if f.endswith(".ini"):

@@ -6,7 +6,8 @@
 # link makes the coordinator declare it lost (naming its address; with no
 # replacement in --replace-timeout, the run stops) and the
 # cut-off worker give up on its coordinator. Skipped where namespaces
-# cannot be made (not root, no iproute2).
+# cannot be made (not root, no iproute2). Every process has the cluster
+# key: the coordinator listens on a non-loopback address.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -44,6 +45,8 @@ done
 ok "three hosts: coordinator $NET.1, workers $NET.2 and $NET.3"
 
 silad_run inproc "$JOB" "${SMALL[@]}" || not_ok "the in-process reference exits 0" inproc.stderr
+"$SILACTL" keygen key >keygen.out 2>&1 || not_ok "silactl keygen" keygen.out
+export SILA_KEY_FILE=$TEST_TMP/key
 URL=tcp://$NET.1:7600
 ip netns exec "${P}c" "$SILAD" --job "$JOB" --listen "$URL" --rpc none --out hosts "${SMALL[@]}" \
     >hosts.stdout 2>hosts.stderr &
