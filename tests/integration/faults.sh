@@ -7,7 +7,10 @@
 # are the fault-free run's, step for step (silad itself fails a run whose
 # workers report a step twice or skip one); the model is within 1 point of
 # the fault-free run's. Then, over tcp, a worker started by hand replaces a
-# frozen one, and the frozen one, thawed, exits.
+# frozen one, and the frozen one, thawed, exits. Last, a coordinator killed
+# with -9 is restarted with --resume and new workers join it (as systemd
+# restarts them once their coordinator is gone): the run ends with the
+# weights of the in-process run.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -125,6 +128,51 @@ else
     not_ok "the thawed worker exits (exit $st)" w34.err
 fi
 kill $(jobs -p) 2>/dev/null
+wait
+
+# ---- the coordinator killed: restarted with --resume, new workers join
+CK=(--set job.train_limit=1600 --set job.test_limit=500 --set job.batch=64 --set job.epochs=2
+    --set job.checkpoint_every=5)
+URL=tcp://127.0.0.1:$((PORT + 200))
+silad_run coord-ref "$JOB" "${CK[@]}" || not_ok "the in-process run exits 0" coord-ref.stderr
+# start_workers NAME: one worker for modules 1-2, one for 3-4
+start_workers()
+{
+    local m
+    for m in 1-2 3-4; do
+        "$SILAWORKER" --module $m --connect "$URL" --threads 1 --timeout 3 --join-timeout 60 \
+            >"$1-$m.out" 2>"$1-$m.err" &
+    done
+}
+"$SILAD" --job "$JOB" --listen "$URL" --out coord --rpc none "${CK[@]}" >coord1.stdout \
+    2>coord1.stderr &
+silad=$!
+start_workers first
+checkpointed() { grep -q "checkpoint after step 10" coord1.stdout; }
+wait_for 120 checkpointed
+kill -9 $silad
+wait $silad 2>/dev/null
+gone() { ! pgrep -f -- "--connect $URL" >/dev/null; }
+if wait_for 30 gone && grep -q "has been silent" first-1-2.err; then
+    ok "the workers of a killed coordinator exit within their timeout, saying why"
+else
+    not_ok "the workers of a killed coordinator exit" first-1-2.err first-3-4.err
+fi
+"$SILAD" --job "$JOB" --listen "$URL" --out coord --resume --rpc none "${CK[@]}" \
+    >coord2.stdout 2>coord2.stderr &
+silad=$!
+start_workers second
+timeout 240 tail --pid=$silad -f /dev/null
+wait $silad
+st=$?
+if [ $st -eq 0 ] && grep -q "resuming from" coord2.stdout &&
+    [ "$(sha_of coord/model.sila)" = "$(sha_of coord-ref/model.sila)" ]; then
+    ok "restarted with --resume, new workers join and the run ends with the in-process weights"
+else
+    kill $silad 2>/dev/null
+    not_ok "restarted with --resume, new workers join and the run ends (exit $st)" \
+        coord2.stderr second-1-2.err
+fi
 wait
 
 done_testing

@@ -54,8 +54,11 @@ def field(num, value):
     return varint(num << 3) + varint(value)
 
 
+WIRE_VERSION = 2  # common/frame.h
+
+
 def hello_frame(first, last):
-    hello = (field(1, 1) + field(2, first) + field(3, last) + field(5, b"signmsg.py") +
+    hello = (field(1, WIRE_VERSION) + field(2, first) + field(3, last) + field(5, b"signmsg.py") +
              field(6, os.getpid()) + field(7, 1 << 30))
     msg = field(1, hello)  # sila.Control, its hello
     pad = bytes(-len(msg) % 4)
