@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sealed.h"
+
 _Static_assert(crypto_auth_BYTES == 32 && crypto_auth_KEYBYTES == SILA_KEY_BYTES,
                "crypto_auth is HMAC-SHA-512-256 with 32-byte keys and MACs");
 
@@ -92,21 +94,6 @@ void sila_key_wipe(struct sila_key *k)
     sodium_memzero(k, sizeof *k);
 }
 
-/* Writes all of buf to fd. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int sila_key_generate(const char *path, struct sila_key *ret_key, struct sila_err *err)
 {
     if (sodium_init() < 0)
@@ -131,7 +118,7 @@ int sila_key_generate(const char *path, struct sila_key *ret_key, struct sila_er
         return sila_err_set(err, -e, "%s: cannot create: %s", path, strerror(e));
     }
     /* the umask may have taken the owner's bits too */
-    int r = fchmod(fd, 0600) < 0 ? -errno : write_all(fd, line, KEY_LINE + 1);
+    int r = fchmod(fd, 0600) < 0 ? -errno : sila_write_all(fd, line, KEY_LINE + 1);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)

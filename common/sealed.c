@@ -33,15 +33,16 @@ static uint64_t get_le(const uint8_t *p, int bytes)
     return v;
 }
 
-static int write_all(int fd, const uint8_t *buf, size_t len)
+int sila_write_all(int fd, const void *buf, size_t len)
 {
+    const uint8_t *p = buf;
     while (len > 0) {
-        ssize_t w = write(fd, buf, len);
+        ssize_t w = write(fd, p, len);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0)
             return -errno;
-        buf += w;
+        p += w;
         len -= (size_t)w;
     }
     return 0;
@@ -74,7 +75,7 @@ int sila_write_atomic(const char *path, const uint8_t *buf, size_t len, struct s
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return sila_err_set(err, -errno, "%s: cannot create: %s", tmp, strerror(errno));
-    int r = write_all(fd, buf, len);
+    int r = sila_write_all(fd, buf, len);
     if (r == 0 && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)

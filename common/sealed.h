@@ -24,6 +24,10 @@ int sila_sealed_write(const char *path, const char magic[8], uint32_t format, ui
  * rename, directory fsync), without a header. */
 int sila_write_atomic(const char *path, const uint8_t *buf, size_t len, struct sila_err *err);
 
+/* Writes all len bytes of buf to fd, through short writes and EINTR.
+ * Errors: write's -errno. */
+int sila_write_all(int fd, const void *buf, size_t len);
+
 /* Reads path (a regular file of at most 4 GiB) and checks magic, format,
  * length and checksum; `what` names the kind in messages ("model").
  * *ret_buf (owned by the caller) holds the file, its payload of *ret_len
