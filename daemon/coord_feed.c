@@ -64,12 +64,12 @@ static int transmit(struct feeder *f, const struct sent *e)
         return -ENOMEM;
     sila_frame_encode(buf, &h, e->labels, e->x);
     for (;;) {
-        int r = -ECANCELED;
-        if (atomic_load(&c->stopping) || (r = -ERESTART, atomic_load(&c->halted))) {
+        bool stopping = atomic_load(&c->stopping);
+        if (stopping || atomic_load(&c->halted)) {
             sila_link_release(buf);
-            return r;
+            return stopping ? -ECANCELED : -ERESTART;
         }
-        r = sila_link_send(&c->data, buf, len, 1000);
+        int r = sila_link_send(&c->data, buf, len, 1000);
         if (r == 0)
             break;
         if (r != -ETIMEDOUT && r != -EAGAIN) {
