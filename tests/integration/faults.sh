@@ -30,17 +30,6 @@ status_field()
         python3 "$JSONCHECK" field - "$2" 2>/dev/null) && [ -n "$v" ] && echo "$v" || echo -1
 }
 
-# wait_for SECONDS CMD...: until CMD succeeds; returns 1 on timeout.
-wait_for()
-{
-    local end=$((SECONDS + $1))
-    shift
-    until "$@"; do
-        [ $SECONDS -ge $end ] && return 1
-        sleep 0.2
-    done
-}
-
 "$SILAD" --job "$JOB" --spawn --threads 1 --out ref --rpc none "${RUN[@]}" \
     >ref.stdout 2>ref.stderr || not_ok "the fault-free run exits 0" ref.stderr
 
@@ -66,8 +55,7 @@ for i in 0 1 2; do
         break
     fi
 done
-timeout 900 tail --pid=$silad -f /dev/null
-wait $silad
+ended $silad 900
 st=$?
 if [ $st -eq 0 ] && [ "$(grep -c '^pipeline restarted' faults.stdout)" -eq 3 ]; then
     ok "three workers killed at random steps: each replaced, and the run completes"
@@ -108,8 +96,7 @@ else
 fi
 "$SILAWORKER" --module 3-4 --connect "$URL" --threads 1 --timeout 5 >new34.out 2>new34.err &
 kill -CONT $frozen
-timeout 900 tail --pid=$silad -f /dev/null
-wait $silad
+ended $silad 900
 st=$?
 if [ $st -eq 0 ] && grep -q "modules 3-4 of fmnist-cnn-k4 joined $URL (generation 2)" new34.out
 then
@@ -118,8 +105,7 @@ else
     kill $silad 2>/dev/null
     not_ok "a worker started by hand replaces the frozen one (exit $st)" hand.stderr new34.err
 fi
-timeout 30 tail --pid=$frozen -f /dev/null
-wait $frozen
+ended $frozen 30
 st=$?
 if [ $st -ne 0 ] && grep -qE "was declared lost and replaced|has been silent" w34.err; then
     ok "the thawed worker exits, saying why"
@@ -162,8 +148,7 @@ fi
     >coord2.stdout 2>coord2.stderr &
 silad=$!
 start_workers second
-timeout 900 tail --pid=$silad -f /dev/null
-wait $silad
+ended $silad 900
 st=$?
 if [ $st -eq 0 ] && grep -q "resuming from" coord2.stdout &&
     [ "$(sha_of coord/model.sila)" = "$(sha_of coord-ref/model.sila)" ]; then

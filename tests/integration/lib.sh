@@ -62,6 +62,27 @@ check()
     fi
 }
 
+# wait_for SECONDS CMD...: runs CMD (its stderr silenced) every 0.2 s until
+# it succeeds; returns 1 when SECONDS pass first.
+wait_for()
+{
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" 2>/dev/null; do
+        [ $SECONDS -ge $end ] && return 1
+        sleep 0.2
+    done
+}
+
+# ended PID SECONDS: waits at most SECONDS for PID (a child of the script)
+# to exit, kills it then; returns its exit status.
+ended()
+{
+    timeout "$2" tail --pid="$1" -f /dev/null
+    kill -9 "$1" 2>/dev/null
+    wait "$1"
+}
+
 # done_testing: prints the TAP plan and exits 1 if any case failed.
 done_testing()
 {
