@@ -153,9 +153,57 @@ static void valid_cols(const struct sila_conv_geom *g, int kj, int *lo, int *hi)
         *lo = *hi;
 }
 
+/* True for a stride-1 convolution whose output has the input's size: there
+ * a row of the column matrix is the whole plane shifted by a constant
+ * offset, with the rows and the edge column it shifts in set to zero. */
+static bool same_size(const struct sila_conv_geom *g)
+{
+    return g->stride == 1 && g->OH == g->H && g->OW == g->W;
+}
+
+/* The row of (c, ki, kj) for a same-size convolution: one copy of the
+ * plane, then the zeros of the padding. */
+static void im2col_row_same(float *dst, const float *plane, int ki, int kj,
+                            const struct sila_conv_geom *g)
+{
+    const int W = g->W, hw = g->H * g->W;
+    const int dy = ki - g->pad, dx = kj - g->pad;
+    /* valid output rows [r0, r1): input row oh + dy in [0, H) */
+    const int r0 = dy < 0 ? -dy : 0, r1 = dy > 0 ? g->H - dy : g->H;
+    /* the copy dst[i] = plane[i + dy·W + dx] over the valid rows, clipped to
+     * the plane; what the clipping leaves out lies in the zeroed columns */
+    int i0 = r0 * W, i1 = r1 * W;
+    const int shift = dy * W + dx;
+    if (i0 + shift < 0)
+        i0 = -shift;
+    if (i1 + shift > hw)
+        i1 = hw - shift;
+    memset(dst, 0, sizeof *dst * (size_t)(i0 > 0 ? i0 : 0));
+    if (i1 > i0)
+        memcpy(dst + i0, plane + i0 + shift, sizeof *dst * (size_t)(i1 - i0));
+    memset(dst + i1, 0, sizeof *dst * (size_t)(hw - i1));
+    /* columns whose input column ow + dx falls outside [0, W) */
+    const int c0 = dx < 0 ? -dx : 0, c1 = dx > 0 ? W - dx : W;
+    for (int oh = r0; oh < r1; oh++) {
+        float *d = dst + (size_t)oh * W;
+        for (int ow = 0; ow < c0; ow++)
+            d[ow] = 0.0f;
+        for (int ow = c1; ow < W; ow++)
+            d[ow] = 0.0f;
+    }
+}
+
 /* col (C·K·K, ld) columns [0, OH·OW) <- one sample in (C, H, W). */
 static void im2col(float *col, size_t ld, const float *in, const struct sila_conv_geom *g)
 {
+    if (same_size(g)) {
+        for (int c = 0; c < g->C; c++)
+            for (int ki = 0; ki < g->K; ki++)
+                for (int kj = 0; kj < g->K; kj++)
+                    im2col_row_same(col + (((size_t)c * g->K + ki) * g->K + kj) * ld,
+                                    in + (size_t)c * g->H * g->W, ki, kj, g);
+        return;
+    }
     for (int c = 0; c < g->C; c++)
         for (int ki = 0; ki < g->K; ki++)
             for (int kj = 0; kj < g->K; kj++) {
@@ -218,6 +266,8 @@ static void forward_chunk(float *out, const float *in, const float *w, const flo
     /* dst (OC, n) = w (OC, CKK) · col (CKK, n) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk, s->col,
                 (int)n, 0.0f, dst, (int)n);
+    if (nb == 1 && !b)
+        return; /* the product is the output */
     for (int i = 0; i < nb; i++)
         for (int oc = 0; oc < g->OC; oc++) {
             float *o = out + (b0 + i) * out_sz + oc * hw;
@@ -268,11 +318,11 @@ static void dx_transposed(float *din_b, const float *dout_b, const float *wt,
                 (int)hw, 0.0f, din_b, (int)hw);
 }
 
-/* Backward of the samples [b0, b0 + nb): dW and db into the thread's
- * partials, dX into din (unless NULL). */
+/* Backward of the samples [b0, b0 + nb): dW and (when with_db) db into the
+ * thread's partials, dX into din (unless NULL). */
 static void backward_chunk(float *din, const float *dout, const float *in, const float *w,
-                           const float *wt, const struct sila_conv_geom *g, const struct scratch *s,
-                           int b0, int nb)
+                           const float *wt, bool with_db, const struct sila_conv_geom *g,
+                           const struct scratch *s, int b0, int nb)
 {
     const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
     const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;
@@ -282,7 +332,7 @@ static void backward_chunk(float *din, const float *dout, const float *in, const
         for (int oc = 0; oc < g->OC; oc++)
             memcpy(s->stage + oc * n + i * hw, dout + (b0 + i) * out_sz + oc * hw,
                    sizeof *s->stage * hw);
-    for (int oc = 0; oc < g->OC; oc++) {
+    for (int oc = 0; with_db && oc < g->OC; oc++) {
         float acc = 0.0f;
         for (size_t j = 0; j < n; j++)
             acc += gy[oc * n + j];
@@ -329,7 +379,7 @@ void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
 #pragma omp for schedule(static)
         for (int c = 0; c < nchunks; c++) {
             int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-            backward_chunk(din, dout, in, w, wt, g, &s, b0, nb);
+            backward_chunk(din, dout, in, w, wt, db != NULL, g, &s, b0, nb);
         }
     }
     for (int t = 0; t < T; t++) {

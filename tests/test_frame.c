@@ -1,6 +1,7 @@
 /* Data frames: round trips, and every malformed or out-of-plan frame refused
  * with the error code and a message naming what is wrong. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,6 +243,26 @@ START_TEST(finite_check)
     ck_assert(!sila_all_finite(v, 4));
     v[2] = INFINITY;
     ck_assert(!sila_all_finite(v, 4));
+    v[2] = -INFINITY;
+    ck_assert(!sila_all_finite(v, 4));
+    v[2] = FLT_MAX;
+    v[3] = FLT_TRUE_MIN;
+    ck_assert(sila_all_finite(v, 4));
+    /* one bad value anywhere in a long array: first, last, across the
+     * check's blocks of 4096, and past n (not looked at) */
+    enum { LONG = 3 * 4096 + 7 };
+    static float big[LONG + 1];
+    const size_t at[] = {0, 4095, 4096, 8191, 12000, LONG - 1};
+    for (size_t i = 0; i < LONG + 1; i++)
+        big[i] = (float)i - 5000.0f;
+    ck_assert(sila_all_finite(big, LONG));
+    big[LONG] = NAN;
+    ck_assert(sila_all_finite(big, LONG));
+    for (size_t j = 0; j < sizeof at / sizeof at[0]; j++) {
+        big[at[j]] = j % 2 ? NAN : -INFINITY;
+        ck_assert_msg(!sila_all_finite(big, LONG), "bad value at %zu not seen", at[j]);
+        big[at[j]] = 1.0f;
+    }
 }
 END_TEST
 
