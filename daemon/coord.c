@@ -1154,19 +1154,7 @@ static int open_loop(struct coord *c)
     if ((r = poll_link(c, &c->rdv_poll, &c->rdv, c, on_rdv_readable)))
         return sila_err_set(c->err, -EIO, "event loop: %s", uv_strerror(r));
     c->rdv_polling = true;
-    if (!c->o->rpc)
-        return 0;
-    struct sila_err e;
-    struct rpc_auth ra = {c->o->key, c->o->rpc_reads_open, c->o->auth_window_ms};
-    if ((r = rpc_open(&c->rpc, &c->loop, c->o->rpc, &ra, coord_rpc_handle, c, &e)) == 0) {
-        c->rpc_open = true;
-        printf("serving the RPC at %s (silactl --connect %s status)\n", c->o->rpc, c->o->rpc);
-    } else if (c->o->rpc_explicit) {
-        return sila_err_set(c->err, r, "--rpc: %s", e.msg);
-    } else {
-        fprintf(stderr, "silad: no RPC this run (%s); choose an endpoint with --rpc\n", e.msg);
-    }
-    return 0;
+    return rpc_serve(&c->rpc, &c->loop, &c->o->rpc, coord_rpc_handle, c, &c->rpc_open, c->err);
 }
 
 static void cleanup(struct coord *c)

@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "err.h"
 #include "job.h"
+#include "rpc.h"
 
 struct coord_options {
     const char *listen;  /* base address (tcp://HOST:PORT or ipc://PATH); NULL with spawn:
@@ -20,8 +21,7 @@ struct coord_options {
     int threads;         /* kernel threads per spawned worker; 0: the cores shared out */
     int cores;           /* cores to share out among spawned workers */
     int window;          /* training and test batches in the pipeline at most */
-    const char *rpc;     /* where to serve the RPC, NULL: nowhere */
-    bool rpc_explicit;   /* asked for by the user: failing to serve it is an error */
+    struct rpc_endpoint rpc; /* the RPC: where, and its authentication */
     bool resume;         /* continue from the newest checkpoint in the output directory */
     int worker_timeout;  /* seconds: a worker silent this long is lost */
     int replace_timeout; /* seconds: the run fails when a lost worker's modules
@@ -29,7 +29,6 @@ struct coord_options {
     const struct sila_key *key; /* the cluster key: every link authenticated; NULL: bare */
     const char *key_path;       /* its file, for spawned workers */
     bool insecure;              /* bare on a non-loopback address: spawned workers too */
-    bool rpc_reads_open;        /* keyed: reads need no MAC on a loopback or ipc RPC */
     uint32_t auth_window_ms;    /* accepted clock difference of new senders; 0: default */
 };
 

@@ -1,68 +1,27 @@
 /* The RPC methods of a distributed run (see rpc.h and docs/rpc.md): views
  * of the coordinator's state, and pause, resume, stop. */
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
 #include "coord_state.h"
-
-static Sila__Evaluation *evaluation(struct rpc *rpc, const struct report_eval *ev, int K)
-{
-    Sila__Evaluation *e = rpc_alloc(rpc, sizeof *e);
-    double *acc = rpc_alloc(rpc, sizeof *acc * (size_t)K);
-    if (!e || !acc)
-        return NULL;
-    sila__evaluation__init(e);
-    e->epoch = (uint32_t)ev->epoch;
-    e->step = ev->step;
-    for (int k = 0; k < K; k++)
-        acc[k] = ev->accuracy[k];
-    e->accuracy = acc;
-    e->n_accuracy = (size_t)K;
-    return e;
-}
-
-/* The report's evaluations as a reply's repeated field. */
-static Sila__Evaluation **evaluations(struct rpc *rpc, const struct report *rep, int K,
-                                      size_t *ret_n)
-{
-    Sila__Evaluation **evs = rpc_alloc(rpc, sizeof *evs * rep->nevals);
-    *ret_n = 0;
-    for (size_t i = 0; evs && i < rep->nevals; i++)
-        if ((evs[*ret_n] = evaluation(rpc, &rep->evals[i], K)))
-            (*ret_n)++;
-    return evs;
-}
+#include "rpc_views.h"
 
 static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
 {
-    Sila__Status *st = rpc_alloc(rpc, sizeof *st);
+    bool paused = atomic_load(&c->paused) && c->phase == SILA__RUN_PHASE__TRAINING;
+    struct rpc_progress p = {.job = c->job,
+                             .rep = &c->rep,
+                             .total_steps = c->feed.plan.total_steps,
+                             .steps_per_epoch = c->feed.plan.steps_per_epoch,
+                             .step = c->trained[c->K - 1],
+                             .started = c->started,
+                             .phase = paused ? SILA__RUN_PHASE__PAUSED : c->phase,
+                             .failure = c->phase == SILA__RUN_PHASE__FAILED ? c->err->msg : NULL,
+                             .last_checkpoint = c->last_checkpoint};
+    Sila__Status *st = rpc_status(rpc, &p);
     if (!st)
         return;
-    sila__status__init(st);
-    const struct report *rep = &c->rep;
-    st->job = rpc_strdup(rpc, c->job->name);
-    st->algorithm = rpc_strdup(rpc, sila_algorithm_name(c->job->algorithm));
-    st->phase = atomic_load(&c->paused) && c->phase == SILA__RUN_PHASE__TRAINING
-                    ? SILA__RUN_PHASE__PAUSED
-                    : c->phase;
-    st->epochs = (uint32_t)c->job->epochs;
-    st->total_steps = c->feed.plan.total_steps;
-    st->step = c->trained[c->K - 1];
-    st->epoch = (uint32_t)(c->trained[c->K - 1] / c->feed.plan.steps_per_epoch) + 1;
-    if (st->epoch > st->epochs)
-        st->epoch = st->epochs;
-    st->modules = (uint32_t)c->K;
     st->replacements = c->replacements;
-    if (c->started) {
-        st->elapsed_s = report_now() - rep->start;
-        st->samples_per_s = report_rate(rep);
-        st->eta_s = report_eta(rep);
-    }
-    st->evaluations = evaluations(rpc, rep, c->K, &st->n_evaluations);
-    if (c->phase == SILA__RUN_PHASE__FAILED)
-        st->failure = rpc_strdup(rpc, c->err->msg);
-    st->last_checkpoint = rpc_strdup(rpc, c->last_checkpoint);
     st->rejected_messages = c->rdv.rejected + rpc->link.rejected;
     for (int i = 0; i < c->npeers; i++)
         st->rejected_messages += c->peers[i]->ctl.rejected;
@@ -121,51 +80,6 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
     reply->workers = ws;
 }
 
-static void metrics(struct coord *c, struct rpc *rpc, uint64_t since, Sila__Reply *reply)
-{
-    const struct report *rep = &c->rep;
-    Sila__Metrics *m = rpc_alloc(rpc, sizeof *m);
-    Sila__MetricPoint **pts = rpc_alloc(rpc, sizeof *pts * rep->npoints);
-    if (!m || !pts)
-        return;
-    sila__metrics__init(m);
-    for (size_t i = 0; i < rep->npoints; i++) {
-        const struct report_point *rp = &rep->points[i];
-        if (rp->step <= since)
-            continue;
-        Sila__MetricPoint *pt = rpc_alloc(rpc, sizeof *pt);
-        double *loss = rpc_alloc(rpc, sizeof *loss * (size_t)c->K);
-        if (!pt || !loss)
-            return;
-        sila__metric_point__init(pt);
-        pt->step = rp->step;
-        pt->epoch = (uint32_t)rp->epoch;
-        pt->time_s = rp->time_s;
-        pt->samples_per_s = rp->samples_per_s;
-        pt->lr = rp->lr;
-        for (int k = 0; k < c->K; k++)
-            loss[k] = rp->loss[k];
-        pt->loss = loss;
-        pt->n_loss = (size_t)c->K;
-        pts[m->n_points++] = pt;
-    }
-    m->points = pts;
-    m->evaluations = evaluations(rpc, rep, c->K, &m->n_evaluations);
-    reply->result_case = SILA__REPLY__RESULT_METRICS;
-    reply->metrics = m;
-}
-
-static void ack(struct rpc *rpc, Sila__Reply *reply, const char *text)
-{
-    Sila__Ack *a = rpc_alloc(rpc, sizeof *a);
-    if (!a)
-        return;
-    sila__ack__init(a);
-    a->message = rpc_strdup(rpc, text);
-    reply->result_case = SILA__REPLY__RESULT_ACK;
-    reply->ack = a;
-}
-
 static bool running(const struct coord *c)
 {
     return c->started && !c->finished && !c->collecting && !atomic_load(&c->stop_requested);
@@ -183,7 +97,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
         workers(c, rpc, reply);
         break;
     case SILA__REQUEST__METHOD_METRICS:
-        metrics(c, rpc, req->metrics->since_step, reply);
+        rpc_metrics(rpc, &c->rep, req->metrics->since_step, reply);
         break;
     case SILA__REQUEST__METHOD_PAUSE:
     case SILA__REQUEST__METHOD_RESUME: {
@@ -198,7 +112,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
                  was == pause ? (pause ? " (it was paused)" : " (it was running)") : "");
         printf("%s by an RPC request\n", msg);
         fflush(stdout);
-        ack(rpc, reply, msg);
+        rpc_ack(rpc, reply, msg);
         break;
     }
     case SILA__REQUEST__METHOD_CHECKPOINT: {
@@ -211,7 +125,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
                  "checkpoint at the next step boundary: %s/checkpoints/"
                  "step-%010llu.ckpt, or the step after (status shows the newest)",
                  c->out_dir, (unsigned long long)step);
-        ack(rpc, reply, msg);
+        rpc_ack(rpc, reply, msg);
         break;
     }
     case SILA__REQUEST__METHOD_STOP:
@@ -221,7 +135,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
         }
         snprintf(msg, sizeof msg, "stopping after step %llu: the model is saved to %s/model.sila",
                  (unsigned long long)c->trained[c->K - 1], c->out_dir);
-        ack(rpc, reply, msg);
+        rpc_ack(rpc, reply, msg);
         break;
     default:
         reply->error = rpc_strdup(rpc, "unknown method");

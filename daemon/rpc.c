@@ -152,6 +152,26 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, const struct rpc
     return 0;
 }
 
+int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep,
+              rpc_handler *handler, void *ctx, bool *ret_open, struct sila_err *err)
+{
+    *ret_open = false;
+    if (!ep->url)
+        return 0;
+    struct sila_err e;
+    int r = rpc_open(rpc, loop, ep->url, &ep->auth, handler, ctx, &e);
+    *ret_open = r == 0;
+    if (r == 0) {
+        printf("serving the RPC at %s (silactl --connect %s status)\n", ep->url, ep->url);
+        fflush(stdout);
+    } else if (ep->required) {
+        return sila_err_set(err, r, "--rpc: %s", e.msg);
+    } else {
+        fprintf(stderr, "silad: no RPC this run (%s); choose an endpoint with --rpc\n", e.msg);
+    }
+    return 0;
+}
+
 void rpc_close(struct rpc *rpc)
 {
     if (rpc->polling && !uv_is_closing((uv_handle_t *)&rpc->poll))

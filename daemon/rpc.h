@@ -36,6 +36,13 @@ struct rpc_auth {
     uint32_t window_ms;         /* accepted clock difference; 0: the default */
 };
 
+/* Where and how a run serves its RPC. */
+struct rpc_endpoint {
+    const char *url; /* NULL: no RPC */
+    bool required;   /* asked for by the user: failing to serve it is an error */
+    struct rpc_auth auth;
+};
+
 /* Fills reply's result for req (a decoded request of our version), or sets
  * reply->error with rpc_strdup. Memory for the reply comes from rpc_alloc
  * and is freed once the reply is sent. */
@@ -61,6 +68,13 @@ struct rpc {
  * with err naming the url. */
 int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, const struct rpc_auth *auth,
              rpc_handler *handler, void *ctx, struct sila_err *err);
+/* rpc_open as a run does it: prints where it serves; when the url cannot
+ * be served, that is an error if it is required, else a warning (another
+ * silad may hold the default) and the run goes on without RPC. Returns 0
+ * with *ret_open saying whether it serves (false too for no url), or
+ * -errno with err set. */
+int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep,
+              rpc_handler *handler, void *ctx, bool *ret_open, struct sila_err *err);
 /* Stops serving (the poll handle closes on the loop) and closes the socket. */
 void rpc_close(struct rpc *rpc);
 

@@ -38,7 +38,8 @@ static void usage(FILE *f)
             "  --worker-timeout S  a worker silent for S seconds is lost (default 10)\n"
             "  --replace-timeout S  a lost worker's modules wait S seconds for a\n"
             "                 replacement, then the run fails (default 300)\n"
-            "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off)\n"
+            "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off);\n"
+            "                 with --inproc, requests are answered between steps\n"
             "  --key FILE     the cluster key (silactl keygen): every message to and from\n"
             "                 the workers and silactl is authenticated with it (default:\n"
             "                 $%s when set)\n"
@@ -242,7 +243,7 @@ static bool may_listen_bare(const struct options *o, const char *opt, const char
     return true;
 }
 
-/* The key of a distributed run: --key, else $SILA_KEY_FILE, else none
+/* The key of the run's links and RPC: --key, else $SILA_KEY_FILE, else none
  * (*ret_keyed false). Returns -1 after an error. */
 static int load_key(struct options *o, struct sila_key *key, bool *ret_keyed)
 {
@@ -270,7 +271,7 @@ int main(int argc, char **argv)
         return r > 0 ? EXIT_SUCCESS : 2;
     struct sila_key key;
     bool keyed = false;
-    if (!o.inproc && load_key(&o, &key, &keyed))
+    if (load_key(&o, &key, &keyed))
         return EXIT_FAILURE;
     /* in process: the kernels' threads; distributed: the cores to share out
      * among spawned workers (the coordinator itself computes nothing) */
@@ -290,16 +291,22 @@ int main(int argc, char **argv)
         snprintf(manifest, sizeof manifest, "%s/checkpoints/MANIFEST", out);
         o.resume = access(manifest, F_OK) == 0;
     }
+    struct rpc_endpoint rpc = {.url = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
+                               .required = o.rpc != NULL,
+                               .auth = {.key = keyed ? &key : NULL,
+                                        .reads_open = !o.rpc_reads_authenticated,
+                                        .window_ms = (uint32_t)o.auth_window * 1000u}};
+    if (o.rpc && strcmp(o.rpc, "none") == 0)
+        rpc.url = NULL;
     if (o.inproc) {
-        r = train_inproc(&job, out, o.resume, &err);
+        r = train_inproc(&job, out, o.resume, &rpc, &err);
     } else {
         struct coord_options co = {.listen = o.listen,
                                    .spawn = o.spawn,
                                    .threads = o.threads,
                                    .cores = threads,
                                    .window = o.window,
-                                   .rpc = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
-                                   .rpc_explicit = o.rpc != NULL,
+                                   .rpc = rpc,
                                    .resume = o.resume,
                                    .worker_timeout = o.worker_timeout,
                                    .replace_timeout = o.replace_timeout,
@@ -307,10 +314,7 @@ int main(int argc, char **argv)
                                    .key = keyed ? &key : NULL,
                                    .key_path = o.key,
                                    .insecure = o.insecure,
-                                   .rpc_reads_open = !o.rpc_reads_authenticated,
                                    .auth_window_ms = (uint32_t)o.auth_window * 1000u};
-        if (o.rpc && strcmp(o.rpc, "none") == 0)
-            co.rpc = NULL;
         r = train_distributed(&job, out, &co, &err);
     }
     if (r)

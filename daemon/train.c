@@ -4,6 +4,8 @@
 #include "train.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "module.h"
 #include "reassemble.h"
 #include "report.h"
+#include "train_rpc.h"
 
 struct trainer {
     const struct sila_job *job;
@@ -25,6 +28,8 @@ struct trainer {
     struct report rep;
     const char *out_dir;
     double last_checkpoint; /* report_now() of the last one, or of the start */
+    uint64_t checkpoint_step; /* steps done at the last one; UINT64_MAX: none */
+    struct train_rpc ctl;
 };
 
 static int local_step(struct trainer *tr, int B, float lr, uint64_t t, struct sila_err *err)
@@ -73,7 +78,9 @@ static int global_step(struct trainer *tr, int B, float lr, float mu, uint64_t t
 static void evaluate(struct trainer *tr, double *accuracy)
 {
     long correct[SILA_MAX_MODULES] = {0};
+    tr->ctl.phase = SILA__RUN_PHASE__EVALUATING;
     for (uint32_t i = 0; i < tr->feed.plan.eval_batches; i++) {
+        train_rpc_serve(&tr->ctl);
         int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
         const float *x = tr->x;
         for (int k = 0; k < tr->K; k++) {
@@ -82,6 +89,7 @@ static void evaluate(struct trainer *tr, double *accuracy)
             correct[k] += c;
         }
     }
+    tr->ctl.phase = SILA__RUN_PHASE__TRAINING;
     uint32_t ntest = tr->feed.plan.ntest;
     for (int k = 0; k < tr->K; k++)
         accuracy[k] = ntest ? (double)correct[k] / ntest : 0.0;
@@ -102,23 +110,43 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
             sila_module_get_state(tr->mods[k], m->state, m->counters);
     }
     char path[4200];
-    if (r == 0 && (r = ckpt_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0)
+    if (r == 0 && (r = ckpt_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0) {
         report_checkpoint(&tr->rep, path, done);
+        snprintf(tr->ctl.last_checkpoint, sizeof tr->ctl.last_checkpoint, "%s", path);
+        tr->checkpoint_step = done;
+    }
     for (int k = 0; k < tr->K; k++)
         free(c.mods[k].state);
     tr->last_checkpoint = report_now();
     return r;
 }
 
-static int maybe_checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
+/* At a step boundary, done steps in: the checkpoint the job schedules,
+ * then the RPC's requests (a checkpoint asked for, a pause). Returns 0, 1
+ * when a Stop asks to end here, or -errno with err set. */
+static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct sila_err *err)
 {
     const struct sila_plan *plan = &tr->feed.plan;
-    if (!ckpt_due(tr->job, done, plan->total_steps, report_now() - tr->last_checkpoint))
-        return 0;
-    return checkpoint(tr, done, err);
+    int r;
+    if (scheduled && ckpt_due(tr->job, done, plan->total_steps, report_now() - tr->last_checkpoint) &&
+        (r = checkpoint(tr, done, err)))
+        return r;
+    for (;;) {
+        train_rpc_serve(&tr->ctl);
+        if (tr->ctl.checkpoint) {
+            tr->ctl.checkpoint = false;
+            if (tr->checkpoint_step != done && (r = checkpoint(tr, done, err)))
+                return r;
+        }
+        if (tr->ctl.stop)
+            return 1;
+        if (!tr->ctl.paused)
+            return 0;
+    }
 }
 
-/* Trains steps [first, end of epoch) of epoch; checkpoints within it. */
+/* Trains steps [first, end of epoch) of epoch; checkpoints within it.
+ * Returns 0, 1 when stopped by a request, or -errno. */
 static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sila_err *err)
 {
     const struct sila_plan *plan = &tr->feed.plan;
@@ -133,7 +161,7 @@ static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sil
         if (r)
             return r;
         report_step(&tr->rep, epoch, s, B, lr, global);
-        if (s + 1 < plan->steps_per_epoch && (r = maybe_checkpoint(tr, t + 1, err)))
+        if ((r = boundary(tr, t + 1, s + 1 < plan->steps_per_epoch, err)))
             return r;
     }
     return 0;
@@ -205,7 +233,8 @@ static int save_model(struct trainer *tr, const char *path, double accuracy, str
     return reassemble_save(tr->job, bodies, path, accuracy, err);
 }
 
-static int run(struct trainer *tr, bool resuming, struct sila_err *err)
+static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
+               struct sila_err *err)
 {
     const struct sila_job *job = tr->job;
     const struct sila_plan *plan = &tr->feed.plan;
@@ -220,6 +249,8 @@ static int run(struct trainer *tr, bool resuming, struct sila_err *err)
         return r;
     }
     ckpt_free(&c);
+    if ((r = train_rpc_open(&tr->ctl, ep, job, &tr->rep, plan, tr->out_dir, err)))
+        return r;
     report_start(&tr->rep, job, plan, "in process");
     tr->last_checkpoint = report_now();
     double accuracy[SILA_MAX_MODULES] = {0};
@@ -228,27 +259,35 @@ static int run(struct trainer *tr, bool resuming, struct sila_err *err)
     uint64_t t0 = tr->rep.first_step;
     for (int e = (int)(t0 / plan->steps_per_epoch); e < job->epochs; e++) {
         uint64_t first = (uint64_t)e * plan->steps_per_epoch < t0 ? t0 % plan->steps_per_epoch : 0;
-        if ((r = train_epoch(tr, e, first, err)))
+        if ((r = train_epoch(tr, e, first, err)) < 0)
             return r;
+        if (r == 1)
+            break;
         if (sila_plan_evaluates(plan, e)) {
             evaluate(tr, accuracy);
             report_eval(&tr->rep, e, (uint64_t)(e + 1) * plan->steps_per_epoch, accuracy);
         }
-        if ((r = maybe_checkpoint(tr, (uint64_t)(e + 1) * plan->steps_per_epoch, err)))
+        if ((r = boundary(tr, (uint64_t)(e + 1) * plan->steps_per_epoch, true, err)) < 0)
             return r;
+        if (r == 1)
+            break;
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/model.sila", tr->out_dir);
-    if ((r = save_model(tr, path, accuracy[tr->K - 1], err)))
+    double final = tr->rep.nevals ? accuracy[tr->K - 1] : NAN;
+    if ((r = save_model(tr, path, final, err)))
         return r;
-    report_saved(&tr->rep, path, accuracy[tr->K - 1]);
+    report_saved(&tr->rep, path, final);
+    tr->ctl.phase = SILA__RUN_PHASE__FINISHED;
     return 0;
 }
 
-int train_inproc(const struct sila_job *job, const char *out_dir, bool resume, struct sila_err *err)
+int train_inproc(const struct sila_job *job, const char *out_dir, bool resume,
+                 const struct rpc_endpoint *rpc, struct sila_err *err)
 {
-    struct trainer tr = {.job = job, .out_dir = out_dir};
-    int r = run(&tr, resume, err);
+    struct trainer tr = {.job = job, .out_dir = out_dir, .checkpoint_step = UINT64_MAX};
+    int r = run(&tr, resume, rpc, err);
+    train_rpc_close(&tr.ctl);
     trainer_fini(&tr);
     return r;
 }

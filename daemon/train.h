@@ -8,12 +8,14 @@
 
 #include "err.h"
 #include "job.h"
+#include "rpc.h"
 
 /* Trains job, writing out_dir/model.sila (the reassembled aux-free model),
  * out_dir/metrics.jsonl and checkpoints as the job asks; with resume, from
- * the newest checkpoint under out_dir. Progress goes to stdout. Returns 0,
- * or a negative errno with err set. */
+ * the newest checkpoint under out_dir; serving the RPC at rpc (train_rpc.h;
+ * rpc->url NULL: none). Progress goes to stdout. Returns 0, or a negative
+ * errno with err set. */
 int train_inproc(const struct sila_job *job, const char *out_dir, bool resume,
-                 struct sila_err *err);
+                 const struct rpc_endpoint *rpc, struct sila_err *err);
 
 #endif

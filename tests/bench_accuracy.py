@@ -43,7 +43,8 @@ def run_child(argv):
 
 def run_sila(job, sets, threads):
     with tempfile.TemporaryDirectory() as d:
-        argv = [SILAD, "--job", job, "--inproc", "--out", d, "--threads", str(threads)]
+        argv = [SILAD, "--job", job, "--inproc", "--rpc", "none", "--out", d, "--threads",
+                str(threads)]
         for s in sets:
             argv += ["--set", s]
         status, text, wall, rss = run_child(argv)

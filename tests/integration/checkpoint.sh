@@ -70,7 +70,7 @@ fi
 # a kill in the middle of writing leaves a temporary file: never loaded
 cp -r inproc-pgl partial
 printf 'half a checkpoint' >"partial/checkpoints/step-0000000040.ckpt.tmp.12345"
-"$SILAD" --job "$JOB" --inproc --threads 1 --resume partial "${SMALL[@]}" \
+"$SILAD" --job "$JOB" --inproc --threads 1 --rpc none --resume partial "${SMALL[@]}" \
     --set job.algorithm=pgl >partial.stdout 2>partial.stderr
 check "a half-written checkpoint is ignored; the manifest's newest is used" \
     grep -q "resuming from .*step-0000000040.ckpt:" partial.stdout
@@ -81,7 +81,7 @@ check "... and the run still ends with the same weights" \
 cp -r inproc-pgl damaged
 newest=damaged/checkpoints/$(cat damaged/checkpoints/MANIFEST)
 printf '\377' | dd of="$newest" bs=1 seek=200 conv=notrunc status=none
-"$SILAD" --job "$JOB" --inproc --threads 1 --resume damaged "${SMALL[@]}" \
+"$SILAD" --job "$JOB" --inproc --threads 1 --rpc none --resume damaged "${SMALL[@]}" \
     --set job.algorithm=pgl >damaged.stdout 2>damaged.stderr
 st=$?
 if [ "$st" -eq 1 ] && grep -q "step-0000000040.ckpt: checksum mismatch" damaged.stderr; then
@@ -89,10 +89,10 @@ if [ "$st" -eq 1 ] && grep -q "step-0000000040.ckpt: checksum mismatch" damaged.
 else
     not_ok "a damaged checkpoint is refused, named (exit $st)" damaged.stderr
 fi
-"$SILAD" --job "$JOB" --inproc --threads 1 --resume inproc-local "${SMALL[@]}" \
+"$SILAD" --job "$JOB" --inproc --threads 1 --rpc none --resume inproc-local "${SMALL[@]}" \
     --set job.algorithm=pgl --set job.seed=2 >other.stdout 2>other.stderr
 check "a checkpoint of another plan is refused" grep -q "a checkpoint of another plan" other.stderr
-"$SILAD" --job "$JOB" --inproc --threads 1 --resume nowhere "${SMALL[@]}" >none.out 2>none.err
+"$SILAD" --job "$JOB" --inproc --threads 1 --rpc none --resume nowhere "${SMALL[@]}" >none.out 2>none.err
 check "--resume without a checkpoint says so" grep -q "no checkpoint recorded" none.err
 
 # a learning rate that makes the weights overflow after the first steps

@@ -92,13 +92,13 @@ done_testing()
 }
 
 # silad_run DIR JOB [ARG...]: trains JOB in-process into DIR with one BLAS
-# thread; DIR.stdout, DIR.stderr and DIR.status hold what it said and its exit
-# status. Returns that status.
+# thread and no RPC (unless ARG gives one); DIR.stdout, DIR.stderr and
+# DIR.status hold what it said and its exit status. Returns that status.
 silad_run()
 {
     local dir=$1 job=$2
     shift 2
-    "$SILAD" --job "$job" --inproc --out "$dir" --threads 1 "$@" \
+    "$SILAD" --job "$job" --inproc --out "$dir" --threads 1 --rpc none "$@" \
         >"$dir.stdout" 2>"$dir.stderr"
     local st=$?
     echo "$st" >"$dir.status"
