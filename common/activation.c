@@ -7,8 +7,6 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Below this many elements one thread does the whole loop. */
-#define PARALLEL_MIN_ELEMS 65536
 
 /* The check looks at the exponent bits (all ones: infinity or NaN), which
  * vectorises, and stops at the first block that has one. */
@@ -32,14 +30,14 @@ bool sila_all_finite(const float *x, size_t n)
 
 void sila_relu_forward(float *out, const float *in, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for schedule(static) if (n >= SILA_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++)
         out[i] = in[i] > 0.0f ? in[i] : 0.0f;
 }
 
 void sila_relu_backward(float *din, const float *dout, const float *out, size_t n)
 {
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN_ELEMS)
+#pragma omp parallel for schedule(static) if (n >= SILA_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) {
         float g = dout[i]; /* loaded unconditionally, so the select vectorises */
         din[i] = out[i] > 0.0f ? g : 0.0f;

@@ -10,8 +10,7 @@
 
 #define LANES 8
 
-/* Σ x[i] for i < n. */
-static double plane_sum(const float *x, int n)
+double sila_plane_sum(const float *x, int n)
 {
     float acc[LANES] = {0};
     int i = 0;
@@ -71,7 +70,7 @@ static void channel_stats(const float *in, int B, int C, int HW, int c, double *
 {
     double sum = 0.0, sq = 0.0, n = (double)B * HW;
     for (int b = 0; b < B; b++)
-        sum += plane_sum(in + ((size_t)b * C + c) * HW, HW);
+        sum += sila_plane_sum(in + ((size_t)b * C + c) * HW, HW);
     float mean = (float)(sum / n);
     for (int b = 0; b < B; b++)
         sq += plane_sq_dev(in + ((size_t)b * C + c) * HW, HW, mean);

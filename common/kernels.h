@@ -16,8 +16,15 @@
 
 #include "rng.h"
 
+/* Elementwise kernels below this many elements run on one thread: the
+ * threads' start-up would cost more than they save. */
+#define SILA_PARALLEL_MIN_ELEMS 65536
+
 /* True when every value of x (n floats) is finite (no NaN, no infinity). */
 bool sila_all_finite(const float *x, size_t n);
+/* Σ x[i] for i < n: eight float lanes in a fixed order (so the result does
+ * not depend on the compiler), added in double. */
+double sila_plane_sum(const float *x, int n);
 
 /* ---- linear: out = in · w^T + b --------------------------------------- */
 /* out (B, OUT), in (B, IN), w (OUT, IN), b (OUT) or NULL */

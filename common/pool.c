@@ -2,7 +2,6 @@
  * shared among OpenMP threads. */
 #include <errno.h>
 #include <float.h>
-#include <stdbool.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -29,42 +28,13 @@ static void window(int o, int stride, int pad, int K, int size, int *lo, int *hi
     *hi = start + K > size ? size : start + K;
 }
 
-/* Max of one plane's 2x2 windows at stride 2 without padding (every window
- * whole): the general loop's comparisons in its order, without its window
- * arithmetic. */
-static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
-                              const struct sila_pool_geom *g)
-{
-    for (int oh = 0; oh < g->OH; oh++) {
-        const int r = 2 * oh * g->W;
-        for (int ow = 0; ow < g->OW; ow++) {
-            const int at4[4] = {r + 2 * ow, r + 2 * ow + 1, r + g->W + 2 * ow,
-                                r + g->W + 2 * ow + 1};
-            float best = -FLT_MAX;
-            int32_t at = at4[0];
-            for (int j = 0; j < 4; j++)
-                if (x[at4[j]] > best) {
-                    best = x[at4[j]];
-                    at = at4[j];
-                }
-            out[oh * g->OW + ow] = best;
-            argmax[oh * g->OW + ow] = at;
-        }
-    }
-}
-
 void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
-    const bool two_by_two = g->K == 2 && g->stride == 2 && g->pad == 0;
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         const float *x = in + p * ihw;
-        if (two_by_two) {
-            maxpool_plane_2x2(out + p * ohw, argmax + p * ohw, x, g);
-            continue;
-        }
         for (int oh = 0; oh < g->OH; oh++) {
             int h0, h1;
             window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
@@ -147,17 +117,15 @@ void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool
 void sila_gap_forward(float *out, const float *in, int B, int C, int HW)
 {
     size_t planes = (size_t)B * C;
-    for (size_t p = 0; p < planes; p++) {
-        float acc = 0.0f;
-        for (int i = 0; i < HW; i++)
-            acc += in[p * HW + i];
-        out[p] = acc / (float)HW;
-    }
+#pragma omp parallel for schedule(static) if (planes * HW >= SILA_PARALLEL_MIN_ELEMS)
+    for (size_t p = 0; p < planes; p++)
+        out[p] = (float)(sila_plane_sum(in + p * HW, HW) / HW);
 }
 
 void sila_gap_backward(float *din, const float *dout, int B, int C, int HW)
 {
     size_t planes = (size_t)B * C;
+#pragma omp parallel for schedule(static) if (planes * HW >= SILA_PARALLEL_MIN_ELEMS)
     for (size_t p = 0; p < planes; p++) {
         float d = dout[p] / (float)HW;
         for (int i = 0; i < HW; i++)
