@@ -1,4 +1,6 @@
-/* 2-D convolution lowered onto cblas_sgemm through im2col (see kernels.h).
+/* 2-D convolution lowered onto cblas_sgemm through im2col (see kernels.h);
+ * 3x3 stride-1 layers with enough channels and a large enough plane run
+ * their forward pass and dX by Winograd instead (winograd.h), dW by im2col.
  *
  * Forward: the batch is processed in chunks of `nb` samples whose im2col
  * matrices sit side by side in one (C·K·K, nb·OH·OW) column matrix, so each
@@ -16,8 +18,8 @@
  * depend on the thread count but not on timing. sgemm runs inside the
  * threads: OpenBLAS must be single-threaded (the programs see to it).
  * Scratch layout (sila_conv_work_floats): the flipped kernel (stride-1
- * backward only), then per thread: column matrix, staging matrix, dW and
- * db partials. */
+ * backward only) and Winograd's transformed kernel, then per thread:
+ * column matrix, staging matrix, dW and db partials, Winograd's tiles. */
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "winograd.h"
 
 #define CONV_COL_FLOATS ((size_t)1 << 18)
 
@@ -93,10 +96,18 @@ static struct sila_conv_geom dx_geom(const struct sila_conv_geom *g)
     return t;
 }
 
-/* One thread's scratch: column matrix, staging matrix, dW and db partials. */
+/* One thread's scratch: column matrix, staging matrix, dW and db partials,
+ * Winograd's transformed tiles and products. */
 struct scratch {
-    float *col, *stage, *dw, *db;
+    float *col, *stage, *dw, *db, *wino;
 };
+
+/* Floats of one thread's Winograd scratch (0 when g does not use it). The
+ * dX convolution of a Winograd layer has the same tiles and channels. */
+static size_t wino_floats(const struct sila_conv_geom *g)
+{
+    return sila_wino_applies(g) ? sila_wino_thread_floats(g) : 0;
+}
 
 static size_t col_floats(const struct sila_conv_geom *g)
 {
@@ -111,12 +122,18 @@ static size_t col_floats(const struct sila_conv_geom *g)
 static size_t thread_floats(const struct sila_conv_geom *g)
 {
     return col_floats(g) + (size_t)g->OC * chunk_samples(g) * out_hw(g) +
-           (size_t)g->OC * col_rows(g) + (size_t)g->OC;
+           (size_t)g->OC * col_rows(g) + (size_t)g->OC + wino_floats(g);
+}
+
+/* The flipped kernel (stride-1 backward), then Winograd's transformed one. */
+static size_t flipped_floats(const struct sila_conv_geom *g)
+{
+    return transposed_dx(g) ? (size_t)g->C * g->OC * g->K * g->K : 0;
 }
 
 static size_t shared_floats(const struct sila_conv_geom *g)
 {
-    return transposed_dx(g) ? (size_t)g->C * g->OC * g->K * g->K : 0;
+    return flipped_floats(g) + (sila_wino_applies(g) ? (size_t)16 * g->OC * g->C : 0);
 }
 
 size_t sila_conv_work_floats(const struct sila_conv_geom *g)
@@ -131,6 +148,7 @@ static struct scratch scratch_of(const struct sila_conv_geom *g, float *work, in
     s.stage = s.col + col_floats(g);
     s.dw = s.stage + (size_t)g->OC * chunk_samples(g) * out_hw(g);
     s.db = s.dw + (size_t)g->OC * col_rows(g);
+    s.wino = s.db + g->OC;
     return s;
 }
 
@@ -278,9 +296,32 @@ static void forward_chunk(float *out, const float *in, const float *w, const flo
         }
 }
 
+/* The convolution of g by Winograd over the batch (sila_wino_applies(g)),
+ * with kernel w (g->OC, g->C, 3, 3) transformed into u. */
+static void wino_conv(float *out, const float *in, const float *w, const float *b,
+                      const struct sila_conv_geom *g, float *u, float *work,
+                      const struct sila_conv_geom *layer)
+{
+    sila_wino_kernel(u, w, g->OC, g->C);
+    const int nb_max = sila_wino_chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
+#pragma omp parallel num_threads(team_size(layer))
+    {
+        struct scratch s = scratch_of(layer, work, omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int c = 0; c < nchunks; c++) {
+            int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
+            sila_wino_chunk(out, in, u, b, g, s.wino, b0, nb);
+        }
+    }
+}
+
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work)
 {
+    if (sila_wino_applies(g)) {
+        wino_conv(out, in, w, b, g, work + flipped_floats(g), work, g);
+        return;
+    }
     const int nb_max = chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
 #pragma omp parallel num_threads(team_size(g))
     {
@@ -364,6 +405,7 @@ void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
     const int nb_max = chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
     const int T = team_size(g);
     const size_t nw = (size_t)g->OC * col_rows(g);
+    const bool wino_dx = din && sila_wino_applies(g);
     float *wt = NULL;
     if (din && transposed_dx(g)) {
         wt = work;
@@ -379,7 +421,7 @@ void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
 #pragma omp for schedule(static)
         for (int c = 0; c < nchunks; c++) {
             int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-            backward_chunk(din, dout, in, w, wt, db != NULL, g, &s, b0, nb);
+            backward_chunk(wino_dx ? NULL : din, dout, in, w, wt, db != NULL, g, &s, b0, nb);
         }
     }
     for (int t = 0; t < T; t++) {
@@ -388,5 +430,10 @@ void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
             dw[i] += s.dw[i];
         for (int oc = 0; db && oc < g->OC; oc++)
             db[oc] += s.db[oc];
+    }
+    if (wino_dx) { /* dX: dY convolved with the flipped kernel, by Winograd */
+        struct sila_conv_geom t = dx_geom(g);
+        t.B = g->B;
+        wino_conv(din, dout, wt, NULL, &t, work + flipped_floats(g), work, g);
     }
 }

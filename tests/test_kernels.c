@@ -22,6 +22,7 @@
 
 #include "check_main.h"
 #include "kernels.h"
+#include "winograd.h"
 #include "net.h"
 
 #define U32 (1.0 / 16777216.0) /* 2^-24, float unit round-off */
@@ -241,6 +242,27 @@ START_TEST(test_conv_chunked)
     size_t work = check_conv(cc, 200 + (uint64_t)_i * 10);
     ck_assert_msg(work < whole, "scratch %zu covers the whole batch (%zu): no chunking tested",
                   work, whole);
+}
+END_TEST
+
+/* 3x3 stride-1 layers with enough channels go through Winograd (forward and
+ * dX): odd and non-square sizes (tiles past the edge), several chunks with a
+ * short last one, with and without bias. */
+static const struct conv_case winograd_cases[] = {
+    {3, 16, 11, 13, 16, 3, 1, 1, false}, /* 6x7 tiles, the last row and column half outside */
+    {20, 16, 14, 14, 24, 3, 1, 1, true}, /* 4 samples a chunk, 5 chunks */
+    {7, 24, 13, 10, 16, 3, 1, 1, true},  /* 7x5 tiles, 5 samples a chunk, then 2 */
+    {3, 16, 28, 28, 16, 3, 1, 1, false}, /* 1 sample a chunk */
+};
+
+START_TEST(test_conv_winograd)
+{
+    const struct conv_case *cc = &winograd_cases[_i];
+    struct sila_conv_geom g;
+    ck_assert_int_eq(
+        sila_conv_geom_init(&g, cc->B, cc->C, cc->H, cc->W, cc->OC, cc->K, cc->stride, cc->pad), 0);
+    ck_assert(sila_wino_applies(&g));
+    check_conv(cc, 300 + (uint64_t)_i * 10);
 }
 END_TEST
 
@@ -1079,6 +1101,8 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_conv_small, 0, (int)(sizeof conv_cases / sizeof conv_cases[0]));
     tcase_add_loop_test(tc, test_conv_chunked, 0,
                         (int)(sizeof chunked_cases / sizeof chunked_cases[0]));
+    tcase_add_loop_test(tc, test_conv_winograd, 0,
+                        (int)(sizeof winograd_cases / sizeof winograd_cases[0]));
     tcase_add_test(tc, test_pool_geom);
     tcase_add_loop_test(tc, test_maxpool, 0, (int)(sizeof pool_cases / sizeof pool_cases[0]));
     tcase_add_loop_test(tc, test_avgpool, 0, (int)(sizeof pool_cases / sizeof pool_cases[0]));
