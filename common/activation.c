@@ -3,10 +3,8 @@
  * are drawn in order from one rng. */
 #include "kernels.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
-
 
 /* The check looks at the exponent bits (all ones: infinity or NaN), which
  * vectorises, and stops at the first block that has one. */

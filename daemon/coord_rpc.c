@@ -107,12 +107,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
             return;
         }
         bool was = atomic_exchange(&c->paused, pause);
-        snprintf(msg, sizeof msg, "%s at step %llu%s", pause ? "paused" : "resumed",
-                 (unsigned long long)c->trained[c->K - 1],
-                 was == pause ? (pause ? " (it was paused)" : " (it was running)") : "");
-        printf("%s by an RPC request\n", msg);
-        fflush(stdout);
-        rpc_ack(rpc, reply, msg);
+        rpc_ack_pause(rpc, reply, pause, was, c->trained[c->K - 1]);
         break;
     }
     case SILA__REQUEST__METHOD_CHECKPOINT: {

@@ -1,6 +1,8 @@
 /* Replies built from a run's report (see rpc_views.h). */
 #include "rpc_views.h"
 
+#include <stdio.h>
+
 static Sila__Evaluation *evaluation(struct rpc *rpc, const struct report_eval *ev, int K)
 {
     Sila__Evaluation *e = rpc_alloc(rpc, sizeof *e);
@@ -100,4 +102,15 @@ void rpc_ack(struct rpc *rpc, Sila__Reply *reply, const char *text)
     a->message = rpc_strdup(rpc, text);
     reply->result_case = SILA__REPLY__RESULT_ACK;
     reply->ack = a;
+}
+
+void rpc_ack_pause(struct rpc *rpc, Sila__Reply *reply, bool pause, bool was, uint64_t step)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s at step %llu%s", pause ? "paused" : "resumed",
+             (unsigned long long)step,
+             was == pause ? (pause ? " (it was paused)" : " (it was running)") : "");
+    printf("%s by an RPC request\n", msg);
+    fflush(stdout);
+    rpc_ack(rpc, reply, msg);
 }

@@ -32,5 +32,8 @@ Sila__Status *rpc_status(struct rpc *rpc, const struct rpc_progress *p);
 void rpc_metrics(struct rpc *rpc, const struct report *rep, uint64_t since, Sila__Reply *reply);
 /* An Ack carrying text. */
 void rpc_ack(struct rpc *rpc, Sila__Reply *reply, const char *text);
+/* The Ack of a Pause (pause) or Resume at step, `was` being whether the run
+ * was paused before; also printed on stdout, as the run's own record. */
+void rpc_ack_pause(struct rpc *rpc, Sila__Reply *reply, bool pause, bool was, uint64_t step);
 
 #endif

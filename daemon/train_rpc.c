@@ -96,11 +96,8 @@ static void handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__R
     case SILA__REQUEST__METHOD_RESUME: {
         bool pause = req->method_case == SILA__REQUEST__METHOD_PAUSE, was = t->paused;
         t->paused = pause;
-        snprintf(msg, sizeof msg, "%s at step %llu%s", pause ? "paused" : "resumed", step,
-                 was == pause ? (pause ? " (it was paused)" : " (it was running)") : "");
-        printf("%s by an RPC request\n", msg);
-        fflush(stdout);
-        break;
+        rpc_ack_pause(rpc, reply, pause, was, step);
+        return;
     }
     case SILA__REQUEST__METHOD_CHECKPOINT:
         t->checkpoint = true;
