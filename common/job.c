@@ -46,6 +46,7 @@ _Static_assert(sizeof(enum sila_optim_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_sched_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_dataset_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_global_state) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_objective_kind) == sizeof(float), "objective fields are 4 bytes");
 
 /* ---- key tables ---- */
 
@@ -68,6 +69,7 @@ static const char *const aux_names[] = {"linear", "conv", "mlp", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
 static const char *const global_state_names[] = {"shared", "separate", NULL};
+static const char *const objective_names[] = {"ce", "sila", "collab", "cosub", NULL};
 
 /* One table entry per key: NUM (K_INT or K_FLOAT, with range and flags),
  * TYPED (no range), STR (a char array) and ENUM (names). */
@@ -104,6 +106,7 @@ static const struct key job_keys[] = {
     NUM("augment_crop", K_INT, JOB(augment_crop), 0, 16, 0),
     TYPED("augment_flip", K_BOOL, JOB(augment_flip), 0),
     NUM("label_smoothing", K_FLOAT, JOB(label_smoothing), 0, 1, HI_OPEN),
+    NUM("drop_path", K_FLOAT, JOB(drop_path), 0, 1, HI_OPEN),
     NUM("checkpoint_every", K_INT, JOB(checkpoint_every), 0, INF, 0),
     NUM("checkpoint_minutes", K_FLOAT, JOB(checkpoint_minutes), 0, INF, 0),
 };
@@ -127,9 +130,32 @@ static const struct key sched_keys[] = {
     NUM("gamma", K_FLOAT, JOB(sched.gamma), 0, 1, LO_OPEN),
 };
 
+/* The keys of a module's objective, the same in [objective] (every
+ * module's default; `kind` there) and in [module] (that module's own;
+ * `objective` there), AT(f) giving the field's offset in either. */
+#define OBJECTIVE_KEYS(AT, kind_name)                                                              \
+    ENUM(kind_name, AT(kind), 0, objective_names),                                                 \
+        NUM("sila_weight", K_FLOAT, AT(sila_weight), 0, INF, 0),                                   \
+        NUM("dml_weight", K_FLOAT, AT(dml_weight), 0, INF, 0),                                     \
+        NUM("temperature", K_FLOAT, AT(temperature), 0, 100, LO_OPEN),                             \
+        NUM("collab_beta", K_FLOAT, AT(collab_beta), 0, 1, 0),                                     \
+        NUM("cosub_weight", K_FLOAT, AT(cosub_weight), 0, 1, 0),                                   \
+        NUM("redundancy", K_FLOAT, AT(redundancy), 0, INF, 0),                                     \
+        NUM("kernel_similarity", K_FLOAT, AT(kernel_similarity), 0, INF, 0)
+#define JOB_OBJ(f) offsetof(struct sila_job, objective.f)
+#define MOD_OBJ(f) offsetof(struct sila_job_module, objective.f)
+#define NOBJECTIVE_KEYS 8
+
+static const struct key objective_keys[] = {
+    OBJECTIVE_KEYS(JOB_OBJ, "kind"),
+    NUM("collab_rate", K_FLOAT, JOB(collab_rate), 0, 1, LO_OPEN),
+};
+
+enum { MODULE_OBJECTIVE_KEY0 = 2 }; /* module_keys[2..] are OBJECTIVE_KEYS */
 static const struct key module_keys[] = {
     ENUM("aux", MOD(aux), 0, aux_names),
     NUM("aux_hidden", K_INT, MOD(aux_hidden), 1, 65536, 0),
+    OBJECTIVE_KEYS(MOD_OBJ, "objective"),
 };
 
 /* Layer keys; bit i of layer_key_mask[kind] allows layer_keys[i]. */
@@ -158,11 +184,24 @@ static const unsigned layer_key_mask[SILA_LAYER_KIND_MAX + 1] = {
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 _Static_assert(COUNT(job_keys) <= MAX_KEYS && COUNT(optim_keys) <= MAX_KEYS &&
-                   COUNT(sched_keys) <= MAX_KEYS && COUNT(layer_keys) <= 32,
+                   COUNT(sched_keys) <= MAX_KEYS && COUNT(objective_keys) <= MAX_KEYS &&
+                   COUNT(module_keys) <= MAX_KEYS && COUNT(layer_keys) <= 32,
                "key tables fit the per-section arrays");
+_Static_assert(COUNT(module_keys) == MODULE_OBJECTIVE_KEY0 + NOBJECTIVE_KEYS &&
+                   COUNT(objective_keys) == NOBJECTIVE_KEYS + 1,
+               "the objective keys are where the resolution expects them");
 
 /* The unique sections, indexed by their SEC_* value. */
-enum { SEC_JOB, SEC_OPTIM, SEC_SCHED, NUNIQUE, SEC_MODULE = NUNIQUE, SEC_LAYER, SEC_NONE };
+enum {
+    SEC_JOB,
+    SEC_OPTIM,
+    SEC_SCHED,
+    SEC_OBJECTIVE,
+    NUNIQUE,
+    SEC_MODULE = NUNIQUE,
+    SEC_LAYER,
+    SEC_NONE
+};
 
 struct section {
     const char *name;
@@ -174,6 +213,7 @@ static const struct section sections[] = {
     [SEC_JOB] = {"job", job_keys, COUNT(job_keys)},
     [SEC_OPTIM] = {"optimizer", optim_keys, COUNT(optim_keys)},
     [SEC_SCHED] = {"schedule", sched_keys, COUNT(sched_keys)},
+    [SEC_OBJECTIVE] = {"objective", objective_keys, COUNT(objective_keys)},
     [SEC_MODULE] = {"module", module_keys, COUNT(module_keys)},
     [SEC_LAYER] = {NULL, layer_keys, COUNT(layer_keys)},
 };
@@ -563,7 +603,8 @@ static int unknown_section(struct parser *p)
                                 sila_layer_kind_name((enum sila_layer_kind)k));
     p->sec = SEC_NONE;
     return fail(p, at_line(p, p->line), p->header, NULL,
-                "unknown section (expected job, optimizer, schedule, module, or a layer: %s)",
+                "unknown section (expected job, optimizer, schedule, objective, module, or a "
+                "layer: %s)",
                 kinds);
 }
 
@@ -604,6 +645,8 @@ static int set_file_key(struct parser *p, const char *name, const char *value)
     const char *bad = set_value(&s->keys[k], section_base(p), value, why, sizeof why);
     if (bad)
         return fail(p, here, open_name(p), name, "'%.100s' %s", value, bad);
+    if (p->sec == SEC_MODULE && k >= MODULE_OBJECTIVE_KEY0)
+        p->job->modules[p->job->nmodules - 1].objective_set |= 1u << (k - MODULE_OBJECTIVE_KEY0);
     if (p->sec < NUNIQUE)
         p->src[p->sec][k].line = p->line;
     else if (!in_range(&s->keys[k], section_base(p), why, sizeof why))
@@ -777,7 +820,8 @@ static int apply_override(struct parser *p, int i)
     int s = find_unique(sec);
     if (s < 0)
         return fail(p, here, NULL, NULL,
-                    "unknown section '%.40s' (overrides apply to job, optimizer and schedule)",
+                    "unknown section '%.40s' (overrides apply to job, optimizer, schedule "
+                    "and objective)",
                     sec);
     int k = find_key(&sections[s], name);
     if (k < 0)
@@ -1021,13 +1065,127 @@ static int check_net(struct parser *p)
                       j->nclasses);
 }
 
+/* Where objective key i of module m was decided: its [module] section, or
+ * the [objective] key it defaulted to. */
+static struct loc objective_loc(const struct parser *p, int m, int i, const char **ret_sec)
+{
+    const struct sila_job_module *mod = &p->job->modules[m];
+    *ret_sec = mod->objective_set & (1u << i) ? "module" : "objective";
+    if (mod->objective_set & (1u << i))
+        return at_line(p, mod->line);
+    return at_key(p, SEC_OBJECTIVE, i);
+}
+
+static int fail_objective(struct parser *p, int m, int i, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail_objective(struct parser *p, int m, int i, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const char *sec;
+    struct loc where = objective_loc(p, m, i, &sec);
+    const struct key *k =
+        *sec == 'm' ? &module_keys[MODULE_OBJECTIVE_KEY0 + i] : &objective_keys[i];
+    return fail(p, where, sec, k->name, "module %d: %s", m + 1, msg);
+}
+
+/* Whether module m has a layer of kind (with p > 0 when `dropping`). */
+static bool module_has(const struct sila_job *j, int m,
+                       bool (*match)(const struct sila_layer_spec *))
+{
+    const struct sila_job_module *mod = &j->modules[m];
+    for (int i = mod->first_layer; i < mod->first_layer + mod->nlayers; i++)
+        if (match(&j->layers[i]))
+            return true;
+    return false;
+}
+
+static bool drops_paths(const struct sila_layer_spec *s)
+{
+    return (s->kind == SILA_LAYER_BLOCK || s->kind == SILA_LAYER_DROPPATH) && s->p > 0.0f;
+}
+
+static bool has_filters(const struct sila_layer_spec *s)
+{
+    return s->kind == SILA_LAYER_CONV2D || s->kind == SILA_LAYER_BLOCK;
+}
+
+/* Gives every module the [objective] value of each key it does not set,
+ * then checks that each module can train by its objective. The last module
+ * has no aux head: a twin (sila) and the output penalty (redundancy) need
+ * one, so it keeps ce and no penalty when those come from [objective], and
+ * refuses them when its own [module] asks for them. */
+static int resolve_objectives(struct parser *p)
+{
+    struct sila_job *j = p->job;
+    enum { KIND, REDUNDANCY = 6, KERNEL_SIMILARITY = 7 };
+    for (int m = 0; m < j->nmodules; m++) {
+        struct sila_job_module *mod = &j->modules[m];
+        for (int i = 0; i < NOBJECTIVE_KEYS; i++) {
+            size_t at = objective_keys[i].off - JOB_OBJ(kind);
+            if (!(mod->objective_set & (1u << i)))
+                memcpy((char *)&mod->objective + at, (char *)&j->objective + at, sizeof(float));
+        }
+        struct sila_objective *o = &mod->objective;
+        bool last = m == j->nmodules - 1;
+        if (last && o->kind == SILA_OBJ_SILA) {
+            if (mod->objective_set & (1u << KIND))
+                return fail_objective(p, m, KIND, "the last module has no aux head to give a twin");
+            o->kind = SILA_OBJ_CE;
+        }
+        if (last && o->redundancy > 0.0f) {
+            if (mod->objective_set & (1u << REDUNDANCY))
+                return fail_objective(p, m, REDUNDANCY,
+                                      "the last module's output is the classifier's logits, "
+                                      "not features to decorrelate");
+            o->redundancy = 0.0f;
+        }
+        if (o->kind == SILA_OBJ_COSUB && !module_has(j, m, drops_paths))
+            return fail_objective(p, m, KIND,
+                                  "cosub needs drop-path in the module (a [block] or [droppath] "
+                                  "with p > 0)");
+        if (o->kernel_similarity > 0.0f && !module_has(j, m, has_filters))
+            return fail_objective(p, m, KERNEL_SIMILARITY,
+                                  "the module has no conv2d or block layer to take the penalty");
+        bool plain =
+            o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
+        if (!plain && j->algorithm == SILA_ALGO_E2E)
+            return fail_objective(p, m, KIND,
+                                  "e2e has no local steps for a local objective (use local or "
+                                  "pgl, or kind = ce without penalties)");
+    }
+    return 0;
+}
+
+/* [job] drop_path: the blocks' drop-path rates rise linearly with depth
+ * (stochastic depth, Huang et al. 2016), the last block's at drop_path. */
+static int apply_drop_path(struct parser *p)
+{
+    struct sila_job *j = p->job;
+    int n = 0, i = 0;
+    for (int l = 0; l < j->nlayers; l++)
+        n += j->layers[l].kind == SILA_LAYER_BLOCK;
+    if (j->drop_path == 0.0f)
+        return 0;
+    if (n == 0)
+        return fail_key(p, SEC_JOB, "drop_path", "the network has no [block] to drop paths in");
+    for (int l = 0; l < j->nlayers; l++)
+        if (j->layers[l].kind == SILA_LAYER_BLOCK)
+            j->layers[l].p = j->drop_path * (float)++i / (float)n;
+    return 0;
+}
+
 static int validate(struct parser *p)
 {
     int r;
     if ((r = check_present(p)) || (r = check_ranges(p)) || (r = check_dataset(p)) ||
-        (r = check_rules(p)))
+        (r = check_rules(p)) || (r = apply_drop_path(p)) || (r = check_net(p)))
         return r;
-    return check_net(p);
+    return resolve_objectives(p);
 }
 
 /* ---- public ---- */
@@ -1042,6 +1200,12 @@ static void set_defaults(struct sila_job *j)
     j->optim = (struct sila_optim_cfg){
         .kind = SILA_OPTIM_SGD, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     j->sched = (struct sila_sched_cfg){.kind = SILA_SCHED_CONSTANT, .gamma = 0.1f};
+    j->objective = (struct sila_objective){.kind = SILA_OBJ_CE,
+                                           .sila_weight = 1.0f,
+                                           .temperature = 2.0f,
+                                           .collab_beta = 0.5f,
+                                           .cosub_weight = 1.0f};
+    j->collab_rate = 0.5f;
 }
 
 /* Parses the job's text, then the overrides, then checks the whole. */
@@ -1159,6 +1323,19 @@ const char *sila_algorithm_name(enum sila_algorithm a)
 const char *sila_aux_kind_name(enum sila_aux_kind k)
 {
     return k >= SILA_AUX_LINEAR && k <= SILA_AUX_MLP ? aux_names[k - 1] : NULL;
+}
+
+const char *sila_objective_name(enum sila_objective_kind k)
+{
+    return k >= SILA_OBJ_CE && k <= SILA_OBJ_COSUB ? objective_names[k - 1] : NULL;
+}
+
+bool sila_job_uses_collab(const struct sila_job *job)
+{
+    for (int m = 0; m < job->nmodules; m++)
+        if (job->modules[m].objective.kind == SILA_OBJ_COLLAB)
+            return true;
+    return false;
 }
 
 const char *sila_modules_text(int first, int last, char *buf, size_t len)

@@ -32,6 +32,27 @@ enum sila_aux_kind {
     SILA_AUX_MLP = 3,    /* avgpool to 2x2, flatten, 2 x (linear+BN+ReLU), linear to C */
 };
 
+/* A module's local objective (METHODS.md section 4, docs/methods.md). */
+enum sila_objective_kind {
+    SILA_OBJ_CE = 1,     /* cross-entropy of the aux head (or the classifier) */
+    SILA_OBJ_SILA = 2,   /* the head and a siamese twin head, with DML between them */
+    SILA_OBJ_COLLAB = 3, /* CE mixed with the classifier's consensus soft targets */
+    SILA_OBJ_COSUB = 4,  /* two drop-path passes, the 4-term BCE of cosub */
+};
+
+/* What a module's local steps minimise. Every weight at 0 (collab_beta at 1)
+ * leaves plain CE, bit for bit. Train-only: nothing of it is in the model. */
+struct sila_objective {
+    enum sila_objective_kind kind;
+    float sila_weight;       /* sila: weight of the twin's CE */
+    float dml_weight;        /* sila: alpha of the mutual KL between head and twin */
+    float temperature;       /* sila (DML) and collab: T of the softened distributions */
+    float collab_beta;       /* collab: beta, the weight of CE against the soft target */
+    float cosub_weight;      /* cosub: w in (1-w) CE + w cosub loss */
+    float redundancy;        /* weight of the channel-correlation penalty on the output */
+    float kernel_similarity; /* weight of the filter-similarity penalty on conv layers */
+};
+
 /* Where global (PGL) steps keep their optimizer state. */
 enum sila_global_state {
     SILA_GLOBAL_SHARED = 1,   /* one momentum for local and global steps */
@@ -42,8 +63,10 @@ struct sila_job_module {
     int first_layer; /* index into sila_job.layers */
     int nlayers;
     enum sila_aux_kind aux;
-    int aux_hidden; /* mlp head width (default 256) */
-    int line;       /* line of its [module] section */
+    int aux_hidden;                  /* mlp head width (default 256) */
+    int line;                        /* line of its [module] section */
+    struct sila_objective objective; /* its own keys, the rest from [objective] */
+    unsigned objective_set;          /* parser's: bit i = objective key i set here */
 };
 
 struct sila_job {
@@ -71,8 +94,12 @@ struct sila_job {
     int augment_crop;                 /* random-crop padding in pixels, 0 = off */
     bool augment_flip;
     float label_smoothing;
+    float drop_path; /* > 0: block i of n drops its residual branch with p = drop_path (i+1)/n */
     int checkpoint_every;     /* steps between checkpoints, 0 = none by count */
     float checkpoint_minutes; /* minutes between checkpoints, 0 = none by time */
+
+    struct sila_objective objective; /* [objective]: every module's default */
+    float collab_rate;               /* collab: rate of the soft targets' moving average */
 
     struct sila_optim_cfg optim;
     struct sila_sched_cfg sched; /* lr and shape; step counts filled by the trainer */
@@ -121,5 +148,9 @@ const char *sila_algorithm_name(enum sila_algorithm a);
 /* "module 3" or "modules 2-4" for 0-based first..last, written into buf. */
 const char *sila_modules_text(int first, int last, char *buf, size_t len);
 const char *sila_aux_kind_name(enum sila_aux_kind k);
+const char *sila_objective_name(enum sila_objective_kind k);
+/* Whether any module of job trains with the collab objective (the soft
+ * targets then travel with the batches). */
+bool sila_job_uses_collab(const struct sila_job *job);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "kernels.h"
 #include "loss.h"
+#include "objective.h"
 #include "plan.h"
 
 #define MAX_HEAD_LAYERS 12
@@ -49,52 +50,117 @@ int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape i
     return 0;
 }
 
+/* Whether module m's objective runs a second pass (cosub) or a twin (sila). */
+static bool second_pass(const struct sila_objective *o)
+{
+    return o->kind == SILA_OBJ_COSUB && o->cosub_weight > 0.0f;
+}
+
+static bool has_twin(const struct sila_objective *o, bool head)
+{
+    return head && o->kind == SILA_OBJ_SILA && (o->sila_weight > 0.0f || o->dml_weight > 0.0f);
+}
+
 static int build_nets(struct sila_module *m, const struct sila_job *job, int k, int max_batch,
                       struct sila_err *err)
 {
     const struct sila_job_module *jm = &job->modules[k];
+    const struct sila_layer_spec *layers = job->layers + jm->first_layer;
     struct sila_shape in;
     int r = sila_plan_edge_shape(job, k, &in, err);
-    if (r)
+    if (r || (r = sila_net_new(&m->body, layers, jm->nlayers, in, max_batch, err)))
         return r;
-    r = sila_net_new(&m->body, job->layers + jm->first_layer, jm->nlayers, in, max_batch, err);
-    if (r || k == job->nmodules - 1)
+    if (second_pass(&m->obj) &&
+        (r = sila_net_new(&m->body2, layers, jm->nlayers, in, max_batch, err)))
         return r;
+    if (k == job->nmodules - 1)
+        return 0;
     struct sila_layer_spec specs[MAX_HEAD_LAYERS];
     int n;
     struct sila_shape z = sila_net_out_shape(m->body);
     if (sila_aux_head_specs(jm->aux, jm->aux_hidden, z, job->nclasses, specs, &n))
         return sila_err_set(err, -EINVAL, "module %d: a %s head cannot take input %dx%dx%d", k + 1,
                             sila_aux_kind_name(jm->aux), z.c, z.h, z.w);
-    return sila_net_new(&m->head, specs, n, z, max_batch, err);
+    if ((r = sila_net_new(&m->head, specs, n, z, max_batch, err)))
+        return r;
+    if (has_twin(&m->obj, true) && (r = sila_net_new(&m->twin, specs, n, z, max_batch, err)))
+        return r;
+    if (second_pass(&m->obj))
+        r = sila_net_new(&m->head2, specs, n, z, max_batch, err);
+    return r;
 }
 
-/* One arena for params | grads | optimizer state(s); buffers apart. */
+static size_t param_count(const struct sila_net *net)
+{
+    return net ? sila_net_param_count(net) : 0;
+}
+
+static size_t buffer_count(const struct sila_net *net)
+{
+    return net ? sila_net_buffer_count(net) : 0;
+}
+
+/* Floats of scratch the objective's loss terms need for batches of max_batch. */
+static size_t scratch_floats(const struct sila_module *m, int max_batch)
+{
+    size_t need = 2 * (size_t)max_batch * m->nclasses;
+    if (m->obj.redundancy > 0.0f) {
+        size_t r = sila_redundancy_scratch(sila_net_out_shape(m->body));
+        need = r > need ? r : need;
+    }
+    for (int i = 0; m->obj.kernel_similarity > 0.0f && i < sila_net_tensor_count(m->body); i++) {
+        const struct sila_tensor *t = sila_net_tensor(m->body, i);
+        if (t->role != SILA_TENSOR_WEIGHT || t->ndim != 4)
+            continue;
+        size_t oc = (size_t)t->shape[0], fan = t->n / oc, f = oc * (fan + oc + 1) + fan;
+        need = f > need ? f : need;
+    }
+    return need;
+}
+
+/* One arena for params | grads | optimizer state(s); buffers apart. Params
+ * and buffers are laid out body | head | twin; the second pass's nets share
+ * the body's and the head's. */
 static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_global)
 {
-    size_t hp = m->head ? sila_net_param_count(m->head) : 0;
-    size_t hb = m->head ? sila_net_buffer_count(m->head) : 0;
+    size_t hb = buffer_count(m->head), tb = buffer_count(m->twin), tp = param_count(m->twin);
     m->body_params = sila_net_param_count(m->body);
+    m->head_params = param_count(m->head);
     m->body_buffers = sila_net_buffer_count(m->body);
-    m->nparams = m->body_params + hp;
-    size_t nstate =
-        sila_optim_state_floats(&m->optim, m->body_params) + sila_optim_state_floats(&m->optim, hp);
+    m->nparams = m->body_params + m->head_params + tp;
+    size_t nstate = sila_optim_state_floats(&m->optim, m->body_params) +
+                    sila_optim_state_floats(&m->optim, m->head_params) +
+                    sila_optim_state_floats(&m->optim, tp);
     size_t nsets = separate_global ? 2 : 1;
     m->arena = calloc(2 * m->nparams + nsets * nstate + 1, sizeof *m->arena);
-    m->buffers = calloc(m->body_buffers + hb + 1, sizeof *m->buffers);
+    m->buffers = calloc(m->body_buffers + hb + tb + 1, sizeof *m->buffers);
     size_t nout = sila_shape_size(sila_net_out_shape(m->body));
     m->dhead = malloc(sizeof *m->dhead * max_batch * m->nclasses);
     m->dz = malloc(sizeof *m->dz * max_batch * nout);
     if (!m->arena || !m->buffers || !m->dhead || !m->dz)
         return -ENOMEM;
+    if (m->obj.kind != SILA_OBJ_CE || m->obj.redundancy > 0.0f || m->obj.kernel_similarity > 0.0f) {
+        m->dpeer = malloc(sizeof *m->dpeer * max_batch * m->nclasses);
+        m->dz2 = malloc(sizeof *m->dz2 * max_batch * nout);
+        m->scratch = malloc(sizeof *m->scratch * scratch_floats(m, max_batch));
+        if (!m->dpeer || !m->dz2 || !m->scratch)
+            return -ENOMEM;
+    }
     m->params = m->arena;
     m->grads = m->arena + m->nparams;
     m->opt_state = m->arena + 2 * m->nparams;
     m->opt_state_global = separate_global ? m->opt_state + nstate : NULL;
+    size_t h = m->body_params, t = h + m->head_params;
+    float *hbuf = m->buffers + m->body_buffers;
     sila_net_bind(m->body, m->params, m->grads, m->buffers);
+    if (m->body2)
+        sila_net_bind(m->body2, m->params, m->grads, m->buffers);
     if (m->head)
-        sila_net_bind(m->head, m->params + m->body_params, m->grads + m->body_params,
-                      m->buffers + m->body_buffers);
+        sila_net_bind(m->head, m->params + h, m->grads + h, hbuf);
+    if (m->head2)
+        sila_net_bind(m->head2, m->params + h, m->grads + h, hbuf);
+    if (m->twin)
+        sila_net_bind(m->twin, m->params + t, m->grads + t, hbuf + hb);
     return 0;
 }
 
@@ -108,6 +174,7 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
     m->count = job->nmodules;
     m->nclasses = job->nclasses;
     m->optim = job->optim;
+    m->obj = job->modules[k].objective;
     int r = build_nets(m, job, k, max_batch, err);
     m->heads_in_global = job->heads_in_global;
     if (r == 0 && (r = alloc_blocks(m, max_batch, job->global_state == SILA_GLOBAL_SEPARATE)))
@@ -121,6 +188,8 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
     sila_net_init_params(m->body, &init);
     if (m->head)
         sila_net_init_params(m->head, &init);
+    if (m->twin)
+        sila_net_init_params(m->twin, &init);
     sila_rng_seed(&m->rng, job->seed, 2000 + (uint64_t)k);
     *ret_m = m;
     return 0;
@@ -132,10 +201,16 @@ void sila_module_free(struct sila_module *m)
         return;
     sila_net_free(m->body);
     sila_net_free(m->head);
+    sila_net_free(m->twin);
+    sila_net_free(m->body2);
+    sila_net_free(m->head2);
     free(m->arena);
     free(m->buffers);
     free(m->dhead);
     free(m->dz);
+    free(m->dpeer);
+    free(m->dz2);
+    free(m->scratch);
     free(m);
 }
 
@@ -149,39 +224,120 @@ static double head_loss(struct sila_module *m, const float *logits, const int32_
     return sila_ce_loss(m->dhead, logits, labels, B, m->nclasses, smoothing, scale);
 }
 
-/* Optimizer step of the body, and of the head when it took part. Body and
- * head keep separate state and step counts (a head sits out global steps
- * with mu = 0, as a PyTorch parameter without a gradient would); global
- * steps use the second state set when the job keeps one. */
+/* Optimizer step of the body, and of the head (and in local steps the
+ * twin) when it took part. Body and head keep separate state and step
+ * counts (a head sits out global steps with mu = 0, as a PyTorch parameter
+ * without a gradient would); the twin learns in local steps only and
+ * counts the head's steps (AdamW's bias correction then lags by the head's
+ * global steps, if any). Global steps use the second state set when the
+ * job keeps one. */
 static void update(struct sila_module *m, float lr, bool with_head, bool global)
 {
-    size_t nb = m->body_params, nh = m->nparams - nb;
+    size_t nb = m->body_params, nh = m->head_params, nt = m->nparams - nb - nh;
     int set = global && m->opt_state_global ? 1 : 0;
     float *state = set ? m->opt_state_global : m->opt_state;
     m->body_updates[set]++;
     sila_optim_step(&m->optim, lr, m->body_updates[set], m->params, m->grads, state, nb);
     if (!with_head || !m->head)
         return;
-    m->head_updates[set]++;
-    sila_optim_step(&m->optim, lr, m->head_updates[set], m->params + nb, m->grads + nb,
-                    state + sila_optim_state_floats(&m->optim, nb), nh);
+    uint64_t n = ++m->head_updates[set];
+    state += sila_optim_state_floats(&m->optim, nb);
+    sila_optim_step(&m->optim, lr, n, m->params + nb, m->grads + nb, state, nh);
+    if (global || nt == 0)
+        return;
+    state += sila_optim_state_floats(&m->optim, nh);
+    sila_optim_step(&m->optim, lr, n, m->params + nb + nh, m->grads + nb + nh, state, nt);
+}
+
+/* The loss of the objective on the logits a (the head's, or the
+ * classifier's) and on the peer's (the twin's, or the second pass's; NULL
+ * when the objective has none): gradients written into m->dhead and
+ * m->dpeer. */
+static double objective_loss(struct sila_module *m, const float *a, const float *peer,
+                             const int32_t *labels, const float *targets, int B, float smoothing)
+{
+    const struct sila_objective *o = &m->obj;
+    int C = m->nclasses;
+    memset(m->dhead, 0, sizeof *m->dhead * B * C);
+    if (peer)
+        memset(m->dpeer, 0, sizeof *m->dpeer * B * C);
+    if (o->kind == SILA_OBJ_SILA && peer)
+        return sila_dml_pair_loss(m->dhead, m->dpeer, a, peer, labels, B, C, smoothing,
+                                  o->sila_weight, o->dml_weight, o->temperature, m->scratch);
+    if (o->kind == SILA_OBJ_COLLAB && targets)
+        return sila_collab_loss(m->dhead, a, targets, labels, B, C, smoothing, o->collab_beta,
+                                o->temperature);
+    if (o->kind == SILA_OBJ_COSUB && peer)
+        return sila_cosub_loss(m->dhead, m->dpeer, a, peer, labels, B, C, smoothing,
+                               o->cosub_weight, m->scratch);
+    return sila_ce_loss(m->dhead, a, labels, B, C, smoothing, 1.0f);
+}
+
+/* Adds the filter-similarity penalty of every conv weight of the body into
+ * the gradients; returns its weighted value. */
+static double filter_penalty(struct sila_module *m)
+{
+    double v = 0.0;
+    float w = m->obj.kernel_similarity;
+    for (int i = 0; i < sila_net_tensor_count(m->body); i++) {
+        const struct sila_tensor *t = sila_net_tensor(m->body, i);
+        if (t->role != SILA_TENSOR_WEIGHT || t->ndim != 4)
+            continue;
+        int oc = t->shape[0];
+        v += w * sila_filter_similarity(m->grads + t->offset, m->params + t->offset, oc,
+                                        (int)(t->n / (size_t)oc), w, m->scratch);
+    }
+    return v;
+}
+
+const float *sila_module_local_grad(struct sila_module *m, const float *x, const int32_t *labels,
+                                    const float *targets, int B, float smoothing,
+                                    struct sila_step_stats *ret_stats)
+{
+    const struct sila_objective *o = &m->obj;
+    memset(m->grads, 0, sizeof *m->grads * m->nparams);
+    const float *z = sila_net_forward(m->body, x, B, true, &m->rng);
+    const float *z2 = m->body2 ? sila_net_forward(m->body2, x, B, true, &m->rng) : NULL;
+    const float *a = z, *peer = z2;
+    if (m->head) {
+        a = sila_net_forward(m->head, z, B, true, &m->rng);
+        peer = m->twin ? sila_net_forward(m->twin, z, B, true, &m->rng)
+               : z2    ? sila_net_forward(m->head2, z2, B, true, &m->rng)
+                       : NULL;
+    }
+    ret_stats->correct = sila_count_correct(a, labels, B, m->nclasses);
+    double loss = objective_loss(m, a, peer, labels, targets, B, smoothing);
+    const float *g = m->dhead, *g2 = m->dpeer;
+    if (m->head) {
+        size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
+        sila_net_backward(m->head, z, m->dhead, m->dz, B);
+        if (m->twin) {
+            sila_net_backward(m->twin, z, m->dpeer, m->dz2, B);
+            for (size_t i = 0; i < nout; i++)
+                m->dz[i] += m->dz2[i];
+        } else if (z2) {
+            sila_net_backward(m->head2, z2, m->dpeer, m->dz2, B);
+        }
+        if (o->redundancy > 0.0f)
+            loss +=
+                o->redundancy * sila_redundancy_penalty(m->dz, z, B, sila_net_out_shape(m->body),
+                                                        o->redundancy, m->scratch);
+        g = m->dz, g2 = m->dz2;
+    }
+    sila_net_backward(m->body, x, g, NULL, B);
+    if (z2)
+        sila_net_backward(m->body2, x, g2, NULL, B);
+    if (o->kernel_similarity > 0.0f)
+        loss += filter_penalty(m);
+    ret_stats->loss = loss;
+    return z;
 }
 
 const float *sila_module_local_step(struct sila_module *m, const float *x, const int32_t *labels,
-                                    int B, float lr, float smoothing,
+                                    const float *targets, int B, float lr, float smoothing,
                                     struct sila_step_stats *ret_stats)
 {
-    memset(m->grads, 0, sizeof *m->grads * m->nparams);
-    const float *z = sila_net_forward(m->body, x, B, true, &m->rng);
-    if (!m->head) {
-        ret_stats->loss = head_loss(m, z, labels, B, smoothing, 1.0f, &ret_stats->correct);
-        sila_net_backward(m->body, x, m->dhead, NULL, B);
-    } else {
-        const float *a = sila_net_forward(m->head, z, B, true, &m->rng);
-        ret_stats->loss = head_loss(m, a, labels, B, smoothing, 1.0f, &ret_stats->correct);
-        sila_net_backward(m->head, z, m->dhead, m->dz, B);
-        sila_net_backward(m->body, x, m->dz, NULL, B);
-    }
+    const float *z = sila_module_local_grad(m, x, labels, targets, B, smoothing, ret_stats);
     update(m, lr, true, false);
     return z;
 }
@@ -251,9 +407,10 @@ const float *sila_module_eval(struct sila_module *m, const float *x, const int32
 
 struct sila_module_layout sila_module_layout(const struct sila_module *m)
 {
-    size_t nb = m->body_params, nh = m->nparams - nb;
-    size_t nstate = sila_optim_state_floats(&m->optim, nb) + sila_optim_state_floats(&m->optim, nh);
-    size_t hb = m->head ? sila_net_buffer_count(m->head) : 0;
+    size_t nb = m->body_params, nh = m->head_params, nt = m->nparams - nb - nh;
+    size_t nstate = sila_optim_state_floats(&m->optim, nb) +
+                    sila_optim_state_floats(&m->optim, nh) + sila_optim_state_floats(&m->optim, nt);
+    size_t hb = buffer_count(m->head) + buffer_count(m->twin);
     return (struct sila_module_layout){.params = m->nparams,
                                        .optimizer = nstate * (m->opt_state_global ? 2 : 1),
                                        .buffers = m->body_buffers + hb,

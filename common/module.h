@@ -20,10 +20,16 @@ struct sila_module {
     int index, count;      /* k of K */
     struct sila_net *body; /* owned */
     struct sila_net *head; /* owned; NULL for the last module */
+    struct sila_net *twin; /* owned: the head's siamese twin (objective sila), else NULL */
+    /* Objective cosub: nets of the second pass, bound to the parameters of
+     * body and head (owned; else NULL). */
+    struct sila_net *body2, *head2;
+    struct sila_objective obj; /* of its local steps */
     int nclasses;
     float *arena;          /* owned: params | grads | optimizer states (below) */
-    size_t nparams;        /* body + head */
+    size_t nparams;        /* body + head + twin */
     size_t body_params;    /* the first body_params of params belong to the body */
+    size_t head_params;    /* then the head's, then the twin's */
     float *params, *grads; /* views into arena */
     /* Optimizer state, body's then head's: one set, and a second for global
      * steps when the job asks for separate global state (else NULL). */
@@ -37,6 +43,10 @@ struct sila_module {
     struct sila_rng rng;                       /* dropout / drop-path masks of this module */
     float *dhead;                              /* owned: (max_batch, nclasses) loss gradient */
     float *dz; /* owned: (max_batch, body out) gradient at the output */
+    /* Owned, for objectives other than ce (else NULL): the gradient of the
+     * twin's or the second pass's logits (max_batch, nclasses) and output
+     * (max_batch, body out), and the loss terms' scratch. */
+    float *dpeer, *dz2, *scratch;
 };
 
 /* Head layer specs for an aux kind on an input of shape `in`; writes at
@@ -80,11 +90,22 @@ struct sila_step_stats {
     int correct; /* samples its head classified right */
 };
 
-/* Local step (greedy, DGL): forward x (B, in) through body and head, CE
- * loss on labels, backward within the module, update. Returns the body
- * output (B, out), valid until the module's next forward. */
+/* The local objective of m (its job module's, docs/methods.md) on x (B, in)
+ * with labels and, for collab, soft targets (B, nclasses; rows of zeros for
+ * samples without one; NULL: none at all): forward in train mode through
+ * body and head (twice for cosub, and the twin for sila), backward within
+ * the module. Writes every parameter's gradient into m->grads (zeroed
+ * first) and the value and the head's hits into *ret_stats; updates
+ * nothing else but the batch-norm running statistics and m->rng. Returns
+ * the body output (B, out) of the first pass, valid until the next forward. */
+const float *sila_module_local_grad(struct sila_module *m, const float *x, const int32_t *labels,
+                                    const float *targets, int B, float smoothing,
+                                    struct sila_step_stats *ret_stats);
+
+/* Local step (greedy, DGL): sila_module_local_grad, then the update of
+ * body, head and twin. Returns the body output as above. */
 const float *sila_module_local_step(struct sila_module *m, const float *x, const int32_t *labels,
-                                    int B, float lr, float smoothing,
+                                    const float *targets, int B, float lr, float smoothing,
                                     struct sila_step_stats *ret_stats);
 
 /* Global step, forward half: body forward in train mode. Returns z (B, out). */

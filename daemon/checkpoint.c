@@ -120,6 +120,8 @@ int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckp
     }
     ck.modules = msp;
     ck.n_modules = (size_t)c->K;
+    ck.collab_targets = c->collab;
+    ck.n_collab_targets = c->ncollab;
     size_t n = sila__checkpoint__get_packed_size(&ck);
     if (!(buf = malloc(SILA_SEALED_HEADER + n)))
         goto out;
@@ -210,6 +212,12 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
             return sila_err_set(err, -ENOMEM, "out of memory");
         memcpy(m->state, ms->state, sizeof *m->state * n);
     }
+    if (ck->n_collab_targets) {
+        if (!(c->collab = malloc(sizeof *c->collab * ck->n_collab_targets)))
+            return sila_err_set(err, -ENOMEM, "out of memory");
+        memcpy(c->collab, ck->collab_targets, sizeof *c->collab * ck->n_collab_targets);
+        c->ncollab = ck->n_collab_targets;
+    }
     return 0;
 }
 
@@ -260,5 +268,6 @@ void ckpt_free(struct ckpt *c)
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         free(c->mods[k].state);
     free(c->evals);
+    free(c->collab);
     *c = (struct ckpt){0};
 }

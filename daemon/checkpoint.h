@@ -33,6 +33,8 @@ struct ckpt {
     size_t nevals;
     int K;
     struct ckpt_module mods[SILA_MAX_MODULES]; /* states owned when read */
+    float *collab; /* collab's soft targets (docs/methods.md), owned when read; NULL: none */
+    size_t ncollab;
 };
 
 /* Whether a checkpoint is due once `done` of `total` training steps are

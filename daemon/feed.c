@@ -35,7 +35,7 @@ void feed_close(struct feed *f)
     *f = (struct feed){.order_epoch = -1};
 }
 
-void feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels)
+const uint32_t *feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels)
 {
     const struct sila_job *job = f->plan.job;
     int epoch = (int)(t / f->plan.steps_per_epoch);
@@ -44,8 +44,9 @@ void feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels)
         sila_dataset_epoch_order(f->order, f->plan.ntrain, job->seed, (uint64_t)epoch);
         f->order_epoch = epoch;
     }
-    sila_dataset_batch(&f->train, f->order + s * (uint64_t)job->batch, job->batch, &f->norm,
-                       &f->aug, &f->aug_rng, x, labels);
+    const uint32_t *idx = f->order + s * (uint64_t)job->batch;
+    sila_dataset_batch(&f->train, idx, job->batch, &f->norm, &f->aug, &f->aug_rng, x, labels);
+    return idx;
 }
 
 int feed_eval_batch(const struct feed *f, uint32_t i, float *x, int32_t *labels)

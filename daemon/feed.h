@@ -32,8 +32,9 @@ void feed_close(struct feed *f);
 
 /* Writes the batch of training step t (job->batch samples) into x and
  * labels. Steps must come in increasing order (augmentation draws are
- * sequential). */
-void feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels);
+ * sequential). Returns the batch's sample indices (job->batch), owned by f
+ * and valid until a batch of another epoch. */
+const uint32_t *feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels);
 
 /* Writes evaluation batch i (< plan.eval_batches) into x and labels;
  * returns its sample count. */

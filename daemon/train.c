@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "collab.h"
 #include "feed.h"
 #include "module.h"
 #include "reassemble.h"
@@ -24,10 +25,12 @@ struct trainer {
     int K;
     float *x;                     /* (batch, input) */
     int32_t *labels;              /* (batch) */
+    struct collab collab;         /* soft targets, when a module trains by collab */
+    float *targets;               /* (batch, classes) of the batch, when collab */
     float *din[SILA_MAX_MODULES]; /* global steps: d(loss)/d(input of module k), k >= 1 */
     struct report rep;
     const char *out_dir;
-    double last_checkpoint; /* report_now() of the last one, or of the start */
+    double last_checkpoint;   /* report_now() of the last one, or of the start */
     uint64_t checkpoint_step; /* steps done at the last one; UINT64_MAX: none */
     struct train_rpc ctl;
 };
@@ -37,8 +40,8 @@ static int local_step(struct trainer *tr, int B, float lr, uint64_t t, struct si
     const float *x = tr->x;
     for (int k = 0; k < tr->K; k++) {
         struct sila_step_stats st;
-        x = sila_module_local_step(tr->mods[k], x, tr->labels, B, lr, tr->job->label_smoothing,
-                                   &st);
+        x = sila_module_local_step(tr->mods[k], x, tr->labels, tr->targets, B, lr,
+                                   tr->job->label_smoothing, &st);
         int r = sila_module_check(tr->mods[k], x, NULL, B, t, err);
         if (r)
             return r;
@@ -98,6 +101,8 @@ static void evaluate(struct trainer *tr, double *accuracy)
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
 {
     struct ckpt c = ckpt_at(done, &tr->rep, &tr->feed.aug_rng, tr->K);
+    c.collab = tr->collab.q;
+    c.ncollab = collab_floats(&tr->collab);
     int r = 0;
     for (int k = 0; k < tr->K && r == 0; k++) {
         struct ckpt_module *m = &c.mods[k];
@@ -128,7 +133,8 @@ static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct si
 {
     const struct sila_plan *plan = &tr->feed.plan;
     int r;
-    if (scheduled && ckpt_due(tr->job, done, plan->total_steps, report_now() - tr->last_checkpoint) &&
+    if (scheduled &&
+        ckpt_due(tr->job, done, plan->total_steps, report_now() - tr->last_checkpoint) &&
         (r = checkpoint(tr, done, err)))
         return r;
     for (;;) {
@@ -153,13 +159,15 @@ static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sil
     int B = tr->job->batch;
     for (uint64_t s = first; s < plan->steps_per_epoch; s++) {
         uint64_t t = (uint64_t)epoch * plan->steps_per_epoch + s;
-        feed_train_batch(&tr->feed, t, tr->x, tr->labels);
+        const uint32_t *idx = feed_train_batch(&tr->feed, t, tr->x, tr->labels);
+        collab_targets(&tr->collab, idx, B, tr->targets);
         float lr = sila_plan_lr(plan, t);
         bool global = sila_plan_step_global(plan, t);
         int r = global ? global_step(tr, B, lr, sila_plan_local_weight(plan, t), t, err)
                        : local_step(tr, B, lr, t, err);
         if (r)
             return r;
+        collab_learn(&tr->collab, idx, B, sila_net_output(tr->mods[tr->K - 1]->body));
         report_step(&tr->rep, epoch, s, B, lr, global);
         if ((r = boundary(tr, t + 1, s + 1 < plan->steps_per_epoch, err)))
             return r;
@@ -182,6 +190,11 @@ static int resume(struct trainer *tr, struct ckpt *c, struct report_resume *rr,
             return r;
         sila_module_set_state(tr->mods[k], c->mods[k].state, c->mods[k].counters);
     }
+    if (c->ncollab != collab_floats(&tr->collab))
+        return sila_err_set(err, -EINVAL, "%s: %zu soft targets of collab, this run keeps %zu",
+                            path, c->ncollab, collab_floats(&tr->collab));
+    if (c->ncollab)
+        memcpy(tr->collab.q, c->collab, sizeof *c->collab * c->ncollab);
     memcpy(tr->feed.aug_rng.s, c->aug_rng, sizeof c->aug_rng);
     *rr = (struct report_resume){c->metrics_bytes, c->step, c->evals, c->nevals};
     printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->step);
@@ -208,7 +221,11 @@ static int build_modules(struct trainer *tr, struct sila_err *err)
     tr->labels = malloc(sizeof *tr->labels * job->batch);
     if (!tr->x || !tr->labels)
         return sila_err_set(err, -ENOMEM, "out of memory");
-    return 0;
+    int r = collab_open(&tr->collab, job, tr->feed.plan.ntrain, err);
+    if (r == 0 && collab_on(&tr->collab) &&
+        !(tr->targets = malloc(sizeof *tr->targets * job->batch * job->nclasses)))
+        r = sila_err_set(err, -ENOMEM, "out of memory");
+    return r;
 }
 
 static void trainer_fini(struct trainer *tr)
@@ -219,6 +236,8 @@ static void trainer_fini(struct trainer *tr)
     }
     free(tr->x);
     free(tr->labels);
+    free(tr->targets);
+    collab_close(&tr->collab);
     feed_close(&tr->feed);
     report_close(&tr->rep);
 }

@@ -386,8 +386,8 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
             continue;
         }
         struct sila_step_stats st;
-        x = sila_module_local_step(w->mods[k], x, v->labels, (int)h->n, lr, w->job.label_smoothing,
-                                   &st);
+        x = sila_module_local_step(w->mods[k], x, v->labels, NULL, (int)h->n, lr,
+                                   w->job.label_smoothing, &st);
         int r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
         if (r)
             return r;
