@@ -1093,7 +1093,7 @@ static int fail_objective(struct parser *p, int m, int i, const char *fmt, ...)
     return fail(p, where, sec, k->name, "module %d: %s", m + 1, msg);
 }
 
-/* Whether module m has a layer of kind (with p > 0 when `dropping`). */
+/* Whether a layer of module m matches. */
 static bool module_has(const struct sila_job *j, int m,
                        bool (*match)(const struct sila_layer_spec *))
 {
@@ -1118,11 +1118,14 @@ static bool has_filters(const struct sila_layer_spec *s)
  * then checks that each module can train by its objective. The last module
  * has no aux head: a twin (sila) and the output penalty (redundancy) need
  * one, so it keeps ce and no penalty when those come from [objective], and
- * refuses them when its own [module] asks for them. */
+ * refuses them when its own [module] asks for them; likewise a module
+ * without conv layers and kernel_similarity, and one without drop-path and
+ * cosub (which some module must then run). */
 static int resolve_objectives(struct parser *p)
 {
     struct sila_job *j = p->job;
     enum { KIND, REDUNDANCY = 6, KERNEL_SIMILARITY = 7 };
+    int cosub = 0;
     for (int m = 0; m < j->nmodules; m++) {
         struct sila_job_module *mod = &j->modules[m];
         for (int i = 0; i < NOBJECTIVE_KEYS; i++) {
@@ -1144,20 +1147,32 @@ static int resolve_objectives(struct parser *p)
                                       "not features to decorrelate");
             o->redundancy = 0.0f;
         }
-        if (o->kind == SILA_OBJ_COSUB && !module_has(j, m, drops_paths))
-            return fail_objective(p, m, KIND,
-                                  "cosub needs drop-path in the module (a [block] or [droppath] "
-                                  "with p > 0)");
-        if (o->kernel_similarity > 0.0f && !module_has(j, m, has_filters))
-            return fail_objective(p, m, KERNEL_SIMILARITY,
-                                  "the module has no conv2d or block layer to take the penalty");
+        if (o->kind == SILA_OBJ_COSUB && !module_has(j, m, drops_paths)) {
+            if (mod->objective_set & (1u << KIND))
+                return fail_objective(p, m, KIND,
+                                      "cosub needs drop-path in the module (a [block] or "
+                                      "[droppath] with p > 0)");
+            o->kind = SILA_OBJ_CE;
+        }
+        if (o->kernel_similarity > 0.0f && !module_has(j, m, has_filters)) {
+            if (mod->objective_set & (1u << KERNEL_SIMILARITY))
+                return fail_objective(
+                    p, m, KERNEL_SIMILARITY,
+                    "the module has no conv2d or block layer to take the penalty");
+            o->kernel_similarity = 0.0f;
+        }
         bool plain =
             o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
         if (!plain && j->algorithm == SILA_ALGO_E2E)
             return fail_objective(p, m, KIND,
                                   "e2e has no local steps for a local objective (use local or "
                                   "pgl, or kind = ce without penalties)");
+        cosub += o->kind == SILA_OBJ_COSUB;
     }
+    if (j->objective.kind == SILA_OBJ_COSUB && cosub == 0)
+        return fail(p, at_key(p, SEC_OBJECTIVE, KIND), "objective", "kind",
+                    "cosub needs drop-path in some module (a [block] or [droppath] with p > 0; "
+                    "[job] drop_path sets it on every block)");
     return 0;
 }
 

@@ -28,18 +28,21 @@ double sila_dml_pair_loss(float *da, float *db, const float *a, const float *b,
 double sila_collab_loss(float *da, const float *a, const float *q, const int32_t *labels, int B,
                         int C, float smoothing, float beta, float T)
 {
+    if (beta == 1.0f)
+        return sila_ce_loss(da, a, labels, B, C, smoothing, 1.0f);
     double total = 0.0, soft = (1.0 - beta) * T * T;
     for (int b = 0; b < B; b++) {
         size_t at = (size_t)b * C;
+        float *d = da ? da + at : NULL;
         double mass = 0.0;
         for (int c = 0; c < C; c++)
             mass += q[at + c];
-        if (mass == 0.0 || beta == 1.0f) {
-            total += sila_ce_loss(da + at, a + at, labels + b, 1, C, smoothing, 1.0f / B);
+        if (mass == 0.0) {
+            total += sila_ce_loss(d, a + at, labels + b, 1, C, smoothing, 1.0f / B);
             continue;
         }
-        total += beta * sila_ce_loss(da + at, a + at, labels + b, 1, C, smoothing, beta / B);
-        total += soft * sila_kl_loss(da + at, a + at, q + at, 1, C, T, (float)(soft / B));
+        total += beta * sila_ce_loss(d, a + at, labels + b, 1, C, smoothing, beta / B);
+        total += soft * sila_kl_loss(d, a + at, q + at, 1, C, T, (float)(soft / B));
     }
     return total / B;
 }

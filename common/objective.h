@@ -26,7 +26,8 @@ double sila_dml_pair_loss(float *da, float *db, const float *a, const float *b,
 
 /* Collab on logits a (B, C) with soft targets q (B, C; a row of zeros: the
  * sample has none yet): per sample beta CE + (1 - beta) T^2 KL_T(q || p_a),
- * plain CE without a target; averaged over the batch. */
+ * plain CE without a target; averaged over the batch. beta = 1 is
+ * sila_ce_loss exactly. da may be NULL (value only). */
 double sila_collab_loss(float *da, const float *a, const float *q, const int32_t *labels, int B,
                         int C, float smoothing, float beta, float T);
 

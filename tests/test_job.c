@@ -429,6 +429,53 @@ static const struct bad_case bad_cases[] = {
     {"unknown override key", {NO_EDIT}, {"job.colour=red"}, 0, "[job] colour"},
     {"override of a module", {NO_EDIT}, {"module.aux=mlp"}, 0, "unknown section 'module'"},
     {"override without section", {NO_EDIT}, {"epochs=3"}, 0, "section.key=value"},
+    {"unknown objective",
+     {REPLACE(14, "[module]\nobjective = dml")},
+     {NULL},
+     15,
+     "[module] objective"},
+    {"cosub without drop-path",
+     {REPLACE(14, "[module]\nobjective = cosub")},
+     {NULL},
+     14,
+     "[module] objective: module 1: cosub needs drop-path"},
+    {"cosub for all without drop-path",
+     {NO_EDIT},
+     {"objective.kind=cosub"},
+     0,
+     "[objective] kind: cosub needs drop-path in some module"},
+    {"sila on the last module",
+     {REPLACE(18, "[module]\nobjective = sila")},
+     {NULL},
+     18,
+     "[module] objective: module 2: the last module has no aux head"},
+    {"redundancy on the last module",
+     {REPLACE(18, "[module]\nredundancy = 0.1")},
+     {NULL},
+     18,
+     "[module] redundancy: module 2"},
+    {"kernel_similarity without conv",
+     {REPLACE(18, "[module]\nkernel_similarity = 0.1")},
+     {NULL},
+     18,
+     "[module] kernel_similarity: module 2"},
+    {"objective under e2e",
+     {REPLACE(6, "algorithm = e2e"), REPLACE(14, "[module]\nobjective = sila")},
+     {NULL},
+     14,
+     "[module] objective: module 1: e2e has no local steps"},
+    {"temperature 0",
+     {REPLACE(14, "[module]\ntemperature = 0")},
+     {NULL},
+     15,
+     "[module] temperature"},
+    {"collab_beta above 1", {NO_EDIT}, {"objective.collab_beta=1.5"}, 0, "[objective] collab_beta"},
+    {"unknown [objective] key",
+     {REPLACE(12, "[objective]\nflavour = x\n[schedule]")},
+     {NULL},
+     13,
+     "[objective] flavour"},
+    {"drop_path without blocks", {NO_EDIT}, {"job.drop_path=0.1"}, 0, "[job] drop_path"},
     {"override breaking a rule",
      {NO_EDIT},
      {"job.period=10", "job.global_steps=11"},
@@ -464,6 +511,51 @@ START_TEST(test_bad_case)
     /* the job is left zeroed */
     ck_assert_ptr_null(j.layers);
     ck_assert_int_eq(j.nmodules, 0);
+}
+END_TEST
+
+/* [objective] gives every module its keys; a [module] overrides its own;
+ * the last module keeps ce and no redundancy when they come from
+ * [objective]; drop_path rises linearly over the blocks. */
+START_TEST(test_objective_resolution)
+{
+    static const char text[] = "[job]\nname = o\ndataset = fmnist\nepochs = 1\nbatch = 8\n"
+                               "algorithm = local\ndrop_path = 0.2\n"
+                               "[optimizer]\nlr = 0.1\n"
+                               "[objective]\nkind = collab\nredundancy = 0.25\ntemperature = 3\n"
+                               "[module]\nobjective = sila\ndml_weight = 1.5\n"
+                               "[conv2d]\nout = 4\n[block]\nout = 4\n"
+                               "[module]\nkernel_similarity = 0.5\n[block]\nout = 4\n"
+                               "[module]\n[block]\nout = 4\n[gap]\n[linear]\nout = 10\n";
+    char path[256];
+    write_job("objective.ini", text, path);
+    struct sila_job j;
+    struct sila_err err = {""};
+    ck_assert_msg(sila_job_load(&j, path, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(j.nmodules, 3);
+    const struct sila_objective *o1 = &j.modules[0].objective, *o2 = &j.modules[1].objective,
+                                *o3 = &j.modules[2].objective;
+    ck_assert_int_eq(o1->kind, SILA_OBJ_SILA);
+    ck_assert_float_eq(o1->dml_weight, 1.5f);
+    ck_assert_float_eq(o1->redundancy, 0.25f);
+    ck_assert_float_eq(o1->temperature, 3.0f);
+    ck_assert_float_eq(o1->kernel_similarity, 0.0f);
+    ck_assert_int_eq(o2->kind, SILA_OBJ_COLLAB);
+    ck_assert_float_eq(o2->kernel_similarity, 0.5f);
+    ck_assert_float_eq(o2->collab_beta, 0.5f); /* the default */
+    ck_assert_int_eq(o3->kind, SILA_OBJ_COLLAB);
+    ck_assert_float_eq(o3->redundancy, 0.0f); /* not on the classifier's logits */
+    ck_assert(sila_job_uses_collab(&j));
+    ck_assert_float_eq(j.layers[1].p, 0.2f / 3.0f);
+    ck_assert_float_eq(j.layers[2].p, 0.4f / 3.0f);
+    ck_assert_float_eq(j.layers[3].p, 0.2f);
+    ck_assert_str_eq(sila_objective_name(o1->kind), "sila");
+    sila_job_fini(&j);
+    const char *ce[] = {"objective.kind=ce", "objective.redundancy=0"};
+    ck_assert_msg(sila_job_load(&j, path, ce, 2, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(j.modules[1].objective.kind, SILA_OBJ_CE);
+    ck_assert(!sila_job_uses_collab(&j));
+    sila_job_fini(&j);
 }
 END_TEST
 
@@ -701,6 +793,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_defaults);
     tcase_add_loop_test(tc, test_bad_case, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(tc, test_specific_messages);
+    tcase_add_test(tc, test_objective_resolution);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_line_limit);
     tcase_add_test(tc, test_syntax_accepted);
