@@ -22,6 +22,8 @@ static uint64_t announced_tail(const Sila__Control *c)
             return UINT64_MAX; /* no frame is that large: refused below */
         return st->params + st->optimizer + st->buffers;
     }
+    if (c->msg_case == SILA__CONTROL__MSG_DONE && c->done)
+        return c->done->logits;
     return 0;
 }
 

@@ -2,7 +2,8 @@
  * per-batch reports, state collection, stop), as they travel on a link.
  * Layout (docs/protocol.md): magic "SILC", message length (LE uint32), a
  * serialized sila.Control, zero padding to a multiple of 4, then an
- * optional tail of raw float32 values (a module's state).
+ * optional tail of raw float32 values (a module's state, the classifier's
+ * logits of a Done for collab).
  *
  * Receiving never trusts the bytes: the frame's length is capped by the
  * link before anything is read, the message length is checked against the

@@ -3,8 +3,10 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 
+#include "kernels.h"
 #include "sila.pb-c.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -32,11 +34,17 @@ static void fill_header(Sila__FrameHeader *ph, uint32_t shape[4], const struct s
     ph->n_shape = 4;
     ph->shape = shape;
     ph->nlabels = h->nlabels;
+    ph->target_classes = h->target_classes;
 }
 
 static size_t tensor_bytes(const struct sila_frame_hdr *h)
 {
     return sizeof(float) * (size_t)h->n * h->c * h->h * h->w;
+}
+
+static size_t target_bytes(const struct sila_frame_hdr *h)
+{
+    return sizeof(float) * (size_t)h->n * h->target_classes;
 }
 
 size_t sila_frame_size(const struct sila_frame_hdr *h)
@@ -45,11 +53,11 @@ size_t sila_frame_size(const struct sila_frame_hdr *h)
     uint32_t shape[4];
     fill_header(&ph, shape, h);
     return PREFIX + pad4(sila__frame_header__get_packed_size(&ph)) + sizeof(int32_t) * h->nlabels +
-           tensor_bytes(h);
+           target_bytes(h) + tensor_bytes(h);
 }
 
 void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
-                       const float *x)
+                       const float *targets, const float *x)
 {
     Sila__FrameHeader ph;
     uint32_t shape[4];
@@ -62,7 +70,35 @@ void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32
     uint8_t *p = buf + PREFIX + pad4(hl);
     if (h->nlabels)
         memcpy(p, labels, sizeof(int32_t) * h->nlabels);
-    memcpy(p + sizeof(int32_t) * h->nlabels, x, tensor_bytes(h));
+    p += sizeof(int32_t) * h->nlabels;
+    if (h->target_classes)
+        memcpy(p, targets, target_bytes(h));
+    memcpy(p + target_bytes(h), x, tensor_bytes(h));
+}
+
+/* Where soft targets may travel: with labels, outside evaluation, on an
+ * edge of a collab job, one row of the job's classes per sample. */
+static int check_targets_header(const struct sila_frame_hdr *h, const struct sila_frame_limits *lim,
+                                struct sila_err *err)
+{
+    if (h->target_classes == 0)
+        return 0;
+    if (!lim->collab)
+        return sila_err_set(err, -EINVAL,
+                            "frame: soft targets (target_classes %u) on an edge of a job "
+                            "without collab",
+                            h->target_classes);
+    if (h->nlabels != h->n)
+        return sila_err_set(err, -EINVAL,
+                            "frame: soft targets without labels (%u labels, %u "
+                            "samples)",
+                            h->nlabels, h->n);
+    if (h->phase == SILA_PHASE_EVAL)
+        return sila_err_set(err, -EINVAL, "frame: soft targets on an evaluation batch");
+    if (h->target_classes != lim->nclasses)
+        return sila_err_set(err, -EINVAL, "frame: soft targets of %u classes, expected %u",
+                            h->target_classes, lim->nclasses);
+    return 0;
 }
 
 /* Header fields against the limits of this edge. */
@@ -83,7 +119,7 @@ static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_
         return sila_err_set(err, -EINVAL, "frame: %u labels for %u samples", h->nlabels, h->n);
     if (h->phase < SILA_PHASE_LOCAL || h->phase > SILA_PHASE_EVAL)
         return sila_err_set(err, -EINVAL, "frame: unknown phase %d", (int)h->phase);
-    return 0;
+    return check_targets_header(h, lim, err);
 }
 
 /* Decodes the header at buf + PREFIX (hl bytes) into *h. */
@@ -110,9 +146,34 @@ static int decode_header(const uint8_t *buf, size_t hl, struct sila_frame_hdr *h
                                      .c = ph->shape[1],
                                      .h = ph->shape[2],
                                      .w = ph->shape[3],
-                                     .nlabels = ph->nlabels};
+                                     .nlabels = ph->nlabels,
+                                     .target_classes = ph->target_classes};
     sila__frame_header__free_unpacked(ph, NULL);
     return r;
+}
+
+/* The values of n rows of C soft targets: each finite in [0, 1], each row
+ * of zeros (no target yet) or a distribution. */
+static int check_targets(const float *q, uint32_t n, uint32_t C, struct sila_err *err)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const float *row = q + (size_t)i * C;
+        if (!sila_all_finite(row, C))
+            return sila_err_set(err, -EINVAL, "frame: soft targets of sample %u are not finite", i);
+        double mass = 0.0;
+        for (uint32_t j = 0; j < C; j++) {
+            if (row[j] < 0.0f || row[j] > 1.0f)
+                return sila_err_set(err, -EINVAL,
+                                    "frame: soft target %u of sample %u is %g, outside [0, 1]", j,
+                                    i, (double)row[j]);
+            mass += row[j];
+        }
+        if (mass != 0.0 && fabs(mass - 1.0) > SILA_FRAME_TARGET_SUM)
+            return sila_err_set(err, -EINVAL,
+                                "frame: soft targets of sample %u sum to %g, expected 0 or 1", i,
+                                mass);
+    }
+    return 0;
 }
 
 int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
@@ -129,8 +190,10 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     int r = decode_header(buf, hl, &h, err);
     if (r || (r = check_limits(&h, lim, err)))
         return r;
-    /* n <= max_n and c, h, w equal the plan's: the product cannot overflow */
+    /* n <= max_n, c, h, w and target_classes equal the plan's: the
+     * products cannot overflow */
     uint64_t want = PREFIX + pad4(hl) + sizeof(int32_t) * (uint64_t)h.nlabels +
+                    sizeof(float) * (uint64_t)h.n * h.target_classes +
                     sizeof(float) * (uint64_t)h.n * h.c * h.h * h.w;
     if (want != len)
         return sila_err_set(err, -EBADMSG, "frame: %zu bytes, its header describes %llu", len,
@@ -141,8 +204,13 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
         if (labels[i] < 0 || (uint32_t)labels[i] >= lim->nclasses)
             return sila_err_set(err, -EINVAL, "frame: label %d of sample %u outside [0, %u)",
                                 labels[i], i, lim->nclasses);
+    p += sizeof(int32_t) * h.nlabels;
+    const float *targets = h.target_classes ? (const float *)p : NULL;
+    if (targets && (r = check_targets(targets, h.n, h.target_classes, err)))
+        return r;
     ret_view->hdr = h;
     ret_view->labels = labels;
-    ret_view->x = (const float *)(p + sizeof(int32_t) * h.nlabels);
+    ret_view->targets = targets;
+    ret_view->x = (const float *)(p + sizeof(float) * (size_t)h.n * h.target_classes);
     return 0;
 }

@@ -1,7 +1,8 @@
-/* Data frames: a batch of activations (or their gradients) with its labels,
- * as it travels on one pipeline edge. Layout (docs/protocol.md): magic
- * "SILF", header length (LE uint32), a sila.FrameHeader, zero padding to a
- * multiple of 4, labels (LE int32) and the tensor (LE float32) raw.
+/* Data frames: a batch of activations (or their gradients) with its labels
+ * and, for the collab objective, its soft targets, as it travels on one
+ * pipeline edge. Layout (docs/protocol.md): magic "SILF", header length (LE
+ * uint32), a sila.FrameHeader, zero padding to a multiple of 4, labels (LE
+ * int32), soft targets (LE float32) and the tensor (LE float32) raw.
  *
  * Encoding writes into a caller's buffer of sila_frame_size() bytes (so a
  * transport can hand over a buffer it allocated). Decoding never trusts the
@@ -17,8 +18,9 @@
 
 #include "err.h"
 
-#define SILA_WIRE_VERSION 2u
-#define SILA_FRAME_MAX_HEADER 256 /* bytes of encoded FrameHeader, at most */
+#define SILA_WIRE_VERSION 3u
+#define SILA_FRAME_MAX_HEADER 256  /* bytes of encoded FrameHeader, at most */
+#define SILA_FRAME_TARGET_SUM 1e-3 /* a soft target row sums to 1 within this */
 
 enum sila_phase {
     SILA_PHASE_LOCAL = 1,
@@ -33,8 +35,9 @@ struct sila_frame_hdr {
     uint32_t epoch;
     enum sila_phase phase;
     bool gradient;
-    uint32_t n, c, h, w; /* tensor (n, c, h, w) */
-    uint32_t nlabels;    /* 0 or n */
+    uint32_t n, c, h, w;     /* tensor (n, c, h, w) */
+    uint32_t nlabels;        /* 0 or n */
+    uint32_t target_classes; /* 0, or collab's soft targets (n, target_classes) */
 };
 
 /* What a receiving edge accepts, from the job's plan. */
@@ -43,29 +46,36 @@ struct sila_frame_limits {
     uint32_t c, h, w;  /* exact per-sample shape on this edge */
     uint32_t nclasses; /* labels must lie in [0, nclasses) */
     bool gradient;     /* the direction of this edge */
+    bool collab;       /* the job uses collab: labelled training frames may carry
+                          soft targets of nclasses */
 };
 
 /* Bytes of the encoded frame. */
 size_t sila_frame_size(const struct sila_frame_hdr *h);
 
 /* Writes the frame into buf, which holds sila_frame_size(h) bytes; labels
- * (h->nlabels) may be NULL when nlabels is 0, x holds n*c*h*w floats. */
+ * (h->nlabels) may be NULL when nlabels is 0, targets (n*target_classes
+ * floats) when target_classes is 0; x holds n*c*h*w floats. */
 void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
-                       const float *x);
+                       const float *targets, const float *x);
 
 /* A decoded frame: the header, and pointers INTO the decoded buffer (valid
  * as long as it is; 4-byte aligned when the buffer is). */
 struct sila_frame_view {
     struct sila_frame_hdr hdr;
     const int32_t *labels; /* NULL when nlabels is 0 */
+    const float *targets;  /* (n, target_classes), NULL when target_classes is 0 */
     const float *x;
 };
 
 /* Decodes and validates len bytes. Errors: -EBADMSG for anything that is
  * not a well-formed frame (bad magic, sizes, undecodable header), -EPROTO
  * for a wire version other than ours, -EINVAL for a frame that breaks the
- * limits (shape, batch, direction, labels); err names the field and the
- * expected and actual values. */
+ * limits (shape, batch, direction, labels, soft targets: allowed only with
+ * labels, outside evaluation, on a collab edge, of nclasses; each value
+ * finite in [0, 1], each row a zero row or summing to 1 within
+ * SILA_FRAME_TARGET_SUM); err names the field and the expected and actual
+ * values. */
 int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
                       struct sila_frame_view *ret_view, struct sila_err *err);
 

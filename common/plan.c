@@ -100,7 +100,9 @@ int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct si
                                    .c = (uint32_t)s.c,
                                    .h = (uint32_t)s.h,
                                    .w = (uint32_t)s.w,
-                                   .nlabels = (uint32_t)job->batch};
+                                   .nlabels = (uint32_t)job->batch,
+                                   .target_classes =
+                                       sila_job_uses_collab(job) ? (uint32_t)job->nclasses : 0};
         size_t b = sila_frame_size(&h);
         most = b > most ? b : most;
     }

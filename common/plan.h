@@ -45,8 +45,8 @@ bool sila_plan_evaluates(const struct sila_plan *pl, int e);
 int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *ret_shape,
                          struct sila_err *err);
 
-/* The largest data frame (activations with labels, or gradients) on any
- * edge of job's pipeline, in bytes. */
+/* The largest data frame (activations with labels and, for collab, soft
+ * targets, or gradients) on any edge of job's pipeline, in bytes. */
 int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct sila_err *err);
 
 #endif

@@ -24,6 +24,7 @@
 #include "endpoint.h"
 #include "feed.h"
 #include "frame.h"
+#include "kernels.h"
 #include "module.h"
 #include "reassemble.h"
 #include "report.h"
@@ -104,6 +105,7 @@ bool coord_request_stop(struct coord *c)
     c->phase = SILA__RUN_PHASE__STOPPING;
     uv_sem_post(&c->credits.sem);   /* a feeder waiting for a credit looks again */
     uv_sem_post(&c->evaluated.sem); /* or for an evaluation */
+    uv_sem_post(&c->learned.sem);   /* or for collab's last epoch */
     printf("stop requested: finishing the batches in flight, then saving the model\n");
     fflush(stdout);
     return true;
@@ -176,7 +178,40 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     c->evaluations_left--;
 }
 
-static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
+/* Why the logits a Done carries (d->logits floats at logits) are not what
+ * module k's report of a batch needs, or NULL: the classifier's (batch,
+ * classes), all finite, with each training step of the last module when
+ * the run learns collab's soft targets; none with any other report. */
+static const char *bad_logits(const struct coord *c, int k, bool eval, const Sila__Done *d,
+                              const float *logits, char *buf, size_t len)
+{
+    uint32_t want = collab_on(&c->collab) && !eval && k == c->K - 1
+                        ? (uint32_t)c->job->batch * (uint32_t)c->job->nclasses
+                        : 0;
+    if (d->logits != want)
+        snprintf(buf, len, "%u logits, expected %u", d->logits, want);
+    else if (want && !sila_all_finite(logits, want))
+        snprintf(buf, len, "logits that are not all finite");
+    else
+        return NULL;
+    return buf;
+}
+
+/* collab: learns the soft targets of step t's samples from the
+ * classifier's logits (batch, classes); after the last step of an epoch,
+ * lets the feeder fill the next epoch's targets. */
+static void learn_step(struct coord *c, uint64_t t, const float *logits)
+{
+    if (!collab_on(&c->collab))
+        return;
+    const uint32_t *idx = feed_order_step(&c->learn_order, &c->feed.plan, t);
+    collab_learn(&c->collab, idx, c->job->batch, logits);
+    if ((t + 1) % c->feed.plan.steps_per_epoch == 0)
+        uv_sem_post(&c->learned.sem);
+}
+
+/* A Done of p's, with d->logits floats at logits (the frame's tail). */
+static void on_done(struct coord *c, struct peer *p, const Sila__Done *d, const float *logits)
 {
     const struct sila_plan *pl = &c->feed.plan;
     int k = (int)d->module - 1;
@@ -191,6 +226,12 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
         fail(c, -EPROTO, "module %d reported %s %llu, expected %s%llu", k + 1,
              eval ? "test batch" : "step", (unsigned long long)got, eval ? "at least " : "",
              (unsigned long long)(eval ? c->tested[k] : c->trained[k]));
+        return;
+    }
+    char why[96];
+    if (bad_logits(c, k, eval, d, logits, why, sizeof why)) {
+        fail(c, -EPROTO, "module %d reported %s %llu with %s", k + 1, eval ? "test batch" : "step",
+             (unsigned long long)got, why);
         return;
     }
     c->last_report = report_now();
@@ -215,6 +256,7 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d)
                 p->accuracy = 0.9 * p->accuracy + 0.1 * d->correct / d->samples;
         }
         if (k == c->K - 1) {
+            learn_step(c, t, logits);
             uv_sem_post(&c->credits.sem);
             report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
                         c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
@@ -264,6 +306,8 @@ static void write_checkpoint(struct coord *c)
     /* the feeder waits: its augmentation RNG is at the boundary */
     struct ckpt ck = ckpt_at(step, &c->rep, &c->feed.aug_rng, c->K);
     memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
+    ck.collab = c->collab.q; /* every step fed is learned: drained */
+    ck.ncollab = collab_floats(&c->collab);
     char path[4200];
     struct sila_err e;
     if (ckpt_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
@@ -352,7 +396,7 @@ static void on_peer_message(struct coord *c, struct peer *p, const struct sila_c
         break;
     case SILA__CONTROL__MSG_DONE:
         if (c->started)
-            on_done(c, p, msg->done);
+            on_done(c, p, msg->done, m->tail);
         else
             p->bad_messages++;
         break;
@@ -918,6 +962,7 @@ static void finish(struct coord *c, int status)
         uv_sem_post(&c->credits.sem);
         uv_sem_post(&c->evaluated.sem);
     }
+    uv_sem_post(&c->learned.sem);
     uv_sem_post(&c->ckpt_done.sem);
     send_stop(c, status ? c->err->msg : "finished", status != 0);
     if (c->feeder_running)
@@ -1115,6 +1160,10 @@ static int plan_bodies(struct coord *c)
         if (sila_ctl_frame_limit(floats) > c->ctl_limit)
             c->ctl_limit = sila_ctl_frame_limit(floats);
     }
+    /* a Done of the last module carries collab's logits */
+    size_t logits = (size_t)c->job->batch * c->job->nclasses;
+    if (sila_job_uses_collab(c->job) && sila_ctl_frame_limit(logits) > c->ctl_limit)
+        c->ctl_limit = sila_ctl_frame_limit(logits);
     return sila_plan_max_frame(c->job, &c->max_frame, c->err);
 }
 
@@ -1171,7 +1220,10 @@ static void cleanup(struct coord *c)
     for (int k = 0; k < c->K; k++)
         free(c->collected[k].state);
     ckpt_free(&c->resume_from);
+    collab_close(&c->collab);
+    feed_order_fini(&c->learn_order);
     uv_sem_destroy(&c->ckpt_done.sem);
+    uv_sem_destroy(&c->learned.sem);
     sila_link_close(&c->data);
     sila_link_close(&c->rdv);
     uv_sem_destroy(&c->credits.sem);
@@ -1195,7 +1247,8 @@ static void cleanup(struct coord *c)
 }
 
 /* --resume: the newest checkpoint in the output directory, for the report
- * (rr), the feeder (augmentation RNG) and, at the start, the workers. */
+ * (rr), the feeder (augmentation RNG), collab's soft targets and, at the
+ * start, the workers. */
 static int take_checkpoint(struct coord *c, struct report_resume *rr)
 {
     char path[4200];
@@ -1206,6 +1259,11 @@ static int take_checkpoint(struct coord *c, struct report_resume *rr)
         if (c->resume_from.mods[k].layout.body_params != c->body_params[k] ||
             c->resume_from.mods[k].layout.body_buffers != c->body_buffers[k])
             return sila_err_set(c->err, -EINVAL, "%s: module %d does not fit the job", path, k + 1);
+    if (c->resume_from.ncollab != collab_floats(&c->collab))
+        return sila_err_set(c->err, -EINVAL, "%s: %zu soft targets of collab, this run keeps %zu",
+                            path, c->resume_from.ncollab, collab_floats(&c->collab));
+    if (c->resume_from.ncollab)
+        memcpy(c->collab.q, c->resume_from.collab, sizeof *c->collab.q * c->resume_from.ncollab);
     memcpy(c->feed.aug_rng.s, c->resume_from.aug_rng, sizeof c->resume_from.aug_rng);
     *rr = (struct report_resume){c->resume_from.metrics_bytes, c->resume_from.step,
                                  c->resume_from.evals, c->resume_from.nevals};
@@ -1231,10 +1289,14 @@ int train_distributed(const struct sila_job *job, const char *out_dir,
     uv_sem_init(&c->credits.sem, (unsigned)o->window);
     uv_sem_init(&c->evaluated.sem, 0);
     uv_sem_init(&c->ckpt_done.sem, 0);
+    uv_sem_init(&c->learned.sem, 0);
     uv_loop_init(&c->loop);
     c->loop.data = c;
     int r = feed_open(&c->feed, job, err);
     struct report_resume rr;
+    if (r == 0 && (r = collab_open(&c->collab, job, c->feed.plan.ntrain, err)) == 0 &&
+        collab_on(&c->collab) && feed_order_init(&c->learn_order, &c->feed.plan))
+        r = sila_err_set(err, -ENOMEM, "out of memory");
     if (r == 0 && (r = plan_bodies(c)) == 0 && (r = choose_base(c)) == 0 &&
         (!o->resume || (r = take_checkpoint(c, &rr)) == 0))
         r = report_open(&c->rep, out_dir, c->K, job->epochs, c->feed.plan.steps_per_epoch,

@@ -12,12 +12,14 @@
 #include "frame.h"
 
 /* A batch sent (or being sent) and maybe not yet finished by the last
- * module; x and labels owned, allocated at the first use of the entry. */
+ * module; x, labels and targets owned, allocated at the first use of the
+ * entry. */
 struct sent {
     uint64_t pos; /* its place among all batches of the run, 0, 1, ... */
     struct sila_frame_hdr h;
     float *x;
     int32_t *labels;
+    float *targets; /* (batch, classes) for collab, else NULL */
 };
 
 struct feeder {
@@ -62,7 +64,7 @@ static int transmit(struct feeder *f, const struct sent *e)
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
         return -ENOMEM;
-    sila_frame_encode(buf, &h, e->labels, e->x);
+    sila_frame_encode(buf, &h, e->labels, e->targets, e->x);
     for (;;) {
         bool stopping = atomic_load(&c->stopping);
         if (stopping || atomic_load(&c->halted)) {
@@ -134,10 +136,13 @@ static int restart(struct feeder *f)
  * window before this one. NULL when out of memory. */
 static struct sent *next_slot(struct feeder *f)
 {
+    const struct sila_job *job = f->c->job;
     struct sent *e = &f->ring[f->next_pos % f->nring];
-    size_t floats = sila_shape_size(f->c->job->input) * (size_t)f->c->job->batch;
+    size_t floats = sila_shape_size(job->input) * (size_t)job->batch;
+    size_t targets = collab_on(&f->c->collab) ? (size_t)job->batch * job->nclasses : 0;
     if (!e->x && (!(e->x = malloc(sizeof *e->x * floats)) ||
-                  !(e->labels = malloc(sizeof *e->labels * (size_t)f->c->job->batch))))
+                  !(e->labels = malloc(sizeof *e->labels * (size_t)job->batch)) ||
+                  (targets && !(e->targets = malloc(sizeof *e->targets * targets)))))
         return NULL;
     return e;
 }
@@ -160,14 +165,16 @@ static int feed_batch(struct feeder *f, struct sent *e, uint64_t batch, int epoc
         return r ? r : -ECANCELED;
     struct sila_shape in = c->job->input;
     e->pos = f->next_pos++;
-    e->h = (struct sila_frame_hdr){.batch = batch,
-                                   .epoch = (uint32_t)epoch,
-                                   .phase = phase,
-                                   .n = (uint32_t)n,
-                                   .c = (uint32_t)in.c,
-                                   .h = (uint32_t)in.h,
-                                   .w = (uint32_t)in.w,
-                                   .nlabels = (uint32_t)n};
+    e->h = (struct sila_frame_hdr){
+        .batch = batch,
+        .epoch = (uint32_t)epoch,
+        .phase = phase,
+        .n = (uint32_t)n,
+        .c = (uint32_t)in.c,
+        .h = (uint32_t)in.h,
+        .w = (uint32_t)in.w,
+        .nlabels = (uint32_t)n,
+        .target_classes = e->targets && phase != SILA_PHASE_EVAL ? (uint32_t)c->job->nclasses : 0};
     r = transmit(f, e);
     return r == -ERESTART ? restart(f) : r;
 }
@@ -194,25 +201,29 @@ static int feed_all(struct feeder *f)
     struct coord *c = f->c;
     const struct sila_plan *pl = &c->feed.plan;
     uint64_t t0 = c->rep.first_step;
+    int e0 = (int)(t0 / pl->steps_per_epoch);
     double last = report_now();
     atomic_store(&c->train_fed, t0);
-    for (int e = (int)(t0 / pl->steps_per_epoch); e < c->job->epochs; e++) {
+    for (int e = e0; e < c->job->epochs; e++) {
         uint64_t s0 = (uint64_t)e * pl->steps_per_epoch < t0 ? t0 % pl->steps_per_epoch : 0;
+        /* collab: this epoch's targets hold all of the last epoch's steps */
+        int r = e > e0 && collab_on(&c->collab) ? wait_for(f, &c->learned) : 0;
         for (uint64_t s = s0; s < pl->steps_per_epoch; s++) {
             uint64_t t = (uint64_t)e * pl->steps_per_epoch + s;
-            int r = s > s0 ? feed_boundary(f, t, &last) : 0;
+            if (r == 0 && s > s0)
+                r = feed_boundary(f, t, &last);
             if (r || atomic_load(&c->stop_requested) || atomic_load(&c->stopping))
                 return r ? r : -ECANCELED;
             struct sent *slot = next_slot(f);
             if (!slot)
                 return -ENOMEM;
-            feed_train_batch(&c->feed, t, slot->x, slot->labels);
+            const uint32_t *idx = feed_train_batch(&c->feed, t, slot->x, slot->labels);
+            collab_targets(&c->collab, idx, c->job->batch, slot->targets);
             enum sila_phase ph =
                 sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL : SILA_PHASE_LOCAL;
             if ((r = feed_batch(f, slot, t, e, ph, c->job->batch)))
                 return r;
         }
-        int r = 0;
         if (sila_plan_evaluates(pl, e)) {
             for (uint32_t i = 0; i < pl->eval_batches && r == 0; i++) {
                 struct sent *slot = next_slot(f);
@@ -241,6 +252,7 @@ void coord_feeder_main(void *arg)
     for (size_t i = 0; f.ring && i < f.nring; i++) {
         free(f.ring[i].x);
         free(f.ring[i].labels);
+        free(f.ring[i].targets);
     }
     free(f.ring);
     c->feed_status = r == -ECANCELED ? 0 : r;
@@ -251,7 +263,7 @@ void coord_feeder_main(void *arg)
 
 void coord_wake_feeder(struct coord *c)
 {
-    struct coord_wait *waits[] = {&c->credits, &c->evaluated, &c->ckpt_done};
+    struct coord_wait *waits[] = {&c->credits, &c->evaluated, &c->ckpt_done, &c->learned};
     for (size_t i = 0; i < sizeof waits / sizeof *waits; i++) {
         atomic_fetch_add(&waits[i]->wakes, 1);
         uv_sem_post(&waits[i]->sem);

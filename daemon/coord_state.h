@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "checkpoint.h"
+#include "collab.h"
 #include "coord.h"
 #include "endpoint.h"
 #include "feed.h"
@@ -131,6 +132,16 @@ struct coord {
     bool ckpt_pending;              /* the loop drains for it */
     struct ckpt resume_from;        /* with --resume: the checkpoint, until the start */
     char last_checkpoint[4200];     /* path of the newest one written, "" before */
+
+    /* collab's soft targets (collab.h): the feeder fills each step's from
+     * the table, the loop learns each step's from the last module's report
+     * (in step order, with the indices of learn_order, its own). The feeder
+     * fills no step of an epoch before the loop has learned every step of
+     * the one before: it waits on `learned`, posted at each epoch's last
+     * step, so the two never touch the same rows at once. */
+    struct collab collab;
+    struct feed_order learn_order;
+    struct coord_wait learned;
 
     struct child children[SILA_MAX_MODULES];
     int nchildren;

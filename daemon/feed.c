@@ -6,7 +6,7 @@
 
 int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
 {
-    *f = (struct feed){.order_epoch = -1};
+    *f = (struct feed){.order.epoch = -1};
     int r = sila_dataset_open(&f->train, job->dataset, job->data_dir, true, err);
     if (r == 0)
         r = sila_dataset_open(&f->test, job->dataset, job->data_dir, false, err);
@@ -17,9 +17,8 @@ int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
     f->norm = sila_dataset_default_norm(job->dataset);
     f->aug = (struct sila_augment){job->augment_crop, job->augment_flip};
     sila_rng_seed(&f->aug_rng, job->seed, 1);
-    f->order = malloc(sizeof *f->order * f->plan.ntrain);
     f->eval_idx = malloc(sizeof *f->eval_idx * (f->plan.ntest + 1));
-    if (!f->order || !f->eval_idx)
+    if (feed_order_init(&f->order, &f->plan) || !f->eval_idx)
         return sila_err_set(err, -ENOMEM, "out of memory");
     for (uint32_t i = 0; i < f->plan.ntest; i++)
         f->eval_idx[i] = i;
@@ -28,23 +27,40 @@ int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
 
 void feed_close(struct feed *f)
 {
-    free(f->order);
+    feed_order_fini(&f->order);
     free(f->eval_idx);
     sila_dataset_fini(&f->train);
     sila_dataset_fini(&f->test);
-    *f = (struct feed){.order_epoch = -1};
+    *f = (struct feed){.order.epoch = -1};
+}
+
+int feed_order_init(struct feed_order *o, const struct sila_plan *plan)
+{
+    *o = (struct feed_order){.epoch = -1};
+    o->idx = malloc(sizeof *o->idx * (plan->ntrain + 1));
+    return o->idx ? 0 : -ENOMEM;
+}
+
+void feed_order_fini(struct feed_order *o)
+{
+    free(o->idx);
+    *o = (struct feed_order){.epoch = -1};
+}
+
+const uint32_t *feed_order_step(struct feed_order *o, const struct sila_plan *plan, uint64_t t)
+{
+    int epoch = (int)(t / plan->steps_per_epoch);
+    if (epoch != o->epoch) {
+        sila_dataset_epoch_order(o->idx, plan->ntrain, plan->job->seed, (uint64_t)epoch);
+        o->epoch = epoch;
+    }
+    return o->idx + t % plan->steps_per_epoch * (uint64_t)plan->job->batch;
 }
 
 const uint32_t *feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels)
 {
     const struct sila_job *job = f->plan.job;
-    int epoch = (int)(t / f->plan.steps_per_epoch);
-    uint64_t s = t % f->plan.steps_per_epoch;
-    if (epoch != f->order_epoch) {
-        sila_dataset_epoch_order(f->order, f->plan.ntrain, job->seed, (uint64_t)epoch);
-        f->order_epoch = epoch;
-    }
-    const uint32_t *idx = f->order + s * (uint64_t)job->batch;
+    const uint32_t *idx = feed_order_step(&f->order, &f->plan, t);
     sila_dataset_batch(&f->train, idx, job->batch, &f->norm, &f->aug, &f->aug_rng, x, labels);
     return idx;
 }

@@ -13,13 +13,18 @@
 #include "plan.h"
 #include "rng.h"
 
+/* The training samples of one epoch in the order its steps take them. */
+struct feed_order {
+    uint32_t *idx; /* owned: (ntrain) */
+    int epoch;     /* whose order idx holds, -1 before any */
+};
+
 struct feed {
     struct sila_dataset train, test;
     struct sila_norm norm;
     struct sila_plan plan;
-    uint32_t *order;    /* owned: (ntrain) the current epoch's order */
-    uint32_t *eval_idx; /* owned: (ntest) 0, 1, 2, ... */
-    int order_epoch;    /* epoch whose order is in order[], -1 before any */
+    struct feed_order order; /* of the current epoch */
+    uint32_t *eval_idx;      /* owned: (ntest) 0, 1, 2, ... */
     struct sila_augment aug;
     struct sila_rng aug_rng;
 };
@@ -29,6 +34,15 @@ struct feed {
 int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err);
 /* Frees what f owns; safe after a failed feed_open. */
 void feed_close(struct feed *f);
+
+/* An order for plan's ntrain samples, holding none yet. Errors: -ENOMEM. */
+int feed_order_init(struct feed_order *o, const struct sila_plan *plan);
+void feed_order_fini(struct feed_order *o);
+
+/* The sample indices of training step t of plan (job->batch of them): the
+ * order of t's epoch, which o computes first when it holds another's.
+ * Valid until o holds another epoch. */
+const uint32_t *feed_order_step(struct feed_order *o, const struct sila_plan *plan, uint64_t t);
 
 /* Writes the batch of training step t (job->batch samples) into x and
  * labels. Steps must come in increasing order (augmentation draws are

@@ -76,6 +76,34 @@ START_TEST(round_trip_state_tail)
 }
 END_TEST
 
+/* A Done carries collab's logits as its tail, announced by `logits`. */
+START_TEST(round_trip_done_logits)
+{
+    struct sila_err err;
+    float logits[6] = {2.5f, -1, 0, 7, -3.25f, 1e-20f};
+    Sila__Done d = SILA__DONE__INIT;
+    d.module = 4, d.phase = SILA__PHASE__LOCAL, d.batch = 9, d.samples = 2, d.logits = 6;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_DONE;
+    c.done = &d;
+    ck_assert_msg(sila_ctl_send(&a, &c, logits, 6, 1000, &err) == 0, "%s", err.msg);
+    struct sila_ctl_msg m;
+    ck_assert_msg(sila_ctl_recv(&b, 1000, &m, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(m.msg->done->logits, 6);
+    ck_assert_uint_eq(m.ntail, 6);
+    ck_assert_int_eq(memcmp(m.tail, logits, sizeof logits), 0);
+    sila_ctl_msg_free(&m);
+    /* a tail other than the one announced */
+    ck_assert_msg(sila_ctl_send(&a, &c, logits, 5, 1000, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(sila_ctl_recv(&b, 1000, &m, &err), -EBADMSG);
+    ck_assert_msg(strstr(err.msg, "announces 6 floats"), "'%s'", err.msg);
+    d.logits = 0;
+    ck_assert_msg(sila_ctl_send(&a, &c, logits, 6, 1000, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(sila_ctl_recv(&b, 1000, &m, &err), -EBADMSG);
+    ck_assert_msg(strstr(err.msg, "announces 0 floats"), "'%s'", err.msg);
+}
+END_TEST
+
 /* A frame of a ModuleState announcing `announced` floats with `sent` after it. */
 static size_t state_frame(uint8_t *out, uint64_t announced, size_t sent)
 {
@@ -158,6 +186,7 @@ Suite *test_suite(void)
     tcase_add_checked_fixture(tc, open_pair, close_pair);
     tcase_add_test(tc, round_trip_done);
     tcase_add_test(tc, round_trip_state_tail);
+    tcase_add_test(tc, round_trip_done_logits);
     tcase_add_test(tc, refuses_malformed);
     tcase_add_test(tc, addresses);
     suite_add_tcase(s, tc);

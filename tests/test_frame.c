@@ -17,8 +17,13 @@
 #define W 5
 #define VALUES (N * C * H * W)
 
+#define CLASSES 10
+
 static const struct sila_frame_limits LIMITS = {
-    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = 10, .gradient = false};
+    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = CLASSES, .gradient = false};
+/* an edge of a collab job: training frames may carry soft targets */
+static const struct sila_frame_limits COLLAB = {
+    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = CLASSES, .gradient = false, .collab = true};
 
 static struct sila_frame_hdr sample_hdr(void)
 {
@@ -36,6 +41,8 @@ static struct sila_frame_hdr sample_hdr(void)
 }
 
 static int32_t labels[N] = {0, 9, 4};
+/* soft targets (N, CLASSES): set by set_targets() */
+static float targets[N * CLASSES];
 /* the sample tensor, with room for the larger ones of the refusal tests
  * (one more channel) */
 static float x[VALUES * (C + 1) / C];
@@ -49,17 +56,43 @@ static uint8_t *encode(const struct sila_frame_hdr *h, size_t *ret_len)
     *ret_len = sila_frame_size(h);
     uint8_t *buf = malloc(*ret_len);
     ck_assert_ptr_nonnull(buf);
-    sila_frame_encode(buf, h, labels, x);
+    sila_frame_encode(buf, h, labels, h->target_classes ? targets : NULL, x);
     return buf;
+}
+
+/* Valid soft targets: sample 0 has none yet (zeros), sample 1 a uniform
+ * distribution, sample 2 one split between classes 3 and 7. */
+static void set_targets(void)
+{
+    memset(targets, 0, sizeof targets);
+    for (int j = 0; j < CLASSES; j++)
+        targets[CLASSES + j] = 0.1f;
+    targets[2 * CLASSES + 3] = 0.25f;
+    targets[2 * CLASSES + 7] = 0.75f;
+}
+
+static struct sila_frame_hdr collab_hdr(void)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    h.phase = SILA_PHASE_LOCAL;
+    h.target_classes = CLASSES;
+    set_targets();
+    return h;
+}
+
+static void expect_refused_on(const struct sila_frame_limits *lim, const uint8_t *buf, size_t len,
+                              int code, const char *word)
+{
+    struct sila_frame_view v;
+    struct sila_err err = {""};
+    int r = sila_frame_decode(buf, len, lim, &v, &err);
+    ck_assert_int_eq(r, code);
+    ck_assert_msg(strstr(err.msg, word), "message '%s' lacks '%s'", err.msg, word);
 }
 
 static void expect_refused(const uint8_t *buf, size_t len, int code, const char *word)
 {
-    struct sila_frame_view v;
-    struct sila_err err = {""};
-    int r = sila_frame_decode(buf, len, &LIMITS, &v, &err);
-    ck_assert_int_eq(r, code);
-    ck_assert_msg(strstr(err.msg, word), "message '%s' lacks '%s'", err.msg, word);
+    expect_refused_on(&LIMITS, buf, len, code, word);
 }
 
 START_TEST(round_trip)
@@ -190,7 +223,7 @@ START_TEST(refuses_batch_beyond_plan)
     size_t len = sila_frame_size(&h);
     uint8_t *buf = calloc(1, len);
     float *big = calloc((size_t)9 * C * H * W, sizeof *big);
-    sila_frame_encode(buf, &h, NULL, big);
+    sila_frame_encode(buf, &h, NULL, NULL, big);
     expect_refused(buf, len, -EINVAL, "batch of 9");
     free(big);
     free(buf);
@@ -211,6 +244,110 @@ START_TEST(refuses_bad_labels)
     expect_refused(buf, len, -EINVAL, "label -1");
     free(buf);
     labels[1] = saved;
+}
+END_TEST
+
+START_TEST(round_trip_with_targets)
+{
+    struct sila_frame_hdr h = collab_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    struct sila_frame_hdr plain = h;
+    plain.target_classes = 0;
+    ck_assert_uint_eq(len, sila_frame_size(&plain) + sizeof targets);
+    struct sila_frame_view v;
+    struct sila_err err = {""};
+    ck_assert_int_eq(sila_frame_decode(buf, len, &COLLAB, &v, &err), 0);
+    ck_assert_uint_eq(v.hdr.target_classes, CLASSES);
+    ck_assert_int_eq(memcmp(v.labels, labels, sizeof labels), 0);
+    ck_assert_ptr_nonnull(v.targets);
+    ck_assert_int_eq(memcmp(v.targets, targets, sizeof targets), 0);
+    ck_assert_uint_eq(((uintptr_t)v.targets) % 4, 0);
+    ck_assert_int_eq(memcmp(v.x, x, X_BYTES), 0);
+    /* the targets lie raw between the labels and the tensor */
+    ck_assert_ptr_eq(v.targets, (const float *)(v.labels + N));
+    ck_assert_ptr_eq(v.x, v.targets + N * CLASSES);
+    free(buf);
+    /* a collab edge still takes frames without targets (evaluation) */
+    buf = encode(&plain, &len);
+    ck_assert_int_eq(sila_frame_decode(buf, len, &COLLAB, &v, &err), 0);
+    ck_assert_ptr_null(v.targets);
+    ck_assert_int_eq(memcmp(v.x, x, X_BYTES), 0);
+    free(buf);
+    /* a row may miss 1 by rounding, within SILA_FRAME_TARGET_SUM */
+    targets[CLASSES] += 0.0005f;
+    buf = encode(&h, &len);
+    ck_assert_int_eq(sila_frame_decode(buf, len, &COLLAB, &v, &err), 0);
+    free(buf);
+}
+END_TEST
+
+/* Where targets may not travel, and the sizes they imply. */
+START_TEST(refuses_misplaced_targets)
+{
+    struct sila_frame_hdr h = collab_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused_on(&LIMITS, buf, len, -EINVAL, "without collab");
+    expect_refused_on(&COLLAB, buf, len - 4, -EBADMSG, "describes");
+    free(buf);
+
+    h = collab_hdr();
+    h.nlabels = 0;
+    buf = encode(&h, &len);
+    expect_refused_on(&COLLAB, buf, len, -EINVAL, "soft targets without labels");
+    free(buf);
+
+    h = collab_hdr();
+    h.phase = SILA_PHASE_EVAL;
+    buf = encode(&h, &len);
+    expect_refused_on(&COLLAB, buf, len, -EINVAL, "soft targets on an evaluation batch");
+    free(buf);
+
+    h = collab_hdr();
+    h.target_classes = CLASSES - 1;
+    buf = encode(&h, &len);
+    expect_refused_on(&COLLAB, buf, len, -EINVAL, "soft targets of 9 classes, expected 10");
+    free(buf);
+
+    /* a header announcing targets on the bytes of a frame without them */
+    h = collab_hdr();
+    h.target_classes = 0;
+    buf = encode(&h, &len);
+    struct sila_frame_hdr liar = collab_hdr();
+    size_t want = sila_frame_size(&liar);
+    uint8_t *forged = calloc(1, want);
+    sila_frame_encode(forged, &liar, labels, targets, x);
+    expect_refused_on(&COLLAB, forged, len, -EBADMSG, "describes");
+    free(forged);
+    free(buf);
+}
+END_TEST
+
+/* Encodes the collab frame with targets[at] = value and expects word. */
+static void expect_bad_target(int at, float value, const char *word)
+{
+    struct sila_frame_hdr h = collab_hdr();
+    targets[at] = value;
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused_on(&COLLAB, buf, len, -EINVAL, word);
+    free(buf);
+}
+
+START_TEST(refuses_bad_target_values)
+{
+    expect_bad_target(CLASSES + 4, NAN, "soft targets of sample 1 are not finite");
+    expect_bad_target(2 * CLASSES + 9, INFINITY, "soft targets of sample 2 are not finite");
+    expect_bad_target(CLASSES - 1, -INFINITY, "soft targets of sample 0 are not finite");
+    expect_bad_target(2 * CLASSES + 3, -0.25f,
+                      "soft target 3 of sample 2 is -0.25, outside [0, 1]");
+    expect_bad_target(2 * CLASSES + 7, 1.5f, "soft target 7 of sample 2 is 1.5, outside [0, 1]");
+    /* rows that are neither zeros nor a distribution */
+    expect_bad_target(2 * CLASSES + 7, 0.25f,
+                      "soft targets of sample 2 sum to 0.5, expected 0 or 1");
+    expect_bad_target(5, 0.0001f, "soft targets of sample 0 sum to 0.0001, expected 0 or 1");
+    expect_bad_target(CLASSES, 0.12f, "soft targets of sample 1 sum to 1.02, expected 0 or 1");
 }
 END_TEST
 
@@ -277,6 +414,9 @@ Suite *test_suite(void)
     tcase_add_test(tc, refuses_out_of_plan);
     tcase_add_test(tc, refuses_batch_beyond_plan);
     tcase_add_test(tc, refuses_bad_labels);
+    tcase_add_test(tc, round_trip_with_targets);
+    tcase_add_test(tc, refuses_misplaced_targets);
+    tcase_add_test(tc, refuses_bad_target_values);
     tcase_add_test(tc, refuses_other_version);
     tcase_add_test(tc, finite_check);
     suite_add_tcase(s, tc);

@@ -111,8 +111,10 @@ static int send_ctl(struct worker *w, Sila__Control *c, const float *tail, size_
     }
 }
 
+/* Reports module k's batch h done; logits: for collab, the classifier's
+ * (h->n, nclasses) of a training step of the last module, else NULL. */
 static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, double loss,
-                     int correct, struct sila_err *err)
+                     int correct, const float *logits, struct sila_err *err)
 {
     Sila__Done d = SILA__DONE__INIT;
     d.module = (uint32_t)k + 1;
@@ -125,10 +127,20 @@ static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, do
     d.active_s = now_s() - w->first_batch;
     d.busy_s = w->handling_s - w->waiting_s;
     d.peak_rss_kb = peak_rss_kb();
+    d.logits = logits ? h->n * (uint32_t)w->job.nclasses : 0;
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_DONE;
     c.done = &d;
-    return send_ctl(w, &c, NULL, 0, err);
+    return send_ctl(w, &c, logits, d.logits, err);
+}
+
+/* What module k reports with a training step it learned: the classifier's
+ * logits when the coordinator learns collab's soft targets from them. */
+static const float *learned_logits(const struct worker *w, int k)
+{
+    if (k != w->job.nmodules - 1 || !sila_job_uses_collab(&w->job))
+        return NULL;
+    return sila_net_output(w->mods[k]->body);
 }
 
 static bool hosts(const struct worker *w, uint32_t module)
@@ -283,11 +295,13 @@ static int drain_control(struct worker *w, struct sila_err *err)
 
 /* ---- data frames ---- */
 
-/* Sends a frame of (n, shape) values x on link l, numbered by *seq; waits
- * as long as the receiver needs, watching the control link meanwhile. */
+/* Sends a frame of (n, shape) values x on link l, numbered by *seq, with
+ * labels and soft targets (n, nclasses) when not NULL; waits as long as the
+ * receiver needs, watching the control link meanwhile. */
 static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                       const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
-                      const int32_t *labels, const float *x, struct sila_err *err)
+                      const int32_t *labels, const float *targets, const float *x,
+                      struct sila_err *err)
 {
     struct sila_frame_hdr h = {.generation = w->pipeline,
                                .seq = *seq,
@@ -299,12 +313,13 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                                .c = (uint32_t)s.c,
                                .h = (uint32_t)s.h,
                                .w = (uint32_t)s.w,
-                               .nlabels = labels ? of->n : 0};
+                               .nlabels = labels ? of->n : 0,
+                               .target_classes = targets ? (uint32_t)w->job.nclasses : 0};
     size_t len = sila_frame_size(&h);
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
         return sila_err_set(err, -ENOMEM, "out of memory for a frame");
-    sila_frame_encode(buf, &h, labels, x);
+    sila_frame_encode(buf, &h, labels, targets, x);
     double t0 = now_s();
     for (;;) {
         int r = sila_link_send(l, buf, len, TICK_MS);
@@ -386,19 +401,20 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
             continue;
         }
         struct sila_step_stats st;
-        x = sila_module_local_step(w->mods[k], x, v->labels, NULL, (int)h->n, lr,
+        x = sila_module_local_step(w->mods[k], x, v->labels, v->targets, (int)h->n, lr,
                                    w->job.label_smoothing, &st);
         int r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
         if (r)
             return r;
         w->next_step[k] = h->batch + 1;
-        r = send_done(w, k, h, st.loss, st.correct, err);
+        r = send_done(w, k, h, st.loss, st.correct, learned_logits(w, k), err);
         if (r)
             return r;
     }
     if (!has_down(w))
         return 0;
-    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
+    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets, x,
+                      err);
 }
 
 static int global_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -419,7 +435,8 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     uint8_t *gbuf = NULL;
     struct sila_frame_view g = {0};
     if (has_down(w)) {
-        r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
+        r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets, x,
+                       err);
         double t0 = now_s();
         if (r == 0 && !w->stopped)
             r = recv_frame(w, &w->down, &w->down_lim, &w->down_in, &gbuf, &g, err);
@@ -443,14 +460,14 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
             break;
         if (learn) {
             w->next_step[k] = h->batch + 1;
-            r = send_done(w, k, h, st.loss, st.correct, err);
+            r = send_done(w, k, h, st.loss, st.correct, learned_logits(w, k), err);
         }
     }
     sila_link_release(gbuf);
     if (r || w->first == 0)
         return r;
     struct sila_shape s = sila_net_in_shape(w->mods[w->first]->body);
-    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, w->din[w->first], err);
+    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, NULL, w->din[w->first], err);
 }
 
 static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -464,13 +481,13 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
         if (pos < w->next_test[k]) /* reported before a restart */
             continue;
         w->next_test[k] = pos + 1;
-        int r = send_done(w, k, h, NAN, correct, err);
+        int r = send_done(w, k, h, NAN, correct, NULL, err);
         if (r)
             return r;
     }
     if (!has_down(w))
         return 0;
-    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, x, err);
+    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, NULL, x, err);
 }
 
 static int on_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -492,6 +509,9 @@ static int on_batch(struct worker *w, const struct sila_frame_view *v, struct si
         return sila_err_set(err, -EPROTO, "upstream: step %llu sent as %s, the plan says %s",
                             (unsigned long long)h->batch, global ? "local" : "global",
                             global ? "global" : "local");
+    if (sila_job_uses_collab(&w->job) && !v->targets)
+        return sila_err_set(err, -EPROTO, "upstream: training batch %llu without soft targets",
+                            (unsigned long long)h->batch);
     return global ? global_step(w, v, err) : local_step(w, v, err);
 }
 
@@ -628,10 +648,11 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     }
     struct sila_shape in = sila_net_in_shape(w->mods[w->first]->body), out = out_shape(w);
     uint32_t B = (uint32_t)w->job.batch, nc = (uint32_t)w->job.nclasses;
-    w->up_lim =
-        (struct sila_frame_limits){B, (uint32_t)in.c, (uint32_t)in.h, (uint32_t)in.w, nc, false};
-    w->down_lim =
-        (struct sila_frame_limits){B, (uint32_t)out.c, (uint32_t)out.h, (uint32_t)out.w, nc, true};
+    bool collab = sila_job_uses_collab(&w->job);
+    w->up_lim = (struct sila_frame_limits){B,  (uint32_t)in.c, (uint32_t)in.h, (uint32_t)in.w,
+                                           nc, false,          collab};
+    w->down_lim = (struct sila_frame_limits){
+        B, (uint32_t)out.c, (uint32_t)out.h, (uint32_t)out.w, nc, true, false};
     return 0;
 }
 

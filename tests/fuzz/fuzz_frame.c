@@ -9,7 +9,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const struct sila_frame_limits lim = {
-        .max_n = 8, .c = 2, .h = 4, .w = 5, .nclasses = 10, .gradient = false};
+        .max_n = 8, .c = 2, .h = 4, .w = 5, .nclasses = 10, .gradient = false, .collab = true};
     uint8_t *buf = malloc(size ? size : 1); /* aligned, as a received frame is */
     if (!buf)
         return 0;
@@ -24,6 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sum += v.x[i];
         for (uint32_t i = 0; i < v.hdr.nlabels; i++)
             sum += (float)v.labels[i];
+        for (size_t i = 0; v.targets && i < (size_t)v.hdr.n * v.hdr.target_classes; i++)
+            sum += v.targets[i];
         (void)sum;
         (void)sila_all_finite(v.x, n);
     }

@@ -2,7 +2,8 @@
 # Checkpoints and resume: a run killed with -9 after a checkpoint and
 # resumed with --resume ends with the weights and evaluations of the same
 # run uninterrupted, in process (local, pgl) and over spawned workers (pgl,
-# the coordinator killed: its workers die with it). A checkpoint being
+# and local with the collab objective, whose soft targets the checkpoint
+# carries; the coordinator killed: its workers die with it). A checkpoint being
 # written when the kill came is never loaded; a damaged one, or one of
 # another plan, is refused with a message naming it. A run that diverges
 # (NaN or infinity) stops naming the module and step, in process and over
@@ -17,30 +18,36 @@ SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
        --set job.epochs=3 --set job.period=4 --set job.global_steps=1 --set job.global_ramp=false
        --set job.checkpoint_every=8)
 
-# interrupted NAME MODE ALGO: trains into NAME, kill -9 once the checkpoint
-# after step 24 is reported, resumes; NAME.status holds the resume's status.
+# interrupted NAME MODE ALGO [ARG...]: trains into NAME, kill -9 once the
+# checkpoint after step 24 is reported, resumes; NAME.status holds the
+# resume's status.
 interrupted()
 {
     local name=$1 mode=$2 algo=$3
+    shift 3
     "$SILAD" --job "$JOB" "$mode" --threads 1 --out "$name" --rpc none "${SMALL[@]}" \
-        --set "job.algorithm=$algo" >"$name.stdout" 2>"$name.stderr" &
+        --set "job.algorithm=$algo" "$@" >"$name.stdout" 2>"$name.stderr" &
     local pid=$!
     for _ in $(seq 600); do grep -q "checkpoint after step 24" "$name.stdout" && break; sleep 0.05; done
     pgrep -P $pid >>children # spawned workers, which must die with it
     kill -9 $pid
     wait $pid 2>/dev/null
     "$SILAD" --job "$JOB" "$mode" --threads 1 --resume "$name" --rpc none "${SMALL[@]}" \
-        --set "job.algorithm=$algo" >"$name.resume.stdout" 2>"$name.resume.stderr"
+        --set "job.algorithm=$algo" "$@" >"$name.resume.stdout" 2>"$name.resume.stderr"
     echo $? >"$name.status"
 }
 
-for run in "inproc local --inproc" "inproc pgl --inproc" "spawn pgl --spawn=2"; do
+# the checkpoint after step 24 lies inside epoch 2 (16 steps an epoch): a
+# collab run resumed there needs the soft targets learned so far
+for run in "inproc local --inproc" "inproc pgl --inproc" "spawn pgl --spawn=2" \
+    "spawn-collab local --spawn=2 --set objective.kind=collab"; do
     set -- $run
     name=$1-$2 mode=$3 algo=$2
+    shift 3
     "$SILAD" --job "$JOB" "$mode" --threads 1 --out "$name-whole" --rpc none "${SMALL[@]}" \
-        --set "job.algorithm=$algo" >"$name-whole.stdout" 2>"$name-whole.stderr" ||
+        --set "job.algorithm=$algo" "$@" >"$name-whole.stdout" 2>"$name-whole.stderr" ||
         not_ok "$name: the uninterrupted run exits 0" "$name-whole.stderr"
-    interrupted "$name" "$mode" "$algo"
+    interrupted "$name" "$mode" "$algo" "$@"
     if [ "$(cat "$name.status")" = 0 ] && grep -q "resuming from .*step-0000000024.ckpt" \
         "$name.resume.stdout"; then
         ok "$name: killed after step 24, resumed from that checkpoint, exits 0"

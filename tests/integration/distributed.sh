@@ -2,7 +2,9 @@
 # Distributed runs against the in-process reference, and the ways workers
 # join: the same job and seed trained --inproc and over spawned workers (one
 # per module, and two workers hosting 2+2 modules) writes bit-identical
-# weights for e2e, local and pgl; workers started by hand join silad
+# weights for e2e, local and pgl, and for the collab objective (whose soft
+# targets travel with the batches) with local and pgl; workers started by
+# hand join silad
 # --listen over tcp on a non-default address and port, one of them before
 # silad is up; a second worker claiming a taken module, a bad --connect and
 # a range beyond the job are refused with messages naming what is wrong;
@@ -52,6 +54,40 @@ for algo in e2e local pgl; do
             python3 "$JSONCHECK" same-evals "in-$algo/metrics.jsonl" "$name/metrics.jsonl"
     done
 done
+# collab: the coordinator learns the soft targets from the last worker's
+# logits and sends them with the batches. Epoch 1 has no evaluation (which
+# would drain the pipeline anyway): epoch 2's targets match --inproc's only
+# when silad learns every step of epoch 1 before it fills epoch 2's.
+COLLAB=(--set objective.kind=collab --set job.eval_every=2)
+for algo in local pgl; do
+    silad_run "in-collab-$algo" "$JOB" "${SMALL[@]}" "${COLLAB[@]}" --set "job.algorithm=$algo" ||
+        not_ok "collab $algo: --inproc exits 0" "in-collab-$algo.stderr"
+    ref=$(sha_of "in-collab-$algo/model.sila" 2>/dev/null)
+    plain=$(sha_of "in-$algo/model.sila" 2>/dev/null)
+    if [ -n "$ref" ] && [ "$ref" != "$plain" ]; then
+        ok "collab $algo: the soft targets change the weights (--inproc)"
+    else
+        not_ok "collab $algo: the soft targets change the weights (--inproc: $ref, ce: $plain)"
+    fi
+    for spawn in --spawn --spawn=2; do
+        name=${spawn#--}-collab-$algo
+        if spawn_run "$name" "$spawn" "${SMALL[@]}" "${COLLAB[@]}" --set "job.algorithm=$algo"
+        then
+            ok "collab $algo: silad $spawn exits 0"
+        else
+            not_ok "collab $algo: silad $spawn exits 0" "$name.stderr" "$name.stdout"
+            continue
+        fi
+        got=$(sha_of "$name/model.sila" 2>/dev/null)
+        if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
+            ok "collab $algo: $spawn weights equal --inproc's ($ref)"
+        else
+            echo "inproc $ref, $spawn $got" >"$name.sha"
+            not_ok "collab $algo: $spawn weights equal --inproc's" "$name.sha"
+        fi
+    done
+done
+
 # the MLP's modules are megabytes: their states exceed a plain control
 # frame when collected at the end
 MLP=$JOBS_DIR/fmnist-mlp.ini
