@@ -237,6 +237,49 @@ void report_eval(struct report *r, int epoch, uint64_t step, const double *accur
     fflush(r->metrics);
 }
 
+/* "sila (twin 1, dml 1, T 2), redundancy 0.1" into buf: a module's
+ * objective with the keys that act on it. */
+static const char *objective_text(const struct sila_objective *o, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "%s", sila_objective_name(o->kind));
+    if (o->kind == SILA_OBJ_SILA)
+        n += snprintf(buf + n, len - (size_t)n, " (twin %g, dml %g, T %g)", o->sila_weight,
+                      o->dml_weight, o->temperature);
+    else if (o->kind == SILA_OBJ_COLLAB)
+        n += snprintf(buf + n, len - (size_t)n, " (beta %g, T %g)", o->collab_beta, o->temperature);
+    else if (o->kind == SILA_OBJ_COSUB)
+        n += snprintf(buf + n, len - (size_t)n, " (weight %g)", o->cosub_weight);
+    if (o->redundancy > 0.0f)
+        n += snprintf(buf + n, len - (size_t)n, ", redundancy %g", o->redundancy);
+    if (o->kernel_similarity > 0.0f)
+        snprintf(buf + n, len - (size_t)n, ", kernel_similarity %g", o->kernel_similarity);
+    return buf;
+}
+
+/* One line naming each run of modules with the same objective, unless
+ * every module trains by plain ce (or the algorithm has no local steps). */
+static void print_objectives(const struct sila_job *job)
+{
+    char cur[160], next[160], mods[32];
+    bool plain = true;
+    for (int k = 0; k < job->nmodules; k++) {
+        const struct sila_objective *o = &job->modules[k].objective;
+        plain &= o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
+    }
+    if (plain || job->algorithm == SILA_ALGO_E2E)
+        return;
+    printf("local objectives:");
+    for (int first = 0, k = 0; k < job->nmodules; k++) {
+        objective_text(&job->modules[k].objective, cur, sizeof cur);
+        if (k + 1 < job->nmodules &&
+            strcmp(cur, objective_text(&job->modules[k + 1].objective, next, sizeof next)) == 0)
+            continue;
+        printf("%s %s %s", first ? ";" : "", sila_modules_text(first, k, mods, sizeof mods), cur);
+        first = k + 1;
+    }
+    printf("\n");
+}
+
 void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
                   const char *where)
 {
@@ -244,6 +287,7 @@ void report_start(struct report *r, const struct sila_job *job, const struct sil
     printf("job %s: %s, %d modules %s, %u training samples, %d epochs of %llu steps, batch %d\n",
            job->name, sila_algorithm_name(job->algorithm), job->nmodules, where, plan->ntrain,
            job->epochs, (unsigned long long)plan->steps_per_epoch, job->batch);
+    print_objectives(job);
     fflush(stdout);
 }
 
