@@ -88,10 +88,48 @@ def main():
     write("auth", "signed-empty", signed(b"", 0x2222, 7))
     write("auth", "another-key", signed(b"hello", 0x3333, 1, key_id=b"\xaa\xbb\xcc\xdd"))
     write("auth", "bare", b"no trailer at all")
+    write("job", "objectives.ini", OBJECTIVES_JOB.encode())
     jobs = os.path.join(ROOT, "deploy", "jobs")
     for f in sorted(os.listdir(jobs)):
         if f.endswith(".ini"):
             shutil.copy(os.path.join(jobs, f), os.path.join(OUT, "job", "seed-" + f))
+
+
+# A job with every objective key, in [objective] and per module.
+OBJECTIVES_JOB = """[job]
+name = objectives
+dataset = fmnist
+epochs = 1
+batch = 16
+algorithm = pgl
+drop_path = 0.1
+[optimizer]
+lr = 0.05
+[objective]
+kind = collab
+collab_beta = 0.3
+collab_rate = 0.25
+temperature = 3
+redundancy = 0.1
+[module]
+objective = sila
+sila_weight = 0.5
+dml_weight = 1
+[conv2d]
+out = 8
+[block]
+out = 8
+[module]
+objective = cosub
+cosub_weight = 0.5
+kernel_similarity = 0.2
+[block]
+out = 8
+stride = 2
+[gap]
+[linear]
+out = 10
+"""
 
 
 if __name__ == "__main__":
