@@ -3,7 +3,7 @@
 PyTorch, the distributed pipeline against a model of it, and memory.
 
     tests/bench_speed.py all --threads 2 --repeats 3
-    tests/bench_speed.py kernels|throughput|pipeline|memory [options]
+    tests/bench_speed.py kernels|throughput|pipeline|memory|objectives [options]
 
 Binaries come from the build directory $SILA_BUILD (default: build/ in the
 source tree): $SILA_BUILD/tests/bench_kernels and $SILA_BUILD/daemon/silad
@@ -28,6 +28,11 @@ pipeline    runs tests/bench_pipeline.py's measurement (inproc, --spawn=2
 memory      peak RSS of --inproc, of the largest --spawn worker (one module
             per worker and two workers) and of PyTorch, per job.
 all         the four, in that order.
+objectives  the cost of the local objectives (docs/methods.md) on the first
+            of --jobs: samples/s of each against local ce (--inproc,
+            alternating) and every worker's peak RSS (one module each), e.g.
+            tests/bench_speed.py objectives --jobs deploy/jobs/fmnist-resnet-k8.ini
+                --threads 1 --train 3200 --test 256
 
 Progress lines ("== ...") and each run's record (JSON) go to stdout as runs
 end; the markdown tables follow each subcommand's runs. --json FILE also
@@ -533,6 +538,79 @@ def cmd_memory(args):
         raise RunFailed("memory: these runs failed (see above): " + ", ".join(failures))
 
 
+# ---- the local objectives ---------------------------------------------------------
+
+# (label, algorithm, overrides) of the objectives' cost: each against local ce
+OBJECTIVE_RUNS = [
+    ("local ce", "local", []),
+    ("local sila (dml 1)", "local", ["objective.kind=sila", "objective.dml_weight=1"]),
+    ("local collab", "local", ["objective.kind=collab"]),
+    ("local redundancy 0.1", "local", ["objective.redundancy=0.1"]),
+    ("local kernel_similarity 0.1", "local", ["objective.kernel_similarity=0.1"]),
+    ("local ce, drop_path 0.1", "local", ["job.drop_path=0.1"]),
+    ("local cosub, drop_path 0.1", "local", ["job.drop_path=0.1", "objective.kind=cosub"]),
+    ("pgl ce", "pgl", []),
+    ("pgl sila (dml 1)", "pgl", ["objective.kind=sila", "objective.dml_weight=1"]),
+    ("e2e", "e2e", []),
+]
+
+
+def cmd_objectives(args):
+    """Training samples/s of each local objective (--inproc, --repeats runs,
+    the configurations alternating within each repeat) and each worker's peak
+    RSS with one module per worker (one run)."""
+    banner("The local objectives' cost", args)
+    name = args.jobs.split(",")[0]
+    job, key = job_path(name), job_key(name)
+    sets, train = short_run_sets(args, key)
+    nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
+    rates, workers, failures = {}, {}, []
+    for rep in range(args.repeats):
+        order = OBJECTIVE_RUNS if rep % 2 == 0 else OBJECTIVE_RUNS[::-1]
+        for label, algo, extra in order:
+            print(f"== objectives {key} {label} (repeat {rep + 1})", flush=True)
+            try:
+                res = run_silad(job, ["--inproc", "--threads", str(args.threads)],
+                                sets + [f"job.algorithm={algo}", *extra])
+            except RunFailed as e:
+                print(f"failed: {e}", flush=True)
+                failures.append(f"{label} inproc")
+                continue
+            res.pop("workers")
+            record(args, {"bench": "objectives", "job": key, "run": label, "mode": "inproc",
+                          "train": train, **res})
+            rates.setdefault(label, []).append(res["samples_per_s"])
+    for label, algo, extra in OBJECTIVE_RUNS:
+        print(f"== objectives {key} {label} --spawn={nmod}", flush=True)
+        try:
+            res = run_silad(job, [f"--spawn={nmod}", "--threads", "1"],
+                            sets + [f"job.algorithm={algo}", *extra])
+        except RunFailed as e:
+            print(f"failed: {e}", flush=True)
+            failures.append(f"{label} spawn")
+            continue
+        record(args, {"bench": "objectives", "job": key, "run": label, "mode": "spawn",
+                      "train": train, **res})
+        workers[label] = sorted(res["workers"], key=lambda w: w["modules"][0])
+    base = med(rates.get("local ce", []))
+    print(f"\n{key}, one epoch of {train} training samples, test_limit {args.test}. "
+          f"samples/s: silad --inproc --threads {args.threads}, median (range) of "
+          f"{args.repeats}; memory: silad --spawn={nmod} (one module per worker, --threads 1), "
+          "each worker's peak RSS in MB, module 1 first.\n")
+    print("| objective | samples/s | / local ce | peak RSS per worker (MB) | largest |")
+    print("|---|---:|---:|---|---:|")
+    for label, _, _ in OBJECTIVE_RUNS:
+        r = rates.get(label, [])
+        w = workers.get(label, [])
+        rss = " ".join(f"{x['peak_rss_mb']:.0f}" for x in w) or "failed"
+        big = fmt(max(x["peak_rss_mb"] for x in w)) if w else "-"
+        ratio = f"{med(r) / base:.2f}" if r and base == base else "-"
+        print(f"| {label} | {with_range(r) if r else 'failed'} | {ratio} | {rss} | {big} |")
+    print(flush=True)
+    if failures:
+        raise RunFailed("objectives: these runs failed (see above): " + ", ".join(failures))
+
+
 # ---- main ------------------------------------------------------------------------
 
 def main():
@@ -567,7 +645,8 @@ def main():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     cmds = {"kernels": cmd_kernels, "throughput": cmd_throughput, "pipeline": cmd_pipeline,
-            "memory": cmd_memory}
+            "memory": cmd_memory, "objectives": cmd_objectives}
+    in_all = ["kernels", "throughput", "pipeline", "memory"]
     for name in [*cmds, "all"]:
         sub.add_parser(name, parents=[common])
     args = p.parse_args()
@@ -589,7 +668,7 @@ def main():
     global TIMEOUT_S
     TIMEOUT_S = args.timeout
     t0, failed = time.monotonic(), []
-    for name in (list(cmds) if args.cmd == "all" else [args.cmd]):
+    for name in (in_all if args.cmd == "all" else [args.cmd]):
         t = time.monotonic()
         try:
             cmds[name](args)
