@@ -4,6 +4,7 @@
     tests/bench_accuracy.py run --job deploy/jobs/fmnist-cnn-k4.ini \
         --algos e2e,local,pgl --seeds 1,2 --threads 2 --out results.jsonl [--set S.K=V]...
     tests/bench_accuracy.py table results.jsonl
+    tests/bench_accuracy.py ablation RESULTS.jsonl... --job fmnist-resnet-k8.ini [--plot F.svg]
 
 `run` trains every (algorithm, seed) with silad --inproc and with
 tests/reference/sila_torch.py, alternating which goes first, and appends one
@@ -14,6 +15,13 @@ the peak RSS of the process (`SILAD=path` runs another silad than build/'s).
 `table` prints the results as a markdown table:
 per job and algorithm, each seed's classifier accuracy for both, the mean
 difference, and the samples/s ratio.
+`ablation` reads sila's records of one job from every file given (the
+objectives' runs and the baselines), one row per algorithm and objective
+(the records' objective.* and job.drop_path overrides; records with other
+overrides than those, job.epochs and job.checkpoint_every are left out):
+each seed's classifier accuracy, the mean, the difference to local ce, every
+head's mean accuracy, samples/s and peak RSS; --plot draws the classifier's
+and each head's accuracy per row with gnuplot (SVG, or PNG for a .png name).
 """
 import argparse
 import json
@@ -105,6 +113,98 @@ def cmd_table(args):
             print(f"| {job} | {sets} | {algo} | {seed} | {acc(s)} | {acc(t)} | {heads} | {ratio} |")
 
 
+# overrides that are part of an ablation row's name, and those that are not
+ROW_KEYS = ("objective.", "job.drop_path=")
+IGNORED_KEYS = ("job.epochs=", "job.checkpoint_every=")
+
+
+def ablation_rows(paths, job):
+    """{(algorithm, objective text): {seed: record}} of sila's records of job."""
+    rows = {}
+    for path in paths:
+        for line in open(path):
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r["impl"] != "sila" or r["job"] != job:
+                continue
+            sets = [x for x in r["set"] if not x.startswith(IGNORED_KEYS)]
+            if any(not x.startswith(ROW_KEYS) for x in sets):
+                continue
+            name = " ".join(x.replace("objective.", "") for x in sets) or "ce"
+            rows.setdefault((r["algorithm"], name), {})[r["seed"]] = r
+    order = {"e2e": 0, "local": 1, "pgl": 2}
+    return dict(sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 3), kv[0][1] != "ce",
+                                                    kv[0][1])))
+
+
+def mean(xs):
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def cmd_ablation(args):
+    rows = ablation_rows(args.results, args.job)
+    if not rows:
+        sys.exit(f"no records of {args.job} in {', '.join(args.results)}")
+    base = rows.get(("local", "ce"), {})
+    base_acc = mean([100 * r["accuracy"][-1] for r in base.values()])
+    print("| algorithm | objective | classifier % per seed | mean | vs local ce "
+          "| heads % (mean over seeds) | samples/s | peak RSS MB | silad |")
+    print("|---|---|---|---:|---:|---|---:|---:|---|")
+    for (algo, name), seeds in rows.items():
+        accs = [100 * seeds[s]["accuracy"][-1] for s in sorted(seeds)]
+        per_seed = ", ".join(f"{s}: {100 * seeds[s]['accuracy'][-1]:.2f}" for s in sorted(seeds))
+        nheads = min(len(r["accuracy"]) for r in seeds.values()) - 1
+        heads = " / ".join(f"{mean([100 * r['accuracy'][h] for r in seeds.values()]):.1f}"
+                           for h in range(nheads))
+        rate = sorted(r["samples_per_s"] for r in seeds.values())[len(seeds) // 2]
+        rss = max(r["peak_rss_mb"] for r in seeds.values())
+        diff = mean(accs) - base_acc
+        builds = ", ".join(sorted({r.get("silad_sha256") or "?" for r in seeds.values()}))
+        print(f"| {algo} | {name} | {per_seed} | {mean(accs):.2f} "
+              f"| {diff:+.2f} | {heads} | {rate:.0f} | {rss:.0f} | {builds} |")
+    if args.plot:
+        plot_ablation(rows, args.job, args.plot)
+
+
+def plot_ablation(rows, job, out):
+    """Accuracy of the classifier (points per seed) and of every head (mean
+    over seeds, one line per head) against the rows, drawn by gnuplot into
+    out (PNG when it ends in .png, else SVG)."""
+    with tempfile.TemporaryDirectory() as d:
+        data = os.path.join(d, "rows.dat")
+        nheads = 0
+        with open(data, "w") as f:
+            for i, ((algo, name), seeds) in enumerate(rows.items()):
+                recs = [seeds[s] for s in sorted(seeds)]
+                heads = len(recs[0]["accuracy"])
+                nheads = max(nheads, heads)
+                means = [mean([100 * r["accuracy"][h] for r in recs]) for h in range(heads)]
+                # e2e never trains the aux heads: their accuracy is not drawn
+                cols = " ".join("?" if algo == "e2e" else f"{m:.3f}" for m in means)
+                for r in recs:
+                    f.write(f'{i} "{algo} {name}" {100 * r["accuracy"][-1]:.3f} {cols}\n')
+        heads = ", ".join(f'"{data}" using 1:{4 + h} with linespoints lw 1 pt 7 ps 0.4 '
+                          f'title "head {h + 1}"' for h in range(nheads - 1))
+        script = os.path.join(d, "plot.gp")
+        with open(script, "w") as f:
+            term = ("pngcairo size 1100,560" if out.endswith(".png")
+                    else 'svg size 1100,560 dynamic background rgb "white"')
+            f.write(f"""set terminal {term}
+set output "{os.path.abspath(out)}"
+set title "{job}: test accuracy by algorithm and local objective (sila, one point per seed)"
+set ylabel "test accuracy %"
+set xtics rotate by -35 left
+set key outside right
+set grid ytics
+set datafile missing "?"
+set xrange [-0.5:{len(rows) - 0.5}]
+plot {heads}, "{data}" using 1:3:xtic(2) with points pt 5 ps 0.9 lc rgb "black" title "classifier"
+""")
+        subprocess.run(["gnuplot", script], check=True)
+    print(f"\nplot written to {out}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -118,8 +218,12 @@ def main():
     r.add_argument("--out", required=True)
     t = sub.add_parser("table")
     t.add_argument("results")
+    a = sub.add_parser("ablation")
+    a.add_argument("results", nargs="+")
+    a.add_argument("--job", required=True, help="the job file's base name, as recorded")
+    a.add_argument("--plot", help="also draw the rows into this file (.svg or .png)")
     args = p.parse_args()
-    (cmd_run if args.cmd == "run" else cmd_table)(args)
+    {"run": cmd_run, "table": cmd_table, "ablation": cmd_ablation}[args.cmd](args)
 
 
 if __name__ == "__main__":
