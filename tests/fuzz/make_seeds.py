@@ -10,6 +10,7 @@ the same directories by hand, named after what they found.
 import hashlib
 import hmac
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -29,11 +30,21 @@ def pad4(b):
     return b + b"\0" * (-len(b) % 4)
 
 
-def frame(n, c, h, w, labels, gradient=False, phase="LOCAL"):
-    hdr = encode("FrameHeader", f"version: 1 generation: 1 seq: 7 batch: 3 epoch: 0 "
+# the wire version frames and the join handshake speak (common/frame.h)
+WIRE = int(re.search(r"#define SILA_WIRE_VERSION (\d+)u",
+                     open(os.path.join(ROOT, "common", "frame.h")).read()).group(1))
+
+
+def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None):
+    """targets: rows of collab's soft targets (one per sample), or None."""
+    classes = len(targets[0]) if targets else 0
+    hdr = encode("FrameHeader", f"version: {WIRE} generation: 1 seq: 7 batch: 3 epoch: 0 "
                                 f"phase: {phase} gradient: {str(gradient).lower()} "
-                                f"shape: [{n}, {c}, {h}, {w}] nlabels: {len(labels)}")
+                                f"shape: [{n}, {c}, {h}, {w}] nlabels: {len(labels)} "
+                                f"target_classes: {classes}")
     body = struct.pack(f"<{len(labels)}i", *labels)
+    for row in targets or []:
+        body += struct.pack(f"<{classes}f", *row)
     body += struct.pack(f"<{n * c * h * w}f", *[0.5 * i for i in range(n * c * h * w)])
     return b"SILF" + struct.pack("<I", len(hdr)) + pad4(hdr) + body
 
@@ -68,18 +79,19 @@ def write(target, name, data):
 def main():
     write("frame", "activations", frame(3, 2, 4, 5, [0, 9, 4]))
     write("frame", "no-labels", frame(2, 2, 4, 5, []))
+    write("frame", "targets", frame(2, 2, 4, 5, [1, 7], targets=[[0.1] * 10, [0.0] * 10]))
     write("frame", "eval", frame(1, 2, 4, 5, [3], phase="EVAL"))
     write("frame", "gradient", frame(3, 2, 4, 5, [], gradient=True, phase="GLOBAL"))
     write("ctl", "done", ctl("done { module: 2 phase: GLOBAL epoch: 1 batch: 99 loss: 0.5 "
                              "correct: 30 samples: 32 }"))
     write("ctl", "state", ctl("state { module: 1 params: 3 optimizer: 2 buffers: 1 "
                               "counters: [1, 2, 3, 4, 5, 6, 7, 8] }", [1, 2, 3, 4, 5, 6]))
-    write("ctl", "hello", ctl('hello { version: 1 first_module: 1 last_module: 2 '
+    write("ctl", "hello", ctl(f'hello {{ version: {WIRE} first_module: 1 last_module: 2 '
                               'host: "127.0.0.1" pid: 42 max_frame: 1048576 }'))
-    write("ctl", "welcome", ctl('welcome { version: 1 generation: 1 job_path: "x.ini" '
+    write("ctl", "welcome", ctl(f'welcome {{ version: {WIRE} generation: 1 job_path: "x.ini" '
                                 'job_text: "[job]\\nname = x\\n" overrides: "job.epochs=1" '
                                 'train_samples: 512 test_samples: 100 }'))
-    write("ctl", "start", ctl('start { downstream_url: "tcp://h:7666" upstream_generation: 1 }'))
+    write("ctl", "start", ctl('start { downstream_url: "tcp://h:7666" pipeline: 1 }'))
     for name, text in [("status", "status {}"), ("workers", "workers {}"),
                        ("metrics", "metrics { since_step: 50 }"), ("pause", "pause {}"),
                        ("checkpoint", "checkpoint {}"), ("stop", "stop {}")]:
