@@ -19,40 +19,10 @@ SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
        --set job.epochs=2 --set job.period=4 --set job.global_steps=1
        --set job.global_ramp=false)
 
-# spawn_run DIR SPAWN-ARG [ARG...]: like silad_run, distributed.
-spawn_run()
-{
-    local dir=$1 spawn=$2
-    shift 2
-    "$SILAD" --job "$JOB" "$spawn" --threads 1 --out "$dir" "$@" \
-        >"$dir.stdout" 2>"$dir.stderr"
-    local st=$?
-    echo "$st" >"$dir.status"
-    return "$st"
-}
-
 for algo in e2e local pgl; do
     silad_run "in-$algo" "$JOB" "${SMALL[@]}" --set "job.algorithm=$algo" ||
         not_ok "$algo: --inproc exits 0" "in-$algo.stderr"
-    ref=$(sha_of "in-$algo/model.sila" 2>/dev/null)
-    for spawn in --spawn --spawn=2; do
-        name=${spawn#--}-$algo
-        if spawn_run "$name" "$spawn" "${SMALL[@]}" --set "job.algorithm=$algo"; then
-            ok "$algo: silad $spawn exits 0"
-        else
-            not_ok "$algo: silad $spawn exits 0" "$name.stderr" "$name.stdout"
-            continue
-        fi
-        got=$(sha_of "$name/model.sila" 2>/dev/null)
-        if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
-            ok "$algo: $spawn weights equal --inproc's ($ref)"
-        else
-            echo "inproc $ref, $spawn $got" >"$name.sha"
-            not_ok "$algo: $spawn weights equal --inproc's" "$name.sha"
-        fi
-        check "$algo: $spawn records the same accuracies as --inproc" \
-            python3 "$JSONCHECK" same-evals "in-$algo/metrics.jsonl" "$name/metrics.jsonl"
-    done
+    check_like_inproc "$algo" "in-$algo" "$JOB" "$algo" "${SMALL[@]}" --set "job.algorithm=$algo"
 done
 # collab: the coordinator learns the soft targets from the last worker's
 # logits and sends them with the batches. Epoch 1 has no evaluation (which
@@ -69,25 +39,9 @@ for algo in local pgl; do
     else
         not_ok "collab $algo: the soft targets change the weights (--inproc: $ref, ce: $plain)"
     fi
-    for spawn in --spawn --spawn=2; do
-        name=${spawn#--}-collab-$algo
-        if spawn_run "$name" "$spawn" "${SMALL[@]}" "${COLLAB[@]}" --set "job.algorithm=$algo"
-        then
-            ok "collab $algo: silad $spawn exits 0"
-        else
-            not_ok "collab $algo: silad $spawn exits 0" "$name.stderr" "$name.stdout"
-            continue
-        fi
-        got=$(sha_of "$name/model.sila" 2>/dev/null)
-        if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
-            ok "collab $algo: $spawn weights equal --inproc's ($ref)"
-        else
-            echo "inproc $ref, $spawn $got" >"$name.sha"
-            not_ok "collab $algo: $spawn weights equal --inproc's" "$name.sha"
-        fi
-    done
+    check_like_inproc "collab $algo" "in-collab-$algo" "$JOB" "collab-$algo" "${SMALL[@]}" \
+        "${COLLAB[@]}" --set "job.algorithm=$algo"
 done
-
 # the MLP's modules are megabytes: their states exceed a plain control
 # frame when collected at the end
 MLP=$JOBS_DIR/fmnist-mlp.ini

@@ -105,6 +105,48 @@ silad_run()
     return "$st"
 }
 
+# spawn_run DIR JOB SPAWN-ARG [ARG...]: like silad_run, distributed
+# (SPAWN-ARG --spawn or --spawn=N), stopped after 300 s.
+spawn_run()
+{
+    local dir=$1 job=$2 spawn=$3
+    shift 3
+    timeout 300 "$SILAD" --job "$job" "$spawn" --threads 1 --out "$dir" --rpc none "$@" \
+        >"$dir.stdout" 2>"$dir.stderr"
+    local st=$?
+    echo "$st" >"$dir.status"
+    return "$st"
+}
+
+# check_like_inproc LABEL INPROC-DIR JOB NAME [ARG...]: trains JOB with ARGs
+# over spawned workers, one per module (into spawn-NAME) and two (into
+# spawn=2-NAME); asserts of each that it exits 0, with the weights and the
+# evaluations of the --inproc run in INPROC-DIR.
+check_like_inproc()
+{
+    local label=$1 indir=$2 job=$3 name=$4 spawn dir ref got
+    shift 4
+    ref=$(sha_of "$indir/model.sila" 2>/dev/null)
+    for spawn in --spawn --spawn=2; do
+        dir=${spawn#--}-$name
+        if spawn_run "$dir" "$job" "$spawn" "$@"; then
+            ok "$label: silad $spawn exits 0"
+        else
+            not_ok "$label: silad $spawn exits 0" "$dir.stderr" "$dir.stdout"
+            continue
+        fi
+        got=$(sha_of "$dir/model.sila" 2>/dev/null)
+        if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
+            ok "$label: $spawn weights equal --inproc's ($ref)"
+        else
+            echo "inproc $ref, $spawn $got" >"$dir.sha"
+            not_ok "$label: $spawn weights equal --inproc's" "$dir.sha"
+        fi
+        check "$label: $spawn records the same accuracies as --inproc" \
+            python3 "$JSONCHECK" same-evals "$indir/metrics.jsonl" "$dir/metrics.jsonl"
+    done
+}
+
 # sha_of MODEL: prints the weights_sha256 silactl inspect reports.
 sha_of()
 {
