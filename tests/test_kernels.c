@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "testfill.h"
 #include "kernels.h"
 #include "winograd.h"
 #include "net.h"
@@ -44,14 +45,6 @@ static double *dalloc(size_t n)
     double *p = calloc(n ? n : 1, sizeof *p);
     ck_assert_ptr_nonnull(p);
     return p;
-}
-
-static void fill_normal(float *x, size_t n, float sd, uint64_t seed)
-{
-    struct sila_rng r;
-    sila_rng_seed(&r, seed, 0);
-    for (size_t i = 0; i < n; i++)
-        x[i] = sd * sila_rng_normal(&r);
 }
 
 static void fill_const(float *x, size_t n, float v)

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "testfill.h"
 #include "loss.h"
 #include "rng.h"
 
@@ -79,22 +80,6 @@ static void ref_softmax(float *q, const float *z, int B, int C, float T)
 }
 
 /* ---- helpers ------------------------------------------------------------------ */
-
-static void fill_normal(float *x, int n, float sd, uint64_t seed)
-{
-    struct sila_rng r;
-    sila_rng_seed(&r, seed, 0);
-    for (int i = 0; i < n; i++)
-        x[i] = sd * sila_rng_normal(&r);
-}
-
-static void fill_labels(int32_t *y, int B, int C, uint64_t seed)
-{
-    struct sila_rng r;
-    sila_rng_seed(&r, seed, 1);
-    for (int b = 0; b < B; b++)
-        y[b] = (int32_t)sila_rng_below(&r, (uint32_t)C);
-}
 
 static void assert_rel(double got, double want, double tol, const char *what)
 {

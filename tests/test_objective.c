@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "testfill.h"
 #include "job.h"
 #include "loss.h"
 #include "module.h"
@@ -36,22 +37,6 @@
 #define PENALTY_TOL 2e-4 /* the penalties normalise and multiply in float */
 #define FD_H 1e-3f
 #define MAXN 512
-
-static void fill_normal(float *x, int n, float sd, uint64_t seed)
-{
-    struct sila_rng r;
-    sila_rng_seed(&r, seed, 0);
-    for (int i = 0; i < n; i++)
-        x[i] = sd * sila_rng_normal(&r);
-}
-
-static void fill_labels(int32_t *y, int B, int C, uint64_t seed)
-{
-    struct sila_rng r;
-    sila_rng_seed(&r, seed, 1);
-    for (int b = 0; b < B; b++)
-        y[b] = (int32_t)sila_rng_below(&r, (uint32_t)C);
-}
 
 /* A value as a function of one input vector v (n floats). */
 struct value_fn {
