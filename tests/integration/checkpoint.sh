@@ -55,15 +55,7 @@ for run in "inproc local --inproc" "inproc pgl --inproc" "spawn pgl --spawn=2" \
         not_ok "$name: resumed from the checkpoint after step 24" "$name.resume.stderr" \
             "$name.resume.stdout"
     fi
-    a=$(sha_of "$name-whole/model.sila" 2>/dev/null) b=$(sha_of "$name/model.sila" 2>/dev/null)
-    if [ -n "$a" ] && [ "$a" = "$b" ]; then
-        ok "$name: the resumed run's weights equal the uninterrupted run's"
-    else
-        echo "whole $a, resumed $b" >"$name.sha"
-        not_ok "$name: the resumed run's weights equal the uninterrupted run's" "$name.sha"
-    fi
-    check "$name: and its evaluations" \
-        python3 "$JSONCHECK" same-evals "$name-whole/metrics.jsonl" "$name/metrics.jsonl"
+    check_same_run "$name: resumed against uninterrupted" "$name-whole" "$name"
 done
 sleep 0.5
 left=""

@@ -118,15 +118,30 @@ spawn_run()
     return "$st"
 }
 
+# check_same_run LABEL DIR-A DIR-B: asserts that the runs in DIR-A and DIR-B
+# saved the same weights and recorded the same evaluations.
+check_same_run()
+{
+    local label=$1 a b
+    a=$(sha_of "$2/model.sila" 2>/dev/null) b=$(sha_of "$3/model.sila" 2>/dev/null)
+    if [ -n "$a" ] && [ "$a" = "$b" ]; then
+        ok "$label: equal weights ($a)"
+    else
+        echo "$2 $a, $3 $b" >"$3.sha"
+        not_ok "$label: equal weights" "$3.sha"
+    fi
+    check "$label: equal evaluations" python3 "$JSONCHECK" same-evals "$2/metrics.jsonl" \
+        "$3/metrics.jsonl"
+}
+
 # check_like_inproc LABEL INPROC-DIR JOB NAME [ARG...]: trains JOB with ARGs
 # over spawned workers, one per module (into spawn-NAME) and two (into
 # spawn=2-NAME); asserts of each that it exits 0, with the weights and the
 # evaluations of the --inproc run in INPROC-DIR.
 check_like_inproc()
 {
-    local label=$1 indir=$2 job=$3 name=$4 spawn dir ref got
+    local label=$1 indir=$2 job=$3 name=$4 spawn dir
     shift 4
-    ref=$(sha_of "$indir/model.sila" 2>/dev/null)
     for spawn in --spawn --spawn=2; do
         dir=${spawn#--}-$name
         if spawn_run "$dir" "$job" "$spawn" "$@"; then
@@ -135,15 +150,7 @@ check_like_inproc()
             not_ok "$label: silad $spawn exits 0" "$dir.stderr" "$dir.stdout"
             continue
         fi
-        got=$(sha_of "$dir/model.sila" 2>/dev/null)
-        if [ -n "$ref" ] && [ "$got" = "$ref" ]; then
-            ok "$label: $spawn weights equal --inproc's ($ref)"
-        else
-            echo "inproc $ref, $spawn $got" >"$dir.sha"
-            not_ok "$label: $spawn weights equal --inproc's" "$dir.sha"
-        fi
-        check "$label: $spawn records the same accuracies as --inproc" \
-            python3 "$JSONCHECK" same-evals "$indir/metrics.jsonl" "$dir/metrics.jsonl"
+        check_same_run "$label: $spawn against --inproc" "$indir" "$dir"
     done
 }
 
