@@ -318,7 +318,9 @@ START_TEST(test_filter_similarity)
     const struct filt_ctx *c = &cases[_i];
     int n = c->oc * c->fan;
     float w[MAXN], d[MAXN] = {0};
-    float *scratch = malloc(sizeof *scratch * ((size_t)c->oc * (c->fan + c->oc + 1) + c->fan));
+    /* enough for this case and for the 3 x 3 one below */
+    size_t need = (size_t)c->oc * (c->fan + c->oc + 1) + c->fan;
+    float *scratch = malloc(sizeof *scratch * (need > 24 ? need : 24));
     ck_assert_ptr_nonnull(scratch);
     fill_normal(w, n, 0.3f, 100 + (uint64_t)_i);
     double v = sila_filter_similarity(d, w, c->oc, c->fan, 1.0f, scratch);
