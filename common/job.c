@@ -1161,9 +1161,7 @@ static int resolve_objectives(struct parser *p)
                     "the module has no conv2d or block layer to take the penalty");
             o->kernel_similarity = 0.0f;
         }
-        bool plain =
-            o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
-        if (!plain && j->algorithm == SILA_ALGO_E2E)
+        if (!sila_objective_is_plain(o) && j->algorithm == SILA_ALGO_E2E)
             return fail_objective(p, m, KIND,
                                   "e2e has no local steps for a local objective (use local or "
                                   "pgl, or kind = ce without penalties)");
@@ -1343,6 +1341,11 @@ const char *sila_aux_kind_name(enum sila_aux_kind k)
 const char *sila_objective_name(enum sila_objective_kind k)
 {
     return k >= SILA_OBJ_CE && k <= SILA_OBJ_COSUB ? objective_names[k - 1] : NULL;
+}
+
+bool sila_objective_is_plain(const struct sila_objective *o)
+{
+    return o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
 }
 
 bool sila_job_uses_collab(const struct sila_job *job)

@@ -149,6 +149,8 @@ const char *sila_algorithm_name(enum sila_algorithm a);
 const char *sila_modules_text(int first, int last, char *buf, size_t len);
 const char *sila_aux_kind_name(enum sila_aux_kind k);
 const char *sila_objective_name(enum sila_objective_kind k);
+/* Whether o is plain ce without penalties (what a module does by default). */
+bool sila_objective_is_plain(const struct sila_objective *o);
 /* Whether any module of job trains with the collab objective (the soft
  * targets then travel with the batches). */
 bool sila_job_uses_collab(const struct sila_job *job);

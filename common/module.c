@@ -50,15 +50,23 @@ int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape i
     return 0;
 }
 
-/* Whether module m's objective runs a second pass (cosub) or a twin (sila). */
+/* Whether the objective runs a second pass of body and head (cosub). */
 static bool second_pass(const struct sila_objective *o)
 {
     return o->kind == SILA_OBJ_COSUB && o->cosub_weight > 0.0f;
 }
 
-static bool has_twin(const struct sila_objective *o, bool head)
+/* Whether the objective gives the head a twin (sila). */
+static bool has_twin(const struct sila_objective *o)
 {
-    return head && o->kind == SILA_OBJ_SILA && (o->sila_weight > 0.0f || o->dml_weight > 0.0f);
+    return o->kind == SILA_OBJ_SILA && (o->sila_weight > 0.0f || o->dml_weight > 0.0f);
+}
+
+/* Whether tensor t is the filter bank of a convolution (the penalty of
+ * kernel_similarity), (out channels, in channels, k, k). */
+static bool is_filter_bank(const struct sila_tensor *t)
+{
+    return t->role == SILA_TENSOR_WEIGHT && t->ndim == 4;
 }
 
 static int build_nets(struct sila_module *m, const struct sila_job *job, int k, int max_batch,
@@ -83,7 +91,7 @@ static int build_nets(struct sila_module *m, const struct sila_job *job, int k, 
                             sila_aux_kind_name(jm->aux), z.c, z.h, z.w);
     if ((r = sila_net_new(&m->head, specs, n, z, max_batch, err)))
         return r;
-    if (has_twin(&m->obj, true) && (r = sila_net_new(&m->twin, specs, n, z, max_batch, err)))
+    if (has_twin(&m->obj) && (r = sila_net_new(&m->twin, specs, n, z, max_batch, err)))
         return r;
     if (second_pass(&m->obj))
         r = sila_net_new(&m->head2, specs, n, z, max_batch, err);
@@ -100,6 +108,14 @@ static size_t buffer_count(const struct sila_net *net)
     return net ? sila_net_buffer_count(net) : 0;
 }
 
+/* Floats of one optimizer state set: body's, head's, twin's. */
+static size_t state_floats(const struct sila_module *m)
+{
+    size_t nb = m->body_params, nh = m->head_params, nt = m->nparams - nb - nh;
+    return sila_optim_state_floats(&m->optim, nb) + sila_optim_state_floats(&m->optim, nh) +
+           sila_optim_state_floats(&m->optim, nt);
+}
+
 /* Floats of scratch the objective's loss terms need for batches of max_batch. */
 static size_t scratch_floats(const struct sila_module *m, int max_batch)
 {
@@ -110,7 +126,7 @@ static size_t scratch_floats(const struct sila_module *m, int max_batch)
     }
     for (int i = 0; m->obj.kernel_similarity > 0.0f && i < sila_net_tensor_count(m->body); i++) {
         const struct sila_tensor *t = sila_net_tensor(m->body, i);
-        if (t->role != SILA_TENSOR_WEIGHT || t->ndim != 4)
+        if (!is_filter_bank(t))
             continue;
         size_t oc = (size_t)t->shape[0], fan = t->n / oc, f = oc * (fan + oc + 1) + fan;
         need = f > need ? f : need;
@@ -128,9 +144,7 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
     m->head_params = param_count(m->head);
     m->body_buffers = sila_net_buffer_count(m->body);
     m->nparams = m->body_params + m->head_params + tp;
-    size_t nstate = sila_optim_state_floats(&m->optim, m->body_params) +
-                    sila_optim_state_floats(&m->optim, m->head_params) +
-                    sila_optim_state_floats(&m->optim, tp);
+    size_t nstate = state_floats(m);
     size_t nsets = separate_global ? 2 : 1;
     m->arena = calloc(2 * m->nparams + nsets * nstate + 1, sizeof *m->arena);
     m->buffers = calloc(m->body_buffers + hb + tb + 1, sizeof *m->buffers);
@@ -139,7 +153,7 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
     m->dz = malloc(sizeof *m->dz * max_batch * nout);
     if (!m->arena || !m->buffers || !m->dhead || !m->dz)
         return -ENOMEM;
-    if (m->obj.kind != SILA_OBJ_CE || m->obj.redundancy > 0.0f || m->obj.kernel_similarity > 0.0f) {
+    if (!sila_objective_is_plain(&m->obj)) {
         m->dpeer = malloc(sizeof *m->dpeer * max_batch * m->nclasses);
         m->dz2 = malloc(sizeof *m->dz2 * max_batch * nout);
         m->scratch = malloc(sizeof *m->scratch * scratch_floats(m, max_batch));
@@ -281,7 +295,7 @@ static double filter_penalty(struct sila_module *m)
     float w = m->obj.kernel_similarity;
     for (int i = 0; i < sila_net_tensor_count(m->body); i++) {
         const struct sila_tensor *t = sila_net_tensor(m->body, i);
-        if (t->role != SILA_TENSOR_WEIGHT || t->ndim != 4)
+        if (!is_filter_bank(t))
             continue;
         int oc = t->shape[0];
         v += w * sila_filter_similarity(m->grads + t->offset, m->params + t->offset, oc,
@@ -407,14 +421,11 @@ const float *sila_module_eval(struct sila_module *m, const float *x, const int32
 
 struct sila_module_layout sila_module_layout(const struct sila_module *m)
 {
-    size_t nb = m->body_params, nh = m->head_params, nt = m->nparams - nb - nh;
-    size_t nstate = sila_optim_state_floats(&m->optim, nb) +
-                    sila_optim_state_floats(&m->optim, nh) + sila_optim_state_floats(&m->optim, nt);
     size_t hb = buffer_count(m->head) + buffer_count(m->twin);
     return (struct sila_module_layout){.params = m->nparams,
-                                       .optimizer = nstate * (m->opt_state_global ? 2 : 1),
+                                       .optimizer = state_floats(m) * (m->opt_state_global ? 2 : 1),
                                        .buffers = m->body_buffers + hb,
-                                       .body_params = nb,
+                                       .body_params = m->body_params,
                                        .body_buffers = m->body_buffers};
 }
 

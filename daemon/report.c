@@ -262,10 +262,8 @@ static void print_objectives(const struct sila_job *job)
 {
     char cur[160], next[160], mods[32];
     bool plain = true;
-    for (int k = 0; k < job->nmodules; k++) {
-        const struct sila_objective *o = &job->modules[k].objective;
-        plain &= o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
-    }
+    for (int k = 0; k < job->nmodules; k++)
+        plain &= sila_objective_is_plain(&job->modules[k].objective);
     if (plain || job->algorithm == SILA_ALGO_E2E)
         return;
     printf("local objectives:");
