@@ -1114,17 +1114,31 @@ static bool has_filters(const struct sila_layer_spec *s)
     return s->kind == SILA_LAYER_CONV2D || s->kind == SILA_LAYER_BLOCK;
 }
 
+/* Objective key `name` of module m cannot apply there (why): an error when
+ * the module's own [module] sets it, else the key takes its plain value (ce,
+ * no penalty). */
+static int not_here(struct parser *p, int m, const char *name, const char *why)
+{
+    static const struct sila_objective plain = {.kind = SILA_OBJ_CE};
+    struct sila_job_module *mod = &p->job->modules[m];
+    int i = find_key(&sections[SEC_OBJECTIVE], name);
+    if (mod->objective_set & (1u << i))
+        return fail_objective(p, m, i, "%s", why);
+    size_t at = objective_keys[i].off - JOB_OBJ(kind);
+    memcpy((char *)&mod->objective + at, (const char *)&plain + at, sizeof(float));
+    return 0;
+}
+
 /* Gives every module the [objective] value of each key it does not set,
  * then checks that each module can train by its objective. The last module
  * has no aux head: a twin (sila) and the output penalty (redundancy) need
- * one, so it keeps ce and no penalty when those come from [objective], and
- * refuses them when its own [module] asks for them; likewise a module
- * without conv layers and kernel_similarity, and one without drop-path and
- * cosub (which some module must then run). */
+ * one; cosub needs drop-path and kernel_similarity conv layers in the
+ * module (not_here: refused when the module asks, else left out); some
+ * module must run a cosub that [objective] asks for; e2e takes no local
+ * objective. */
 static int resolve_objectives(struct parser *p)
 {
     struct sila_job *j = p->job;
-    enum { KIND, REDUNDANCY = 6, KERNEL_SIMILARITY = 7 };
     int cosub = 0;
     for (int m = 0; m < j->nmodules; m++) {
         struct sila_job_module *mod = &j->modules[m];
@@ -1133,42 +1147,32 @@ static int resolve_objectives(struct parser *p)
             if (!(mod->objective_set & (1u << i)))
                 memcpy((char *)&mod->objective + at, (char *)&j->objective + at, sizeof(float));
         }
-        struct sila_objective *o = &mod->objective;
+        const struct sila_objective *o = &mod->objective;
         bool last = m == j->nmodules - 1;
-        if (last && o->kind == SILA_OBJ_SILA) {
-            if (mod->objective_set & (1u << KIND))
-                return fail_objective(p, m, KIND, "the last module has no aux head to give a twin");
-            o->kind = SILA_OBJ_CE;
-        }
-        if (last && o->redundancy > 0.0f) {
-            if (mod->objective_set & (1u << REDUNDANCY))
-                return fail_objective(p, m, REDUNDANCY,
-                                      "the last module's output is the classifier's logits, "
-                                      "not features to decorrelate");
-            o->redundancy = 0.0f;
-        }
-        if (o->kind == SILA_OBJ_COSUB && !module_has(j, m, drops_paths)) {
-            if (mod->objective_set & (1u << KIND))
-                return fail_objective(p, m, KIND,
-                                      "cosub needs drop-path in the module (a [block] or "
-                                      "[droppath] with p > 0)");
-            o->kind = SILA_OBJ_CE;
-        }
-        if (o->kernel_similarity > 0.0f && !module_has(j, m, has_filters)) {
-            if (mod->objective_set & (1u << KERNEL_SIMILARITY))
-                return fail_objective(
-                    p, m, KERNEL_SIMILARITY,
-                    "the module has no conv2d or block layer to take the penalty");
-            o->kernel_similarity = 0.0f;
-        }
+        int r = 0;
+        if (last && o->kind == SILA_OBJ_SILA)
+            r = not_here(p, m, "kind", "the last module has no aux head to give a twin");
+        if (r == 0 && last && o->redundancy > 0.0f)
+            r = not_here(p, m, "redundancy",
+                         "the last module's output is the classifier's logits, not features to "
+                         "decorrelate");
+        if (r == 0 && o->kind == SILA_OBJ_COSUB && !module_has(j, m, drops_paths))
+            r = not_here(
+                p, m, "kind",
+                "cosub needs drop-path in the module (a [block] or [droppath] with p > 0)");
+        if (r == 0 && o->kernel_similarity > 0.0f && !module_has(j, m, has_filters))
+            r = not_here(p, m, "kernel_similarity",
+                         "the module has no conv2d or block layer to take the penalty");
+        if (r)
+            return r;
         if (!sila_objective_is_plain(o) && j->algorithm == SILA_ALGO_E2E)
-            return fail_objective(p, m, KIND,
+            return fail_objective(p, m, 0,
                                   "e2e has no local steps for a local objective (use local or "
                                   "pgl, or kind = ce without penalties)");
         cosub += o->kind == SILA_OBJ_COSUB;
     }
     if (j->objective.kind == SILA_OBJ_COSUB && cosub == 0)
-        return fail(p, at_key(p, SEC_OBJECTIVE, KIND), "objective", "kind",
+        return fail(p, at_key(p, SEC_OBJECTIVE, 0), "objective", "kind",
                     "cosub needs drop-path in some module (a [block] or [droppath] with p > 0; "
                     "[job] drop_path sets it on every block)");
     return 0;
