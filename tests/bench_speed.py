@@ -563,10 +563,14 @@ def cmd_objectives(args):
     name = args.jobs.split(",")[0]
     job, key = job_path(name), job_key(name)
     sets, train = short_run_sets(args, key)
-    nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
+    text = open(job).read()
+    nmod = len(re.findall(r"^\s*\[module\]", text, re.M))
+    # drop_path (and so cosub) needs residual blocks
+    runs = [r for r in OBJECTIVE_RUNS
+            if "[block]" in text or not any(x.startswith("job.drop_path") for x in r[2])]
     rates, workers, failures = {}, {}, []
     for rep in range(args.repeats):
-        order = OBJECTIVE_RUNS if rep % 2 == 0 else OBJECTIVE_RUNS[::-1]
+        order = runs if rep % 2 == 0 else runs[::-1]
         for label, algo, extra in order:
             print(f"== objectives {key} {label} (repeat {rep + 1})", flush=True)
             try:
@@ -580,7 +584,7 @@ def cmd_objectives(args):
             record(args, {"bench": "objectives", "job": key, "run": label, "mode": "inproc",
                           "train": train, **res})
             rates.setdefault(label, []).append(res["samples_per_s"])
-    for label, algo, extra in OBJECTIVE_RUNS:
+    for label, algo, extra in runs:
         print(f"== objectives {key} {label} --spawn={nmod}", flush=True)
         try:
             res = run_silad(job, [f"--spawn={nmod}", "--threads", "1"],
@@ -599,7 +603,7 @@ def cmd_objectives(args):
           "each worker's peak RSS in MB, module 1 first.\n")
     print("| objective | samples/s | / local ce | peak RSS per worker (MB) | largest |")
     print("|---|---:|---:|---|---:|")
-    for label, _, _ in OBJECTIVE_RUNS:
+    for label, _, _ in runs:
         r = rates.get(label, [])
         w = workers.get(label, [])
         rss = " ".join(f"{x['peak_rss_mb']:.0f}" for x in w) or "failed"
