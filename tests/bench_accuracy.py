@@ -188,13 +188,14 @@ def plot_ablation(rows, job, out):
                           f'title "head {h + 1}"' for h in range(nheads - 1))
         script = os.path.join(d, "plot.gp")
         with open(script, "w") as f:
-            term = ("pngcairo size 1100,560" if out.endswith(".png")
-                    else 'svg size 1100,560 dynamic background rgb "white"')
+            term = ("pngcairo noenhanced size 1100,680" if out.endswith(".png")
+                    else 'svg noenhanced size 1100,680 dynamic background rgb "white"')
             f.write(f"""set terminal {term}
 set output "{os.path.abspath(out)}"
 set title "{job}: test accuracy by algorithm and local objective (sila, one point per seed)"
 set ylabel "test accuracy %"
 set xtics rotate by -35 left
+set bmargin 14
 set key outside right
 set grid ytics
 set datafile missing "?"
