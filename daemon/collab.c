@@ -25,6 +25,17 @@ void collab_close(struct collab *c)
     *c = (struct collab){0};
 }
 
+int collab_restore(struct collab *c, const float *q, size_t n, const char *path,
+                   struct sila_err *err)
+{
+    if (n != collab_floats(c))
+        return sila_err_set(err, -EINVAL, "%s: %zu soft targets of collab, this run keeps %zu",
+                            path, n, collab_floats(c));
+    if (n)
+        memcpy(c->q, q, sizeof *q * n);
+    return 0;
+}
+
 void collab_targets(const struct collab *c, const uint32_t *idx, int B, float *out)
 {
     if (!c->q)

@@ -47,6 +47,12 @@ static inline size_t collab_floats(const struct collab *c)
     return c->q ? (size_t)c->n * c->C : 0;
 }
 
+/* Takes up a table of n floats read from the checkpoint at path (for
+ * messages). Errors: -EINVAL when n is not collab_floats(c) (another job's
+ * table, or a table where the job keeps none), with err naming path. */
+int collab_restore(struct collab *c, const float *q, size_t n, const char *path,
+                   struct sila_err *err);
+
 /* Writes the targets of the B samples idx (each < n) into out (B, C). */
 void collab_targets(const struct collab *c, const uint32_t *idx, int B, float *out);
 

@@ -1259,11 +1259,9 @@ static int take_checkpoint(struct coord *c, struct report_resume *rr)
         if (c->resume_from.mods[k].layout.body_params != c->body_params[k] ||
             c->resume_from.mods[k].layout.body_buffers != c->body_buffers[k])
             return sila_err_set(c->err, -EINVAL, "%s: module %d does not fit the job", path, k + 1);
-    if (c->resume_from.ncollab != collab_floats(&c->collab))
-        return sila_err_set(c->err, -EINVAL, "%s: %zu soft targets of collab, this run keeps %zu",
-                            path, c->resume_from.ncollab, collab_floats(&c->collab));
-    if (c->resume_from.ncollab)
-        memcpy(c->collab.q, c->resume_from.collab, sizeof *c->collab.q * c->resume_from.ncollab);
+    if ((r = collab_restore(&c->collab, c->resume_from.collab, c->resume_from.ncollab, path,
+                            c->err)))
+        return r;
     memcpy(c->feed.aug_rng.s, c->resume_from.aug_rng, sizeof c->resume_from.aug_rng);
     *rr = (struct report_resume){c->resume_from.metrics_bytes, c->resume_from.step,
                                  c->resume_from.evals, c->resume_from.nevals};

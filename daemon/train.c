@@ -190,11 +190,8 @@ static int resume(struct trainer *tr, struct ckpt *c, struct report_resume *rr,
             return r;
         sila_module_set_state(tr->mods[k], c->mods[k].state, c->mods[k].counters);
     }
-    if (c->ncollab != collab_floats(&tr->collab))
-        return sila_err_set(err, -EINVAL, "%s: %zu soft targets of collab, this run keeps %zu",
-                            path, c->ncollab, collab_floats(&tr->collab));
-    if (c->ncollab)
-        memcpy(tr->collab.q, c->collab, sizeof *c->collab * c->ncollab);
+    if ((r = collab_restore(&tr->collab, c->collab, c->ncollab, path, err)))
+        return r;
     memcpy(tr->feed.aug_rng.s, c->aug_rng, sizeof c->aug_rng);
     *rr = (struct report_resume){c->metrics_bytes, c->step, c->evals, c->nevals};
     printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->step);
