@@ -41,7 +41,7 @@ struct worker {
     uint32_t halt_pipeline; /* of the Halt received (pipelines after the first count from 1) */
     size_t max_frame;       /* of the job's data frames */
     uint64_t stale_frames;  /* of older pipelines, dropped */
-    struct sila_frame_limits up_lim, down_lim;
+    struct sila_frame_limits up_lim, down_lim; /* up_lim.collab: the job uses collab */
     bool stopped;
     /* where the time goes (reported with the modules' state) */
     double first_batch;           /* when the first batch arrived, 0 before */
@@ -138,7 +138,7 @@ static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, do
  * logits when the coordinator learns collab's soft targets from them. */
 static const float *learned_logits(const struct worker *w, int k)
 {
-    if (k != w->job.nmodules - 1 || !sila_job_uses_collab(&w->job))
+    if (k != w->job.nmodules - 1 || !w->up_lim.collab)
         return NULL;
     return sila_net_output(w->mods[k]->body);
 }
@@ -509,7 +509,7 @@ static int on_batch(struct worker *w, const struct sila_frame_view *v, struct si
         return sila_err_set(err, -EPROTO, "upstream: step %llu sent as %s, the plan says %s",
                             (unsigned long long)h->batch, global ? "local" : "global",
                             global ? "global" : "local");
-    if (sila_job_uses_collab(&w->job) && !v->targets)
+    if (w->up_lim.collab && !v->targets)
         return sila_err_set(err, -EPROTO, "upstream: training batch %llu without soft targets",
                             (unsigned long long)h->batch);
     return global ? global_step(w, v, err) : local_step(w, v, err);
@@ -648,11 +648,18 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     }
     struct sila_shape in = sila_net_in_shape(w->mods[w->first]->body), out = out_shape(w);
     uint32_t B = (uint32_t)w->job.batch, nc = (uint32_t)w->job.nclasses;
-    bool collab = sila_job_uses_collab(&w->job);
-    w->up_lim = (struct sila_frame_limits){B,  (uint32_t)in.c, (uint32_t)in.h, (uint32_t)in.w,
-                                           nc, false,          collab};
-    w->down_lim = (struct sila_frame_limits){
-        B, (uint32_t)out.c, (uint32_t)out.h, (uint32_t)out.w, nc, true, false};
+    w->up_lim = (struct sila_frame_limits){.max_n = B,
+                                           .c = (uint32_t)in.c,
+                                           .h = (uint32_t)in.h,
+                                           .w = (uint32_t)in.w,
+                                           .nclasses = nc,
+                                           .collab = sila_job_uses_collab(&w->job)};
+    w->down_lim = (struct sila_frame_limits){.max_n = B,
+                                             .c = (uint32_t)out.c,
+                                             .h = (uint32_t)out.h,
+                                             .w = (uint32_t)out.w,
+                                             .nclasses = nc,
+                                             .gradient = true};
     return 0;
 }
 
