@@ -25,6 +25,14 @@ double sila_dml_pair_loss(float *da, float *db, const float *a, const float *b,
     return v;
 }
 
+bool sila_has_target(const float *row, int C)
+{
+    double mass = 0.0;
+    for (int c = 0; c < C; c++)
+        mass += row[c];
+    return mass != 0.0;
+}
+
 double sila_collab_loss(float *da, const float *a, const float *q, const int32_t *labels, int B,
                         int C, float smoothing, float beta, float T)
 {
@@ -34,10 +42,7 @@ double sila_collab_loss(float *da, const float *a, const float *q, const int32_t
     for (int b = 0; b < B; b++) {
         size_t at = (size_t)b * C;
         float *d = da ? da + at : NULL;
-        double mass = 0.0;
-        for (int c = 0; c < C; c++)
-            mass += q[at + c];
-        if (mass == 0.0) {
+        if (!sila_has_target(q + at, C)) {
             total += sila_ce_loss(d, a + at, labels + b, 1, C, smoothing, 1.0f / B);
             continue;
         }

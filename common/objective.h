@@ -12,6 +12,7 @@
 #ifndef SILA_OBJECTIVE_H
 #define SILA_OBJECTIVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,6 +24,10 @@
 double sila_dml_pair_loss(float *da, float *db, const float *a, const float *b,
                           const int32_t *labels, int B, int C, float smoothing, float lambda,
                           float alpha, float T, float *scratch);
+
+/* Whether a row of C soft targets holds a target: a row summing to 0 (of
+ * zeros, the targets being >= 0) is a sample without one yet. */
+bool sila_has_target(const float *row, int C);
 
 /* Collab on logits a (B, C) with soft targets q (B, C; a row of zeros: the
  * sample has none yet): per sample beta CE + (1 - beta) T^2 KL_T(q || p_a),

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "loss.h"
+#include "objective.h"
 
 int collab_open(struct collab *c, const struct sila_job *job, uint32_t ntrain, struct sila_err *err)
 {
@@ -52,10 +53,8 @@ void collab_learn(struct collab *c, const uint32_t *idx, int B, const float *log
     for (int b = 0; b < B; b++) {
         float *q = c->q + (size_t)idx[b] * c->C;
         sila_softmax(p, logits + (size_t)b * c->C, 1, c->C, c->T);
-        double mass = 0.0;
+        bool first = !sila_has_target(q, c->C);
         for (int i = 0; i < c->C; i++)
-            mass += q[i];
-        for (int i = 0; i < c->C; i++)
-            q[i] = mass == 0.0 ? p[i] : (1.0f - c->rate) * q[i] + c->rate * p[i];
+            q[i] = first ? p[i] : (1.0f - c->rate) * q[i] + c->rate * p[i];
     }
 }
