@@ -11,7 +11,8 @@ struct sila_err {
     char msg[512];
 };
 
-/* Formats the message into err (truncated to fit); err may be NULL.
+/* Formats the message into err (truncated to fit); err may be NULL, and
+ * the arguments may include err->msg (a message wrapping the one before).
  * Returns `code` so that `return sila_err_set(err, -EINVAL, "...")` reads
  * as one statement. */
 int sila_err_set(struct sila_err *err, int code, const char *fmt, ...)
