@@ -9,6 +9,7 @@
 #include <nanomsg/reqrep.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "auth.h"
@@ -24,6 +25,21 @@ static bool url_scheme_ok(const char *url)
 {
     return strncmp(url, "tcp://", 6) == 0 || strncmp(url, "ipc://", 6) == 0 ||
            strncmp(url, "inproc://", 9) == 0;
+}
+
+/* Whether an ipc:// address may be listened on: nanomsg removes whatever
+ * is at the path before it binds (a user's file) and aborts the process
+ * when that fails (a directory), so only a new path or a socket (one left
+ * by an earlier run; nanomsg refuses a live one) is handed to it. */
+static int ipc_path_free(const char *url, struct sila_err *err)
+{
+    struct stat st;
+    if (strncmp(url, "ipc://", 6) != 0 || lstat(url + 6, &st) < 0 || S_ISSOCK(st.st_mode))
+        return 0;
+    return sila_err_set(err, -EEXIST,
+                        "%s: %s exists and is not a socket (a %s); sila listens only on a new "
+                        "path or on a socket an earlier run left",
+                        url, url + 6, S_ISDIR(st.st_mode) ? "directory" : "file");
 }
 
 /* The authenticating end of a keyed link, or NULL when out of memory. */
@@ -67,6 +83,9 @@ int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *ur
     if (max_frame < 1 || max_frame > INT_MAX - room)
         return sila_err_set(err, -EINVAL, "%s: frame limit %zu outside 1..%zu", url, max_frame,
                             INT_MAX - room);
+    int r = listen ? ipc_path_free(url, err) : 0;
+    if (r)
+        return r;
     if (keyed && !(l->auth = auth_new(kind, listen, auth)))
         return sila_err_set(err, -EINVAL,
                             "%s: cannot key the link (out of memory, or a channel "
@@ -75,15 +94,15 @@ int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *ur
     l->accept_bare = keyed && auth->accept_bare && kind == SILA_LINK_REPLY;
     int s = new_socket(kind, keyed);
     if (s < 0) {
-        int r = sila_err_set(err, nn_fail(), "%s: cannot create a socket: %s", url,
-                             nn_strerror(nn_errno()));
+        r = sila_err_set(err, nn_fail(), "%s: cannot create a socket: %s", url,
+                         nn_strerror(nn_errno()));
         sila_link_close(l);
         return r;
     }
     int limit = (int)(max_frame + room);
     if (nn_setsockopt(s, NN_SOL_SOCKET, NN_RCVMAXSIZE, &limit, sizeof limit) < 0 ||
         (listen ? nn_bind(s, url) : nn_connect(s, url)) < 0) {
-        int r = nn_fail();
+        r = nn_fail();
         sila_err_set(err, r, "%s: cannot %s: %s", url, listen ? "listen" : "connect",
                      nn_strerror(-r));
         nn_close(s);

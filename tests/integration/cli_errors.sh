@@ -1,6 +1,7 @@
 #!/bin/bash
 # Bad input meets a clear error: silad refuses a missing or broken job file,
-# a bad --set, a missing --job and a bad --threads, exits non-zero (not by a
+# a bad --set, a missing --job, a bad --threads and an ipc:// address on a
+# file or directory (which it leaves as it was), exits non-zero (not by a
 # signal), says what is wrong on stderr (naming the file and line, or the
 # override) and writes no model. silactl refuses a missing, corrupted or
 # truncated model and a wrong --data, naming the file; an unknown command
@@ -95,6 +96,17 @@ for threads in 0 abc 1025 4294967297; do
     silad_refuses "with --threads $threads refuses it" "'$threads'" \
         --job tiny.ini --inproc --threads "$threads"
 done
+# an ipc:// path that is a file or a directory: refused, the file kept
+echo precious >precious.txt
+mkdir adir
+silad_refuses "--listen on a file's path refuses it" "precious.txt exists and is not a socket" \
+    --job tiny.ini --listen "ipc://$TEST_TMP/precious.txt" --rpc none
+check "silad --listen on a file's path leaves the file as it was" grep -qx precious precious.txt
+silad_refuses "--listen on a directory's path refuses it" "adir exists and is not a socket" \
+    --job tiny.ini --listen "ipc://$TEST_TMP/adir" --rpc none
+silad_refuses "--rpc on a file's path refuses it" "precious.txt exists and is not a socket" \
+    --job tiny.ini --inproc --threads 1 --rpc "ipc://$TEST_TMP/precious.txt"
+check "silad --rpc on a file's path leaves the file as it was" grep -qx precious precious.txt
 
 # ---- silactl: a good model, then broken copies of it
 if silad_run tiny tiny.ini && "$SILACTL" eval tiny/model.sila --json >tiny.eval 2>tiny.eval.err
