@@ -122,6 +122,13 @@ void sila_link_close(struct sila_link *l)
     l->auth = NULL;
 }
 
+void sila_link_settle(void)
+{
+    struct timespec t = {0, SILA_LINK_SETTLE_MS * 1000000L};
+    while (nanosleep(&t, &t) < 0 && errno == EINTR)
+        ;
+}
+
 uint8_t *sila_link_alloc(size_t len)
 {
     /* the room behind: a keyed link writes its trailer there, no copy */

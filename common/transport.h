@@ -64,8 +64,15 @@ struct sila_link_auth {
  * limit or channel), -EADDRINUSE, ... with err naming the url. */
 int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *url, bool listen,
                    size_t max_frame, const struct sila_link_auth *auth, struct sila_err *err);
-/* Closes the link; safe on a closed one. */
+/* Closes the link; safe on a closed one. Messages nanomsg has not yet
+ * written out are dropped (it has no linger): see sila_link_settle. */
 void sila_link_close(struct sila_link *l);
+
+/* Waits SILA_LINK_SETTLE_MS for nanomsg's I/O threads to write out what
+ * was sent last. Called before closing links whose last message must
+ * arrive though nothing acknowledges it (a Stop). */
+#define SILA_LINK_SETTLE_MS 200
+void sila_link_settle(void);
 
 /* A send buffer of len bytes (and room for a trailer behind them), or
  * NULL. Freed by a successful send, else by sila_link_release. */

@@ -133,9 +133,12 @@ static void send_stop(struct coord *c, const char *reason, bool failed)
     Sila__Control m = SILA__CONTROL__INIT;
     m.msg_case = SILA__CONTROL__MSG_STOP;
     m.stop = &st;
+    bool sent = false;
     for (int i = 0; i < c->npeers; i++)
         if (c->peers[i]->ready)
-            peer_send(c->peers[i], &m);
+            sent |= peer_send(c->peers[i], &m) == 0;
+    if (sent) /* nothing acknowledges a Stop: let it leave before the links close */
+        sila_link_settle();
 }
 
 /* Asks every module for its whole state, for a checkpoint or for the end. */

@@ -881,7 +881,8 @@ int worker_run(const struct worker_options *o, struct sila_err *err)
         c.msg_case = SILA__CONTROL__MSG_STOP;
         c.stop = &st;
         struct sila_err ignored;
-        sila_ctl_send(&w.ctl, &c, NULL, 0, TICK_MS, &ignored);
+        if (sila_ctl_send(&w.ctl, &c, NULL, 0, TICK_MS, &ignored) == 0)
+            sila_link_settle(); /* nothing acknowledges it: let it leave first */
     }
     sila_link_close(&w.down);
     sila_link_close(&w.up);
