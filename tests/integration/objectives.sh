@@ -5,8 +5,9 @@
 # pgl too; the saved model has the parameters of a plain ce model (nothing
 # of a twin or a second pass is left in it); every objective at weight 0
 # writes the weights of plain ce; a run with an objective reports a loss
-# that falls. (collab in distributed runs: distributed.sh; gradients and
-# loss terms: test_objective.)
+# that falls; collab's table holds each sample's own soft target. (collab
+# in distributed runs: distributed.sh; gradients and loss terms:
+# test_objective.)
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -107,5 +108,35 @@ steps = [r for r in map(json.loads, open(sys.argv[1])) if r.get("type") == "step
 first, last = steps[0]["loss"][0], steps[-1]["loss"][0]
 sys.exit(0 if last < first else f"loss {first} -> {last}")
 EOF
+
+# collab learns each sample's own target: after 4 epochs of the tiny MLP
+# on 2048 samples, the newest checkpoint's table has a target for every
+# sample, and its argmax is the sample's label about as often as the
+# classifier is right on the training data (a table learned from other
+# samples' logits would agree about 10% of the time)
+write_tiny_mlp tiny.ini
+if silad_run tiny-collab tiny.ini --set objective.kind=collab --set job.train_limit=2048 \
+    --set job.epochs=4 --set job.checkpoint_every=64; then
+    ckpt=$(ls tiny-collab/checkpoints/*.ckpt | tail -n 1)
+    tail -c +25 "$ckpt" | protoc --proto_path="$SILA_SOURCE_DIR/proto" \
+        --decode=sila.Checkpoint "$SILA_SOURCE_DIR/proto/sila.proto" >ckpt.txt
+    check "collab: every training sample's target is learned from its own logits" \
+        python3 - ckpt.txt "$FMNIST_DIR" <<'EOF'
+import gzip, os, sys
+q = [float(l.split(":")[1]) for l in open(sys.argv[1]) if l.startswith("collab_targets:")]
+p = os.path.join(sys.argv[2], "train-labels-idx1-ubyte")
+labels = open(p, "rb").read() if os.path.exists(p) else gzip.open(p + ".gz").read()
+labels = labels[8:]
+C, n = 10, len(q) // 10
+rows = [q[i * C:(i + 1) * C] for i in range(n)]
+assert n == 2048, f"{n} rows"
+assert all(abs(sum(r) - 1) < 1e-3 for r in rows), "a row without a target"
+agree = sum(r.index(max(r)) == labels[i] for i, r in enumerate(rows)) / n
+print(f"argmax = label for {agree:.3f} of the samples")
+sys.exit(0 if agree > 0.5 else f"argmax = label for only {agree:.3f}")
+EOF
+else
+    not_ok "collab on the tiny MLP: --inproc exits 0" tiny-collab.stderr
+fi
 
 done_testing
