@@ -119,8 +119,9 @@ IGNORED_KEYS = ("job.epochs=", "job.checkpoint_every=")
 
 
 def ablation_rows(paths, job):
-    """{(algorithm, objective text): {seed: record}} of sila's records of job."""
-    rows = {}
+    """{(algorithm, objective text): {seed: record}} of sila's records of job;
+    exits when they were not all trained for the same epochs."""
+    rows, epochs = {}, set()
     for path in paths:
         for line in open(path):
             if not line.strip():
@@ -132,7 +133,11 @@ def ablation_rows(paths, job):
             if any(not x.startswith(ROW_KEYS) for x in sets):
                 continue
             name = " ".join(x.replace("objective.", "") for x in sets) or "ce"
+            epochs.add(next((x for x in r["set"] if x.startswith("job.epochs=")), "the job's"))
             rows.setdefault((r["algorithm"], name), {})[r["seed"]] = r
+    if len(epochs) > 1:
+        sys.exit(f"records of {job} with different epochs ({', '.join(sorted(epochs))}): "
+                 "an ablation compares runs of the same length")
     order = {"e2e": 0, "local": 1, "pgl": 2}
     return dict(sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 3), kv[0][1] != "ce",
                                                     kv[0][1])))
@@ -157,6 +162,8 @@ def cmd_ablation(args):
         nheads = min(len(r["accuracy"]) for r in seeds.values()) - 1
         heads = " / ".join(f"{mean([100 * r['accuracy'][h] for r in seeds.values()]):.1f}"
                            for h in range(nheads))
+        if algo == "e2e":  # e2e never trains the aux heads
+            heads = "not trained"
         rate = sorted(r["samples_per_s"] for r in seeds.values())[len(seeds) // 2]
         rss = max(r["peak_rss_mb"] for r in seeds.values())
         diff = mean(accs) - base_acc

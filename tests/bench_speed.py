@@ -194,6 +194,7 @@ def run_child(argv, timeout=None):
 
 
 def record(args, rec):
+    rec = {**rec, "date": time.strftime("%Y-%m-%d %H:%M")}
     print(json.dumps(rec), flush=True)
     if args.json:
         with open(args.json, "a") as f:
@@ -540,19 +541,20 @@ def cmd_memory(args):
 
 # ---- the local objectives ---------------------------------------------------------
 
-# (label, algorithm, overrides) of the objectives' cost: each against local ce
-OBJECTIVE_RUNS = [
-    ("local ce", "local", []),
-    ("local sila (dml 1)", "local", ["objective.kind=sila", "objective.dml_weight=1"]),
-    ("local collab", "local", ["objective.kind=collab"]),
-    ("local redundancy 0.1", "local", ["objective.redundancy=0.1"]),
-    ("local kernel_similarity 0.1", "local", ["objective.kernel_similarity=0.1"]),
-    ("local ce, drop_path 0.1", "local", ["job.drop_path=0.1"]),
-    ("local cosub, drop_path 0.1", "local", ["job.drop_path=0.1", "objective.kind=cosub"]),
-    ("pgl ce", "pgl", []),
-    ("pgl sila (dml 1)", "pgl", ["objective.kind=sila", "objective.dml_weight=1"]),
-    ("e2e", "e2e", []),
+# (label, overrides) of the objectives whose cost is measured, each under local
+# and pgl steps, against local ce; e2e for scale
+OBJECTIVES = [
+    ("ce", []),
+    ("sila (dml 1)", ["objective.kind=sila", "objective.dml_weight=1"]),
+    ("collab", ["objective.kind=collab"]),
+    ("redundancy 0.1", ["objective.redundancy=0.1"]),
+    ("kernel_similarity 0.1", ["objective.kernel_similarity=0.1"]),
+    ("ce, drop_path 0.1", ["job.drop_path=0.1"]),
+    ("cosub, drop_path 0.1", ["job.drop_path=0.1", "objective.kind=cosub"]),
 ]
+# (label, algorithm, overrides) of every run
+OBJECTIVE_RUNS = [(f"{algo} {label}", algo, extra)
+                  for algo in ("local", "pgl") for label, extra in OBJECTIVES] + [("e2e", "e2e", [])]
 
 
 def cmd_objectives(args):
