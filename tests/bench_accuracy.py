@@ -19,8 +19,11 @@ difference, and the samples/s ratio.
 objectives' runs and the baselines), one row per algorithm and objective
 (the records' objective.* and job.drop_path overrides; records with other
 overrides than those, job.epochs and job.checkpoint_every are left out):
-each seed's classifier accuracy, the mean, the difference to local ce, every
-head's mean accuracy, samples/s and peak RSS; --plot draws the classifier's
+each seed's classifier accuracy, the mean, the difference to the row's
+baseline over the seeds both have (an objective: ce of the same algorithm
+and drop-path; ce with drop-path: ce without; pgl ce and e2e: local ce),
+every head's mean accuracy, samples/s and peak RSS; records of one job
+trained for different epochs are refused; --plot draws the classifier's
 and each head's accuracy per row with gnuplot (SVG, or PNG for a .png name).
 """
 import argparse
@@ -147,15 +150,25 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def baseline(algo, name):
+    """The row an ablation row is measured against: an objective, the same
+    algorithm's ce with the same drop-path; ce with drop-path, that
+    algorithm's ce without; pgl ce and e2e, local ce."""
+    dp = " ".join(x for x in name.split() if x.startswith("job.drop_path="))
+    if name not in ("ce", dp):
+        return (algo, dp or "ce")
+    if dp:
+        return (algo, "ce")
+    return None if algo == "local" else ("local", "ce")
+
+
 def cmd_ablation(args):
     rows = ablation_rows(args.results, args.job)
     if not rows:
         sys.exit(f"no records of {args.job} in {', '.join(args.results)}")
-    base = rows.get(("local", "ce"), {})
-    base_acc = mean([100 * r["accuracy"][-1] for r in base.values()])
-    print("| algorithm | objective | classifier % per seed | mean | vs local ce "
+    print("| algorithm | objective | classifier % per seed | mean | baseline | vs baseline "
           "| heads % (mean over seeds) | samples/s | peak RSS MB | silad |")
-    print("|---|---|---|---:|---:|---|---:|---:|---|")
+    print("|---|---|---|---:|---|---:|---|---:|---:|---|")
     for (algo, name), seeds in rows.items():
         accs = [100 * seeds[s]["accuracy"][-1] for s in sorted(seeds)]
         per_seed = ", ".join(f"{s}: {100 * seeds[s]['accuracy'][-1]:.2f}" for s in sorted(seeds))
@@ -166,10 +179,16 @@ def cmd_ablation(args):
             heads = "not trained"
         rate = sorted(r["samples_per_s"] for r in seeds.values())[len(seeds) // 2]
         rss = max(r["peak_rss_mb"] for r in seeds.values())
-        diff = mean(accs) - base_acc
+        # over the seeds both rows have, so that rows with fewer seeds compare alike
+        bkey = baseline(algo, name)
+        base = rows.get(bkey, {}) if bkey else {}
+        both = [s for s in seeds if s in base]
+        diff = (f"{mean([100 * (seeds[s]['accuracy'][-1] - base[s]['accuracy'][-1]) for s in both]):+.2f}"
+                if both else "-")
+        btext = f"{bkey[0]} {bkey[1]}" if bkey else "-"
         builds = ", ".join(sorted({r.get("silad_sha256") or "?" for r in seeds.values()}))
-        print(f"| {algo} | {name} | {per_seed} | {mean(accs):.2f} "
-              f"| {diff:+.2f} | {heads} | {rate:.0f} | {rss:.0f} | {builds} |")
+        print(f"| {algo} | {name} | {per_seed} | {mean(accs):.2f} | {btext} "
+              f"| {diff} | {heads} | {rate:.0f} | {rss:.0f} | {builds} |")
     if args.plot:
         plot_ablation(rows, args.job, args.plot)
 
