@@ -28,6 +28,7 @@ and each head's accuracy per row with gnuplot (SVG, or PNG for a .png name).
 """
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -212,16 +213,21 @@ def plot_ablation(rows, job, out):
                     f.write(f'{i} "{algo} {name}" {100 * r["accuracy"][-1]:.3f} {cols}\n')
         heads = ", ".join(f'"{data}" using 1:{4 + h} with linespoints lw 1 pt 7 ps 0.4 '
                           f'title "head {h + 1}"' for h in range(nheads - 1))
+        # room below the axis for the longest tic label, rotated by 35 degrees:
+        # about 0.3 character heights per character, 14 pixels per height
+        longest = max(len(f"{algo} {name}") for algo, name in rows)
+        bmargin = max(14, math.ceil(0.3 * longest) + 2)
+        size = f"1100,{680 + 14 * (bmargin - 14)}"
         script = os.path.join(d, "plot.gp")
         with open(script, "w") as f:
-            term = ("pngcairo noenhanced size 1100,680" if out.endswith(".png")
-                    else 'svg noenhanced size 1100,680 dynamic background rgb "white"')
+            term = (f"pngcairo noenhanced size {size}" if out.endswith(".png")
+                    else f'svg noenhanced size {size} dynamic background rgb "white"')
             f.write(f"""set terminal {term}
 set output "{os.path.abspath(out)}"
 set title "{job}: test accuracy by algorithm and local objective (sila, one point per seed)"
 set ylabel "test accuracy %"
 set xtics rotate by -35 left
-set bmargin 14
+set bmargin {bmargin}
 set key outside right
 set grid ytics
 set datafile missing "?"
