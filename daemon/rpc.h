@@ -2,7 +2,7 @@
  * sila.Request per frame with one sila.Reply (docs/rpc.md). It owns the
  * framing, the size cap, decoding and the version check; what a method
  * does is the handler's. With a cluster key, requests are authenticated by
- * the link (common/transport.h): control methods (pause, resume,
+ * the link (common/wire/transport.h): control methods (pause, resume,
  * checkpoint, stop) need a valid MAC, and read methods too unless the
  * endpoint is loopback or ipc and reads are open; requests whose MAC fails
  * are dropped by the link, unanswered. Without a key, control methods are

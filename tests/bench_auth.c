@@ -1,6 +1,6 @@
 /* What authenticating a message costs: signs and verifies messages of a
  * few sizes (a control frame to a data frame of megabytes) as a keyed link
- * does (common/auth.h), and prints the CPU time per message and the rate
+ * does (common/wire/auth.h), and prints the CPU time per message and the rate
  * in MB/s of each, measured as this process's CPU time so that other load
  * on the machine does not inflate it. A program that prints figures, not a
  * test.

@@ -1,4 +1,4 @@
-/* Authenticated messages (common/auth.h, common/transport.h): key files
+/* Authenticated messages (common/wire/auth.h, common/wire/transport.h): key files
  * (mode 0600 and O_EXCL when made; refused when others may read them, of
  * the wrong size or format), the trailer's MAC against one computed here
  * with crypto_auth over the documented layout, every flipped byte, a

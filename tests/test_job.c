@@ -1,4 +1,4 @@
-/* Tests of common/job.h: a job using every key parses to the expected
+/* Tests of common/io/job.h: a job using every key parses to the expected
  * struct; each kind of mistake (syntax, values, sections, network shapes,
  * overrides) fails with -EINVAL and a message naming the file, the line and
  * the key; overrides replace file values before the whole job is checked;

@@ -1,5 +1,5 @@
 /* Forward (and, where a naive loop is as easy, backward) kernels of
- * common/kernels.h against naive double-precision references written here:
+ * common/nn/kernels.h against naive double-precision references written here:
  * direct 7-loop convolution, window loops for pooling (PyTorch semantics:
  * max pool pads with -inf, average pool counts padded cells), batch-norm
  * statistics, and the statistics of the dropout masks. Also the nets'

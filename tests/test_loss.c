@@ -1,4 +1,4 @@
-/* Tests of common/loss.h against references written here, independently of
+/* Tests of common/nn/loss.h against references written here, independently of
  * loss.c: hand-computed values, and naive long-double implementations whose
  * log-softmax is log p_c = -log Σ_j exp((z_j - z_c)/T) (no max shift, no
  * shared helper; long double's range covers every logit used here). The

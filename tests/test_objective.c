@@ -1,4 +1,4 @@
-/* Tests of the local objectives: the loss terms of common/objective.h by
+/* Tests of the local objectives: the loss terms of common/nn/objective.h by
  * central differences, and the objectives inside a module.
  *
  * Loss terms. Each term's gradient is compared with central differences in

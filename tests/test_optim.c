@@ -1,4 +1,4 @@
-/* Tests of common/optim.h: SGD (plain, momentum, Nesterov) and AdamW against
+/* Tests of common/nn/optim.h: SGD (plain, momentum, Nesterov) and AdamW against
  * PyTorch's update rules, and the learning-rate schedules. Every expected
  * value is worked out by hand (exact decimal arithmetic, shown in the
  * comments) from the formulas of torch.optim.SGD / torch.optim.AdamW, not

@@ -1,4 +1,4 @@
-/* Tests of common/rng.h: reproducibility from (seed, stream), the first
+/* Tests of common/nn/rng.h: reproducibility from (seed, stream), the first
  * outputs pinned against an independent reference, and the distributions of
  * below/uniform/normal/shuffle within generous statistical bounds (about
  * 5 sigma, so a correct generator fails with negligible probability while a

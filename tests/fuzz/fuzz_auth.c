@@ -1,4 +1,4 @@
-/* Fuzz target: message trailers (common/auth.h), the first check of every
+/* Fuzz target: message trailers (common/wire/auth.h), the first check of every
  * message on a keyed link. Any bytes are verified against a fixed key:
  * refused, or taken once (the seeds hold messages signed with it); then
  * the same bytes as a payload, signed, must be taken exactly once. The

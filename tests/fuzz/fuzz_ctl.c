@@ -1,4 +1,4 @@
-/* Fuzz target: control frames (common/ctl.h). */
+/* Fuzz target: control frames (common/wire/ctl.h). */
 #include <stdlib.h>
 #include <string.h>
 

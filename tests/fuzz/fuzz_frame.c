@@ -1,4 +1,4 @@
-/* Fuzz target: data frames (common/frame.h) against a plan's limits. */
+/* Fuzz target: data frames (common/wire/frame.h) against a plan's limits. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* Fuzz target: job files (common/job.h), parsed and checked from text. */
+/* Fuzz target: job files (common/io/job.h), parsed and checked from text. */
 #include "fuzz.h"
 #include "job.h"
 

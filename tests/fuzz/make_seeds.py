@@ -30,9 +30,9 @@ def pad4(b):
     return b + b"\0" * (-len(b) % 4)
 
 
-# the wire version frames and the join handshake speak (common/frame.h)
+# the wire version frames and the join handshake speak (common/wire/frame.h)
 WIRE = int(re.search(r"#define SILA_WIRE_VERSION (\d+)u",
-                     open(os.path.join(ROOT, "common", "frame.h")).read()).group(1))
+                     open(os.path.join(ROOT, "common", "wire", "frame.h")).read()).group(1))
 
 
 def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None):

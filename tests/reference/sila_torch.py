@@ -24,14 +24,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------
-# sila's random number generator (common/rng.c): xoshiro256** seeded through
+# sila's random number generator (common/nn/rng.c): xoshiro256** seeded through
 # splitmix64, Lemire's unbiased `below`. Pure Python integers.
 
 M64 = (1 << 64) - 1
 M32 = (1 << 32) - 1
-EPOCH_STREAM = 0x5EED0000  # common/dataset.c
+EPOCH_STREAM = 0x5EED0000  # common/io/dataset.c
 AUG_STREAM = 1             # daemon/train.c: sila_rng_seed(&aug_rng, seed, 1)
-INIT_STREAM = 1000         # common/module.c: sila_rng_seed(&init, seed, 1000 + k)
+INIT_STREAM = 1000         # common/nn/module.c: sila_rng_seed(&init, seed, 1000 + k)
 
 
 class SilaRng:
@@ -125,7 +125,7 @@ def epoch_order(n, seed, epoch):
 
 
 # ---------------------------------------------------------------------------
-# Job files (common/job.c, docs/jobs.md): a small INI reader that keeps
+# Job files (common/io/job.c, docs/jobs.md): a small INI reader that keeps
 # repeated sections in order, libinih's syntax rules, sila's key tables.
 
 class JobError(Exception):
@@ -505,7 +505,7 @@ def batchnorm(c, spec):
 
 
 class Block(nn.Module):
-    """ResNet basic block (common/block.c)."""
+    """ResNet basic block (common/nn/block.c)."""
 
     def __init__(self, cin, spec):
         super().__init__()
@@ -591,7 +591,7 @@ def build_net(specs, shape, where):
 
 
 def aux_head_specs(kind, hidden, shape, nclasses):
-    """sila_aux_head_specs (common/module.c)."""
+    """sila_aux_head_specs (common/nn/module.c)."""
     c, h, w = shape
     flat = h == 1 and w == 1
     specs = []
@@ -630,7 +630,7 @@ class Module:
         self.head = None
         if k < len(job["modules"]) - 1:
             c, h, w = self.out_shape
-            if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/job.c check_module
+            if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/io/job.c check_module
                 raise JobError("%s:%d: [module] aux: an mlp head pools to 2x2 and needs an "
                                "output of at least 2x2, module %d ends in %dx%dx%d (use linear "
                                "or conv)" % (job["path"], jm["line"], k + 1, c, h, w))
@@ -681,7 +681,7 @@ def init_sila(net, rng):
 
 
 # ---------------------------------------------------------------------------
-# Data (common/dataset.c).
+# Data (common/io/dataset.c).
 
 NORM = {
     "mnist": ((0.1307, 0, 0), (0.3081, 1, 1)),
@@ -798,7 +798,7 @@ class Data:
 
 
 # ---------------------------------------------------------------------------
-# Schedule (common/optim.c sila_sched_lr, daemon/train.c plan_schedule).
+# Schedule (common/nn/optim.c sila_sched_lr, daemon/train.c plan_schedule).
 
 def llround(x):
     return int(math.floor(x + 0.5)) if x >= 0 else -int(math.floor(-x + 0.5))
@@ -831,7 +831,7 @@ class Schedule:
 
 
 # ---------------------------------------------------------------------------
-# Training (daemon/train.c, common/module.c).
+# Training (daemon/train.c, common/nn/module.c).
 
 def set_lr(opt, lr):
     for g in opt.param_groups:

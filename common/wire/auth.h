@@ -14,7 +14,7 @@
  * MAC in constant time, then admits a session it does not know only when
  * the message's clock is within the window of its own, and takes from a
  * known session only a sequence above the last one it took. This file does
- * the arithmetic on buffers; common/transport.c applies it to every message
+ * the arithmetic on buffers; common/wire/transport.c applies it to every message
  * of a keyed link. No nanomsg here. */
 #ifndef SILA_AUTH_H
 #define SILA_AUTH_H
