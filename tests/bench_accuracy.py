@@ -2,12 +2,14 @@
 """Accuracy and speed of sila against the PyTorch reference, side by side.
 
     tests/bench_accuracy.py run --job deploy/jobs/fmnist-cnn-k4.ini \
-        --algos e2e,local,pgl --seeds 1,2 --threads 2 --out results.jsonl [--set S.K=V]...
+        --algos e2e,local,pgl --seeds 1,2 --threads 2 --out results.jsonl [--set S.K=V]... \
+        [--impls sila,torch]
     tests/bench_accuracy.py table results.jsonl
     tests/bench_accuracy.py ablation RESULTS.jsonl... --job fmnist-resnet-k8.ini [--plot F.svg]
 
 `run` trains every (algorithm, seed) with silad --inproc and with
-tests/reference/sila_torch.py, alternating which goes first, and appends one
+tests/reference/sila_torch.py (or only those --impls names), alternating
+which goes first, and appends one
 JSON line per training run to --out as soon as it ends (so an interrupted
 benchmark keeps what it measured): implementation, job, algorithm, seed,
 overrides, every head's final test accuracy, training samples/s, wall time and
@@ -83,7 +85,9 @@ def run_torch(job, sets, threads):
 
 def cmd_run(args):
     runners = {"sila": run_sila, "torch": run_torch}
-    order = ["sila", "torch"]
+    order = args.impls.split(",")
+    if not order or any(i not in runners for i in order):
+        sys.exit(f"bench_accuracy: --impls takes sila, torch or both, got '{args.impls}'")
     for algo in args.algos.split(","):
         for seed in args.seeds.split(","):
             sets = list(args.set) + [f"job.algorithm={algo}", f"job.seed={seed}"]
@@ -249,6 +253,7 @@ def main():
     r.add_argument("--threads", type=int, default=2)
     r.add_argument("--set", action="append", default=[])
     r.add_argument("--out", required=True)
+    r.add_argument("--impls", default="sila,torch")
     t = sub.add_parser("table")
     t.add_argument("results")
     a = sub.add_parser("ablation")

@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "module.h"
 #include "net.h"
 
 #define GC_NORM_TOL 1e-2
@@ -796,6 +797,23 @@ START_TEST(test_avgpool)
 }
 END_TEST
 
+/* Adaptive average pooling: uneven and overlapping windows (5->3, 7->2),
+ * the identity (3->3) and repeated rows (3->5, 4->5). */
+static const int adapool_geo[][4] = {{2, 5, 7, 3}, {1, 7, 7, 2}, {2, 3, 3, 3}, {1, 3, 4, 5}};
+
+START_TEST(test_adaptive_avgpool)
+{
+    const int *g = adapool_geo[_i];
+    struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_ADAPTIVE_AVGPOOL)};
+    specs[0].out = g[3];
+    char name[64];
+    snprintf(name, sizeof name, "adaptive_avgpool %dx%dx%d to %d", g[0], g[1], g[2], g[3]);
+    const struct gc_case c = gc_case_of(name, specs, 1, shp(g[0], g[1], g[2]), 2, GC_H_SMOOTH,
+                                        gen_normal, NULL, 0, 550 + (uint64_t)_i);
+    gc_assert_case(&c);
+}
+END_TEST
+
 START_TEST(test_gap)
 {
     const struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_GAP)};
@@ -990,6 +1008,22 @@ START_TEST(test_net_conv_relu_dropout_avgpool)
 }
 END_TEST
 
+START_TEST(test_net_dgl_head)
+{
+    /* the dgl aux head as module.c builds it: pool to 3x3 from 5x5, two
+     * 1x1 conv+BN+ReLU, pool to 2x2, flatten, two linear+BN+ReLU, linear */
+    const struct sila_objective o = {
+        .aux = SILA_AUX_DGL, .aux_hidden = 6, .aux_grid = 3, .aux_convs = 2, .aux_mlp = 2};
+    struct sila_layer_spec specs[SILA_AUX_MAX_SPECS];
+    int n;
+    ck_assert_int_eq(sila_aux_head_specs(&o, shp(3, 5, 5), 4, specs, &n), 0);
+    ck_assert_int_eq(n, 16);
+    const struct gc_case c = gc_case_of("dgl head 3x5x5", specs, n, shp(3, 5, 5), 4, GC_H_KINK,
+                                        gen_normal, NULL, 0, 1450);
+    gc_assert_case(&c);
+}
+END_TEST
+
 START_TEST(test_net_resnet)
 {
     /* stem, identity block, projection block with drop-path, head */
@@ -1122,6 +1156,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_relu);
     tcase_add_loop_test(tc, test_maxpool, 0, (int)(sizeof pool_geo / sizeof pool_geo[0]));
     tcase_add_loop_test(tc, test_avgpool, 0, (int)(sizeof pool_geo / sizeof pool_geo[0]));
+    tcase_add_loop_test(tc, test_adaptive_avgpool, 0,
+                        (int)(sizeof adapool_geo / sizeof adapool_geo[0]));
     tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_flatten);
     tcase_add_test(tc, test_dropout);
@@ -1131,6 +1167,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_block_droppath);
     tcase_add_test(tc, test_net_conv_bn_relu_pool_linear);
     tcase_add_test(tc, test_net_conv_relu_dropout_avgpool);
+    tcase_add_test(tc, test_net_dgl_head);
     tcase_add_test(tc, test_net_resnet);
     tcase_add_test(tc, test_backward_accumulates);
     tcase_add_test(tc, test_batch_below_max);

@@ -188,11 +188,11 @@ static void check_full_job_net(const struct sila_job *j)
     for (int m = 0; m < 3; m++) {
         ck_assert_int_eq(j->modules[m].first_layer, first[m]);
         ck_assert_int_eq(j->modules[m].nlayers, count[m]);
-        ck_assert_int_eq(j->modules[m].aux, aux[m]);
+        ck_assert_int_eq(j->modules[m].objective.aux, aux[m]);
         ck_assert_int_eq(j->modules[m].line, lines[m]);
     }
-    ck_assert_int_eq(j->modules[0].aux_hidden, 64);
-    ck_assert_int_eq(j->modules[1].aux_hidden, 256);
+    ck_assert_int_eq(j->modules[0].objective.aux_hidden, 64);
+    ck_assert_int_eq(j->modules[1].objective.aux_hidden, 256);
     check_layer(j, 0, SILA_LAYER_CONV2D, 8, 5, 1, 2, false, 38);
     check_layer(j, 1, SILA_LAYER_BATCHNORM, 0, 0, 1, 0, false, 44);
     ck_assert_float_eq(j->layers[1].bn_momentum, 0.2f);
@@ -321,8 +321,8 @@ START_TEST(test_defaults)
     ck_assert_float_eq(j.optim.beta2, 0.999f);
     ck_assert_float_eq(j.optim.eps, 1e-8f);
     ck_assert_int_eq(j.sched.kind, SILA_SCHED_CONSTANT);
-    ck_assert_int_eq(j.modules[0].aux, SILA_AUX_LINEAR);
-    ck_assert_int_eq(j.modules[0].aux_hidden, 256);
+    ck_assert_int_eq(j.modules[0].objective.aux, SILA_AUX_LINEAR);
+    ck_assert_int_eq(j.modules[0].objective.aux_hidden, 256);
     /* layer defaults come from sila_layer_spec_default */
     ck_assert_int_eq(j.layers[0].kernel, 3);
     ck_assert_int_eq(j.layers[0].stride, 1);
@@ -714,7 +714,8 @@ START_TEST(test_names)
     ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_LINEAR), "linear");
     ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_CONV), "conv");
     ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_MLP), "mlp");
-    ck_assert_ptr_null(sila_aux_kind_name((enum sila_aux_kind)4));
+    ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_DGL), "dgl");
+    ck_assert_ptr_null(sila_aux_kind_name((enum sila_aux_kind)5));
 }
 END_TEST
 

@@ -65,7 +65,7 @@ struct key {
 };
 
 static const char *const algo_names[] = {"e2e", "local", "pgl", NULL};
-static const char *const aux_names[] = {"linear", "conv", "mlp", NULL};
+static const char *const aux_names[] = {"linear", "conv", "mlp", "dgl", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
 static const char *const global_state_names[] = {"shared", "separate", NULL};
@@ -80,7 +80,6 @@ static const char *const objective_names[] = {"ce", "sila", "collab", "cosub", N
 #define ENUM(n, o, fl, names) {n, K_ENUM, o, 0, 0, fl, 0, names}
 /* clang-format on */
 #define JOB(f) offsetof(struct sila_job, f)
-#define MOD(f) offsetof(struct sila_job_module, f)
 #define SPEC(f) offsetof(struct sila_layer_spec, f)
 #define INF INFINITY
 
@@ -141,20 +140,22 @@ static const struct key sched_keys[] = {
         NUM("collab_beta", K_FLOAT, AT(collab_beta), 0, 1, 0),                                     \
         NUM("cosub_weight", K_FLOAT, AT(cosub_weight), 0, 1, 0),                                   \
         NUM("redundancy", K_FLOAT, AT(redundancy), 0, INF, 0),                                     \
-        NUM("kernel_similarity", K_FLOAT, AT(kernel_similarity), 0, INF, 0)
+        NUM("kernel_similarity", K_FLOAT, AT(kernel_similarity), 0, INF, 0),                       \
+        ENUM("aux", AT(aux), 0, aux_names), NUM("aux_hidden", K_INT, AT(aux_hidden), 1, 65536, 0), \
+        NUM("aux_grid", K_INT, AT(aux_grid), 1, 64, 0),                                            \
+        NUM("aux_convs", K_INT, AT(aux_convs), 0, SILA_AUX_MAX_LAYERS, 0),                         \
+        NUM("aux_mlp", K_INT, AT(aux_mlp), 0, SILA_AUX_MAX_LAYERS, 0)
 #define JOB_OBJ(f) offsetof(struct sila_job, objective.f)
 #define MOD_OBJ(f) offsetof(struct sila_job_module, objective.f)
-#define NOBJECTIVE_KEYS 8
+#define NOBJECTIVE_KEYS 13
 
 static const struct key objective_keys[] = {
     OBJECTIVE_KEYS(JOB_OBJ, "kind"),
     NUM("collab_rate", K_FLOAT, JOB(collab_rate), 0, 1, LO_OPEN),
 };
 
-enum { MODULE_OBJECTIVE_KEY0 = 2 }; /* module_keys[2..] are OBJECTIVE_KEYS */
+enum { MODULE_OBJECTIVE_KEY0 = 0 }; /* module_keys[0..] are OBJECTIVE_KEYS */
 static const struct key module_keys[] = {
-    ENUM("aux", MOD(aux), 0, aux_names),
-    NUM("aux_hidden", K_INT, MOD(aux_hidden), 1, 65536, 0),
     OBJECTIVE_KEYS(MOD_OBJ, "objective"),
 };
 
@@ -180,6 +181,7 @@ static const unsigned layer_key_mask[SILA_LAYER_KIND_MAX + 1] = {
     [SILA_LAYER_BLOCK] = LK_OUT | LK_STRIDE | LK_P | LK_MOMENTUM | LK_EPS,
     [SILA_LAYER_DROPOUT] = LK_P,
     [SILA_LAYER_DROPPATH] = LK_P,
+    [SILA_LAYER_ADAPTIVE_AVGPOOL] = LK_OUT,
 };
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -241,6 +243,7 @@ struct parser {
     int sec_line;
     int key_line[MAX_KEYS];   /* of each key set in the open section, 0 = unset */
     int unique_line[NUNIQUE]; /* of each unique section, 0 = absent */
+    struct sila_shape module_out[SILA_MAX_MODULES]; /* each module's output, by check_net */
     struct src src[NUNIQUE][MAX_KEYS];
     int layers_cap, modules_cap;
     const char *const *overrides;
@@ -555,7 +558,7 @@ static int open_module(struct parser *p)
         p->modules_cap = cap;
     }
     j->modules[j->nmodules++] = (struct sila_job_module){
-        .first_layer = j->nlayers, .aux = SILA_AUX_LINEAR, .aux_hidden = 256, .line = p->line};
+        .first_layer = j->nlayers, .line = p->line};
     p->sec = SEC_MODULE;
     return 0;
 }
@@ -1030,13 +1033,7 @@ static int check_module(struct parser *p, int m, struct sila_shape *shape)
         if (r)
             return r;
     }
-    /* The last module ends in the classifier and has no head. Linear and
-     * conv heads take any (C, H, W); mlp average-pools to 2x2. */
-    if (m + 1 < j->nmodules && mod->aux == SILA_AUX_MLP && (shape->h < 2 || shape->w < 2))
-        return fail(p, at_line(p, mod->line), "module", "aux",
-                    "an mlp head pools to 2x2 and needs an output of at least 2x2, module %d ends "
-                    "in %dx%dx%d (use linear or conv)",
-                    m + 1, shape->c, shape->h, shape->w);
+    p->module_out[m] = *shape;
     return 0;
 }
 
@@ -1129,13 +1126,33 @@ static int not_here(struct parser *p, int m, const char *name, const char *why)
     return 0;
 }
 
+/* Whether module m's aux head can take the module's output: mlp pools to
+ * 2x2, dgl pools a feature map; linear and conv take any (C, H, W). */
+static int check_head(struct parser *p, int m)
+{
+    const struct sila_objective *o = &p->job->modules[m].objective;
+    struct sila_shape z = p->module_out[m];
+    int i = find_key(&sections[SEC_OBJECTIVE], "aux");
+    if (o->aux == SILA_AUX_MLP && (z.h < 2 || z.w < 2))
+        return fail_objective(p, m, i,
+                              "an mlp head pools to 2x2 and needs an output of at least 2x2, the "
+                              "module ends in %dx%dx%d (use linear or conv)",
+                              z.c, z.h, z.w);
+    if (o->aux == SILA_AUX_DGL && z.h == 1 && z.w == 1)
+        return fail_objective(p, m, i,
+                              "a dgl head pools a feature map and needs an output larger than "
+                              "1x1, the module ends in %dx1x1 (use linear or mlp)",
+                              z.c);
+    return 0;
+}
+
 /* Gives every module the [objective] value of each key it does not set,
  * then checks that each module can train by its objective. The last module
  * has no aux head: a twin (sila) and the output penalty (redundancy) need
  * one; cosub needs drop-path and kernel_similarity conv layers in the
  * module (not_here: refused when the module asks, else left out); some
  * module must run a cosub that [objective] asks for; e2e takes no local
- * objective. */
+ * objective; every head must take its module's output (check_head). */
 static int resolve_objectives(struct parser *p)
 {
     struct sila_job *j = p->job;
@@ -1163,6 +1180,8 @@ static int resolve_objectives(struct parser *p)
         if (r == 0 && o->kernel_similarity > 0.0f && !module_has(j, m, has_filters))
             r = not_here(p, m, "kernel_similarity",
                          "the module has no conv2d or block layer to take the penalty");
+        if (r == 0 && !last)
+            r = check_head(p, m);
         if (r)
             return r;
         if (!sila_objective_is_plain(o) && j->algorithm == SILA_ALGO_E2E)
@@ -1221,7 +1240,12 @@ static void set_defaults(struct sila_job *j)
                                            .sila_weight = 1.0f,
                                            .temperature = 2.0f,
                                            .collab_beta = 0.5f,
-                                           .cosub_weight = 1.0f};
+                                           .cosub_weight = 1.0f,
+                                           .aux = SILA_AUX_LINEAR,
+                                           .aux_hidden = 256,
+                                           .aux_grid = 8,
+                                           .aux_convs = 2,
+                                           .aux_mlp = 2};
     j->collab_rate = 0.5f;
 }
 
@@ -1339,7 +1363,7 @@ const char *sila_algorithm_name(enum sila_algorithm a)
 
 const char *sila_aux_kind_name(enum sila_aux_kind k)
 {
-    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_MLP ? aux_names[k - 1] : NULL;
+    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_DGL ? aux_names[k - 1] : NULL;
 }
 
 const char *sila_objective_name(enum sila_objective_kind k)

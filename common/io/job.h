@@ -30,6 +30,9 @@ enum sila_aux_kind {
     SILA_AUX_LINEAR = 1, /* gap, linear to C */
     SILA_AUX_CONV = 2,   /* conv3x3 (C->C)+BN+ReLU, gap, linear to C */
     SILA_AUX_MLP = 3,    /* avgpool to 2x2, flatten, 2 x (linear+BN+ReLU), linear to C */
+    SILA_AUX_DGL = 4,    /* DGL's head: adaptive avgpool to grid x grid, convs x (1x1 conv
+                            +BN+ReLU), adaptive avgpool to 2x2, flatten, mlp x (linear+BN
+                            +ReLU), linear to C */
 };
 
 /* A module's local objective (METHODS.md section 4, docs/methods.md). */
@@ -40,8 +43,10 @@ enum sila_objective_kind {
     SILA_OBJ_COSUB = 4,  /* two drop-path passes, the 4-term BCE of cosub */
 };
 
-/* What a module's local steps minimise. Every weight at 0 (collab_beta at 1)
- * leaves plain CE, bit for bit. Train-only: nothing of it is in the model. */
+/* What a module's local steps minimise, and the aux head they minimise it
+ * through. Every weight at 0 (collab_beta at 1) leaves plain CE, bit for
+ * bit. Train-only: nothing of it is in the model. Every field is 4 bytes
+ * (the parser resolves [objective] defaults field by field). */
 struct sila_objective {
     enum sila_objective_kind kind;
     float sila_weight;       /* sila: weight of the twin's CE */
@@ -51,6 +56,11 @@ struct sila_objective {
     float cosub_weight;      /* cosub: w in (1-w) CE + w cosub loss */
     float redundancy;        /* weight of the channel-correlation penalty on the output */
     float kernel_similarity; /* weight of the filter-similarity penalty on conv layers */
+    enum sila_aux_kind aux;  /* the aux head's kind (linear) */
+    int aux_hidden;          /* mlp, dgl: width of the hidden linear layers (256) */
+    int aux_grid;            /* dgl: side of the first pooling (8) */
+    int aux_convs;           /* dgl: 1x1 conv+BN+ReLU layers at the module's width (2) */
+    int aux_mlp;             /* dgl: hidden linear+BN+ReLU layers (2) */
 };
 
 /* Where global (PGL) steps keep their optimizer state. */
@@ -62,8 +72,6 @@ enum sila_global_state {
 struct sila_job_module {
     int first_layer; /* index into sila_job.layers */
     int nlayers;
-    enum sila_aux_kind aux;
-    int aux_hidden;                  /* mlp head width (default 256) */
     int line;                        /* line of its [module] section */
     struct sila_objective objective; /* its own keys, the rest from [objective] */
     unsigned objective_set;          /* parser's: bit i = objective key i set here */
@@ -120,6 +128,7 @@ struct sila_job {
 };
 
 #define SILA_MAX_MODULES 64
+#define SILA_AUX_MAX_LAYERS 4 /* dgl: at most this many convs and hidden linear layers */
 #define SILA_JOB_MAX_TEXT (1 << 20) /* bytes of a job file, at most */
 #define SILA_PLAN_HASH_BYTES 32
 

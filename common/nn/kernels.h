@@ -101,6 +101,14 @@ void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
 void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_geom *g);
 void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool_geom *g);
 
+/* ---- adaptive average pool: in (B, C, H, W) -> out (B, C, OH, OW) ------ */
+/* Output cell (oh, ow) is the mean of input rows [oh*H/OH, ceil((oh+1)*H/OH))
+ * and the columns likewise (PyTorch's adaptive_avg_pool2d): windows may
+ * overlap, and OH > H repeats rows. Any H, W, OH, OW >= 1. */
+void sila_adapool_forward(float *out, const float *in, int B, int C, int H, int W, int OH, int OW);
+void sila_adapool_backward(float *din, const float *dout, int B, int C, int H, int W, int OH,
+                           int OW);
+
 /* ---- global average pool: out (B, C) = mean over HW of in (B, C, HW) --- */
 void sila_gap_forward(float *out, const float *in, int B, int C, int HW);
 void sila_gap_backward(float *din, const float *dout, int B, int C, int HW);

@@ -20,6 +20,7 @@ static const char *const kind_names[] = {
     [SILA_LAYER_BLOCK] = "block",
     [SILA_LAYER_DROPOUT] = "dropout",
     [SILA_LAYER_DROPPATH] = "droppath",
+    [SILA_LAYER_ADAPTIVE_AVGPOOL] = "adaptive_avgpool",
 };
 
 const char *sila_layer_kind_name(enum sila_layer_kind kind)
@@ -206,6 +207,11 @@ static int build_kind(struct sila_layer *L, const char *prefix, struct sila_buil
     case SILA_LAYER_GAP:
         L->out = (struct sila_shape){L->in.c, 1, 1};
         return 0;
+    case SILA_LAYER_ADAPTIVE_AVGPOOL:
+        if (L->spec.out < 1)
+            return shape_error(err, prefix, L, "needs out >= 1");
+        L->out = (struct sila_shape){L->in.c, L->spec.out, L->spec.out};
+        return 0;
     case SILA_LAYER_RELU:
     case SILA_LAYER_FLATTEN:
         L->out = L->spec.kind == SILA_LAYER_RELU
@@ -336,6 +342,9 @@ void sila_layer_forward(struct sila_layer *L, const float *in, const struct sila
     case SILA_LAYER_GAP:
         sila_gap_forward(L->y, in, B, L->in.c, L->in.h * L->in.w);
         break;
+    case SILA_LAYER_ADAPTIVE_AVGPOOL:
+        sila_adapool_forward(L->y, in, B, L->in.c, L->in.h, L->in.w, L->out.h, L->out.w);
+        break;
     case SILA_LAYER_FLATTEN:
         L->y = (float *)in; /* a view: flatten never writes */
         break;
@@ -400,6 +409,9 @@ void sila_layer_backward(struct sila_layer *L, const float *in, const float *dou
         break;
     case SILA_LAYER_GAP:
         sila_gap_backward(din, dout, B, L->in.c, L->in.h * L->in.w);
+        break;
+    case SILA_LAYER_ADAPTIVE_AVGPOOL:
+        sila_adapool_backward(din, dout, B, L->in.c, L->in.h, L->in.w, L->out.h, L->out.w);
         break;
     case SILA_LAYER_FLATTEN:
         memcpy(din, dout, sizeof *din * n_in);

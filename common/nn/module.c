@@ -11,22 +11,45 @@
 #include "objective.h"
 #include "plan.h"
 
-#define MAX_HEAD_LAYERS 12
+/* Appends n x (linear or 1x1 conv2d to `out` + BN + ReLU) to specs at *at,
+ * with a bias only if `bias` (which the batch norm cancels). */
+static void add_bn_relu_layers(struct sila_layer_spec *specs, int *at, int n,
+                               enum sila_layer_kind kind, int out, bool bias)
+{
+    for (int i = 0; i < n; i++) {
+        specs[*at] = sila_layer_spec_default(kind);
+        specs[*at].out = out, specs[*at].bias = bias;
+        if (kind == SILA_LAYER_CONV2D)
+            specs[*at].kernel = 1;
+        (*at)++;
+        specs[(*at)++] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
+        specs[(*at)++] = sila_layer_spec_default(SILA_LAYER_RELU);
+    }
+}
 
-int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape in, int nclasses,
+static struct sila_layer_spec adaptive_pool(int side)
+{
+    struct sila_layer_spec s = sila_layer_spec_default(SILA_LAYER_ADAPTIVE_AVGPOOL);
+    s.out = side;
+    return s;
+}
+
+int sila_aux_head_specs(const struct sila_objective *o, struct sila_shape in, int nclasses,
                         struct sila_layer_spec *specs, int *ret_n)
 {
     int n = 0;
     bool flat = in.h == 1 && in.w == 1;
-    if (kind == SILA_AUX_CONV) {
+    switch (o->aux) {
+    case SILA_AUX_CONV:
         if (flat)
             return -EINVAL;
         specs[n] = sila_layer_spec_default(SILA_LAYER_CONV2D);
         specs[n].out = in.c, specs[n].pad = 1, specs[n++].bias = false;
         specs[n++] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
         specs[n++] = sila_layer_spec_default(SILA_LAYER_RELU);
-    }
-    if (kind == SILA_AUX_MLP) {
+        specs[n++] = sila_layer_spec_default(SILA_LAYER_GAP);
+        break;
+    case SILA_AUX_MLP:
         if (!flat) {
             if (in.h < 2 || in.w < 2 || in.h != in.w)
                 return -EINVAL;
@@ -35,14 +58,20 @@ int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape i
             n++;
         }
         specs[n++] = sila_layer_spec_default(SILA_LAYER_FLATTEN);
-        for (int i = 0; i < 2; i++) {
-            specs[n] = sila_layer_spec_default(SILA_LAYER_LINEAR);
-            specs[n++].out = hidden;
-            specs[n++] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
-            specs[n++] = sila_layer_spec_default(SILA_LAYER_RELU);
-        }
-    } else {
+        add_bn_relu_layers(specs, &n, 2, SILA_LAYER_LINEAR, o->aux_hidden, true);
+        break;
+    case SILA_AUX_DGL:
+        if (flat || o->aux_convs > SILA_AUX_MAX_LAYERS || o->aux_mlp > SILA_AUX_MAX_LAYERS)
+            return -EINVAL;
+        specs[n++] = adaptive_pool(o->aux_grid);
+        add_bn_relu_layers(specs, &n, o->aux_convs, SILA_LAYER_CONV2D, in.c, false);
+        specs[n++] = adaptive_pool(2);
+        specs[n++] = sila_layer_spec_default(SILA_LAYER_FLATTEN);
+        add_bn_relu_layers(specs, &n, o->aux_mlp, SILA_LAYER_LINEAR, o->aux_hidden, false);
+        break;
+    default:
         specs[n++] = sila_layer_spec_default(SILA_LAYER_GAP);
+        break;
     }
     specs[n] = sila_layer_spec_default(SILA_LAYER_LINEAR);
     specs[n++].out = nclasses;
@@ -83,12 +112,12 @@ static int build_nets(struct sila_module *m, const struct sila_job *job, int k, 
         return r;
     if (k == job->nmodules - 1)
         return 0;
-    struct sila_layer_spec specs[MAX_HEAD_LAYERS];
+    struct sila_layer_spec specs[SILA_AUX_MAX_SPECS];
     int n;
     struct sila_shape z = sila_net_out_shape(m->body);
-    if (sila_aux_head_specs(jm->aux, jm->aux_hidden, z, job->nclasses, specs, &n))
+    if (sila_aux_head_specs(&jm->objective, z, job->nclasses, specs, &n))
         return sila_err_set(err, -EINVAL, "module %d: a %s head cannot take input %dx%dx%d", k + 1,
-                            sila_aux_kind_name(jm->aux), z.c, z.h, z.w);
+                            sila_aux_kind_name(jm->objective.aux), z.c, z.h, z.w);
     if ((r = sila_net_new(&m->head, specs, n, z, max_batch, err)))
         return r;
     if (has_twin(&m->obj) && (r = sila_net_new(&m->twin, specs, n, z, max_batch, err)))

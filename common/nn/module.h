@@ -49,10 +49,12 @@ struct sila_module {
     float *dpeer, *dz2, *scratch;
 };
 
-/* Head layer specs for an aux kind on an input of shape `in`; writes at
- * most 12 specs into specs and their count into *ret_n. Returns -EINVAL
- * when the kind cannot consume the shape. */
-int sila_aux_head_specs(enum sila_aux_kind kind, int hidden, struct sila_shape in, int nclasses,
+/* Head layer specs for the aux head that objective o names (kind and
+ * sizes) on an input of shape `in`; writes at most SILA_AUX_MAX_SPECS specs
+ * into specs and their count into *ret_n. Returns -EINVAL when the kind
+ * cannot consume the shape. */
+#define SILA_AUX_MAX_SPECS (4 + 6 * SILA_AUX_MAX_LAYERS)
+int sila_aux_head_specs(const struct sila_objective *o, struct sila_shape in, int nclasses,
                         struct sila_layer_spec *specs, int *ret_n);
 
 /* Builds module k of job for batches of up to max_batch, with its input

@@ -36,8 +36,9 @@ enum sila_layer_kind {
     SILA_LAYER_BLOCK = 9,
     SILA_LAYER_DROPOUT = 10,
     SILA_LAYER_DROPPATH = 11,
+    SILA_LAYER_ADAPTIVE_AVGPOOL = 12,
 };
-#define SILA_LAYER_KIND_MAX SILA_LAYER_DROPPATH
+#define SILA_LAYER_KIND_MAX SILA_LAYER_ADAPTIVE_AVGPOOL
 
 /* One layer. Fields used per kind:
  *   linear:    out (features), bias
@@ -50,6 +51,8 @@ enum sila_layer_kind {
  *              or a 1x1 conv(stride)+BN projection when the shape changes,
  *              then ReLU.
  *   dropout, droppath: p
+ *   adaptive_avgpool: out (the output's side: (C, out, out), PyTorch's
+ *              adaptive_avg_pool2d)
  *   relu, gap (global average pool, output (C,1,1)), flatten: nothing. */
 struct sila_layer_spec {
     enum sila_layer_kind kind;

@@ -1,4 +1,4 @@
-/* Max, average and global average pooling (see kernels.h). Planes are
+/* Max, average, adaptive average and global average pooling (see kernels.h). Planes are
  * shared among OpenMP threads. */
 #include <errno.h>
 #include <float.h>
@@ -109,6 +109,58 @@ void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool
                 for (int ih = h0; ih < h1; ih++)
                     for (int iw = w0; iw < w1; iw++)
                         dx[ih * g->W + iw] += d;
+            }
+        }
+    }
+}
+
+/* Adaptive window [lo, hi) along one axis of `size` cut into `n` cells. */
+static void adaptive_window(int o, int n, int size, int *lo, int *hi)
+{
+    *lo = (int)((long)o * size / n);
+    *hi = (int)(((long)(o + 1) * size + n - 1) / n);
+}
+
+void sila_adapool_forward(float *out, const float *in, int B, int C, int H, int W, int OH, int OW)
+{
+    size_t planes = (size_t)B * C, ihw = (size_t)H * W, ohw = (size_t)OH * OW;
+#pragma omp parallel for schedule(static) if (planes * ihw >= SILA_PARALLEL_MIN_ELEMS)
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = in + p * ihw;
+        for (int oh = 0; oh < OH; oh++) {
+            int h0, h1;
+            adaptive_window(oh, OH, H, &h0, &h1);
+            for (int ow = 0; ow < OW; ow++) {
+                int w0, w1;
+                adaptive_window(ow, OW, W, &w0, &w1);
+                float acc = 0.0f;
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++)
+                        acc += x[ih * W + iw];
+                out[p * ohw + oh * OW + ow] = acc / (float)((h1 - h0) * (w1 - w0));
+            }
+        }
+    }
+}
+
+void sila_adapool_backward(float *din, const float *dout, int B, int C, int H, int W, int OH,
+                           int OW)
+{
+    size_t planes = (size_t)B * C, ihw = (size_t)H * W, ohw = (size_t)OH * OW;
+#pragma omp parallel for schedule(static) if (planes * ihw >= SILA_PARALLEL_MIN_ELEMS)
+    for (size_t p = 0; p < planes; p++) {
+        float *dx = din + p * ihw;
+        memset(dx, 0, sizeof *dx * ihw);
+        for (int oh = 0; oh < OH; oh++) {
+            int h0, h1;
+            adaptive_window(oh, OH, H, &h0, &h1);
+            for (int ow = 0; ow < OW; ow++) {
+                int w0, w1;
+                adaptive_window(ow, OW, W, &w0, &w1);
+                float d = dout[p * ohw + oh * OW + ow] / (float)((h1 - h0) * (w1 - w0));
+                for (int ih = h0; ih < h1; ih++)
+                    for (int iw = w0; iw < w1; iw++)
+                        dx[ih * W + iw] += d;
             }
         }
     }

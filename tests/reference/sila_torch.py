@@ -244,10 +244,17 @@ SCHED_KEYS = {
     "step_epochs": K(p_float, 0.0, 0, INF, lo_open=True),
     "gamma": K(p_float, _f32(0.1), 0, 1, lo_open=True),
 }
-MODULE_KEYS = {
-    "aux": K(p_enum("linear", "conv", "mlp"), "linear"),
+AUX_KEYS = {
+    "aux": K(p_enum("linear", "conv", "mlp", "dgl"), "linear"),
     "aux_hidden": K(p_int, 256, 1, 65536),
+    "aux_grid": K(p_int, 8, 1, 64),
+    "aux_convs": K(p_int, 2, 0, 4),
+    "aux_mlp": K(p_int, 2, 0, 4),
 }
+# [objective] and [module]: the aux head's keys, and the plain local
+# objective only (this reference trains ce).
+OBJECTIVE_KEYS = {"kind": K(p_enum("ce"), "ce"), **AUX_KEYS}
+MODULE_KEYS = {"objective": K(p_enum("ce"), "ce"), **AUX_KEYS}
 LAYER_KEYS = {
     "out": K(p_int, None, 1, 65536),
     "kernel": K(p_int, None, 1, 64),
@@ -270,8 +277,10 @@ LAYER_KINDS = {
     "block": ("out", "stride", "p", "momentum", "eps"),
     "dropout": ("p",),
     "droppath": ("p",),
+    "adaptive_avgpool": ("out",),
 }
-UNIQUE = {"job": JOB_KEYS, "optimizer": OPTIM_KEYS, "schedule": SCHED_KEYS}
+UNIQUE = {"job": JOB_KEYS, "optimizer": OPTIM_KEYS, "schedule": SCHED_KEYS,
+          "objective": OBJECTIVE_KEYS}
 
 
 def range_check(keys, name, x):
@@ -311,7 +320,8 @@ def load_job(path, overrides=()):
     job = {k: v[1] for k, v in JOB_KEYS.items()}
     optim = {k: v[1] for k, v in OPTIM_KEYS.items()}
     sched = {k: v[1] for k, v in SCHED_KEYS.items()}
-    unique = {"job": job, "optimizer": optim, "schedule": sched}
+    objective = {k: v[1] for k, v in OBJECTIVE_KEYS.items()}
+    unique = {"job": job, "optimizer": optim, "schedule": sched, "objective": objective}
     seen_unique, is_set = {}, set()
     modules, layers = [], []
     cur, cur_name, cur_keys, cur_set, cur_line = None, None, None, set(), 0
@@ -354,7 +364,7 @@ def load_job(path, overrides=()):
                 seen_unique[name] = num
                 cur, cur_keys = unique[name], UNIQUE[name]
             elif name == "module":
-                cur = {"aux": "linear", "aux_hidden": 256, "layers": [], "line": num}
+                cur = {"layers": [], "line": num, "set": cur_set}
                 modules.append(cur)
                 cur_keys = MODULE_KEYS
             elif name in LAYER_KINDS:
@@ -404,7 +414,7 @@ def load_job(path, overrides=()):
         sec, key, value = text[:dot].strip(), text[dot + 1:eq].strip(), text[eq + 1:].strip()
         if sec not in UNIQUE:
             raise JobError("override '%s': unknown section '%s' (overrides apply to job, "
-                           "optimizer and schedule)" % (text, sec))
+                           "optimizer, schedule and objective)" % (text, sec))
         if key not in UNIQUE[sec]:
             raise JobError("override '%s': [%s] %s: unknown key" % (text, sec, key))
         if not value:
@@ -456,6 +466,9 @@ def load_job(path, overrides=()):
     for k, m in enumerate(modules):
         if not m["layers"]:
             raise JobError("%s:%d: [module]: module %d has no layers" % (path, m["line"], k + 1))
+        for key in AUX_KEYS:  # resolve_objectives: [objective] gives what [module] leaves
+            if key not in m["set"]:
+                m[key] = objective[key]
     job["optimizer"] = optim
     job["schedule"] = sched
     job["modules"] = modules
@@ -571,6 +584,8 @@ def build_layer(spec, shape, where):
         return nn.AvgPool2d(k, st, pad, count_include_pad=True), (c, oh, ow)
     if kind == "gap":
         return GAP(), (c, 1, 1)
+    if kind == "adaptive_avgpool":
+        return nn.AdaptiveAvgPool2d(spec["out"]), (c, spec["out"], spec["out"])
     if kind == "flatten":
         return Flatten(), (c * h * w, 1, 1)
     if kind == "dropout":
@@ -590,18 +605,37 @@ def build_net(specs, shape, where):
     return nn.Sequential(*mods), shape
 
 
-def aux_head_specs(kind, hidden, shape, nclasses):
-    """sila_aux_head_specs (common/nn/module.c)."""
+def bn_relu_layers(n, kind, out, bias):
+    """n x (linear or 1x1 conv2d to out, BN, ReLU) (add_bn_relu_layers)."""
+    specs = []
+    for _ in range(n):
+        s = layer_default(kind)
+        s.update(out=out, bias=bias)
+        if kind == "conv2d":
+            s["kernel"] = 1
+        specs += [s, layer_default("batchnorm"), layer_default("relu")]
+    return specs
+
+
+def adaptive_pool(side):
+    s = layer_default("adaptive_avgpool")
+    s["out"] = side
+    return s
+
+
+def aux_head_specs(jm, shape, nclasses):
+    """sila_aux_head_specs (common/nn/module.c) for module jm's aux keys."""
     c, h, w = shape
     flat = h == 1 and w == 1
+    kind = jm["aux"]
     specs = []
     if kind == "conv":
         if flat:
             raise JobError("a conv head cannot take a flat input")
         s = layer_default("conv2d")
         s.update(out=c, pad=1, bias=False)
-        specs += [s, layer_default("batchnorm"), layer_default("relu")]
-    if kind == "mlp":
+        specs += [s, layer_default("batchnorm"), layer_default("relu"), layer_default("gap")]
+    elif kind == "mlp":
         if not flat:
             if h < 2 or w < 2 or h != w:
                 raise JobError("an mlp head cannot take input %dx%dx%d" % (c, h, w))
@@ -609,10 +643,14 @@ def aux_head_specs(kind, hidden, shape, nclasses):
             s["kernel"] = s["stride"] = h // 2
             specs.append(s)
         specs.append(layer_default("flatten"))
-        for _ in range(2):
-            s = layer_default("linear")
-            s["out"] = hidden
-            specs += [s, layer_default("batchnorm"), layer_default("relu")]
+        specs += bn_relu_layers(2, "linear", jm["aux_hidden"], True)
+    elif kind == "dgl":
+        if flat:
+            raise JobError("a dgl head cannot take a flat input")
+        specs.append(adaptive_pool(jm["aux_grid"]))
+        specs += bn_relu_layers(jm["aux_convs"], "conv2d", c, False)
+        specs += [adaptive_pool(2), layer_default("flatten")]
+        specs += bn_relu_layers(jm["aux_mlp"], "linear", jm["aux_hidden"], False)
     else:
         specs.append(layer_default("gap"))
     s = layer_default("linear")
@@ -630,11 +668,15 @@ class Module:
         self.head = None
         if k < len(job["modules"]) - 1:
             c, h, w = self.out_shape
-            if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/io/job.c check_module
-                raise JobError("%s:%d: [module] aux: an mlp head pools to 2x2 and needs an "
-                               "output of at least 2x2, module %d ends in %dx%dx%d (use linear "
-                               "or conv)" % (job["path"], jm["line"], k + 1, c, h, w))
-            specs = aux_head_specs(jm["aux"], jm["aux_hidden"], self.out_shape, job["nclasses"])
+            if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/io/job.c check_head
+                raise JobError("%s:%d: [module] aux: module %d: an mlp head pools to 2x2 and "
+                               "needs an output of at least 2x2, the module ends in %dx%dx%d "
+                               "(use linear or conv)" % (job["path"], jm["line"], k + 1, c, h, w))
+            if jm["aux"] == "dgl" and h == 1 and w == 1:
+                raise JobError("%s:%d: [module] aux: module %d: a dgl head pools a feature map "
+                               "and needs an output larger than 1x1, the module ends in %dx1x1 "
+                               "(use linear or mlp)" % (job["path"], jm["line"], k + 1, c))
+            specs = aux_head_specs(jm, self.out_shape, job["nclasses"])
             self.head, _ = build_net(specs, self.out_shape, "module %d head" % (k + 1))
         if self.out_shape != (job["nclasses"], 1, 1) and self.head is None:
             raise JobError("%s: the network ends in %dx%dx%d, the last layer must output %dx1x1"
