@@ -40,7 +40,7 @@ static int local_step(struct trainer *tr, int B, float lr, uint64_t t, struct si
     const float *x = tr->x;
     for (int k = 0; k < tr->K; k++) {
         struct sila_step_stats st;
-        x = sila_module_local_step(tr->mods[k], x, tr->labels, tr->targets, B, lr,
+        x = sila_module_local_step(tr->mods[k], x, tr->labels, tr->targets, tr->x, B, lr,
                                    tr->job->label_smoothing, &st);
         int r = sila_module_check(tr->mods[k], x, NULL, B, t, err);
         if (r)

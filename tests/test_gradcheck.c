@@ -814,6 +814,24 @@ START_TEST(test_adaptive_avgpool)
 }
 END_TEST
 
+/* Bilinear upsampling with aligned corners: up (3->5, 2->7), down (5->3),
+ * the identity (4->4) and to one cell (3->1). */
+static const int upsample_geo[][4] = {{2, 3, 3, 5}, {1, 2, 2, 7}, {2, 5, 5, 3}, {1, 4, 4, 4},
+                                      {1, 3, 3, 1}};
+
+START_TEST(test_upsample)
+{
+    const int *g = upsample_geo[_i];
+    struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_UPSAMPLE)};
+    specs[0].out = g[3];
+    char name[64];
+    snprintf(name, sizeof name, "upsample %dx%dx%d to %d", g[0], g[1], g[2], g[3]);
+    const struct gc_case c = gc_case_of(name, specs, 1, shp(g[0], g[1], g[2]), 2, GC_H_SMOOTH,
+                                        gen_normal, NULL, 0, 560 + (uint64_t)_i);
+    gc_assert_case(&c);
+}
+END_TEST
+
 START_TEST(test_gap)
 {
     const struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_GAP)};
@@ -1158,6 +1176,8 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_avgpool, 0, (int)(sizeof pool_geo / sizeof pool_geo[0]));
     tcase_add_loop_test(tc, test_adaptive_avgpool, 0,
                         (int)(sizeof adapool_geo / sizeof adapool_geo[0]));
+    tcase_add_loop_test(tc, test_upsample, 0,
+                        (int)(sizeof upsample_geo / sizeof upsample_geo[0]));
     tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_flatten);
     tcase_add_test(tc, test_dropout);

@@ -361,7 +361,7 @@ static const char block_layers[] = "[block]\nout = 2\nstride = 4\np = 0.3";
 
 struct module_ctx {
     struct sila_module *m;
-    const float *x, *targets;
+    const float *x, *targets; /* x is also the network's input: module 1's */
     const int32_t *labels;
     int B;
     size_t at; /* the parameter perturbed */
@@ -372,13 +372,14 @@ static double module_value(const struct value_fn *fn, const float *v)
     const struct module_ctx *c = fn->ctx;
     struct sila_step_stats st;
     c->m->params[c->at] = v[0];
-    sila_module_local_grad(c->m, c->x, c->labels, c->targets, c->B, 0.0f, &st);
+    sila_module_local_grad(c->m, c->x, c->labels, c->targets, c->x, c->B, 0.0f, &st);
     return st.loss;
 }
 
 /* The module's local gradient of every sampled parameter of module 1
- * against central differences of its reported loss. */
-static void check_module_grad(const char *const *sets, int nsets, const char *what)
+ * against central differences of its reported loss, with step h (smaller
+ * where the ReLUs of a decoder make the loss kinked at the scale of 1e-2). */
+static void check_module_grad(const char *const *sets, int nsets, float h, const char *what)
 {
     enum { B = 6 };
     struct sila_job job;
@@ -394,26 +395,31 @@ static void check_module_grad(const char *const *sets, int nsets, const char *wh
     sila_softmax(q, z, B, 10, 2.0f);
     memset(q + 10, 0, sizeof *q * 10); /* sample 1 without target */
     struct sila_step_stats st;
-    sila_module_local_grad(m, x, y, q, B, 0.0f, &st);
+    sila_module_local_grad(m, x, y, q, x, B, 0.0f, &st);
     float *grads = malloc(sizeof *grads * m->nparams);
     ck_assert_ptr_nonnull(grads);
     memcpy(grads, m->grads, sizeof *grads * m->nparams);
     struct module_ctx c = {m, x, q, y, B, 0};
     struct value_fn fn = {module_value, &c};
-    double gmax = 0.0, err2 = 0.0, norm2 = 0.0;
-    for (size_t i = 0; i < m->nparams; i += 1 + m->nparams / 60) {
-        float v = m->params[i], vp = v + 1e-2f, vm = v - 1e-2f;
+    /* every body parameter (what crosses into the body is where the terms
+     * meet), then a sample of the head's and the extras' */
+    double gmax = 0.0, err2[2] = {0}, norm2[2] = {0};
+    for (size_t i = 0; i < m->nparams; i += i < m->body_params ? 1 : 1 + m->nparams / 60) {
+        float v = m->params[i], vp = v + h, vm = v - h;
         c.at = i;
         double lp = module_value(&fn, &vp), lm = module_value(&fn, &vm);
         m->params[i] = v;
         double g = (lp - lm) / ((double)vp - (double)vm);
+        int part = i >= m->body_params;
         gmax = fmax(gmax, fabs(g));
-        err2 += (grads[i] - g) * (grads[i] - g);
-        norm2 += g * g + (double)grads[i] * grads[i];
+        err2[part] += (grads[i] - g) * (grads[i] - g);
+        norm2[part] += g * g + (double)grads[i] * grads[i];
     }
     ck_assert_msg(gmax > 0.0, "%s: zero gradient", what);
-    ck_assert_msg(sqrt(err2 / norm2) <= 1e-2, "%s: relative gradient error %.3g", what,
-                  sqrt(err2 / norm2));
+    for (int part = 0; part < 2; part++)
+        ck_assert_msg(sqrt(err2[part] / norm2[part]) <= 1e-2,
+                      "%s: relative gradient error %.3g of the %s", what,
+                      sqrt(err2[part] / norm2[part]), part ? "head and extras" : "body");
     free(grads);
     sila_module_free(m);
     sila_job_fini(&job);
@@ -426,11 +432,20 @@ START_TEST(test_module_gradients)
     const char *const collab[] = {"objective.kind=collab", "objective.collab_beta=0.4"};
     const char *const red[] = {"objective.redundancy=0.8"};
     const char *const ks[] = {"objective.kernel_similarity=0.9"};
-    check_module_grad(ce, 1, "ce");
-    check_module_grad(sila, 2, "sila");
-    check_module_grad(collab, 2, "collab");
-    check_module_grad(red, 1, "redundancy");
-    check_module_grad(ks, 1, "kernel_similarity");
+    /* InfoPro: the decoder's reconstruction of the input, the head's loss
+     * weighted; and with InfoPro's own head */
+    const char *const recon[] = {"objective.recon_first=0.7", "objective.task_first=0.6"};
+    const char *const recon_only[] = {"objective.recon_first=2", "objective.task_first=0"};
+    const char *const infopro[] = {"objective.recon_first=1.5", "objective.aux=infopro",
+                                   "objective.aux_hidden=8"};
+    check_module_grad(ce, 1, 1e-2f, "ce");
+    check_module_grad(sila, 2, 1e-2f, "sila");
+    check_module_grad(collab, 2, 1e-2f, "collab");
+    check_module_grad(red, 1, 1e-2f, "redundancy");
+    check_module_grad(ks, 1, 1e-2f, "kernel_similarity");
+    check_module_grad(recon, 2, 1e-3f, "reconstruction");
+    check_module_grad(recon_only, 2, 1e-3f, "reconstruction alone");
+    check_module_grad(infopro, 3, 1e-3f, "reconstruction with the infopro head");
 }
 END_TEST
 
@@ -452,9 +467,9 @@ static float *params_after_steps(const char *layers, const char *const *sets, in
         fill_normal(z, B * 10, 2.0f, 400 + (uint64_t)s);
         sila_softmax(q, z, B, 10, 2.0f);
         struct sila_step_stats st;
-        sila_module_local_step(m, x, y, q, B, 0.05f, 0.0f, &st);
+        sila_module_local_step(m, x, y, q, x, B, 0.05f, 0.0f, &st);
     }
-    *ret_n = m->body_params + m->head_params; /* the twin's, if any, are extra */
+    *ret_n = m->body_params + m->head_params; /* the twin's and decoder's, if any, are extra */
     float *p = malloc(sizeof *p * *ret_n);
     ck_assert_ptr_nonnull(p);
     memcpy(p, m->params, sizeof *p * *ret_n);
@@ -487,6 +502,11 @@ static const struct zero_case zero_cases[] = {
      smooth_layers,
      {"objective.kernel_similarity=0"},
      {"objective.kernel_similarity=0.01"}},
+    {"reconstruction",
+     smooth_layers,
+     {"objective.recon_first=0", "objective.recon_last=0", "objective.task_first=1"},
+     {"objective.recon_first=0.01"}},
+    {"task weight", smooth_layers, {"objective.task_first=1"}, {"objective.task_first=0.9"}},
 };
 
 static int count(const char *const *sets)

@@ -401,7 +401,7 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
             continue;
         }
         struct sila_step_stats st;
-        x = sila_module_local_step(w->mods[k], x, v->labels, v->targets, (int)h->n, lr,
+        x = sila_module_local_step(w->mods[k], x, v->labels, v->targets, v->x, (int)h->n, lr,
                                    w->job.label_smoothing, &st);
         int r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
         if (r)
@@ -642,6 +642,12 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     for (int k = w->first; k <= w->last; k++) {
         if ((r = sila_module_new(&w->mods[k], &w->job, k, w->job.batch, err)))
             return r;
+        if (w->mods[k]->decoder && w->first > 0)
+            return sila_err_set(err, -ENOTSUP,
+                                "module %d reconstructs the network's input (InfoPro), which "
+                                "reaches only the worker of module 1: host modules 1-%d on one "
+                                "worker, or train --inproc",
+                                k + 1, k + 1);
         size_t in = sila_shape_size(sila_net_in_shape(w->mods[k]->body));
         if (k > 0 && !(w->din[k] = malloc(sizeof(float) * in * w->job.batch)))
             return sila_err_set(err, -ENOMEM, "out of memory");

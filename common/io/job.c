@@ -65,7 +65,7 @@ struct key {
 };
 
 static const char *const algo_names[] = {"e2e", "local", "pgl", NULL};
-static const char *const aux_names[] = {"linear", "conv", "mlp", "dgl", NULL};
+static const char *const aux_names[] = {"linear", "conv", "mlp", "dgl", "infopro", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
 static const char *const global_state_names[] = {"shared", "separate", NULL};
@@ -144,10 +144,15 @@ static const struct key sched_keys[] = {
         ENUM("aux", AT(aux), 0, aux_names), NUM("aux_hidden", K_INT, AT(aux_hidden), 1, 65536, 0), \
         NUM("aux_grid", K_INT, AT(aux_grid), 1, 64, 0),                                            \
         NUM("aux_convs", K_INT, AT(aux_convs), 0, SILA_AUX_MAX_LAYERS, 0),                         \
-        NUM("aux_mlp", K_INT, AT(aux_mlp), 0, SILA_AUX_MAX_LAYERS, 0)
+        NUM("aux_mlp", K_INT, AT(aux_mlp), 0, SILA_AUX_MAX_LAYERS, 0),                             \
+        NUM("recon_first", K_FLOAT, AT(recon_first), 0, INF, 0),                                   \
+        NUM("recon_last", K_FLOAT, AT(recon_last), 0, INF, 0),                                     \
+        NUM("task_first", K_FLOAT, AT(task_first), 0, INF, 0),                                     \
+        NUM("task_last", K_FLOAT, AT(task_last), 0, INF, 0),                                       \
+        NUM("recon_width", K_INT, AT(recon_width), 1, 4096, 0)
 #define JOB_OBJ(f) offsetof(struct sila_job, objective.f)
 #define MOD_OBJ(f) offsetof(struct sila_job_module, objective.f)
-#define NOBJECTIVE_KEYS 13
+#define NOBJECTIVE_KEYS 18
 
 static const struct key objective_keys[] = {
     OBJECTIVE_KEYS(JOB_OBJ, "kind"),
@@ -182,6 +187,7 @@ static const unsigned layer_key_mask[SILA_LAYER_KIND_MAX + 1] = {
     [SILA_LAYER_DROPOUT] = LK_P,
     [SILA_LAYER_DROPPATH] = LK_P,
     [SILA_LAYER_ADAPTIVE_AVGPOOL] = LK_OUT,
+    [SILA_LAYER_UPSAMPLE] = LK_OUT,
 };
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -1113,10 +1119,11 @@ static bool has_filters(const struct sila_layer_spec *s)
 
 /* Objective key `name` of module m cannot apply there (why): an error when
  * the module's own [module] sets it, else the key takes its plain value (ce,
- * no penalty). */
+ * no penalty, no reconstruction, task weight 1). */
 static int not_here(struct parser *p, int m, const char *name, const char *why)
 {
-    static const struct sila_objective plain = {.kind = SILA_OBJ_CE};
+    static const struct sila_objective plain = {
+        .kind = SILA_OBJ_CE, .task_first = 1.0f, .task_last = 1.0f};
     struct sila_job_module *mod = &p->job->modules[m];
     int i = find_key(&sections[SEC_OBJECTIVE], name);
     if (mod->objective_set & (1u << i))
@@ -1127,7 +1134,8 @@ static int not_here(struct parser *p, int m, const char *name, const char *why)
 }
 
 /* Whether module m's aux head can take the module's output: mlp pools to
- * 2x2, dgl pools a feature map; linear and conv take any (C, H, W). */
+ * 2x2, dgl and infopro convolve a feature map; linear and conv take any
+ * (C, H, W). */
 static int check_head(struct parser *p, int m)
 {
     const struct sila_objective *o = &p->job->modules[m].objective;
@@ -1138,11 +1146,11 @@ static int check_head(struct parser *p, int m)
                               "an mlp head pools to 2x2 and needs an output of at least 2x2, the "
                               "module ends in %dx%dx%d (use linear or conv)",
                               z.c, z.h, z.w);
-    if (o->aux == SILA_AUX_DGL && z.h == 1 && z.w == 1)
+    if ((o->aux == SILA_AUX_DGL || o->aux == SILA_AUX_INFOPRO) && z.h == 1 && z.w == 1)
         return fail_objective(p, m, i,
-                              "a dgl head pools a feature map and needs an output larger than "
-                              "1x1, the module ends in %dx1x1 (use linear or mlp)",
-                              z.c);
+                              "a %s head convolves a feature map and needs an output larger "
+                              "than 1x1, the module ends in %dx1x1 (use linear or mlp)",
+                              sila_aux_kind_name(o->aux), z.c);
     return 0;
 }
 
@@ -1169,6 +1177,12 @@ static int resolve_objectives(struct parser *p)
         int r = 0;
         if (last && o->kind == SILA_OBJ_SILA)
             r = not_here(p, m, "kind", "the last module has no aux head to give a twin");
+        static const char *const infopro_keys[] = {"recon_first", "recon_last", "task_first",
+                                                   "task_last"};
+        for (int i = 0; r == 0 && last && i < 4; i++)
+            r = not_here(p, m, infopro_keys[i],
+                         "the last module trains the classifier's loss: InfoPro's weights are "
+                         "for the modules with a head");
         if (r == 0 && last && o->redundancy > 0.0f)
             r = not_here(p, m, "redundancy",
                          "the last module's output is the classifier's logits, not features to "
@@ -1245,7 +1259,10 @@ static void set_defaults(struct sila_job *j)
                                            .aux_hidden = 256,
                                            .aux_grid = 8,
                                            .aux_convs = 2,
-                                           .aux_mlp = 2};
+                                           .aux_mlp = 2,
+                                           .task_first = 1.0f,
+                                           .task_last = 1.0f,
+                                           .recon_width = 12};
     j->collab_rate = 0.5f;
 }
 
@@ -1363,7 +1380,7 @@ const char *sila_algorithm_name(enum sila_algorithm a)
 
 const char *sila_aux_kind_name(enum sila_aux_kind k)
 {
-    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_DGL ? aux_names[k - 1] : NULL;
+    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_INFOPRO ? aux_names[k - 1] : NULL;
 }
 
 const char *sila_objective_name(enum sila_objective_kind k)
@@ -1373,7 +1390,23 @@ const char *sila_objective_name(enum sila_objective_kind k)
 
 bool sila_objective_is_plain(const struct sila_objective *o)
 {
-    return o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f;
+    return o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f &&
+           o->recon_first == 0.0f && o->recon_last == 0.0f && o->task_first == 1.0f &&
+           o->task_last == 1.0f;
+}
+
+/* a (1 - r) + b r, exactly a when a == b. */
+static float lerp(float a, float b, float r)
+{
+    return a == b ? a : a * (1.0f - r) + b * r;
+}
+
+void sila_objective_infopro_weights(const struct sila_objective *o, int k, int K,
+                                    float *ret_recon, float *ret_task)
+{
+    float r = K > 2 ? (float)k / (float)(K - 2) : 0.0f;
+    *ret_recon = lerp(o->recon_first, o->recon_last, r);
+    *ret_task = lerp(o->task_first, o->task_last, r);
 }
 
 bool sila_job_uses_collab(const struct sila_job *job)

@@ -33,6 +33,8 @@ enum sila_aux_kind {
     SILA_AUX_DGL = 4,    /* DGL's head: adaptive avgpool to grid x grid, convs x (1x1 conv
                             +BN+ReLU), adaptive avgpool to 2x2, flatten, mlp x (linear+BN
                             +ReLU), linear to C */
+    SILA_AUX_INFOPRO = 5, /* InfoPro's task head: conv3x3 (C->2C, stride 2 while H > 8,
+                             else C->C) +BN+ReLU, gap, linear to hidden, ReLU, linear to C */
 };
 
 /* A module's local objective (METHODS.md section 4, docs/methods.md). */
@@ -61,6 +63,11 @@ struct sila_objective {
     int aux_grid;            /* dgl: side of the first pooling (8) */
     int aux_convs;           /* dgl: 1x1 conv+BN+ReLU layers at the module's width (2) */
     int aux_mlp;             /* dgl: hidden linear+BN+ReLU layers (2) */
+    /* InfoPro: the weights of the input's reconstruction (lambda_x) and of
+     * the head's loss (lambda_y) at the first and at the last module with a
+     * head, linear in the module's depth between them (0 0 1 1: plain). */
+    float recon_first, recon_last, task_first, task_last;
+    int recon_width; /* channels of the reconstruction decoder's hidden conv (12) */
 };
 
 /* Where global (PGL) steps keep their optimizer state. */
@@ -160,6 +167,11 @@ const char *sila_aux_kind_name(enum sila_aux_kind k);
 const char *sila_objective_name(enum sila_objective_kind k);
 /* Whether o is plain ce without penalties (what a module does by default). */
 bool sila_objective_is_plain(const struct sila_objective *o);
+/* InfoPro's weights of module k of K (0-based, k < K - 1): the
+ * reconstruction's into *ret_recon and the head loss's into *ret_task,
+ * interpolated from o's first and last values by k / (K - 2). */
+void sila_objective_infopro_weights(const struct sila_objective *o, int k, int K,
+                                    float *ret_recon, float *ret_task);
 /* Whether any module of job trains with the collab objective (the soft
  * targets then travel with the batches). */
 bool sila_job_uses_collab(const struct sila_job *job);

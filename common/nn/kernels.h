@@ -109,6 +109,14 @@ void sila_adapool_forward(float *out, const float *in, int B, int C, int H, int 
 void sila_adapool_backward(float *din, const float *dout, int B, int C, int H, int W, int OH,
                            int OW);
 
+/* ---- bilinear upsampling: in (B, C, H, W) -> out (B, C, OH, OW) -------- */
+/* PyTorch's interpolate(mode='bilinear', align_corners=True): output row o
+ * samples input row o (H-1)/(OH-1) (0 when OH = 1), columns likewise. The
+ * backward pass writes (not adds) din. Any sizes >= 1. */
+void sila_upsample_forward(float *out, const float *in, int B, int C, int H, int W, int OH, int OW);
+void sila_upsample_backward(float *din, const float *dout, int B, int C, int H, int W, int OH,
+                            int OW);
+
 /* ---- global average pool: out (B, C) = mean over HW of in (B, C, HW) --- */
 void sila_gap_forward(float *out, const float *in, int B, int C, int HW);
 void sila_gap_backward(float *din, const float *dout, int B, int C, int HW);

@@ -21,6 +21,7 @@ static const char *const kind_names[] = {
     [SILA_LAYER_DROPOUT] = "dropout",
     [SILA_LAYER_DROPPATH] = "droppath",
     [SILA_LAYER_ADAPTIVE_AVGPOOL] = "adaptive_avgpool",
+    [SILA_LAYER_UPSAMPLE] = "upsample",
 };
 
 const char *sila_layer_kind_name(enum sila_layer_kind kind)
@@ -208,6 +209,7 @@ static int build_kind(struct sila_layer *L, const char *prefix, struct sila_buil
         L->out = (struct sila_shape){L->in.c, 1, 1};
         return 0;
     case SILA_LAYER_ADAPTIVE_AVGPOOL:
+    case SILA_LAYER_UPSAMPLE:
         if (L->spec.out < 1)
             return shape_error(err, prefix, L, "needs out >= 1");
         L->out = (struct sila_shape){L->in.c, L->spec.out, L->spec.out};
@@ -345,6 +347,9 @@ void sila_layer_forward(struct sila_layer *L, const float *in, const struct sila
     case SILA_LAYER_ADAPTIVE_AVGPOOL:
         sila_adapool_forward(L->y, in, B, L->in.c, L->in.h, L->in.w, L->out.h, L->out.w);
         break;
+    case SILA_LAYER_UPSAMPLE:
+        sila_upsample_forward(L->y, in, B, L->in.c, L->in.h, L->in.w, L->out.h, L->out.w);
+        break;
     case SILA_LAYER_FLATTEN:
         L->y = (float *)in; /* a view: flatten never writes */
         break;
@@ -412,6 +417,9 @@ void sila_layer_backward(struct sila_layer *L, const float *in, const float *dou
         break;
     case SILA_LAYER_ADAPTIVE_AVGPOOL:
         sila_adapool_backward(din, dout, B, L->in.c, L->in.h, L->in.w, L->out.h, L->out.w);
+        break;
+    case SILA_LAYER_UPSAMPLE:
+        sila_upsample_backward(din, dout, B, L->in.c, L->in.h, L->in.w, L->out.h, L->out.w);
         break;
     case SILA_LAYER_FLATTEN:
         memcpy(din, dout, sizeof *din * n_in);

@@ -60,6 +60,20 @@ int sila_aux_head_specs(const struct sila_objective *o, struct sila_shape in, in
         specs[n++] = sila_layer_spec_default(SILA_LAYER_FLATTEN);
         add_bn_relu_layers(specs, &n, 2, SILA_LAYER_LINEAR, o->aux_hidden, true);
         break;
+    case SILA_AUX_INFOPRO:
+        if (flat)
+            return -EINVAL;
+        specs[n] = sila_layer_spec_default(SILA_LAYER_CONV2D);
+        specs[n].out = in.h > 8 ? 2 * in.c : in.c;
+        specs[n].stride = in.h > 8 ? 2 : 1;
+        specs[n].pad = 1, specs[n++].bias = false;
+        specs[n++] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
+        specs[n++] = sila_layer_spec_default(SILA_LAYER_RELU);
+        specs[n++] = sila_layer_spec_default(SILA_LAYER_GAP);
+        specs[n] = sila_layer_spec_default(SILA_LAYER_LINEAR);
+        specs[n++].out = o->aux_hidden;
+        specs[n++] = sila_layer_spec_default(SILA_LAYER_RELU);
+        break;
     case SILA_AUX_DGL:
         if (flat || o->aux_convs > SILA_AUX_MAX_LAYERS || o->aux_mlp > SILA_AUX_MAX_LAYERS)
             return -EINVAL;
@@ -98,6 +112,30 @@ static bool is_filter_bank(const struct sila_tensor *t)
     return t->role == SILA_TENSOR_WEIGHT && t->ndim == 4;
 }
 
+/* InfoPro's decoder (sila's reading of its code): the body output z
+ * upsampled (bilinear) to the input's size, conv3x3 to recon_width + BN +
+ * ReLU, conv3x3 to the input's channels: one logit per input pixel. */
+static int build_decoder(struct sila_module *m, const struct sila_job *job, struct sila_shape z,
+                         int max_batch, struct sila_err *err)
+{
+    struct sila_shape in = job->input;
+    if (in.h != in.w)
+        return sila_err_set(err, -EINVAL,
+                            "module %d: reconstruction needs a square input, the job's is %dx%d",
+                            m->index + 1, in.h, in.w);
+    struct sila_layer_spec specs[5];
+    specs[0] = sila_layer_spec_default(SILA_LAYER_UPSAMPLE);
+    specs[0].out = in.h;
+    specs[1] = sila_layer_spec_default(SILA_LAYER_CONV2D);
+    specs[1].out = m->obj.recon_width, specs[1].pad = 1, specs[1].bias = false;
+    specs[2] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
+    specs[3] = sila_layer_spec_default(SILA_LAYER_RELU);
+    specs[4] = sila_layer_spec_default(SILA_LAYER_CONV2D);
+    specs[4].out = in.c, specs[4].pad = 1;
+    m->norm = sila_dataset_default_norm(job->dataset);
+    return sila_net_new(&m->decoder, specs, 5, z, max_batch, err);
+}
+
 static int build_nets(struct sila_module *m, const struct sila_job *job, int k, int max_batch,
                       struct sila_err *err)
 {
@@ -122,8 +160,10 @@ static int build_nets(struct sila_module *m, const struct sila_job *job, int k, 
         return r;
     if (has_twin(&m->obj) && (r = sila_net_new(&m->twin, specs, n, z, max_batch, err)))
         return r;
-    if (second_pass(&m->obj))
-        r = sila_net_new(&m->head2, specs, n, z, max_batch, err);
+    if (second_pass(&m->obj) && (r = sila_net_new(&m->head2, specs, n, z, max_batch, err)))
+        return r;
+    if (m->recon_weight > 0.0f)
+        r = build_decoder(m, job, z, max_batch, err);
     return r;
 }
 
@@ -137,7 +177,7 @@ static size_t buffer_count(const struct sila_net *net)
     return net ? sila_net_buffer_count(net) : 0;
 }
 
-/* Floats of one optimizer state set: body's, head's, twin's. */
+/* Floats of one optimizer state set: body's, head's, twin's and decoder's. */
 static size_t state_floats(const struct sila_module *m)
 {
     size_t nb = m->body_params, nh = m->head_params, nt = m->nparams - nb - nh;
@@ -163,20 +203,32 @@ static size_t scratch_floats(const struct sila_module *m, int max_batch)
     return need;
 }
 
+/* The decoder's buffers, for batches of max_batch (see struct sila_module). */
+static int alloc_recon(struct sila_module *m, int max_batch)
+{
+    size_t nin = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->decoder));
+    size_t nout = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->body));
+    m->recon_target = malloc(sizeof *m->recon_target * nin);
+    m->drecon = malloc(sizeof *m->drecon * nin);
+    m->dz_recon = malloc(sizeof *m->dz_recon * nout);
+    return m->recon_target && m->drecon && m->dz_recon ? 0 : -ENOMEM;
+}
+
 /* One arena for params | grads | optimizer state(s); buffers apart. Params
- * and buffers are laid out body | head | twin; the second pass's nets share
- * the body's and the head's. */
+ * and buffers are laid out body | head | twin | decoder; the second pass's
+ * nets share the body's and the head's. */
 static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_global)
 {
     size_t hb = buffer_count(m->head), tb = buffer_count(m->twin), tp = param_count(m->twin);
+    size_t db = buffer_count(m->decoder);
     m->body_params = sila_net_param_count(m->body);
     m->head_params = param_count(m->head);
     m->body_buffers = sila_net_buffer_count(m->body);
-    m->nparams = m->body_params + m->head_params + tp;
+    m->nparams = m->body_params + m->head_params + tp + param_count(m->decoder);
     size_t nstate = state_floats(m);
     size_t nsets = separate_global ? 2 : 1;
     m->arena = calloc(2 * m->nparams + nsets * nstate + 1, sizeof *m->arena);
-    m->buffers = calloc(m->body_buffers + hb + tb + 1, sizeof *m->buffers);
+    m->buffers = calloc(m->body_buffers + hb + tb + db + 1, sizeof *m->buffers);
     size_t nout = sila_shape_size(sila_net_out_shape(m->body));
     m->dhead = malloc(sizeof *m->dhead * max_batch * m->nclasses);
     m->dz = malloc(sizeof *m->dz * max_batch * nout);
@@ -189,6 +241,8 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
         if (!m->dpeer || !m->dz2 || !m->scratch)
             return -ENOMEM;
     }
+    if (m->decoder && alloc_recon(m, max_batch))
+        return -ENOMEM;
     m->params = m->arena;
     m->grads = m->arena + m->nparams;
     m->opt_state = m->arena + 2 * m->nparams;
@@ -204,6 +258,8 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
         sila_net_bind(m->head2, m->params + h, m->grads + h, hbuf);
     if (m->twin)
         sila_net_bind(m->twin, m->params + t, m->grads + t, hbuf + hb);
+    if (m->decoder)
+        sila_net_bind(m->decoder, m->params + t + tp, m->grads + t + tp, hbuf + hb + tb);
     return 0;
 }
 
@@ -218,6 +274,10 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
     m->nclasses = job->nclasses;
     m->optim = job->optim;
     m->obj = job->modules[k].objective;
+    m->task_weight = 1.0f;
+    if (k < job->nmodules - 1)
+        sila_objective_infopro_weights(&m->obj, k, job->nmodules, &m->recon_weight,
+                                       &m->task_weight);
     int r = build_nets(m, job, k, max_batch, err);
     m->heads_in_global = job->heads_in_global;
     if (r == 0 && (r = alloc_blocks(m, max_batch, job->global_state == SILA_GLOBAL_SEPARATE)))
@@ -233,6 +293,8 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
         sila_net_init_params(m->head, &init);
     if (m->twin)
         sila_net_init_params(m->twin, &init);
+    if (m->decoder)
+        sila_net_init_params(m->decoder, &init);
     sila_rng_seed(&m->rng, job->seed, 2000 + (uint64_t)k);
     *ret_m = m;
     return 0;
@@ -245,6 +307,7 @@ void sila_module_free(struct sila_module *m)
     sila_net_free(m->body);
     sila_net_free(m->head);
     sila_net_free(m->twin);
+    sila_net_free(m->decoder);
     sila_net_free(m->body2);
     sila_net_free(m->head2);
     free(m->arena);
@@ -254,6 +317,9 @@ void sila_module_free(struct sila_module *m)
     free(m->dpeer);
     free(m->dz2);
     free(m->scratch);
+    free(m->recon_target);
+    free(m->drecon);
+    free(m->dz_recon);
     free(m);
 }
 
@@ -268,7 +334,7 @@ static double head_loss(struct sila_module *m, const float *logits, const int32_
 }
 
 /* Optimizer step of the body, and of the head (and in local steps the
- * twin) when it took part. Body and head keep separate state and step
+ * twin and the decoder) when it took part. Body and head keep separate state and step
  * counts (a head sits out global steps with mu = 0, as a PyTorch parameter
  * without a gradient would); the twin learns in local steps only and
  * counts the head's steps (AdamW's bias correction then lags by the head's
@@ -296,7 +362,7 @@ static void update(struct sila_module *m, float lr, bool with_head, bool global)
  * classifier's) and on the peer's (the twin's, or the second pass's; NULL
  * when the objective has none): gradients written into m->dhead and
  * m->dpeer. */
-static double objective_loss(struct sila_module *m, const float *a, const float *peer,
+static double head_objective_loss(struct sila_module *m, const float *a, const float *peer,
                              const int32_t *labels, const float *targets, int B, float smoothing)
 {
     const struct sila_objective *o = &m->obj;
@@ -314,6 +380,49 @@ static double objective_loss(struct sila_module *m, const float *a, const float 
         return sila_cosub_loss(m->dhead, m->dpeer, a, peer, labels, B, C, smoothing,
                                o->cosub_weight, m->scratch);
     return sila_ce_loss(m->dhead, a, labels, B, C, smoothing, 1.0f);
+}
+
+/* head_objective_loss weighted by the module's task weight (InfoPro's
+ * lambda_y; 1 leaves it untouched). */
+static double objective_loss(struct sila_module *m, const float *a, const float *peer,
+                             const int32_t *labels, const float *targets, int B, float smoothing)
+{
+    double v = head_objective_loss(m, a, peer, labels, targets, B, smoothing);
+    float w = m->task_weight;
+    if (w == 1.0f)
+        return v;
+    size_t n = (size_t)B * m->nclasses;
+    for (size_t i = 0; i < n; i++)
+        m->dhead[i] *= w;
+    for (size_t i = 0; peer && i < n; i++)
+        m->dpeer[i] *= w;
+    return w * v;
+}
+
+/* InfoPro's term: the decoder's reconstruction of the network's input
+ * image (B, input, normalised) from the body output z, as the sigmoid
+ * binary cross-entropy against the image's pixels in [0, 1], averaged over
+ * every pixel and weighted by m->recon_weight. Adds its gradient into
+ * m->dz; returns its weighted value. */
+static double reconstruction(struct sila_module *m, const float *z, const float *image, int B)
+{
+    struct sila_shape in = sila_net_out_shape(m->decoder);
+    size_t hw = (size_t)in.h * in.w, n = sila_shape_size(in);
+    for (size_t b = 0; b < (size_t)B; b++)
+        for (int c = 0; c < in.c; c++)
+            for (size_t i = 0; i < hw; i++) {
+                size_t at = b * n + c * hw + i;
+                m->recon_target[at] = image[at] * m->norm.std[c] + m->norm.mean[c];
+            }
+    const float *r = sila_net_forward(m->decoder, z, B, true, &m->rng);
+    float w = m->recon_weight;
+    memset(m->drecon, 0, sizeof *m->drecon * B * n);
+    double v = sila_bce_logits_loss(m->drecon, r, m->recon_target, B, (int)n, w);
+    sila_net_backward(m->decoder, z, m->drecon, m->dz_recon, B);
+    size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
+    for (size_t i = 0; i < nout; i++)
+        m->dz[i] += m->dz_recon[i];
+    return w * v;
 }
 
 /* Adds the filter-similarity penalty of every conv weight of the body into
@@ -334,8 +443,8 @@ static double filter_penalty(struct sila_module *m)
 }
 
 const float *sila_module_local_grad(struct sila_module *m, const float *x, const int32_t *labels,
-                                    const float *targets, int B, float smoothing,
-                                    struct sila_step_stats *ret_stats)
+                                    const float *targets, const float *image, int B,
+                                    float smoothing, struct sila_step_stats *ret_stats)
 {
     const struct sila_objective *o = &m->obj;
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
@@ -361,6 +470,8 @@ const float *sila_module_local_grad(struct sila_module *m, const float *x, const
         } else if (z2) {
             sila_net_backward(m->head2, z2, m->dpeer, m->dz2, B);
         }
+        if (m->decoder)
+            loss += reconstruction(m, z, image, B);
         if (o->redundancy > 0.0f)
             loss +=
                 o->redundancy * sila_redundancy_penalty(m->dz, z, B, sila_net_out_shape(m->body),
@@ -377,10 +488,11 @@ const float *sila_module_local_grad(struct sila_module *m, const float *x, const
 }
 
 const float *sila_module_local_step(struct sila_module *m, const float *x, const int32_t *labels,
-                                    const float *targets, int B, float lr, float smoothing,
-                                    struct sila_step_stats *ret_stats)
+                                    const float *targets, const float *image, int B, float lr,
+                                    float smoothing, struct sila_step_stats *ret_stats)
 {
-    const float *z = sila_module_local_grad(m, x, labels, targets, B, smoothing, ret_stats);
+    const float *z =
+        sila_module_local_grad(m, x, labels, targets, image, B, smoothing, ret_stats);
     update(m, lr, true, false);
     return z;
 }
@@ -450,7 +562,7 @@ const float *sila_module_eval(struct sila_module *m, const float *x, const int32
 
 struct sila_module_layout sila_module_layout(const struct sila_module *m)
 {
-    size_t hb = buffer_count(m->head) + buffer_count(m->twin);
+    size_t hb = buffer_count(m->head) + buffer_count(m->twin) + buffer_count(m->decoder);
     return (struct sila_module_layout){.params = m->nparams,
                                        .optimizer = state_floats(m) * (m->opt_state_global ? 2 : 1),
                                        .buffers = m->body_buffers + hb,

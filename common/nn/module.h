@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dataset.h"
 #include "job.h"
 #include "net.h"
 #include "optim.h"
@@ -21,15 +22,18 @@ struct sila_module {
     struct sila_net *body; /* owned */
     struct sila_net *head; /* owned; NULL for the last module */
     struct sila_net *twin; /* owned: the head's siamese twin (objective sila), else NULL */
+    /* owned: InfoPro's decoder from the body output to the network's input
+     * (logits of its pixels), when the module reconstructs; else NULL */
+    struct sila_net *decoder;
     /* Objective cosub: nets of the second pass, bound to the parameters of
      * body and head (owned; else NULL). */
     struct sila_net *body2, *head2;
     struct sila_objective obj; /* of its local steps */
     int nclasses;
     float *arena;          /* owned: params | grads | optimizer states (below) */
-    size_t nparams;        /* body + head + twin */
+    size_t nparams;        /* body + head + twin + decoder */
     size_t body_params;    /* the first body_params of params belong to the body */
-    size_t head_params;    /* then the head's, then the twin's */
+    size_t head_params;    /* then the head's, then the twin's and the decoder's */
     float *params, *grads; /* views into arena */
     /* Optimizer state, body's then head's: one set, and a second for global
      * steps when the job asks for separate global state (else NULL). */
@@ -47,6 +51,14 @@ struct sila_module {
      * twin's or the second pass's logits (max_batch, nclasses) and output
      * (max_batch, body out), and the loss terms' scratch. */
     float *dpeer, *dz2, *scratch;
+    /* InfoPro (docs/methods.md): the weights of the reconstruction and of
+     * the head's loss at this module's depth (0 and 1 when plain); with a
+     * decoder, the normalisation the image is undone by, and owned
+     * buffers: the image's pixels (max_batch, input), the gradient of the
+     * decoder's output (same) and of the body output (max_batch, out). */
+    float recon_weight, task_weight;
+    struct sila_norm norm;
+    float *recon_target, *drecon, *dz_recon;
 };
 
 /* Head layer specs for the aux head that objective o names (kind and
@@ -94,21 +106,23 @@ struct sila_step_stats {
 
 /* The local objective of m (its job module's, docs/methods.md) on x (B, in)
  * with labels and, for collab, soft targets (B, nclasses; rows of zeros for
- * samples without one; NULL: none at all): forward in train mode through
- * body and head (twice for cosub, and the twin for sila), backward within
- * the module. Writes every parameter's gradient into m->grads (zeroed
+ * samples without one; NULL: none at all), and, for a module that
+ * reconstructs (m->decoder), the network's input batch `image` (B, the
+ * job's input shape, normalised; else unused, may be NULL): forward in
+ * train mode through body and head (twice for cosub, the twin for sila,
+ * the decoder for InfoPro), backward within the module. Writes every parameter's gradient into m->grads (zeroed
  * first) and the value and the head's hits into *ret_stats; updates
  * nothing else but the batch-norm running statistics and m->rng. Returns
  * the body output (B, out) of the first pass, valid until the next forward. */
 const float *sila_module_local_grad(struct sila_module *m, const float *x, const int32_t *labels,
-                                    const float *targets, int B, float smoothing,
-                                    struct sila_step_stats *ret_stats);
+                                    const float *targets, const float *image, int B,
+                                    float smoothing, struct sila_step_stats *ret_stats);
 
 /* Local step (greedy, DGL): sila_module_local_grad, then the update of
  * body, head and twin. Returns the body output as above. */
 const float *sila_module_local_step(struct sila_module *m, const float *x, const int32_t *labels,
-                                    const float *targets, int B, float lr, float smoothing,
-                                    struct sila_step_stats *ret_stats);
+                                    const float *targets, const float *image, int B, float lr,
+                                    float smoothing, struct sila_step_stats *ret_stats);
 
 /* Global step, forward half: body forward in train mode. Returns z (B, out). */
 const float *sila_module_global_forward(struct sila_module *m, const float *x, int B);

@@ -37,8 +37,9 @@ enum sila_layer_kind {
     SILA_LAYER_DROPOUT = 10,
     SILA_LAYER_DROPPATH = 11,
     SILA_LAYER_ADAPTIVE_AVGPOOL = 12,
+    SILA_LAYER_UPSAMPLE = 13,
 };
-#define SILA_LAYER_KIND_MAX SILA_LAYER_ADAPTIVE_AVGPOOL
+#define SILA_LAYER_KIND_MAX SILA_LAYER_UPSAMPLE
 
 /* One layer. Fields used per kind:
  *   linear:    out (features), bias
@@ -53,6 +54,8 @@ enum sila_layer_kind {
  *   dropout, droppath: p
  *   adaptive_avgpool: out (the output's side: (C, out, out), PyTorch's
  *              adaptive_avg_pool2d)
+ *   upsample:  out (the output's side: (C, out, out), bilinear with aligned
+ *              corners)
  *   relu, gap (global average pool, output (C,1,1)), flatten: nothing. */
 struct sila_layer_spec {
     enum sila_layer_kind kind;

@@ -1,4 +1,5 @@
-/* Max, average, adaptive average and global average pooling (see kernels.h). Planes are
+/* Max, average, adaptive average and global average pooling, and bilinear
+ * upsampling (see kernels.h). Planes are
  * shared among OpenMP threads. */
 #include <errno.h>
 #include <float.h>
@@ -161,6 +162,67 @@ void sila_adapool_backward(float *din, const float *dout, int B, int C, int H, i
                 for (int ih = h0; ih < h1; ih++)
                     for (int iw = w0; iw < w1; iw++)
                         dx[ih * W + iw] += d;
+            }
+        }
+    }
+}
+
+/* Where output position o of n samples an axis of `size`: the lower input
+ * index, the upper one (equal at the edge) and the weight of the upper. */
+struct lerp {
+    int lo, hi;
+    float t;
+};
+
+static struct lerp lerp_at(int o, int n, int size)
+{
+    float scale = n > 1 ? (float)(size - 1) / (float)(n - 1) : 0.0f;
+    float src = scale * (float)o;
+    int lo = (int)src;
+    if (lo > size - 1)
+        lo = size - 1;
+    return (struct lerp){lo, lo < size - 1 ? lo + 1 : lo, src - (float)lo};
+}
+
+void sila_upsample_forward(float *out, const float *in, int B, int C, int H, int W, int OH, int OW)
+{
+    size_t planes = (size_t)B * C, ihw = (size_t)H * W, ohw = (size_t)OH * OW;
+#pragma omp parallel for schedule(static) if (planes * ohw >= SILA_PARALLEL_MIN_ELEMS)
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = in + p * ihw;
+        float *y = out + p * ohw;
+        for (int oh = 0; oh < OH; oh++) {
+            struct lerp r = lerp_at(oh, OH, H);
+            const float *x0 = x + (size_t)r.lo * W, *x1 = x + (size_t)r.hi * W;
+            for (int ow = 0; ow < OW; ow++) {
+                struct lerp c = lerp_at(ow, OW, W);
+                float top = (1.0f - c.t) * x0[c.lo] + c.t * x0[c.hi];
+                float bottom = (1.0f - c.t) * x1[c.lo] + c.t * x1[c.hi];
+                y[oh * OW + ow] = (1.0f - r.t) * top + r.t * bottom;
+            }
+        }
+    }
+}
+
+void sila_upsample_backward(float *din, const float *dout, int B, int C, int H, int W, int OH,
+                            int OW)
+{
+    size_t planes = (size_t)B * C, ihw = (size_t)H * W, ohw = (size_t)OH * OW;
+#pragma omp parallel for schedule(static) if (planes * ohw >= SILA_PARALLEL_MIN_ELEMS)
+    for (size_t p = 0; p < planes; p++) {
+        float *dx = din + p * ihw;
+        const float *dy = dout + p * ohw;
+        memset(dx, 0, sizeof *dx * ihw);
+        for (int oh = 0; oh < OH; oh++) {
+            struct lerp r = lerp_at(oh, OH, H);
+            float *d0 = dx + (size_t)r.lo * W, *d1 = dx + (size_t)r.hi * W;
+            for (int ow = 0; ow < OW; ow++) {
+                struct lerp c = lerp_at(ow, OW, W);
+                float g = dy[oh * OW + ow], top = (1.0f - r.t) * g, bottom = r.t * g;
+                d0[c.lo] += (1.0f - c.t) * top;
+                d0[c.hi] += c.t * top;
+                d1[c.lo] += (1.0f - c.t) * bottom;
+                d1[c.hi] += c.t * bottom;
             }
         }
     }

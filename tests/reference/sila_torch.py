@@ -245,14 +245,19 @@ SCHED_KEYS = {
     "gamma": K(p_float, _f32(0.1), 0, 1, lo_open=True),
 }
 AUX_KEYS = {
-    "aux": K(p_enum("linear", "conv", "mlp", "dgl"), "linear"),
+    "aux": K(p_enum("linear", "conv", "mlp", "dgl", "infopro"), "linear"),
     "aux_hidden": K(p_int, 256, 1, 65536),
     "aux_grid": K(p_int, 8, 1, 64),
     "aux_convs": K(p_int, 2, 0, 4),
     "aux_mlp": K(p_int, 2, 0, 4),
+    "recon_first": K(p_float, 0.0, 0, INF),
+    "recon_last": K(p_float, 0.0, 0, INF),
+    "task_first": K(p_float, 1.0, 0, INF),
+    "task_last": K(p_float, 1.0, 0, INF),
+    "recon_width": K(p_int, 12, 1, 4096),
 }
-# [objective] and [module]: the aux head's keys, and the plain local
-# objective only (this reference trains ce).
+# [objective] and [module]: the aux head's keys and InfoPro's weights, and
+# the plain local objective otherwise (this reference trains ce).
 OBJECTIVE_KEYS = {"kind": K(p_enum("ce"), "ce"), **AUX_KEYS}
 MODULE_KEYS = {"objective": K(p_enum("ce"), "ce"), **AUX_KEYS}
 LAYER_KEYS = {
@@ -278,6 +283,7 @@ LAYER_KINDS = {
     "dropout": ("p",),
     "droppath": ("p",),
     "adaptive_avgpool": ("out",),
+    "upsample": ("out",),
 }
 UNIQUE = {"job": JOB_KEYS, "optimizer": OPTIM_KEYS, "schedule": SCHED_KEYS,
           "objective": OBJECTIVE_KEYS}
@@ -586,6 +592,9 @@ def build_layer(spec, shape, where):
         return GAP(), (c, 1, 1)
     if kind == "adaptive_avgpool":
         return nn.AdaptiveAvgPool2d(spec["out"]), (c, spec["out"], spec["out"])
+    if kind == "upsample":
+        return (nn.Upsample(size=(spec["out"], spec["out"]), mode="bilinear", align_corners=True),
+                (c, spec["out"], spec["out"]))
     if kind == "flatten":
         return Flatten(), (c * h * w, 1, 1)
     if kind == "dropout":
@@ -644,6 +653,15 @@ def aux_head_specs(jm, shape, nclasses):
             specs.append(s)
         specs.append(layer_default("flatten"))
         specs += bn_relu_layers(2, "linear", jm["aux_hidden"], True)
+    elif kind == "infopro":
+        if flat:
+            raise JobError("an infopro head cannot take a flat input")
+        s = layer_default("conv2d")
+        s.update(out=2 * c if h > 8 else c, stride=2 if h > 8 else 1, pad=1, bias=False)
+        lin = layer_default("linear")
+        lin["out"] = jm["aux_hidden"]
+        specs += [s, layer_default("batchnorm"), layer_default("relu"), layer_default("gap"),
+                  lin, layer_default("relu")]
     elif kind == "dgl":
         if flat:
             raise JobError("a dgl head cannot take a flat input")
@@ -659,36 +677,65 @@ def aux_head_specs(jm, shape, nclasses):
     return specs
 
 
+def infopro_weights(jm, k, K):
+    """sila_objective_infopro_weights: (recon, task) of module k of K, in float32."""
+    f = np.float32
+    r = f(k) / f(K - 2) if K > 2 else f(0)
+
+    def lerp(a, b):
+        return f(a) if f(a) == f(b) else f(a) * (f(1) - r) + f(b) * r
+    return (float(lerp(jm["recon_first"], jm["recon_last"])),
+            float(lerp(jm["task_first"], jm["task_last"])))
+
+
+def make_decoder(c, width, image):
+    """InfoPro's decoder (module.c build_decoder): upsample to the input's
+    size (bilinear, corners aligned), conv3x3 to width + BN + ReLU, conv3x3
+    to the input's channels; pixel logits."""
+    c0, h0, w0 = image
+    return nn.Sequential(nn.Upsample(size=(h0, w0), mode="bilinear", align_corners=True),
+                         nn.Conv2d(c, width, 3, 1, 1, bias=False),
+                         batchnorm(width, layer_default("batchnorm")), nn.ReLU(inplace=True),
+                         nn.Conv2d(width, c0, 3, 1, 1))
+
+
 class Module:
     """Module k: body, aux head (None for the last) and one optimizer for each."""
 
     def __init__(self, job, k, shape):
         jm = job["modules"][k]
         self.body, self.out_shape = build_net(jm["layers"], shape, job["path"])
-        self.head = None
+        self.head = self.decoder = None
+        self.recon_w, self.task_w = 0.0, 1.0
         if k < len(job["modules"]) - 1:
             c, h, w = self.out_shape
             if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/io/job.c check_head
                 raise JobError("%s:%d: [module] aux: module %d: an mlp head pools to 2x2 and "
                                "needs an output of at least 2x2, the module ends in %dx%dx%d "
                                "(use linear or conv)" % (job["path"], jm["line"], k + 1, c, h, w))
-            if jm["aux"] == "dgl" and h == 1 and w == 1:
-                raise JobError("%s:%d: [module] aux: module %d: a dgl head pools a feature map "
-                               "and needs an output larger than 1x1, the module ends in %dx1x1 "
-                               "(use linear or mlp)" % (job["path"], jm["line"], k + 1, c))
+            if jm["aux"] in ("dgl", "infopro") and h == 1 and w == 1:
+                raise JobError("%s:%d: [module] aux: module %d: a %s head convolves a feature "
+                               "map and needs an output larger than 1x1, the module ends in "
+                               "%dx1x1 (use linear or mlp)"
+                               % (job["path"], jm["line"], k + 1, jm["aux"], c))
             specs = aux_head_specs(jm, self.out_shape, job["nclasses"])
             self.head, _ = build_net(specs, self.out_shape, "module %d head" % (k + 1))
+            self.recon_w, self.task_w = infopro_weights(jm, k, len(job["modules"]))
+            if self.recon_w > 0:
+                self.decoder = make_decoder(c, jm["recon_width"], job["input"])
         if self.out_shape != (job["nclasses"], 1, 1) and self.head is None:
             raise JobError("%s: the network ends in %dx%dx%d, the last layer must output %dx1x1"
                            % (job["path"], *self.out_shape, job["nclasses"]))
         self.in_shape = shape
 
     def nets(self):
-        return [self.body] + ([self.head] if self.head is not None else [])
+        return [n for n in (self.body, self.head, self.decoder) if n is not None]
 
     def make_optimizers(self, optim):
         self.opt_body = make_optimizer(self.body.parameters(), optim)
         self.opt_head = make_optimizer(self.head.parameters(), optim) if self.head else None
+        self.opt_decoder = (make_optimizer(self.decoder.parameters(), optim)
+                            if self.decoder else None)
 
 
 def make_optimizer(params, o):
@@ -895,6 +942,10 @@ class Trainer:
             self.mods.append(m)
             shape = m.out_shape
         self.K = len(self.mods)
+        mean, std = NORM[job["dataset"]]
+        c0 = job["input"][0]
+        self.mean = torch.tensor(mean[:c0], dtype=torch.float32).view(1, c0, 1, 1)
+        self.std = torch.tensor(std[:c0], dtype=torch.float32).view(1, c0, 1, 1)
         self.smoothing = job["label_smoothing"]
         self.global_steps = 0
         self.spe = self.total = 1  # steps per epoch and in all: set by plan()
@@ -930,6 +981,7 @@ class Trainer:
         return t % P >= P - G
 
     def local_step(self, x, y, lr, losses):
+        image = x
         for k, m in enumerate(self.mods):
             m.opt_body.zero_grad(set_to_none=True)
             z = m.body(x)
@@ -938,12 +990,22 @@ class Trainer:
             else:
                 m.opt_head.zero_grad(set_to_none=True)
                 loss = self.ce(m.head(z), y)
+                if m.task_w != 1.0:
+                    loss = m.task_w * loss
+                if m.decoder is not None:  # module.c reconstruction()
+                    m.opt_decoder.zero_grad(set_to_none=True)
+                    pixels = image * self.std + self.mean
+                    loss = loss + m.recon_w * F.binary_cross_entropy_with_logits(
+                        m.decoder(z), pixels)
             loss.backward()
             set_lr(m.opt_body, lr)
             m.opt_body.step()
             if m.head is not None:
                 set_lr(m.opt_head, lr)
                 m.opt_head.step()
+            if m.decoder is not None:
+                set_lr(m.opt_decoder, lr)
+                m.opt_decoder.step()
             losses[k].append(loss.detach())
             x = z.detach()
 
