@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "check_main.h"
+#include "job.h"
 #include "module.h"
 #include "net.h"
 
@@ -1026,18 +1027,70 @@ START_TEST(test_net_conv_relu_dropout_avgpool)
 }
 END_TEST
 
+/* The aux head of module 1 of a job whose module 1 ends in 3x5x5 and whose
+ * module 2 has two blocks (what an auglocal head copies), under overrides;
+ * checks the number of specs. */
+static int head_of(const char *const *sets, int nsets, struct sila_layer_spec *specs, int want_n)
+{
+    static const char text[] = "[job]\nname = h\ndataset = fmnist\nepochs = 1\nbatch = 4\n"
+                               "algorithm = local\n[optimizer]\nlr = 0.1\n"
+                               "[module]\n[conv2d]\nout = 3\nkernel = 8\nstride = 5\n"
+                               "[module]\n[block]\nout = 4\nstride = 2\n[block]\nout = 4\n"
+                               "[gap]\n[linear]\nout = 10\n";
+    struct sila_job job;
+    struct sila_err err = {""};
+    ck_assert_msg(sila_job_parse(&job, "h.ini", text, strlen(text), sets, nsets, &err) == 0, "%s",
+                  err.msg);
+    int n;
+    ck_assert_int_eq(sila_aux_head_specs(&job, 0, shp(3, 5, 5), specs, &n), 0);
+    ck_assert_int_eq(n, want_n);
+    sila_job_fini(&job);
+    return n;
+}
+
 START_TEST(test_net_dgl_head)
 {
-    /* the dgl aux head as module.c builds it: pool to 3x3 from 5x5, two
-     * 1x1 conv+BN+ReLU, pool to 2x2, flatten, two linear+BN+ReLU, linear */
-    const struct sila_objective o = {
-        .aux = SILA_AUX_DGL, .aux_hidden = 6, .aux_grid = 3, .aux_convs = 2, .aux_mlp = 2};
+    /* the dgl aux head as module.c builds it: pool to 2x2 from 5x5, a 1x1
+     * conv+BN+ReLU, pool to 2x2, flatten, a linear+BN+ReLU, linear (more
+     * of each stack more batch norms, whose input gradients shrink to the
+     * differences' round-off) */
+    const char *const sets[] = {"objective.aux=dgl", "objective.aux_hidden=6",
+                                "objective.aux_grid=2", "objective.aux_convs=1",
+                                "objective.aux_mlp=1"};
     struct sila_layer_spec specs[SILA_AUX_MAX_SPECS];
-    int n;
-    ck_assert_int_eq(sila_aux_head_specs(&o, shp(3, 5, 5), 4, specs, &n), 0);
-    ck_assert_int_eq(n, 16);
+    int n = head_of(sets, 5, specs, 10);
+    /* the input of each ReLU: after each BN */
+    const struct gc_probe probes[] = {{specs, 3, 0, 0, 0}, {specs, 8, 0, 0, 0}};
     const struct gc_case c = gc_case_of("dgl head 3x5x5", specs, n, shp(3, 5, 5), 4, GC_H_KINK,
-                                        gen_normal, NULL, 0, 1450);
+                                        gen_normal, probes, 2, 1450);
+    gc_assert_case(&c);
+}
+END_TEST
+
+START_TEST(test_net_auglocal_head)
+{
+    /* depth 2: copies of both later blocks, the first at stride 2, then gap
+     * and the linear layer; depth 1: a copy of the last block alone, at
+     * stride 2 (it redoes the downsampling of the block it skips), gap, BN,
+     * linear, whose gradients are checked (the blocks' are in block_case) */
+    const char *const deep[] = {"objective.aux=auglocal", "objective.aux_depth=2"};
+    const char *const one[] = {"objective.aux=auglocal", "objective.aux_depth=1"};
+    struct sila_layer_spec specs[SILA_AUX_MAX_SPECS];
+    head_of(deep, 2, specs, 4);
+    ck_assert_int_eq(specs[0].kind, SILA_LAYER_BLOCK);
+    ck_assert_int_eq(specs[0].stride, 2);
+    ck_assert_int_eq(specs[1].kind, SILA_LAYER_BLOCK);
+    ck_assert_int_eq(specs[1].stride, 1);
+    ck_assert_int_eq(specs[2].kind, SILA_LAYER_GAP);
+    int n = head_of(one, 2, specs, 4);
+    ck_assert_int_eq(specs[0].kind, SILA_LAYER_BLOCK);
+    ck_assert_int_eq(specs[0].stride, 2);
+    ck_assert_int_eq(specs[2].kind, SILA_LAYER_BATCHNORM);
+    const struct sila_layer_spec relu1[] = {sp_conv(4, 3, 2, 1, false),
+                                            sp_kind(SILA_LAYER_BATCHNORM)};
+    const struct gc_probe probes[] = {{relu1, 2, 0, 0, 0}, {specs, 1, 0, 0, 0}};
+    const struct gc_case c = gc_case_of("auglocal head, depth 1", specs, n, shp(3, 5, 5), 4,
+                                        GC_H_KINK, gen_normal, probes, 2, 1461);
     gc_assert_case(&c);
 }
 END_TEST
@@ -1188,6 +1241,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_net_conv_bn_relu_pool_linear);
     tcase_add_test(tc, test_net_conv_relu_dropout_avgpool);
     tcase_add_test(tc, test_net_dgl_head);
+    tcase_add_test(tc, test_net_auglocal_head);
     tcase_add_test(tc, test_net_resnet);
     tcase_add_test(tc, test_backward_accumulates);
     tcase_add_test(tc, test_batch_below_max);

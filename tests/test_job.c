@@ -716,7 +716,8 @@ START_TEST(test_names)
     ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_MLP), "mlp");
     ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_DGL), "dgl");
     ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_INFOPRO), "infopro");
-    ck_assert_ptr_null(sila_aux_kind_name((enum sila_aux_kind)6));
+    ck_assert_str_eq(sila_aux_kind_name(SILA_AUX_AUGLOCAL), "auglocal");
+    ck_assert_ptr_null(sila_aux_kind_name((enum sila_aux_kind)7));
 }
 END_TEST
 

@@ -65,7 +65,8 @@ struct key {
 };
 
 static const char *const algo_names[] = {"e2e", "local", "pgl", NULL};
-static const char *const aux_names[] = {"linear", "conv", "mlp", "dgl", "infopro", NULL};
+static const char *const aux_names[] = {"linear", "conv",     "mlp",
+                                         "dgl",    "infopro", "auglocal", NULL};
 static const char *const optim_names[] = {"sgd", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "step", "cosine", NULL};
 static const char *const global_state_names[] = {"shared", "separate", NULL};
@@ -145,6 +146,8 @@ static const struct key sched_keys[] = {
         NUM("aux_grid", K_INT, AT(aux_grid), 1, 64, 0),                                            \
         NUM("aux_convs", K_INT, AT(aux_convs), 0, SILA_AUX_MAX_LAYERS, 0),                         \
         NUM("aux_mlp", K_INT, AT(aux_mlp), 0, SILA_AUX_MAX_LAYERS, 0),                             \
+        NUM("aux_depth", K_INT, AT(aux_depth), 1, SILA_AUX_MAX_DEPTH, 0),                          \
+        NUM("aux_pyramid", K_FLOAT, AT(aux_pyramid), 0, 1, 0),                                     \
         NUM("recon_first", K_FLOAT, AT(recon_first), 0, INF, 0),                                   \
         NUM("recon_last", K_FLOAT, AT(recon_last), 0, INF, 0),                                     \
         NUM("task_first", K_FLOAT, AT(task_first), 0, INF, 0),                                     \
@@ -152,7 +155,7 @@ static const struct key sched_keys[] = {
         NUM("recon_width", K_INT, AT(recon_width), 1, 4096, 0)
 #define JOB_OBJ(f) offsetof(struct sila_job, objective.f)
 #define MOD_OBJ(f) offsetof(struct sila_job_module, objective.f)
-#define NOBJECTIVE_KEYS 18
+#define NOBJECTIVE_KEYS 20
 
 static const struct key objective_keys[] = {
     OBJECTIVE_KEYS(JOB_OBJ, "kind"),
@@ -1133,20 +1136,35 @@ static int not_here(struct parser *p, int m, const char *name, const char *why)
     return 0;
 }
 
+/* Whether a layer after module m is a block or a conv, what an auglocal
+ * head copies. */
+static bool has_later_unit(const struct sila_job *j, int m)
+{
+    for (int i = j->modules[m + 1].first_layer; i < j->nlayers; i++)
+        if (has_filters(&j->layers[i]))
+            return true;
+    return false;
+}
+
 /* Whether module m's aux head can take the module's output: mlp pools to
- * 2x2, dgl and infopro convolve a feature map; linear and conv take any
- * (C, H, W). */
+ * 2x2, dgl, infopro and auglocal convolve a feature map (auglocal copies
+ * layers that follow the module); linear and conv take any (C, H, W). */
 static int check_head(struct parser *p, int m)
 {
     const struct sila_objective *o = &p->job->modules[m].objective;
     struct sila_shape z = p->module_out[m];
     int i = find_key(&sections[SEC_OBJECTIVE], "aux");
+    if (o->aux == SILA_AUX_AUGLOCAL && !has_later_unit(p->job, m))
+        return fail_objective(p, m, i,
+                              "an auglocal head copies the [block] and [conv2d] layers after "
+                              "the module, and none follows it");
     if (o->aux == SILA_AUX_MLP && (z.h < 2 || z.w < 2))
         return fail_objective(p, m, i,
                               "an mlp head pools to 2x2 and needs an output of at least 2x2, the "
                               "module ends in %dx%dx%d (use linear or conv)",
                               z.c, z.h, z.w);
-    if ((o->aux == SILA_AUX_DGL || o->aux == SILA_AUX_INFOPRO) && z.h == 1 && z.w == 1)
+    if ((o->aux == SILA_AUX_DGL || o->aux == SILA_AUX_INFOPRO || o->aux == SILA_AUX_AUGLOCAL) &&
+        z.h == 1 && z.w == 1)
         return fail_objective(p, m, i,
                               "a %s head convolves a feature map and needs an output larger "
                               "than 1x1, the module ends in %dx1x1 (use linear or mlp)",
@@ -1260,6 +1278,8 @@ static void set_defaults(struct sila_job *j)
                                            .aux_grid = 8,
                                            .aux_convs = 2,
                                            .aux_mlp = 2,
+                                           .aux_depth = 3,
+                                           .aux_pyramid = 0.5f,
                                            .task_first = 1.0f,
                                            .task_last = 1.0f,
                                            .recon_width = 12};
@@ -1380,7 +1400,7 @@ const char *sila_algorithm_name(enum sila_algorithm a)
 
 const char *sila_aux_kind_name(enum sila_aux_kind k)
 {
-    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_INFOPRO ? aux_names[k - 1] : NULL;
+    return k >= SILA_AUX_LINEAR && k <= SILA_AUX_AUGLOCAL ? aux_names[k - 1] : NULL;
 }
 
 const char *sila_objective_name(enum sila_objective_kind k)

@@ -35,6 +35,8 @@ enum sila_aux_kind {
                             +ReLU), linear to C */
     SILA_AUX_INFOPRO = 5, /* InfoPro's task head: conv3x3 (C->2C, stride 2 while H > 8,
                              else C->C) +BN+ReLU, gap, linear to hidden, ReLU, linear to C */
+    SILA_AUX_AUGLOCAL = 6, /* AugLocal's: fresh copies of a spaced subset of the later
+                              blocks and convs, gap, linear to C */
 };
 
 /* A module's local objective (METHODS.md section 4, docs/methods.md). */
@@ -63,6 +65,8 @@ struct sila_objective {
     int aux_grid;            /* dgl: side of the first pooling (8) */
     int aux_convs;           /* dgl: 1x1 conv+BN+ReLU layers at the module's width (2) */
     int aux_mlp;             /* dgl: hidden linear+BN+ReLU layers (2) */
+    int aux_depth;           /* auglocal: copies of later layers at the first module (3) */
+    float aux_pyramid;       /* auglocal: how much the depth decays towards the last head (0.5) */
     /* InfoPro: the weights of the input's reconstruction (lambda_x) and of
      * the head's loss (lambda_y) at the first and at the last module with a
      * head, linear in the module's depth between them (0 0 1 1: plain). */
@@ -136,6 +140,7 @@ struct sila_job {
 
 #define SILA_MAX_MODULES 64
 #define SILA_AUX_MAX_LAYERS 4 /* dgl: at most this many convs and hidden linear layers */
+#define SILA_AUX_MAX_DEPTH 8  /* auglocal: at most this many copied layers */
 #define SILA_JOB_MAX_TEXT (1 << 20) /* bytes of a job file, at most */
 #define SILA_PLAN_HASH_BYTES 32
 

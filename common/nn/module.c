@@ -34,9 +34,82 @@ static struct sila_layer_spec adaptive_pool(int side)
     return s;
 }
 
-int sila_aux_head_specs(const struct sila_objective *o, struct sila_shape in, int nclasses,
+/* Whether a layer of the body is a unit AugLocal copies: a block or a conv. */
+static bool auglocal_unit(const struct sila_layer_spec *s)
+{
+    return s->kind == SILA_LAYER_BLOCK || s->kind == SILA_LAYER_CONV2D;
+}
+
+/* Whether a layer halves the map (or more): what AugLocal's copies redo. */
+static bool downsamples(const struct sila_layer_spec *s)
+{
+    return s->stride > 1 && (auglocal_unit(s) || s->kind == SILA_LAYER_MAXPOOL ||
+                             s->kind == SILA_LAYER_AVGPOOL);
+}
+
+/* Appends a fresh copy of unit s with the given stride: a block without
+ * drop-path, or a conv2d without bias + BN + ReLU. */
+static void add_unit_copy(struct sila_layer_spec *specs, int *at, const struct sila_layer_spec *s,
+                          int stride)
+{
+    specs[*at] = *s;
+    specs[*at].stride = stride;
+    specs[*at].p = 0.0f;
+    if (s->kind == SILA_LAYER_BLOCK) {
+        (*at)++;
+        return;
+    }
+    specs[(*at)++].bias = false;
+    specs[(*at)++] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
+    specs[(*at)++] = sila_layer_spec_default(SILA_LAYER_RELU);
+}
+
+/* AugLocal's aux net of module k (sila's reading of its code): copies of
+ * d of the units (blocks, convs) after the module, uniformly spaced and
+ * ending at the last one (all of them when there are at most d); each copy
+ * redoes, at stride 2, one of the downsamplings met since the previous
+ * copy (any left over pass to the next). d is aux_depth, decaying with
+ * depth by aux_pyramid: d_k = max(1, round(d (1 - r) + r)), r = k
+ * aux_pyramid / (K - 2). Then gap, BN when d_k is 1, and the linear layer
+ * is the caller's. Returns -EINVAL when no unit follows the module. */
+static int auglocal_specs(const struct sila_job *job, int k, struct sila_layer_spec *specs,
+                          int *at)
+{
+    const struct sila_objective *o = &job->modules[k].objective;
+    const struct sila_layer_spec *later = job->layers + job->modules[k + 1].first_layer;
+    int nlater = job->nlayers - job->modules[k + 1].first_layer, units = 0;
+    for (int i = 0; i < nlater; i++)
+        units += auglocal_unit(&later[i]);
+    if (units == 0)
+        return -EINVAL;
+    float r = job->nmodules > 2 ? (float)k * o->aux_pyramid / (float)(job->nmodules - 2) : 0.0f;
+    int d = (int)floorf((float)o->aux_depth * (1.0f - r) + r + 0.5f);
+    d = d < 1 ? 1 : d > units ? units : d;
+    int unit = 0, next = 1, pending = 0;
+    for (int i = 0; i < nlater; i++) {
+        pending += downsamples(&later[i]);
+        if (!auglocal_unit(&later[i]))
+            continue;
+        unit++;
+        int want = (int)floorf((float)units / (float)d * (float)next + 0.5f);
+        if (unit != want)
+            continue;
+        add_unit_copy(specs, at, &later[i], pending > 0 ? 2 : 1);
+        pending -= pending > 0;
+        next++;
+    }
+    specs[(*at)++] = sila_layer_spec_default(SILA_LAYER_GAP);
+    if (d == 1)
+        specs[(*at)++] = sila_layer_spec_default(SILA_LAYER_BATCHNORM);
+    return 0;
+}
+
+_Static_assert(3 * SILA_AUX_MAX_DEPTH + 3 <= SILA_AUX_MAX_SPECS, "an auglocal head fits the specs");
+
+int sila_aux_head_specs(const struct sila_job *job, int k, struct sila_shape in,
                         struct sila_layer_spec *specs, int *ret_n)
 {
+    const struct sila_objective *o = &job->modules[k].objective;
     int n = 0;
     bool flat = in.h == 1 && in.w == 1;
     switch (o->aux) {
@@ -83,12 +156,16 @@ int sila_aux_head_specs(const struct sila_objective *o, struct sila_shape in, in
         specs[n++] = sila_layer_spec_default(SILA_LAYER_FLATTEN);
         add_bn_relu_layers(specs, &n, o->aux_mlp, SILA_LAYER_LINEAR, o->aux_hidden, false);
         break;
+    case SILA_AUX_AUGLOCAL:
+        if (flat || o->aux_depth > SILA_AUX_MAX_DEPTH || auglocal_specs(job, k, specs, &n))
+            return -EINVAL;
+        break;
     default:
         specs[n++] = sila_layer_spec_default(SILA_LAYER_GAP);
         break;
     }
     specs[n] = sila_layer_spec_default(SILA_LAYER_LINEAR);
-    specs[n++].out = nclasses;
+    specs[n++].out = job->nclasses;
     *ret_n = n;
     return 0;
 }
@@ -153,7 +230,7 @@ static int build_nets(struct sila_module *m, const struct sila_job *job, int k, 
     struct sila_layer_spec specs[SILA_AUX_MAX_SPECS];
     int n;
     struct sila_shape z = sila_net_out_shape(m->body);
-    if (sila_aux_head_specs(&jm->objective, z, job->nclasses, specs, &n))
+    if (sila_aux_head_specs(job, k, z, specs, &n))
         return sila_err_set(err, -EINVAL, "module %d: a %s head cannot take input %dx%dx%d", k + 1,
                             sila_aux_kind_name(jm->objective.aux), z.c, z.h, z.w);
     if ((r = sila_net_new(&m->head, specs, n, z, max_batch, err)))

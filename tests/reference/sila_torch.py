@@ -245,11 +245,13 @@ SCHED_KEYS = {
     "gamma": K(p_float, _f32(0.1), 0, 1, lo_open=True),
 }
 AUX_KEYS = {
-    "aux": K(p_enum("linear", "conv", "mlp", "dgl", "infopro"), "linear"),
+    "aux": K(p_enum("linear", "conv", "mlp", "dgl", "infopro", "auglocal"), "linear"),
     "aux_hidden": K(p_int, 256, 1, 65536),
     "aux_grid": K(p_int, 8, 1, 64),
     "aux_convs": K(p_int, 2, 0, 4),
     "aux_mlp": K(p_int, 2, 0, 4),
+    "aux_depth": K(p_int, 3, 1, 8),
+    "aux_pyramid": K(p_float, _f32(0.5), 0, 1),
     "recon_first": K(p_float, 0.0, 0, INF),
     "recon_last": K(p_float, 0.0, 0, INF),
     "task_first": K(p_float, 1.0, 0, INF),
@@ -632,8 +634,46 @@ def adaptive_pool(side):
     return s
 
 
-def aux_head_specs(jm, shape, nclasses):
-    """sila_aux_head_specs (common/nn/module.c) for module jm's aux keys."""
+def auglocal_specs(job, k):
+    """auglocal_specs (common/nn/module.c): copies of a spaced subset of the
+    blocks and convs after module k, each redoing one pending downsampling."""
+    f = np.float32
+    jm = job["modules"][k]
+    later = [l for m in job["modules"][k + 1:] for l in m["layers"]]
+    is_unit = [l["kind"] in ("block", "conv2d") for l in later]
+    units, K = sum(is_unit), len(job["modules"])
+    if units == 0:
+        raise JobError("an auglocal head needs a block or conv2d layer after module %d" % (k + 1))
+    r = f(k) * f(jm["aux_pyramid"]) / f(K - 2) if K > 2 else f(0)
+    d = int(np.floor(f(jm["aux_depth"]) * (f(1) - r) + r + f(0.5)))
+    d = min(max(d, 1), units)
+    specs, unit, nxt, pending = [], 0, 1, 0
+    for l, u in zip(later, is_unit):
+        pending += l["stride"] > 1 and (u or l["kind"] in ("maxpool", "avgpool"))
+        if not u:
+            continue
+        unit += 1
+        if unit != int(np.floor(f(units) / f(d) * f(nxt) + f(0.5))):
+            continue
+        s = dict(l)
+        s.update(stride=2 if pending > 0 else 1, p=0.0)
+        pending -= pending > 0
+        nxt += 1
+        if l["kind"] == "block":
+            specs.append(s)
+        else:
+            s["bias"] = False
+            specs += [s, layer_default("batchnorm"), layer_default("relu")]
+    specs.append(layer_default("gap"))
+    if d == 1:
+        specs.append(layer_default("batchnorm"))
+    return specs
+
+
+def aux_head_specs(job, k, shape):
+    """sila_aux_head_specs (common/nn/module.c) for module k's aux keys."""
+    jm = job["modules"][k]
+    nclasses = job["nclasses"]
     c, h, w = shape
     flat = h == 1 and w == 1
     kind = jm["aux"]
@@ -653,6 +693,10 @@ def aux_head_specs(jm, shape, nclasses):
             specs.append(s)
         specs.append(layer_default("flatten"))
         specs += bn_relu_layers(2, "linear", jm["aux_hidden"], True)
+    elif kind == "auglocal":
+        if flat:
+            raise JobError("an auglocal head cannot take a flat input")
+        specs += auglocal_specs(job, k)
     elif kind == "infopro":
         if flat:
             raise JobError("an infopro head cannot take a flat input")
@@ -713,12 +757,12 @@ class Module:
                 raise JobError("%s:%d: [module] aux: module %d: an mlp head pools to 2x2 and "
                                "needs an output of at least 2x2, the module ends in %dx%dx%d "
                                "(use linear or conv)" % (job["path"], jm["line"], k + 1, c, h, w))
-            if jm["aux"] in ("dgl", "infopro") and h == 1 and w == 1:
+            if jm["aux"] in ("dgl", "infopro", "auglocal") and h == 1 and w == 1:
                 raise JobError("%s:%d: [module] aux: module %d: a %s head convolves a feature "
                                "map and needs an output larger than 1x1, the module ends in "
                                "%dx1x1 (use linear or mlp)"
                                % (job["path"], jm["line"], k + 1, jm["aux"], c))
-            specs = aux_head_specs(jm, self.out_shape, job["nclasses"])
+            specs = aux_head_specs(job, k, self.out_shape)
             self.head, _ = build_net(specs, self.out_shape, "module %d head" % (k + 1))
             self.recon_w, self.task_w = infopro_weights(jm, k, len(job["modules"]))
             if self.recon_w > 0:
