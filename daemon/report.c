@@ -237,10 +237,34 @@ void report_eval(struct report *r, int epoch, uint64_t step, const double *accur
     fflush(r->metrics);
 }
 
-/* "sila (twin 1, dml 1, T 2), redundancy 0.1" into buf: a module's
- * objective with the keys that act on it. */
-static const char *objective_text(const struct sila_objective *o, char *buf, size_t len)
+/* ", head dgl (grid 8, convs 2, mlp 2, hidden 256)": a head other than the
+ * plain linear one, with the keys that shape it; "" for linear. */
+static int head_text(const struct sila_objective *o, char *buf, size_t len)
 {
+    const char *name = sila_aux_kind_name(o->aux);
+    switch (o->aux) {
+    case SILA_AUX_MLP:
+    case SILA_AUX_INFOPRO:
+        return snprintf(buf, len, ", head %s (hidden %d)", name, o->aux_hidden);
+    case SILA_AUX_DGL:
+        return snprintf(buf, len, ", head dgl (grid %d, convs %d, mlp %d, hidden %d)",
+                        o->aux_grid, o->aux_convs, o->aux_mlp, o->aux_hidden);
+    case SILA_AUX_AUGLOCAL:
+        return snprintf(buf, len, ", head auglocal (depth %d, pyramid %g)", o->aux_depth,
+                        o->aux_pyramid);
+    case SILA_AUX_CONV:
+        return snprintf(buf, len, ", head conv");
+    default:
+        return snprintf(buf, len, "%s", "");
+    }
+}
+
+/* "sila (twin 1, dml 1, T 2), redundancy 0.1, head dgl (...)" into buf:
+ * module k's objective with the keys that act on it, and its head unless
+ * it is the last module's (which has none) or linear. */
+static const char *objective_text(const struct sila_job *job, int k, char *buf, size_t len)
+{
+    const struct sila_objective *o = &job->modules[k].objective;
     int n = snprintf(buf, len, "%s", sila_objective_name(o->kind));
     if (o->kind == SILA_OBJ_SILA)
         n += snprintf(buf + n, len - (size_t)n, " (twin %g, dml %g, T %g)", o->sila_weight,
@@ -252,25 +276,34 @@ static const char *objective_text(const struct sila_objective *o, char *buf, siz
     if (o->redundancy > 0.0f)
         n += snprintf(buf + n, len - (size_t)n, ", redundancy %g", o->redundancy);
     if (o->kernel_similarity > 0.0f)
-        snprintf(buf + n, len - (size_t)n, ", kernel_similarity %g", o->kernel_similarity);
+        n += snprintf(buf + n, len - (size_t)n, ", kernel_similarity %g", o->kernel_similarity);
+    if (k == job->nmodules - 1)
+        return buf;
+    float recon, task;
+    sila_objective_infopro_weights(o, k, job->nmodules, &recon, &task);
+    if (recon > 0.0f || task != 1.0f)
+        n += snprintf(buf + n, len - (size_t)n, ", reconstruction %.3g, task %.3g", recon, task);
+    head_text(o, buf + n, len - (size_t)n);
     return buf;
 }
 
-/* One line naming each run of modules with the same objective, unless
- * every module trains by plain ce (or the algorithm has no local steps). */
+/* One line naming each run of modules with the same objective and head,
+ * unless every module trains plain ce through a linear head (or the
+ * algorithm has no local steps). */
 static void print_objectives(const struct sila_job *job)
 {
-    char cur[160], next[160], mods[32];
+    char cur[256], next[256], mods[32];
     bool plain = true;
     for (int k = 0; k < job->nmodules; k++)
-        plain &= sila_objective_is_plain(&job->modules[k].objective);
+        plain &= sila_objective_is_plain(&job->modules[k].objective) &&
+                 (k == job->nmodules - 1 || job->modules[k].objective.aux == SILA_AUX_LINEAR);
     if (plain || job->algorithm == SILA_ALGO_E2E)
         return;
     printf("local objectives:");
     for (int first = 0, k = 0; k < job->nmodules; k++) {
-        objective_text(&job->modules[k].objective, cur, sizeof cur);
+        objective_text(job, k, cur, sizeof cur);
         if (k + 1 < job->nmodules &&
-            strcmp(cur, objective_text(&job->modules[k + 1].objective, next, sizeof next)) == 0)
+            strcmp(cur, objective_text(job, k + 1, next, sizeof next)) == 0)
             continue;
         printf("%s %s %s", first ? ";" : "", sila_modules_text(first, k, mods, sizeof mods), cur);
         first = k + 1;
