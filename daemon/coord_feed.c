@@ -64,7 +64,7 @@ static int transmit(struct feeder *f, const struct sent *e)
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
         return -ENOMEM;
-    sila_frame_encode(buf, &h, e->labels, e->targets, e->x);
+    sila_frame_encode(buf, &h, e->labels, e->targets, NULL, e->x);
     for (;;) {
         bool stopping = atomic_load(&c->stopping);
         if (stopping || atomic_load(&c->halted)) {

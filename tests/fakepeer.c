@@ -234,7 +234,7 @@ static int send_without_targets(struct peer *p, const struct sila_frame_view *v,
         sila_link_release(buf);
         return sila_err_set(err, -ENOMEM, "out of memory");
     }
-    sila_frame_encode(buf, &h, v->labels, NULL, x);
+    sila_frame_encode(buf, &h, v->labels, NULL, NULL, x);
     free(x);
     return send_down(p, buf, len, err);
 }

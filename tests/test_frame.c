@@ -24,6 +24,11 @@ static const struct sila_frame_limits LIMITS = {
 /* an edge of a collab job: training frames may carry soft targets */
 static const struct sila_frame_limits COLLAB = {
     .max_n = 8, .c = C, .h = H, .w = W, .nclasses = CLASSES, .gradient = false, .collab = true};
+/* an edge before a module that reconstructs the network's input (IMAGE
+ * values per sample): local training frames carry it */
+#define IMAGE 6
+static const struct sila_frame_limits INFOPRO = {
+    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = CLASSES, .image_size = IMAGE};
 
 static struct sila_frame_hdr sample_hdr(void)
 {
@@ -41,6 +46,8 @@ static struct sila_frame_hdr sample_hdr(void)
 }
 
 static int32_t labels[N] = {0, 9, 4};
+/* the network's input carried along (N, IMAGE) */
+static float image[N * IMAGE];
 /* soft targets (N, CLASSES): set by set_targets() */
 static float targets[N * CLASSES];
 /* the sample tensor, with room for the larger ones of the refusal tests
@@ -56,7 +63,10 @@ static uint8_t *encode(const struct sila_frame_hdr *h, size_t *ret_len)
     *ret_len = sila_frame_size(h);
     uint8_t *buf = malloc(*ret_len);
     ck_assert_ptr_nonnull(buf);
-    sila_frame_encode(buf, h, labels, h->target_classes ? targets : NULL, x);
+    for (int i = 0; i < N * IMAGE; i++)
+        image[i] = 0.5f - (float)i / 8.0f;
+    sila_frame_encode(buf, h, labels, h->target_classes ? targets : NULL,
+                      h->image_size ? image : NULL, x);
     return buf;
 }
 
@@ -223,7 +233,7 @@ START_TEST(refuses_batch_beyond_plan)
     size_t len = sila_frame_size(&h);
     uint8_t *buf = calloc(1, len);
     float *big = calloc((size_t)9 * C * H * W, sizeof *big);
-    sila_frame_encode(buf, &h, NULL, NULL, big);
+    sila_frame_encode(buf, &h, NULL, NULL, NULL, big);
     expect_refused(buf, len, -EINVAL, "batch of 9");
     free(big);
     free(buf);
@@ -317,9 +327,81 @@ START_TEST(refuses_misplaced_targets)
     struct sila_frame_hdr liar = collab_hdr();
     size_t want = sila_frame_size(&liar);
     uint8_t *forged = calloc(1, want);
-    sila_frame_encode(forged, &liar, labels, targets, x);
+    sila_frame_encode(forged, &liar, labels, targets, NULL, x);
     expect_refused_on(&COLLAB, forged, len, -EBADMSG, "describes");
     free(forged);
+    free(buf);
+}
+END_TEST
+
+static struct sila_frame_hdr image_hdr(void)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    h.phase = SILA_PHASE_LOCAL;
+    h.image_size = IMAGE;
+    return h;
+}
+
+START_TEST(round_trip_with_image)
+{
+    struct sila_frame_hdr h = image_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    struct sila_frame_hdr plain = h;
+    plain.image_size = 0;
+    ck_assert_uint_eq(len, sila_frame_size(&plain) + sizeof image);
+    struct sila_frame_view v;
+    struct sila_err err = {""};
+    ck_assert_int_eq(sila_frame_decode(buf, len, &INFOPRO, &v, &err), 0);
+    ck_assert_uint_eq(v.hdr.image_size, IMAGE);
+    ck_assert_ptr_nonnull(v.image);
+    ck_assert_int_eq(memcmp(v.image, image, sizeof image), 0);
+    /* raw between the labels and the tensor */
+    ck_assert_ptr_eq(v.image, (const float *)(v.labels + N));
+    ck_assert_ptr_eq(v.x, v.image + N * IMAGE);
+    ck_assert_int_eq(memcmp(v.x, x, X_BYTES), 0);
+    free(buf);
+    /* global and evaluation batches travel without it */
+    plain.phase = SILA_PHASE_EVAL;
+    buf = encode(&plain, &len);
+    ck_assert_int_eq(sila_frame_decode(buf, len, &INFOPRO, &v, &err), 0);
+    ck_assert_ptr_null(v.image);
+    free(buf);
+}
+END_TEST
+
+/* Where the input may not travel, where it must, and its values. */
+START_TEST(refuses_misplaced_image)
+{
+    struct sila_frame_hdr h = image_hdr();
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused_on(&LIMITS, buf, len, -EINVAL, "job without reconstruction");
+    expect_refused_on(&INFOPRO, buf, len - 4, -EBADMSG, "describes");
+    free(buf);
+
+    h.phase = SILA_PHASE_GLOBAL;
+    buf = encode(&h, &len);
+    expect_refused_on(&INFOPRO, buf, len, -EINVAL, "on a global, evaluation or gradient batch");
+    free(buf);
+
+    h = image_hdr();
+    h.image_size = 0;
+    buf = encode(&h, &len);
+    expect_refused_on(&INFOPRO, buf, len, -EINVAL, "with 0 input values per sample, expected 6");
+    free(buf);
+
+    h = image_hdr();
+    h.image_size = IMAGE - 1;
+    buf = encode(&h, &len);
+    expect_refused_on(&INFOPRO, buf, len, -EINVAL, "with 5 input values per sample, expected 6");
+    free(buf);
+
+    h = image_hdr();
+    buf = encode(&h, &len);
+    float inf = INFINITY;
+    memcpy(buf + len - X_BYTES - sizeof(float), &inf, sizeof inf); /* its last value */
+    expect_refused_on(&INFOPRO, buf, len, -EINVAL, "input carried along is not finite");
     free(buf);
 }
 END_TEST
@@ -417,6 +499,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, round_trip_with_targets);
     tcase_add_test(tc, refuses_misplaced_targets);
     tcase_add_test(tc, refuses_bad_target_values);
+    tcase_add_test(tc, round_trip_with_image);
+    tcase_add_test(tc, refuses_misplaced_image);
     tcase_add_test(tc, refuses_other_version);
     tcase_add_test(tc, finite_check);
     suite_add_tcase(s, tc);

@@ -296,12 +296,13 @@ static int drain_control(struct worker *w, struct sila_err *err)
 /* ---- data frames ---- */
 
 /* Sends a frame of (n, shape) values x on link l, numbered by *seq, with
- * labels and soft targets (n, nclasses) when not NULL; waits as long as the
- * receiver needs, watching the control link meanwhile. */
+ * labels, soft targets (n, nclasses) and the network's input (n, input)
+ * when not NULL; waits as long as the receiver needs, watching the control
+ * link meanwhile. */
 static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                       const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
-                      const int32_t *labels, const float *targets, const float *x,
-                      struct sila_err *err)
+                      const int32_t *labels, const float *targets, const float *image,
+                      const float *x, struct sila_err *err)
 {
     struct sila_frame_hdr h = {.generation = w->pipeline,
                                .seq = *seq,
@@ -314,12 +315,14 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                                .h = (uint32_t)s.h,
                                .w = (uint32_t)s.w,
                                .nlabels = labels ? of->n : 0,
-                               .target_classes = targets ? (uint32_t)w->job.nclasses : 0};
+                               .target_classes = targets ? (uint32_t)w->job.nclasses : 0,
+                               .image_size =
+                                   image ? (uint32_t)sila_shape_size(w->job.input) : 0};
     size_t len = sila_frame_size(&h);
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
         return sila_err_set(err, -ENOMEM, "out of memory for a frame");
-    sila_frame_encode(buf, &h, labels, targets, x);
+    sila_frame_encode(buf, &h, labels, targets, image, x);
     double t0 = now_s();
     for (;;) {
         int r = sila_link_send(l, buf, len, TICK_MS);
@@ -390,6 +393,14 @@ static struct sila_shape out_shape(const struct worker *w)
     return sila_net_out_shape(w->mods[w->last]->body);
 }
 
+/* The network's input of a local batch: the frame's tensor at the first
+ * worker, else what the frame carries along (NULL when no module from here
+ * on reconstructs it). */
+static const float *network_input(const struct worker *w, const struct sila_frame_view *v)
+{
+    return w->first == 0 ? v->x : v->image;
+}
+
 static int local_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
@@ -401,8 +412,8 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
             continue;
         }
         struct sila_step_stats st;
-        x = sila_module_local_step(w->mods[k], x, v->labels, v->targets, v->x, (int)h->n, lr,
-                                   w->job.label_smoothing, &st);
+        x = sila_module_local_step(w->mods[k], x, v->labels, v->targets, network_input(w, v),
+                                   (int)h->n, lr, w->job.label_smoothing, &st);
         int r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
         if (r)
             return r;
@@ -413,8 +424,9 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
     }
     if (!has_down(w))
         return 0;
-    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets, x,
-                      err);
+    const float *image = sila_plan_edge_image(&w->job, w->last + 1) ? network_input(w, v) : NULL;
+    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets,
+                      image, x, err);
 }
 
 static int global_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -435,8 +447,8 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     uint8_t *gbuf = NULL;
     struct sila_frame_view g = {0};
     if (has_down(w)) {
-        r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets, x,
-                       err);
+        r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets,
+                       NULL, x, err);
         double t0 = now_s();
         if (r == 0 && !w->stopped)
             r = recv_frame(w, &w->down, &w->down_lim, &w->down_in, &gbuf, &g, err);
@@ -467,7 +479,7 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     if (r || w->first == 0)
         return r;
     struct sila_shape s = sila_net_in_shape(w->mods[w->first]->body);
-    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, NULL, w->din[w->first], err);
+    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, NULL, NULL, w->din[w->first], err);
 }
 
 static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -487,7 +499,8 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
     }
     if (!has_down(w))
         return 0;
-    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, NULL, x, err);
+    return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, NULL, NULL, x,
+                      err);
 }
 
 static int on_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -642,12 +655,6 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     for (int k = w->first; k <= w->last; k++) {
         if ((r = sila_module_new(&w->mods[k], &w->job, k, w->job.batch, err)))
             return r;
-        if (w->mods[k]->decoder && w->first > 0)
-            return sila_err_set(err, -ENOTSUP,
-                                "module %d reconstructs the network's input (InfoPro), which "
-                                "reaches only the worker of module 1: host modules 1-%d on one "
-                                "worker, or train --inproc",
-                                k + 1, k + 1);
         size_t in = sila_shape_size(sila_net_in_shape(w->mods[k]->body));
         if (k > 0 && !(w->din[k] = malloc(sizeof(float) * in * w->job.batch)))
             return sila_err_set(err, -ENOMEM, "out of memory");
@@ -659,7 +666,8 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
                                            .h = (uint32_t)in.h,
                                            .w = (uint32_t)in.w,
                                            .nclasses = nc,
-                                           .collab = sila_job_uses_collab(&w->job)};
+                                           .collab = sila_job_uses_collab(&w->job),
+                                           .image_size = sila_plan_edge_image(&w->job, w->first)};
     w->down_lim = (struct sila_frame_limits){.max_n = B,
                                              .c = (uint32_t)out.c,
                                              .h = (uint32_t)out.h,

@@ -82,6 +82,18 @@ int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *r
     return 0;
 }
 
+uint32_t sila_plan_edge_image(const struct sila_job *job, int k)
+{
+    for (int j = k > 0 ? k : job->nmodules; j < job->nmodules - 1; j++) {
+        float recon, task;
+        sila_objective_infopro_weights(&job->modules[j].objective, j, job->nmodules, &recon,
+                                       &task);
+        if (recon > 0.0f)
+            return (uint32_t)sila_shape_size(job->input);
+    }
+    return 0;
+}
+
 int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct sila_err *err)
 {
     size_t most = 0;
@@ -102,7 +114,8 @@ int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct si
                                    .w = (uint32_t)s.w,
                                    .nlabels = (uint32_t)job->batch,
                                    .target_classes =
-                                       sila_job_uses_collab(job) ? (uint32_t)job->nclasses : 0};
+                                       sila_job_uses_collab(job) ? (uint32_t)job->nclasses : 0,
+                                   .image_size = sila_plan_edge_image(job, k)};
         size_t b = sila_frame_size(&h);
         most = b > most ? b : most;
     }

@@ -45,8 +45,15 @@ bool sila_plan_evaluates(const struct sila_plan *pl, int e);
 int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *ret_shape,
                          struct sila_err *err);
 
+/* Floats per sample of the network's input that the local training batches
+ * entering module k (1 <= k < K) carry along: the input's size when module
+ * k or a later one reconstructs it (InfoPro), else 0. Module 0's input is
+ * the network's. */
+uint32_t sila_plan_edge_image(const struct sila_job *job, int k);
+
 /* The largest data frame (activations with labels and, for collab, soft
- * targets, or gradients) on any edge of job's pipeline, in bytes. */
+ * targets, for InfoPro the input, or gradients) on any edge of job's
+ * pipeline, in bytes. */
 int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct sila_err *err);
 
 #endif

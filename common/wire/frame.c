@@ -35,6 +35,7 @@ static void fill_header(Sila__FrameHeader *ph, uint32_t shape[4], const struct s
     ph->shape = shape;
     ph->nlabels = h->nlabels;
     ph->target_classes = h->target_classes;
+    ph->image_size = h->image_size;
 }
 
 static size_t tensor_bytes(const struct sila_frame_hdr *h)
@@ -47,17 +48,22 @@ static size_t target_bytes(const struct sila_frame_hdr *h)
     return sizeof(float) * (size_t)h->n * h->target_classes;
 }
 
+static size_t image_bytes(const struct sila_frame_hdr *h)
+{
+    return sizeof(float) * (size_t)h->n * h->image_size;
+}
+
 size_t sila_frame_size(const struct sila_frame_hdr *h)
 {
     Sila__FrameHeader ph;
     uint32_t shape[4];
     fill_header(&ph, shape, h);
     return PREFIX + pad4(sila__frame_header__get_packed_size(&ph)) + sizeof(int32_t) * h->nlabels +
-           target_bytes(h) + tensor_bytes(h);
+           target_bytes(h) + image_bytes(h) + tensor_bytes(h);
 }
 
 void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
-                       const float *targets, const float *x)
+                       const float *targets, const float *image, const float *x)
 {
     Sila__FrameHeader ph;
     uint32_t shape[4];
@@ -73,7 +79,31 @@ void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32
     p += sizeof(int32_t) * h->nlabels;
     if (h->target_classes)
         memcpy(p, targets, target_bytes(h));
-    memcpy(p + target_bytes(h), x, tensor_bytes(h));
+    p += target_bytes(h);
+    if (h->image_size)
+        memcpy(p, image, image_bytes(h));
+    memcpy(p + image_bytes(h), x, tensor_bytes(h));
+}
+
+/* Where the network's input travels: on exactly the local training batches
+ * (forward, labelled) of an edge that carries it, at its size. */
+static int check_image_header(const struct sila_frame_hdr *h, const struct sila_frame_limits *lim,
+                              struct sila_err *err)
+{
+    bool want = lim->image_size && h->phase == SILA_PHASE_LOCAL && !h->gradient;
+    if (want && h->image_size != lim->image_size)
+        return sila_err_set(err, -EINVAL,
+                            "frame: a local batch with %u input values per sample, expected %u "
+                            "(a module from here on reconstructs the network's input)",
+                            h->image_size, lim->image_size);
+    if (!want && h->image_size)
+        return sila_err_set(err, -EINVAL,
+                            "frame: the network's input (%u values per sample) on a %s, which "
+                            "carries none",
+                            h->image_size,
+                            lim->image_size ? "global, evaluation or gradient batch"
+                                            : "edge of a job without reconstruction");
+    return 0;
 }
 
 /* Where soft targets may travel: with labels, outside evaluation, on an
@@ -119,7 +149,8 @@ static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_
         return sila_err_set(err, -EINVAL, "frame: %u labels for %u samples", h->nlabels, h->n);
     if (h->phase < SILA_PHASE_LOCAL || h->phase > SILA_PHASE_EVAL)
         return sila_err_set(err, -EINVAL, "frame: unknown phase %d", (int)h->phase);
-    return check_targets_header(h, lim, err);
+    int r = check_targets_header(h, lim, err);
+    return r ? r : check_image_header(h, lim, err);
 }
 
 /* Decodes the header at buf + PREFIX (hl bytes) into *h. */
@@ -147,7 +178,8 @@ static int decode_header(const uint8_t *buf, size_t hl, struct sila_frame_hdr *h
                                      .h = ph->shape[2],
                                      .w = ph->shape[3],
                                      .nlabels = ph->nlabels,
-                                     .target_classes = ph->target_classes};
+                                     .target_classes = ph->target_classes,
+                                     .image_size = ph->image_size};
     sila__frame_header__free_unpacked(ph, NULL);
     return r;
 }
@@ -190,10 +222,11 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     int r = decode_header(buf, hl, &h, err);
     if (r || (r = check_limits(&h, lim, err)))
         return r;
-    /* n <= max_n, c, h, w and target_classes equal the plan's: the
-     * products cannot overflow */
+    /* n <= max_n, c, h, w, target_classes and image_size equal the plan's:
+     * the products cannot overflow */
     uint64_t want = PREFIX + pad4(hl) + sizeof(int32_t) * (uint64_t)h.nlabels +
                     sizeof(float) * (uint64_t)h.n * h.target_classes +
+                    sizeof(float) * (uint64_t)h.n * h.image_size +
                     sizeof(float) * (uint64_t)h.n * h.c * h.h * h.w;
     if (want != len)
         return sila_err_set(err, -EBADMSG, "frame: %zu bytes, its header describes %llu", len,
@@ -208,9 +241,14 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     const float *targets = h.target_classes ? (const float *)p : NULL;
     if (targets && (r = check_targets(targets, h.n, h.target_classes, err)))
         return r;
+    p += sizeof(float) * (size_t)h.n * h.target_classes;
+    const float *image = h.image_size ? (const float *)p : NULL;
+    if (image && !sila_all_finite(image, (size_t)h.n * h.image_size))
+        return sila_err_set(err, -EINVAL, "frame: the network's input carried along is not finite");
     ret_view->hdr = h;
     ret_view->labels = labels;
     ret_view->targets = targets;
-    ret_view->x = (const float *)(p + sizeof(float) * (size_t)h.n * h.target_classes);
+    ret_view->image = image;
+    ret_view->x = (const float *)(p + sizeof(float) * (size_t)h.n * h.image_size);
     return 0;
 }

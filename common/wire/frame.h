@@ -1,8 +1,9 @@
 /* Data frames: a batch of activations (or their gradients) with its labels
- * and, for the collab objective, its soft targets, as it travels on one
- * pipeline edge. Layout (docs/protocol.md): magic "SILF", header length (LE
- * uint32), a sila.FrameHeader, zero padding to a multiple of 4, labels (LE
- * int32), soft targets (LE float32) and the tensor (LE float32) raw.
+ * and, for the collab objective, its soft targets, and for a module that
+ * reconstructs the network's input (InfoPro), that input, as it travels on
+ * one pipeline edge. Layout (docs/protocol.md): magic "SILF", header length
+ * (LE uint32), a sila.FrameHeader, zero padding to a multiple of 4, labels
+ * (LE int32), soft targets, the input and the tensor (LE float32) raw.
  *
  * Encoding writes into a caller's buffer of sila_frame_size() bytes (so a
  * transport can hand over a buffer it allocated). Decoding never trusts the
@@ -18,7 +19,7 @@
 
 #include "err.h"
 
-#define SILA_WIRE_VERSION 3u
+#define SILA_WIRE_VERSION 4u
 #define SILA_FRAME_MAX_HEADER 256  /* bytes of encoded FrameHeader, at most */
 #define SILA_FRAME_TARGET_SUM 1e-3 /* a soft target row sums to 1 within this */
 
@@ -38,6 +39,7 @@ struct sila_frame_hdr {
     uint32_t n, c, h, w;     /* tensor (n, c, h, w) */
     uint32_t nlabels;        /* 0 or n */
     uint32_t target_classes; /* 0, or collab's soft targets (n, target_classes) */
+    uint32_t image_size;     /* 0, or the network's input (n, image_size) */
 };
 
 /* What a receiving edge accepts, from the job's plan. */
@@ -48,6 +50,9 @@ struct sila_frame_limits {
     bool gradient;     /* the direction of this edge */
     bool collab;       /* the job uses collab: labelled training frames may carry
                           soft targets of nclasses */
+    uint32_t image_size; /* local training frames carry the network's input, this many
+                            floats per sample (a module from here on reconstructs it);
+                            0: no frame does */
 };
 
 /* Bytes of the encoded frame. */
@@ -55,9 +60,10 @@ size_t sila_frame_size(const struct sila_frame_hdr *h);
 
 /* Writes the frame into buf, which holds sila_frame_size(h) bytes; labels
  * (h->nlabels) may be NULL when nlabels is 0, targets (n*target_classes
- * floats) when target_classes is 0; x holds n*c*h*w floats. */
+ * floats) when target_classes is 0, image (n*image_size floats) when
+ * image_size is 0; x holds n*c*h*w floats. */
 void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
-                       const float *targets, const float *x);
+                       const float *targets, const float *image, const float *x);
 
 /* A decoded frame: the header, and pointers INTO the decoded buffer (valid
  * as long as it is; 4-byte aligned when the buffer is). */
@@ -65,6 +71,7 @@ struct sila_frame_view {
     struct sila_frame_hdr hdr;
     const int32_t *labels; /* NULL when nlabels is 0 */
     const float *targets;  /* (n, target_classes), NULL when target_classes is 0 */
+    const float *image;    /* (n, image_size), NULL when image_size is 0 */
     const float *x;
 };
 
@@ -74,8 +81,9 @@ struct sila_frame_view {
  * limits (shape, batch, direction, labels, soft targets: allowed only with
  * labels, outside evaluation, on a collab edge, of nclasses; each value
  * finite in [0, 1], each row a zero row or summing to 1 within
- * SILA_FRAME_TARGET_SUM); err names the field and the expected and actual
- * values. */
+ * SILA_FRAME_TARGET_SUM; the input: on exactly the local training frames of
+ * an edge whose limits name its size, finite); err names the field and the
+ * expected and actual values. */
 int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
                       struct sila_frame_view *ret_view, struct sila_err *err);
 

@@ -1,4 +1,5 @@
-/* Fuzz target: data frames (common/wire/frame.h) against a plan's limits. */
+/* Fuzz target: data frames (common/wire/frame.h) against a plan's limits,
+ * those of an edge without and of an edge with the network's input. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,15 +9,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const struct sila_frame_limits lim = {
-        .max_n = 8, .c = 2, .h = 4, .w = 5, .nclasses = 10, .gradient = false, .collab = true};
+    static const struct sila_frame_limits lims[] = {
+        {.max_n = 8, .c = 2, .h = 4, .w = 5, .nclasses = 10, .gradient = false, .collab = true},
+        {.max_n = 8, .c = 2, .h = 4, .w = 5, .nclasses = 10, .collab = true, .image_size = 6}};
     uint8_t *buf = malloc(size ? size : 1); /* aligned, as a received frame is */
     if (!buf)
         return 0;
     memcpy(buf, data, size);
     struct sila_frame_view v;
     struct sila_err err;
-    if (sila_frame_decode(buf, size, &lim, &v, &err) == 0) {
+    for (int l = 0; l < 2; l++) {
+        if (sila_frame_decode(buf, size, &lims[l], &v, &err) != 0)
+            continue;
         /* read everything the view promises */
         size_t n = (size_t)v.hdr.n * v.hdr.c * v.hdr.h * v.hdr.w;
         volatile float sum = 0;
@@ -26,6 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             sum += (float)v.labels[i];
         for (size_t i = 0; v.targets && i < (size_t)v.hdr.n * v.hdr.target_classes; i++)
             sum += v.targets[i];
+        for (size_t i = 0; v.image && i < (size_t)v.hdr.n * v.hdr.image_size; i++)
+            sum += v.image[i];
         (void)sum;
         (void)sila_all_finite(v.x, n);
     }

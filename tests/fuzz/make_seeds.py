@@ -35,16 +35,18 @@ WIRE = int(re.search(r"#define SILA_WIRE_VERSION (\d+)u",
                      open(os.path.join(ROOT, "common", "wire", "frame.h")).read()).group(1))
 
 
-def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None):
-    """targets: rows of collab's soft targets (one per sample), or None."""
+def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None, image=0):
+    """targets: rows of collab's soft targets (one per sample), or None;
+    image: values per sample of the network's input carried along."""
     classes = len(targets[0]) if targets else 0
     hdr = encode("FrameHeader", f"version: {WIRE} generation: 1 seq: 7 batch: 3 epoch: 0 "
                                 f"phase: {phase} gradient: {str(gradient).lower()} "
                                 f"shape: [{n}, {c}, {h}, {w}] nlabels: {len(labels)} "
-                                f"target_classes: {classes}")
+                                f"target_classes: {classes} image_size: {image}")
     body = struct.pack(f"<{len(labels)}i", *labels)
     for row in targets or []:
         body += struct.pack(f"<{classes}f", *row)
+    body += struct.pack(f"<{n * image}f", *[0.25 * i for i in range(n * image)])
     body += struct.pack(f"<{n * c * h * w}f", *[0.5 * i for i in range(n * c * h * w)])
     return b"SILF" + struct.pack("<I", len(hdr)) + pad4(hdr) + body
 
@@ -81,6 +83,7 @@ def main():
     write("frame", "no-labels", frame(2, 2, 4, 5, []))
     write("frame", "targets", frame(2, 2, 4, 5, [1, 7], targets=[[0.1] * 10, [0.0] * 10]))
     write("frame", "eval", frame(1, 2, 4, 5, [3], phase="EVAL"))
+    write("frame", "image", frame(2, 2, 4, 5, [2, 8], image=6))
     write("frame", "gradient", frame(3, 2, 4, 5, [], gradient=True, phase="GLOBAL"))
     write("ctl", "done", ctl("done { module: 2 phase: GLOBAL epoch: 1 batch: 99 loss: 0.5 "
                              "correct: 30 samples: 32 }"))
@@ -123,10 +126,16 @@ collab_beta = 0.3
 collab_rate = 0.25
 temperature = 3
 redundancy = 0.1
+aux = dgl
+aux_grid = 4
+recon_first = 2
+task_first = 0.5
 [module]
 objective = sila
 sila_weight = 0.5
 dml_weight = 1
+aux = auglocal
+aux_depth = 2
 [conv2d]
 out = 8
 [block]

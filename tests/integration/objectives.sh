@@ -1,9 +1,11 @@
 #!/bin/bash
 # The local objectives end to end (docs/methods.md): on a small residual
-# job with drop-path, each objective trains --inproc and over spawned
-# workers (one per module, and two workers) to bit-identical weights, with
-# pgl too; the saved model has the parameters of a plain ce model (nothing
-# of a twin or a second pass is left in it); every objective at weight 0
+# job with drop-path, each objective and head kind trains --inproc and over
+# spawned workers (one per module, and two workers) to bit-identical
+# weights, with pgl too (InfoPro's reconstruction at module 2 needs the
+# network's input there: the frames carry it from the first worker); the
+# saved model has the parameters of a plain ce model (nothing of a twin, a
+# second pass, a decoder or a bigger head is left in it); every objective at weight 0
 # writes the weights of plain ce; a run with an objective reports a loss
 # that falls; collab's table holds each sample's own soft target. (collab
 # in distributed runs: distributed.sh; gradients and loss terms:
@@ -65,6 +67,10 @@ CASES=(
     "cosub|objective.kind=cosub"
     "penalties|objective.redundancy=0.1 objective.kernel_similarity=0.1"
     "pgl-sila|objective.kind=sila objective.dml_weight=0.5 job.algorithm=pgl"
+    "dgl|objective.aux=dgl objective.aux_grid=4 objective.aux_hidden=32"
+    "auglocal|objective.aux=auglocal objective.aux_depth=2"
+    "infopro|objective.aux=infopro objective.aux_hidden=16 objective.recon_first=1 objective.recon_last=0.5 objective.task_first=0.5"
+    "pgl-infopro-dgl|objective.aux=dgl objective.recon_first=0.5 objective.recon_last=0.5 job.algorithm=pgl"
 )
 for c in "${CASES[@]}"; do
     name=${c%%|*}
@@ -87,6 +93,7 @@ ZERO=(
     "collab|objective.kind=collab objective.collab_beta=1"
     "cosub|objective.kind=cosub objective.cosub_weight=0"
     "penalties|objective.redundancy=0 objective.kernel_similarity=0"
+    "infopro|objective.recon_first=0 objective.recon_last=0 objective.task_first=1 objective.task_last=1"
 )
 for c in "${ZERO[@]}"; do
     name=${c%%|*}

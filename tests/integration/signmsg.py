@@ -54,7 +54,7 @@ def field(num, value):
     return varint(num << 3) + varint(value)
 
 
-WIRE_VERSION = 3  # common/wire/frame.h
+WIRE_VERSION = 4  # common/wire/frame.h
 
 
 def hello_frame(first, last):
