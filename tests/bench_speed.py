@@ -33,6 +33,8 @@ objectives  the cost of the local objectives (docs/methods.md) on the first
             alternating) and every worker's peak RSS (one module each), e.g.
             tests/bench_speed.py objectives --jobs deploy/jobs/fmnist-resnet-k8.ini
                 --threads 1 --train 3200 --test 256
+            (--only TEXT, repeatable: just the runs whose label contains it,
+            and local ce)
 
 Progress lines ("== ...") and each run's record (JSON) go to stdout as runs
 end; the markdown tables follow each subcommand's runs. --json FILE also
@@ -551,6 +553,11 @@ OBJECTIVES = [
     ("kernel_similarity 0.1", ["objective.kernel_similarity=0.1"]),
     ("ce, drop_path 0.1", ["job.drop_path=0.1"]),
     ("cosub, drop_path 0.1", ["job.drop_path=0.1", "objective.kind=cosub"]),
+    ("head dgl", ["objective.aux=dgl"]),
+    ("head auglocal", ["objective.aux=auglocal"]),
+    ("infopro (recon 5-0, task 0-2, head infopro)",
+     ["objective.aux=infopro", "objective.aux_hidden=128", "objective.recon_first=5",
+      "objective.task_first=0", "objective.task_last=2"]),
 ]
 # (label, algorithm, overrides) of every run
 OBJECTIVE_RUNS = [(f"{algo} {label}", algo, extra)
@@ -570,6 +577,8 @@ def cmd_objectives(args):
     # drop_path (and so cosub) needs residual blocks
     runs = [r for r in OBJECTIVE_RUNS
             if "[block]" in text or not any(x.startswith("job.drop_path") for x in r[2])]
+    if args.only:  # the baseline stays, for the ratios
+        runs = [r for r in runs if r[0] == "local ce" or any(o in r[0] for o in args.only)]
     rates, workers, failures = {}, {}, []
     for rep in range(args.repeats):
         order = runs if rep % 2 == 0 else runs[::-1]
@@ -647,6 +656,8 @@ def main():
                         help="seconds after which one run is stopped as hung (default 1800); "
                              "a silad that reports its workers silent is stopped at once")
     common.add_argument("--json", help="append every run's record to this file")
+    common.add_argument("--only", action="append", default=[],
+                        help="objectives: only the runs whose label contains this (repeatable)")
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
