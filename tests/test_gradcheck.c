@@ -59,7 +59,7 @@
 
 #include "check_main.h"
 #include "job.h"
-#include "module.h"
+#include "heads.h"
 #include "net.h"
 
 #define GC_NORM_TOL 1e-2

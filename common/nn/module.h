@@ -61,15 +61,6 @@ struct sila_module {
     float *recon_target, *drecon, *dz_recon;
 };
 
-/* Head layer specs of the aux head that module k (< K - 1) of job names in
- * its objective (kind and sizes; auglocal's from the layers after it) on
- * the module's output shape `in`; writes at most SILA_AUX_MAX_SPECS specs
- * into specs and their count into *ret_n. Returns -EINVAL when the kind
- * cannot consume the shape (or auglocal finds no layer to copy). */
-#define SILA_AUX_MAX_SPECS (4 + 6 * SILA_AUX_MAX_LAYERS)
-int sila_aux_head_specs(const struct sila_job *job, int k, struct sila_shape in,
-                        struct sila_layer_spec *specs, int *ret_n);
-
 /* Builds module k of job for batches of up to max_batch, with its input
  * shape following from the modules before it, and initialises its
  * parameters from (job seed, k). Errors: -EINVAL, -ENOMEM, with err set. */
