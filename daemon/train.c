@@ -13,21 +13,21 @@
 #include "checkpoint.h"
 #include "collab.h"
 #include "feed.h"
-#include "module.h"
 #include "reassemble.h"
 #include "report.h"
+#include "stage.h"
 #include "train_rpc.h"
 
 struct trainer {
     const struct sila_job *job;
     struct feed feed;
-    struct sila_module *mods[SILA_MAX_MODULES];
+    struct sila_stage stage; /* every module */
     int K;
-    float *x;                     /* (batch, input) */
-    int32_t *labels;              /* (batch) */
-    struct collab collab;         /* soft targets, when a module trains by collab */
-    float *targets;               /* (batch, classes) of the batch, when collab */
-    float *din[SILA_MAX_MODULES]; /* global steps: d(loss)/d(input of module k), k >= 1 */
+    float *x;             /* (batch, input) */
+    int32_t *labels;      /* (batch) */
+    struct collab collab; /* soft targets, when a module trains by collab */
+    float *targets;       /* (batch, classes) of the batch, when collab */
+    long correct[SILA_MAX_MODULES]; /* an evaluation's hits so far, per head */
     struct report rep;
     const char *out_dir;
     double last_checkpoint;   /* report_now() of the last one, or of the start */
@@ -35,67 +35,57 @@ struct trainer {
     struct train_rpc ctl;
 };
 
-static int local_step(struct trainer *tr, int B, float lr, uint64_t t, struct sila_err *err)
+/* The stage's sink for training steps: each module's loss to the report. */
+static int step_done(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err)
 {
-    const float *x = tr->x;
-    for (int k = 0; k < tr->K; k++) {
-        struct sila_step_stats st;
-        x = sila_module_local_step(tr->mods[k], x, tr->labels, tr->targets, tr->x, B, lr,
-                                   tr->job->label_smoothing, &st);
-        int r = sila_module_check(tr->mods[k], x, NULL, B, t, err);
-        if (r)
-            return r;
-        report_step_loss(&tr->rep, k, st.loss);
-    }
+    (void)err;
+    report_step_loss(&((struct trainer *)ctx)->rep, k, st->loss);
     return 0;
 }
 
-static int global_step(struct trainer *tr, int B, float lr, float mu, uint64_t t,
-                       struct sila_err *err)
+/* The stage's sink for evaluation batches: each head's hits. */
+static int eval_done(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err)
 {
-    const float *in[SILA_MAX_MODULES];
-    const float *x = tr->x;
-    for (int k = 0; k < tr->K; k++) {
-        in[k] = x;
-        x = sila_module_global_forward(tr->mods[k], x, B);
-        int r = sila_module_check(tr->mods[k], x, NULL, B, t, err);
-        if (r)
-            return r;
-    }
-    const float *dz = NULL;
-    for (int k = tr->K - 1; k >= 0; k--) {
-        struct sila_step_stats st;
-        float *din = k ? tr->din[k] : NULL;
-        sila_module_global_backward(tr->mods[k], in[k], dz, tr->labels, B, lr,
-                                    tr->job->label_smoothing, mu, true, din, &st);
-        int r = sila_module_check(tr->mods[k], NULL, din, B, t, err);
-        if (r)
-            return r;
-        report_step_loss(&tr->rep, k, st.loss);
-        dz = din;
-    }
+    (void)err;
+    ((struct trainer *)ctx)->correct[k] += st->correct;
     return 0;
 }
 
-/* Accuracy of every head (the last: the classifier) on the test split. */
-static void evaluate(struct trainer *tr, double *accuracy)
+static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *err)
 {
-    long correct[SILA_MAX_MODULES] = {0};
+    const struct sila_plan *plan = &tr->feed.plan;
+    const struct sila_stage_sink sink = {step_done, tr};
+    float lr = sila_plan_lr(plan, t), smoothing = tr->job->label_smoothing;
+    const float *z, *din;
+    if (!sila_plan_step_global(plan, t)) {
+        const struct sila_batch_side side = {tr->labels, tr->targets, tr->x};
+        return sila_stage_local(&tr->stage, tr->x, &side, B, t, lr, smoothing, &sink, &z, err);
+    }
+    int r = sila_stage_global_forward(&tr->stage, tr->x, B, t, &z, err);
+    return r ? r
+             : sila_stage_global_backward(&tr->stage, NULL, tr->labels, B, t, lr, smoothing,
+                                          sila_plan_local_weight(plan, t), &sink, &din, err);
+}
+
+/* Accuracy of every head (the last: the classifier) on the test split,
+ * after epoch e. */
+static void evaluate(struct trainer *tr, int e, double *accuracy)
+{
+    const struct sila_plan *plan = &tr->feed.plan;
+    const struct sila_stage_sink sink = {eval_done, tr};
+    memset(tr->correct, 0, sizeof tr->correct);
     tr->ctl.phase = SILA__RUN_PHASE__EVALUATING;
-    for (uint32_t i = 0; i < tr->feed.plan.eval_batches; i++) {
+    for (uint32_t i = 0; i < plan->eval_batches; i++) {
         train_rpc_serve(&tr->ctl);
         int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
-        const float *x = tr->x;
-        for (int k = 0; k < tr->K; k++) {
-            int c;
-            x = sila_module_eval(tr->mods[k], x, tr->labels, nb, &c);
-            correct[k] += c;
-        }
+        const float *z;
+        struct sila_err none;
+        sila_stage_eval(&tr->stage, tr->x, tr->labels, nb,
+                        (uint64_t)e * plan->eval_batches + i, &sink, &z, &none);
     }
     tr->ctl.phase = SILA__RUN_PHASE__TRAINING;
-    uint32_t ntest = tr->feed.plan.ntest;
     for (int k = 0; k < tr->K; k++)
-        accuracy[k] = ntest ? (double)correct[k] / ntest : 0.0;
+        accuracy[k] = plan->ntest ? (double)tr->correct[k] / plan->ntest : 0.0;
 }
 
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
@@ -106,13 +96,13 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
     int r = 0;
     for (int k = 0; k < tr->K && r == 0; k++) {
         struct ckpt_module *m = &c.mods[k];
-        m->layout = sila_module_layout(tr->mods[k]);
+        m->layout = sila_module_layout(tr->stage.mods[k]);
         m->state = malloc(sizeof *m->state *
                           (m->layout.params + m->layout.optimizer + m->layout.buffers + 1));
         if (!m->state)
             r = sila_err_set(err, -ENOMEM, "out of memory for a checkpoint");
         else
-            sila_module_get_state(tr->mods[k], m->state, m->counters);
+            sila_module_get_state(tr->stage.mods[k], m->state, m->counters);
     }
     char path[4200];
     if (r == 0 && (r = ckpt_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0) {
@@ -161,14 +151,11 @@ static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sil
         uint64_t t = (uint64_t)epoch * plan->steps_per_epoch + s;
         const uint32_t *idx = feed_train_batch(&tr->feed, t, tr->x, tr->labels);
         collab_targets(&tr->collab, idx, B, tr->targets);
-        float lr = sila_plan_lr(plan, t);
-        bool global = sila_plan_step_global(plan, t);
-        int r = global ? global_step(tr, B, lr, sila_plan_local_weight(plan, t), t, err)
-                       : local_step(tr, B, lr, t, err);
+        int r = train_step(tr, B, t, err);
         if (r)
             return r;
-        collab_learn(&tr->collab, idx, B, sila_net_output(tr->mods[tr->K - 1]->body));
-        report_step(&tr->rep, epoch, s, B, lr, global);
+        collab_learn(&tr->collab, idx, B, sila_net_output(tr->stage.mods[tr->K - 1]->body));
+        report_step(&tr->rep, epoch, s, B, sila_plan_lr(plan, t), sila_plan_step_global(plan, t));
         if ((r = boundary(tr, t + 1, s + 1 < plan->steps_per_epoch, err)))
             return r;
     }
@@ -185,10 +172,10 @@ static int resume(struct trainer *tr, struct ckpt *c, struct report_resume *rr,
     if (r)
         return r;
     for (int k = 0; k < tr->K; k++) {
-        struct sila_module_layout l = sila_module_layout(tr->mods[k]);
+        struct sila_module_layout l = sila_module_layout(tr->stage.mods[k]);
         if ((r = ckpt_check_module(c, k, &l, err)))
             return r;
-        sila_module_set_state(tr->mods[k], c->mods[k].state, c->mods[k].counters);
+        sila_module_set_state(tr->stage.mods[k], c->mods[k].state, c->mods[k].counters);
     }
     if ((r = collab_restore(&tr->collab, c->collab, c->ncollab, path, err)))
         return r;
@@ -202,23 +189,15 @@ static int build_modules(struct trainer *tr, struct sila_err *err)
 {
     const struct sila_job *job = tr->job;
     tr->K = job->nmodules;
-    for (int k = 0; k < tr->K; k++) {
-        int r = sila_module_new(&tr->mods[k], job, k, job->batch, err);
-        if (r)
-            return r;
-        if (k == 0)
-            continue;
-        size_t in = sila_shape_size(sila_net_in_shape(tr->mods[k]->body));
-        tr->din[k] = malloc(sizeof *tr->din[k] * in * job->batch);
-        if (!tr->din[k])
-            return sila_err_set(err, -ENOMEM, "out of memory");
-    }
+    int r = sila_stage_init(&tr->stage, job, 0, tr->K - 1, job->batch, err);
+    if (r)
+        return r;
     size_t in = sila_shape_size(job->input);
     tr->x = malloc(sizeof *tr->x * in * job->batch);
     tr->labels = malloc(sizeof *tr->labels * job->batch);
     if (!tr->x || !tr->labels)
         return sila_err_set(err, -ENOMEM, "out of memory");
-    int r = collab_open(&tr->collab, job, tr->feed.plan.ntrain, err);
+    r = collab_open(&tr->collab, job, tr->feed.plan.ntrain, err);
     if (r == 0 && collab_on(&tr->collab) &&
         !(tr->targets = malloc(sizeof *tr->targets * job->batch * job->nclasses)))
         r = sila_err_set(err, -ENOMEM, "out of memory");
@@ -227,10 +206,7 @@ static int build_modules(struct trainer *tr, struct sila_err *err)
 
 static void trainer_fini(struct trainer *tr)
 {
-    for (int k = 0; k < tr->K; k++) {
-        sila_module_free(tr->mods[k]);
-        free(tr->din[k]);
-    }
+    sila_stage_fini(&tr->stage);
     free(tr->x);
     free(tr->labels);
     free(tr->targets);
@@ -243,7 +219,7 @@ static int save_model(struct trainer *tr, const char *path, double accuracy, str
 {
     struct body_state bodies[SILA_MAX_MODULES];
     for (int k = 0; k < tr->K; k++) {
-        const struct sila_module *m = tr->mods[k];
+        const struct sila_module *m = tr->stage.mods[k];
         bodies[k] = (struct body_state){m->params, m->body_params, m->buffers, m->body_buffers};
     }
     return reassemble_save(tr->job, bodies, path, accuracy, err);
@@ -280,7 +256,7 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
         if (r == 1)
             break;
         if (sila_plan_evaluates(plan, e)) {
-            evaluate(tr, accuracy);
+            evaluate(tr, e, accuracy);
             report_eval(&tr->rep, e, (uint64_t)(e + 1) * plan->steps_per_epoch, accuracy);
         }
         if ((r = boundary(tr, (uint64_t)(e + 1) * plan->steps_per_epoch, true, err)) < 0)

@@ -18,6 +18,7 @@
 #include "job.h"
 #include "module.h"
 #include "plan.h"
+#include "stage.h"
 #include "transport.h"
 
 #define TICK_MS 1000 /* blocking calls wake this often to look at the control link */
@@ -27,17 +28,14 @@ struct worker {
     struct sila_url base;
     struct sila_job job;
     struct sila_plan plan;
-    int first, last; /* 0-based, inclusive */
-    struct sila_module *mods[SILA_MAX_MODULES];
-    float *din[SILA_MAX_MODULES];   /* global steps: d(loss)/d(input of module k); none for 0 */
+    /* its modules (first..last), with their progress as the coordinator
+     * counted it (docs/protocol.md: a batch learned or reported before a
+     * restart is passed on only) */
+    struct sila_stage stage;
     struct sila_link ctl, up, down; /* down.sock < 0 for the last module */
     uint32_t gen;                   /* this worker's, on its control messages */
     uint32_t pipeline;              /* the pipeline's, on every frame (from Start) */
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
-    /* per module, as the coordinator counted them: the next training step
-     * and test batch (epoch x batches + i) to learn from and report; a
-     * batch before them is passed on only (docs/protocol.md) */
-    uint64_t next_step[SILA_MAX_MODULES], next_test[SILA_MAX_MODULES];
     uint32_t halt_pipeline; /* of the Halt received (pipelines after the first count from 1) */
     size_t max_frame;       /* of the job's data frames */
     uint64_t stale_frames;  /* of older pipelines, dropped */
@@ -140,12 +138,12 @@ static const float *learned_logits(const struct worker *w, int k)
 {
     if (k != w->job.nmodules - 1 || !w->up_lim.collab)
         return NULL;
-    return sila_net_output(w->mods[k]->body);
+    return sila_net_output(w->stage.mods[k]->body);
 }
 
 static bool hosts(const struct worker *w, uint32_t module)
 {
-    return module >= (uint32_t)w->first + 1 && module <= (uint32_t)w->last + 1;
+    return module >= (uint32_t)w->stage.first + 1 && module <= (uint32_t)w->stage.last + 1;
 }
 
 /* A module's whole state (sila_module_get_state) as one tail. */
@@ -153,8 +151,8 @@ static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
 {
     if (!hosts(w, module))
         return sila_err_set(err, -EPROTO, "coordinator asked for module %u, this worker has %d-%d",
-                            module, w->first + 1, w->last + 1);
-    const struct sila_module *m = w->mods[module - 1];
+                            module, w->stage.first + 1, w->stage.last + 1);
+    const struct sila_module *m = w->stage.mods[module - 1];
     struct sila_module_layout l = sila_module_layout(m);
     size_t n = l.params + l.optimizer + l.buffers;
     uint64_t counters[SILA_MODULE_COUNTERS];
@@ -190,8 +188,8 @@ static int restore_state(struct worker *w, const Sila__ModuleState *st, const fl
 {
     if (!hosts(w, st->module))
         return sila_err_set(err, -EPROTO, "coordinator restores module %u, this worker has %d-%d",
-                            st->module, w->first + 1, w->last + 1);
-    struct sila_module *m = w->mods[st->module - 1];
+                            st->module, w->stage.first + 1, w->stage.last + 1);
+    struct sila_module *m = w->stage.mods[st->module - 1];
     struct sila_module_layout l = sila_module_layout(m);
     if (st->params != l.params || st->optimizer != l.optimizer || st->buffers != l.buffers ||
         st->n_counters != SILA_MODULE_COUNTERS)
@@ -390,7 +388,7 @@ static int recv_frame(struct worker *w, struct sila_link *l, const struct sila_f
 
 static struct sila_shape out_shape(const struct worker *w)
 {
-    return sila_net_out_shape(w->mods[w->last]->body);
+    return sila_net_out_shape(w->stage.mods[w->stage.last]->body);
 }
 
 /* The network's input of a local batch: the frame's tensor at the first
@@ -398,33 +396,37 @@ static struct sila_shape out_shape(const struct worker *w)
  * on reconstructs it). */
 static const float *network_input(const struct worker *w, const struct sila_frame_view *v)
 {
-    return w->first == 0 ? v->x : v->image;
+    return w->stage.first == 0 ? v->x : v->image;
+}
+
+/* Where a stage's module reports: a Done to the coordinator for the frame
+ * in hand. */
+struct done_ctx {
+    struct worker *w;
+    const struct sila_frame_hdr *h;
+};
+
+static int module_done(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err)
+{
+    struct done_ctx *d = ctx;
+    const float *logits = d->h->phase == SILA_PHASE_EVAL ? NULL : learned_logits(d->w, k);
+    return send_done(d->w, k, d->h, st->loss, st->correct, logits, err);
 }
 
 static int local_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
-    float lr = sila_plan_lr(&w->plan, h->batch);
-    const float *x = v->x;
-    for (int k = w->first; k <= w->last; k++) {
-        if (h->batch < w->next_step[k]) { /* learned before a restart: pass it on */
-            x = sila_module_global_forward(w->mods[k], x, (int)h->n);
-            continue;
-        }
-        struct sila_step_stats st;
-        x = sila_module_local_step(w->mods[k], x, v->labels, v->targets, network_input(w, v),
-                                   (int)h->n, lr, w->job.label_smoothing, &st);
-        int r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
-        if (r)
-            return r;
-        w->next_step[k] = h->batch + 1;
-        r = send_done(w, k, h, st.loss, st.correct, learned_logits(w, k), err);
-        if (r)
-            return r;
-    }
-    if (!has_down(w))
-        return 0;
-    const float *image = sila_plan_edge_image(&w->job, w->last + 1) ? network_input(w, v) : NULL;
+    struct done_ctx d = {w, h};
+    const struct sila_stage_sink sink = {module_done, &d};
+    const struct sila_batch_side side = {v->labels, v->targets, network_input(w, v)};
+    const float *x;
+    int r = sila_stage_local(&w->stage, v->x, &side, (int)h->n, h->batch,
+                             sila_plan_lr(&w->plan, h->batch), w->job.label_smoothing, &sink, &x,
+                             err);
+    if (r || !has_down(w))
+        return r;
+    const float *image =
+        sila_plan_edge_image(&w->job, w->stage.last + 1) ? network_input(w, v) : NULL;
     return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets,
                       image, x, err);
 }
@@ -433,15 +435,8 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
 {
     const struct sila_frame_hdr *h = &v->hdr;
     const struct sila_plan *pl = &w->plan;
-    float lr = sila_plan_lr(pl, h->batch), mu = sila_plan_local_weight(pl, h->batch);
-    const float *in[SILA_MAX_MODULES];
-    const float *x = v->x;
-    int r = 0;
-    for (int k = w->first; k <= w->last && r == 0; k++) {
-        in[k] = x;
-        x = sila_module_global_forward(w->mods[k], x, (int)h->n);
-        r = sila_module_check(w->mods[k], x, NULL, (int)h->n, h->batch, err);
-    }
+    const float *x;
+    int r = sila_stage_global_forward(&w->stage, v->x, (int)h->n, h->batch, &x, err);
     if (r)
         return r;
     uint8_t *gbuf = NULL;
@@ -461,44 +456,29 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
         return sila_err_set(err, -EPROTO, "downstream: gradient of batch %llu, expected %llu",
                             (unsigned long long)g.hdr.batch, (unsigned long long)h->batch);
     }
-    const float *dz = gbuf ? g.x : NULL;
-    for (int k = w->last; k >= w->first && r == 0; k--) {
-        struct sila_step_stats st;
-        bool learn = h->batch >= w->next_step[k]; /* else learned before a restart */
-        sila_module_global_backward(w->mods[k], in[k], dz, v->labels, (int)h->n, lr,
-                                    w->job.label_smoothing, mu, learn, w->din[k], &st);
-        dz = w->din[k];
-        if ((r = sila_module_check(w->mods[k], NULL, w->din[k], (int)h->n, h->batch, err)))
-            break;
-        if (learn) {
-            w->next_step[k] = h->batch + 1;
-            r = send_done(w, k, h, st.loss, st.correct, learned_logits(w, k), err);
-        }
-    }
+    struct done_ctx d = {w, h};
+    const struct sila_stage_sink sink = {module_done, &d};
+    const float *din;
+    r = sila_stage_global_backward(&w->stage, gbuf ? g.x : NULL, v->labels, (int)h->n, h->batch,
+                                   sila_plan_lr(pl, h->batch), w->job.label_smoothing,
+                                   sila_plan_local_weight(pl, h->batch), &sink, &din, err);
     sila_link_release(gbuf);
-    if (r || w->first == 0)
+    if (r || w->stage.first == 0)
         return r;
-    struct sila_shape s = sila_net_in_shape(w->mods[w->first]->body);
-    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, NULL, NULL, w->din[w->first], err);
+    struct sila_shape s = sila_net_in_shape(w->stage.mods[w->stage.first]->body);
+    return send_frame(w, &w->up, &w->up_out, h, true, s, NULL, NULL, NULL, din, err);
 }
 
 static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
-    const float *x = v->x;
-    uint64_t pos = (uint64_t)h->epoch * w->plan.eval_batches + h->batch;
-    for (int k = w->first; k <= w->last; k++) {
-        int correct;
-        x = sila_module_eval(w->mods[k], x, v->labels, (int)h->n, &correct);
-        if (pos < w->next_test[k]) /* reported before a restart */
-            continue;
-        w->next_test[k] = pos + 1;
-        int r = send_done(w, k, h, NAN, correct, NULL, err);
-        if (r)
-            return r;
-    }
-    if (!has_down(w))
-        return 0;
+    struct done_ctx d = {w, h};
+    const struct sila_stage_sink sink = {module_done, &d};
+    const float *x;
+    int r = sila_stage_eval(&w->stage, v->x, v->labels, (int)h->n,
+                            (uint64_t)h->epoch * w->plan.eval_batches + h->batch, &sink, &x, err);
+    if (r || !has_down(w))
+        return r;
     return send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, NULL, NULL, x,
                       err);
 }
@@ -650,16 +630,10 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
                             "accepts at most %zu (--max-frame)",
                             need, w->o->max_frame);
     w->gen = wel->generation;
-    w->first = w->o->first - 1;
-    w->last = w->o->last - 1;
-    for (int k = w->first; k <= w->last; k++) {
-        if ((r = sila_module_new(&w->mods[k], &w->job, k, w->job.batch, err)))
-            return r;
-        size_t in = sila_shape_size(sila_net_in_shape(w->mods[k]->body));
-        if (k > 0 && !(w->din[k] = malloc(sizeof(float) * in * w->job.batch)))
-            return sila_err_set(err, -ENOMEM, "out of memory");
-    }
-    struct sila_shape in = sila_net_in_shape(w->mods[w->first]->body), out = out_shape(w);
+    if ((r = sila_stage_init(&w->stage, &w->job, w->o->first - 1, w->o->last - 1, w->job.batch,
+                             err)))
+        return r;
+    struct sila_shape in = sila_net_in_shape(w->stage.mods[w->stage.first]->body), out = out_shape(w);
     uint32_t B = (uint32_t)w->job.batch, nc = (uint32_t)w->job.nclasses;
     w->up_lim = (struct sila_frame_limits){.max_n = B,
                                            .c = (uint32_t)in.c,
@@ -667,7 +641,7 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
                                            .w = (uint32_t)in.w,
                                            .nclasses = nc,
                                            .collab = sila_job_uses_collab(&w->job),
-                                           .image_size = sila_plan_edge_image(&w->job, w->first)};
+                                           .image_size = sila_plan_edge_image(&w->job, w->stage.first)};
     w->down_lim = (struct sila_frame_limits){.max_n = B,
                                              .c = (uint32_t)out.c,
                                              .h = (uint32_t)out.h,
@@ -682,8 +656,8 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
  * frames from 0 again. */
 static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *err)
 {
-    size_t n = (size_t)(w->last - w->first + 1);
-    bool down = w->last + 1 < w->job.nmodules;
+    size_t n = (size_t)(w->stage.last - w->stage.first + 1);
+    bool down = w->stage.last + 1 < w->job.nmodules;
     if (st->n_trained != n || st->n_evaluated != n)
         return sila_err_set(err, -EPROTO,
                             "the coordinator's start has progress for %zu modules, "
@@ -692,10 +666,8 @@ static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *
     if (!*st->downstream_url == down)
         return sila_err_set(err, -EPROTO, "the coordinator's start %s a downstream address",
                             down ? "lacks" : "has");
-    for (size_t i = 0; i < n; i++) {
-        w->next_step[w->first + (int)i] = st->trained[i];
-        w->next_test[w->first + (int)i] = st->evaluated[i];
-    }
+    for (size_t i = 0; i < n; i++)
+        sila_stage_resume(&w->stage, w->stage.first + (int)i, st->trained[i], st->evaluated[i]);
     if (w->stale_frames)
         fprintf(stderr, "silaworker: dropped %llu frames of pipeline %u\n",
                 (unsigned long long)w->stale_frames, w->pipeline);
@@ -706,7 +678,7 @@ static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *
         return 0;
     sila_link_close(&w->down);
     char ch[32];
-    struct sila_link_auth la = link_auth(w, ch, "data-%d", w->last + 2);
+    struct sila_link_auth la = link_auth(w, ch, "data-%d", w->stage.last + 2);
     return sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, w->max_frame, &la,
                           err);
 }
@@ -753,23 +725,23 @@ static int halt(struct worker *w, struct sila_err *err)
 static int connect_run(struct worker *w, struct sila_err *err)
 {
     char url[SILA_URL_MAX + 64], ch[32];
-    sila_endpoint_control(&w->base, w->first + 1, url, sizeof url);
+    sila_endpoint_control(&w->base, w->stage.first + 1, url, sizeof url);
     /* restored states arrive on it: the limit holds the largest of ours */
     size_t most = 0;
-    for (int k = w->first; k <= w->last; k++) {
-        struct sila_module_layout l = sila_module_layout(w->mods[k]);
+    for (int k = w->stage.first; k <= w->stage.last; k++) {
+        struct sila_module_layout l = sila_module_layout(w->stage.mods[k]);
         most =
             l.params + l.optimizer + l.buffers > most ? l.params + l.optimizer + l.buffers : most;
     }
-    struct sila_link_auth la = link_auth(w, ch, "control-%d", w->first + 1);
+    struct sila_link_auth la = link_auth(w, ch, "control-%d", w->stage.first + 1);
     int r =
         sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most), &la, err);
     if (r)
         return r;
     w->last_heard = now_s();
     w->last_beat = 0.0; /* a heartbeat at once: the coordinator times a joining worker too */
-    sila_endpoint_data(&w->base, w->first + 1, NULL, true, url, sizeof url);
-    la = link_auth(w, ch, "data-%d", w->first + 1);
+    sila_endpoint_data(&w->base, w->stage.first + 1, NULL, true, url, sizeof url);
+    la = link_auth(w, ch, "data-%d", w->stage.first + 1);
     /* a worker this one replaces may hold the address until it exits */
     for (int tries = 0;; tries++) {
         r = sila_link_open(&w->up, SILA_LINK_PAIR, url, true, w->max_frame, &la, err);
@@ -789,7 +761,7 @@ static int connect_run(struct worker *w, struct sila_err *err)
     if (r)
         return r;
     Sila__Ready ready = SILA__READY__INIT;
-    ready.first_module = (uint32_t)w->first + 1;
+    ready.first_module = (uint32_t)w->stage.first + 1;
     ready.generation = w->gen;
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_READY;
@@ -869,7 +841,7 @@ static int join_and_serve(struct worker *w, struct sila_err *err)
     if ((r = sila_plan_max_frame(&w->job, &w->max_frame, err)) || (r = connect_run(w, err)))
         return r;
     char mods[32];
-    sila_modules_text(w->first, w->last, mods, sizeof mods);
+    sila_modules_text(w->stage.first, w->stage.last, mods, sizeof mods);
     printf("silaworker: %s of %s joined %s (generation %u)\n", mods, w->job.name, w->o->connect,
            w->gen);
     fflush(stdout);
@@ -901,10 +873,7 @@ int worker_run(const struct worker_options *o, struct sila_err *err)
     sila_link_close(&w.down);
     sila_link_close(&w.up);
     sila_link_close(&w.ctl);
-    for (int k = 0; k < SILA_MAX_MODULES; k++) {
-        sila_module_free(w.mods[k]);
-        free(w.din[k]);
-    }
+    sila_stage_fini(&w.stage);
     sila_job_fini(&w.job);
     return r;
 }

@@ -1,0 +1,96 @@
+/* A stage: modules first..last of a job, stepped in pipeline order for a
+ * local, global or evaluation batch. What a worker hosts; the in-process
+ * trainer is all modules in one stage. The step sequence, the checks of
+ * every module's output and gradient, and the replay rule after a restart
+ * live here once.
+ *
+ * The replay rule (docs/protocol.md, "Replacing a worker"): a module whose
+ * progress (sila_stage_resume) says it has learned a training step already
+ * passes that step's batch on without learning from it or reporting it (a
+ * local step: forward only; a global step: forward and backward without an
+ * update); an evaluation batch it has reported already is evaluated and
+ * passed on, not reported again. */
+#ifndef SILA_STAGE_H
+#define SILA_STAGE_H
+
+#include <stdint.h>
+
+#include "module.h"
+
+struct sila_stage {
+    const struct sila_job *job; /* borrowed */
+    int first, last;            /* 0-based module indices */
+    struct sila_module *mods[SILA_MAX_MODULES]; /* owned, first..last set */
+    /* owned, for the modules k >= 1 of the stage: d(loss)/d(input of
+     * module k) of a global step, (max_batch, its input) */
+    float *din[SILA_MAX_MODULES];
+    const float *in[SILA_MAX_MODULES]; /* a global step's inputs, between its halves */
+    /* the replay rule: the next training step and evaluation batch (epoch
+     * * eval batches + batch) each module has not learned or reported */
+    uint64_t next_step[SILA_MAX_MODULES], next_test[SILA_MAX_MODULES];
+};
+
+/* What a batch brings besides its input: labels (B), collab's soft targets
+ * (B, nclasses; NULL: none) and the network's input (B, the job's input
+ * shape: what a reconstructing module's target is; NULL when no module of
+ * the stage reconstructs). */
+struct sila_batch_side {
+    const int32_t *labels;
+    const float *targets;
+    const float *image;
+};
+
+/* Called after each module of the stage learned from a training step (its
+ * loss and hits) or evaluated a batch (loss NaN, its head's hits), with
+ * the caller's ctx; what it returns other than 0 ends the step with that
+ * error. Modules that replay a step are not reported. */
+struct sila_stage_sink {
+    int (*done)(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err);
+    void *ctx;
+};
+
+/* Builds modules first..last of job (kept borrowed: it must outlive the
+ * stage) for batches of up to max_batch, every module yet to learn step 0.
+ * On failure the stage is left for sila_stage_fini. Errors as
+ * sila_module_new, -ENOMEM. */
+int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first, int last,
+                    int max_batch, struct sila_err *err);
+/* Frees what the stage owns; safe on a zeroed or partly built stage. */
+void sila_stage_fini(struct sila_stage *st);
+
+/* The progress of module k after a restart: its next training step and
+ * evaluation batch. */
+void sila_stage_resume(struct sila_stage *st, int k, uint64_t next_step, uint64_t next_test);
+
+/* Local step `step` of B samples x (B, input of module first): each module
+ * learns by its local objective (or replays), then the sink hears of it.
+ * Writes the last module's output (B, out), valid until its next forward,
+ * into *ret_z. Errors: the sink's, or -ERANGE for a diverged module. */
+int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
+                     int B, uint64_t step, float lr, float smoothing,
+                     const struct sila_stage_sink *sink, const float **ret_z,
+                     struct sila_err *err);
+
+/* Global step `step`, forward half: every module's body in train mode; the
+ * output (B, out) into *ret_z. Errors: -ERANGE for a diverged module. */
+int sila_stage_global_forward(struct sila_stage *st, const float *x, int B, uint64_t step,
+                              const float **ret_z, struct sila_err *err);
+/* Global step `step`, backward half, after the forward half of the same
+ * step: dz (B, out) is d(loss)/d(output) from the module after the stage,
+ * NULL when the stage ends in the classifier. Each module learns (or
+ * replays), then the sink hears of it. Writes d(loss)/d(input of module
+ * first) into *ret_din (NULL for module 0, which passes none on). Errors:
+ * the sink's, -ERANGE. */
+int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int32_t *labels,
+                               int B, uint64_t step, float lr, float smoothing, float mu,
+                               const struct sila_stage_sink *sink, const float **ret_din,
+                               struct sila_err *err);
+
+/* Evaluation batch number pos (epoch * eval batches + batch) of B samples:
+ * every module in eval mode, the sink hearing of each module's hits unless
+ * it reported pos before; the output into *ret_z. Errors: the sink's. */
+int sila_stage_eval(struct sila_stage *st, const float *x, const int32_t *labels, int B,
+                    uint64_t pos, const struct sila_stage_sink *sink, const float **ret_z,
+                    struct sila_err *err);
+
+#endif
