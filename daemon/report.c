@@ -247,8 +247,8 @@ static int head_text(const struct sila_objective *o, char *buf, size_t len)
     case SILA_AUX_INFOPRO:
         return snprintf(buf, len, ", head %s (hidden %d)", name, o->aux_hidden);
     case SILA_AUX_DGL:
-        return snprintf(buf, len, ", head dgl (grid %d, convs %d, mlp %d, hidden %d)",
-                        o->aux_grid, o->aux_convs, o->aux_mlp, o->aux_hidden);
+        return snprintf(buf, len, ", head dgl (grid %d, convs %d, mlp %d, hidden %d)", o->aux_grid,
+                        o->aux_convs, o->aux_mlp, o->aux_hidden);
     case SILA_AUX_AUGLOCAL:
         return snprintf(buf, len, ", head auglocal (depth %d, pyramid %g)", o->aux_depth,
                         o->aux_pyramid);

@@ -23,10 +23,10 @@ struct trainer {
     struct feed feed;
     struct sila_stage stage; /* every module */
     int K;
-    float *x;             /* (batch, input) */
-    int32_t *labels;      /* (batch) */
-    struct collab collab; /* soft targets, when a module trains by collab */
-    float *targets;       /* (batch, classes) of the batch, when collab */
+    float *x;                       /* (batch, input) */
+    int32_t *labels;                /* (batch) */
+    struct collab collab;           /* soft targets, when a module trains by collab */
+    float *targets;                 /* (batch, classes) of the batch, when collab */
     long correct[SILA_MAX_MODULES]; /* an evaluation's hits so far, per head */
     struct report rep;
     const char *out_dir;
@@ -80,8 +80,8 @@ static void evaluate(struct trainer *tr, int e, double *accuracy)
         int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
         const float *z;
         struct sila_err none;
-        sila_stage_eval(&tr->stage, tr->x, tr->labels, nb,
-                        (uint64_t)e * plan->eval_batches + i, &sink, &z, &none);
+        sila_stage_eval(&tr->stage, tr->x, tr->labels, nb, (uint64_t)e * plan->eval_batches + i,
+                        &sink, &z, &none);
     }
     tr->ctl.phase = SILA__RUN_PHASE__TRAINING;
     for (int k = 0; k < tr->K; k++)

@@ -817,8 +817,8 @@ END_TEST
 
 /* Bilinear upsampling with aligned corners: up (3->5, 2->7), down (5->3),
  * the identity (4->4) and to one cell (3->1). */
-static const int upsample_geo[][4] = {{2, 3, 3, 5}, {1, 2, 2, 7}, {2, 5, 5, 3}, {1, 4, 4, 4},
-                                      {1, 3, 3, 1}};
+static const int upsample_geo[][4] = {
+    {2, 3, 3, 5}, {1, 2, 2, 7}, {2, 5, 5, 3}, {1, 4, 4, 4}, {1, 3, 3, 1}};
 
 START_TEST(test_upsample)
 {
@@ -1229,8 +1229,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_avgpool, 0, (int)(sizeof pool_geo / sizeof pool_geo[0]));
     tcase_add_loop_test(tc, test_adaptive_avgpool, 0,
                         (int)(sizeof adapool_geo / sizeof adapool_geo[0]));
-    tcase_add_loop_test(tc, test_upsample, 0,
-                        (int)(sizeof upsample_geo / sizeof upsample_geo[0]));
+    tcase_add_loop_test(tc, test_upsample, 0, (int)(sizeof upsample_geo / sizeof upsample_geo[0]));
     tcase_add_test(tc, test_gap);
     tcase_add_test(tc, test_flatten);
     tcase_add_test(tc, test_dropout);

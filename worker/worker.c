@@ -32,9 +32,9 @@ struct worker {
      * counted it (docs/protocol.md: a batch learned or reported before a
      * restart is passed on only) */
     struct sila_stage stage;
-    struct sila_link ctl, up, down; /* down.sock < 0 for the last module */
-    uint32_t gen;                   /* this worker's, on its control messages */
-    uint32_t pipeline;              /* the pipeline's, on every frame (from Start) */
+    struct sila_link ctl, up, down;            /* down.sock < 0 for the last module */
+    uint32_t gen;                              /* this worker's, on its control messages */
+    uint32_t pipeline;                         /* the pipeline's, on every frame (from Start) */
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
     uint32_t halt_pipeline; /* of the Halt received (pipelines after the first count from 1) */
     size_t max_frame;       /* of the job's data frames */
@@ -314,8 +314,7 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                                .w = (uint32_t)s.w,
                                .nlabels = labels ? of->n : 0,
                                .target_classes = targets ? (uint32_t)w->job.nclasses : 0,
-                               .image_size =
-                                   image ? (uint32_t)sila_shape_size(w->job.input) : 0};
+                               .image_size = image ? (uint32_t)sila_shape_size(w->job.input) : 0};
     size_t len = sila_frame_size(&h);
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
@@ -420,9 +419,9 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
     const struct sila_stage_sink sink = {module_done, &d};
     const struct sila_batch_side side = {v->labels, v->targets, network_input(w, v)};
     const float *x;
-    int r = sila_stage_local(&w->stage, v->x, &side, (int)h->n, h->batch,
-                             sila_plan_lr(&w->plan, h->batch), w->job.label_smoothing, &sink, &x,
-                             err);
+    int r =
+        sila_stage_local(&w->stage, v->x, &side, (int)h->n, h->batch,
+                         sila_plan_lr(&w->plan, h->batch), w->job.label_smoothing, &sink, &x, err);
     if (r || !has_down(w))
         return r;
     const float *image =
@@ -633,15 +632,17 @@ static int take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err
     if ((r = sila_stage_init(&w->stage, &w->job, w->o->first - 1, w->o->last - 1, w->job.batch,
                              err)))
         return r;
-    struct sila_shape in = sila_net_in_shape(w->stage.mods[w->stage.first]->body), out = out_shape(w);
+    struct sila_shape in = sila_net_in_shape(w->stage.mods[w->stage.first]->body),
+                      out = out_shape(w);
     uint32_t B = (uint32_t)w->job.batch, nc = (uint32_t)w->job.nclasses;
-    w->up_lim = (struct sila_frame_limits){.max_n = B,
-                                           .c = (uint32_t)in.c,
-                                           .h = (uint32_t)in.h,
-                                           .w = (uint32_t)in.w,
-                                           .nclasses = nc,
-                                           .collab = sila_job_uses_collab(&w->job),
-                                           .image_size = sila_plan_edge_image(&w->job, w->stage.first)};
+    w->up_lim =
+        (struct sila_frame_limits){.max_n = B,
+                                   .c = (uint32_t)in.c,
+                                   .h = (uint32_t)in.h,
+                                   .w = (uint32_t)in.w,
+                                   .nclasses = nc,
+                                   .collab = sila_job_uses_collab(&w->job),
+                                   .image_size = sila_plan_edge_image(&w->job, w->stage.first)};
     w->down_lim = (struct sila_frame_limits){.max_n = B,
                                              .c = (uint32_t)out.c,
                                              .h = (uint32_t)out.h,

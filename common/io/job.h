@@ -27,14 +27,14 @@ enum sila_algorithm {
 };
 
 enum sila_aux_kind {
-    SILA_AUX_LINEAR = 1, /* gap, linear to C */
-    SILA_AUX_CONV = 2,   /* conv3x3 (C->C)+BN+ReLU, gap, linear to C */
-    SILA_AUX_MLP = 3,    /* avgpool to 2x2, flatten, 2 x (linear+BN+ReLU), linear to C */
-    SILA_AUX_DGL = 4,    /* DGL's head: adaptive avgpool to grid x grid, convs x (1x1 conv
-                            +BN+ReLU), adaptive avgpool to 2x2, flatten, mlp x (linear+BN
-                            +ReLU), linear to C */
-    SILA_AUX_INFOPRO = 5, /* InfoPro's task head: conv3x3 (C->2C, stride 2 while H > 8,
-                             else C->C) +BN+ReLU, gap, linear to hidden, ReLU, linear to C */
+    SILA_AUX_LINEAR = 1,   /* gap, linear to C */
+    SILA_AUX_CONV = 2,     /* conv3x3 (C->C)+BN+ReLU, gap, linear to C */
+    SILA_AUX_MLP = 3,      /* avgpool to 2x2, flatten, 2 x (linear+BN+ReLU), linear to C */
+    SILA_AUX_DGL = 4,      /* DGL's head: adaptive avgpool to grid x grid, convs x (1x1 conv
+                              +BN+ReLU), adaptive avgpool to 2x2, flatten, mlp x (linear+BN
+                              +ReLU), linear to C */
+    SILA_AUX_INFOPRO = 5,  /* InfoPro's task head: conv3x3 (C->2C, stride 2 while H > 8,
+                              else C->C) +BN+ReLU, gap, linear to hidden, ReLU, linear to C */
     SILA_AUX_AUGLOCAL = 6, /* AugLocal's: fresh copies of a spaced subset of the later
                               blocks and convs, gap, linear to C */
 };
@@ -139,8 +139,8 @@ struct sila_job {
 };
 
 #define SILA_MAX_MODULES 64
-#define SILA_AUX_MAX_LAYERS 4 /* dgl: at most this many convs and hidden linear layers */
-#define SILA_AUX_MAX_DEPTH 8  /* auglocal: at most this many copied layers */
+#define SILA_AUX_MAX_LAYERS 4       /* dgl: at most this many convs and hidden linear layers */
+#define SILA_AUX_MAX_DEPTH 8        /* auglocal: at most this many copied layers */
 #define SILA_JOB_MAX_TEXT (1 << 20) /* bytes of a job file, at most */
 #define SILA_PLAN_HASH_BYTES 32
 
@@ -175,8 +175,8 @@ bool sila_objective_is_plain(const struct sila_objective *o);
 /* InfoPro's weights of module k of K (0-based, k < K - 1): the
  * reconstruction's into *ret_recon and the head loss's into *ret_task,
  * interpolated from o's first and last values by k / (K - 2). */
-void sila_objective_infopro_weights(const struct sila_objective *o, int k, int K,
-                                    float *ret_recon, float *ret_task);
+void sila_objective_infopro_weights(const struct sila_objective *o, int k, int K, float *ret_recon,
+                                    float *ret_task);
 /* Whether any module of job trains with the collab objective (the soft
  * targets then travel with the batches). */
 bool sila_job_uses_collab(const struct sila_job *job);

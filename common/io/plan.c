@@ -86,8 +86,7 @@ uint32_t sila_plan_edge_image(const struct sila_job *job, int k)
 {
     for (int j = k > 0 ? k : job->nmodules; j < job->nmodules - 1; j++) {
         float recon, task;
-        sila_objective_infopro_weights(&job->modules[j].objective, j, job->nmodules, &recon,
-                                       &task);
+        sila_objective_infopro_weights(&job->modules[j].objective, j, job->nmodules, &recon, &task);
         if (recon > 0.0f)
             return (uint32_t)sila_shape_size(job->input);
     }

@@ -36,8 +36,8 @@ static bool auglocal_unit(const struct sila_layer_spec *s)
 /* Whether a layer halves the map (or more): what AugLocal's copies redo. */
 static bool downsamples(const struct sila_layer_spec *s)
 {
-    return s->stride > 1 && (auglocal_unit(s) || s->kind == SILA_LAYER_MAXPOOL ||
-                             s->kind == SILA_LAYER_AVGPOOL);
+    return s->stride > 1 &&
+           (auglocal_unit(s) || s->kind == SILA_LAYER_MAXPOOL || s->kind == SILA_LAYER_AVGPOOL);
 }
 
 /* Appends a fresh copy of unit s with the given stride: a block without
@@ -65,8 +65,7 @@ static void add_unit_copy(struct sila_layer_spec *specs, int *at, const struct s
  * depth by aux_pyramid: d_k = max(1, round(d (1 - r) + r)), r = k
  * aux_pyramid / (K - 2). Then gap, BN when d_k is 1, and the linear layer
  * is the caller's. Returns -EINVAL when no unit follows the module. */
-static int auglocal_specs(const struct sila_job *job, int k, struct sila_layer_spec *specs,
-                          int *at)
+static int auglocal_specs(const struct sila_job *job, int k, struct sila_layer_spec *specs, int *at)
 {
     const struct sila_objective *o = &job->modules[k].objective;
     const struct sila_layer_spec *later = job->layers + job->modules[k + 1].first_layer;

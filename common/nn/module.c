@@ -271,7 +271,8 @@ static void update(struct sila_module *m, float lr, bool with_head, bool global)
  * when the objective has none): gradients written into m->dhead and
  * m->dpeer. */
 static double head_objective_loss(struct sila_module *m, const float *a, const float *peer,
-                             const int32_t *labels, const float *targets, int B, float smoothing)
+                                  const int32_t *labels, const float *targets, int B,
+                                  float smoothing)
 {
     const struct sila_objective *o = &m->obj;
     int C = m->nclasses;
@@ -399,8 +400,7 @@ const float *sila_module_local_step(struct sila_module *m, const float *x, const
                                     const float *targets, const float *image, int B, float lr,
                                     float smoothing, struct sila_step_stats *ret_stats)
 {
-    const float *z =
-        sila_module_local_grad(m, x, labels, targets, image, B, smoothing, ret_stats);
+    const float *z = sila_module_local_grad(m, x, labels, targets, image, B, smoothing, ret_stats);
     update(m, lr, true, false);
     return z;
 }

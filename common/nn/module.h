@@ -102,10 +102,10 @@ struct sila_step_stats {
  * reconstructs (m->decoder), the network's input batch `image` (B, the
  * job's input shape, normalised; else unused, may be NULL): forward in
  * train mode through body and head (twice for cosub, the twin for sila,
- * the decoder for InfoPro), backward within the module. Writes every parameter's gradient into m->grads (zeroed
- * first) and the value and the head's hits into *ret_stats; updates
- * nothing else but the batch-norm running statistics and m->rng. Returns
- * the body output (B, out) of the first pass, valid until the next forward. */
+ * the decoder for InfoPro), backward within the module. Writes every parameter's gradient into
+ * m->grads (zeroed first) and the value and the head's hits into *ret_stats; updates nothing else
+ * but the batch-norm running statistics and m->rng. Returns the body output (B, out) of the first
+ * pass, valid until the next forward. */
 const float *sila_module_local_grad(struct sila_module *m, const float *x, const int32_t *labels,
                                     const float *targets, const float *image, int B,
                                     float smoothing, struct sila_step_stats *ret_stats);

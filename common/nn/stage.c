@@ -49,8 +49,7 @@ static int report(const struct sila_stage_sink *sink, int k, const struct sila_s
 
 int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
                      int B, uint64_t step, float lr, float smoothing,
-                     const struct sila_stage_sink *sink, const float **ret_z,
-                     struct sila_err *err)
+                     const struct sila_stage_sink *sink, const float **ret_z, struct sila_err *err)
 {
     for (int k = st->first; k <= st->last; k++) {
         if (step < st->next_step[k]) { /* learned before a restart: pass it on */
@@ -58,8 +57,8 @@ int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_ba
             continue;
         }
         struct sila_step_stats s;
-        x = sila_module_local_step(st->mods[k], x, side->labels, side->targets, side->image, B,
-                                   lr, smoothing, &s);
+        x = sila_module_local_step(st->mods[k], x, side->labels, side->targets, side->image, B, lr,
+                                   smoothing, &s);
         int r = sila_module_check(st->mods[k], x, NULL, B, step, err);
         if (r)
             return r;
@@ -85,16 +84,16 @@ int sila_stage_global_forward(struct sila_stage *st, const float *x, int B, uint
     return 0;
 }
 
-int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int32_t *labels,
-                               int B, uint64_t step, float lr, float smoothing, float mu,
+int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int32_t *labels, int B,
+                               uint64_t step, float lr, float smoothing, float mu,
                                const struct sila_stage_sink *sink, const float **ret_din,
                                struct sila_err *err)
 {
     for (int k = st->last; k >= st->first; k--) {
         struct sila_step_stats s;
         bool learn = step >= st->next_step[k]; /* else learned before a restart */
-        sila_module_global_backward(st->mods[k], st->in[k], dz, labels, B, lr, smoothing, mu,
-                                    learn, st->din[k], &s);
+        sila_module_global_backward(st->mods[k], st->in[k], dz, labels, B, lr, smoothing, mu, learn,
+                                    st->din[k], &s);
         dz = st->din[k];
         int r = sila_module_check(st->mods[k], NULL, st->din[k], B, step, err);
         if (r)

@@ -18,8 +18,8 @@
 #include "module.h"
 
 struct sila_stage {
-    const struct sila_job *job; /* borrowed */
-    int first, last;            /* 0-based module indices */
+    const struct sila_job *job;                 /* borrowed */
+    int first, last;                            /* 0-based module indices */
     struct sila_module *mods[SILA_MAX_MODULES]; /* owned, first..last set */
     /* owned, for the modules k >= 1 of the stage: d(loss)/d(input of
      * module k) of a global step, (max_batch, its input) */
@@ -68,8 +68,7 @@ void sila_stage_resume(struct sila_stage *st, int k, uint64_t next_step, uint64_
  * into *ret_z. Errors: the sink's, or -ERANGE for a diverged module. */
 int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
                      int B, uint64_t step, float lr, float smoothing,
-                     const struct sila_stage_sink *sink, const float **ret_z,
-                     struct sila_err *err);
+                     const struct sila_stage_sink *sink, const float **ret_z, struct sila_err *err);
 
 /* Global step `step`, forward half: every module's body in train mode; the
  * output (B, out) into *ret_z. Errors: -ERANGE for a diverged module. */
@@ -81,8 +80,8 @@ int sila_stage_global_forward(struct sila_stage *st, const float *x, int B, uint
  * replays), then the sink hears of it. Writes d(loss)/d(input of module
  * first) into *ret_din (NULL for module 0, which passes none on). Errors:
  * the sink's, -ERANGE. */
-int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int32_t *labels,
-                               int B, uint64_t step, float lr, float smoothing, float mu,
+int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int32_t *labels, int B,
+                               uint64_t step, float lr, float smoothing, float mu,
                                const struct sila_stage_sink *sink, const float **ret_din,
                                struct sila_err *err);
 

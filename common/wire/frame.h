@@ -44,12 +44,12 @@ struct sila_frame_hdr {
 
 /* What a receiving edge accepts, from the job's plan. */
 struct sila_frame_limits {
-    uint32_t max_n;    /* largest batch */
-    uint32_t c, h, w;  /* exact per-sample shape on this edge */
-    uint32_t nclasses; /* labels must lie in [0, nclasses) */
-    bool gradient;     /* the direction of this edge */
-    bool collab;       /* the job uses collab: labelled training frames may carry
-                          soft targets of nclasses */
+    uint32_t max_n;      /* largest batch */
+    uint32_t c, h, w;    /* exact per-sample shape on this edge */
+    uint32_t nclasses;   /* labels must lie in [0, nclasses) */
+    bool gradient;       /* the direction of this edge */
+    bool collab;         /* the job uses collab: labelled training frames may carry
+                            soft targets of nclasses */
     uint32_t image_size; /* local training frames carry the network's input, this many
                             floats per sample (a module from here on reconstructs it);
                             0: no frame does */

@@ -125,7 +125,7 @@ def epoch_order(n, seed, epoch):
 
 
 # ---------------------------------------------------------------------------
-# Job files (common/io/job.c, docs/jobs.md): a small INI reader that keeps
+# Job files (common/io/job_*.c, docs/jobs.md): a small INI reader that keeps
 # repeated sections in order, libinih's syntax rules, sila's key tables.
 
 class JobError(Exception):
@@ -753,7 +753,7 @@ class Module:
         self.recon_w, self.task_w = 0.0, 1.0
         if k < len(job["modules"]) - 1:
             c, h, w = self.out_shape
-            if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/io/job.c check_head
+            if jm["aux"] == "mlp" and (h < 2 or w < 2):  # common/io/job_check.c check_head
                 raise JobError("%s:%d: [module] aux: module %d: an mlp head pools to 2x2 and "
                                "needs an output of at least 2x2, the module ends in %dx%dx%d "
                                "(use linear or conv)" % (job["path"], jm["line"], k + 1, c, h, w))
