@@ -5,6 +5,7 @@
  * and the loop returns it when the last module reports the batch done, so
  * at most `window` batches are in the pipeline, whatever the speeds. */
 #include "coord.h"
+#include "clock.h"
 #include "coord_state.h"
 
 #include <errno.h>
@@ -237,7 +238,7 @@ static void on_done(struct coord *c, struct peer *p, const Sila__Done *d, const 
              (unsigned long long)got, why);
         return;
     }
-    c->last_report = report_now();
+    c->last_report = sila_clock_s();
     c->done[k]++;
     c->samples[k] += d->samples;
     p->active_s = d->active_s;
@@ -392,7 +393,7 @@ static void on_peer_message(struct coord *c, struct peer *p, const struct sila_c
         p->bad_messages++;
         return;
     }
-    p->last_message = report_now();
+    p->last_message = sila_clock_s();
     switch (msg->msg_case) {
     case SILA__CONTROL__MSG_READY:
         on_ready(c, p, msg->ready);
@@ -549,7 +550,7 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
         return r;
     }
     p->loss = NAN;
-    p->last_message = report_now();
+    p->last_message = sila_clock_s();
     if (c->started) { /* replaces the lost worker of the same modules */
         struct peer *old = c->peers[c->owner[p->first]];
         old->next_retired = c->retired;
@@ -715,7 +716,7 @@ static void start_run(struct coord *c)
     }
     c->started = true;
     c->phase = SILA__RUN_PHASE__TRAINING;
-    c->last_report = report_now();
+    c->last_report = sila_clock_s();
     char where[64];
     snprintf(where, sizeof where, "on %d worker%s", c->npeers, c->npeers > 1 ? "s" : "");
     report_start(&c->rep, c->job, &c->feed.plan, where);
@@ -758,7 +759,7 @@ static void lose_peer(struct coord *c, struct peer *p, const char *why)
     if (atomic_load(&c->halted))
         return;
     atomic_store(&c->halted, true);
-    c->halted_since = report_now();
+    c->halted_since = sila_clock_s();
     c->phase = SILA__RUN_PHASE__RECOVERING;
     coord_wake_feeder(c);
     Sila__Halt h = SILA__HALT__INIT;
@@ -832,9 +833,9 @@ static void try_restart(struct coord *c)
     for (int i = 0; i < c->npeers; i++)
         c->peers[i]->fresh = c->peers[i]->halted = false;
     c->phase = SILA__RUN_PHASE__TRAINING;
-    c->last_report = report_now();
+    c->last_report = sila_clock_s();
     printf("pipeline restarted (generation %u) from batch %llu, after %.1f s\n",
-           atomic_load(&c->pipeline), (unsigned long long)from, report_now() - c->halted_since);
+           atomic_load(&c->pipeline), (unsigned long long)from, sila_clock_s() - c->halted_since);
     fflush(stdout);
     atomic_store(&c->halted, false);
     check_drained(c); /* a collection the loss interrupted, with nothing in flight */
@@ -871,7 +872,7 @@ static void beat(struct coord *c)
     Sila__Control m = SILA__CONTROL__INIT;
     m.msg_case = SILA__CONTROL__MSG_HEARTBEAT;
     m.heartbeat = &hb;
-    double now = report_now();
+    double now = sila_clock_s();
     for (int i = 0; i < c->npeers && !c->finished; i++) {
         struct peer *p = c->peers[i];
         if (p->lost)
@@ -905,7 +906,7 @@ static void beat(struct coord *c)
  * failing authentication. */
 static void say_rejections(struct coord *c)
 {
-    double now = report_now();
+    double now = sila_clock_s();
     struct sila_err e;
     if (sila_link_rejections(&c->rdv, "the rendezvous", now, 10.0, &e))
         fprintf(stderr, "silad: %s\n", e.msg);
@@ -929,12 +930,12 @@ static void on_watchdog(uv_timer_t *t)
     if (++c->ticks % 5)
         return;
     notify_status(c);
-    double idle = report_now() - c->last_report;
+    double idle = sila_clock_s() - c->last_report;
     if (!c->started || idle < STALL_WARN_S || atomic_load(&c->paused))
         return;
     fprintf(stderr, "silad: no report from the workers for %.0f s (%llu steps done)\n", idle,
             (unsigned long long)c->trained[c->K - 1]);
-    c->last_report = report_now();
+    c->last_report = sila_clock_s();
 }
 
 static void on_signal(uv_signal_t *s, int signum)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "coord_state.h"
 #include "frame.h"
 
@@ -187,12 +188,12 @@ static int feed_boundary(struct feeder *f, uint64_t done, double *last)
     bool asked = atomic_exchange(&c->ckpt_requested, false);
     if (done >= c->feed.plan.total_steps || atomic_load(&c->stopping))
         return 0;
-    if (!asked && !ckpt_due(c->job, done, c->feed.plan.total_steps, report_now() - *last))
+    if (!asked && !ckpt_due(c->job, done, c->feed.plan.total_steps, sila_clock_s() - *last))
         return 0;
     atomic_store(&c->ckpt_step, done);
     uv_async_send(&c->ckpt_async);
     int r = wait_for(f, &c->ckpt_done);
-    *last = report_now();
+    *last = sila_clock_s();
     return r;
 }
 
@@ -202,7 +203,7 @@ static int feed_all(struct feeder *f)
     const struct sila_plan *pl = &c->feed.plan;
     uint64_t t0 = c->rep.first_step;
     int e0 = (int)(t0 / pl->steps_per_epoch);
-    double last = report_now();
+    double last = sila_clock_s();
     atomic_store(&c->train_fed, t0);
     for (int e = e0; e < c->job->epochs; e++) {
         uint64_t s0 = (uint64_t)e * pl->steps_per_epoch < t0 ? t0 % pl->steps_per_epoch : 0;

@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+#include "clock.h"
 #include "coord_state.h"
 #include "rpc_views.h"
 
@@ -50,7 +51,7 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         return;
     sila__workers__init(ws);
     uint64_t fed = atomic_load(&c->fed);
-    double now = report_now();
+    double now = sila_clock_s();
     for (int i = 0; i < c->npeers; i++) {
         const struct peer *p = c->peers[i];
         Sila__WorkerRow *w = rpc_alloc(rpc, sizeof *w);

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "collab.h"
 #include "coord.h"
 #include "endpoint.h"
@@ -33,7 +34,7 @@ struct peer {
     struct peer *next_retired;
     uint64_t bad_messages;
     /* from its reports, for the RPC */
-    double last_message; /* report_now() of its last message */
+    double last_message; /* sila_clock_s() of its last message */
     float loss;          /* its last module's last loss, NaN before */
     double accuracy;     /* moving average of that module's batch accuracy */
     double active_s, busy_s;
@@ -147,7 +148,7 @@ struct coord {
     int nchildren;
     char worker_exe[4096]; /* silaworker, for spawned workers */
     int worker_threads;
-    double halted_since; /* report_now() when the pipeline halted */
+    double halted_since; /* sila_clock_s() when the pipeline halted */
     uint32_t replacements;
     uv_signal_t sigint, sigterm;
     uv_timer_t watchdog; /* every second: heartbeats; every 5 s: systemd status */

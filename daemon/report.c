@@ -1,5 +1,6 @@
 /* Terminal progress and metrics.jsonl (see report.h). */
 #include "report.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,13 +12,6 @@
 #include <unistd.h>
 
 #define LOG_EVERY 50 /* steps between step records in the metrics */
-
-double report_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* mkdir -p dir */
 static int make_dir(const char *dir, struct sila_err *err)
@@ -65,7 +59,7 @@ int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
     r->nmodules = nmodules;
     r->epochs = epochs;
     r->steps_per_epoch = steps_per_epoch;
-    r->start = r->last_print = report_now();
+    r->start = r->last_print = sila_clock_s();
     return 0;
 }
 
@@ -98,7 +92,7 @@ static bool grow(void **arr, size_t *cap, size_t n, size_t size)
 
 double report_rate(const struct report *r)
 {
-    double dt = report_now() - r->start;
+    double dt = sila_clock_s() - r->start;
     return r->samples / (dt > 1e-9 ? dt : 1e-9);
 }
 
@@ -169,7 +163,7 @@ static void write_step_record(struct report *r, int epoch, uint64_t step, float 
     struct report_point *pt = NULL;
     if (grow((void **)&r->points, &r->points_cap, r->npoints, sizeof *r->points)) {
         pt = &r->points[r->npoints++];
-        *pt = (struct report_point){step, epoch + 1, report_now() - r->start, rate, lr, {0}};
+        *pt = (struct report_point){step, epoch + 1, sila_clock_s() - r->start, rate, lr, {0}};
     }
     for (int k = 0; k < r->nmodules; k++) {
         if (w->n[k])
@@ -189,7 +183,7 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
 {
     (void)global;
     r->samples += (uint64_t)batch;
-    double now = report_now();
+    double now = sila_clock_s();
     uint64_t step = (uint64_t)epoch * r->steps_per_epoch + step_in_epoch + 1;
     r->step = step;
     uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
@@ -314,7 +308,7 @@ static void print_objectives(const struct sila_job *job)
 void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,
                   const char *where)
 {
-    r->start = r->last_print = report_now(); /* rates count training, not joining */
+    r->start = r->last_print = sila_clock_s(); /* rates count training, not joining */
     printf("job %s: %s, %d modules %s, %u training samples, %d epochs of %llu steps, batch %d\n",
            job->name, sila_algorithm_name(job->algorithm), job->nmodules, where, plan->ntrain,
            job->epochs, (unsigned long long)plan->steps_per_epoch, job->batch);

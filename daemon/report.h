@@ -72,8 +72,6 @@ int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
 uint64_t report_metrics_bytes(struct report *r);
 void report_close(struct report *r);
 
-double report_now(void);
-
 /* Prints the run's first line: job, algorithm, modules, samples, epochs,
  * and where it runs ("in process", "on 4 workers"). */
 void report_start(struct report *r, const struct sila_job *job, const struct sila_plan *plan,

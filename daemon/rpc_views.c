@@ -1,5 +1,6 @@
 /* Replies built from a run's report (see rpc_views.h). */
 #include "rpc_views.h"
+#include "clock.h"
 
 #include <stdio.h>
 
@@ -48,7 +49,7 @@ Sila__Status *rpc_status(struct rpc *rpc, const struct rpc_progress *p)
         st->epoch = st->epochs;
     st->modules = (uint32_t)rep->nmodules;
     if (p->started) {
-        st->elapsed_s = report_now() - rep->start;
+        st->elapsed_s = sila_clock_s() - rep->start;
         st->samples_per_s = report_rate(rep);
         st->eta_s = report_eta(rep);
     }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "clock.h"
 #include "collab.h"
 #include "feed.h"
 #include "reassemble.h"
@@ -30,7 +31,7 @@ struct trainer {
     long correct[SILA_MAX_MODULES]; /* an evaluation's hits so far, per head */
     struct report rep;
     const char *out_dir;
-    double last_checkpoint;   /* report_now() of the last one, or of the start */
+    double last_checkpoint;   /* sila_clock_s() of the last one, or of the start */
     uint64_t checkpoint_step; /* steps done at the last one; UINT64_MAX: none */
     struct train_rpc ctl;
 };
@@ -112,7 +113,7 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
     }
     for (int k = 0; k < tr->K; k++)
         free(c.mods[k].state);
-    tr->last_checkpoint = report_now();
+    tr->last_checkpoint = sila_clock_s();
     return r;
 }
 
@@ -124,7 +125,7 @@ static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct si
     const struct sila_plan *plan = &tr->feed.plan;
     int r;
     if (scheduled &&
-        ckpt_due(tr->job, done, plan->total_steps, report_now() - tr->last_checkpoint) &&
+        ckpt_due(tr->job, done, plan->total_steps, sila_clock_s() - tr->last_checkpoint) &&
         (r = checkpoint(tr, done, err)))
         return r;
     for (;;) {
@@ -244,7 +245,7 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
     if ((r = train_rpc_open(&tr->ctl, ep, job, &tr->rep, plan, tr->out_dir, err)))
         return r;
     report_start(&tr->rep, job, plan, "in process");
-    tr->last_checkpoint = report_now();
+    tr->last_checkpoint = sila_clock_s();
     double accuracy[SILA_MAX_MODULES] = {0};
     if (tr->rep.nevals)
         memcpy(accuracy, tr->rep.evals[tr->rep.nevals - 1].accuracy, sizeof accuracy);

@@ -69,19 +69,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kernels.h"
 #include "rng.h"
 #include "threads.h"
 
 #define MIN_REP_S 2e-3
 #define MAX_INNER 10000
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -135,7 +129,7 @@ static double sgemm_per_thread(int n, int threads, int reps)
     float *a = random_floats(nn), *b = random_floats(nn), *c = random_floats(nn * threads);
     double *t = xmalloc(sizeof *t * reps);
     for (int r = -1; r < reps; r++) {
-        double t0 = now();
+        double t0 = sila_clock_s();
 #pragma omp parallel num_threads(threads)
         {
 #pragma omp for schedule(static, 1)
@@ -144,7 +138,7 @@ static double sgemm_per_thread(int n, int threads, int reps)
                             0.0f, c + nn * i, n);
         }
         if (r >= 0)
-            t[r] = now() - t0;
+            t[r] = sila_clock_s() - t0;
     }
     double g = threads * 2.0 * n * n * (double)n / median(t, reps) * 1e-9;
     free(a), free(b), free(c), free(t);
@@ -158,11 +152,11 @@ static double sgemm_one(int n, int reps)
     float *a = random_floats(nn), *b = random_floats(nn), *c = random_floats(nn);
     double *t = xmalloc(sizeof *t * reps);
     for (int r = -1; r < reps; r++) {
-        double t0 = now();
+        double t0 = sila_clock_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c,
                     n);
         if (r >= 0)
-            t[r] = now() - t0;
+            t[r] = sila_clock_s() - t0;
     }
     double g = 2.0 * n * n * (double)n / median(t, reps) * 1e-9;
     free(a), free(b), free(c), free(t);
@@ -175,12 +169,12 @@ static double stream_triad(size_t n, int reps)
     float *a = const_floats(n, 0.0f), *b = const_floats(n, 1.0f), *c = const_floats(n, 2.0f);
     double *t = xmalloc(sizeof *t * reps);
     for (int r = -1; r < reps; r++) {
-        double t0 = now();
+        double t0 = sila_clock_s();
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++)
             a[i] = b[i] + 0.5f * c[i];
         if (r >= 0)
-            t[r] = now() - t0;
+            t[r] = sila_clock_s() - t0;
     }
     double g = 12.0 * n / median(t, reps) * 1e-9;
     if (a[n / 2] != 2.0f)
@@ -192,14 +186,14 @@ static double stream_triad(size_t n, int reps)
 /* Seconds for a fixed scalar loop in each of n threads at once. */
 static double spin_seconds(int n)
 {
-    double t0 = now();
+    double t0 = sila_clock_s();
 #pragma omp parallel num_threads(n)
     {
         volatile double x = 0.0;
         for (long i = 0; i < 100000000L; i++)
             x += 1e-9;
     }
-    return now() - t0;
+    return sila_clock_s() - t0;
 }
 
 /* ---- the cases ----------------------------------------------------------- */
@@ -303,22 +297,22 @@ struct result {
 static void time_case(struct ctx *c, void (*fwd)(struct ctx *), void (*bwd)(struct ctx *), int reps,
                       struct result *res)
 {
-    double t0 = now();
+    double t0 = sila_clock_s();
     fwd(c);
     bwd(c);
-    double warm = now() - t0;
+    double warm = sila_clock_s() - t0;
     int inner = warm >= MIN_REP_S ? 1 : (int)ceil(MIN_REP_S / (warm > 1e-7 ? warm : 1e-7));
     if (inner > MAX_INNER)
         inner = MAX_INNER;
     double *tf = xmalloc(sizeof *tf * reps * 3), *tb = tf + reps, *tt = tb + reps;
     for (int r = 0; r < reps; r++) {
-        double a = now();
+        double a = sila_clock_s();
         for (int i = 0; i < inner; i++)
             fwd(c);
-        double m = now();
+        double m = sila_clock_s();
         for (int i = 0; i < inner; i++)
             bwd(c);
-        double e = now();
+        double e = sila_clock_s();
         tf[r] = (m - a) / inner, tb[r] = (e - m) / inner, tt[r] = (e - a) / inner;
     }
     res->tf = median(tf, reps), res->tb = median(tb, reps), res->tt = median(tt, reps);

@@ -9,15 +9,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "rpc.h"
 #include "transport.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -45,10 +39,10 @@ int main(int argc, char **argv)
     req.status = &sr;
     size_t len = sila__request__get_packed_size(&req), n = 0, cap = 1 << 16;
     double *lat = malloc(sizeof *lat * cap);
-    double start = 0, last = 0, next = now_s();
+    double start = 0, last = 0, next = sila_clock_s();
     int misses = 0;
     while (lat) {
-        double t = now_s();
+        double t = sila_clock_s();
         if (t < next) {
             struct timespec ts = {0, (long)((next - t) * 1e9)};
             nanosleep(&ts, NULL);
@@ -57,14 +51,14 @@ int main(int argc, char **argv)
         uint8_t *buf = sila_link_alloc(len ? len : 1), *in;
         size_t inlen;
         sila__request__pack(&req, buf);
-        double t0 = now_s();
+        double t0 = sila_clock_s();
         if (sila_link_send(&l, buf, len ? len : 1, 1000)) {
             sila_link_release(buf);
         } else if (sila_link_recv(&l, &in, &inlen, 1000) == 0) {
             sila_link_release(in);
             if (!start) { /* the rate counts from the first answer */
                 start = t0;
-                next = now_s() + period;
+                next = sila_clock_s() + period;
             }
             misses = 0;
             if (n == cap) {
@@ -73,13 +67,13 @@ int main(int argc, char **argv)
                     break;
                 lat = p;
             }
-            last = now_s();
+            last = sila_clock_s();
             lat[n++] = last - t0;
             continue;
         }
         if (start && ++misses >= 2) /* answered before, silent now: the run is over */
             break;
-        next = now_s();
+        next = sila_clock_s();
     }
     sila_link_close(&l);
     if (!n) {

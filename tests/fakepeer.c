@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "endpoint.h"
 #include "frame.h"
@@ -46,17 +47,10 @@ struct peer {
     struct sila_link ctl, up, down;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Receives the next control message other than a heartbeat, for WAIT_S. */
 static int next_ctl(struct sila_link *l, struct sila_ctl_msg *m, struct sila_err *err)
 {
-    for (double t0 = now_s(); now_s() - t0 < WAIT_S;) {
+    for (double t0 = sila_clock_s(); sila_clock_s() - t0 < WAIT_S;) {
         int r = sila_ctl_recv(l, TICK_MS, m, err);
         if (r == -ETIMEDOUT || r == -EAGAIN)
             continue;
@@ -92,7 +86,7 @@ static int join(struct peer *p, const char *url, struct sila_err *err)
     c.hello = &hello;
     struct sila_ctl_msg m = {0};
     r = -ETIMEDOUT;
-    for (double t0 = now_s(); r == -ETIMEDOUT && now_s() - t0 < WAIT_S;) {
+    for (double t0 = sila_clock_s(); r == -ETIMEDOUT && sila_clock_s() - t0 < WAIT_S;) {
         r = sila_ctl_send(&req, &c, NULL, 0, TICK_MS, err);
         if (r == 0)
             r = sila_ctl_recv(&req, 5 * TICK_MS, &m, err);
@@ -164,7 +158,7 @@ static int first_frame(struct peer *p, uint8_t **buf, struct sila_frame_view *v,
                                     .collab = sila_job_uses_collab(&p->job)};
     size_t len;
     r = -ETIMEDOUT;
-    for (double t0 = now_s(); r == -ETIMEDOUT && now_s() - t0 < WAIT_S;)
+    for (double t0 = sila_clock_s(); r == -ETIMEDOUT && sila_clock_s() - t0 < WAIT_S;)
         if ((r = sila_link_recv(&p->up, buf, &len, TICK_MS)) == -EAGAIN)
             r = -ETIMEDOUT;
     if (r)

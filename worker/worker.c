@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "endpoint.h"
 #include "frame.h"
@@ -46,7 +47,7 @@ struct worker {
     double handling_s, waiting_s; /* in on_batch, and blocked on peers inside it */
     double global_s;
     uint64_t bytes_out;
-    double last_heard, last_beat; /* from / to the coordinator, now_s() */
+    double last_heard, last_beat; /* from / to the coordinator, sila_clock_s() */
 };
 
 /* How a link of the worker's authenticates: its channel, written into ch
@@ -71,13 +72,6 @@ static void say_rejections(struct worker *w, double now)
         if (links[i]->sock >= 0 && sila_link_rejections(links[i], what[i], now, 10.0, &e))
             fprintf(stderr, "silaworker: %s\n", e.msg);
     }
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static uint64_t peak_rss_kb(void)
@@ -122,7 +116,7 @@ static int send_done(struct worker *w, int k, const struct sila_frame_hdr *h, do
     d.loss = (float)loss;
     d.correct = (uint32_t)correct;
     d.samples = h->n;
-    d.active_s = now_s() - w->first_batch;
+    d.active_s = sila_clock_s() - w->first_batch;
     d.busy_s = w->handling_s - w->waiting_s;
     d.peak_rss_kb = peak_rss_kb();
     d.logits = logits ? h->n * (uint32_t)w->job.nclasses : 0;
@@ -169,7 +163,7 @@ static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
     st.body_buffers = l.body_buffers;
     st.counters = counters;
     st.n_counters = SILA_MODULE_COUNTERS;
-    st.active_s = w->first_batch ? now_s() - w->first_batch : 0.0;
+    st.active_s = w->first_batch ? sila_clock_s() - w->first_batch : 0.0;
     st.busy_s = w->handling_s - w->waiting_s;
     st.global_s = w->global_s;
     st.bytes_out = w->bytes_out;
@@ -232,7 +226,7 @@ static int on_control(struct worker *w, const struct sila_ctl_msg *m, struct sil
  * lost (-ETIMEDOUT): the worker exits, to be restarted and rejoin. */
 static int keep_alive(struct worker *w, struct sila_err *err)
 {
-    double now = now_s();
+    double now = sila_clock_s();
     say_rejections(w, now);
     if (now - w->last_heard > w->o->timeout_s)
         return sila_err_set(err, -ETIMEDOUT,
@@ -260,7 +254,7 @@ static int recv_ctl(struct worker *w, int timeout_ms, struct sila_ctl_msg *m, st
     int r = sila_ctl_recv(&w->ctl, timeout_ms, m, err);
     if (r)
         return r;
-    w->last_heard = now_s();
+    w->last_heard = sila_clock_s();
     if (m->msg->generation == w->gen)
         return 0;
     r = sila_err_set(err, -ESTALE,
@@ -320,7 +314,7 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
     if (!buf)
         return sila_err_set(err, -ENOMEM, "out of memory for a frame");
     sila_frame_encode(buf, &h, labels, targets, image, x);
-    double t0 = now_s();
+    double t0 = sila_clock_s();
     for (;;) {
         int r = sila_link_send(l, buf, len, TICK_MS);
         if (r == 0)
@@ -338,7 +332,7 @@ static int send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
     }
     (*seq)++;
     w->bytes_out += len;
-    w->waiting_s += now_s() - t0;
+    w->waiting_s += sila_clock_s() - t0;
     return 0;
 }
 
@@ -443,10 +437,10 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     if (has_down(w)) {
         r = send_frame(w, &w->down, &w->down_out, h, false, out_shape(w), v->labels, v->targets,
                        NULL, x, err);
-        double t0 = now_s();
+        double t0 = sila_clock_s();
         if (r == 0 && !w->stopped)
             r = recv_frame(w, &w->down, &w->down_lim, &w->down_in, &gbuf, &g, err);
-        w->waiting_s += now_s() - t0;
+        w->waiting_s += sila_clock_s() - t0;
         if (r || w->stopped)
             return r;
     }
@@ -568,18 +562,18 @@ static int ask_to_join(struct worker *w, struct sila_ctl_msg *ret, struct sila_e
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_HELLO;
     c.hello = &hello;
-    double start = now_s(), said = start;
+    double start = sila_clock_s(), said = start;
     for (;;) {
-        if (w->o->join_timeout_s && now_s() - start > w->o->join_timeout_s) {
+        if (w->o->join_timeout_s && sila_clock_s() - start > w->o->join_timeout_s) {
             r = join_timed_out(w, &req, err);
             break;
         }
-        if (now_s() - said >= 10.0) {
+        if (sila_clock_s() - said >= 10.0) {
             fprintf(stderr, "silaworker: still waiting for the coordinator at %s\n", w->o->connect);
-            said = now_s();
+            said = sila_clock_s();
         }
         struct sila_err e; /* answers dropped: another key, or none */
-        if (sila_link_rejections(&req, "the rendezvous", now_s(), 10.0, &e))
+        if (sila_link_rejections(&req, "the rendezvous", sila_clock_s(), 10.0, &e))
             fprintf(stderr, "silaworker: %s\n", e.msg);
         r = sila_ctl_send(&req, &c, NULL, 0, TICK_MS, err);
         if (r == -ETIMEDOUT || r == -EAGAIN)
@@ -739,7 +733,7 @@ static int connect_run(struct worker *w, struct sila_err *err)
         sila_link_open(&w->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(most), &la, err);
     if (r)
         return r;
-    w->last_heard = now_s();
+    w->last_heard = sila_clock_s();
     w->last_beat = 0.0; /* a heartbeat at once: the coordinator times a joining worker too */
     sila_endpoint_data(&w->base, w->stage.first + 1, NULL, true, url, sizeof url);
     la = link_auth(w, ch, "data-%d", w->stage.first + 1);
@@ -753,7 +747,7 @@ static int connect_run(struct worker *w, struct sila_err *err)
                     "silaworker: %s is in use (by the worker this one replaces?): "
                     "trying again for a minute\n",
                     url);
-        for (double t0 = now_s(); now_s() - t0 < 1.0;) {
+        for (double t0 = sila_clock_s(); sila_clock_s() - t0 < 1.0;) {
             if ((r = drain_control(w, err)) || w->stopped)
                 return r;
             nanosleep(&(struct timespec){0, 100000000}, NULL);
@@ -803,11 +797,11 @@ static int serve(struct worker *w, struct sila_err *err)
             sila_link_release(buf);
             break;
         }
-        double t0 = now_s();
+        double t0 = sila_clock_s();
         if (!w->first_batch)
             w->first_batch = t0;
         r = on_batch(w, &v, err);
-        double dt = now_s() - t0;
+        double dt = sila_clock_s() - t0;
         w->handling_s += dt;
         if (v.hdr.phase == SILA_PHASE_GLOBAL)
             w->global_s += dt;

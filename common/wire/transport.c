@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "clock.h"
 
 /* The last nanomsg error as a negative errno (nanomsg's own codes, such as
  * ETERM and EFSM, are errno-style values too). */
@@ -164,13 +165,6 @@ int sila_link_send(struct sila_link *l, uint8_t *buf, size_t len, int timeout_ms
     return nn_send(l->sock, &buf, NN_MSG, flags) < 0 ? nn_fail() : 0;
 }
 
-static double mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
-}
-
 /* After a REQUEST link dropped the reply to its request: none other can
  * come (nanomsg takes one reply per request), so the rest of the wait ends
  * as a timeout would; never a busy loop of requests and dropped replies. */
@@ -178,7 +172,7 @@ static int reply_dropped(double deadline, int timeout_ms)
 {
     if (timeout_ms == 0)
         return -EAGAIN;
-    double left_ms = timeout_ms > 0 ? deadline - mono_ms() : 0;
+    double left_ms = timeout_ms > 0 ? deadline - (1e3 * sila_clock_s()) : 0;
     if (left_ms > 0) {
         struct timespec ts = {(time_t)(left_ms / 1e3),
                               (long)((left_ms - 1e3 * (time_t)(left_ms / 1e3)) * 1e6)};
@@ -207,7 +201,7 @@ static bool take(struct sila_link *l, const uint8_t *buf, size_t *len)
 
 int sila_link_recv(struct sila_link *l, uint8_t **ret_buf, size_t *ret_len, int timeout_ms)
 {
-    double deadline = mono_ms() + timeout_ms;
+    double deadline = (1e3 * sila_clock_s()) + timeout_ms;
     int wait = timeout_ms;
     for (;;) {
         int flags = wait_flags(l, NN_RCVTIMEO, wait);
@@ -224,7 +218,7 @@ int sila_link_recv(struct sila_link *l, uint8_t **ret_buf, size_t *ret_len, int 
         nn_freemsg(buf);
         if (l->kind == SILA_LINK_REQUEST)
             return reply_dropped(deadline, timeout_ms);
-        if (timeout_ms > 0 && (wait = (int)(deadline - mono_ms())) <= 0)
+        if (timeout_ms > 0 && (wait = (int)(deadline - (1e3 * sila_clock_s()))) <= 0)
             return -ETIMEDOUT;
     }
 }
