@@ -46,7 +46,7 @@ static void prune(const char *dir, uint64_t prev, uint64_t newest)
 static int read_manifest(const char *dir, char *name, size_t len, uint64_t *ret_step,
                          struct sila_err *err);
 
-bool ckpt_due(const struct sila_job *job, uint64_t done, uint64_t total, double since_last_s)
+bool checkpoint_due(const struct sila_job *job, uint64_t done, uint64_t total, double since_last_s)
 {
     if (done == 0 || done >= total)
         return false;
@@ -55,19 +55,20 @@ bool ckpt_due(const struct sila_job *job, uint64_t done, uint64_t total, double 
     return job->checkpoint_minutes > 0 && since_last_s >= 60.0 * job->checkpoint_minutes;
 }
 
-struct ckpt ckpt_at(uint64_t step, struct report *rep, const struct sila_rng *aug, int K)
+struct checkpoint checkpoint_at(uint64_t step, struct report *rep, const struct sila_rng *aug,
+                                int K)
 {
-    struct ckpt c = {.step = step,
-                     .metrics_bytes = report_metrics_bytes(rep),
-                     .evals = rep->evals,
-                     .nevals = rep->nevals,
-                     .K = K};
+    struct checkpoint c = {.step = step,
+                           .metrics_bytes = report_metrics_bytes(rep),
+                           .evals = rep->evals,
+                           .nevals = rep->nevals,
+                           .K = K};
     memcpy(c.aug_rng, aug->s, sizeof c.aug_rng);
     return c;
 }
 
-int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckpt *c,
-               char *ret_path, size_t len, struct sila_err *err)
+int checkpoint_write(const char *out_dir, const struct sila_job *job, const struct checkpoint *c,
+                     char *ret_path, size_t len, struct sila_err *err)
 {
     char dir[4096];
     int r = ckpt_dir(out_dir, dir, sizeof dir, err);
@@ -104,7 +105,7 @@ int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckp
     ck.evaluations = evp;
     ck.n_evaluations = c->nevals;
     for (int k = 0; k < c->K; k++) {
-        const struct ckpt_module *m = &c->mods[k];
+        const struct checkpoint_module *m = &c->mods[k];
         sila__module_state__init(&ms[k]);
         ms[k].module = (uint32_t)k + 1;
         ms[k].params = m->layout.params;
@@ -169,7 +170,7 @@ static int read_manifest(const char *dir, char *name, size_t len, uint64_t *ret_
     return 0;
 }
 
-static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, struct ckpt *c,
+static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, struct checkpoint *c,
                       const char *path, struct sila_err *err)
 {
     uint8_t hash[SILA_PLAN_HASH_BYTES];
@@ -204,7 +205,7 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
         if (ms->module != (uint32_t)k + 1 || ms->n_counters != SILA_MODULE_COUNTERS ||
             ms->n_state != n || ms->body_params > ms->params || ms->body_buffers > ms->buffers)
             return sila_err_set(err, -EINVAL, "%s: module %d's state is inconsistent", path, k + 1);
-        struct ckpt_module *m = &c->mods[k];
+        struct checkpoint_module *m = &c->mods[k];
         m->layout = (struct sila_module_layout){ms->params, ms->optimizer, ms->buffers,
                                                 ms->body_params, ms->body_buffers};
         memcpy(m->counters, ms->counters, sizeof m->counters);
@@ -221,10 +222,10 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
     return 0;
 }
 
-int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c, char *ret_path,
-                     size_t len, struct sila_err *err)
+int checkpoint_read_latest(const char *dir, const struct sila_job *job, struct checkpoint *c,
+                           char *ret_path, size_t len, struct sila_err *err)
 {
-    *c = (struct ckpt){0};
+    *c = (struct checkpoint){0};
     char cdir[4096], name[64];
     uint64_t step;
     snprintf(cdir, sizeof cdir, "%s/checkpoints", dir);
@@ -245,12 +246,12 @@ int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c
         sila__checkpoint__free_unpacked(ck, NULL);
     free(buf);
     if (r)
-        ckpt_free(c);
+        checkpoint_free(c);
     return r;
 }
 
-int ckpt_check_module(const struct ckpt *c, int k, const struct sila_module_layout *m,
-                      struct sila_err *err)
+int checkpoint_check_module(const struct checkpoint *c, int k, const struct sila_module_layout *m,
+                            struct sila_err *err)
 {
     const struct sila_module_layout *l = &c->mods[k].layout;
     if (l->params != m->params || l->optimizer != m->optimizer || l->buffers != m->buffers ||
@@ -263,11 +264,11 @@ int ckpt_check_module(const struct ckpt *c, int k, const struct sila_module_layo
     return 0;
 }
 
-void ckpt_free(struct ckpt *c)
+void checkpoint_free(struct checkpoint *c)
 {
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         free(c->mods[k].state);
     free(c->evals);
     free(c->collab);
-    *c = (struct ckpt){0};
+    *c = (struct checkpoint){0};
 }

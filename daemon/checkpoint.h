@@ -19,20 +19,20 @@
 #include "report.h"
 #include "rng.h"
 
-struct ckpt_module {
+struct checkpoint_module {
     struct sila_module_layout layout;
     float *state; /* params | optimizer | buffers */
     uint64_t counters[SILA_MODULE_COUNTERS];
 };
 
-struct ckpt {
+struct checkpoint {
     uint64_t step; /* training steps done */
     uint64_t aug_rng[4];
     uint64_t metrics_bytes;
     struct report_eval *evals; /* owned when read */
     size_t nevals;
     int K;
-    struct ckpt_module mods[SILA_MAX_MODULES]; /* states owned when read */
+    struct checkpoint_module mods[SILA_MAX_MODULES]; /* states owned when read */
     float *collab; /* collab's soft targets (docs/methods.md), owned when read; NULL: none */
     size_t ncollab;
 };
@@ -41,30 +41,31 @@ struct ckpt {
  * done, since_last_s seconds after the previous one (or the start): every
  * job->checkpoint_every steps, every job->checkpoint_minutes, never at the
  * end (the model is written then). */
-bool ckpt_due(const struct sila_job *job, uint64_t done, uint64_t total, double since_last_s);
+bool checkpoint_due(const struct sila_job *job, uint64_t done, uint64_t total, double since_last_s);
 
 /* A checkpoint after `step` steps of a run with K modules: the report's
  * evaluations and metrics length, the augmentation RNG; the modules' states
  * are the caller's to fill. */
-struct ckpt ckpt_at(uint64_t step, struct report *rep, const struct sila_rng *aug, int K);
+struct checkpoint checkpoint_at(uint64_t step, struct report *rep, const struct sila_rng *aug,
+                                int K);
 
 /* Writes c as the newest checkpoint of job under out_dir and names it in
  * the manifest; ret_path (len bytes) receives its path. Errors: -errno of
  * the failed call, -ENOMEM, with err naming the file. */
-int ckpt_write(const char *out_dir, const struct sila_job *job, const struct ckpt *c,
-               char *ret_path, size_t len, struct sila_err *err);
+int checkpoint_write(const char *out_dir, const struct sila_job *job, const struct checkpoint *c,
+                     char *ret_path, size_t len, struct sila_err *err);
 
 /* Reads the newest complete checkpoint under dir into c (which then owns
  * its arrays), checking it belongs to job. Errors: -ENOENT when there is
  * none, -EINVAL for a damaged one or another job's, with err saying which. */
-int ckpt_read_latest(const char *dir, const struct sila_job *job, struct ckpt *c, char *ret_path,
-                     size_t len, struct sila_err *err);
+int checkpoint_read_latest(const char *dir, const struct sila_job *job, struct checkpoint *c,
+                           char *ret_path, size_t len, struct sila_err *err);
 
 /* Checks that module k's state in c fits the module m of this run. */
-int ckpt_check_module(const struct ckpt *c, int k, const struct sila_module_layout *m,
-                      struct sila_err *err);
+int checkpoint_check_module(const struct checkpoint *c, int k, const struct sila_module_layout *m,
+                            struct sila_err *err);
 
 /* Frees what a read checkpoint owns. */
-void ckpt_free(struct ckpt *c);
+void checkpoint_free(struct checkpoint *c);
 
 #endif

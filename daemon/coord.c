@@ -273,7 +273,7 @@ static void save_and_stop(struct coord *c)
 {
     struct body_state bodies[SILA_MAX_MODULES];
     for (int k = 0; k < c->K; k++) {
-        const struct ckpt_module *m = &c->collected[k];
+        const struct checkpoint_module *m = &c->collected[k];
         bodies[k] = (struct body_state){m->state, m->layout.body_params,
                                         m->state + m->layout.params + m->layout.optimizer,
                                         m->layout.body_buffers};
@@ -308,13 +308,13 @@ static void write_checkpoint(struct coord *c)
 {
     uint64_t step = atomic_load(&c->ckpt_step);
     /* the feeder waits: its augmentation RNG is at the boundary */
-    struct ckpt ck = ckpt_at(step, &c->rep, &c->feed.aug_rng, c->K);
+    struct checkpoint ck = checkpoint_at(step, &c->rep, &c->feed.aug_rng, c->K);
     memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
     ck.collab = c->collab.q; /* every step fed is learned: drained */
     ck.ncollab = collab_floats(&c->collab);
     char path[4200];
     struct sila_err e;
-    if (ckpt_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
+    if (checkpoint_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
         report_checkpoint(&c->rep, path, step);
         snprintf(c->last_checkpoint, sizeof c->last_checkpoint, "%s", path);
     } else
@@ -339,7 +339,7 @@ static void on_state(struct coord *c, struct peer *p, const Sila__ModuleState *s
              sila_modules_text(p->first, p->last, mods, sizeof mods), st->module);
         return;
     }
-    struct ckpt_module *m = &c->collected[k];
+    struct checkpoint_module *m = &c->collected[k];
     m->layout = (struct sila_module_layout){st->params, st->optimizer, st->buffers, st->body_params,
                                             st->body_buffers};
     size_t n = st->params + st->optimizer + st->buffers;
@@ -632,10 +632,10 @@ static void on_rdv_readable(uv_poll_t *h, int status, int events)
 /* ---- the run ---- */
 
 /* Sends modules first..last their states from checkpoint ck. */
-static int restore_modules(struct coord *c, const struct ckpt *ck, int first, int last)
+static int restore_modules(struct coord *c, const struct checkpoint *ck, int first, int last)
 {
     for (int k = first; k <= last; k++) {
-        const struct ckpt_module *m = &ck->mods[k];
+        const struct checkpoint_module *m = &ck->mods[k];
         Sila__ModuleState st = SILA__MODULE_STATE__INIT;
         st.module = (uint32_t)k + 1;
         st.params = m->layout.params;
@@ -694,7 +694,7 @@ static void start_run(struct coord *c)
     char url[SILA_URL_MAX + 64];
     if (c->o->resume) {
         int r = restore_modules(c, &c->resume_from, 0, c->K - 1);
-        ckpt_free(&c->resume_from); /* the evaluations live on in the report */
+        checkpoint_free(&c->resume_from); /* the evaluations live on in the report */
         if (r) {
             finish(c, r);
             return;
@@ -778,11 +778,11 @@ static void restore_replacement(struct coord *c, struct peer *p)
 {
     char mods[32], path[4200];
     sila_modules_text(p->first, p->last, mods, sizeof mods);
-    struct ckpt ck;
+    struct checkpoint ck;
     struct sila_err e;
     /* a checkpoint of this run: written by it, or the one it resumed */
     int r = *c->last_checkpoint || c->o->resume
-                ? ckpt_read_latest(c->out_dir, c->job, &ck, path, sizeof path, &e)
+                ? checkpoint_read_latest(c->out_dir, c->job, &ck, path, sizeof path, &e)
                 : -ENOENT;
     if (r == -ENOENT) {
         printf("%s start again from their initial weights (no checkpoint yet)\n", mods);
@@ -795,7 +795,7 @@ static void restore_replacement(struct coord *c, struct peer *p)
     r = restore_modules(c, &ck, p->first, p->last);
     if (r == 0)
         printf("%s restored from %s (step %llu)\n", mods, path, (unsigned long long)ck.step);
-    ckpt_free(&ck);
+    checkpoint_free(&ck);
     if (r)
         finish(c, r);
 }
@@ -1223,7 +1223,7 @@ static void cleanup(struct coord *c)
     }
     for (int k = 0; k < c->K; k++)
         free(c->collected[k].state);
-    ckpt_free(&c->resume_from);
+    checkpoint_free(&c->resume_from);
     collab_close(&c->collab);
     feed_order_fini(&c->learn_order);
     uv_sem_destroy(&c->ckpt_done.sem);
@@ -1256,7 +1256,7 @@ static void cleanup(struct coord *c)
 static int take_checkpoint(struct coord *c, struct report_resume *rr)
 {
     char path[4200];
-    int r = ckpt_read_latest(c->out_dir, c->job, &c->resume_from, path, sizeof path, c->err);
+    int r = checkpoint_read_latest(c->out_dir, c->job, &c->resume_from, path, sizeof path, c->err);
     if (r)
         return r;
     for (int k = 0; k < c->K; k++)
@@ -1273,8 +1273,8 @@ static int take_checkpoint(struct coord *c, struct report_resume *rr)
     return 0;
 }
 
-int train_distributed(const struct sila_job *job, const char *out_dir,
-                      const struct coord_options *o, struct sila_err *err)
+int coord_train(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
+                struct sila_err *err)
 {
     struct coord *c = calloc(1, sizeof *c);
     if (!c)

@@ -15,17 +15,17 @@
 #include "rpc.h"
 
 struct coord_options {
-    const char *listen;  /* base address (tcp://HOST:PORT or ipc://PATH); NULL with spawn:
-                            a private ipc address */
-    int spawn;           /* 0: wait for workers started elsewhere; N: start N local workers */
-    int threads;         /* kernel threads per spawned worker; 0: the cores shared out */
-    int cores;           /* cores to share out among spawned workers */
-    int window;          /* training and test batches in the pipeline at most */
+    const char *listen;      /* base address (tcp://HOST:PORT or ipc://PATH); NULL with spawn:
+                                a private ipc address */
+    int spawn;               /* 0: wait for workers started elsewhere; N: start N local workers */
+    int threads;             /* kernel threads per spawned worker; 0: the cores shared out */
+    int cores;               /* cores to share out among spawned workers */
+    int window;              /* training and test batches in the pipeline at most */
     struct rpc_endpoint rpc; /* the RPC: where, and its authentication */
-    bool resume;         /* continue from the newest checkpoint in the output directory */
-    int worker_timeout;  /* seconds: a worker silent this long is lost */
-    int replace_timeout; /* seconds: the run fails when a lost worker's modules
-                            have no replacement this long */
+    bool resume;             /* continue from the newest checkpoint in the output directory */
+    int worker_timeout;      /* seconds: a worker silent this long is lost */
+    int replace_timeout;     /* seconds: the run fails when a lost worker's modules
+                                have no replacement this long */
     const struct sila_key *key; /* the cluster key: every link authenticated; NULL: bare */
     const char *key_path;       /* its file, for spawned workers */
     bool insecure;              /* bare on a non-loopback address: spawned workers too */
@@ -35,7 +35,7 @@ struct coord_options {
 /* Trains job over workers, writing out_dir/model.sila and
  * out_dir/metrics.jsonl as train_inproc does. Returns 0, or a negative errno
  * with err set (a worker refused to start, died, or broke the protocol). */
-int train_distributed(const struct sila_job *job, const char *out_dir,
-                      const struct coord_options *o, struct sila_err *err);
+int coord_train(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
+                struct sila_err *err);
 
 #endif

@@ -188,7 +188,7 @@ static int feed_boundary(struct feeder *f, uint64_t done, double *last)
     bool asked = atomic_exchange(&c->ckpt_requested, false);
     if (done >= c->feed.plan.total_steps || atomic_load(&c->stopping))
         return 0;
-    if (!asked && !ckpt_due(c->job, done, c->feed.plan.total_steps, sila_clock_s() - *last))
+    if (!asked && !checkpoint_due(c->job, done, c->feed.plan.total_steps, sila_clock_s() - *last))
         return 0;
     atomic_store(&c->ckpt_step, done);
     uv_async_send(&c->ckpt_async);

@@ -121,7 +121,7 @@ struct coord {
     int evaluations_left; /* those done are the report's evals */
     double last_report;
     /* module states being collected, for a checkpoint or the end (owned) */
-    struct ckpt_module collected[SILA_MAX_MODULES];
+    struct checkpoint_module collected[SILA_MAX_MODULES];
     int states;
     bool collect_for_checkpoint;
     /* checkpoints: the feeder asks at a step boundary and waits */
@@ -131,7 +131,7 @@ struct coord {
     atomic_bool ckpt_requested;     /* by the RPC: at the next boundary */
     atomic_uint_fast64_t ckpt_step; /* the boundary the feeder waits at */
     bool ckpt_pending;              /* the loop drains for it */
-    struct ckpt resume_from;        /* with --resume: the checkpoint, until the start */
+    struct checkpoint resume_from;  /* with --resume: the checkpoint, until the start */
     char last_checkpoint[4200];     /* path of the newest one written, "" before */
 
     /* collab's soft targets (collab.h): the feeder fills each step's from

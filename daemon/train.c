@@ -91,12 +91,12 @@ static void evaluate(struct trainer *tr, int e, double *accuracy)
 
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
 {
-    struct ckpt c = ckpt_at(done, &tr->rep, &tr->feed.aug_rng, tr->K);
+    struct checkpoint c = checkpoint_at(done, &tr->rep, &tr->feed.aug_rng, tr->K);
     c.collab = tr->collab.q;
     c.ncollab = collab_floats(&tr->collab);
     int r = 0;
     for (int k = 0; k < tr->K && r == 0; k++) {
-        struct ckpt_module *m = &c.mods[k];
+        struct checkpoint_module *m = &c.mods[k];
         m->layout = sila_module_layout(tr->stage.mods[k]);
         m->state = malloc(sizeof *m->state *
                           (m->layout.params + m->layout.optimizer + m->layout.buffers + 1));
@@ -106,7 +106,7 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
             sila_module_get_state(tr->stage.mods[k], m->state, m->counters);
     }
     char path[4200];
-    if (r == 0 && (r = ckpt_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0) {
+    if (r == 0 && (r = checkpoint_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0) {
         report_checkpoint(&tr->rep, path, done);
         snprintf(tr->ctl.last_checkpoint, sizeof tr->ctl.last_checkpoint, "%s", path);
         tr->checkpoint_step = done;
@@ -125,7 +125,7 @@ static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct si
     const struct sila_plan *plan = &tr->feed.plan;
     int r;
     if (scheduled &&
-        ckpt_due(tr->job, done, plan->total_steps, sila_clock_s() - tr->last_checkpoint) &&
+        checkpoint_due(tr->job, done, plan->total_steps, sila_clock_s() - tr->last_checkpoint) &&
         (r = checkpoint(tr, done, err)))
         return r;
     for (;;) {
@@ -165,16 +165,16 @@ static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sil
 
 /* Takes up the newest checkpoint under out_dir: modules, augmentation RNG;
  * fills the report's resume point and *ret_step. */
-static int resume(struct trainer *tr, struct ckpt *c, struct report_resume *rr,
+static int resume(struct trainer *tr, struct checkpoint *c, struct report_resume *rr,
                   struct sila_err *err)
 {
     char path[4200];
-    int r = ckpt_read_latest(tr->out_dir, tr->job, c, path, sizeof path, err);
+    int r = checkpoint_read_latest(tr->out_dir, tr->job, c, path, sizeof path, err);
     if (r)
         return r;
     for (int k = 0; k < tr->K; k++) {
         struct sila_module_layout l = sila_module_layout(tr->stage.mods[k]);
-        if ((r = ckpt_check_module(c, k, &l, err)))
+        if ((r = checkpoint_check_module(c, k, &l, err)))
             return r;
         sila_module_set_state(tr->stage.mods[k], c->mods[k].state, c->mods[k].counters);
     }
@@ -231,17 +231,17 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
 {
     const struct sila_job *job = tr->job;
     const struct sila_plan *plan = &tr->feed.plan;
-    struct ckpt c = {0};
+    struct checkpoint c = {0};
     struct report_resume rr = {0};
     int r;
     if ((r = feed_open(&tr->feed, job, err)) || (r = build_modules(tr, err)) ||
         (resuming && (r = resume(tr, &c, &rr, err))) ||
         (r = report_open(&tr->rep, tr->out_dir, tr->K, job->epochs, plan->steps_per_epoch,
                          resuming ? &rr : NULL, err))) {
-        ckpt_free(&c);
+        checkpoint_free(&c);
         return r;
     }
-    ckpt_free(&c);
+    checkpoint_free(&c);
     if ((r = train_rpc_open(&tr->ctl, ep, job, &tr->rep, plan, tr->out_dir, err)))
         return r;
     report_start(&tr->rep, job, plan, "in process");
