@@ -1288,13 +1288,16 @@ int coord_train(const struct sila_job *job, const char *out_dir, const struct co
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         c->owner[k] = -1;
     c->data.sock = c->rdv.sock = -1;
-    uv_sem_init(&c->credits.sem, (unsigned)o->window);
-    uv_sem_init(&c->evaluated.sem, 0);
-    uv_sem_init(&c->ckpt_done.sem, 0);
-    uv_sem_init(&c->learned.sem, 0);
-    uv_loop_init(&c->loop);
+    int r;
+    if ((r = uv_sem_init(&c->credits.sem, (unsigned)o->window)) ||
+        (r = uv_sem_init(&c->evaluated.sem, 0)) || (r = uv_sem_init(&c->ckpt_done.sem, 0)) ||
+        (r = uv_sem_init(&c->learned.sem, 0)) || (r = uv_loop_init(&c->loop))) {
+        free(c); /* a failed run ends the process: what was set up goes with it */
+        return sila_err_set(err, r, "cannot set up the coordinator's event loop: %s",
+                            uv_strerror(r));
+    }
     c->loop.data = c;
-    int r = feed_open(&c->feed, job, err);
+    r = feed_open(&c->feed, job, err);
     struct report_resume rr;
     if (r == 0 && (r = collab_open(&c->collab, job, c->feed.plan.ntrain, err)) == 0 &&
         collab_on(&c->collab) && feed_order_init(&c->learn_order, &c->feed.plan))
