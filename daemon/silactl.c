@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "auth.h"
-#include "ctl_model.h"
-#include "ctl_plot.h"
-#include "ctl_rpc.h"
+#include "silactl_model.h"
+#include "silactl_plot.h"
+#include "silactl_rpc.h"
 #include "rpc.h"
 #include "threads.h"
 
@@ -104,7 +104,7 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    if (ctl_rpc_command(cmd)) {
+    if (silactl_rpc_command(cmd)) {
         struct sila_key key;
         struct sila_err err;
         bool keyed = key_path && *key_path;
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "silactl: %s\n", err.msg);
             return EXIT_FAILURE;
         }
-        int r = ctl_rpc(argc - 1, argv + 1, connect, keyed ? &key : NULL, key_path);
+        int r = silactl_rpc(argc - 1, argv + 1, connect, keyed ? &key : NULL, key_path);
         if (keyed)
             sila_key_wipe(&key);
         return r;
@@ -121,11 +121,11 @@ int main(int argc, char **argv)
         return keygen(argc - 1, argv + 1);
     sila_threads_setup(0);
     if (strcmp(cmd, "eval") == 0)
-        return ctl_eval(argc - 1, argv + 1);
+        return silactl_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)
-        return ctl_inspect(argc - 1, argv + 1);
+        return silactl_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)
-        return ctl_plot(argc - 1, argv + 1);
+        return silactl_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
         usage(stdout);
         return 0;

@@ -1,6 +1,6 @@
 /* silactl plot: loss and per-head accuracy curves of a run's metrics.jsonl,
- * drawn by gnuplot (see ctl_plot.h). */
-#include "ctl_plot.h"
+ * drawn by gnuplot (see silactl_plot.h). */
+#include "silactl_plot.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -174,7 +174,7 @@ static int plot(const char *metrics, const char *out)
     return r ? 1 : 0;
 }
 
-int ctl_plot(int argc, char **argv)
+int silactl_plot(int argc, char **argv)
 {
     static const struct option longopts[] = {{"output", required_argument, NULL, 'o'}, {0}};
     const char *out = NULL;

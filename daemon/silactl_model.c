@@ -1,6 +1,6 @@
-/* silactl eval and inspect (see ctl_model.h): evaluate a saved model on a
+/* silactl eval and inspect (see silactl_model.h): evaluate a saved model on a
  * test split, and describe one. */
-#include "ctl_model.h"
+#include "silactl_model.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -207,7 +207,7 @@ static void print_eval_json(const struct eval_opts *o, const struct sila_dataset
     printf("]}\n");
 }
 
-int ctl_eval(int argc, char **argv)
+int silactl_eval(int argc, char **argv)
 {
     struct eval_opts o = {0};
     if (parse_eval(argc, argv, &o))
@@ -283,7 +283,7 @@ static void print_inspect_json(const char *path, const struct sila_model *m, con
     printf("]}\n");
 }
 
-int ctl_inspect(int argc, char **argv)
+int silactl_inspect(int argc, char **argv)
 {
     int json = 0;
     const char *path = NULL;

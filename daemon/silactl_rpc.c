@@ -1,6 +1,6 @@
-/* silactl's commands to a running silad, over its RPC (see ctl_rpc.h and
+/* silactl's commands to a running silad, over its RPC (see silactl_rpc.h and
  * docs/rpc.md): tables for people, --json for scripts. */
-#include "ctl_rpc.h"
+#include "silactl_rpc.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -471,7 +471,7 @@ static int one_call(const struct rpc_opts *o)
     return EXIT_SUCCESS;
 }
 
-bool ctl_rpc_command(const char *cmd)
+bool silactl_rpc_command(const char *cmd)
 {
     static const char *const cmds[] = {"status", "workers", "metrics",    "watch",
                                        "pause",  "resume",  "checkpoint", "stop"};
@@ -481,8 +481,8 @@ bool ctl_rpc_command(const char *cmd)
     return false;
 }
 
-int ctl_rpc(int argc, char **argv, const char *connect, const struct sila_key *key,
-            const char *key_path)
+int silactl_rpc(int argc, char **argv, const char *connect, const struct sila_key *key,
+                const char *key_path)
 {
     struct rpc_opts o = {
         .connect = connect, .key = key, .key_path = key_path, .timeout_ms = 5000, .cmd = argv[0]};
