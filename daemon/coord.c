@@ -1273,8 +1273,8 @@ static int take_checkpoint(struct coord *c, struct report_resume *rr)
     return 0;
 }
 
-int coord_train(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
-                struct sila_err *err)
+int coord_run(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
+              struct sila_err *err)
 {
     struct coord *c = calloc(1, sizeof *c);
     if (!c)

@@ -35,7 +35,7 @@ struct coord_options {
 /* Trains job over workers, writing out_dir/model.sila and
  * out_dir/metrics.jsonl as train_inproc does. Returns 0, or a negative errno
  * with err set (a worker refused to start, died, or broke the protocol). */
-int coord_train(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
-                struct sila_err *err);
+int coord_run(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
+              struct sila_err *err);
 
 #endif

@@ -315,7 +315,7 @@ int main(int argc, char **argv)
                                    .key_path = o.key,
                                    .insecure = o.insecure,
                                    .auth_window_ms = (uint32_t)o.auth_window * 1000u};
-        r = coord_train(&job, out, &co, &err);
+        r = coord_run(&job, out, &co, &err);
     }
     if (r)
         fprintf(stderr, "silad: %s\n", err.msg);
