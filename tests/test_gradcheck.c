@@ -798,20 +798,27 @@ START_TEST(test_avgpool)
 }
 END_TEST
 
+/* A layer of `kind` resizing a (C, H, W) input to (C, out, out), as
+ * g = {C, H, W, out}. */
+static void resize_case(enum sila_layer_kind kind, const int *g, uint64_t seed)
+{
+    struct sila_layer_spec specs[] = {sp_kind(kind)};
+    specs[0].out = g[3];
+    char name[64];
+    snprintf(name, sizeof name, "%s %dx%dx%d to %d", sila_layer_kind_name(kind), g[0], g[1], g[2],
+             g[3]);
+    const struct gc_case c = gc_case_of(name, specs, 1, shp(g[0], g[1], g[2]), 2, GC_H_SMOOTH,
+                                        gen_normal, NULL, 0, seed);
+    gc_assert_case(&c);
+}
+
 /* Adaptive average pooling: uneven and overlapping windows (5->3, 7->2),
  * the identity (3->3) and repeated rows (3->5, 4->5). */
 static const int adapool_geo[][4] = {{2, 5, 7, 3}, {1, 7, 7, 2}, {2, 3, 3, 3}, {1, 3, 4, 5}};
 
 START_TEST(test_adaptive_avgpool)
 {
-    const int *g = adapool_geo[_i];
-    struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_ADAPTIVE_AVGPOOL)};
-    specs[0].out = g[3];
-    char name[64];
-    snprintf(name, sizeof name, "adaptive_avgpool %dx%dx%d to %d", g[0], g[1], g[2], g[3]);
-    const struct gc_case c = gc_case_of(name, specs, 1, shp(g[0], g[1], g[2]), 2, GC_H_SMOOTH,
-                                        gen_normal, NULL, 0, 550 + (uint64_t)_i);
-    gc_assert_case(&c);
+    resize_case(SILA_LAYER_ADAPTIVE_AVGPOOL, adapool_geo[_i], 550 + (uint64_t)_i);
 }
 END_TEST
 
@@ -822,14 +829,7 @@ static const int upsample_geo[][4] = {
 
 START_TEST(test_upsample)
 {
-    const int *g = upsample_geo[_i];
-    struct sila_layer_spec specs[] = {sp_kind(SILA_LAYER_UPSAMPLE)};
-    specs[0].out = g[3];
-    char name[64];
-    snprintf(name, sizeof name, "upsample %dx%dx%d to %d", g[0], g[1], g[2], g[3]);
-    const struct gc_case c = gc_case_of(name, specs, 1, shp(g[0], g[1], g[2]), 2, GC_H_SMOOTH,
-                                        gen_normal, NULL, 0, 560 + (uint64_t)_i);
-    gc_assert_case(&c);
+    resize_case(SILA_LAYER_UPSAMPLE, upsample_geo[_i], 560 + (uint64_t)_i);
 }
 END_TEST
 
