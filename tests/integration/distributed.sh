@@ -61,7 +61,7 @@ check "--spawn=2: each worker reports its busy share, bytes and memory" \
 
 # ---- workers started by hand, over tcp on 127.0.0.2 (another address of
 # the loopback) and a port of this test's
-PORT=$((20000 + $$ % 20000))
+PORT=$(claim_ports 340) || exit 99
 URL=tcp://127.0.0.2:$PORT
 "$SILAWORKER" --module 1 --connect "$URL" --threads 1 --join-timeout 60 >w1.out 2>w1.err &
 w1=$!

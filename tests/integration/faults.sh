@@ -20,7 +20,7 @@ JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 # loses at most 5 steps
 RUN=(--set job.train_limit=4800 --set job.test_limit=2000 --set job.batch=64
      --set job.epochs=3 --set job.checkpoint_every=5)
-PORT=$((21000 + $$ % 20000))
+PORT=$(claim_ports 240) || exit 99
 
 # status_field URL KEY: a field of silactl status --json, or -1.
 status_field()

@@ -20,24 +20,7 @@ SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
        --set job.epochs=2 --set job.period=4 --set job.global_steps=1
        --set job.global_ramp=false)
 SIGN=$SILA_SOURCE_DIR/tests/integration/signmsg.py
-# a base port with the 700 above it free now (other tests may run beside)
-PORT=$(python3 - $$ <<'EOF'
-import socket, sys
-base = (int(sys.argv[1]) + 13) % 20000
-for attempt in range(200):
-    p = 20000 + (base + 997 * attempt) % 24000
-    try:
-        for q in range(p, p + 700):
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(("0.0.0.0", q))
-            s.close()
-    except OSError:
-        continue
-    print(p)
-    break
-EOF
-)
+PORT=$(claim_ports 700) || exit 99
 URL=tcp://127.0.0.1:$PORT
 RPC=tcp://127.0.0.1:$((PORT + 140))
 

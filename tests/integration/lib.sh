@@ -83,6 +83,62 @@ ended()
     wait "$1"
 }
 
+# claim_ports N: prints the first of N consecutive tcp ports that are free
+# now and claimed by no other test script still running, and claims them
+# for this script until it exits. Tests run side by side, and a port of one
+# inside another's range lets one's worker connect to the other's
+# coordinator (a nanomsg pair takes the first peer that arrives). Claims
+# are lines "FIRST N PID" in $PORT_CLAIMS, changed under its lock; ports
+# 10000-19999 keep clear of the kernel's ephemeral ones and of the unit
+# tests' (20000-39999).
+PORT_CLAIMS=${TMPDIR:-/tmp}/sila-test-ports
+claim_ports()
+{
+    python3 - "$1" "$$" "$PORT_CLAIMS" <<'EOF'
+import fcntl, os, random, socket, sys
+n, pid, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+def alive(p):
+    try:
+        os.kill(p, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+def free(first):
+    for port in range(first, first + n):
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                return False
+    return True
+
+with open(path + ".lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    claims = []
+    if os.path.exists(path):
+        for line in open(path):
+            f = line.split()
+            if len(f) == 3 and alive(int(f[2])):
+                claims.append(tuple(map(int, f)))
+    for _ in range(500):
+        first = random.randrange(10000, 20000 - n)
+        apart = all(first + n <= b or b + m <= first for b, m, _ in claims)
+        if apart and free(first):
+            break
+    else:
+        sys.exit("claim_ports: no %d free ports in 10000-19999" % n)
+    claims.append((first, n, pid))
+    with open(path + ".new", "w") as out:
+        out.writelines("%d %d %d\n" % c for c in claims)
+    os.replace(path + ".new", path)
+print(first)
+EOF
+}
+
 # done_testing: prints the TAP plan and exits 1 if any case failed.
 done_testing()
 {

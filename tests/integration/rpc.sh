@@ -10,7 +10,7 @@
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
 export SILAWORKER
 PROTO_DIR=$SILA_SOURCE_DIR/proto
-PORT=$((20000 + ($$ + 7) % 20000))
+PORT=$(claim_ports 1) || exit 99
 EP=tcp://127.0.0.1:$PORT
 ctl() { "$SILACTL" --connect "$EP" "$@"; }
 step_now() { ctl status --json | python3 "$JSONCHECK" field - step; }
