@@ -1,6 +1,5 @@
 /* The RPC methods of a distributed run (see rpc.h and docs/rpc.md): views
  * of the coordinator's state, and pause, resume, stop. */
-#include <stdatomic.h>
 #include <stdio.h>
 
 #include "clock.h"
@@ -9,7 +8,7 @@
 
 static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
 {
-    bool paused = atomic_load(&c->paused) && c->phase == SILA__RUN_PHASE__TRAINING;
+    bool paused = c->paused && c->phase == SILA__RUN_PHASE__TRAINING;
     struct rpc_progress p = {.job = c->job,
                              .rep = &c->rep,
                              .total_steps = c->feed.plan.total_steps,
@@ -25,7 +24,7 @@ static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
     st->replacements = c->replacements;
     st->rejected_messages = c->rdv.rejected + rpc->link.rejected;
     for (int i = 0; i < c->npeers; i++)
-        st->rejected_messages += c->peers[i]->ctl.rejected;
+        st->rejected_messages += coord_peer_rejected(c->peers[i]);
     reply->result_case = SILA__REPLY__RESULT_STATUS;
     reply->status = st;
 }
@@ -38,7 +37,7 @@ static const char *peer_state(const struct coord *c, const struct peer *p)
         return "lost";
     if (!p->ready)
         return "joined";
-    if (atomic_load(&c->halted))
+    if (c->halted)
         return "halted";
     return c->started ? "training" : "ready";
 }
@@ -50,7 +49,7 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
     if (!ws || !rows)
         return;
     sila__workers__init(ws);
-    uint64_t fed = atomic_load(&c->fed);
+    uint64_t fed = c->feeder.next_pos;
     double now = sila_clock_s();
     for (int i = 0; i < c->npeers; i++) {
         const struct peer *p = c->peers[i];
@@ -73,7 +72,7 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         w->busy = p->active_s > 0 ? p->busy_s / p->active_s : 0.0;
         w->queue = fed > c->done[p->last] ? (uint32_t)(fed - c->done[p->last]) : 0;
         w->peak_rss_mb = p->peak_rss_kb / 1024.0;
-        w->bad_messages = p->bad_messages + p->ctl.rejected;
+        w->bad_messages = p->bad_messages + coord_peer_rejected(p);
         rows[ws->n_rows++] = w;
     }
     ws->rows = rows;
@@ -83,7 +82,7 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
 
 static bool running(const struct coord *c)
 {
-    return c->started && !c->finished && !c->collecting && !atomic_load(&c->stop_requested);
+    return c->started && !c->finished && !c->collecting && !c->stop_requested;
 }
 
 void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply)
@@ -107,8 +106,10 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
             reply->error = rpc_strdup(rpc, "the run is not training");
             return;
         }
-        bool was = atomic_exchange(&c->paused, pause);
+        bool was = c->paused;
+        c->paused = pause;
         rpc_ack_pause(rpc, reply, pause, was, c->trained[c->K - 1]);
+        coord_feed_pump(c);
         break;
     }
     case SILA__REQUEST__METHOD_CHECKPOINT: {

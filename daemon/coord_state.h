@@ -1,10 +1,11 @@
-/* The coordinator's state, shared by its run (coord.c) and its RPC methods
- * (coord_rpc.c); private to them. Everything here belongs to the event
- * loop's thread except what is marked for the feeder thread. */
+/* The coordinator's state, private to its files (coord*.c). All of it
+ * belongs to the event loop's thread: the other threads are outboxes
+ * (outbox.h), which send the frames the loop hands them and report back
+ * through a uv_async; they share nothing else. docs/architecture.md shows
+ * the threads and one batch's path. */
 #ifndef SILA_COORD_STATE_H
 #define SILA_COORD_STATE_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -15,17 +16,21 @@
 #include "coord.h"
 #include "endpoint.h"
 #include "feed.h"
+#include "frame.h"
+#include "outbox.h"
 #include "report.h"
 #include "rpc.h"
 #include "sila.pb-c.h"
 #include "transport.h"
 
 struct peer {
+    struct coord *coord;
     int first, last; /* modules, 0-based, inclusive */
     uint32_t gen;
     char host[256];
     uint32_t pid;
-    struct sila_link ctl;
+    struct outbox *out; /* owns the control link; NULL once lost */
+    uint64_t rejected;  /* its control link's rejected messages, once lost */
     uv_poll_t poll;
     bool polling, ready;
     bool lost;   /* declared lost: its modules wait for a replacement */
@@ -50,11 +55,30 @@ struct child {
     int respawns;
 };
 
-/* A semaphore the feeder waits on, which the loop may also post only to
- * wake it (coord_wake_feeder): `wakes` counts those posts. */
-struct coord_wait {
-    uv_sem_t sem;
-    atomic_int wakes;
+/* A batch sent and maybe not yet finished by the last module; x, labels
+ * and targets owned, allocated at the first use of the entry. */
+struct sent {
+    uint64_t pos; /* its place among all batches of the run, 0, 1, ... */
+    struct sila_frame_hdr h;
+    float *x;
+    int32_t *labels;
+    float *targets; /* (batch, classes) for collab, else NULL */
+};
+
+/* Where the feeding of batches stands (coord_feed.c). */
+struct feeder {
+    struct outbox *data; /* owns the data link to the first module */
+    struct sent *ring;   /* owned: nring entries, batch pos at pos % nring */
+    size_t nring;
+    uint64_t next_pos;      /* batches produced so far: the next one's pos */
+    uint64_t seq;           /* of the next frame on the data link */
+    uint64_t first_step;    /* of this run (after a resume, the checkpoint's) */
+    uint64_t next_step;     /* the next training step to produce */
+    uint32_t next_test;     /* the next test batch of the epoch's evaluation */
+    int epoch;              /* whose batches are being produced */
+    int credits;            /* batches that may still enter the pipeline */
+    bool boundary_seen;     /* the step boundary before next_step was looked at */
+    double last_checkpoint; /* sila_clock_s() of the last, or of the start */
 };
 
 struct coord {
@@ -83,28 +107,13 @@ struct coord {
     uint32_t generation[SILA_MAX_MODULES]; /* last handed out, per first module */
     bool started;
 
-    /* feeder thread */
-    struct sila_link data; /* to the first module; the feeder's */
-    uv_thread_t feeder;
-    bool feeder_running;
-    struct coord_wait credits, evaluated;
-    atomic_bool stopping;           /* the run is over: the feeder returns */
-    atomic_bool paused;             /* the feeder waits before its next batch */
-    atomic_bool stop_requested;     /* the feeder sends no more batches */
-    atomic_uint_fast64_t fed;       /* batches the feeder has sent */
-    atomic_uint_fast64_t train_fed; /* training steps among them (with the resumed ones) */
-    /* a lost worker (docs/protocol.md, "Replacing a worker"): the loop sets
-     * `halted`, and once the pipeline is whole again sets the rest and
-     * clears it; the feeder then sends every batch from restart_pos again */
-    atomic_bool halted;
-    atomic_uint pipeline;             /* generation of the pipeline, bumped per restart */
-    atomic_uint_fast64_t restart_pos; /* first batch (of all, from 0) to send again */
-    atomic_bool reopen_data;          /* the first module's worker is new: reconnect */
-    char data_url[SILA_URL_MAX + 64]; /* its data endpoint */
-    int feed_status;                  /* set by the feeder before feeder_ended */
-    char feed_error[512];
-    uv_async_t feeder_ended;
-    bool async_open, feeder_ended_seen;
+    struct feeder feeder;
+    bool paused;         /* no new batches until resumed */
+    bool stop_requested; /* no new batches: finish those in flight and save the model */
+    /* a lost worker (docs/protocol.md, "Replacing a worker"): halted until
+     * the pipeline is whole again, then restarted as a new generation */
+    bool halted;
+    uint32_t pipeline; /* generation of the pipeline, bumped per restart */
 
     /* reports, on the loop */
     Sila__RunPhase phase;
@@ -119,30 +128,25 @@ struct coord {
     long eval_correct[SILA_MAX_MODULES];
     double accuracy[SILA_MAX_MODULES];
     int evaluations_left; /* those done are the report's evals */
+    int evaluated_epoch;  /* the last epoch whose evaluation is complete, -1 before */
     double last_report;
     /* module states being collected, for a checkpoint or the end (owned) */
     struct checkpoint_module collected[SILA_MAX_MODULES];
     int states;
     bool collect_for_checkpoint;
-    /* checkpoints: the feeder asks at a step boundary and waits */
-    uv_async_t ckpt_async;
-    bool ckpt_async_open;
-    struct coord_wait ckpt_done;
-    atomic_bool ckpt_requested;     /* by the RPC: at the next boundary */
-    atomic_uint_fast64_t ckpt_step; /* the boundary the feeder waits at */
-    bool ckpt_pending;              /* the loop drains for it */
-    struct checkpoint resume_from;  /* with --resume: the checkpoint, until the start */
-    char last_checkpoint[4200];     /* path of the newest one written, "" before */
+    /* checkpoints: the feeding stops at a step boundary until written */
+    bool ckpt_requested; /* by the RPC: at the next boundary */
+    bool ckpt_pending;   /* due at ckpt_step: draining for it */
+    uint64_t ckpt_step;
+    struct checkpoint resume_from; /* with --resume: the checkpoint, until the start */
+    char last_checkpoint[4200];    /* path of the newest one written, "" before */
 
-    /* collab's soft targets (collab.h): the feeder fills each step's from
-     * the table, the loop learns each step's from the last module's report
-     * (in step order, with the indices of learn_order, its own). The feeder
-     * fills no step of an epoch before the loop has learned every step of
-     * the one before: it waits on `learned`, posted at each epoch's last
-     * step, so the two never touch the same rows at once. */
+    /* collab's soft targets (collab.h): batches take theirs from the table,
+     * the last module's reports teach it (in step order, with the indices
+     * of learn_order, its own); an epoch's batches are produced once the
+     * last epoch's steps are all learned. */
     struct collab collab;
     struct feed_order learn_order;
-    struct coord_wait learned;
 
     struct child children[SILA_MAX_MODULES];
     int nchildren;
@@ -162,11 +166,72 @@ struct coord {
  * alike at both ends ("rendezvous", "control-K", "data-K"). */
 struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel);
 
-/* The feeder thread (coord_feed.c): sends every batch to the first module
- * and, after a restart, the batches in flight again. */
-void coord_feeder_main(void *arg);
-/* Wakes the feeder wherever it waits, to see a halt or the stop. */
-void coord_wake_feeder(struct coord *c);
+/* Ends the run with status and err's message, formatted (coord.c). */
+void coord_fail(struct coord *c, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Ends the run with status, err already set; once: later calls do nothing. */
+void coord_finish(struct coord *c, int status);
+/* Collects the modules' states when the pipeline is drained for the end or
+ * a pending checkpoint (coord_collect.c). */
+void coord_check_drained(struct coord *c);
+
+/* Joining (coord_join.c). open: the rendezvous, polled; errors with c->err
+ * set. */
+int coord_join_open(struct coord *c);
+/* Sends m (its generation set here) with ntail floats of tail to p through
+ * p's outbox. A message that cannot be encoded or queued ends the run, as
+ * does a Start, State or Collect the worker does not take in time. Returns
+ * 0 or that error; -ENOTCONN once p is lost. */
+int coord_peer_send(struct coord *c, struct peer *p, Sila__Control *m, const float *tail,
+                    size_t ntail);
+/* The control link of p, NULL once p is lost; and its rejected messages. */
+struct sila_link *coord_peer_link(const struct peer *p);
+uint64_t coord_peer_rejected(const struct peer *p);
+/* Handles what waits on p's control link (a uv_poll callback). */
+void coord_on_peer_readable(uv_poll_t *h, int status, int events);
+/* Sends the owners of modules first..last their states from checkpoint ck;
+ * an error has ended the run. */
+int coord_restore_modules(struct coord *c, const struct checkpoint *ck, int first, int last);
+/* Sends p its Start: where its downstream is, the pipeline generation, and
+ * how far each of its modules has come; an error has ended the run. */
+int coord_send_start(struct coord *c, struct peer *p);
+
+/* Replacing a worker (coord_replace.c). lose_peer: p is gone (why says
+ * how); during training the pipeline halts, else the run fails.
+ * restore_replacement: a replacement p is ready, its modules get the newest
+ * checkpoint's state. try_restart: restarts the pipeline once it is whole. */
+void coord_lose_peer(struct coord *c, struct peer *p, const char *why);
+void coord_restore_replacement(struct coord *c, struct peer *p);
+void coord_try_restart(struct coord *c);
+
+/* Reports (coord_reports.c): a Done of p's, with d->logits floats at
+ * logits (the frame's tail). */
+void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const float *logits);
+/* Collection (coord_collect.c): a State of p's with its tail; and the end
+ * of a collection a lost worker interrupted (what came is freed). */
+void coord_on_state(struct coord *c, struct peer *p, const Sila__ModuleState *st,
+                    const float *tail);
+void coord_drop_collected(struct coord *c);
+
+/* Spawned workers (coord_spawn.c): starts --spawn of them. Errors with
+ * c->err set. */
+int coord_spawn_workers(struct coord *c);
+
+/* The batches (coord_feed.c). init: the ring and the starting position
+ * (after the report is open); errors -ENOMEM with c->err set. fini: frees
+ * them and closes the data link. */
+int coord_feed_init(struct coord *c);
+void coord_feed_fini(struct coord *c);
+/* Opens the data link to url, the first module's (replacing any). Errors:
+ * the link's, with c->err set. */
+int coord_feed_connect(struct coord *c, const char *url);
+/* Produces and sends batches while the run allows; a failure ends the run. */
+void coord_feed_pump(struct coord *c);
+/* After a restart: sends every batch from `from` again, on a new data link
+ * to reconnect_url when not NULL. Errors with c->err set. */
+int coord_feed_restart(struct coord *c, uint64_t from, const char *reconnect_url);
+/* Whether every batch of the run has been produced. */
+bool coord_feed_finished(const struct coord *c);
 
 /* The RPC methods (coord_rpc.c); pause, resume and stop call back here. */
 rpc_handler coord_rpc_handle;

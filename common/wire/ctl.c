@@ -32,8 +32,8 @@ size_t sila_ctl_frame_limit(size_t state_floats)
     return PREFIX + SILA_CTL_MAX_MESSAGE + sizeof(float) * state_floats;
 }
 
-int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *tail, size_t ntail,
-                  int timeout_ms, struct sila_err *err)
+int sila_ctl_encode(const Sila__Control *msg, const float *tail, size_t ntail, uint8_t **ret_buf,
+                    size_t *ret_len, struct sila_err *err)
 {
     size_t ml = sila__control__get_packed_size(msg);
     if (ml > SILA_CTL_MAX_MESSAGE)
@@ -50,8 +50,20 @@ int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *ta
     memset(buf + PREFIX + ml, 0, pad4(ml) - ml);
     if (ntail)
         memcpy(buf + PREFIX + pad4(ml), tail, sizeof(float) * ntail);
-    int r = sila_link_send(l, buf, len, timeout_ms);
-    if (r) {
+    *ret_buf = buf;
+    *ret_len = len;
+    return 0;
+}
+
+int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *tail, size_t ntail,
+                  int timeout_ms, struct sila_err *err)
+{
+    uint8_t *buf;
+    size_t len;
+    int r = sila_ctl_encode(msg, tail, ntail, &buf, &len, err);
+    if (r)
+        return r;
+    if ((r = sila_link_send(l, buf, len, timeout_ms))) {
         sila_link_release(buf);
         return sila_err_set(err, r, "cannot send a control message: %s", strerror(-r));
     }

@@ -25,6 +25,12 @@
  * of up to state_floats floats (0: none): the message and the tail. */
 size_t sila_ctl_frame_limit(size_t state_floats);
 
+/* Encodes msg with ntail floats of tail (NULL when 0) into a new buffer
+ * from sila_link_alloc (*ret_buf, *ret_len bytes; the caller's, to send or
+ * release). Errors: -EMSGSIZE, -ENOMEM with err set. */
+int sila_ctl_encode(const Sila__Control *msg, const float *tail, size_t ntail, uint8_t **ret_buf,
+                    size_t *ret_len, struct sila_err *err);
+
 /* Sends msg with ntail floats of tail (NULL when 0) on l; timeout_ms as for
  * sila_link_send. Errors: -ENOMEM, or the link's, with err set naming what. */
 int sila_ctl_send(struct sila_link *l, const Sila__Control *msg, const float *tail, size_t ntail,
