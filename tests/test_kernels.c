@@ -25,6 +25,7 @@
 #include "kernels.h"
 #include "winograd.h"
 #include "net.h"
+#include "layer.h"
 
 #define U32 (1.0 / 16777216.0) /* 2^-24, float unit round-off */
 
@@ -1085,6 +1086,28 @@ START_TEST(test_net_bn_running_stats)
 }
 END_TEST
 
+/* Every kind has a whole descriptor: the job reader finds it by its name,
+ * model files by its proto kind, a net builds and runs it, and a key it
+ * requires is one it takes. */
+START_TEST(test_layer_descriptors)
+{
+    for (int k = SILA_LAYER_LINEAR; k <= SILA_LAYER_KIND_MAX; k++) {
+        const struct sila_layer_desc *d = sila_layer_desc((enum sila_layer_kind)k);
+        ck_assert_msg(d && d->name && d->build && d->forward && d->backward, "kind %d", k);
+        enum sila_layer_kind back = 0;
+        ck_assert_int_eq(sila_layer_kind_parse(d->name, &back), 0);
+        ck_assert_int_eq(back, k);
+        back = 0;
+        ck_assert_int_eq(sila_layer_kind_from_proto(d->proto_kind, &back), 0);
+        ck_assert_int_eq(back, k);
+        ck_assert_int_eq(d->defaults.kind, k);
+        ck_assert_uint_eq(d->required & ~d->keys, 0);
+    }
+    ck_assert_ptr_null(sila_layer_desc(0));
+    ck_assert_ptr_null(sila_layer_desc((enum sila_layer_kind)(SILA_LAYER_KIND_MAX + 1)));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -1113,6 +1136,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_droppath, 0, 4);
     tcase_add_test(tc, test_net_eval_deterministic);
     tcase_add_test(tc, test_net_bn_running_stats);
+    tcase_add_test(tc, test_layer_descriptors);
     suite_add_tcase(s, tc);
     return s;
 }

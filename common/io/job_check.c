@@ -125,73 +125,19 @@ static int fail_layer(struct parser *p, int i, const char *key, const char *fmt,
                     sila_layer_kind_name(p->job->layers[i].kind), key, "%s", msg);
 }
 
-/* Output side of a k x k window with pad and stride over n, or -1. */
-static long long window_out(int n, int k, int stride, int pad)
-{
-    long long span = (long long)n + 2LL * pad - k;
-    return span < 0 ? -1 : span / stride + 1;
-}
-
-static int check_conv_fit(struct parser *p, int i, struct sila_shape in)
-{
-    const struct sila_layer_spec *s = &p->job->layers[i];
-    bool block = s->kind == SILA_LAYER_BLOCK;
-    int k = block ? 3 : s->kernel, pad = block ? 1 : s->pad;
-    long long oh = window_out(in.h, k, s->stride, pad), ow = window_out(in.w, k, s->stride, pad);
-    if (oh < 0 || ow < 0)
-        return fail_layer(p, i, "kernel",
-                          "a %dx%d kernel does not fit the %dx%dx%d input padded by %d", k, k, in.c,
-                          in.h, in.w, pad);
-    if ((long long)s->out * oh * ow > MAX_ACT)
-        return fail_layer(p, i, "out", "the output %dx%lldx%lld exceeds %d values per sample",
-                          s->out, oh, ow, MAX_ACT);
-    if ((long long)in.c * k * k * oh * ow > MAX_SCRATCH)
-        return fail_layer(p, i, "kernel",
-                          "the %dx%dx%d input needs %lld floats of scratch (at most %d)", in.c,
-                          in.h, in.w, (long long)in.c * k * k * oh * ow, MAX_SCRATCH);
-    return 0;
-}
-
-/* Shape problems of layer i on input `in`, with the key to blame. */
-static int check_fit(struct parser *p, int i, struct sila_shape in)
-{
-    const struct sila_layer_spec *s = &p->job->layers[i];
-    switch (s->kind) {
-    case SILA_LAYER_LINEAR:
-        if (in.h != 1 || in.w != 1)
-            return fail_layer(
-                p, i, "out",
-                "expects a flat input, got %dx%dx%d (add a flatten or gap layer before it)", in.c,
-                in.h, in.w);
-        return 0;
-    case SILA_LAYER_CONV2D:
-    case SILA_LAYER_BLOCK:
-        return check_conv_fit(p, i, in);
-    case SILA_LAYER_MAXPOOL:
-    case SILA_LAYER_AVGPOOL:
-        if (2 * s->pad > s->kernel)
-            return fail_layer(p, i, "pad", "%d exceeds half the kernel (at most %d for kernel %d)",
-                              s->pad, s->kernel / 2, s->kernel);
-        if (window_out(in.h, s->kernel, s->stride, s->pad) < 0 ||
-            window_out(in.w, s->kernel, s->stride, s->pad) < 0)
-            return fail_layer(p, i, "kernel", "a %dx%d window does not fit the %dx%dx%d input",
-                              s->kernel, s->kernel, in.c, in.h, in.w);
-        return 0;
-    default:
-        return 0;
-    }
-}
-
 /* Layer i on *shape: checked, then built alone so that the net's own rules
  * give its output shape. */
 static int chain_layer(struct parser *p, int i, struct sila_shape *shape)
 {
-    int r = check_fit(p, i, *shape);
-    if (r)
-        return r;
+    const struct sila_layer_spec *s = &p->job->layers[i];
+    sila_layer_fit_fn *fit = sila_layer_desc(s->kind)->fit;
+    const char *key = NULL, *bad;
+    char why[384];
+    if (fit && (bad = fit(s, *shape, &key, why, sizeof why)))
+        return fail_layer(p, i, key, "%s", bad);
     struct sila_net *net;
     struct sila_err nerr = {""};
-    r = sila_net_new(&net, &p->job->layers[i], 1, *shape, 1, &nerr);
+    int r = sila_net_new(&net, &p->job->layers[i], 1, *shape, 1, &nerr);
     if (r == -ENOMEM) {
         fail_layer(p, i, NULL, "out of memory while checking this layer");
         return r;
@@ -237,11 +183,11 @@ static int check_net(struct parser *p)
     if (shape.c == j->nclasses && shape.h == 1 && shape.w == 1)
         return 0;
     int last = j->nlayers - 1;
-    return fail_layer(p, last, job_layer_key_mask[j->layers[last].kind] & LK_OUT ? "out" : NULL,
-                      "the network ends in %dx%dx%d, but %s has %d classes: the last layer must "
-                      "output %dx1x1",
-                      shape.c, shape.h, shape.w, sila_dataset_kind_name(j->dataset), j->nclasses,
-                      j->nclasses);
+    return fail_layer(
+        p, last, sila_layer_desc(j->layers[last].kind)->keys & SILA_LAYER_KEY_OUT ? "out" : NULL,
+        "the network ends in %dx%dx%d, but %s has %d classes: the last layer must "
+        "output %dx1x1",
+        shape.c, shape.h, shape.w, sila_dataset_kind_name(j->dataset), j->nclasses, j->nclasses);
 }
 
 /* Where objective key i of module m was decided: its [module] section, or
@@ -272,25 +218,17 @@ static int fail_objective(struct parser *p, int m, int i, const char *fmt, ...)
     return job_fail(p, where, sec, k->name, "module %d: %s", m + 1, msg);
 }
 
-/* Whether a layer of module m matches. */
-static bool module_has(const struct sila_job *j, int m,
-                       bool (*match)(const struct sila_layer_spec *))
+/* Whether a layer of module m has a kind with any of the SILA_LAYER_* flags
+ * and, if p_set, p > 0 (drop-path at work). */
+static bool module_has(const struct sila_job *j, int m, unsigned flags, bool p_set)
 {
     const struct sila_job_module *mod = &j->modules[m];
-    for (int i = mod->first_layer; i < mod->first_layer + mod->nlayers; i++)
-        if (match(&j->layers[i]))
+    for (int i = mod->first_layer; i < mod->first_layer + mod->nlayers; i++) {
+        const struct sila_layer_spec *s = &j->layers[i];
+        if ((sila_layer_desc(s->kind)->flags & flags) && (!p_set || s->p > 0.0f))
             return true;
+    }
     return false;
-}
-
-static bool drops_paths(const struct sila_layer_spec *s)
-{
-    return (s->kind == SILA_LAYER_BLOCK || s->kind == SILA_LAYER_DROPPATH) && s->p > 0.0f;
-}
-
-static bool has_filters(const struct sila_layer_spec *s)
-{
-    return s->kind == SILA_LAYER_CONV2D || s->kind == SILA_LAYER_BLOCK;
 }
 
 /* Objective key `name` of module m cannot apply there (why): an error when
@@ -314,7 +252,7 @@ static int not_here(struct parser *p, int m, const char *name, const char *why)
 static bool has_later_unit(const struct sila_job *j, int m)
 {
     for (int i = j->modules[m + 1].first_layer; i < j->nlayers; i++)
-        if (has_filters(&j->layers[i]))
+        if (sila_layer_desc(j->layers[i].kind)->flags & SILA_LAYER_FILTERS)
             return true;
     return false;
 }
@@ -378,11 +316,11 @@ static int resolve_objectives(struct parser *p)
             r = not_here(p, m, "redundancy",
                          "the last module's output is the classifier's logits, not features to "
                          "decorrelate");
-        if (r == 0 && o->kind == SILA_OBJ_COSUB && !module_has(j, m, drops_paths))
+        if (r == 0 && o->kind == SILA_OBJ_COSUB && !module_has(j, m, SILA_LAYER_DROPS_PATHS, true))
             r = not_here(
                 p, m, "kind",
                 "cosub needs drop-path in the module (a [block] or [droppath] with p > 0)");
-        if (r == 0 && o->kernel_similarity > 0.0f && !module_has(j, m, has_filters))
+        if (r == 0 && o->kernel_similarity > 0.0f && !module_has(j, m, SILA_LAYER_FILTERS, false))
             r = not_here(p, m, "kernel_similarity",
                          "the module has no conv2d or block layer to take the penalty");
         if (r == 0 && !last)

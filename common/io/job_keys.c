@@ -126,7 +126,9 @@ const struct key job_module_keys[] = {
     OBJECTIVE_KEYS(MOD_OBJ, "objective"),
 };
 
-/* Layer keys; bit i of job_layer_key_mask[kind] allows job_layer_keys[i]. */
+/* Layer keys, the fields of struct sila_layer_spec: job_layer_keys[i] is the
+ * key of bit i of the SILA_LAYER_KEY_* mask of a kind's descriptor
+ * (layer.h), which says which of them its section takes. */
 static const struct key job_layer_keys[] = {
     NUM("out", K_INT, SPEC(out), 1, 65536, 0),
     NUM("kernel", K_INT, SPEC(kernel), 1, 64, 0),
@@ -136,18 +138,6 @@ static const struct key job_layer_keys[] = {
     NUM("p", K_FLOAT, SPEC(p), 0, 1, HI_OPEN),
     NUM("momentum", K_FLOAT, SPEC(bn_momentum), 0, 1, 0),
     NUM("eps", K_FLOAT, SPEC(bn_eps), 0, INF, LO_OPEN),
-};
-const unsigned job_layer_key_mask[SILA_LAYER_KIND_MAX + 1] = {
-    [SILA_LAYER_LINEAR] = LK_OUT | LK_BIAS,
-    [SILA_LAYER_CONV2D] = LK_OUT | LK_KERNEL | LK_STRIDE | LK_PAD | LK_BIAS,
-    [SILA_LAYER_BATCHNORM] = LK_MOMENTUM | LK_EPS,
-    [SILA_LAYER_MAXPOOL] = LK_KERNEL | LK_STRIDE | LK_PAD,
-    [SILA_LAYER_AVGPOOL] = LK_KERNEL | LK_STRIDE | LK_PAD,
-    [SILA_LAYER_BLOCK] = LK_OUT | LK_STRIDE | LK_P | LK_MOMENTUM | LK_EPS,
-    [SILA_LAYER_DROPOUT] = LK_P,
-    [SILA_LAYER_DROPPATH] = LK_P,
-    [SILA_LAYER_ADAPTIVE_AVGPOOL] = LK_OUT,
-    [SILA_LAYER_UPSAMPLE] = LK_OUT,
 };
 
 _Static_assert(COUNT(job_keys) <= MAX_KEYS && COUNT(optim_keys) <= MAX_KEYS &&

@@ -95,7 +95,7 @@ static const char *open_name(const struct parser *p)
 
 static bool key_allowed(const struct parser *p, int k)
 {
-    return p->sec != SEC_LAYER || (job_layer_key_mask[p->kind] & (1u << k));
+    return p->sec != SEC_LAYER || (sila_layer_desc(p->kind)->keys & (1u << k));
 }
 
 /* "(SEC takes a, b, c)" or "(SEC takes no keys)" into buf. */
@@ -123,19 +123,21 @@ static void *section_base(struct parser *p)
     return j;
 }
 
-/* Ends the open section: a pool's stride defaults to its kernel, and
- * linear, conv2d and block need `out`. */
+/* Ends the open section: a layer's kind may default its stride to the
+ * kernel (the pools) and require keys (`out` of linear, conv2d, block). */
 static int close_section(struct parser *p)
 {
     if (p->sec != SEC_LAYER)
         return 0;
     struct sila_layer_spec *s = &p->job->layers[p->job->nlayers - 1];
-    bool pool = s->kind == SILA_LAYER_MAXPOOL || s->kind == SILA_LAYER_AVGPOOL;
-    if (pool && !p->key_line[job_find_key(&job_sections[SEC_LAYER], "stride")])
+    const struct sila_layer_desc *d = sila_layer_desc(s->kind);
+    const struct section *keys = &job_sections[SEC_LAYER];
+    if ((d->flags & SILA_LAYER_STRIDE_IS_KERNEL) && !p->key_line[job_find_key(keys, "stride")])
         s->stride = s->kernel;
-    if ((job_layer_key_mask[s->kind] & LK_OUT) &&
-        !p->key_line[job_find_key(&job_sections[SEC_LAYER], "out")])
-        return job_fail(p, job_at_line(p, p->sec_line), open_name(p), "out", "missing (required)");
+    for (int k = 0; k < keys->nkeys; k++)
+        if ((d->required & (1u << k)) && !p->key_line[k])
+            return job_fail(p, job_at_line(p, p->sec_line), open_name(p), keys->keys[k].name,
+                            "missing (required)");
     return 0;
 }
 
@@ -191,7 +193,7 @@ static int open_layer(struct parser *p, enum sila_layer_kind kind)
     int r;
     if (j->nlayers == p->layers_cap && (r = grow_layers(p)))
         return r;
-    j->layers[j->nlayers] = sila_layer_spec_default(kind);
+    j->layers[j->nlayers] = sila_layer_desc(kind)->defaults;
     j->layer_lines[j->nlayers++] = p->line;
     j->modules[j->nmodules - 1].nlayers++;
     p->sec = SEC_LAYER;

@@ -10,10 +10,9 @@
 #include <stdio.h>
 
 #include "job.h"
+#include "layer.h"
 
 #define MAX_KEYS 24
-#define MAX_ACT (1 << 24)     /* values per sample of one layer's output */
-#define MAX_SCRATCH (1 << 28) /* floats of one conv's im2col scratch per sample */
 
 enum key_type { K_INT, K_U32, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_DATASET };
 
@@ -47,9 +46,6 @@ struct section {
     int nkeys;
 };
 
-enum { LK_OUT = 1, LK_KERNEL = 2, LK_STRIDE = 4, LK_PAD = 8, LK_BIAS = 16, LK_P = 32 };
-enum { LK_MOMENTUM = 64, LK_EPS = 128 };
-
 /* The objective keys: the same in [objective] and [module] (see job_keys.c),
  * module keys from MODULE_OBJECTIVE_KEY0 on; JOB_OBJ(f) the offset of field
  * f of the job's [objective]. */
@@ -61,7 +57,6 @@ enum { MODULE_OBJECTIVE_KEY0 = 0 }; /* job_module_keys[0..] are OBJECTIVE_KEYS *
 
 extern const struct section job_sections[];
 extern const struct key job_objective_keys[], job_module_keys[];
-extern const unsigned job_layer_key_mask[];
 
 struct src {
     int line; /* file line that set the key, 0 = none */

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <sodium.h>
 
+#include "layer.h"
 #include "sealed.h"
 #include "sila.pb-c.h"
 
@@ -40,7 +41,7 @@ static void fill_provenance(Sila__Provenance *p, const struct sila_model_info *i
 static void fill_spec(Sila__LayerSpec *ps, const struct sila_layer_spec *s)
 {
     sila__layer_spec__init(ps);
-    ps->kind = (Sila__LayerKind)s->kind;
+    ps->kind = (Sila__LayerKind)sila_layer_desc(s->kind)->proto_kind;
     ps->out = s->out;
     ps->kernel = s->kernel;
     ps->stride = s->stride;
@@ -121,10 +122,11 @@ fail:
 static int spec_from_proto(struct sila_layer_spec *s, const Sila__LayerSpec *ps, int i,
                            const char *path, struct sila_err *err)
 {
-    if ((int)ps->kind < SILA_LAYER_LINEAR || (int)ps->kind > SILA_LAYER_KIND_MAX)
+    enum sila_layer_kind kind;
+    if (sila_layer_kind_from_proto((int)ps->kind, &kind))
         return sila_err_set(err, -EINVAL, "%s: layer %d has unknown kind %d", path, i,
                             (int)ps->kind);
-    *s = (struct sila_layer_spec){.kind = (enum sila_layer_kind)ps->kind,
+    *s = (struct sila_layer_spec){.kind = kind,
                                   .out = ps->out,
                                   .kernel = ps->kernel,
                                   .stride = ps->stride,

@@ -1,5 +1,6 @@
 /* Aux heads and InfoPro's decoder as layer specs (see heads.h). */
 #include "heads.h"
+#include "layer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,10 +28,11 @@ static struct sila_layer_spec adaptive_pool(int side)
     return s;
 }
 
-/* Whether a layer of the body is a unit AugLocal copies: a block or a conv. */
+/* Whether a layer of the body is a unit AugLocal copies: one with filters
+ * (a block or a conv), as job_check.c asks too. */
 static bool auglocal_unit(const struct sila_layer_spec *s)
 {
-    return s->kind == SILA_LAYER_BLOCK || s->kind == SILA_LAYER_CONV2D;
+    return sila_layer_desc(s->kind)->flags & SILA_LAYER_FILTERS;
 }
 
 /* Whether a layer halves the map (or more): what AugLocal's copies redo. */

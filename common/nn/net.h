@@ -23,7 +23,10 @@
 #include "err.h"
 #include "rng.h"
 
-/* Values match sila.LayerKind in proto/sila.proto. */
+/* Layer kinds. Each has one descriptor in common/nn/layer_kinds.c (name,
+ * job keys, defaults, shape rule, build, forward, backward, its
+ * sila.LayerKind): a new kind is a value here and one entry there. The
+ * values match sila.LayerKind in proto/sila.proto so far. */
 enum sila_layer_kind {
     SILA_LAYER_LINEAR = 1,
     SILA_LAYER_CONV2D = 2,
