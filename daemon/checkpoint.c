@@ -33,12 +33,12 @@ static void prune(const char *dir, uint64_t prev, uint64_t newest)
     struct dirent *e;
     while ((e = readdir(d))) {
         unsigned long long step;
-        char tail[8], path[4400];
+        char tail[8], path[SILA_PATH_MAX];
         if (sscanf(e->d_name, "step-%10llu.ckp%1s", &step, tail) != 2 || step == prev ||
             step == newest)
             continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
+        if (sila_path_join(path, dir, e->d_name) == 0)
+            unlink(path);
     }
     closedir(d);
 }
@@ -70,7 +70,7 @@ struct checkpoint checkpoint_at(uint64_t step, struct report *rep, const struct 
 int checkpoint_write(const char *out_dir, const struct sila_job *job, const struct checkpoint *c,
                      char *ret_path, size_t len, struct sila_err *err)
 {
-    char dir[4096];
+    char dir[SILA_PATH_MAX];
     int r = ckpt_dir(out_dir, dir, sizeof dir, err);
     if (r)
         return r;
@@ -131,11 +131,14 @@ int checkpoint_write(const char *out_dir, const struct sila_job *job, const stru
     if ((r = sila_sealed_write(ret_path, MAGIC, FORMAT, buf, n, err)))
         goto out;
     /* the manifest names the new checkpoint only once it is whole on disk */
-    char manifest[4200], line[64], prev_name[64];
+    char manifest[SILA_PATH_MAX], line[64], prev_name[64];
     uint64_t prev = c->step;
     struct sila_err ignored;
     read_manifest(dir, prev_name, sizeof prev_name, &prev, &ignored);
-    snprintf(manifest, sizeof manifest, "%s/MANIFEST", dir);
+    if ((r = sila_path_join(manifest, dir, "MANIFEST"))) {
+        sila_err_set(err, r, "%s/MANIFEST: path too long", dir);
+        goto out;
+    }
     int ll = snprintf(line, sizeof line, "step-%010llu.ckpt\n", (unsigned long long)c->step);
     if ((r = sila_write_atomic(manifest, (const uint8_t *)line, (size_t)ll, err)))
         goto out;
@@ -152,7 +155,7 @@ out:
 static int read_manifest(const char *dir, char *name, size_t len, uint64_t *ret_step,
                          struct sila_err *err)
 {
-    char path[4200];
+    char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/MANIFEST", dir);
     FILE *f = fopen(path, "r");
     if (!f)
@@ -226,7 +229,7 @@ int checkpoint_read_latest(const char *dir, const struct sila_job *job, struct c
                            char *ret_path, size_t len, struct sila_err *err)
 {
     *c = (struct checkpoint){0};
-    char cdir[4096], name[64];
+    char cdir[SILA_PATH_MAX], name[64];
     uint64_t step;
     snprintf(cdir, sizeof cdir, "%s/checkpoints", dir);
     int r = read_manifest(cdir, name, sizeof name, &step, err);

@@ -299,7 +299,7 @@ static void cleanup(struct coord *c)
     if (c->rep_open)
         report_close(&c->rep);
     if (*c->rundir) {
-        char path[512];
+        char path[SILA_PATH_MAX];
         static const char *const kinds[] = {"", ".ctl-", ".data-"};
         for (size_t i = 0; i < 3; i++)
             for (int k = i ? 1 : 0; k <= (i ? c->K : 0); k++) {
@@ -318,7 +318,7 @@ static void cleanup(struct coord *c)
  * start, the workers. */
 static int take_checkpoint(struct coord *c, struct report_resume *rr)
 {
-    char path[4200];
+    char path[SILA_PATH_MAX];
     int r = checkpoint_read_latest(c->out_dir, c->job, &c->resume_from, path, sizeof path, c->err);
     if (r)
         return r;

@@ -48,7 +48,7 @@ static void save_and_stop(struct coord *c)
                                         m->state + m->layout.params + m->layout.optimizer,
                                         m->layout.body_buffers};
     }
-    char path[4096];
+    char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/model.sila", c->out_dir);
     double acc = c->accuracy[c->K - 1];
     int r = reassemble_save(c->job, bodies, path, acc, c->err);
@@ -82,7 +82,7 @@ static void write_checkpoint(struct coord *c)
     memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
     ck.collab = c->collab.q; /* every step fed is learned: drained */
     ck.ncollab = collab_floats(&c->collab);
-    char path[4200];
+    char path[SILA_PATH_MAX];
     struct sila_err e;
     if (checkpoint_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
         report_checkpoint(&c->rep, path, step);

@@ -13,8 +13,9 @@
 #include "ctl.h"
 #include "endpoint.h"
 
-#define CTL_DEADLINE_MS 30000 /* a worker that takes no control message for this long is failing   \
-                               */
+#define CTL_DEADLINE_MS                                                                            \
+    30000 /* a worker that takes no control message for this long is failing                       \
+           */
 
 struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel)
 {

@@ -60,7 +60,7 @@ void coord_lose_peer(struct coord *c, struct peer *p, const char *why)
  * newest checkpoint, or keep their initial weights when there is none. */
 void coord_restore_replacement(struct coord *c, struct peer *p)
 {
-    char mods[32], path[4200];
+    char mods[32], path[SILA_PATH_MAX];
     sila_modules_text(p->first, p->last, mods, sizeof mods);
     struct checkpoint ck;
     struct sila_err e;

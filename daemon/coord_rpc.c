@@ -88,7 +88,7 @@ static bool running(const struct coord *c)
 void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply)
 {
     struct coord *c = ctx;
-    char msg[4400];
+    char msg[SILA_PATH_MAX + 256];
     switch (req->method_case) {
     case SILA__REQUEST__METHOD_STATUS:
         status(c, rpc, reply);

@@ -73,7 +73,7 @@ static int find_worker(char *out, size_t len)
         snprintf(out, len, "%s", env);
         return access(out, X_OK) == 0 ? 0 : -errno;
     }
-    char self[PATH_MAX];
+    char self[SILA_PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n < 0)
         return -errno;

@@ -87,7 +87,8 @@ struct coord {
     const char *out_dir;
     struct sila_url base;
     char base_url[SILA_URL_MAX + 16];
-    char rundir[256]; /* spawn without --listen: private ipc directory */
+    char rundir[256]; /* spawn without --listen: private ipc directory (its sockets
+                       * need short paths: sun_path holds 108 bytes) */
     uv_loop_t loop;
     struct feed feed;
     struct report rep;
@@ -138,8 +139,8 @@ struct coord {
     bool ckpt_requested; /* by the RPC: at the next boundary */
     bool ckpt_pending;   /* due at ckpt_step: draining for it */
     uint64_t ckpt_step;
-    struct checkpoint resume_from; /* with --resume: the checkpoint, until the start */
-    char last_checkpoint[4200];    /* path of the newest one written, "" before */
+    struct checkpoint resume_from;       /* with --resume: the checkpoint, until the start */
+    char last_checkpoint[SILA_PATH_MAX]; /* path of the newest one written, "" before */
 
     /* collab's soft targets (collab.h): batches take theirs from the table,
      * the last module's reports teach it (in step order, with the indices
@@ -150,7 +151,7 @@ struct coord {
 
     struct child children[SILA_MAX_MODULES];
     int nchildren;
-    char worker_exe[4096]; /* silaworker, for spawned workers */
+    char worker_exe[SILA_PATH_MAX]; /* silaworker, for spawned workers */
     int worker_threads;
     double halted_since; /* sila_clock_s() when the pipeline halted */
     uint32_t replacements;

@@ -16,7 +16,7 @@
 /* mkdir -p dir */
 static int make_dir(const char *dir, struct sila_err *err)
 {
-    char path[4096];
+    char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s", dir);
     for (char *p = path + 1;; p++) {
         if (*p && *p != '/')
@@ -40,7 +40,7 @@ int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
     int rc = make_dir(out_dir, err);
     if (rc)
         return rc;
-    char path[4096];
+    char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
     r->metrics = fopen(path, resume ? "r+" : "w");
     if (!r->metrics)

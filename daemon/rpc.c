@@ -152,8 +152,8 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, const struct rpc
     return 0;
 }
 
-int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep,
-              rpc_handler *handler, void *ctx, bool *ret_open, struct sila_err *err)
+int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, rpc_handler *handler,
+              void *ctx, bool *ret_open, struct sila_err *err)
 {
     *ret_open = false;
     if (!ep->url)

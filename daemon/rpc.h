@@ -73,8 +73,8 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const char *url, const struct rpc
  * silad may hold the default) and the run goes on without RPC. Returns 0
  * with *ret_open saying whether it serves (false too for no url), or
  * -errno with err set. */
-int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep,
-              rpc_handler *handler, void *ctx, bool *ret_open, struct sila_err *err);
+int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, rpc_handler *handler,
+              void *ctx, bool *ret_open, struct sila_err *err);
 /* Stops serving (the poll handle closes on the loop) and closes the socket. */
 void rpc_close(struct rpc *rpc);
 

@@ -17,10 +17,10 @@ struct rpc_progress {
     const struct sila_job *job;
     const struct report *rep;
     uint64_t total_steps, steps_per_epoch;
-    uint64_t step;           /* training steps the last module has done */
-    bool started;            /* training began: elapsed, rate and ETA are known */
+    uint64_t step; /* training steps the last module has done */
+    bool started;  /* training began: elapsed, rate and ETA are known */
     Sila__RunPhase phase;
-    const char *failure;     /* the error of a failed run, else NULL */
+    const char *failure; /* the error of a failed run, else NULL */
     const char *last_checkpoint;
 };
 

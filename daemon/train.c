@@ -105,7 +105,7 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
         else
             sila_module_get_state(tr->stage.mods[k], m->state, m->counters);
     }
-    char path[4200];
+    char path[SILA_PATH_MAX];
     if (r == 0 && (r = checkpoint_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0) {
         report_checkpoint(&tr->rep, path, done);
         snprintf(tr->ctl.last_checkpoint, sizeof tr->ctl.last_checkpoint, "%s", path);
@@ -168,7 +168,7 @@ static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sil
 static int resume(struct trainer *tr, struct checkpoint *c, struct report_resume *rr,
                   struct sila_err *err)
 {
-    char path[4200];
+    char path[SILA_PATH_MAX];
     int r = checkpoint_read_latest(tr->out_dir, tr->job, c, path, sizeof path, err);
     if (r)
         return r;
@@ -265,7 +265,7 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
         if (r == 1)
             break;
     }
-    char path[4096];
+    char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/model.sila", tr->out_dir);
     double final = tr->rep.nevals ? accuracy[tr->K - 1] : NAN;
     if ((r = save_model(tr, path, final, err)))

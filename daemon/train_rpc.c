@@ -72,7 +72,7 @@ static void workers(struct train_rpc *t, struct rpc *rpc, Sila__Reply *reply)
 static void handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply)
 {
     struct train_rpc *t = ctx;
-    char msg[4400];
+    char msg[SILA_PATH_MAX + 256];
     unsigned long long step = t->rep->step;
     switch (req->method_case) {
     case SILA__REQUEST__METHOD_STATUS:
@@ -101,8 +101,9 @@ static void handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__R
     }
     case SILA__REQUEST__METHOD_CHECKPOINT:
         t->checkpoint = true;
-        snprintf(msg, sizeof msg, "checkpoint at this step boundary: %s/checkpoints/step-%010llu.ckpt",
-                 t->out_dir, step);
+        snprintf(msg, sizeof msg,
+                 "checkpoint at this step boundary: %s/checkpoints/step-%010llu.ckpt", t->out_dir,
+                 step);
         break;
     case SILA__REQUEST__METHOD_STOP:
         t->stop = true;

@@ -28,7 +28,7 @@ struct train_rpc {
     const struct sila_plan *plan;
     const char *out_dir;
     Sila__RunPhase phase;
-    char last_checkpoint[4200];
+    char last_checkpoint[SILA_PATH_MAX];
     /* requests, taken by the trainer */
     bool paused, stop, checkpoint;
 };

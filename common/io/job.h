@@ -19,6 +19,7 @@
 #include "err.h"
 #include "net.h"
 #include "optim.h"
+#include "path.h"
 
 enum sila_algorithm {
     SILA_ALGO_E2E = 1,   /* end-to-end backprop, aux heads unused */
@@ -89,10 +90,10 @@ struct sila_job_module {
 };
 
 struct sila_job {
-    char path[512]; /* the job file, for messages */
+    char path[SILA_PATH_MAX]; /* the job file, for messages */
     char name[64];
     enum sila_dataset_kind dataset;
-    char data_dir[256];
+    char data_dir[SILA_DATA_DIR_MAX];
     struct sila_shape input; /* from the dataset kind */
     int nclasses;
     int epochs;

@@ -87,7 +87,7 @@ struct parser {
 
 /* Where a message points: "FILE:LINE" or "override 'TEXT'". */
 struct loc {
-    char s[640];
+    char s[SILA_PATH_MAX + 16];
 };
 
 /* "FILE:LINE" of job p, or of the key k of unique section s (a file line,

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "net.h"
+#include "path.h"
 
 #define SILA_MODEL_FORMAT_VERSION 1u
 
@@ -24,7 +25,7 @@ struct sila_model_info {
     int epochs;
     float accuracy; /* final test accuracy in [0, 1] */
     char dataset_kind[16];
-    char dataset_path[256];
+    char dataset_path[SILA_DATA_DIR_MAX];
     char created[32]; /* ISO 8601 UTC; filled by sila_model_save when empty */
     char sila_version[16];
 };

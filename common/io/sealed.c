@@ -10,6 +10,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "path.h"
+
 #define HEADER_BYTES SILA_SEALED_HEADER
 #define MAX_FILE_BYTES ((uint64_t)1 << 32) /* 4 GiB: far above any model sila builds */
 
@@ -51,7 +53,7 @@ int sila_write_all(int fd, const void *buf, size_t len)
 /* fsync of the directory holding path, so that a rename into it is durable. */
 static void sync_parent(const char *path)
 {
-    char dir[4096];
+    char dir[SILA_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash == dir)
@@ -69,7 +71,7 @@ static void sync_parent(const char *path)
 
 int sila_write_atomic(const char *path, const uint8_t *buf, size_t len, struct sila_err *err)
 {
-    char tmp[4096];
+    char tmp[SILA_PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return sila_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
