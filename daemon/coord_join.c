@@ -13,9 +13,8 @@
 #include "ctl.h"
 #include "endpoint.h"
 
-#define CTL_DEADLINE_MS                                                                            \
-    30000 /* a worker that takes no control message for this long is failing                       \
-           */
+/* A worker that takes no control message for this long is failing. */
+#define CTL_DEADLINE_MS 30000
 
 struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel)
 {
@@ -48,10 +47,12 @@ static void on_ctl_sent(void *ctx, uint64_t msg_case, int status)
     sila_modules_text(p->first, p->last, mods, sizeof mods);
     /* a worker that misses these cannot go on; a Halt or a Stop it misses,
      * it learns of from the next message or the coordinator's silence */
-    if (msg_case == SILA__CONTROL__MSG_START || msg_case == SILA__CONTROL__MSG_STATE ||
-        msg_case == SILA__CONTROL__MSG_COLLECT)
-        coord_fail(c, -EIO, "cannot send the worker for %s a control message (%d): %s", mods,
-                   (int)msg_case, strerror(-status));
+    const char *what = msg_case == SILA__CONTROL__MSG_START     ? "its start"
+                       : msg_case == SILA__CONTROL__MSG_STATE   ? "a module's state"
+                       : msg_case == SILA__CONTROL__MSG_COLLECT ? "a request for its state"
+                                                                : NULL;
+    if (what)
+        coord_fail(c, -EIO, "cannot send the worker for %s %s: %s", mods, what, strerror(-status));
     else
         fprintf(stderr, "silad: the worker for %s: cannot send a control message: %s\n", mods,
                 strerror(-status));
