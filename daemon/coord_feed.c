@@ -229,8 +229,3 @@ void coord_feed_pump(struct coord *c)
             return;
     }
 }
-
-bool coord_feed_finished(const struct coord *c)
-{
-    return c->feeder.epoch >= c->job->epochs;
-}

@@ -231,8 +231,6 @@ void coord_feed_pump(struct coord *c);
 /* After a restart: sends every batch from `from` again, on a new data link
  * to reconnect_url when not NULL. Errors with c->err set. */
 int coord_feed_restart(struct coord *c, uint64_t from, const char *reconnect_url);
-/* Whether every batch of the run has been produced. */
-bool coord_feed_finished(const struct coord *c);
 
 /* The RPC methods (coord_rpc.c); pause, resume and stop call back here. */
 rpc_handler coord_rpc_handle;
