@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stdio.h>
 
+#include "err.h"
+
 /* Bytes of a path with its NUL: Linux's PATH_MAX. */
 #define SILA_PATH_MAX 4096
 
@@ -15,11 +17,13 @@
 #define SILA_DATA_DIR_MAX 256
 
 /* Writes "dir/name" into out (SILA_PATH_MAX bytes). Returns 0, or
- * -ENAMETOOLONG when it does not fit (out then holds it cut). */
-static inline int sila_path_join(char *out, const char *dir, const char *name)
+ * -ENAMETOOLONG with err (may be NULL) naming the path that does not fit. */
+static inline int sila_path_join(char *out, const char *dir, const char *name, struct sila_err *err)
 {
     int n = snprintf(out, SILA_PATH_MAX, "%s/%s", dir, name);
-    return n >= 0 && n < SILA_PATH_MAX ? 0 : -ENAMETOOLONG;
+    if (n >= 0 && n < SILA_PATH_MAX)
+        return 0;
+    return sila_err_set(err, -ENAMETOOLONG, "%s/%s: path too long", dir, name);
 }
 
 #endif

@@ -37,7 +37,7 @@ static void prune(const char *dir, uint64_t prev, uint64_t newest)
         if (sscanf(e->d_name, "step-%10llu.ckp%1s", &step, tail) != 2 || step == prev ||
             step == newest)
             continue;
-        if (sila_path_join(path, dir, e->d_name) == 0)
+        if (sila_path_join(path, dir, e->d_name, NULL) == 0)
             unlink(path);
     }
     closedir(d);
@@ -135,10 +135,8 @@ int checkpoint_write(const char *out_dir, const struct sila_job *job, const stru
     uint64_t prev = c->step;
     struct sila_err ignored;
     read_manifest(dir, prev_name, sizeof prev_name, &prev, &ignored);
-    if ((r = sila_path_join(manifest, dir, "MANIFEST"))) {
-        sila_err_set(err, r, "%s/MANIFEST: path too long", dir);
+    if ((r = sila_path_join(manifest, dir, "MANIFEST", err)))
         goto out;
-    }
     int ll = snprintf(line, sizeof line, "step-%010llu.ckpt\n", (unsigned long long)c->step);
     if ((r = sila_write_atomic(manifest, (const uint8_t *)line, (size_t)ll, err)))
         goto out;

@@ -103,7 +103,8 @@ then
     ok "a worker started by hand replaces it (generation 2) and the run completes"
 else
     kill $silad 2>/dev/null
-    not_ok "a worker started by hand replaces the frozen one (exit $st)" hand.stderr new34.err
+    not_ok "a worker started by hand replaces the frozen one (exit $st)" hand.stderr new34.err \
+        new34.out w34.err hand.stdout
 fi
 ended $frozen 30
 st=$?

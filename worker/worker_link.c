@@ -1,0 +1,296 @@
+/* A worker's links: the control link to the coordinator (heartbeats,
+ * reports, module states, the coordinator's orders) and the data edges to
+ * its neighbours (frames checked against the plan, numbered per edge). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "clock.h"
+#include "module.h"
+#include "worker_state.h"
+
+struct sila_link_auth wlink_auth(const struct worker *w, char ch[32], const char *fmt, int k)
+{
+    snprintf(ch, 32, fmt, k);
+    return (struct sila_link_auth){
+        .key = w->o->key, .channel = ch, .window_ms = w->o->auth_window_ms};
+}
+
+/* Says, at most every 10 s, which messages the links dropped for failing
+ * authentication. */
+static void say_rejections(struct worker *w, double now)
+{
+    struct sila_link *links[3] = {&w->ctl, &w->up, &w->down};
+    const char *what[3] = {"the control link", "the upstream edge", "the downstream edge"};
+    for (int i = 0; i < 3; i++) {
+        struct sila_err e;
+        if (links[i]->sock >= 0 && sila_link_rejections(links[i], what[i], now, 10.0, &e))
+            fprintf(stderr, "silaworker: %s\n", e.msg);
+    }
+}
+
+static uint64_t peak_rss_kb(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss : 0;
+}
+
+int wlink_send_ctl(struct worker *w, Sila__Control *c, const float *tail, size_t ntail,
+                   struct sila_err *err)
+{
+    c->generation = w->gen;
+    for (;;) {
+        int r = sila_ctl_send(&w->ctl, c, tail, ntail, TICK_MS, err);
+        if (r != -ETIMEDOUT && r != -EAGAIN)
+            return r;
+        if ((r = wlink_keep_alive(w, err)))
+            return r;
+    }
+}
+
+int wlink_send_done(struct worker *w, int k, const struct sila_frame_hdr *h, double loss,
+                    int correct, const float *logits, struct sila_err *err)
+{
+    Sila__Done d = SILA__DONE__INIT;
+    d.module = (uint32_t)k + 1;
+    d.phase = (Sila__Phase)h->phase;
+    d.epoch = h->epoch;
+    d.batch = h->batch;
+    d.loss = (float)loss;
+    d.correct = (uint32_t)correct;
+    d.samples = h->n;
+    d.active_s = sila_clock_s() - w->first_batch;
+    d.busy_s = w->handling_s - w->waiting_s;
+    d.peak_rss_kb = peak_rss_kb();
+    d.logits = logits ? h->n * (uint32_t)w->job.nclasses : 0;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_DONE;
+    c.done = &d;
+    return wlink_send_ctl(w, &c, logits, d.logits, err);
+}
+
+static bool hosts(const struct worker *w, uint32_t module)
+{
+    return module >= (uint32_t)w->stage.first + 1 && module <= (uint32_t)w->stage.last + 1;
+}
+
+/* A module's whole state (sila_module_get_state) as one tail. */
+static int send_state(struct worker *w, uint32_t module, struct sila_err *err)
+{
+    if (!hosts(w, module))
+        return sila_err_set(err, -EPROTO, "coordinator asked for module %u, this worker has %d-%d",
+                            module, w->stage.first + 1, w->stage.last + 1);
+    const struct sila_module *m = w->stage.mods[module - 1];
+    struct sila_module_layout l = sila_module_layout(m);
+    size_t n = l.params + l.optimizer + l.buffers;
+    uint64_t counters[SILA_MODULE_COUNTERS];
+    float *tail = malloc(sizeof *tail * (n + 1));
+    if (!tail)
+        return sila_err_set(err, -ENOMEM, "out of memory");
+    sila_module_get_state(m, tail, counters);
+    Sila__ModuleState st = SILA__MODULE_STATE__INIT;
+    st.module = module;
+    st.params = l.params;
+    st.optimizer = l.optimizer;
+    st.buffers = l.buffers;
+    st.body_params = l.body_params;
+    st.body_buffers = l.body_buffers;
+    st.counters = counters;
+    st.n_counters = SILA_MODULE_COUNTERS;
+    st.active_s = w->first_batch ? sila_clock_s() - w->first_batch : 0.0;
+    st.busy_s = w->handling_s - w->waiting_s;
+    st.global_s = w->global_s;
+    st.bytes_out = w->bytes_out;
+    st.peak_rss_kb = peak_rss_kb();
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_STATE;
+    c.state = &st;
+    int r = wlink_send_ctl(w, &c, tail, n, err);
+    free(tail);
+    return r;
+}
+
+/* Restores a module from the coordinator's checkpoint (before the start). */
+static int restore_state(struct worker *w, const Sila__ModuleState *st, const float *tail,
+                         struct sila_err *err)
+{
+    if (!hosts(w, st->module))
+        return sila_err_set(err, -EPROTO, "coordinator restores module %u, this worker has %d-%d",
+                            st->module, w->stage.first + 1, w->stage.last + 1);
+    struct sila_module *m = w->stage.mods[st->module - 1];
+    struct sila_module_layout l = sila_module_layout(m);
+    if (st->params != l.params || st->optimizer != l.optimizer || st->buffers != l.buffers ||
+        st->n_counters != SILA_MODULE_COUNTERS)
+        return sila_err_set(err, -EPROTO, "the state of module %u does not fit it", st->module);
+    sila_module_set_state(m, tail, st->counters);
+    return 0;
+}
+
+int wlink_on_control(struct worker *w, const struct sila_ctl_msg *m, struct sila_err *err)
+{
+    const Sila__Control *c = m->msg;
+    switch (c->msg_case) {
+    case SILA__CONTROL__MSG_HALT:
+        w->halt_pipeline = c->halt->pipeline;
+        return -ERESTART;
+    case SILA__CONTROL__MSG_COLLECT:
+        return send_state(w, c->collect->module, err);
+    case SILA__CONTROL__MSG_STATE:
+        if (w->first_batch)
+            return sila_err_set(err, -EPROTO, "the coordinator sent a state during training");
+        return restore_state(w, c->state, m->tail, err);
+    case SILA__CONTROL__MSG_HEARTBEAT:
+        return 0;
+    case SILA__CONTROL__MSG_STOP:
+        w->stopped = true;
+        if (c->stop->failed)
+            return sila_err_set(err, -ECANCELED, "the coordinator stopped the run: %s",
+                                c->stop->reason);
+        return 0;
+    default:
+        return sila_err_set(err, -EPROTO, "unexpected control message %d from the coordinator",
+                            (int)c->msg_case);
+    }
+}
+
+int wlink_keep_alive(struct worker *w, struct sila_err *err)
+{
+    double now = sila_clock_s();
+    say_rejections(w, now);
+    if (now - w->last_heard > w->o->timeout_s)
+        return sila_err_set(err, -ETIMEDOUT,
+                            "the coordinator at %s has been silent for %.0f s: "
+                            "lost",
+                            w->o->connect, now - w->last_heard);
+    if (now - w->last_beat < 1.0)
+        return 0;
+    Sila__Heartbeat hb = SILA__HEARTBEAT__INIT;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.generation = w->gen;
+    c.msg_case = SILA__CONTROL__MSG_HEARTBEAT;
+    c.heartbeat = &hb;
+    struct sila_err ignored;
+    sila_ctl_send(&w->ctl, &c, NULL, 0, 0, &ignored); /* a full queue says enough */
+    w->last_beat = now;
+    return 0;
+}
+
+int wlink_recv_ctl(struct worker *w, int timeout_ms, struct sila_ctl_msg *m, struct sila_err *err)
+{
+    int r = sila_ctl_recv(&w->ctl, timeout_ms, m, err);
+    if (r)
+        return r;
+    w->last_heard = sila_clock_s();
+    if (m->msg->generation == w->gen)
+        return 0;
+    r = sila_err_set(err, -ESTALE,
+                     "the coordinator speaks to generation %u of these modules, this worker is "
+                     "generation %u: it was declared lost and replaced",
+                     m->msg->generation, w->gen);
+    sila_ctl_msg_free(m);
+    return r;
+}
+
+int wlink_drain_control(struct worker *w, struct sila_err *err)
+{
+    int r = wlink_keep_alive(w, err);
+    if (r)
+        return r;
+    for (;;) {
+        struct sila_ctl_msg m;
+        r = wlink_recv_ctl(w, 0, &m, err);
+        if (r == -EAGAIN)
+            return 0;
+        if (r)
+            return r;
+        r = wlink_on_control(w, &m, err);
+        sila_ctl_msg_free(&m);
+        if (r || w->stopped)
+            return r;
+    }
+}
+
+int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
+                     const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
+                     const int32_t *labels, const float *targets, const float *image,
+                     const float *x, struct sila_err *err)
+{
+    struct sila_frame_hdr h = {.generation = w->pipeline,
+                               .seq = *seq,
+                               .batch = of->batch,
+                               .epoch = of->epoch,
+                               .phase = of->phase,
+                               .gradient = gradient,
+                               .n = of->n,
+                               .c = (uint32_t)s.c,
+                               .h = (uint32_t)s.h,
+                               .w = (uint32_t)s.w,
+                               .nlabels = labels ? of->n : 0,
+                               .target_classes = targets ? (uint32_t)w->job.nclasses : 0,
+                               .image_size = image ? (uint32_t)sila_shape_size(w->job.input) : 0};
+    size_t len = sila_frame_size(&h);
+    uint8_t *buf = sila_link_alloc(len);
+    if (!buf)
+        return sila_err_set(err, -ENOMEM, "out of memory for a frame");
+    sila_frame_encode(buf, &h, labels, targets, image, x);
+    double t0 = sila_clock_s();
+    for (;;) {
+        int r = sila_link_send(l, buf, len, TICK_MS);
+        if (r == 0)
+            break;
+        if (r != -ETIMEDOUT && r != -EAGAIN) {
+            sila_link_release(buf);
+            return sila_err_set(err, r, "cannot send batch %llu %s: %s",
+                                (unsigned long long)h.batch, gradient ? "upstream" : "downstream",
+                                strerror(-r));
+        }
+        if ((r = wlink_drain_control(w, err)) || w->stopped) {
+            sila_link_release(buf);
+            return r;
+        }
+    }
+    (*seq)++;
+    w->bytes_out += len;
+    w->waiting_s += sila_clock_s() - t0;
+    return 0;
+}
+
+int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
+                     uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err)
+{
+    const char *edge = lim->gradient ? "downstream" : "upstream";
+    for (;;) {
+        size_t len;
+        int r = sila_link_recv(l, buf, &len, TICK_MS);
+        if (r == -ETIMEDOUT || r == -EAGAIN) {
+            if ((r = wlink_drain_control(w, err)) || w->stopped)
+                return r;
+            continue;
+        }
+        if (r)
+            return sila_err_set(err, r, "cannot receive from %s: %s", edge, strerror(-r));
+        if ((r = sila_frame_decode(*buf, len, lim, v, err))) {
+            sila_link_release(*buf);
+            return sila_err_set(err, r, "%s: %.400s", edge, err->msg);
+        }
+        if (v->hdr.generation < w->pipeline) {
+            w->stale_frames++;
+            sila_link_release(*buf);
+            continue;
+        }
+        if (v->hdr.generation != w->pipeline) {
+            sila_link_release(*buf);
+            return sila_err_set(err, -EPROTO, "%s: frame of pipeline %u, this worker is at %u",
+                                edge, v->hdr.generation, w->pipeline);
+        }
+        if (v->hdr.seq != *seq) {
+            sila_link_release(*buf);
+            return sila_err_set(err, -EPROTO, "%s: frame %llu arrived, expected frame %llu", edge,
+                                (unsigned long long)v->hdr.seq, (unsigned long long)*seq);
+        }
+        (*seq)++;
+        return 0;
+    }
+}
