@@ -9,10 +9,10 @@
 #include "coord_state.h"
 #include "endpoint.h"
 
-/* A worker is gone. While training, the pipeline halts and waits for a
- * replacement of the worker's modules; the other workers keep their state.
- * Before the start or while the modules' states are collected, the run
- * fails instead (its newest checkpoint can be resumed). */
+/* A worker is gone. Once the run has started, the pipeline halts and waits
+ * for a replacement of the worker's modules (a collection under way is
+ * dropped, and asked for again after the restart); the other workers keep
+ * their state. Before the start the run fails instead. */
 void coord_lose_peer(struct coord *c, struct peer *p, const char *why)
 {
     if (c->finished || p->lost)
