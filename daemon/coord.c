@@ -28,6 +28,7 @@
 #include "report.h"
 
 #define STALL_WARN_S 60.0 /* no report for this long: say who is behind */
+#define REOPEN_S 2.0      /* a joined worker not heard on its control link: open it again */
 
 void coord_fail(struct coord *c, int code, const char *fmt, ...)
 {
@@ -115,6 +116,8 @@ static void beat(struct coord *c)
         coord_peer_send(c, p, &m, NULL, 0);
         /* before the start, a worker that joined and went silent is only
          * waited for; a replacement that does is lost like any other */
+        if (!p->ready && now - p->last_message >= REOPEN_S && now - p->opened >= REOPEN_S)
+            coord_reopen_control(c, p);
         if ((!p->ready && !c->started) || now - p->last_message <= c->o->worker_timeout)
             continue;
         char why[64];
@@ -199,15 +202,8 @@ void coord_finish(struct coord *c, int status)
     outbox_free(c->feeder.data, false);
     c->feeder.data = NULL;
     send_stop(c, status ? c->err->msg : "finished", status != 0);
-    for (int i = 0; i < c->npeers; i++) {
-        struct peer *p = c->peers[i];
-        if (p->polling)
-            close_handle((uv_handle_t *)&p->poll);
-        if (p->out) /* the Stop sent first */
-            p->rejected = outbox_link(p->out)->rejected;
-        outbox_free(p->out, true);
-        p->out = NULL;
-    }
+    for (int i = 0; i < c->npeers; i++)
+        coord_close_control(c->peers[i], true); /* the Stop sent first */
     if (c->rdv_polling)
         close_handle((uv_handle_t *)&c->rdv_poll);
     close_handle((uv_handle_t *)&c->sigint);

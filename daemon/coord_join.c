@@ -88,7 +88,7 @@ struct sila_link *coord_peer_link(const struct peer *p)
 
 uint64_t coord_peer_rejected(const struct peer *p)
 {
-    return p->out ? outbox_link(p->out)->rejected : p->rejected;
+    return p->rejected + (p->out ? outbox_link(p->out)->rejected : 0);
 }
 
 /* Why a Hello cannot join, or NULL when it can. */
@@ -136,6 +136,63 @@ static const char *refusal(struct coord *c, const Sila__Hello *h, char *buf, siz
     return buf;
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* Opens p's control link at its module's address, its outbox, and polls
+ * it. Errors with e set, nothing left open. */
+static int open_control(struct coord *c, struct peer *p, struct sila_err *e)
+{
+    char url[SILA_URL_MAX + 64], channel[32];
+    sila_endpoint_control(&c->base, p->first + 1, url, sizeof url);
+    snprintf(channel, sizeof channel, "control-%d", p->first + 1);
+    struct sila_link_auth la = coord_link_auth(c, channel);
+    struct sila_link l;
+    int r = sila_link_open(&l, SILA_LINK_PAIR, url, true, c->ctl_limit, &la, e);
+    if (r == 0)
+        r = outbox_new(&p->out, &c->loop, &l, on_ctl_sent, p, e);
+    if (r == 0 && !(p->poll = calloc(1, sizeof *p->poll)))
+        r = sila_err_set(e, -ENOMEM, "out of memory");
+    else if (r == 0 && (r = poll_link(c, p->poll, outbox_link(p->out), p, coord_on_peer_readable)))
+        sila_err_set(e, r, "event loop: %s", uv_strerror(r));
+    if (r)
+        coord_close_control(p, false);
+    p->opened = sila_clock_s();
+    return r;
+}
+
+void coord_close_control(struct peer *p, bool drain)
+{
+    if (p->poll && p->poll->loop) /* initialised: closing stops it */
+        uv_close((uv_handle_t *)p->poll, free_handle);
+    else
+        free(p->poll);
+    p->poll = NULL;
+    if (p->out)
+        p->rejected += outbox_link(p->out)->rejected;
+    outbox_free(p->out, drain);
+    p->out = NULL;
+}
+
+void coord_reopen_control(struct coord *c, struct peer *p)
+{
+    char mods[32];
+    sila_modules_text(p->first, p->last, mods, sizeof mods);
+    fprintf(stderr,
+            "silad: the control link of the worker for %s (generation %u) has carried nothing "
+            "for %.0f s: opened again\n",
+            mods, p->gen, sila_clock_s() - p->opened);
+    coord_close_control(p, false);
+    struct sila_err e;
+    if (open_control(c, p, &e)) {
+        char why[400];
+        snprintf(why, sizeof why, "cannot open its control link again: %.300s", e.msg);
+        coord_lose_peer(c, p, why);
+    }
+}
+
 /* Accepts h: a control link for it and a Welcome. */
 static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *why, size_t len)
 {
@@ -149,26 +206,14 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
     p->gen = ++c->generation[p->first];
     p->pid = h->pid;
     snprintf(p->host, sizeof p->host, "%s", *h->host ? h->host : "?");
-    char url[SILA_URL_MAX + 64];
-    sila_endpoint_control(&c->base, p->first + 1, url, sizeof url);
-    struct sila_err e;
-    char channel[32];
-    snprintf(channel, sizeof channel, "control-%d", p->first + 1);
-    struct sila_link_auth la = coord_link_auth(c, channel);
-    struct sila_link l;
     p->coord = c;
-    int r = sila_link_open(&l, SILA_LINK_PAIR, url, true, c->ctl_limit, &la, &e);
-    if (r == 0)
-        r = outbox_new(&p->out, &c->loop, &l, on_ctl_sent, p, &e);
-    if (r == 0 && (r = poll_link(c, &p->poll, outbox_link(p->out), p, coord_on_peer_readable)))
-        snprintf(e.msg, sizeof e.msg, "event loop: %s", uv_strerror(r));
+    struct sila_err e;
+    int r = open_control(c, p, &e);
     if (r) {
         snprintf(why, len, "the coordinator cannot open its control link: %.300s", e.msg);
-        outbox_free(p->out, false);
         free(p);
         return r;
     }
-    p->polling = true;
     p->loss = NAN;
     p->last_message = sila_clock_s();
     if (c->started) { /* replaces the lost worker of the same modules */
@@ -343,10 +388,12 @@ static void start_run(struct coord *c)
 
 static void on_ready(struct coord *c, struct peer *p, const Sila__Ready *r)
 {
-    if (r->generation != p->gen || r->first_module != (uint32_t)p->first + 1 || p->ready) {
+    if (r->generation != p->gen || r->first_module != (uint32_t)p->first + 1) {
         p->bad_messages++;
         return;
     }
+    if (p->ready) /* sent again while it waits for its Start (worker_join.c) */
+        return;
     p->ready = true;
     char buf[32];
     printf("worker for %s ready (%s, pid %u, generation %u)\n",

@@ -28,14 +28,7 @@ void coord_lose_peer(struct coord *c, struct peer *p, const char *why)
         coord_drop_collected(c);
     p->lost = true;
     p->ready = p->halted = false;
-    if (p->polling) {
-        uv_poll_stop(&p->poll);
-        uv_close((uv_handle_t *)&p->poll, NULL);
-        p->polling = false;
-    }
-    p->rejected = outbox_link(p->out)->rejected;
-    outbox_free(p->out, false); /* its link closed: a replacement may take the address */
-    p->out = NULL;
+    coord_close_control(p, false); /* closed: a replacement may take the address */
     fprintf(stderr,
             "silad: the worker for %s on %s (pid %u, generation %u) %s: waiting for a "
             "replacement (silaworker --module %d-%d --connect %s)\n",

@@ -52,8 +52,8 @@ static void on_child_exit(uv_process_t *proc, int64_t status, int signum)
     else
         snprintf(why, sizeof why, "exited with status %lld", (long long)status);
     struct peer *p = c->owner[ch->first] >= 0 ? c->peers[c->owner[ch->first]] : NULL;
-    if (p && p->polling) /* its last words first */
-        coord_on_peer_readable(&p->poll, 0, UV_READABLE);
+    if (p && p->poll) /* its last words first */
+        coord_on_peer_readable(p->poll, 0, UV_READABLE);
     if (c->finished)
         return;
     if (!signum || !p || p->pid != (uint32_t)proc->pid || ch->respawns >= MAX_RESPAWNS) {

@@ -30,9 +30,10 @@ struct peer {
     char host[256];
     uint32_t pid;
     struct outbox *out; /* owns the control link; NULL once lost */
-    uint64_t rejected;  /* its control link's rejected messages, once lost */
-    uv_poll_t poll;
-    bool polling, ready;
+    uint64_t rejected;  /* rejected messages of its control links closed so far */
+    uv_poll_t *poll;    /* owned: polls the control link; NULL once lost */
+    double opened;      /* sila_clock_s() when its control link was (re)opened */
+    bool ready;
     bool lost;   /* declared lost: its modules wait for a replacement */
     bool halted; /* answered the Halt of the pipeline being restarted */
     bool fresh;  /* a replacement, joined since the pipeline last (re)started */
@@ -188,6 +189,13 @@ int coord_peer_send(struct coord *c, struct peer *p, Sila__Control *m, const flo
 /* The control link of p, NULL once p is lost; and its rejected messages. */
 struct sila_link *coord_peer_link(const struct peer *p);
 uint64_t coord_peer_rejected(const struct peer *p);
+/* Closes p's control link (with drain, after the messages queued) and
+ * stops polling it; safe when closed. */
+void coord_close_control(struct peer *p, bool drain);
+/* Opens p's control link again, dropping every connection it holds: for a
+ * worker that has joined but is not heard on it (a stale connection of the
+ * worker it replaces may hold nanomsg's pair). A failure loses p. */
+void coord_reopen_control(struct coord *c, struct peer *p);
 /* Handles what waits on p's control link (a uv_poll callback). */
 void coord_on_peer_readable(uv_poll_t *h, int status, int events);
 /* Sends the owners of modules first..last their states from checkpoint ck;

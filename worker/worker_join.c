@@ -10,6 +10,8 @@
 #include "module.h"
 #include "worker_state.h"
 
+#define READY_RESEND_S 2.0 /* a Ready not answered by a Start this long is sent again */
+
 static const char *advertised_host(const struct worker *w, char *buf, size_t len)
 {
     if (w->o->advertise)
@@ -183,13 +185,21 @@ static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *
 }
 
 /* Waits for the coordinator's Start, handling what comes before it (the
- * states of restored modules, heartbeats, a Halt, the Stop). */
-static int wait_start(struct worker *w, struct sila_err *err)
+ * states of restored modules, heartbeats, a Halt, the Stop). ready, when
+ * not NULL, goes again every READY_RESEND_S: a pair link may take it into
+ * a connection the coordinator's end drops (one holding the pair already),
+ * and nothing would tell either end. */
+static int wait_start(struct worker *w, Sila__Control *ready, struct sila_err *err)
 {
-    for (;;) {
+    for (double sent = sila_clock_s();;) {
         int r = wlink_keep_alive(w, err);
         if (r)
             return r;
+        if (ready && sila_clock_s() - sent >= READY_RESEND_S) {
+            if ((r = wlink_send_ctl(w, ready, NULL, 0, err)))
+                return r;
+            sent = sila_clock_s();
+        }
         struct sila_ctl_msg m;
         r = wlink_recv_ctl(w, TICK_MS, &m, err);
         if (r == -ETIMEDOUT || r == -EAGAIN)
@@ -215,7 +225,7 @@ int wjoin_halt(struct worker *w, struct sila_err *err)
     c.msg_case = SILA__CONTROL__MSG_HALT;
     c.halt = &h;
     int r = wlink_send_ctl(w, &c, NULL, 0, err);
-    return r ? r : wait_start(w, err);
+    return r ? r : wait_start(w, NULL, err);
 }
 
 int wjoin_connect(struct worker *w, struct sila_err *err)
@@ -264,5 +274,5 @@ int wjoin_connect(struct worker *w, struct sila_err *err)
     c.ready = &ready;
     if ((r = wlink_send_ctl(w, &c, NULL, 0, err)))
         return r;
-    return wait_start(w, err);
+    return wait_start(w, &c, err);
 }
