@@ -105,7 +105,7 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
     if (wel->version != SILA_WIRE_VERSION)
         return sila_err_set(err, -EPROTO, "%s speaks wire protocol %u, this worker %u",
                             w->o->connect, wel->version, SILA_WIRE_VERSION);
-    char path[600];
+    char path[SILA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s (from the coordinator)", wel->job_path);
     int r = sila_job_parse(&w->job, path, wel->job_text, strlen(wel->job_text),
                            (const char *const *)wel->overrides, (int)wel->n_overrides, err);
