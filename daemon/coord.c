@@ -4,8 +4,8 @@
  * (coord_collect.c), replacements (coord_replace.c), spawned children
  * (coord_spawn.c), signals, the RPC and a watchdog. Frames leave through
  * outboxes, one thread per link, so the loop never waits on a send; the
- * loop hands out a credit per batch and takes it back when the last module
- * reports the batch done, so at most `window` batches are in the pipeline,
+ * loop sends a batch only while fewer than `window` sent ones wait for the
+ * last module's report, so at most `window` batches are in the pipeline,
  * whatever the speeds. This file sets the run up, watches it and ends it. */
 #include "coord.h"
 #include "clock.h"

@@ -1,6 +1,6 @@
 /* The coordinator's batches (see coord_state.h, struct feeder): the loop
- * produces each batch of the run in order when the run lets it (a credit,
- * not paused or halted, no checkpoint being taken, the evaluation and
+ * produces each batch of the run in order when the run lets it (room in
+ * the window, not paused or halted, no checkpoint being taken, the evaluation and
  * collab's epoch behind it finished), encodes it and hands it to the data
  * link's outbox. It keeps the batches still in the pipeline so that, after
  * a worker is replaced, it can send them again from where the last module
@@ -26,7 +26,6 @@ int coord_feed_init(struct coord *c)
     const struct sila_plan *pl = &c->feed.plan;
     f->first_step = f->next_step = c->rep.first_step;
     f->epoch = (int)(f->next_step / pl->steps_per_epoch);
-    f->credits = c->o->window;
     f->last_checkpoint = sila_clock_s();
     return 0;
 }
@@ -99,25 +98,31 @@ int coord_feed_restart(struct coord *c, uint64_t from, const char *reconnect_url
     return r;
 }
 
-/* The ring's entry for the next batch, which the caller fills. It held the
- * batch nring before, more than a window before this one. NULL when out of
- * memory. */
-static struct sent *next_slot(struct coord *c)
+/* The ring's entry for the next batch, which the caller fills, when the
+ * window has room for it: fewer than `window` batches sent that the last
+ * module has not reported. The entry held the batch nring before, more
+ * than a window before this one. NULL when there is no room, or out of
+ * memory (*ret set). */
+static struct sent *next_slot(struct coord *c, int *ret)
 {
     struct feeder *f = &c->feeder;
     const struct sila_job *job = c->job;
+    if (f->next_pos - c->done[c->K - 1] >= (uint64_t)c->o->window)
+        return NULL;
     struct sent *e = &f->ring[f->next_pos % f->nring];
     size_t floats = sila_shape_size(job->input) * (size_t)job->batch;
     size_t targets = collab_on(&c->collab) ? (size_t)job->batch * job->nclasses : 0;
     if (!e->x && (!(e->x = malloc(sizeof *e->x * floats)) ||
                   !(e->labels = malloc(sizeof *e->labels * (size_t)job->batch)) ||
-                  (targets && !(e->targets = malloc(sizeof *e->targets * targets)))))
+                  (targets && !(e->targets = malloc(sizeof *e->targets * targets))))) {
+        *ret = sila_err_set(c->err, -ENOMEM, "out of memory for a batch");
         return NULL;
+    }
     return e;
 }
 
 /* Sends e, filled with batch `batch` of epoch, n samples, as the next
- * batch; takes a credit. */
+ * batch. */
 static int produce(struct coord *c, struct sent *e, uint64_t batch, int epoch,
                    enum sila_phase phase, int n)
 {
@@ -134,7 +139,6 @@ static int produce(struct coord *c, struct sent *e, uint64_t batch, int epoch,
         .w = (uint32_t)in.w,
         .nlabels = (uint32_t)n,
         .target_classes = e->targets && phase != SILA_PHASE_EVAL ? (uint32_t)c->job->nclasses : 0};
-    f->credits--;
     return transmit(c, e);
 }
 
@@ -170,13 +174,9 @@ static bool feed_step(struct coord *c, int *ret)
     if (collab_on(&c->collab) && t % pl->steps_per_epoch == 0 && t > f->first_step &&
         c->trained[c->K - 1] < t)
         return false;
-    if (f->credits <= 0)
+    struct sent *slot = next_slot(c, ret);
+    if (!slot)
         return false;
-    struct sent *slot = next_slot(c);
-    if (!slot) {
-        *ret = sila_err_set(c->err, -ENOMEM, "out of memory for a batch");
-        return false;
-    }
     const uint32_t *idx = feed_train_batch(&c->feed, t, slot->x, slot->labels);
     collab_targets(&c->collab, idx, c->job->batch, slot->targets);
     enum sila_phase ph = sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL : SILA_PHASE_LOCAL;
@@ -190,13 +190,9 @@ static bool feed_step(struct coord *c, int *ret)
 static bool feed_test(struct coord *c, int *ret)
 {
     struct feeder *f = &c->feeder;
-    if (f->credits <= 0)
+    struct sent *slot = next_slot(c, ret);
+    if (!slot)
         return false;
-    struct sent *slot = next_slot(c);
-    if (!slot) {
-        *ret = sila_err_set(c->err, -ENOMEM, "out of memory for a batch");
-        return false;
-    }
     int n = feed_eval_batch(&c->feed, f->next_test, slot->x, slot->labels);
     *ret = produce(c, slot, f->next_test++, f->epoch, SILA_PHASE_EVAL, n);
     return *ret == 0;

@@ -91,8 +91,6 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
         c->phase =
             d->phase == SILA__PHASE__EVAL ? SILA__RUN_PHASE__EVALUATING : SILA__RUN_PHASE__TRAINING;
     if (eval) {
-        if (k == c->K - 1)
-            c->feeder.credits++;
         on_eval_done(c, k, d);
     } else {
         uint64_t t = c->trained[k]++;
@@ -104,7 +102,6 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
         }
         if (k == c->K - 1) {
             learn_step(c, t, logits);
-            c->feeder.credits++;
             report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
                         c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
         }

@@ -77,7 +77,6 @@ struct feeder {
     uint64_t next_step;     /* the next training step to produce */
     uint32_t next_test;     /* the next test batch of the epoch's evaluation */
     int epoch;              /* whose batches are being produced */
-    int credits;            /* batches that may still enter the pipeline */
     bool boundary_seen;     /* the step boundary before next_step was looked at */
     double last_checkpoint; /* sila_clock_s() of the last, or of the start */
 };
