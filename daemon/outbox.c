@@ -21,7 +21,6 @@ struct frame {
 
 struct outbox {
     struct sila_link link; /* the thread's to send on and close; the loop's to receive on */
-    uv_loop_t *loop;
     outbox_sent_cb *sent;
     void *ctx;
     uv_thread_t thread;
@@ -160,7 +159,7 @@ int outbox_new(struct outbox **ret, uv_loop_t *loop, struct sila_link *link, out
     int r = -ENOMEM;
     if (!o)
         goto fail;
-    *o = (struct outbox){.link = *link, .loop = loop, .sent = sent, .ctx = ctx};
+    *o = (struct outbox){.link = *link, .sent = sent, .ctx = ctx};
     o->queue_tail = &o->queue;
     if ((r = uv_mutex_init(&o->lock)))
         goto fail;
