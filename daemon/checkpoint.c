@@ -150,11 +150,20 @@ out:
     return r;
 }
 
+bool checkpoint_recorded(const char *out_dir)
+{
+    char dir[SILA_PATH_MAX], manifest[SILA_PATH_MAX];
+    return sila_path_join(dir, out_dir, "checkpoints", NULL) == 0 &&
+           sila_path_join(manifest, dir, "MANIFEST", NULL) == 0 && access(manifest, F_OK) == 0;
+}
+
 static int read_manifest(const char *dir, char *name, size_t len, uint64_t *ret_step,
                          struct sila_err *err)
 {
     char path[SILA_PATH_MAX];
-    snprintf(path, sizeof path, "%s/MANIFEST", dir);
+    int r = sila_path_join(path, dir, "MANIFEST", err);
+    if (r)
+        return r;
     FILE *f = fopen(path, "r");
     if (!f)
         return sila_err_set(err, errno == ENOENT ? -ENOENT : -errno, "%s: %s", path,

@@ -55,6 +55,9 @@ struct checkpoint checkpoint_at(uint64_t step, struct report *rep, const struct 
 int checkpoint_write(const char *out_dir, const struct sila_job *job, const struct checkpoint *c,
                      char *ret_path, size_t len, struct sila_err *err);
 
+/* Whether out_dir records a checkpoint (its manifest exists). */
+bool checkpoint_recorded(const char *out_dir);
+
 /* Reads the newest complete checkpoint under dir into c (which then owns
  * its arrays), checking it belongs to job. Errors: -ENOENT when there is
  * none, -EINVAL for a damaged one or another job's, with err saying which. */

@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "auth.h"
+#include "checkpoint.h"
 #include "cli.h"
 #include "coord.h"
 #include "endpoint.h"
@@ -282,15 +282,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "silad: %s\n", err.msg);
         return EXIT_FAILURE;
     }
-    char out[1024];
+    char out[SILA_PATH_MAX];
     snprintf(out, sizeof out, "%s", o.out ? o.out : "");
     if (!o.out)
         snprintf(out, sizeof out, "runs/%s", job.name);
-    if (o.resume_if_any && !o.resume) {
-        char manifest[1100];
-        snprintf(manifest, sizeof manifest, "%s/checkpoints/MANIFEST", out);
-        o.resume = access(manifest, F_OK) == 0;
-    }
+    if (o.resume_if_any && !o.resume)
+        o.resume = checkpoint_recorded(out);
     struct rpc_endpoint rpc = {.url = o.rpc ? o.rpc : SILA_RPC_DEFAULT,
                                .required = o.rpc != NULL,
                                .auth = {.key = keyed ? &key : NULL,
