@@ -193,7 +193,7 @@ static int open_layer(struct parser *p, enum sila_layer_kind kind)
     int r;
     if (j->nlayers == p->layers_cap && (r = grow_layers(p)))
         return r;
-    j->layers[j->nlayers] = sila_layer_desc(kind)->defaults;
+    j->layers[j->nlayers] = sila_layer_spec_default(kind);
     j->layer_lines[j->nlayers++] = p->line;
     j->modules[j->nmodules - 1].nlayers++;
     p->sec = SEC_LAYER;
