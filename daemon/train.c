@@ -55,7 +55,7 @@ static int eval_done(void *ctx, int k, const struct sila_step_stats *st, struct 
 static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *err)
 {
     const struct sila_plan *plan = &tr->feed.plan;
-    const struct sila_stage_sink sink = {step_done, tr};
+    const struct sila_stage_sink sink = {.done = step_done, .ctx = tr};
     float lr = sila_plan_lr(plan, t), smoothing = tr->job->label_smoothing;
     const float *z, *din;
     if (!sila_plan_step_global(plan, t)) {
@@ -73,7 +73,7 @@ static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *er
 static void evaluate(struct trainer *tr, int e, double *accuracy)
 {
     const struct sila_plan *plan = &tr->feed.plan;
-    const struct sila_stage_sink sink = {eval_done, tr};
+    const struct sila_stage_sink sink = {.done = eval_done, .ctx = tr};
     memset(tr->correct, 0, sizeof tr->correct);
     tr->ctl.phase = SILA__RUN_PHASE__EVALUATING;
     for (uint32_t i = 0; i < plan->eval_batches; i++) {
@@ -177,6 +177,7 @@ static int resume(struct trainer *tr, struct checkpoint *c, struct report_resume
         if ((r = checkpoint_check_module(c, k, &l, err)))
             return r;
         sila_module_set_state(tr->stage.mods[k], c->mods[k].state, c->mods[k].counters);
+        sila_stage_resume(&tr->stage, k, c->step, 0);
     }
     if ((r = collab_restore(&tr->collab, c->collab, c->ncollab, path, err)))
         return r;
@@ -242,6 +243,7 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
         return r;
     }
     checkpoint_free(&c);
+    sila_stage_man_start(&tr->stage);
     if ((r = train_rpc_open(&tr->ctl, ep, job, &tr->rep, plan, tr->out_dir, err)))
         return r;
     report_start(&tr->rep, job, plan, "in process");

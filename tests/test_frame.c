@@ -406,6 +406,56 @@ START_TEST(refuses_misplaced_image)
 }
 END_TEST
 
+/* MAN's snapshots: upstream on a gradient edge of their size, requests
+ * (1x1x1x1) downstream on an edge that takes them; nothing else. */
+#define SNAP 7
+static const struct sila_frame_limits SNAP_UP = {
+    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = CLASSES, .gradient = true, .snapshot = SNAP};
+static const struct sila_frame_limits SNAP_DOWN = {
+    .max_n = 8, .c = C, .h = H, .w = W, .nclasses = CLASSES, .snapshot = 1};
+
+static struct sila_frame_hdr snapshot_hdr(bool gradient)
+{
+    return (struct sila_frame_hdr){.seq = 5, .batch = 20, .phase = SILA_PHASE_SNAPSHOT,
+                                   .gradient = gradient, .n = 1, .c = gradient ? SNAP : 1,
+                                   .h = 1, .w = 1};
+}
+
+START_TEST(snapshots)
+{
+    struct sila_frame_hdr h = snapshot_hdr(true);
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    struct sila_frame_view v;
+    struct sila_err err = {""};
+    ck_assert_msg(sila_frame_decode(buf, len, &SNAP_UP, &v, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(v.hdr.batch, 20);
+    ck_assert_uint_eq(v.hdr.c, SNAP);
+    ck_assert(v.x[SNAP - 1] == x[SNAP - 1]);
+    struct sila_frame_limits without = SNAP_UP;
+    without.snapshot = 0;
+    expect_refused_on(&without, buf, len, -EINVAL, "a snapshot on an edge that carries none");
+    without.snapshot = SNAP + 1;
+    expect_refused_on(&without, buf, len, -EINVAL, "expected 1x8x1x1");
+    float nan = NAN;
+    memcpy(buf + len - sizeof nan, &nan, sizeof nan);
+    expect_refused_on(&SNAP_UP, buf, len, -EINVAL, "a snapshot that is not finite");
+    free(buf);
+
+    h.nlabels = 1;
+    buf = encode(&h, &len);
+    expect_refused_on(&SNAP_UP, buf, len, -EINVAL, "with labels");
+    free(buf);
+
+    h = snapshot_hdr(false);
+    buf = encode(&h, &len);
+    ck_assert_msg(sila_frame_decode(buf, len, &SNAP_DOWN, &v, &err) == 0, "%s", err.msg);
+    expect_refused_on(&LIMITS, buf, len, -EINVAL, "a snapshot request on an edge");
+    expect_refused_on(&SNAP_UP, buf, len, -EINVAL, "activation frame on an edge");
+    free(buf);
+}
+END_TEST
+
 /* Encodes the collab frame with targets[at] = value and expects word. */
 static void expect_bad_target(int at, float value, const char *word)
 {
@@ -500,6 +550,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, refuses_misplaced_targets);
     tcase_add_test(tc, refuses_bad_target_values);
     tcase_add_test(tc, round_trip_with_image);
+    tcase_add_test(tc, snapshots);
     tcase_add_test(tc, refuses_misplaced_image);
     tcase_add_test(tc, refuses_other_version);
     tcase_add_test(tc, finite_check);

@@ -340,17 +340,17 @@ END_TEST
 /* ---- inside a module ---- */
 
 /* Module 1: conv3x3(1->3, stride 4) (smooth), linear head; module 2:
- * flatten, linear to 10. Blocks with drop-path for cosub: module 1 is then
- * a block instead. */
-static void load_job(struct sila_job *j, const char *first_layers, const char *const *sets,
-                     int nsets)
+ * `next_layers` (plain_next: flatten, linear to 10). Blocks with drop-path
+ * for cosub: module 1 is then a block instead. */
+static void load_job(struct sila_job *j, const char *first_layers, const char *next_layers,
+                     const char *const *sets, int nsets)
 {
     char text[2048];
     snprintf(text, sizeof text,
              "[job]\nname = m\ndataset = fmnist\nepochs = 1\nbatch = 6\nalgorithm = local\n"
              "[optimizer]\nlr = 0.05\nmomentum = 0.9\nweight_decay = 0.001\n"
-             "[module]\n%s\n[module]\n[flatten]\n[linear]\nout = 10\n",
-             first_layers);
+             "[module]\n%s\n[module]\n%s\n",
+             first_layers, next_layers);
     struct sila_err err = {""};
     ck_assert_msg(sila_job_parse(j, "m.ini", text, strlen(text), sets, nsets, &err) == 0, "%s",
                   err.msg);
@@ -358,6 +358,12 @@ static void load_job(struct sila_job *j, const char *first_layers, const char *c
 
 static const char smooth_layers[] = "[conv2d]\nout = 3\nstride = 4\npad = 1";
 static const char block_layers[] = "[block]\nout = 2\nstride = 4\np = 0.3";
+static const char plain_next[] = "[flatten]\n[linear]\nout = 10";
+/* what MAN copies, then the classifier: a conv and a batch norm (smooth:
+ * the ReLU of a unit or of a block puts kinks at the scale of any step
+ * that float32 losses can difference) */
+static const char conv_next[] =
+    "[conv2d]\nout = 4\npad = 1\nbias = false\n[batchnorm]\n[flatten]\n[linear]\nout = 10";
 
 struct module_ctx {
     struct sila_module *m;
@@ -379,11 +385,12 @@ static double module_value(const struct value_fn *fn, const float *v)
 /* The module's local gradient of every sampled parameter of module 1
  * against central differences of its reported loss, with step h (smaller
  * where the ReLUs of a decoder make the loss kinked at the scale of 1e-2). */
-static void check_module_grad(const char *const *sets, int nsets, float h, const char *what)
+static void check_module_grad(const char *next, const char *const *sets, int nsets, float h,
+                              const char *what)
 {
     enum { B = 6 };
     struct sila_job job;
-    load_job(&job, smooth_layers, sets, nsets);
+    load_job(&job, smooth_layers, next, sets, nsets);
     struct sila_module *m;
     struct sila_err err = {""};
     ck_assert_msg(sila_module_new(&m, &job, 0, B, &err) == 0, "%s", err.msg);
@@ -438,24 +445,39 @@ START_TEST(test_module_gradients)
     const char *const recon_only[] = {"objective.recon_first=2", "objective.task_first=0"};
     const char *const infopro[] = {"objective.recon_first=1.5", "objective.aux=infopro",
                                    "objective.aux_hidden=8"};
-    check_module_grad(ce, 1, 1e-2f, "ce");
-    check_module_grad(sila, 2, 1e-2f, "sila");
-    check_module_grad(collab, 2, 1e-2f, "collab");
-    check_module_grad(red, 1, 1e-2f, "redundancy");
-    check_module_grad(ks, 1, 1e-2f, "kernel_similarity");
-    check_module_grad(recon, 2, 1e-3f, "reconstruction");
-    check_module_grad(recon_only, 2, 1e-3f, "reconstruction alone");
-    check_module_grad(infopro, 3, 1e-3f, "reconstruction with the infopro head");
+    check_module_grad(plain_next, ce, 1, 1e-2f, "ce");
+    check_module_grad(plain_next, sila, 2, 1e-2f, "sila");
+    check_module_grad(plain_next, collab, 2, 1e-2f, "collab");
+    check_module_grad(plain_next, red, 1, 1e-2f, "redundancy");
+    check_module_grad(plain_next, ks, 1, 1e-2f, "kernel_similarity");
+    check_module_grad(plain_next, recon, 2, 1e-3f, "reconstruction");
+    check_module_grad(plain_next, recon_only, 2, 1e-3f, "reconstruction alone");
+    check_module_grad(plain_next, infopro, 3, 1e-3f, "reconstruction with the infopro head");
+}
+END_TEST
+
+/* MAN: both copies of the next module's unit before the head (the frozen
+ * one's weights are not params: its gradient only passes through) */
+START_TEST(test_man_gradients)
+{
+    const char *const man[] = {"objective.man_momentum=0.9"};
+    const char *const man_recon[] = {"objective.man_momentum=0.9", "objective.recon_first=0.7",
+                                     "objective.task_first=0.6"};
+    const char *const man_collab[] = {"objective.man_momentum=0.9", "objective.kind=collab",
+                                      "objective.collab_beta=0.4"};
+    check_module_grad(conv_next, man, 1, 1e-2f, "MAN");
+    check_module_grad(conv_next, man_recon, 3, 1e-3f, "MAN with reconstruction");
+    check_module_grad(conv_next, man_collab, 3, 1e-2f, "MAN with collab");
 }
 END_TEST
 
 /* Parameters of module 1 after eight local steps under the overrides. */
-static float *params_after_steps(const char *layers, const char *const *sets, int nsets,
-                                 size_t *ret_n)
+static float *params_after_steps(const char *layers, const char *next, const char *const *sets,
+                                 int nsets, size_t *ret_n)
 {
     enum { B = 6 };
     struct sila_job job;
-    load_job(&job, layers, sets, nsets);
+    load_job(&job, layers, next, sets, nsets);
     struct sila_module *m;
     struct sila_err err = {""};
     ck_assert_msg(sila_module_new(&m, &job, 0, B, &err) == 0, "%s", err.msg);
@@ -522,9 +544,9 @@ START_TEST(test_weight_zero_is_ce)
     const struct zero_case *c = &zero_cases[_i];
     const char *const ce[] = {"objective.kind=ce"};
     size_t n_ce, n_zero, n_on;
-    float *p_ce = params_after_steps(c->layers, ce, 1, &n_ce);
-    float *p_zero = params_after_steps(c->layers, c->zero, count(c->zero), &n_zero);
-    float *p_on = params_after_steps(c->layers, c->on, count(c->on), &n_on);
+    float *p_ce = params_after_steps(c->layers, plain_next, ce, 1, &n_ce);
+    float *p_zero = params_after_steps(c->layers, plain_next, c->zero, count(c->zero), &n_zero);
+    float *p_on = params_after_steps(c->layers, plain_next, c->on, count(c->on), &n_on);
     ck_assert_uint_eq(n_ce, n_zero);
     ck_assert_uint_eq(n_ce, n_on);
     ck_assert_msg(memcmp(p_ce, p_zero, sizeof *p_ce * n_ce) == 0, "%s at weight 0 differs from ce",
@@ -541,7 +563,7 @@ Suite *test_suite(void)
 {
     Suite *s = suite_create("objective");
     TCase *tc = tcase_create("objective");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, 200); /* whole modules differenced: minutes when loaded */
     tcase_add_loop_test(tc, test_dml_pair, 0, 3);
     tcase_add_test(tc, test_collab);
     tcase_add_loop_test(tc, test_cosub, 0, 2);
@@ -549,6 +571,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_redundancy, 0, 3);
     tcase_add_loop_test(tc, test_filter_similarity, 0, 3);
     tcase_add_test(tc, test_module_gradients);
+    tcase_add_test(tc, test_man_gradients);
     tcase_add_loop_test(tc, test_weight_zero_is_ce, 0,
                         (int)(sizeof zero_cases / sizeof zero_cases[0]));
     suite_add_tcase(s, tc);

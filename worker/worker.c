@@ -40,11 +40,50 @@ static int module_done(void *ctx, int k, const struct sila_step_stats *st, struc
     return wlink_send_done(d->w, k, d->h, st->loss, st->correct, logits, err);
 }
 
+static int send_snapshot(void *ctx, uint64_t tag, const float *v, size_t n, struct sila_err *err)
+{
+    return wlink_send_snapshot(((struct done_ctx *)ctx)->w, tag, v, n, err);
+}
+
+static int await_snapshot(void *ctx, uint64_t want, struct sila_err *err)
+{
+    return wlink_await_snapshot(((struct done_ctx *)ctx)->w, want, err);
+}
+
+/* The sink of a batch's steps: Done reports and MAN's snapshots. */
+static struct sila_stage_sink batch_sink(struct done_ctx *d)
+{
+    return (struct sila_stage_sink){.done = module_done,
+                                    .snapshot = send_snapshot,
+                                    .await_snapshot = await_snapshot,
+                                    .ctx = d};
+}
+
+int worker_man_start(struct worker *w, struct sila_err *err)
+{
+    sila_stage_man_start(&w->stage);
+    if (!w->down_lim.snapshot)
+        return 0;
+    static const float zero = 0.0f;
+    const struct sila_frame_hdr ask = {.phase = SILA_PHASE_SNAPSHOT, .n = 1};
+    return wlink_send_frame(w, &w->down, &w->down_out, &ask, false, (struct sila_shape){1, 1, 1},
+                            NULL, NULL, NULL, &zero, err);
+}
+
+/* The worker upstream asks for module first's newest snapshot (it does at
+ * every start, on the connection its frames will come by). */
+static int offer_snapshot(struct worker *w, struct sila_err *err)
+{
+    struct done_ctx d = {w, NULL};
+    const struct sila_stage_sink sink = batch_sink(&d);
+    return sila_stage_man_offer_up(&w->stage, &sink, err);
+}
+
 static int local_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
     struct done_ctx d = {w, h};
-    const struct sila_stage_sink sink = {module_done, &d};
+    const struct sila_stage_sink sink = batch_sink(&d);
     const struct sila_batch_side side = {v->labels, v->targets, network_input(w, v)};
     const float *x;
     int r =
@@ -73,7 +112,7 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
                              v->targets, NULL, x, err);
         double t0 = sila_clock_s();
         if (r == 0 && !w->stopped)
-            r = wlink_recv_frame(w, &w->down, &w->down_lim, &w->down_in, &gbuf, &g, err);
+            r = wlink_recv_down(w, &gbuf, &g, err);
         w->waiting_s += sila_clock_s() - t0;
         if (r || w->stopped)
             return r;
@@ -84,7 +123,7 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
                             (unsigned long long)g.hdr.batch, (unsigned long long)h->batch);
     }
     struct done_ctx d = {w, h};
-    const struct sila_stage_sink sink = {module_done, &d};
+    const struct sila_stage_sink sink = batch_sink(&d);
     const float *din;
     r = sila_stage_global_backward(&w->stage, gbuf ? g.x : NULL, v->labels, (int)h->n, h->batch,
                                    sila_plan_lr(pl, h->batch), w->job.label_smoothing,
@@ -100,7 +139,7 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
 {
     const struct sila_frame_hdr *h = &v->hdr;
     struct done_ctx d = {w, h};
-    const struct sila_stage_sink sink = {module_done, &d};
+    const struct sila_stage_sink sink = batch_sink(&d);
     const float *x;
     int r = sila_stage_eval(&w->stage, v->x, v->labels, (int)h->n,
                             (uint64_t)h->epoch * w->plan.eval_batches + h->batch, &sink, &x, err);
@@ -113,6 +152,8 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
 static int on_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
+    if (h->phase == SILA_PHASE_SNAPSHOT)
+        return offer_snapshot(w, err);
     if (h->nlabels != h->n)
         return sila_err_set(err, -EPROTO, "upstream: batch %llu without labels",
                             (unsigned long long)h->batch);
@@ -170,6 +211,8 @@ static int serve(struct worker *w, struct sila_err *err)
         if (!w->first_batch)
             w->first_batch = t0;
         r = on_batch(w, &v, err);
+        if (r == -ECANCELED && w->stopped)
+            r = 0; /* stopped while it waited for a snapshot */
         double dt = sila_clock_s() - t0;
         w->handling_s += dt;
         if (v.hdr.phase == SILA_PHASE_GLOBAL)

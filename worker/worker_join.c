@@ -142,13 +142,16 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
                                    .w = (uint32_t)in.w,
                                    .nclasses = nc,
                                    .collab = sila_job_uses_collab(&w->job),
-                                   .image_size = sila_plan_edge_image(&w->job, w->stage.first)};
+                                   .image_size = sila_plan_edge_image(&w->job, w->stage.first),
+                                   .snapshot = (uint32_t)sila_stage_man_out_floats(&w->stage)};
     w->down_lim = (struct sila_frame_limits){.max_n = B,
                                              .c = (uint32_t)out.c,
                                              .h = (uint32_t)out.h,
                                              .w = (uint32_t)out.w,
                                              .nclasses = nc,
-                                             .gradient = true};
+                                             .gradient = true,
+                                             .snapshot = (uint32_t)sila_stage_man_in_floats(
+                                                 &w->stage)};
     return 0;
 }
 
@@ -206,9 +209,10 @@ static int wait_start(struct worker *w, Sila__Control *ready, struct sila_err *e
             continue;
         if (r)
             return r;
-        if (m.msg->msg_case == SILA__CONTROL__MSG_START)
-            r = take_start(w, m.msg->start, err);
-        else if ((r = wlink_on_control(w, &m, err)) == -ERESTART)
+        if (m.msg->msg_case == SILA__CONTROL__MSG_START) {
+            if ((r = take_start(w, m.msg->start, err)) == 0)
+                r = worker_man_start(w, err);
+        } else if ((r = wlink_on_control(w, &m, err)) == -ERESTART)
             r = 0; /* halted already */
         bool started = m.msg->msg_case == SILA__CONTROL__MSG_START;
         sila_ctl_msg_free(&m);

@@ -294,3 +294,65 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
         return 0;
     }
 }
+
+int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
+                        struct sila_err *err)
+{
+    const struct sila_frame_hdr of = {.batch = tag, .phase = SILA_PHASE_SNAPSHOT, .n = 1};
+    return wlink_send_frame(w, &w->up, &w->up_out, &of, true, (struct sila_shape){(int)n, 1, 1},
+                            NULL, NULL, NULL, v, err);
+}
+
+/* Receives one frame from downstream into *buf and *v; a snapshot
+ * (*ret_snapshot) goes into the stage, and *buf is released. */
+static int recv_down_one(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
+                         bool *ret_snapshot, struct sila_err *err)
+{
+    int r = wlink_recv_frame(w, &w->down, &w->down_lim, &w->down_in, buf, v, err);
+    if (r)
+        return r;
+    if (w->stopped) {
+        sila_link_release(*buf);
+        return -ECANCELED;
+    }
+    *ret_snapshot = v->hdr.phase == SILA_PHASE_SNAPSHOT;
+    if (!*ret_snapshot)
+        return 0;
+    r = sila_stage_man_put(&w->stage, v->hdr.batch, v->x, v->hdr.c, err);
+    sila_link_release(*buf);
+    return r ? sila_err_set(err, r, "downstream: %.400s", err->msg) : 0;
+}
+
+int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
+                    struct sila_err *err)
+{
+    for (bool snapshot = true; snapshot;) {
+        int r = recv_down_one(w, buf, v, &snapshot, err);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err)
+{
+    double t0 = sila_clock_s();
+    for (;;) {
+        uint8_t *buf;
+        struct sila_frame_view v;
+        bool snapshot;
+        int r = recv_down_one(w, &buf, &v, &snapshot, err);
+        if (r == 0 && !snapshot) {
+            sila_link_release(buf);
+            r = sila_err_set(err, -EPROTO,
+                             "downstream: batch %llu arrived while module %d waits for the "
+                             "snapshot of step %llu",
+                             (unsigned long long)v.hdr.batch, w->stage.last + 1,
+                             (unsigned long long)want);
+        }
+        if (r || v.hdr.batch >= want) {
+            w->waiting_s += sila_clock_s() - t0;
+            return r;
+        }
+    }
+}

@@ -99,6 +99,28 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
 int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
                      uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err);
 
+/* MAN across the worker's edges (docs/protocol.md): sends module first's
+ * snapshot `tag` (n floats) upstream; receives from downstream until
+ * module last holds a snapshot of tag >= want (other frames there are a
+ * protocol error). -ECANCELED when the run stops meanwhile. */
+int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
+                        struct sila_err *err);
+int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err);
+/* Receives the next frame from downstream that is not a snapshot, taking
+ * the snapshots before it into the stage. As wlink_recv_frame. */
+int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
+                    struct sila_err *err);
+
+/* ---- worker.c ---- */
+
+/* MAN at a Start: the stage forgets the snapshots it holds
+ * (sila_stage_man_start), and asks the worker downstream, when module last
+ * takes its snapshots, for its newest: asked on the link this worker has
+ * just (re)opened, it comes by the connection the batches' gradients will
+ * (a snapshot sent at the other's Start could go into a connection this
+ * end is about to drop). */
+int worker_man_start(struct worker *w, struct sila_err *err);
+
 /* ---- worker_join.c ---- */
 
 /* Asks the coordinator to join until it answers (it may not be up yet);

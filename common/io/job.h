@@ -73,6 +73,11 @@ struct sila_objective {
      * head, linear in the module's depth between them (0 0 1 1: plain). */
     float recon_first, recon_last, task_first, task_last;
     int recon_width; /* channels of the reconstruction decoder's hidden conv (12) */
+    /* MAN: > 0 puts before the head the sum of a trainable copy of the next
+     * module's first unit and a frozen copy whose weights follow that
+     * unit's with this momentum (0: off) */
+    float man_momentum;
+    int man_period; /* MAN: steps between the snapshots of the next module's unit (10) */
 };
 
 /* Where global (PGL) steps keep their optimizer state. */

@@ -4,6 +4,8 @@
  * module's objective from [objective] and its own keys (see job.h). */
 #include "job_parser.h"
 
+#include "heads.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <float.h>
@@ -257,6 +259,34 @@ static bool has_later_unit(const struct sila_job *j, int m)
     return false;
 }
 
+/* MAN in front of module m's head: module m + 1 must have a unit to copy
+ * (sila_man_unit_specs), and the head a single path (no twin, no second
+ * pass). *z becomes what the head then reads, the unit's output. */
+static int check_man(struct parser *p, int m, struct sila_shape *z)
+{
+    const struct sila_objective *o = &p->job->modules[m].objective;
+    int i = job_find_key(&job_sections[SEC_OBJECTIVE], "man_momentum");
+    if (o->kind == SILA_OBJ_SILA || o->kind == SILA_OBJ_COSUB)
+        return fail_objective(p, m, i, "MAN is built for one head per module, and %s gives it a "
+                                       "second (use ce or collab)",
+                              o->kind == SILA_OBJ_SILA ? "sila" : "cosub");
+    struct sila_layer_spec unit[SILA_MAN_MAX_SPECS];
+    int n;
+    if (sila_man_unit_specs(p->job, m, unit, &n))
+        return fail_objective(p, m, i,
+                              "MAN copies the first [block] or [conv2d] of the next module, and "
+                              "module %d has none among its first %d layers",
+                              m + 2, SILA_MAN_MAX_SPECS - 2);
+    struct sila_net *net;
+    struct sila_err nerr = {""};
+    int r = sila_net_new(&net, unit, n, *z, 1, &nerr);
+    if (r)
+        return fail_objective(p, m, i, "%s", r == -ENOMEM ? "out of memory" : nerr.msg);
+    *z = sila_net_out_shape(net);
+    sila_net_free(net);
+    return 0;
+}
+
 /* Whether module m's aux head can take the module's output: mlp pools to
  * 2x2, dgl, infopro and auglocal convolve a feature map (auglocal copies
  * layers that follow the module); linear and conv take any (C, H, W). */
@@ -264,6 +294,9 @@ static int check_head(struct parser *p, int m)
 {
     const struct sila_objective *o = &p->job->modules[m].objective;
     struct sila_shape z = p->module_out[m];
+    int r = o->man_momentum > 0.0f ? check_man(p, m, &z) : 0;
+    if (r)
+        return r;
     int i = job_find_key(&job_sections[SEC_OBJECTIVE], "aux");
     if (o->aux == SILA_AUX_AUGLOCAL && !has_later_unit(p->job, m))
         return fail_objective(p, m, i,
@@ -323,6 +356,8 @@ static int resolve_objectives(struct parser *p)
         if (r == 0 && o->kernel_similarity > 0.0f && !module_has(j, m, SILA_LAYER_FILTERS, false))
             r = not_here(p, m, "kernel_similarity",
                          "the module has no conv2d or block layer to take the penalty");
+        if (r == 0 && last && o->man_momentum > 0.0f)
+            r = not_here(p, m, "man_momentum", "the last module has no aux head to put MAN before");
         if (r == 0 && !last)
             r = check_head(p, m);
         if (r)
@@ -373,7 +408,7 @@ bool sila_objective_is_plain(const struct sila_objective *o)
 {
     return o->kind == SILA_OBJ_CE && o->redundancy == 0.0f && o->kernel_similarity == 0.0f &&
            o->recon_first == 0.0f && o->recon_last == 0.0f && o->task_first == 1.0f &&
-           o->task_last == 1.0f;
+           o->task_last == 1.0f && o->man_momentum == 0.0f;
 }
 
 /* a (1 - r) + b r, exactly a when a == b. */

@@ -114,7 +114,9 @@ static const struct key sched_keys[] = {
         NUM("recon_last", K_FLOAT, AT(recon_last), 0, INF, 0),                                     \
         NUM("task_first", K_FLOAT, AT(task_first), 0, INF, 0),                                     \
         NUM("task_last", K_FLOAT, AT(task_last), 0, INF, 0),                                       \
-        NUM("recon_width", K_INT, AT(recon_width), 1, 4096, 0)
+        NUM("recon_width", K_INT, AT(recon_width), 1, 4096, 0),                                    \
+        NUM("man_momentum", K_FLOAT, AT(man_momentum), 0, 1, HI_OPEN),                             \
+        NUM("man_period", K_INT, AT(man_period), 1, 100000, 0)
 #define MOD_OBJ(f) offsetof(struct sila_job_module, objective.f)
 
 const struct key job_objective_keys[] = {

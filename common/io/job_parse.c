@@ -472,7 +472,8 @@ static void set_defaults(struct sila_job *j)
                                            .aux_pyramid = 0.5f,
                                            .task_first = 1.0f,
                                            .task_last = 1.0f,
-                                           .recon_width = 12};
+                                           .recon_width = 12,
+                                           .man_period = 10};
     j->collab_rate = 0.5f;
 }
 

@@ -50,7 +50,7 @@ struct section {
  * module keys from MODULE_OBJECTIVE_KEY0 on; JOB_OBJ(f) the offset of field
  * f of the job's [objective]. */
 #define JOB_OBJ(f) offsetof(struct sila_job, objective.f)
-#define NOBJECTIVE_KEYS 20
+#define NOBJECTIVE_KEYS 22
 enum { MODULE_OBJECTIVE_KEY0 = 0 }; /* job_module_keys[0..] are OBJECTIVE_KEYS */
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))

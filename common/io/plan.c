@@ -5,6 +5,7 @@
 #include <math.h>
 
 #include "frame.h"
+#include "heads.h"
 
 int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t ntrain,
                    uint32_t ntest, struct sila_err *err)
@@ -93,13 +94,33 @@ uint32_t sila_plan_edge_image(const struct sila_job *job, int k)
     return 0;
 }
 
+int sila_plan_edge_snapshot(const struct sila_job *job, int k, uint32_t *ret_floats,
+                            struct sila_err *err)
+{
+    *ret_floats = 0;
+    if (k < 1 || k >= job->nmodules || job->modules[k - 1].objective.man_momentum == 0.0f)
+        return 0;
+    struct sila_layer_spec unit[SILA_MAN_MAX_SPECS];
+    struct sila_shape s;
+    struct sila_net *net;
+    int n, r;
+    if (sila_man_unit_specs(job, k - 1, unit, &n))
+        return sila_err_set(err, -EINVAL, "module %d: no unit for module %d's MAN", k + 1, k);
+    if ((r = sila_plan_edge_shape(job, k, &s, err)) || (r = sila_net_new(&net, unit, n, s, 1, err)))
+        return r;
+    *ret_floats = (uint32_t)sila_net_param_count(net);
+    sila_net_free(net);
+    return 0;
+}
+
 int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct sila_err *err)
 {
     size_t most = 0;
     for (int k = 0; k < job->nmodules; k++) {
         struct sila_shape s;
+        uint32_t snap;
         int r = sila_plan_edge_shape(job, k, &s, err);
-        if (r)
+        if (r || (r = sila_plan_edge_snapshot(job, k, &snap, err)))
             return r;
         struct sila_frame_hdr h = {.generation = UINT32_MAX,
                                    .seq = UINT64_MAX,
@@ -117,6 +138,12 @@ int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct si
                                    .image_size = sila_plan_edge_image(job, k)};
         size_t b = sila_frame_size(&h);
         most = b > most ? b : most;
+        /* MAN's snapshots upstream: the same header, one row of their size */
+        h.phase = SILA_PHASE_SNAPSHOT;
+        h.n = 1, h.c = snap, h.h = h.w = 1;
+        h.nlabels = h.target_classes = h.image_size = 0;
+        b = sila_frame_size(&h);
+        most = snap && b > most ? b : most;
     }
     *ret_bytes = most;
     return 0;

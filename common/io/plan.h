@@ -51,6 +51,13 @@ int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *r
  * the network's. */
 uint32_t sila_plan_edge_image(const struct sila_job *job, int k);
 
+/* The floats of the MAN snapshots that travel upstream on edge k (from
+ * module k to module k - 1, which runs MAN: the params of module k's first
+ * unit) into *ret_floats, 0 when module k - 1 runs none. Errors as
+ * sila_net_new. */
+int sila_plan_edge_snapshot(const struct sila_job *job, int k, uint32_t *ret_floats,
+                            struct sila_err *err);
+
 /* The largest data frame (activations with labels and, for collab, soft
  * targets, for InfoPro the input, or gradients) on any edge of job's
  * pipeline, in bytes. */

@@ -179,3 +179,26 @@ int sila_decoder_specs(const struct sila_job *job, int width, struct sila_layer_
     specs[4].out = in.c, specs[4].pad = 1;
     return 0;
 }
+
+int sila_man_unit_specs(const struct sila_job *job, int k, struct sila_layer_spec *specs,
+                        int *ret_n)
+{
+    const struct sila_job_module *next = &job->modules[k + 1];
+    const struct sila_layer_spec *l = job->layers + next->first_layer;
+    int n = 0;
+    while (n < next->nlayers && n < SILA_MAN_MAX_SPECS - 2 && !auglocal_unit(&l[n]))
+        n++;
+    if (n == next->nlayers || !auglocal_unit(&l[n]))
+        return -EINVAL;
+    n++;
+    if (n < next->nlayers && l[n].kind == SILA_LAYER_BATCHNORM)
+        n++;
+    if (n < next->nlayers && l[n].kind == SILA_LAYER_RELU)
+        n++;
+    for (int i = 0; i < n; i++) {
+        specs[i] = l[i];
+        specs[i].p = l[i].kind == SILA_LAYER_DROPOUT ? l[i].p : 0.0f;
+    }
+    *ret_n = n;
+    return 0;
+}

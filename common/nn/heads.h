@@ -24,4 +24,16 @@ int sila_aux_head_specs(const struct sila_job *job, int k, struct sila_shape in,
 #define SILA_DECODER_SPECS 5
 int sila_decoder_specs(const struct sila_job *job, int width, struct sila_layer_spec *specs);
 
+/* MAN's unit of module k (< K - 1, docs/methods.md): the layers of module
+ * k + 1 from its first through its first with filters (a block or a
+ * conv2d) and a batchnorm and a relu right after that one, into specs (at
+ * most SILA_MAN_MAX_SPECS, drop-path off) and their count into *ret_n: what
+ * module k copies twice (a trainable copy and a frozen average) in front of
+ * its head, and module k + 1 sends snapshots of. Returns -EINVAL when
+ * module k + 1 has no layer with filters among its first
+ * SILA_MAN_MAX_SPECS - 2. */
+#define SILA_MAN_MAX_SPECS 8
+int sila_man_unit_specs(const struct sila_job *job, int k, struct sila_layer_spec *specs,
+                        int *ret_n);
+
 #endif

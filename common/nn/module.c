@@ -31,7 +31,7 @@ static bool is_filter_bank(const struct sila_tensor *t)
     return t->role == SILA_TENSOR_WEIGHT && t->ndim == 4;
 }
 
-/* InfoPro's decoder from the body output z (sila_decoder_specs). */
+/* InfoPro's decoder from the aux path's input z (sila_decoder_specs). */
 static int build_decoder(struct sila_module *m, const struct sila_job *job, struct sila_shape z,
                          int max_batch, struct sila_err *err)
 {
@@ -42,6 +42,32 @@ static int build_decoder(struct sila_module *m, const struct sila_job *job, stru
                             m->index + 1, job->input.h, job->input.w);
     m->norm = sila_dataset_default_norm(job->dataset);
     return sila_net_new(&m->decoder, specs, SILA_DECODER_SPECS, z, max_batch, err);
+}
+
+/* MAN's two copies of module k + 1's first unit on the body output z. */
+static int build_man(struct sila_module *m, const struct sila_job *job, int k, struct sila_shape z,
+                     int max_batch, struct sila_err *err)
+{
+    struct sila_layer_spec unit[SILA_MAN_MAX_SPECS];
+    int n, r;
+    if (sila_man_unit_specs(job, k, unit, &n))
+        return sila_err_set(err, -EINVAL, "module %d: MAN finds no unit to copy in module %d",
+                            k + 1, k + 2);
+    if ((r = sila_net_new(&m->lb, unit, n, z, max_batch, err)) ||
+        (r = sila_net_new(&m->ema, unit, n, z, max_batch, err)))
+        return r;
+    m->take_floats = sila_net_param_count(m->lb);
+    return 0;
+}
+
+/* The floats of the snapshots module k sends module k - 1 (0: it runs no MAN). */
+static int count_sent(struct sila_module *m, const struct sila_job *job, int k,
+                      struct sila_err *err)
+{
+    uint32_t n;
+    int r = sila_plan_edge_snapshot(job, k, &n, err);
+    m->sent_floats = n;
+    return r;
 }
 
 static int build_nets(struct sila_module *m, const struct sila_job *job, int k, int max_batch,
@@ -56,11 +82,18 @@ static int build_nets(struct sila_module *m, const struct sila_job *job, int k, 
     if (second_pass(&m->obj) &&
         (r = sila_net_new(&m->body2, layers, jm->nlayers, in, max_batch, err)))
         return r;
+    if ((r = count_sent(m, job, k, err)))
+        return r;
     if (k == job->nmodules - 1)
         return 0;
     struct sila_layer_spec specs[SILA_AUX_MAX_SPECS];
     int n;
     struct sila_shape z = sila_net_out_shape(m->body);
+    if (m->obj.man_momentum > 0.0f) {
+        if ((r = build_man(m, job, k, z, max_batch, err)))
+            return r;
+        z = sila_net_out_shape(m->lb);
+    }
     if (sila_aux_head_specs(job, k, z, specs, &n))
         return sila_err_set(err, -EINVAL, "module %d: a %s head cannot take input %dx%dx%d", k + 1,
                             sila_aux_kind_name(jm->objective.aux), z.c, z.h, z.w);
@@ -115,28 +148,49 @@ static size_t scratch_floats(const struct sila_module *m, int max_batch)
 static int alloc_recon(struct sila_module *m, int max_batch)
 {
     size_t nin = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->decoder));
-    size_t nout = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->body));
+    size_t nout = (size_t)max_batch * sila_shape_size(sila_net_in_shape(m->decoder));
     m->recon_target = malloc(sizeof *m->recon_target * nin);
     m->drecon = malloc(sizeof *m->drecon * nin);
     m->dz_recon = malloc(sizeof *m->dz_recon * nout);
     return m->recon_target && m->drecon && m->dz_recon ? 0 : -ENOMEM;
 }
 
+/* MAN's buffers for batches of max_batch (see struct sila_module). */
+static int alloc_man(struct sila_module *m, int max_batch)
+{
+    size_t ny = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->lb));
+    size_t nz = (size_t)max_batch * sila_shape_size(sila_net_in_shape(m->lb));
+    m->y = malloc(sizeof *m->y * ny);
+    m->dy = malloc(sizeof *m->dy * ny);
+    m->dz_ema = malloc(sizeof *m->dz_ema * nz);
+    m->ema_grads = malloc(sizeof *m->ema_grads * (m->take_floats + 1));
+    return m->y && m->dy && m->dz_ema && m->ema_grads ? 0 : -ENOMEM;
+}
+
+/* Floats of the aux side's buffers, after the body's: lb | head | twin |
+ * decoder | ema statistics, then MAN's ema params, target and sent. */
+static size_t aux_buffer_floats(const struct sila_module *m)
+{
+    return buffer_count(m->lb) + buffer_count(m->head) + buffer_count(m->twin) +
+           buffer_count(m->decoder) + buffer_count(m->ema) + 2 * m->take_floats + m->sent_floats;
+}
+
 /* One arena for params | grads | optimizer state(s); buffers apart. Params
- * and buffers are laid out body | head | twin | decoder; the second pass's
- * nets share the body's and the head's. */
+ * are laid out body | lb, head | twin | decoder, buffers as
+ * aux_buffer_floats says; the second pass's nets share the body's and the
+ * head's. */
 static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_global)
 {
     size_t hb = buffer_count(m->head), tb = buffer_count(m->twin), tp = param_count(m->twin);
-    size_t db = buffer_count(m->decoder);
+    size_t db = buffer_count(m->decoder), lp = param_count(m->lb), lb = buffer_count(m->lb);
     m->body_params = sila_net_param_count(m->body);
-    m->head_params = param_count(m->head);
+    m->head_params = lp + param_count(m->head);
     m->body_buffers = sila_net_buffer_count(m->body);
     m->nparams = m->body_params + m->head_params + tp + param_count(m->decoder);
     size_t nstate = state_floats(m);
     size_t nsets = separate_global ? 2 : 1;
     m->arena = calloc(2 * m->nparams + nsets * nstate + 1, sizeof *m->arena);
-    m->buffers = calloc(m->body_buffers + hb + tb + db + 1, sizeof *m->buffers);
+    m->buffers = calloc(m->body_buffers + aux_buffer_floats(m) + 1, sizeof *m->buffers);
     size_t nout = sila_shape_size(sila_net_out_shape(m->body));
     m->dhead = malloc(sizeof *m->dhead * max_batch * m->nclasses);
     m->dz = malloc(sizeof *m->dz * max_batch * nout);
@@ -149,14 +203,14 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
         if (!m->dpeer || !m->dz2 || !m->scratch)
             return -ENOMEM;
     }
-    if (m->decoder && alloc_recon(m, max_batch))
+    if ((m->decoder && alloc_recon(m, max_batch)) || (m->lb && alloc_man(m, max_batch)))
         return -ENOMEM;
     m->params = m->arena;
     m->grads = m->arena + m->nparams;
     m->opt_state = m->arena + 2 * m->nparams;
     m->opt_state_global = separate_global ? m->opt_state + nstate : NULL;
-    size_t h = m->body_params, t = h + m->head_params;
-    float *hbuf = m->buffers + m->body_buffers;
+    size_t h = m->body_params + lp, t = m->body_params + m->head_params;
+    float *lbuf = m->buffers + m->body_buffers, *hbuf = lbuf + lb;
     sila_net_bind(m->body, m->params, m->grads, m->buffers);
     if (m->body2)
         sila_net_bind(m->body2, m->params, m->grads, m->buffers);
@@ -168,6 +222,14 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
         sila_net_bind(m->twin, m->params + t, m->grads + t, hbuf + hb);
     if (m->decoder)
         sila_net_bind(m->decoder, m->params + t + tp, m->grads + t + tp, hbuf + hb + tb);
+    float *man = hbuf + hb + tb + db + buffer_count(m->ema);
+    if (m->lb) {
+        sila_net_bind(m->lb, m->params + m->body_params, m->grads + m->body_params, lbuf);
+        m->ema_params = man, m->target = man + m->take_floats;
+        sila_net_bind(m->ema, m->ema_params, m->ema_grads, hbuf + hb + tb + db);
+    }
+    if (m->sent_floats)
+        m->sent = man + 2 * m->take_floats;
     return 0;
 }
 
@@ -203,6 +265,13 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
         sila_net_init_params(m->twin, &init);
     if (m->decoder)
         sila_net_init_params(m->decoder, &init);
+    if (m->lb) {
+        sila_net_init_params(m->lb, &init);
+        sila_net_init_params(m->ema, &init);
+        memcpy(m->target, m->ema_params, sizeof *m->target * m->take_floats);
+    }
+    if (m->sent)
+        sila_module_man_snapshot(m);
     sila_rng_seed(&m->rng, job->seed, 2000 + (uint64_t)k);
     *ret_m = m;
     return 0;
@@ -218,6 +287,12 @@ void sila_module_free(struct sila_module *m)
     sila_net_free(m->decoder);
     sila_net_free(m->body2);
     sila_net_free(m->head2);
+    sila_net_free(m->lb);
+    sila_net_free(m->ema);
+    free(m->y);
+    free(m->dy);
+    free(m->dz_ema);
+    free(m->ema_grads);
     free(m->arena);
     free(m->buffers);
     free(m->dhead);
@@ -255,6 +330,11 @@ static void update(struct sila_module *m, float lr, bool with_head, bool global)
     float *state = set ? m->opt_state_global : m->opt_state;
     m->body_updates[set]++;
     sila_optim_step(&m->optim, lr, m->body_updates[set], m->params, m->grads, state, nb);
+    if (m->lb) {
+        float mom = m->obj.man_momentum;
+        for (size_t i = 0; i < m->take_floats; i++)
+            m->ema_params[i] = mom * m->ema_params[i] + (1.0f - mom) * m->target[i];
+    }
     if (!with_head || !m->head)
         return;
     uint64_t n = ++m->head_updates[set];
@@ -309,11 +389,12 @@ static double objective_loss(struct sila_module *m, const float *a, const float 
 }
 
 /* InfoPro's term: the decoder's reconstruction of the network's input
- * image (B, input, normalised) from the body output z, as the sigmoid
+ * image (B, input, normalised) from the aux path's input z, as the sigmoid
  * binary cross-entropy against the image's pixels in [0, 1], averaged over
- * every pixel and weighted by m->recon_weight. Adds its gradient into
- * m->dz; returns its weighted value. */
-static double reconstruction(struct sila_module *m, const float *z, const float *image, int B)
+ * every pixel and weighted by m->recon_weight. Adds its gradient into dz;
+ * returns its weighted value. */
+static double reconstruction(struct sila_module *m, const float *z, const float *image, int B,
+                             float *dz)
 {
     struct sila_shape in = sila_net_out_shape(m->decoder);
     size_t hw = (size_t)in.h * in.w, n = sila_shape_size(in);
@@ -328,10 +409,59 @@ static double reconstruction(struct sila_module *m, const float *z, const float 
     memset(m->drecon, 0, sizeof *m->drecon * B * n);
     double v = sila_bce_logits_loss(m->drecon, r, m->recon_target, B, (int)n, w);
     sila_net_backward(m->decoder, z, m->drecon, m->dz_recon, B);
-    size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
-    for (size_t i = 0; i < nout; i++)
-        m->dz[i] += m->dz_recon[i];
+    size_t nz = (size_t)B * sila_shape_size(sila_net_in_shape(m->decoder));
+    for (size_t i = 0; i < nz; i++)
+        dz[i] += m->dz_recon[i];
     return w * v;
+}
+
+/* What the aux path reads of the body output z: z itself, or with MAN
+ * y = lb(z) + ema(z). */
+static const float *aux_input(struct sila_module *m, const float *z, int B, bool train)
+{
+    if (!m->lb)
+        return z;
+    const float *a = sila_net_forward(m->lb, z, B, train, &m->rng);
+    const float *b = sila_net_forward(m->ema, z, B, train, &m->rng);
+    size_t n = (size_t)B * sila_shape_size(sila_net_out_shape(m->lb));
+    for (size_t i = 0; i < n; i++)
+        m->y[i] = a[i] + b[i];
+    return m->y;
+}
+
+/* The gradient of the aux path's input, where the head's backward writes:
+ * dz without MAN, else MAN's dy (aux_input_backward takes it on to dz). */
+static float *aux_grad(struct sila_module *m, float *dz)
+{
+    return m->lb ? m->dy : dz;
+}
+
+/* MAN's backward from m->dy: lb learns; d(loss)/dz through both copies
+ * (ema's weights do not learn: its gradients are dropped) written into dz,
+ * unless NULL (the path's input is detached). Nothing without MAN. */
+static void aux_input_backward(struct sila_module *m, const float *z, float *dz, int B)
+{
+    if (!m->lb)
+        return;
+    sila_net_backward(m->lb, z, m->dy, dz, B);
+    if (!dz)
+        return;
+    memset(m->ema_grads, 0, sizeof *m->ema_grads * m->take_floats);
+    sila_net_backward(m->ema, z, m->dy, m->dz_ema, B);
+    size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(m->lb));
+    for (size_t i = 0; i < n; i++)
+        dz[i] += m->dz_ema[i];
+}
+
+const float *sila_module_man_snapshot(struct sila_module *m)
+{
+    memcpy(m->sent, m->params, sizeof *m->sent * m->sent_floats);
+    return m->sent;
+}
+
+void sila_module_man_take(struct sila_module *m, const float *snapshot)
+{
+    memcpy(m->target, snapshot, sizeof *m->target * m->take_floats);
 }
 
 /* Adds the filter-similarity penalty of every conv weight of the body into
@@ -359,9 +489,10 @@ const float *sila_module_local_grad(struct sila_module *m, const float *x, const
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
     const float *z = sila_net_forward(m->body, x, B, true, &m->rng);
     const float *z2 = m->body2 ? sila_net_forward(m->body2, x, B, true, &m->rng) : NULL;
-    const float *a = z, *peer = z2;
+    const float *a = z, *peer = z2, *y = z;
     if (m->head) {
-        a = sila_net_forward(m->head, z, B, true, &m->rng);
+        y = aux_input(m, z, B, true);
+        a = sila_net_forward(m->head, y, B, true, &m->rng);
         peer = m->twin ? sila_net_forward(m->twin, z, B, true, &m->rng)
                : z2    ? sila_net_forward(m->head2, z2, B, true, &m->rng)
                        : NULL;
@@ -371,8 +502,9 @@ const float *sila_module_local_grad(struct sila_module *m, const float *x, const
     const float *g = m->dhead, *g2 = m->dpeer;
     if (m->head) {
         size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
-        sila_net_backward(m->head, z, m->dhead, m->dz, B);
-        if (m->twin) {
+        float *dy = aux_grad(m, m->dz);
+        sila_net_backward(m->head, y, m->dhead, dy, B);
+        if (m->twin) { /* never with MAN: dy is dz */
             sila_net_backward(m->twin, z, m->dpeer, m->dz2, B);
             for (size_t i = 0; i < nout; i++)
                 m->dz[i] += m->dz2[i];
@@ -380,7 +512,8 @@ const float *sila_module_local_grad(struct sila_module *m, const float *x, const
             sila_net_backward(m->head2, z2, m->dpeer, m->dz2, B);
         }
         if (m->decoder)
-            loss += reconstruction(m, z, image, B);
+            loss += reconstruction(m, y, image, B, dy);
+        aux_input_backward(m, z, m->dz, B);
         if (o->redundancy > 0.0f)
             loss +=
                 o->redundancy * sila_redundancy_penalty(m->dz, z, B, sila_net_out_shape(m->body),
@@ -424,17 +557,22 @@ void sila_module_global_backward(struct sila_module *m, const float *x, const fl
         ret_stats->loss = head_loss(m, z, labels, B, smoothing, 1.0f, &ret_stats->correct);
         g = m->dhead;
     } else if (m->head && mu > 0.0f) {
-        const float *a = sila_net_forward(m->head, z, B, true, &m->rng);
+        const float *y = aux_input(m, z, B, true);
+        const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
         ret_stats->loss = head_loss(m, a, labels, B, smoothing, mu, &ret_stats->correct);
-        sila_net_backward(m->head, z, m->dhead, m->dz, B);
+        sila_net_backward(m->head, y, m->dhead, aux_grad(m, m->dz), B);
+        aux_input_backward(m, z, m->dz, B);
         for (size_t i = 0; i < nout; i++)
             m->dz[i] += dz[i];
         g = m->dz;
         head_used = true;
     } else if (m->head && m->heads_in_global) {
-        const float *a = sila_net_forward(m->head, z, B, true, &m->rng);
+        const float *y = aux_input(m, z, B, true);
+        const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
         ret_stats->loss = head_loss(m, a, labels, B, smoothing, 1.0f, &ret_stats->correct);
-        sila_net_backward(m->head, z, m->dhead, NULL, B); /* detached: z gets nothing */
+        /* detached: z gets nothing */
+        sila_net_backward(m->head, y, m->dhead, aux_grad(m, NULL), B);
+        aux_input_backward(m, z, NULL, B);
         head_used = true;
     }
     sila_net_backward(m->body, x, g, din, B);
@@ -463,17 +601,17 @@ const float *sila_module_eval(struct sila_module *m, const float *x, const int32
                               int *ret_correct)
 {
     const float *z = sila_net_forward(m->body, x, B, false, NULL);
-    const float *a = m->head ? sila_net_forward(m->head, z, B, false, NULL) : z;
+    const float *a = m->head ? sila_net_forward(m->head, aux_input(m, z, B, false), B, false, NULL)
+                             : z;
     *ret_correct = sila_count_correct(a, labels, B, m->nclasses);
     return z;
 }
 
 struct sila_module_layout sila_module_layout(const struct sila_module *m)
 {
-    size_t hb = buffer_count(m->head) + buffer_count(m->twin) + buffer_count(m->decoder);
     return (struct sila_module_layout){.params = m->nparams,
                                        .optimizer = state_floats(m) * (m->opt_state_global ? 2 : 1),
-                                       .buffers = m->body_buffers + hb,
+                                       .buffers = m->body_buffers + aux_buffer_floats(m),
                                        .body_params = m->body_params,
                                        .body_buffers = m->body_buffers};
 }

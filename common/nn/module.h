@@ -55,10 +55,25 @@ struct sila_module {
      * the head's loss at this module's depth (0 and 1 when plain); with a
      * decoder, the normalisation the image is undone by, and owned
      * buffers: the image's pixels (max_batch, input), the gradient of the
-     * decoder's output (same) and of the body output (max_batch, out). */
+     * decoder's output (same) and of its input (max_batch, aux path input). */
     float recon_weight, task_weight;
     struct sila_norm norm;
     float *recon_target, *drecon, *dz_recon;
+    /* MAN (docs/methods.md), when the module's objective asks: its head
+     * reads y = lb(z) + ema(z), lb a trainable copy of the next module's
+     * first unit (params the head's first: it learns with the head), ema a
+     * frozen one (owned nets). ema's params follow `target`, the newest
+     * snapshot of that unit taken up: ema <- mom ema + (1 - mom) target
+     * after every update. Owned: y, its gradient dy, ema's input gradient
+     * and the gradients it accumulates unused, (max_batch, unit out / in). */
+    struct sila_net *lb, *ema;
+    float *y, *dy, *dz_ema, *ema_grads;
+    /* Views into the buffers, so that a module's state carries them: ema's
+     * params and target (take_floats each, when lb), and `sent`, the last
+     * snapshot of this module's own first unit (sent_floats, when the
+     * module before it runs MAN; else NULL). */
+    float *ema_params, *target, *sent;
+    size_t take_floats, sent_floats;
 };
 
 /* Builds module k of job for batches of up to max_batch, with its input
@@ -88,6 +103,28 @@ int sila_module_state_floats(const struct sila_job *job, int k, size_t *ret_floa
 void sila_module_get_state(const struct sila_module *m, float *state, uint64_t *counters);
 /* Restores a state from sila_module_get_state of the same module. */
 void sila_module_set_state(struct sila_module *m, const float *state, const uint64_t *counters);
+
+/* MAN's snapshots (docs/methods.md): module k + 1 copies its first unit
+ * into `sent` after every training step it learns that brings its count of
+ * steps to a multiple of module k's man_period P, and module k takes up,
+ * after every step it learns that brings its own count to a multiple t of
+ * P, the snapshot taken at t - P (stage.c holds them between). */
+/* Whether module m runs MAN (takes snapshots up), and whether it sends
+ * them (the module before it runs MAN). */
+static inline bool sila_module_man_takes(const struct sila_module *m)
+{
+    return m->lb != NULL;
+}
+static inline bool sila_module_man_sends(const struct sila_module *m)
+{
+    return m->sent != NULL;
+}
+/* Copies the module's first unit into its `sent` snapshot and returns it
+ * (m->sent_floats floats). Only for a module that sends. */
+const float *sila_module_man_snapshot(struct sila_module *m);
+/* The snapshot ema follows from now on: m->take_floats floats, copied.
+ * Only for a module that takes. */
+void sila_module_man_take(struct sila_module *m, const float *snapshot);
 
 /* Result of one step on one module. */
 struct sila_step_stats {

@@ -17,6 +17,9 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
         int r = sila_module_new(&st->mods[k], job, k, max_batch, err);
         if (r)
             return r;
+        for (int i = 0; sila_module_man_takes(st->mods[k]) && i < SILA_MAN_INBOX; i++)
+            if (!(st->inbox[k].v[i] = malloc(sizeof(float) * st->mods[k]->take_floats)))
+                return sila_err_set(err, -ENOMEM, "out of memory");
         if (k == 0)
             continue;
         size_t in = sila_shape_size(sila_net_in_shape(st->mods[k]->body));
@@ -31,6 +34,8 @@ void sila_stage_fini(struct sila_stage *st)
     for (int k = 0; k < SILA_MAX_MODULES; k++) {
         sila_module_free(st->mods[k]);
         free(st->din[k]);
+        for (int i = 0; i < SILA_MAN_INBOX; i++)
+            free(st->inbox[k].v[i]);
     }
     memset(st, 0, sizeof *st);
 }
@@ -45,6 +50,155 @@ static int report(const struct sila_stage_sink *sink, int k, const struct sila_s
                   struct sila_err *err)
 {
     return sink->done(sink->ctx, k, s, err);
+}
+
+/* ---- MAN's snapshots (module.h) ---- */
+
+/* The period of module k's MAN. */
+static uint64_t man_period(const struct sila_stage *st, int k)
+{
+    return (uint64_t)st->job->modules[k].objective.man_period;
+}
+
+/* Snapshot `tag` (n floats) into module k's inbox, replacing one of the
+ * same tag. */
+static int inbox_put(struct sila_stage *st, int k, uint64_t tag, const float *v, size_t n,
+                     struct sila_err *err)
+{
+    const struct sila_module *m = st->mods[k];
+    struct sila_man_inbox *in = &st->inbox[k];
+    if (!sila_module_man_takes(m) || n != m->take_floats)
+        return sila_err_set(err, -EPROTO,
+                            "module %d: a snapshot of %zu floats from module %d, which it "
+                            "%s",
+                            k + 1, n, k + 2,
+                            sila_module_man_takes(m) ? "takes of another size" : "takes none of");
+    int i = 0;
+    while (i < in->n && in->tag[i] != tag)
+        i++;
+    if (i == SILA_MAN_INBOX)
+        return sila_err_set(err, -EPROTO,
+                            "module %d: snapshot %llu from module %d comes with %d not yet taken "
+                            "up",
+                            k + 1, (unsigned long long)tag, k + 2, SILA_MAN_INBOX);
+    memcpy(in->v[i], v, sizeof(float) * n);
+    in->tag[i] = tag;
+    in->n += i == in->n;
+    return 0;
+}
+
+/* Module k's newest snapshot `sent`, tagged `tag`, to the module before it. */
+static int man_offer(struct sila_stage *st, int k, uint64_t tag, const struct sila_stage_sink *sink,
+                     struct sila_err *err)
+{
+    const struct sila_module *m = st->mods[k];
+    if (k > st->first)
+        return inbox_put(st, k - 1, tag, m->sent, m->sent_floats, err);
+    return sink->snapshot(sink->ctx, tag, m->sent, m->sent_floats, err);
+}
+
+/* Module k takes up the snapshot of the smallest tag >= want it holds,
+ * dropping older ones; module `last` waits for it from the module after
+ * the stage. Without failures that tag is want. After a restart the module
+ * after may be ahead (it learned a global step whose gradient the lost
+ * worker never got): its newest snapshot, offered at the restart, may be
+ * newer than the wants of the next few periods, and is kept for them (the
+ * ones after it come only once this module has passed their batches on). */
+static int man_take(struct sila_stage *st, int k, uint64_t want, const struct sila_stage_sink *sink,
+                    struct sila_err *err)
+{
+    struct sila_man_inbox *in = &st->inbox[k];
+    for (;;) {
+        int best = -1, kept = 0;
+        for (int i = 0; i < in->n; i++) {
+            if (in->tag[i] < want)
+                continue;
+            float *v = in->v[kept]; /* keep the ones at or after want, in order */
+            in->v[kept] = in->v[i], in->v[i] = v;
+            in->tag[kept] = in->tag[i];
+            if (best < 0 || in->tag[kept] < in->tag[best])
+                best = kept;
+            kept++;
+        }
+        in->n = kept;
+        if (best >= 0) {
+            sila_module_man_take(st->mods[k], in->v[best]);
+            if (in->tag[best] > want)
+                return 0; /* after a restart: it serves the next wants too */
+            float *v = in->v[best]; /* taken: out of the inbox */
+            in->v[best] = in->v[in->n - 1], in->v[in->n - 1] = v;
+            in->tag[best] = in->tag[in->n - 1];
+            in->n--;
+            return 0;
+        }
+        if (k < st->last || !sink->await_snapshot)
+            return sila_err_set(err, -EPROTO,
+                                "module %d: no snapshot of module %d from its step %llu on", k + 1,
+                                k + 2, (unsigned long long)want);
+        int r = sink->await_snapshot(sink->ctx, want, err);
+        if (r)
+            return r;
+    }
+}
+
+/* MAN after module k learned step `step`: it sends a snapshot, and takes
+ * one up, when its count of steps reaches a multiple of the period. */
+static int man_after(struct sila_stage *st, int k, uint64_t step,
+                     const struct sila_stage_sink *sink, struct sila_err *err)
+{
+    struct sila_module *m = st->mods[k];
+    uint64_t done = step + 1;
+    int r = 0;
+    if (sila_module_man_sends(m) && done % man_period(st, k - 1) == 0) {
+        sila_module_man_snapshot(m);
+        r = man_offer(st, k, done, sink, err);
+    }
+    if (r == 0 && sila_module_man_takes(m) && done % man_period(st, k) == 0)
+        r = man_take(st, k, done - man_period(st, k), sink, err);
+    return r;
+}
+
+/* Module k's newest snapshot, tagged with its count of steps rounded down
+ * to its receiver's period, to the module before it. */
+static int man_offer_newest(struct sila_stage *st, int k, const struct sila_stage_sink *sink,
+                            struct sila_err *err)
+{
+    uint64_t p = man_period(st, k - 1);
+    return man_offer(st, k, st->next_step[k] / p * p, sink, err);
+}
+
+void sila_stage_man_start(struct sila_stage *st)
+{
+    for (int k = st->first; k <= st->last; k++)
+        st->inbox[k].n = 0;
+    struct sila_err ignored; /* into an emptied inbox of its size: cannot fail */
+    for (int k = st->first + 1; k <= st->last; k++)
+        if (sila_module_man_sends(st->mods[k]))
+            man_offer_newest(st, k, NULL, &ignored);
+}
+
+int sila_stage_man_offer_up(struct sila_stage *st, const struct sila_stage_sink *sink,
+                            struct sila_err *err)
+{
+    if (!sila_module_man_sends(st->mods[st->first]))
+        return sila_err_set(err, -EPROTO, "module %d sends no snapshots", st->first + 1);
+    return man_offer_newest(st, st->first, sink, err);
+}
+
+int sila_stage_man_put(struct sila_stage *st, uint64_t tag, const float *v, size_t n,
+                       struct sila_err *err)
+{
+    return inbox_put(st, st->last, tag, v, n, err);
+}
+
+size_t sila_stage_man_in_floats(const struct sila_stage *st)
+{
+    return st->mods[st->last]->take_floats;
+}
+
+size_t sila_stage_man_out_floats(const struct sila_stage *st)
+{
+    return st->mods[st->first]->sent_floats;
 }
 
 int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
@@ -63,7 +217,7 @@ int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_ba
         if (r)
             return r;
         st->next_step[k] = step + 1;
-        if ((r = report(sink, k, &s, err)))
+        if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
             return r;
     }
     *ret_z = x;
@@ -101,7 +255,7 @@ int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int
         if (!learn)
             continue;
         st->next_step[k] = step + 1;
-        if ((r = report(sink, k, &s, err)))
+        if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
             return r;
     }
     *ret_din = dz;

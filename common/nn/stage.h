@@ -17,6 +17,11 @@
 
 #include "module.h"
 
+/* Snapshots a module running MAN holds at most: the one it waits for and
+ * those its neighbour took since (one, as the pipeline goes: it cannot be
+ * more than a step ahead), with room to spare. */
+#define SILA_MAN_INBOX 4
+
 struct sila_stage {
     const struct sila_job *job;                 /* borrowed */
     int first, last;                            /* 0-based module indices */
@@ -28,6 +33,13 @@ struct sila_stage {
     /* the replay rule: the next training step and evaluation batch (epoch
      * * eval batches + batch) each module has not learned or reported */
     uint64_t next_step[SILA_MAX_MODULES], next_test[SILA_MAX_MODULES];
+    /* MAN: the snapshots module k has received and not yet taken up
+     * (tags: the sender's count of steps when it took them) */
+    struct sila_man_inbox {
+        int n;
+        uint64_t tag[SILA_MAN_INBOX];
+        float *v[SILA_MAN_INBOX]; /* owned, take_floats each */
+    } inbox[SILA_MAX_MODULES];
 };
 
 /* What a batch brings besides its input: labels (B), collab's soft targets
@@ -46,6 +58,13 @@ struct sila_batch_side {
  * error. Modules that replay a step are not reported. */
 struct sila_stage_sink {
     int (*done)(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err);
+    /* MAN across the stage's edges (NULL for a stage of every module):
+     * module `first` sends its snapshot `tag` (v, n floats) to the module
+     * before the stage; module `last` must have a snapshot of tag >= `tag`
+     * from the module after the stage, which this delivers
+     * (sila_stage_man_put) before it returns 0. */
+    int (*snapshot)(void *ctx, uint64_t tag, const float *v, size_t n, struct sila_err *err);
+    int (*await_snapshot)(void *ctx, uint64_t tag, struct sila_err *err);
     void *ctx;
 };
 
@@ -61,6 +80,26 @@ void sila_stage_fini(struct sila_stage *st);
 /* The progress of module k after a restart: its next training step and
  * evaluation batch. */
 void sila_stage_resume(struct sila_stage *st, int k, uint64_t next_step, uint64_t next_test);
+
+/* MAN at a start or restart, after sila_stage_resume: forgets every
+ * snapshot received, and has each module after the stage's first that
+ * sends snapshots offer its newest (`sent`, tagged with its count of steps
+ * rounded down to its receiver's period) to the module before it. */
+void sila_stage_man_start(struct sila_stage *st);
+/* The same offer of module `first` to the module before the stage, through
+ * sink->snapshot (a worker's, when the worker upstream asks). Errors: the
+ * sink's. */
+int sila_stage_man_offer_up(struct sila_stage *st, const struct sila_stage_sink *sink,
+                            struct sila_err *err);
+/* A snapshot of tag `tag` (n floats) for module `last` from the module
+ * after the stage. Errors: -EPROTO when the module takes none, of another
+ * size, or holds SILA_MAN_INBOX already (err says so). */
+int sila_stage_man_put(struct sila_stage *st, uint64_t tag, const float *v, size_t n,
+                       struct sila_err *err);
+/* Floats of the snapshots module `last` takes from the module after the
+ * stage (0: none), and that module `first` sends to the one before. */
+size_t sila_stage_man_in_floats(const struct sila_stage *st);
+size_t sila_stage_man_out_floats(const struct sila_stage *st);
 
 /* Local step `step` of B samples x (B, input of module first): each module
  * learns by its local objective (or replays), then the sink hears of it.

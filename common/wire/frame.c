@@ -131,6 +131,24 @@ static int check_targets_header(const struct sila_frame_hdr *h, const struct sil
     return 0;
 }
 
+/* A MAN snapshot's header: on a gradient edge that takes them, one row of
+ * their size; the request for one, downstream: one value; nothing else. */
+static int check_snapshot_header(const struct sila_frame_hdr *h,
+                                 const struct sila_frame_limits *lim, struct sila_err *err)
+{
+    if (!lim->snapshot)
+        return sila_err_set(err, -EINVAL, "frame: %s on an edge that carries none",
+                            h->gradient ? "a snapshot" : "a snapshot request");
+    uint32_t c = h->gradient ? lim->snapshot : 1;
+    if (h->n != 1 || h->c != c || h->h != 1 || h->w != 1)
+        return sila_err_set(err, -EINVAL,
+                            "frame: a snapshot%s of shape %ux%ux%ux%u, expected 1x%ux1x1",
+                            h->gradient ? "" : " request", h->n, h->c, h->h, h->w, c);
+    if (h->nlabels || h->target_classes || h->image_size)
+        return sila_err_set(err, -EINVAL, "frame: a snapshot with labels, targets or an input");
+    return 0;
+}
+
 /* Header fields against the limits of this edge. */
 static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_limits *lim,
                         struct sila_err *err)
@@ -139,6 +157,8 @@ static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_
         return sila_err_set(err, -EINVAL, "frame: %s frame on an edge that carries %s",
                             h->gradient ? "gradient" : "activation",
                             lim->gradient ? "gradients" : "activations");
+    if (h->phase == SILA_PHASE_SNAPSHOT)
+        return check_snapshot_header(h, lim, err);
     if (h->n < 1 || h->n > lim->max_n)
         return sila_err_set(err, -EINVAL, "frame: batch of %u samples, expected 1..%u", h->n,
                             lim->max_n);
@@ -245,10 +265,13 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     const float *image = h.image_size ? (const float *)p : NULL;
     if (image && !sila_all_finite(image, (size_t)h.n * h.image_size))
         return sila_err_set(err, -EINVAL, "frame: the network's input carried along is not finite");
+    const float *x = (const float *)(p + sizeof(float) * (size_t)h.n * h.image_size);
+    if (h.phase == SILA_PHASE_SNAPSHOT && !sila_all_finite(x, h.c))
+        return sila_err_set(err, -EINVAL, "frame: a snapshot that is not finite");
     ret_view->hdr = h;
     ret_view->labels = labels;
     ret_view->targets = targets;
     ret_view->image = image;
-    ret_view->x = (const float *)(p + sizeof(float) * (size_t)h.n * h.image_size);
+    ret_view->x = x;
     return 0;
 }

@@ -19,7 +19,7 @@
 
 #include "err.h"
 
-#define SILA_WIRE_VERSION 4u
+#define SILA_WIRE_VERSION 5u
 #define SILA_FRAME_MAX_HEADER 256  /* bytes of encoded FrameHeader, at most */
 #define SILA_FRAME_TARGET_SUM 1e-3 /* a soft target row sums to 1 within this */
 
@@ -27,6 +27,8 @@ enum sila_phase {
     SILA_PHASE_LOCAL = 1,
     SILA_PHASE_GLOBAL = 2,
     SILA_PHASE_EVAL = 3,
+    SILA_PHASE_SNAPSHOT = 4, /* upstream: MAN's snapshot of a module's first unit, (1, floats,
+                                1, 1), batch = its tag (docs/protocol.md) */
 };
 
 struct sila_frame_hdr {
@@ -53,6 +55,8 @@ struct sila_frame_limits {
     uint32_t image_size; /* local training frames carry the network's input, this many
                             floats per sample (a module from here on reconstructs it);
                             0: no frame does */
+    uint32_t snapshot;   /* MAN: a gradient edge's snapshots have this many floats, an
+                            activation edge takes requests for them (1x1x1x1) when not 0 */
 };
 
 /* Bytes of the encoded frame. */
@@ -78,7 +82,8 @@ struct sila_frame_view {
 /* Decodes and validates len bytes. Errors: -EBADMSG for anything that is
  * not a well-formed frame (bad magic, sizes, undecodable header), -EPROTO
  * for a wire version other than ours, -EINVAL for a frame that breaks the
- * limits (shape, batch, direction, labels, soft targets: allowed only with
+ * limits (shape, batch, direction, labels, a snapshot: only where the limits
+ * name its size, finite; soft targets: allowed only with
  * labels, outside evaluation, on a collab edge, of nclasses; each value
  * finite in [0, 1], each row a zero row or summing to 1 within
  * SILA_FRAME_TARGET_SUM; the input: on exactly the local training frames of

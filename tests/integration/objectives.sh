@@ -3,7 +3,8 @@
 # job with drop-path, each objective and head kind trains --inproc and over
 # spawned workers (one per module, and two workers) to bit-identical
 # weights, with pgl too (InfoPro's reconstruction at module 2 needs the
-# network's input there: the frames carry it from the first worker); the
+# network's input there: the frames carry it from the first worker; MAN's
+# snapshots travel upstream between workers); the
 # saved model has the parameters of a plain ce model (nothing of a twin, a
 # second pass, a decoder or a bigger head is left in it); every objective at weight 0
 # writes the weights of plain ce; a run with an objective reports a loss
@@ -71,6 +72,8 @@ CASES=(
     "auglocal|objective.aux=auglocal objective.aux_depth=2"
     "infopro|objective.aux=infopro objective.aux_hidden=16 objective.recon_first=1 objective.recon_last=0.5 objective.task_first=0.5"
     "pgl-infopro-dgl|objective.aux=dgl objective.recon_first=0.5 objective.recon_last=0.5 job.algorithm=pgl"
+    "man|objective.aux=dgl objective.aux_grid=4 objective.aux_hidden=32 objective.man_momentum=0.9 objective.man_period=2"
+    "pgl-man-infopro|objective.man_momentum=0.8 objective.man_period=3 objective.recon_first=0.5 job.algorithm=pgl"
 )
 for c in "${CASES[@]}"; do
     name=${c%%|*}
@@ -94,6 +97,7 @@ ZERO=(
     "cosub|objective.kind=cosub objective.cosub_weight=0"
     "penalties|objective.redundancy=0 objective.kernel_similarity=0"
     "infopro|objective.recon_first=0 objective.recon_last=0 objective.task_first=1 objective.task_last=1"
+    "man|objective.man_momentum=0 objective.man_period=7"
 )
 for c in "${ZERO[@]}"; do
     name=${c%%|*}
@@ -107,6 +111,37 @@ for c in "${ZERO[@]}"; do
         not_ok "$name at weight 0: --inproc exits 0" "zero-$name.stderr"
     fi
 done
+
+# MAN through a replaced worker: module 2's worker (it sends module 1 its
+# snapshots and takes module 3's) is killed mid-run; its replacement starts
+# from the newest checkpoint, sends its newest snapshot again and takes up
+# module 3's, and the run completes with every step recorded once, as the
+# fault-free run does (docs/protocol.md)
+MAN=(--set objective.man_momentum=0.9 --set objective.man_period=2 --set job.algorithm=pgl
+     --set job.epochs=40 --set job.checkpoint_every=8)
+PORT=$(claim_ports 1) || exit 99
+if silad_run man-ref "$JOB" "${MAN[@]}"; then
+    "$SILAD" --job "$JOB" --spawn --threads 1 --out man-kill --rpc "tcp://127.0.0.1:$PORT" \
+        "${MAN[@]}" >man-kill.stdout 2>man-kill.stderr &
+    silad=$!
+    past_step() {
+        [ "$("$SILACTL" --connect "tcp://127.0.0.1:$PORT" status --json --timeout 2 |
+            python3 "$JSONCHECK" field - step)" -ge 100 ] || ! kill -0 $silad
+    }
+    if wait_for 300 past_step; then
+        victim=$(for p in $(pgrep -P $silad); do
+            tr '\0' ' ' <"/proc/$p/cmdline" | grep -q -- '--module 2-2 ' && echo "$p"; done)
+        kill -9 $victim
+    fi
+    ended $silad 300
+    st=$?
+    check "MAN: a killed worker is replaced and the run completes (exit $st)" \
+        test "$st" -eq 0 -a "$(grep -c '^pipeline restarted' man-kill.stdout)" -eq 1
+    check "MAN: every step is recorded once, as in the fault-free run" \
+        python3 "$JSONCHECK" same-step-numbers man-ref/metrics.jsonl man-kill/metrics.jsonl
+else
+    not_ok "MAN, 40 epochs: --inproc exits 0" man-ref.stderr
+fi
 
 # the objective's loss falls: module 1's reported loss, first step against last
 check "sila-dml: module 1's loss falls over the run" python3 - in-sila-dml/metrics.jsonl <<'EOF'

@@ -257,6 +257,8 @@ AUX_KEYS = {
     "task_first": K(p_float, 1.0, 0, INF),
     "task_last": K(p_float, 1.0, 0, INF),
     "recon_width": K(p_int, 12, 1, 4096),
+    "man_momentum": K(p_float, 0.0, 0, 1, hi_open=True),
+    "man_period": K(p_int, 10, 1, 100000),
 }
 # [objective] and [module]: the aux head's keys and InfoPro's weights, and
 # the plain local objective otherwise (this reference trains ce).
@@ -721,6 +723,29 @@ def aux_head_specs(job, k, shape):
     return specs
 
 
+def man_unit_specs(job, k):
+    """sila_man_unit_specs (common/nn/heads.c): module k + 1's layers from its
+    first through its first block or conv2d and a batchnorm and a relu right
+    after it, drop-path off."""
+    nxt = job["modules"][k + 1]["layers"]
+    filters = ("block", "conv2d")
+    n = 0
+    while n < len(nxt) and n < 6 and nxt[n]["kind"] not in filters:
+        n += 1
+    if n == len(nxt) or nxt[n]["kind"] not in filters:
+        raise JobError("%s: MAN copies the first [block] or [conv2d] of the next module, and "
+                       "module %d has none among its first 6 layers" % (job["path"], k + 2))
+    n += 1
+    for follow in ("batchnorm", "relu"):
+        if n < len(nxt) and nxt[n]["kind"] == follow:
+            n += 1
+    specs = [dict(spec) for spec in nxt[:n]]
+    for spec in specs:
+        if spec["kind"] != "dropout" and "p" in spec:
+            spec["p"] = 0.0
+    return specs
+
+
 def infopro_weights(jm, k, K):
     """sila_objective_infopro_weights: (recon, task) of module k of K, in float32."""
     f = np.float32
@@ -749,7 +774,10 @@ class Module:
     def __init__(self, job, k, shape):
         jm = job["modules"][k]
         self.body, self.out_shape = build_net(jm["layers"], shape, job["path"])
-        self.head = self.decoder = None
+        self.head = self.decoder = self.lb = self.ema = None
+        self.inbox, self.target, self.sent, self.sent_layers = [], None, None, 0
+        if k > 0 and job["modules"][k - 1]["man_momentum"] > 0:  # sends MAN snapshots
+            self.sent_layers = len(man_unit_specs(job, k - 1))
         self.recon_w, self.task_w = 0.0, 1.0
         if k < len(job["modules"]) - 1:
             c, h, w = self.out_shape
@@ -762,8 +790,17 @@ class Module:
                                "map and needs an output larger than 1x1, the module ends in "
                                "%dx1x1 (use linear or mlp)"
                                % (job["path"], jm["line"], k + 1, jm["aux"], c))
-            specs = aux_head_specs(job, k, self.out_shape)
-            self.head, _ = build_net(specs, self.out_shape, "module %d head" % (k + 1))
+            aux_shape = self.out_shape
+            if jm["man_momentum"] > 0:  # module.c build_man
+                unit = man_unit_specs(job, k)
+                self.lb, aux_shape = build_net(unit, self.out_shape, "module %d MAN" % (k + 1))
+                self.ema, _ = build_net(unit, self.out_shape, "module %d MAN" % (k + 1))
+                for prm in self.ema.parameters():
+                    prm.requires_grad_(False)
+                self.mom, self.period = jm["man_momentum"], jm["man_period"]
+                c = aux_shape[0]
+            specs = aux_head_specs(job, k, aux_shape)
+            self.head, _ = build_net(specs, aux_shape, "module %d head" % (k + 1))
             self.recon_w, self.task_w = infopro_weights(jm, k, len(job["modules"]))
             if self.recon_w > 0:
                 self.decoder = make_decoder(c, jm["recon_width"], job["input"])
@@ -773,11 +810,38 @@ class Module:
         self.in_shape = shape
 
     def nets(self):
-        return [n for n in (self.body, self.head, self.decoder) if n is not None]
+        """In sila's order of initialisation (module.c sila_module_new)."""
+        return [n for n in (self.body, self.head, self.decoder, self.lb, self.ema)
+                if n is not None]
+
+    def aux(self, z):
+        """What the head reads (module.c aux_input): z, or lb(z) + ema(z)."""
+        return z if self.lb is None else self.lb(z) + self.ema(z)
+
+    def man_init(self):
+        """After the initial weights: ema's target, and the snapshot sent."""
+        if self.ema is not None:
+            self.target = [t.detach().clone() for t in self.ema.parameters()]
+        if self.sent_layers:
+            self.snapshot()
+
+    def snapshot(self):
+        """sila_module_man_snapshot: a copy of the first unit's params."""
+        self.sent = [t.detach().clone() for t in self.body[:self.sent_layers].parameters()]
+        return self.sent
+
+    @torch.no_grad()
+    def man_average(self):
+        """module.c update(): ema <- mom ema + (1 - mom) target."""
+        if self.ema is not None:
+            for e, t in zip(self.ema.parameters(), self.target):
+                e.mul_(self.mom).add_(t, alpha=1.0 - self.mom)
 
     def make_optimizers(self, optim):
         self.opt_body = make_optimizer(self.body.parameters(), optim)
-        self.opt_head = make_optimizer(self.head.parameters(), optim) if self.head else None
+        head = (list(self.lb.parameters()) if self.lb is not None else []) + \
+            (list(self.head.parameters()) if self.head else [])
+        self.opt_head = make_optimizer(head, optim) if self.head else None
         self.opt_decoder = (make_optimizer(self.decoder.parameters(), optim)
                             if self.decoder else None)
 
@@ -983,9 +1047,13 @@ class Trainer:
                 for net in m.nets():
                     init_sila(net, rng)
             m.make_optimizers(job["optimizer"])
+            m.man_init()
             self.mods.append(m)
             shape = m.out_shape
         self.K = len(self.mods)
+        for k in range(1, self.K):  # stage.c sila_stage_man_start: step 0's offer
+            if self.mods[k].sent is not None:
+                self.mods[k - 1].inbox.append((0, self.mods[k].sent))
         mean, std = NORM[job["dataset"]]
         c0 = job["input"][0]
         self.mean = torch.tensor(mean[:c0], dtype=torch.float32).view(1, c0, 1, 1)
@@ -1024,7 +1092,19 @@ class Trainer:
             G = min(P, int(math.floor(2.0 * G * (t + 1) / self.total + 0.5)))
         return t % P >= P - G
 
-    def local_step(self, x, y, lr, losses):
+    def man_after(self, k, t):
+        """stage.c man_after: module k learned step t."""
+        m, done = self.mods[k], t + 1
+        m.man_average()
+        if m.sent is not None and done % self.mods[k - 1].period == 0:
+            self.mods[k - 1].inbox.append((done, m.snapshot()))
+        if m.ema is not None and done % m.period == 0:
+            want = done - m.period
+            m.inbox = [(tag, v) for tag, v in m.inbox if tag >= want]
+            best = min(range(len(m.inbox)), key=lambda i: m.inbox[i][0])
+            m.target = m.inbox.pop(best)[1]
+
+    def local_step(self, x, y, lr, losses, t):
         image = x
         for k, m in enumerate(self.mods):
             m.opt_body.zero_grad(set_to_none=True)
@@ -1033,14 +1113,15 @@ class Trainer:
                 loss = self.ce(z, y)
             else:
                 m.opt_head.zero_grad(set_to_none=True)
-                loss = self.ce(m.head(z), y)
+                a = m.aux(z)
+                loss = self.ce(m.head(a), y)
                 if m.task_w != 1.0:
                     loss = m.task_w * loss
                 if m.decoder is not None:  # module.c reconstruction()
                     m.opt_decoder.zero_grad(set_to_none=True)
                     pixels = image * self.std + self.mean
                     loss = loss + m.recon_w * F.binary_cross_entropy_with_logits(
-                        m.decoder(z), pixels)
+                        m.decoder(a), pixels)
             loss.backward()
             set_lr(m.opt_body, lr)
             m.opt_body.step()
@@ -1050,10 +1131,11 @@ class Trainer:
             if m.decoder is not None:
                 set_lr(m.opt_decoder, lr)
                 m.opt_decoder.step()
+            self.man_after(k, t)
             losses[k].append(loss.detach())
             x = z.detach()
 
-    def global_step(self, x, y, lr, mu, losses):
+    def global_step(self, x, y, lr, mu, losses, t):
         self.global_steps += 1
         zs = []
         for m in self.mods:
@@ -1066,16 +1148,18 @@ class Trainer:
         if mu > 0:
             for k, m in enumerate(self.mods[:-1]):
                 m.opt_head.zero_grad(set_to_none=True)
-                lk = self.ce(m.head(zs[k]), y)
+                lk = self.ce(m.head(m.aux(zs[k])), y)
                 losses[k].append(lk.detach())
                 total = total + mu * lk
         total.backward()
-        for m in self.mods:
+        for k in reversed(range(self.K)):  # stage.c: the last module first
+            m = self.mods[k]
             set_lr(m.opt_body, lr)
             m.opt_body.step()
             if mu > 0 and m.head is not None:  # a head without gradient sits out
                 set_lr(m.opt_head, lr)
                 m.opt_head.step()
+            self.man_after(k, t)
 
     def train(self, flag):
         for m in self.mods:
@@ -1091,7 +1175,7 @@ class Trainer:
             x, y = data.test_x[s:s + B], data.test_y[s:s + B]
             for k, m in enumerate(self.mods):
                 x = m.body(x)
-                a = m.head(x) if m.head is not None else x
+                a = m.head(m.aux(x)) if m.head is not None else x
                 correct[k] += int((a.reshape(a.shape[0], -1).argmax(1) == y).sum())
         self.train(True)
         return [c / data.ntest if data.ntest else 0.0 for c in correct]
@@ -1132,9 +1216,9 @@ def run(job, args):
                                     tuple(d[sl] for d in draws))
             lr = sched(t)
             if tr.is_global(t):
-                tr.global_step(x, y, lr, tr.mu(t), losses)
+                tr.global_step(x, y, lr, tr.mu(t), losses, t)
             else:
-                tr.local_step(x, y, lr, losses)
+                tr.local_step(x, y, lr, losses, t)
             samples += B
             now = time.perf_counter()
             if (t + 1) % 50 == 0 or s + 1 == spe or now - last >= 10.0:
