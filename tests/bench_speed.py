@@ -555,6 +555,7 @@ OBJECTIVES = [
     ("cosub, drop_path 0.1", ["job.drop_path=0.1", "objective.kind=cosub"]),
     ("head dgl", ["objective.aux=dgl"]),
     ("head auglocal", ["objective.aux=auglocal"]),
+    ("head dgl with MAN 0.995", ["objective.aux=dgl", "objective.man_momentum=0.995"]),
     ("infopro (recon 5-0, task 0-2, head infopro)",
      ["objective.aux=infopro", "objective.aux_hidden=128", "objective.recon_first=5",
       "objective.task_first=0", "objective.task_last=2"]),

@@ -17,6 +17,7 @@ sends it. Written from the documentation, independently of the C code.
 import hashlib
 import hmac
 import os
+import re
 import struct
 import sys
 import time
@@ -54,7 +55,9 @@ def field(num, value):
     return varint(num << 3) + varint(value)
 
 
-WIRE_VERSION = 4  # common/wire/frame.h
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "common", "wire",
+                       "frame.h")) as _h:
+    WIRE_VERSION = int(re.search(r"#define SILA_WIRE_VERSION (\d+)u", _h.read()).group(1))
 
 
 def hello_frame(first, last):
