@@ -416,9 +416,14 @@ static const struct sila_frame_limits SNAP_DOWN = {
 
 static struct sila_frame_hdr snapshot_hdr(bool gradient)
 {
-    return (struct sila_frame_hdr){.seq = 5, .batch = 20, .phase = SILA_PHASE_SNAPSHOT,
-                                   .gradient = gradient, .n = 1, .c = gradient ? SNAP : 1,
-                                   .h = 1, .w = 1};
+    return (struct sila_frame_hdr){.seq = 5,
+                                   .batch = 20,
+                                   .phase = SILA_PHASE_SNAPSHOT,
+                                   .gradient = gradient,
+                                   .n = 1,
+                                   .c = gradient ? SNAP : 1,
+                                   .h = 1,
+                                   .w = 1};
 }
 
 START_TEST(snapshots)

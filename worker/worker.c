@@ -53,10 +53,8 @@ static int await_snapshot(void *ctx, uint64_t want, struct sila_err *err)
 /* The sink of a batch's steps: Done reports and MAN's snapshots. */
 static struct sila_stage_sink batch_sink(struct done_ctx *d)
 {
-    return (struct sila_stage_sink){.done = module_done,
-                                    .snapshot = send_snapshot,
-                                    .await_snapshot = await_snapshot,
-                                    .ctx = d};
+    return (struct sila_stage_sink){
+        .done = module_done, .snapshot = send_snapshot, .await_snapshot = await_snapshot, .ctx = d};
 }
 
 int worker_man_start(struct worker *w, struct sila_err *err)

@@ -144,14 +144,14 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
                                    .collab = sila_job_uses_collab(&w->job),
                                    .image_size = sila_plan_edge_image(&w->job, w->stage.first),
                                    .snapshot = (uint32_t)sila_stage_man_out_floats(&w->stage)};
-    w->down_lim = (struct sila_frame_limits){.max_n = B,
-                                             .c = (uint32_t)out.c,
-                                             .h = (uint32_t)out.h,
-                                             .w = (uint32_t)out.w,
-                                             .nclasses = nc,
-                                             .gradient = true,
-                                             .snapshot = (uint32_t)sila_stage_man_in_floats(
-                                                 &w->stage)};
+    w->down_lim =
+        (struct sila_frame_limits){.max_n = B,
+                                   .c = (uint32_t)out.c,
+                                   .h = (uint32_t)out.h,
+                                   .w = (uint32_t)out.w,
+                                   .nclasses = nc,
+                                   .gradient = true,
+                                   .snapshot = (uint32_t)sila_stage_man_in_floats(&w->stage)};
     return 0;
 }
 

@@ -267,8 +267,9 @@ static int check_man(struct parser *p, int m, struct sila_shape *z)
     const struct sila_objective *o = &p->job->modules[m].objective;
     int i = job_find_key(&job_sections[SEC_OBJECTIVE], "man_momentum");
     if (o->kind == SILA_OBJ_SILA || o->kind == SILA_OBJ_COSUB)
-        return fail_objective(p, m, i, "MAN is built for one head per module, and %s gives it a "
-                                       "second (use ce or collab)",
+        return fail_objective(p, m, i,
+                              "MAN is built for one head per module, and %s gives it a "
+                              "second (use ce or collab)",
                               o->kind == SILA_OBJ_SILA ? "sila" : "cosub");
     struct sila_layer_spec unit[SILA_MAN_MAX_SPECS];
     int n;

@@ -1,6 +1,6 @@
 /* The layers of the train-only nets around a module, as layer specs: its
  * auxiliary head (one kind per `aux` of the job's objective keys,
- * docs/methods.md) and InfoPro's reconstruction decoder. module.c builds
+ * docs/methods.md) and InfoPro's reconstruction decoder. module_build.c builds
  * them; nothing of them reaches the saved model. */
 #ifndef SILA_HEADS_H
 #define SILA_HEADS_H

@@ -125,6 +125,13 @@ static inline bool sila_tensor_is_buffer(const struct sila_tensor *t)
     return t->role == SILA_TENSOR_RUNNING_MEAN || t->role == SILA_TENSOR_RUNNING_VAR;
 }
 
+/* Whether t is the filter bank of a convolution, (out channels, in
+ * channels, k, k): what the kernel_similarity penalty works on. */
+static inline bool sila_tensor_is_filter_bank(const struct sila_tensor *t)
+{
+    return t->role == SILA_TENSOR_WEIGHT && t->ndim == 4;
+}
+
 struct sila_net;
 
 /* Builds a net of n layers for inputs of shape `in` and batches of at most

@@ -124,7 +124,7 @@ static int man_take(struct sila_stage *st, int k, uint64_t want, const struct si
         if (best >= 0) {
             sila_module_man_take(st->mods[k], in->v[best]);
             if (in->tag[best] > want)
-                return 0; /* after a restart: it serves the next wants too */
+                return 0;           /* after a restart: it serves the next wants too */
             float *v = in->v[best]; /* taken: out of the inbox */
             in->v[best] = in->v[in->n - 1], in->v[in->n - 1] = v;
             in->tag[best] = in->tag[in->n - 1];
