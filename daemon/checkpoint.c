@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,8 @@ int checkpoint_write(const char *out_dir, const struct sila_job *job, const stru
         ev[i].step = c->evals[i].step;
         ev[i].accuracy = (double *)c->evals[i].accuracy;
         ev[i].n_accuracy = (size_t)c->K;
+        ev[i].holdout = (double *)c->evals[i].holdout;
+        ev[i].n_holdout = isnan(c->evals[i].holdout[0]) ? 0 : (size_t)c->K;
         evp[i] = &ev[i];
     }
     ck.evaluations = evp;
@@ -202,11 +205,15 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
         return sila_err_set(err, -ENOMEM, "out of memory");
     for (size_t i = 0; i < ck->n_evaluations; i++) {
         const Sila__Evaluation *e = ck->evaluations[i];
-        if (e->n_accuracy != (size_t)c->K)
-            return sila_err_set(err, -EINVAL, "%s: an evaluation of %zu heads", path,
-                                e->n_accuracy);
-        c->evals[i] = (struct report_eval){(int)e->epoch, e->step, {0}};
-        memcpy(c->evals[i].accuracy, e->accuracy, sizeof *e->accuracy * e->n_accuracy);
+        if (e->n_accuracy != (size_t)c->K || (e->n_holdout && e->n_holdout != (size_t)c->K))
+            return sila_err_set(err, -EINVAL, "%s: an evaluation of %zu heads (%zu held out)", path,
+                                e->n_accuracy, e->n_holdout);
+        struct report_eval *ev = &c->evals[i];
+        *ev = (struct report_eval){.epoch = (int)e->epoch, .step = e->step};
+        for (int k = 0; k < c->K; k++) {
+            ev->accuracy[k] = e->accuracy[k];
+            ev->holdout[k] = e->n_holdout ? e->holdout[k] : NAN;
+        }
         c->nevals++;
     }
     for (int k = 0; k < c->K; k++) {

@@ -368,8 +368,6 @@ int coord_run(const struct sila_job *job, const char *out_dir, const struct coor
     const struct sila_plan *pl = &c->feed.plan;
     for (int k = 0; k < c->K; k++)
         c->trained[k] = c->rep.first_step;
-    if (c->rep.nevals)
-        memcpy(c->accuracy, c->rep.evals[c->rep.nevals - 1].accuracy, sizeof c->accuracy);
     for (int e = (int)(c->rep.first_step / pl->steps_per_epoch); e < job->epochs; e++)
         c->evaluations_left += sila_plan_evaluates(pl, e);
     if (r == 0 && (r = coord_feed_init(c)) == 0)

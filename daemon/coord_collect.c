@@ -44,19 +44,22 @@ static void save_and_stop(struct coord *c)
     struct body_state bodies[SILA_MAX_MODULES];
     for (int k = 0; k < c->K; k++) {
         const struct checkpoint_module *m = &c->collected[k];
-        bodies[k] = (struct body_state){m->state, m->layout.body_params,
+        bodies[k] = (struct body_state){m->state,
+                                        m->layout.body_params,
+                                        m->layout.params,
                                         m->state + m->layout.params + m->layout.optimizer,
-                                        m->layout.body_buffers};
+                                        m->layout.body_buffers,
+                                        m->layout.buffers};
     }
     char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/model.sila", c->out_dir);
-    double acc = c->accuracy[c->K - 1];
-    int r = reassemble_save(c->job, bodies, path, acc, c->err);
+    struct deploy_exit x;
+    int r = reassemble_save(c->job, bodies, report_last_eval(&c->rep), path, &x, c->err);
     if (r) {
         coord_finish(c, r);
         return;
     }
-    report_saved(&c->rep, path, c->rep.nevals ? acc : NAN);
+    report_saved(&c->rep, path, &x);
     for (int i = 0; i < c->npeers; i++)
         report_worker(&c->rep, &c->peers[i]->summary, c->samples[c->peers[i]->first]);
     coord_finish(c, 0);

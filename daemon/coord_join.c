@@ -235,8 +235,8 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
     w->job_text = c->job->text;
     w->overrides = c->job->overrides;
     w->n_overrides = (size_t)c->job->noverrides;
-    w->train_samples = c->feed.plan.ntrain;
-    w->test_samples = c->feed.plan.ntest;
+    w->train_samples = c->feed.train.n;
+    w->test_samples = c->feed.test.n;
     char buf[32];
     printf("worker for %s joined from %s (pid %u)\n", sila_modules_text(p->first, p->last, buf, 32),
            p->host, p->pid);

@@ -3,6 +3,7 @@
  * evaluations, and (for collab) into the learned soft targets. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "clock.h"
 #include "coord_state.h"
@@ -13,17 +14,13 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     const struct sila_plan *pl = &c->feed.plan;
     c->tested[k] = (uint64_t)d->epoch * pl->eval_batches + d->batch + 1;
     c->eval_done[k]++;
-    c->eval_correct[k] += d->correct;
+    eval_tally_add(&c->tally, pl, k, d->batch, d->correct);
     for (int j = 0; j < c->K; j++)
         if (c->eval_done[j] < pl->eval_batches)
             return;
-    for (int j = 0; j < c->K; j++) {
-        c->accuracy[j] = pl->ntest ? (double)c->eval_correct[j] / pl->ntest : 0.0;
-        c->eval_done[j] = 0;
-        c->eval_correct[j] = 0;
-    }
-    report_eval(&c->rep, (int)d->epoch, (uint64_t)(d->epoch + 1) * pl->steps_per_epoch,
-                c->accuracy);
+    memset(c->eval_done, 0, sizeof c->eval_done);
+    struct report_eval ev = eval_tally_close(&c->tally, pl, c->K, (int)d->epoch);
+    report_eval(&c->rep, &ev);
     c->evaluations_left--;
     c->evaluated_epoch = (int)d->epoch;
 }

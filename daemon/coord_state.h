@@ -123,13 +123,12 @@ struct coord {
     bool collecting;
     struct rpc rpc;
     bool rpc_open;
-    uint64_t trained[SILA_MAX_MODULES]; /* per module: training steps done (resumed ones too) */
-    uint64_t tested[SILA_MAX_MODULES];  /* per module: test batches done, epoch x batches + i */
-    uint32_t eval_done[SILA_MAX_MODULES];
-    long eval_correct[SILA_MAX_MODULES];
-    double accuracy[SILA_MAX_MODULES];
-    int evaluations_left; /* those done are the report's evals */
-    int evaluated_epoch;  /* the last epoch whose evaluation is complete, -1 before */
+    uint64_t trained[SILA_MAX_MODULES];   /* per module: training steps done (resumed ones too) */
+    uint64_t tested[SILA_MAX_MODULES];    /* per module: test batches done, epoch x batches + i */
+    uint32_t eval_done[SILA_MAX_MODULES]; /* per module: batches of the open evaluation */
+    struct eval_tally tally;              /* the open evaluation's hits */
+    int evaluations_left;                 /* those done are the report's evals */
+    int evaluated_epoch; /* the last epoch whose evaluation is complete, -1 before */
     double last_report;
     /* module states being collected, for a checkpoint or the end (owned) */
     struct checkpoint_module collected[SILA_MAX_MODULES];

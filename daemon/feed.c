@@ -2,6 +2,7 @@
 #include "feed.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
@@ -17,11 +18,14 @@ int feed_open(struct feed *f, const struct sila_job *job, struct sila_err *err)
     f->norm = sila_dataset_default_norm(job->dataset);
     f->aug = (struct sila_augment){job->augment_crop, job->augment_flip};
     sila_rng_seed(&f->aug_rng, job->seed, 1);
-    f->eval_idx = malloc(sizeof *f->eval_idx * (f->plan.ntest + 1));
-    if (feed_order_init(&f->order, &f->plan) || !f->eval_idx)
+    const struct sila_plan *pl = &f->plan;
+    f->eval_idx = malloc(sizeof *f->eval_idx * (pl->ntest + pl->nholdout + 1));
+    if (feed_order_init(&f->order, pl) || !f->eval_idx)
         return sila_err_set(err, -ENOMEM, "out of memory");
-    for (uint32_t i = 0; i < f->plan.ntest; i++)
+    for (uint32_t i = 0; i < pl->ntest; i++)
         f->eval_idx[i] = i;
+    for (uint32_t i = 0; i < pl->nholdout; i++)
+        f->eval_idx[pl->ntest + i] = pl->holdout_first + i;
     return 0;
 }
 
@@ -67,8 +71,12 @@ const uint32_t *feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *
 
 int feed_eval_batch(const struct feed *f, uint32_t i, float *x, int32_t *labels)
 {
-    uint32_t B = (uint32_t)f->plan.job->batch, s = i * B;
-    int nb = f->plan.ntest - s < B ? (int)(f->plan.ntest - s) : (int)B;
-    sila_dataset_batch(&f->test, f->eval_idx + s, nb, &f->norm, NULL, NULL, x, labels);
+    const struct sila_plan *pl = &f->plan;
+    uint32_t B = (uint32_t)pl->job->batch;
+    bool test = i < pl->test_batches;
+    uint32_t s = test ? i * B : (i - pl->test_batches) * B, n = test ? pl->ntest : pl->nholdout;
+    int nb = n - s < B ? (int)(n - s) : (int)B;
+    sila_dataset_batch(test ? &f->test : &f->train, f->eval_idx + (test ? 0 : pl->ntest) + s, nb,
+                       &f->norm, NULL, NULL, x, labels);
     return nb;
 }

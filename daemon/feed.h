@@ -24,7 +24,9 @@ struct feed {
     struct sila_norm norm;
     struct sila_plan plan;
     struct feed_order order; /* of the current epoch */
-    uint32_t *eval_idx;      /* owned: (ntest) 0, 1, 2, ... */
+    /* owned: (ntest + nholdout) the test split's samples 0, 1, ..., then
+     * the held-out ones' (in the training split) */
+    uint32_t *eval_idx;
     struct sila_augment aug;
     struct sila_rng aug_rng;
 };
@@ -50,8 +52,8 @@ const uint32_t *feed_order_step(struct feed_order *o, const struct sila_plan *pl
  * and valid until a batch of another epoch. */
 const uint32_t *feed_train_batch(struct feed *f, uint64_t t, float *x, int32_t *labels);
 
-/* Writes evaluation batch i (< plan.eval_batches) into x and labels;
- * returns its sample count. */
+/* Writes evaluation batch i (< plan.eval_batches: test batches, then
+ * held-out ones) into x and labels; returns its sample count. */
 int feed_eval_batch(const struct feed *f, uint32_t i, float *x, int32_t *labels);
 
 #endif

@@ -210,25 +210,64 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
     }
 }
 
-void report_eval(struct report *r, int epoch, uint64_t step, const double *accuracy)
+void eval_tally_add(struct eval_tally *t, const struct sila_plan *pl, int k, uint32_t i,
+                    long correct)
 {
-    printf("eval after epoch %d: test accuracy", epoch + 1);
-    for (int k = 0; k < r->nmodules - 1; k++)
+    t->correct[i >= pl->test_batches][k] += correct;
+}
+
+struct report_eval eval_tally_close(struct eval_tally *t, const struct sila_plan *pl, int K, int e)
+{
+    struct report_eval ev = {.epoch = e + 1, .step = (uint64_t)(e + 1) * pl->steps_per_epoch};
+    for (int k = 0; k < K; k++) {
+        ev.accuracy[k] = pl->ntest ? (double)t->correct[0][k] / pl->ntest : 0.0;
+        ev.holdout[k] = pl->nholdout ? (double)t->correct[1][k] / pl->nholdout : NAN;
+    }
+    *t = (struct eval_tally){0};
+    return ev;
+}
+
+/* " head1 91.20%, ..., classifier 92.30%" */
+static void print_exits(const double *accuracy, int K)
+{
+    for (int k = 0; k < K - 1; k++)
         printf(" head%d %.2f%%,", k + 1, 100.0 * accuracy[k]);
-    printf(" classifier %.2f%%", 100.0 * accuracy[r->nmodules - 1]);
+    printf(" classifier %.2f%%", 100.0 * accuracy[K - 1]);
+}
+
+static void json_exits(FILE *f, const char *name, const double *accuracy, int K)
+{
+    fprintf(f, ",\"%s\":[", name);
+    for (int k = 0; k < K; k++)
+        fprintf(f, "%s%.6f", k ? "," : "", accuracy[k]);
+    fprintf(f, "]");
+}
+
+void report_eval(struct report *r, const struct report_eval *ev)
+{
+    int K = r->nmodules;
+    printf("eval after epoch %d: test accuracy", ev->epoch);
+    print_exits(ev->accuracy, K);
+    if (!isnan(ev->holdout[0])) {
+        printf("; held-out");
+        print_exits(ev->holdout, K);
+    }
     printf("\n");
     fflush(stdout);
-    if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals)) {
-        struct report_eval *ev = &r->evals[r->nevals++];
-        *ev = (struct report_eval){epoch + 1, step, {0}};
-        memcpy(ev->accuracy, accuracy, sizeof *accuracy * r->nmodules);
-    }
-    fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu,\"accuracy\":[", epoch + 1,
-            (unsigned long long)step);
-    for (int k = 0; k < r->nmodules; k++)
-        fprintf(r->metrics, "%s%.6f", k ? "," : "", accuracy[k]);
-    fprintf(r->metrics, "]}\n");
+    if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals))
+        r->evals[r->nevals++] = *ev;
+    fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu", ev->epoch,
+            (unsigned long long)ev->step);
+    json_exits(r->metrics, "accuracy", ev->accuracy, K);
+    if (!isnan(ev->holdout[0]))
+        json_exits(r->metrics, "holdout", ev->holdout, K);
+    fprintf(r->metrics, "}\n");
     fflush(r->metrics);
+}
+
+const struct report_eval *report_last_eval(const struct report *r)
+{
+    return r->nevals ? &r->evals[r->nevals - 1] : NULL;
 }
 
 /* ", head dgl (grid 8, convs 2, mlp 2, hidden 256)": a head other than the
@@ -309,21 +348,54 @@ void report_start(struct report *r, const struct sila_job *job, const struct sil
                   const char *where)
 {
     r->start = r->last_print = sila_clock_s(); /* rates count training, not joining */
-    printf("job %s: %s, %d modules %s, %u training samples, %d epochs of %llu steps, batch %d\n",
-           job->name, sila_algorithm_name(job->algorithm), job->nmodules, where, plan->ntrain,
-           job->epochs, (unsigned long long)plan->steps_per_epoch, job->batch);
+    printf("job %s: %s, %d modules %s, %u training samples", job->name,
+           sila_algorithm_name(job->algorithm), job->nmodules, where, plan->ntrain);
+    if (plan->nholdout)
+        printf(" (%u more held out)", plan->nholdout);
+    printf(", %d epochs of %llu steps, batch %d\n", job->epochs,
+           (unsigned long long)plan->steps_per_epoch, job->batch);
+    if (job->deploy != SILA_DEPLOY_CLASSIFIER) {
+        char rule[32];
+        printf("deploy = %s: the saved model ends at %s\n",
+               sila_deploy_text(job->deploy, rule, sizeof rule),
+               job->deploy > 0 ? "that module's head"
+                               : "the exit most accurate on the held-out samples");
+    }
     print_objectives(job);
     fflush(stdout);
 }
 
-void report_saved(struct report *r, const char *path, double accuracy)
+void report_saved(struct report *r, const char *path, const struct deploy_exit *x)
 {
-    (void)r;
-    if (isnan(accuracy))
-        printf("model saved to %s (not evaluated: the run stopped before an evaluation)\n", path);
+    int K = r->nmodules;
+    char exit[32] = "classifier";
+    if (x->module < K - 1)
+        snprintf(exit, sizeof exit, "head of module %d", x->module + 1);
+    printf("model saved to %s: %s", path, exit);
+    if (isnan(x->test))
+        printf(" (not evaluated: the run stopped before an evaluation)");
     else
-        printf("model saved to %s (test accuracy %.2f%%)\n", path, 100.0 * accuracy);
+        printf(", test accuracy %.2f%%", 100.0 * x->test);
+    if (!isnan(x->holdout))
+        printf(", held-out %.2f%%", 100.0 * x->holdout);
+    if (x->module < K - 1)
+        printf("; %zu parameters and %.1f M multiply-adds per sample, %.0f%% and %.0f%% of the "
+               "whole network's",
+               x->params, x->macs / 1e6, 100.0 * x->params / x->full_params,
+               100.0 * x->macs / x->full_macs);
+    printf("\n");
     fflush(stdout);
+    fprintf(r->metrics,
+            "{\"type\":\"model\",\"path\":\"%s\",\"exit_module\":%d,\"parameters\":%zu,"
+            "\"full_parameters\":%zu,\"macs\":%llu,\"full_macs\":%llu",
+            path, x->module < K - 1 ? x->module + 1 : 0, x->params, x->full_params,
+            (unsigned long long)x->macs, (unsigned long long)x->full_macs);
+    if (!isnan(x->test))
+        fprintf(r->metrics, ",\"test_accuracy\":%.6f", x->test);
+    if (!isnan(x->holdout))
+        fprintf(r->metrics, ",\"holdout_accuracy\":%.6f", x->holdout);
+    fprintf(r->metrics, "}\n");
+    fflush(r->metrics);
 }
 
 void report_worker(struct report *r, const struct worker_summary *w, uint64_t samples)

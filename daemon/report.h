@@ -4,6 +4,7 @@
 #define SILA_REPORT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -26,12 +27,27 @@ struct report_point {
     double loss[SILA_MAX_MODULES]; /* mean since the previous point; NaN: none */
 };
 
-/* An evaluation: every head's test accuracy, the classifier's last. */
+/* An evaluation: every exit's accuracy (module k's head, the classifier
+ * last) on the test split, and on the held-out split (job.holdout; NaN
+ * without one). */
 struct report_eval {
     int epoch; /* 1-based */
     uint64_t step;
     double accuracy[SILA_MAX_MODULES];
+    double holdout[SILA_MAX_MODULES];
 };
+
+/* An evaluation in progress: hits per exit on the test split [0] and on
+ * the held-out split [1]. Zeroed to start. */
+struct eval_tally {
+    long correct[2][SILA_MAX_MODULES];
+};
+/* Adds exit k's hits on batch i (< pl->eval_batches) of an evaluation. */
+void eval_tally_add(struct eval_tally *t, const struct sila_plan *pl, int k, uint32_t i,
+                    long correct);
+/* The evaluation of K exits after epoch e (0-based) that t has tallied;
+ * zeroes t for the next. */
+struct report_eval eval_tally_close(struct eval_tally *t, const struct sila_plan *pl, int K, int e);
 
 struct report {
     FILE *metrics; /* owned: metrics.jsonl */
@@ -96,8 +112,19 @@ void report_worker(struct report *r, const struct worker_summary *w, uint64_t sa
 /* Prints that a checkpoint of `done` steps was written to path. */
 void report_checkpoint(struct report *r, const char *path, uint64_t done);
 
-/* Prints where the model went and its accuracy (NaN: not evaluated). */
-void report_saved(struct report *r, const char *path, double accuracy);
+/* The exit a saved model ends at (job.deploy) and what it costs per
+ * sample. */
+struct deploy_exit {
+    int module;                 /* 0-based; K - 1 is the classifier */
+    size_t params, full_params; /* this exit's network's, the whole network's */
+    uint64_t macs, full_macs;   /* multiply-adds (sila_net_macs) */
+    double test, holdout;       /* its accuracies in the last evaluation, NaN: none */
+};
+
+/* Prints where the model went, the exit it ends at, its accuracy and its
+ * cost against the whole network's, and appends a "model" record to the
+ * metrics. */
+void report_saved(struct report *r, const char *path, const struct deploy_exit *x);
 
 /* After each training step: module k's loss (NAN when it had none). */
 void report_step_loss(struct report *r, int k, double loss);
@@ -105,8 +132,9 @@ void report_step_loss(struct report *r, int k, double loss);
  * ends), appends a step record to the metrics every log_every steps. */
 void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,
                  bool global);
-/* After an evaluation: accuracy of each module's head (the last is the
- * classifier's), in [0, 1]. */
-void report_eval(struct report *r, int epoch, uint64_t step, const double *accuracy);
+/* After an evaluation: prints it and appends it to the metrics. */
+void report_eval(struct report *r, const struct report_eval *ev);
+/* The newest evaluation, NULL before any. */
+const struct report_eval *report_last_eval(const struct report *r);
 
 #endif

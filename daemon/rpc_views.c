@@ -2,21 +2,25 @@
 #include "rpc_views.h"
 #include "clock.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 static Sila__Evaluation *evaluation(struct rpc *rpc, const struct report_eval *ev, int K)
 {
     Sila__Evaluation *e = rpc_alloc(rpc, sizeof *e);
-    double *acc = rpc_alloc(rpc, sizeof *acc * (size_t)K);
+    double *acc = rpc_alloc(rpc, sizeof *acc * (size_t)K * 2);
     if (!e || !acc)
         return NULL;
     sila__evaluation__init(e);
     e->epoch = (uint32_t)ev->epoch;
     e->step = ev->step;
-    for (int k = 0; k < K; k++)
-        acc[k] = ev->accuracy[k];
+    memcpy(acc, ev->accuracy, sizeof *acc * (size_t)K);
+    memcpy(acc + K, ev->holdout, sizeof *acc * (size_t)K);
     e->accuracy = acc;
     e->n_accuracy = (size_t)K;
+    e->holdout = acc + K;
+    e->n_holdout = isnan(ev->holdout[0]) ? 0 : (size_t)K;
     return e;
 }
 

@@ -149,14 +149,32 @@ static int run_eval(struct sila_model *m, const struct sila_dataset *ds,
     return 0;
 }
 
-static void print_eval_text(const struct eval_opts *o, const struct sila_dataset *ds,
-                            enum sila_dataset_kind kind, int C, const long *conf)
+/* "head of module 2 of 8" or "classifier of 8 modules"; "" for a model file
+ * that does not record its exit. */
+static const char *exit_text(const struct sila_model_info *i, char *buf, size_t len)
 {
+    if (i->modules == 0)
+        snprintf(buf, len, "%s", "");
+    else if (i->exit_module)
+        snprintf(buf, len, "head of module %d of %d", i->exit_module, i->modules);
+    else
+        snprintf(buf, len, "classifier of %d modules", i->modules);
+    return buf;
+}
+
+static void print_eval_text(const struct eval_opts *o, const struct sila_model *m,
+                            const struct sila_dataset *ds, enum sila_dataset_kind kind,
+                            const long *conf)
+{
+    int C = m->num_classes;
     long correct = 0;
+    char exit[64];
     for (int c = 0; c < C; c++)
         correct += conf[c * C + c];
-    printf("%s on %s test split: %ld/%u correct, accuracy %.2f%%\n\n", o->model,
-           sila_dataset_kind_name(kind), correct, ds->n, 100.0 * correct / ds->n);
+    exit_text(&m->info, exit, sizeof exit);
+    printf("%s%s%s%s on %s test split: %ld/%u correct, accuracy %.2f%%\n\n", o->model,
+           exit[0] ? " (" : "", exit, exit[0] ? ")" : "", sila_dataset_kind_name(kind), correct,
+           ds->n, 100.0 * correct / ds->n);
     printf("%-5s %-12s %8s %9s\n", "class", "name", "samples", "accuracy");
     for (int c = 0; c < C; c++) {
         long n = 0;
@@ -180,14 +198,18 @@ static void print_eval_text(const struct eval_opts *o, const struct sila_dataset
     }
 }
 
-static void print_eval_json(const struct eval_opts *o, const struct sila_dataset *ds,
-                            enum sila_dataset_kind kind, int C, const long *conf)
+static void print_eval_json(const struct eval_opts *o, const struct sila_model *m,
+                            const struct sila_dataset *ds, enum sila_dataset_kind kind,
+                            const long *conf)
 {
+    int C = m->num_classes;
     long correct = 0;
     for (int c = 0; c < C; c++)
         correct += conf[c * C + c];
     printf("{\"model\":");
     json_str(stdout, o->model);
+    if (m->info.modules)
+        printf(",\"exit_module\":%d,\"modules\":%d", m->info.exit_module, m->info.modules);
     printf(",\"dataset\":\"%s\",\"samples\":%u,\"correct\":%ld,\"accuracy\":%.6f,"
            "\"per_class\":[",
            sila_dataset_kind_name(kind), ds->n, correct, (double)correct / ds->n);
@@ -223,7 +245,7 @@ int silactl_eval(int argc, char **argv)
     int status = 1;
     long *conf = calloc((size_t)m.num_classes * m.num_classes, sizeof *conf);
     if (conf && open_test_split(&o, &m, &ds, &kind) == 0 && run_eval(&m, &ds, kind, conf) == 0) {
-        (o.json ? print_eval_json : print_eval_text)(&o, &ds, kind, m.num_classes, conf);
+        (o.json ? print_eval_json : print_eval_text)(&o, &m, &ds, kind, conf);
         status = 0;
     }
     free(conf);
@@ -234,6 +256,55 @@ int silactl_eval(int argc, char **argv)
 
 /* ---- inspect ----------------------------------------------------------- */
 
+/* The exit's lines: which, chosen how, its cost against the whole
+ * network's, and every exit's accuracies in the final evaluation. */
+static void print_exit_text(const struct sila_model *m)
+{
+    const struct sila_model_info *i = &m->info;
+    char buf[64];
+    if (i->modules == 0)
+        return;
+    printf("exit       %s (deploy = %s", exit_text(i, buf, sizeof buf), i->deploy);
+    if (i->holdout)
+        printf(", %u training samples held out", i->holdout);
+    size_t np = sila_net_param_count(m->net);
+    uint64_t macs = sila_net_macs(m->net);
+    printf(")\ncost       %zu parameters, %.2f M multiply-adds per sample; the whole network "
+           "%llu, %.2f M (%.1f%%, %.1f%%)\n",
+           np, macs / 1e6, (unsigned long long)i->full_params, i->full_macs / 1e6,
+           i->full_params ? 100.0 * np / i->full_params : 0.0,
+           i->full_macs ? 100.0 * macs / i->full_macs : 0.0);
+    for (int k = 0; k < i->nexits; k++) {
+        if (k < i->nexits - 1)
+            snprintf(buf, sizeof buf, "head%d", k + 1);
+        else
+            snprintf(buf, sizeof buf, "classifier");
+        printf("%s%-10s test %.2f%%", k ? "           " : "exits      ", buf,
+               100.0 * i->exit_test[k]);
+        if (i->holdout)
+            printf(", held-out %.2f%%", 100.0 * i->exit_holdout[k]);
+        printf("%s\n", (k + 1) % i->nexits == i->exit_module ? "  <- this model" : "");
+    }
+}
+
+static void print_exit_json(const struct sila_model *m)
+{
+    const struct sila_model_info *i = &m->info;
+    printf(",\"exit_module\":%d,\"modules\":%d,\"deploy\":", i->exit_module, i->modules);
+    json_str(stdout, i->deploy);
+    printf(",\"macs\":%llu,\"full_parameters\":%llu,\"full_macs\":%llu,\"holdout\":%u,"
+           "\"exits\":[",
+           (unsigned long long)sila_net_macs(m->net), (unsigned long long)i->full_params,
+           (unsigned long long)i->full_macs, i->holdout);
+    for (int k = 0; k < i->nexits; k++) {
+        printf("%s{\"test\":%.6f", k ? "," : "", i->exit_test[k]);
+        if (i->holdout)
+            printf(",\"holdout\":%.6f", i->exit_holdout[k]);
+        printf("}");
+    }
+    printf("]");
+}
+
 static void print_inspect_text(const char *path, const struct sila_model *m, const char *sha)
 {
     const struct sila_model_info *i = &m->info;
@@ -242,8 +313,10 @@ static void print_inspect_text(const char *path, const struct sila_model *m, con
            "accuracy   %.2f%%\ndataset    %s (%s)\ncreated    %s\nsila       %s\n",
            path, i->job, i->algorithm, (unsigned long long)i->seed, i->epochs, 100.0 * i->accuracy,
            i->dataset_kind, i->dataset_path, i->created, i->sila_version);
-    printf("parameters %zu (+ %zu running statistics)\nweights_sha256 %s\n\n",
+    printf("parameters %zu (+ %zu running statistics)\nweights_sha256 %s\n",
            sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha);
+    print_exit_text(m);
+    printf("\n");
     printf("%-5s %-10s %s\n", "layer", "kind", "output");
     printf("%-5s %-10s %dx%dx%d\n", "in", "", in.c, in.h, in.w);
     for (int l = 0; l < sila_net_layer_count(m->net); l++) {
@@ -272,6 +345,8 @@ static void print_inspect_json(const char *path, const struct sila_model *m, con
     json_str(stdout, i->created);
     printf(",\"sila_version\":");
     json_str(stdout, i->sila_version);
+    if (i->modules)
+        print_exit_json(m);
     printf(",\"parameters\":%zu,\"buffers\":%zu,\"weights_sha256\":\"%s\",\"input\":[%d,%d,%d],"
            "\"layers\":[",
            sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha, in.c, in.h, in.w);

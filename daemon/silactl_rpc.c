@@ -139,6 +139,12 @@ static void json_evaluations(Sila__Evaluation **evs, size_t n)
             printf(k ? "," : "");
             json_num(evs[i]->accuracy[k]);
         }
+        if (evs[i]->n_holdout)
+            printf("],\"holdout\":[");
+        for (size_t k = 0; k < evs[i]->n_holdout; k++) {
+            printf(k ? "," : "");
+            json_num(evs[i]->holdout[k]);
+        }
         printf("]}");
     }
     printf("]");
@@ -201,6 +207,12 @@ static void print_status_text(const Sila__Status *s)
             printf(" head%zu %.2f%%", k + 1, 100.0 * e->accuracy[k]);
         if (e->n_accuracy)
             printf(" classifier %.2f%%", 100.0 * e->accuracy[e->n_accuracy - 1]);
+        if (e->n_holdout)
+            printf("; held-out");
+        for (size_t k = 0; k + 1 < e->n_holdout; k++)
+            printf(" head%zu %.2f%%", k + 1, 100.0 * e->holdout[k]);
+        if (e->n_holdout)
+            printf(" classifier %.2f%%", 100.0 * e->holdout[e->n_holdout - 1]);
         printf("\n");
     }
     if (*s->last_checkpoint)

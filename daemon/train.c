@@ -24,11 +24,12 @@ struct trainer {
     struct feed feed;
     struct sila_stage stage; /* every module */
     int K;
-    float *x;                       /* (batch, input) */
-    int32_t *labels;                /* (batch) */
-    struct collab collab;           /* soft targets, when a module trains by collab */
-    float *targets;                 /* (batch, classes) of the batch, when collab */
-    long correct[SILA_MAX_MODULES]; /* an evaluation's hits so far, per head */
+    float *x;                /* (batch, input) */
+    int32_t *labels;         /* (batch) */
+    struct collab collab;    /* soft targets, when a module trains by collab */
+    float *targets;          /* (batch, classes) of the batch, when collab */
+    struct eval_tally tally; /* the open evaluation's hits */
+    uint32_t eval_batch;     /* the batch of it being evaluated */
     struct report rep;
     const char *out_dir;
     double last_checkpoint;   /* sila_clock_s() of the last one, or of the start */
@@ -48,7 +49,8 @@ static int step_done(void *ctx, int k, const struct sila_step_stats *st, struct 
 static int eval_done(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err)
 {
     (void)err;
-    ((struct trainer *)ctx)->correct[k] += st->correct;
+    struct trainer *tr = ctx;
+    eval_tally_add(&tr->tally, &tr->feed.plan, k, tr->eval_batch, st->correct);
     return 0;
 }
 
@@ -68,16 +70,16 @@ static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *er
                                           sila_plan_local_weight(plan, t), &sink, &din, err);
 }
 
-/* Accuracy of every head (the last: the classifier) on the test split,
- * after epoch e. */
-static void evaluate(struct trainer *tr, int e, double *accuracy)
+/* The accuracy of every exit on the test and the held-out splits after
+ * epoch e, reported. */
+static void evaluate(struct trainer *tr, int e)
 {
     const struct sila_plan *plan = &tr->feed.plan;
     const struct sila_stage_sink sink = {.done = eval_done, .ctx = tr};
-    memset(tr->correct, 0, sizeof tr->correct);
     tr->ctl.phase = SILA__RUN_PHASE__EVALUATING;
     for (uint32_t i = 0; i < plan->eval_batches; i++) {
         train_rpc_serve(&tr->ctl);
+        tr->eval_batch = i;
         int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
         const float *z;
         struct sila_err none;
@@ -85,8 +87,8 @@ static void evaluate(struct trainer *tr, int e, double *accuracy)
                         &sink, &z, &none);
     }
     tr->ctl.phase = SILA__RUN_PHASE__TRAINING;
-    for (int k = 0; k < tr->K; k++)
-        accuracy[k] = plan->ntest ? (double)tr->correct[k] / plan->ntest : 0.0;
+    struct report_eval ev = eval_tally_close(&tr->tally, plan, tr->K, e);
+    report_eval(&tr->rep, &ev);
 }
 
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
@@ -217,14 +219,17 @@ static void trainer_fini(struct trainer *tr)
     report_close(&tr->rep);
 }
 
-static int save_model(struct trainer *tr, const char *path, double accuracy, struct sila_err *err)
+static int save_model(struct trainer *tr, const char *path, struct deploy_exit *ret,
+                      struct sila_err *err)
 {
     struct body_state bodies[SILA_MAX_MODULES];
     for (int k = 0; k < tr->K; k++) {
         const struct sila_module *m = tr->stage.mods[k];
-        bodies[k] = (struct body_state){m->params, m->body_params, m->buffers, m->body_buffers};
+        struct sila_module_layout l = sila_module_layout(m);
+        bodies[k] = (struct body_state){m->params,  l.body_params,  l.params,
+                                        m->buffers, l.body_buffers, l.buffers};
     }
-    return reassemble_save(tr->job, bodies, path, accuracy, err);
+    return reassemble_save(tr->job, bodies, report_last_eval(&tr->rep), path, ret, err);
 }
 
 static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
@@ -248,9 +253,6 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
         return r;
     report_start(&tr->rep, job, plan, "in process");
     tr->last_checkpoint = sila_clock_s();
-    double accuracy[SILA_MAX_MODULES] = {0};
-    if (tr->rep.nevals)
-        memcpy(accuracy, tr->rep.evals[tr->rep.nevals - 1].accuracy, sizeof accuracy);
     uint64_t t0 = tr->rep.first_step;
     for (int e = (int)(t0 / plan->steps_per_epoch); e < job->epochs; e++) {
         uint64_t first = (uint64_t)e * plan->steps_per_epoch < t0 ? t0 % plan->steps_per_epoch : 0;
@@ -258,10 +260,8 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
             return r;
         if (r == 1)
             break;
-        if (sila_plan_evaluates(plan, e)) {
-            evaluate(tr, e, accuracy);
-            report_eval(&tr->rep, e, (uint64_t)(e + 1) * plan->steps_per_epoch, accuracy);
-        }
+        if (sila_plan_evaluates(plan, e))
+            evaluate(tr, e);
         if ((r = boundary(tr, (uint64_t)(e + 1) * plan->steps_per_epoch, true, err)) < 0)
             return r;
         if (r == 1)
@@ -269,10 +269,10 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
     }
     char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/model.sila", tr->out_dir);
-    double final = tr->rep.nevals ? accuracy[tr->K - 1] : NAN;
-    if ((r = save_model(tr, path, final, err)))
+    struct deploy_exit x;
+    if ((r = save_model(tr, path, &x, err)))
         return r;
-    report_saved(&tr->rep, path, final);
+    report_saved(&tr->rep, path, &x);
     tr->ctl.phase = SILA__RUN_PHASE__FINISHED;
     return 0;
 }

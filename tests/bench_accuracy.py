@@ -12,7 +12,9 @@ tests/reference/sila_torch.py (or only those --impls names), alternating
 which goes first, and appends one
 JSON line per training run to --out as soon as it ends (so an interrupted
 benchmark keeps what it measured): implementation, job, algorithm, seed,
-overrides, every head's final test accuracy, training samples/s, wall time and
+overrides, every head's final test accuracy (and, for sila with job.holdout,
+its held-out accuracy and the saved model's exit and cost, job.deploy),
+training samples/s, wall time and
 the peak RSS of the process (`SILAD=path` runs another silad than build/'s).
 `table` prints the results as a markdown table:
 per job and algorithm, each seed's classifier accuracy for both, the mean
@@ -64,11 +66,17 @@ def run_sila(job, sets, threads):
         status, text, wall, rss = run_child(argv)
         if status != 0:
             raise RuntimeError("silad failed:\n" + text)
-        evals = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))
-                 if '"type":"eval"' in l]
+        recs = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))]
+    evals = [r for r in recs if r["type"] == "eval"]
+    model = [r for r in recs if r["type"] == "model"]
     rates = re.findall(r"([\d.]+) samples/s", text)
-    return {"accuracy": evals[-1]["accuracy"], "samples_per_s": float(rates[-1]),
-            "wall_s": wall, "peak_rss_mb": rss}
+    res = {"accuracy": evals[-1]["accuracy"], "samples_per_s": float(rates[-1]),
+           "wall_s": wall, "peak_rss_mb": rss}
+    if "holdout" in evals[-1]:
+        res["holdout"] = evals[-1]["holdout"]
+    if model:  # the saved model's exit (job.deploy) and cost
+        res["model"] = {k: v for k, v in model[-1].items() if k not in ("type", "path")}
+    return res
 
 
 def run_torch(job, sets, threads):

@@ -12,6 +12,7 @@
 
 #include "check_main.h"
 #include "job.h"
+#include "plan.h"
 
 #ifndef SILA_SOURCE_DIR
 #error "tests/meson.build defines SILA_SOURCE_DIR"
@@ -497,6 +498,28 @@ static const struct bad_case bad_cases[] = {
      {"job.period=10", "job.global_steps=11"},
      0,
      "[job] global_steps"},
+    {"deploy not a choice", {NO_EDIT}, {"job.deploy=head"}, 0, "[job] deploy"},
+    {"deploy head 0", {NO_EDIT}, {"job.deploy=head:0"}, 0, "[job] deploy"},
+    {"deploy the classifier as a head",
+     {NO_EDIT},
+     {"job.deploy=head:2"},
+     0,
+     "[job] deploy: head:2 names no head: the 2 modules have heads 1 to 1"},
+    {"best_head without a held-out split",
+     {NO_EDIT},
+     {"job.deploy=best_head"},
+     0,
+     "[job] deploy: best_head chooses on held-out training samples"},
+    {"deploy_tolerance without best_head",
+     {NO_EDIT},
+     {"job.deploy_tolerance=0.5"},
+     0,
+     "[job] deploy_tolerance: applies to deploy = best_head only"},
+    {"deploy a head under e2e",
+     {REPLACE(6, "algorithm = e2e")},
+     {"job.deploy=head:1"},
+     0,
+     "[job] deploy: under e2e the aux heads do not learn"},
 };
 
 static int count_overrides(const struct bad_case *c)
@@ -719,6 +742,43 @@ START_TEST(test_override_fixes_file)
 }
 END_TEST
 
+/* job.deploy's forms, and the held-out split they choose on: the last
+ * `holdout` training samples, out of the training and evaluated after the
+ * test split. */
+START_TEST(test_deploy_and_holdout)
+{
+    char text[8192], path[256];
+    build_text(NULL, 0, text);
+    write_job("deploy.ini", text, path);
+    struct sila_job j;
+    struct sila_err err = {""};
+    ck_assert_msg(sila_job_load(&j, path, NULL, 0, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(j.deploy, SILA_DEPLOY_CLASSIFIER);
+    ck_assert_uint_eq(j.holdout, 0);
+    sila_job_fini(&j);
+    const char *const head[] = {"job.deploy=head:1"};
+    ck_assert_msg(sila_job_load(&j, path, head, 1, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(j.deploy, 1);
+    sila_job_fini(&j);
+    const char *const best[] = {"job.deploy=best_head", "job.holdout=100",
+                                "job.deploy_tolerance=0.5", "job.train_limit=800"};
+    ck_assert_msg(sila_job_load(&j, path, best, 4, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(j.deploy, SILA_DEPLOY_BEST_HEAD);
+    ck_assert_float_eq(j.deploy_tolerance, 0.5f);
+    struct sila_plan pl;
+    ck_assert_msg(sila_plan_init(&pl, &j, 1000, 250, &err) == 0, "%s", err.msg);
+    ck_assert_uint_eq(pl.nholdout, 100);
+    ck_assert_uint_eq(pl.holdout_first, 900);
+    ck_assert_uint_eq(pl.ntrain, 800); /* the limit takes from what the holdout leaves */
+    uint32_t B = (uint32_t)j.batch;
+    ck_assert_uint_eq(pl.test_batches, (250 + B - 1) / B);
+    ck_assert_uint_eq(pl.eval_batches, pl.test_batches + (100 + B - 1) / B);
+    ck_assert_int_eq(sila_plan_init(&pl, &j, 100, 250, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "holdout 100 takes every one of the 100"), "%s", err.msg);
+    sila_job_fini(&j);
+}
+END_TEST
+
 /* ---- names ---- */
 
 START_TEST(test_names)
@@ -818,6 +878,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_syntax_accepted);
     tcase_add_test(tc, test_unreadable_path);
     tcase_add_test(tc, test_override_fixes_file);
+    tcase_add_test(tc, test_deploy_and_holdout);
     tcase_add_test(tc, test_names);
     tcase_add_loop_test(tc, test_example_job, 0, (int)(sizeof examples / sizeof examples[0]));
     tcase_add_test(tc, test_default_job_settings);

@@ -183,7 +183,23 @@ static struct sila_model_info sample_info(void)
     snprintf(info.dataset_path, sizeof info.dataset_path, "/srv/data/cifar-10-batches-bin");
     snprintf(info.created, sizeof info.created, "2024-02-29T23:59:58Z");
     snprintf(info.sila_version, sizeof info.sila_version, "0.1.0");
+    snprintf(info.deploy, sizeof info.deploy, "best_head");
+    info.exit_module = 2;
+    info.modules = 3;
+    info.full_params = 0x123456789ull;
+    info.full_macs = 0xABCDEF012345ull;
+    info.holdout = 5000;
+    info.nexits = 3;
+    for (int k = 0; k < 3; k++) {
+        info.exit_test[k] = 0.5f + 0.125f * k;
+        info.exit_holdout[k] = 0.25f + 0.0625f * k;
+    }
     return info;
+}
+
+static bool float_bits_eq(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
 }
 
 static void assert_info_eq(const struct sila_model_info *got, const struct sila_model_info *want)
@@ -198,11 +214,17 @@ static void assert_info_eq(const struct sila_model_info *got, const struct sila_
     ck_assert_str_eq(got->dataset_path, want->dataset_path);
     ck_assert_str_eq(got->created, want->created);
     ck_assert_str_eq(got->sila_version, want->sila_version);
-}
-
-static bool float_bits_eq(float a, float b)
-{
-    return memcmp(&a, &b, sizeof a) == 0;
+    ck_assert_str_eq(got->deploy, want->deploy);
+    ck_assert_int_eq(got->exit_module, want->exit_module);
+    ck_assert_int_eq(got->modules, want->modules);
+    ck_assert_uint_eq(got->full_params, want->full_params);
+    ck_assert_uint_eq(got->full_macs, want->full_macs);
+    ck_assert_uint_eq(got->holdout, want->holdout);
+    ck_assert_int_eq(got->nexits, want->nexits);
+    for (int k = 0; k < want->nexits; k++) {
+        ck_assert(float_bits_eq(got->exit_test[k], want->exit_test[k]));
+        ck_assert(float_bits_eq(got->exit_holdout[k], want->exit_holdout[k]));
+    }
 }
 
 static void assert_specs_eq(const struct sila_net *got, const struct sila_net *want)
@@ -965,6 +987,27 @@ START_TEST(refuse_bad_model_fields)
     hm_init(&hm);
     hm.model.n_layers = 0;
     expect_hm_refused(&hm, "layers");
+    /* an exit past the modules, or accuracies for other than one per module */
+    float acc[4] = {0.5f, 0.6f, 0.7f, 0.8f};
+    hm_init(&hm);
+    hm.prov.modules = 3;
+    hm.prov.exit_module = 4;
+    expect_hm_refused(&hm, "provenance");
+    hm_init(&hm);
+    hm.prov.modules = 3;
+    hm.prov.n_exit_test_accuracy = 4;
+    hm.prov.exit_test_accuracy = acc;
+    expect_hm_refused(&hm, "provenance");
+    hm_init(&hm);
+    hm.prov.modules = 3;
+    hm.prov.n_exit_test_accuracy = 3;
+    hm.prov.exit_test_accuracy = acc;
+    hm.prov.n_exit_holdout_accuracy = 2;
+    hm.prov.exit_holdout_accuracy = acc;
+    expect_hm_refused(&hm, "provenance");
+    hm_init(&hm);
+    hm.prov.modules = 1000;
+    expect_hm_refused(&hm, "provenance");
 }
 END_TEST
 

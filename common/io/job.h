@@ -122,6 +122,13 @@ struct sila_job {
     float drop_path; /* > 0: block i of n drops its residual branch with p = drop_path (i+1)/n */
     int checkpoint_every;     /* steps between checkpoints, 0 = none by count */
     float checkpoint_minutes; /* minutes between checkpoints, 0 = none by time */
+    /* Where the saved model ends: SILA_DEPLOY_CLASSIFIER (the whole
+     * network), SILA_DEPLOY_BEST_HEAD (the exit most accurate on the
+     * held-out split, the cheapest within deploy_tolerance of it), or
+     * N >= 1: module N's aux head after the modules up to N ("head:N"). */
+    int deploy;
+    float deploy_tolerance; /* best_head: percentage points an exit may trail the best by */
+    uint32_t holdout;       /* the last this many training samples: held out, evaluated */
 
     struct sila_objective objective; /* [objective]: every module's default */
     float collab_rate;               /* collab: rate of the soft targets' moving average */
@@ -145,6 +152,8 @@ struct sila_job {
 };
 
 #define SILA_MAX_MODULES 64
+#define SILA_DEPLOY_CLASSIFIER 0
+#define SILA_DEPLOY_BEST_HEAD (-1)
 #define SILA_AUX_MAX_LAYERS 4       /* dgl: at most this many convs and hidden linear layers */
 #define SILA_AUX_MAX_DEPTH 8        /* auglocal: at most this many copied layers */
 #define SILA_JOB_MAX_TEXT (1 << 20) /* bytes of a job file, at most */
@@ -172,6 +181,9 @@ void sila_job_plan_hash(const struct sila_job *job, uint8_t hash[SILA_PLAN_HASH_
 void sila_job_fini(struct sila_job *job);
 
 const char *sila_algorithm_name(enum sila_algorithm a);
+/* job.deploy as written in a job file ("classifier", "best_head",
+ * "head:3"), into buf. */
+const char *sila_deploy_text(int deploy, char *buf, size_t len);
 /* "module 3" or "modules 2-4" for 0-based first..last, written into buf. */
 const char *sila_modules_text(int first, int last, char *buf, size_t len);
 const char *sila_aux_kind_name(enum sila_aux_kind k);

@@ -376,6 +376,42 @@ static int resolve_objectives(struct parser *p)
     return 0;
 }
 
+/* [job] deploy, holdout and deploy_tolerance: a head named must be a
+ * module's with one (not the last), that has learned (not e2e, unless the
+ * heads learn in its global steps), and that a model file can hold (not
+ * behind MAN's two parallel copies); best_head chooses on a held-out split
+ * and among such heads only. */
+static int check_deploy(struct parser *p)
+{
+    const struct sila_job *j = p->job;
+    bool best = j->deploy == SILA_DEPLOY_BEST_HEAD, head = j->deploy > 0;
+    if (is_set_name(p, SEC_JOB, "deploy_tolerance") && !best)
+        return fail_key(p, SEC_JOB, "deploy_tolerance", "applies to deploy = best_head only");
+    if (best && j->holdout == 0)
+        return fail_key(p, SEC_JOB, "deploy",
+                        "best_head chooses on held-out training samples: set holdout (e.g. "
+                        "holdout = 5000)");
+    if (head && j->deploy >= j->nmodules)
+        return fail_key(p, SEC_JOB, "deploy",
+                        "head:%d names no head: the %d modules have heads 1 to %d, and the "
+                        "classifier ends module %d (deploy = classifier)",
+                        j->deploy, j->nmodules, j->nmodules - 1, j->nmodules);
+    if ((best || head) && j->algorithm == SILA_ALGO_E2E && !j->heads_in_global)
+        return fail_key(p, SEC_JOB, "deploy",
+                        "under e2e the aux heads do not learn (heads_in_global = true lets them)");
+    if (!best && !head)
+        return 0;
+    int first = best ? 0 : j->deploy - 1, last = best ? j->nmodules - 2 : j->deploy - 1;
+    for (int m = first; m <= last; m++)
+        if (j->modules[m].objective.man_momentum > 0.0f)
+            return fail_key(p, SEC_JOB, "deploy",
+                            "module %d's head reads MAN's two parallel copies of the next "
+                            "module's unit, which a model file cannot hold (deploy = classifier, "
+                            "or a head without man_momentum)",
+                            m + 1);
+    return 0;
+}
+
 /* [job] drop_path: the blocks' drop-path rates rise linearly with depth
  * (stochastic depth, Huang et al. 2016), the last block's at drop_path. */
 static int apply_drop_path(struct parser *p)
@@ -398,9 +434,10 @@ int job_validate(struct parser *p)
 {
     int r;
     if ((r = check_present(p)) || (r = check_ranges(p)) || (r = check_dataset(p)) ||
-        (r = check_rules(p)) || (r = apply_drop_path(p)) || (r = check_net(p)))
+        (r = check_rules(p)) || (r = apply_drop_path(p)) || (r = check_net(p)) ||
+        (r = resolve_objectives(p)))
         return r;
-    return resolve_objectives(p);
+    return check_deploy(p);
 }
 
 /* ---- objectives ---- */

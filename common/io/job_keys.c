@@ -71,6 +71,9 @@ static const struct key job_keys[] = {
     NUM("drop_path", K_FLOAT, JOB(drop_path), 0, 1, HI_OPEN),
     NUM("checkpoint_every", K_INT, JOB(checkpoint_every), 0, INF, 0),
     NUM("checkpoint_minutes", K_FLOAT, JOB(checkpoint_minutes), 0, INF, 0),
+    TYPED("deploy", K_DEPLOY, JOB(deploy), 0),
+    NUM("deploy_tolerance", K_FLOAT, JOB(deploy_tolerance), 0, 100, 0),
+    TYPED("holdout", K_U32, JOB(holdout), 0),
 };
 
 static const struct key optim_keys[] = {
@@ -269,6 +272,24 @@ static const char *parse_dataset(const char *v, int *ret, char *why, size_t n)
     return one_of(names, SILA_DATASET_CIFAR100, why, n);
 }
 
+/* job.deploy: "classifier", "best_head" or "head:N" (N >= 1; that it names
+ * a module with a head is checked with the whole job). */
+static const char *parse_deploy(const char *v, int *ret)
+{
+    if (strcmp(v, "classifier") == 0 || strcmp(v, "best_head") == 0) {
+        *ret = v[0] == 'c' ? SILA_DEPLOY_CLASSIFIER : SILA_DEPLOY_BEST_HEAD;
+        return NULL;
+    }
+    char *end = (char *)v;
+    errno = 0;
+    long n =
+        strncmp(v, "head:", 5) == 0 && isdigit((unsigned char)v[5]) ? strtol(v + 5, &end, 10) : 0;
+    if (n < 1 || n > SILA_MAX_MODULES || *end || errno)
+        return "is not classifier, best_head or head:N (N a module with a head, from 1)";
+    *ret = (int)n;
+    return NULL;
+}
+
 /* Parses v into key k's field at base. Returns NULL, or why v is refused
  * (possibly written into why). */
 const char *job_set_value(const struct key *k, void *base, const char *v, char *why, size_t n)
@@ -297,6 +318,8 @@ const char *job_set_value(const struct key *k, void *base, const char *v, char *
         return parse_enum(k->names, v, dst, why, n);
     case K_DATASET:
         return parse_dataset(v, dst, why, n);
+    case K_DEPLOY:
+        return parse_deploy(v, dst);
     }
     return "has a key type this build does not know";
 }
@@ -337,6 +360,15 @@ int job_find_key(const struct section *s, const char *name)
 }
 
 /* ---- names ---- */
+
+const char *sila_deploy_text(int deploy, char *buf, size_t len)
+{
+    if (deploy > 0)
+        snprintf(buf, len, "head:%d", deploy);
+    else
+        snprintf(buf, len, "%s", deploy == SILA_DEPLOY_BEST_HEAD ? "best_head" : "classifier");
+    return buf;
+}
 
 const char *sila_algorithm_name(enum sila_algorithm a)
 {

@@ -12,9 +12,9 @@
 #include "job.h"
 #include "layer.h"
 
-#define MAX_KEYS 24
+#define MAX_KEYS 28
 
-enum key_type { K_INT, K_U32, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_DATASET };
+enum key_type { K_INT, K_U32, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_DATASET, K_DEPLOY };
 
 enum { LO_OPEN = 1, HI_OPEN = 2, REQUIRED = 4, IDENT = 8 };
 

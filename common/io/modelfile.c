@@ -2,6 +2,7 @@
 #include "modelfile.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,16 @@ static const char MAGIC[8] = {'S', 'I', 'L', 'A', 'M', 'O', 'D', 'L'};
 static void fill_provenance(Sila__Provenance *p, const struct sila_model_info *info, char *created,
                             size_t created_len)
 {
+    p->exit_module = (uint32_t)info->exit_module;
+    p->modules = (uint32_t)info->modules;
+    p->deploy = (char *)info->deploy;
+    p->full_parameters = info->full_params;
+    p->full_macs = info->full_macs;
+    p->holdout = info->holdout;
+    p->n_exit_test_accuracy = (size_t)info->nexits;
+    p->exit_test_accuracy = (float *)info->exit_test;
+    p->n_exit_holdout_accuracy = info->holdout ? (size_t)info->nexits : 0;
+    p->exit_holdout_accuracy = (float *)info->exit_holdout;
     p->job = (char *)info->job;
     p->algorithm = (char *)info->algorithm;
     p->seed = info->seed;
@@ -176,11 +187,32 @@ static void copy_str(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src ? src : "");
 }
 
-static void info_from_proto(struct sila_model_info *info, const Sila__Provenance *p)
+/* The provenance into info. Errors: -EINVAL when the exits it lists do not
+ * fit the network they name. */
+static int info_from_proto(struct sila_model_info *info, const Sila__Provenance *p,
+                           const char *path, struct sila_err *err)
 {
     memset(info, 0, sizeof *info);
     if (!p)
-        return;
+        return 0;
+    size_t nt = p->n_exit_test_accuracy, nh = p->n_exit_holdout_accuracy;
+    if (p->modules > SILA_MODEL_MAX_EXITS || p->exit_module > p->modules ||
+        (nt && nt != p->modules) || (nh && nh != nt))
+        return sila_err_set(err, -EINVAL,
+                            "%s: provenance names exit %u of %u modules with %zu test and %zu "
+                            "held-out accuracies (at most %d modules, one accuracy per module)",
+                            path, p->exit_module, p->modules, nt, nh, SILA_MODEL_MAX_EXITS);
+    info->exit_module = (int)p->exit_module;
+    info->modules = (int)p->modules;
+    copy_str(info->deploy, sizeof info->deploy, p->deploy);
+    info->full_params = p->full_parameters;
+    info->full_macs = p->full_macs;
+    info->holdout = p->holdout;
+    info->nexits = (int)nt;
+    for (size_t k = 0; k < nt; k++) {
+        info->exit_test[k] = p->exit_test_accuracy[k];
+        info->exit_holdout[k] = nh ? p->exit_holdout_accuracy[k] : NAN;
+    }
     copy_str(info->job, sizeof info->job, p->job);
     copy_str(info->algorithm, sizeof info->algorithm, p->algorithm);
     info->seed = p->seed;
@@ -190,6 +222,7 @@ static void info_from_proto(struct sila_model_info *info, const Sila__Provenance
     copy_str(info->dataset_path, sizeof info->dataset_path, p->dataset_path);
     copy_str(info->created, sizeof info->created, p->created);
     copy_str(info->sila_version, sizeof info->sila_version, p->sila_version);
+    return 0;
 }
 
 /* Builds m's net from the decoded model and copies its tensors in. */
@@ -239,8 +272,7 @@ static int model_from_proto(struct sila_model *m, const Sila__Model *pm, size_t 
     if (pm->num_classes != m->num_classes)
         return sila_err_set(err, -EINVAL, "%s: num_classes %d but the net outputs %d", path,
                             pm->num_classes, m->num_classes);
-    info_from_proto(&m->info, pm->provenance);
-    return 0;
+    return info_from_proto(&m->info, pm->provenance, path, err);
 }
 
 int sila_model_load(struct sila_model *m, const char *path, int max_batch, struct sila_err *err)

@@ -16,6 +16,7 @@
 #include "path.h"
 
 #define SILA_MODEL_FORMAT_VERSION 1u
+#define SILA_MODEL_MAX_EXITS 64
 
 /* Provenance of a model. Strings are NUL-terminated, truncated to fit. */
 struct sila_model_info {
@@ -28,6 +29,14 @@ struct sila_model_info {
     char dataset_path[SILA_DATA_DIR_MAX];
     char created[32]; /* ISO 8601 UTC; filled by sila_model_save when empty */
     char sila_version[16];
+    /* Where the model ends (job.deploy) and what chose it. */
+    char deploy[16]; /* "classifier", "best_head", "head:N"; "" when not recorded */
+    int exit_module; /* 0: the whole network; else the 1-based module whose head ends it */
+    int modules;     /* K of the network trained, 0: not recorded */
+    uint64_t full_params, full_macs; /* of the whole network */
+    uint32_t holdout;                /* held-out samples the exits were measured on */
+    int nexits;                      /* exits measured in the final evaluation (K), 0: none */
+    float exit_test[SILA_MODEL_MAX_EXITS], exit_holdout[SILA_MODEL_MAX_EXITS];
 };
 
 /* A loaded model: owns its net and the blocks bound to it (grads NULL). */

@@ -11,7 +11,13 @@ int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t nt
                    uint32_t ntest, struct sila_err *err)
 {
     *pl = (struct sila_plan){.job = job, .ntrain = ntrain, .ntest = ntest};
-    if (job->train_limit && job->train_limit < ntrain)
+    if (job->holdout >= ntrain)
+        return sila_err_set(err, -EINVAL,
+                            "%s: holdout %u takes every one of the %u training samples", job->path,
+                            job->holdout, ntrain);
+    pl->nholdout = job->holdout;
+    pl->ntrain = pl->holdout_first = ntrain - job->holdout;
+    if (job->train_limit && job->train_limit < pl->ntrain)
         pl->ntrain = job->train_limit;
     if (job->test_limit && job->test_limit < ntest)
         pl->ntest = job->test_limit;
@@ -22,7 +28,9 @@ int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t nt
      * norm never sees a tiny batch. */
     pl->steps_per_epoch = pl->ntrain / (uint32_t)job->batch;
     pl->total_steps = (uint64_t)job->epochs * pl->steps_per_epoch;
-    pl->eval_batches = (pl->ntest + (uint32_t)job->batch - 1) / (uint32_t)job->batch;
+    uint32_t B = (uint32_t)job->batch;
+    pl->test_batches = (pl->ntest + B - 1) / B;
+    pl->eval_batches = pl->test_batches + (pl->nholdout + B - 1) / B;
     pl->sched = job->sched;
     pl->sched.total_steps = pl->total_steps;
     pl->sched.warmup_steps = (uint64_t)llround(job->warmup_epochs * pl->steps_per_epoch);

@@ -14,15 +14,22 @@
 
 struct sila_plan {
     const struct sila_job *job; /* borrowed */
-    uint32_t ntrain, ntest;     /* samples used, after the job's limits */
-    uint64_t steps_per_epoch;   /* full batches only: a last partial one is dropped */
+    uint32_t ntrain, ntest;     /* samples used, after the holdout and the job's limits */
+    /* The held-out split (job.holdout): training samples holdout_first ..
+     * holdout_first + nholdout - 1, the last of the training set, never
+     * trained on and evaluated after the test split. */
+    uint32_t nholdout, holdout_first;
+    uint64_t steps_per_epoch; /* full batches only: a last partial one is dropped */
     uint64_t total_steps;
-    uint32_t eval_batches;       /* batches of one evaluation (the last may be partial) */
+    /* Batches of one evaluation: the test split's (the last may be
+     * partial), then the held-out split's (the same), eval_batches in all. */
+    uint32_t test_batches, eval_batches;
     struct sila_sched_cfg sched; /* the job's, with step counts filled in */
 };
 
-/* Plans job over ntrain/ntest available samples (the limits applied here).
- * Errors: -EINVAL when fewer training samples than one batch. */
+/* Plans job over the ntrain/ntest samples of its data files (the holdout
+ * and the limits taken here). Errors: -EINVAL when the holdout leaves no
+ * training sample, or fewer than one batch. */
 int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t ntrain,
                    uint32_t ntest, struct sila_err *err);
 

@@ -133,6 +133,21 @@ struct sila_shape sila_net_layer_out_shape(const struct sila_net *net, int i)
     return net->layers[i].out;
 }
 
+uint64_t sila_net_macs(const struct sila_net *net)
+{
+    uint64_t macs = 0;
+    for (int i = 0; i < net->bld.ntensors; i++) {
+        const struct sila_tensor *t = &net->bld.tensors[i];
+        if (t->role != SILA_TENSOR_WEIGHT)
+            continue;
+        /* a tensor's name starts with its layer's index; a block's convs
+         * all produce the block's output positions */
+        struct sila_shape out = net->layers[atoi(t->name)].out;
+        macs += (uint64_t)t->n * (uint64_t)out.h * (uint64_t)out.w;
+    }
+    return macs;
+}
+
 int sila_net_tensor_count(const struct sila_net *net)
 {
     return net->bld.ntensors;

@@ -145,6 +145,11 @@ void sila_net_free(struct sila_net *net);
 
 size_t sila_net_param_count(const struct sila_net *net);
 size_t sila_net_buffer_count(const struct sila_net *net);
+/* Multiply-adds of one sample's forward pass in the convolutions and
+ * linear layers (blocks' included): each weight times the output
+ * positions it is applied at. Normalisation, activations and pooling are
+ * not counted. */
+uint64_t sila_net_macs(const struct sila_net *net);
 struct sila_shape sila_net_in_shape(const struct sila_net *net);
 struct sila_shape sila_net_out_shape(const struct sila_net *net);
 int sila_net_max_batch(const struct sila_net *net);

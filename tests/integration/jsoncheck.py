@@ -108,7 +108,7 @@ def classifier_accuracy(metrics):
 def cmd_saved_line(stdout, model, metrics):
     """silad's last words name the model and the recorded classifier accuracy."""
     text = open(stdout).read()
-    m = re.search(r"^model saved to (.*) \(test accuracy ([0-9.]+)%\)$", text, re.M)
+    m = re.search(r"^model saved to (.*): classifier, test accuracy ([0-9.]+)%$", text, re.M)
     if not m:
         fail(f"no 'model saved to' line in: {text[-500:]!r}")
     want = f"{100 * classifier_accuracy(metrics):.2f}"
