@@ -12,51 +12,11 @@
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
 JOB=res3.ini
-cat >"$JOB" <<'EOF'
-[job]
-name = res3
-dataset = fmnist
-epochs = 2
-batch = 32
-algorithm = local
-train_limit = 320
-test_limit = 256
-holdout = 256
-[optimizer]
-lr = 0.05
-momentum = 0.9
-[objective]
-aux = dgl
-aux_grid = 4
-aux_hidden = 32
-[module]
-[conv2d]
-out = 8
-stride = 2
-pad = 1
-bias = false
-[batchnorm]
-[relu]
-[block]
-out = 8
-[module]
-[block]
-out = 16
-stride = 2
-[module]
-[block]
-out = 16
-[gap]
-[linear]
-out = 10
-EOF
+write_res3 "$JOB"
+# DGL heads, 256 test samples and 256 held out
+SETS=(--set objective.aux=dgl --set objective.aux_grid=4 --set objective.aux_hidden=32
+      --set job.test_limit=256 --set job.holdout=256)
 make_test_subset test256 256
-
-# field MODEL KEY: a field of silactl inspect --json.
-field()
-{
-    "$SILACTL" inspect "$1" --json | python3 "$JSONCHECK" field - "$2"
-}
 
 # exit_checks NAME WANT: the run in NAME saved the exit WANT ("best": the
 # one best_head must take from the last evaluation's held-out figures;
@@ -101,7 +61,7 @@ if exit_module:
 EOF
 }
 
-if silad_run best "$JOB" --set job.deploy=best_head; then
+if silad_run best "$JOB" "${SETS[@]}" --set job.deploy=best_head; then
     ok "best_head: --inproc exits 0"
     exit_checks best best
     check "best_head: the saved line names the exit" \
@@ -110,13 +70,13 @@ if silad_run best "$JOB" --set job.deploy=best_head; then
 else
     not_ok "best_head: --inproc exits 0" best.stderr
 fi
-if spawn_run best-spawn "$JOB" --spawn --set job.deploy=best_head; then
+if spawn_run best-spawn "$JOB" --spawn "${SETS[@]}" --set job.deploy=best_head; then
     check_same_run "best_head over --spawn as --inproc" best best-spawn
 else
     not_ok "best_head: --spawn exits 0" best-spawn.stderr
 fi
 
-if silad_run head1 "$JOB" --set job.deploy=head:1; then
+if silad_run head1 "$JOB" "${SETS[@]}" --set job.deploy=head:1; then
     exit_checks head1 1
     check "head:1: the model is module 1's layers and its head" \
         test "$(field head1/model.sila parameters)" -lt "$(field head1/model.sila full_parameters)"
@@ -124,7 +84,7 @@ else
     not_ok "head:1: --inproc exits 0" head1.stderr
 fi
 
-silad_run man "$JOB" --set job.deploy=head:1 --set objective.man_momentum=0.9
+silad_run man "$JOB" "${SETS[@]}" --set job.deploy=head:1 --set objective.man_momentum=0.9
 check "a head behind MAN is refused before training, naming the key" \
     grep -q "\[job\] deploy: module 1's head reads MAN's two parallel copies" man.stderr
 check "  ... and no model is written" test ! -e man/model.sila

@@ -210,10 +210,16 @@ check_like_inproc()
     done
 }
 
+# field MODEL KEY: a field of silactl inspect --json.
+field()
+{
+    "$SILACTL" inspect "$1" --json | python3 "$JSONCHECK" field - "$2"
+}
+
 # sha_of MODEL: prints the weights_sha256 silactl inspect reports.
 sha_of()
 {
-    "$SILACTL" inspect "$1" --json | python3 "$JSONCHECK" field - weights_sha256
+    field "$1" weights_sha256
 }
 
 # make_test_subset DIR N: writes the first N samples of Fashion-MNIST's test
@@ -259,6 +265,49 @@ momentum = 0.9
 out = 64
 [relu]
 [module]
+[linear]
+out = 10
+EOF
+}
+
+# write_res3 FILE: a 3-module residual job (stem conv and a block | a
+# strided block | a block, gap, linear) with drop-path, on 320 training
+# and 128 test samples.
+write_res3()
+{
+    cat >"$1" <<'EOF'
+[job]
+name = res3
+dataset = fmnist
+epochs = 2
+batch = 32
+algorithm = local
+train_limit = 320
+test_limit = 128
+period = 3
+drop_path = 0.2
+[optimizer]
+lr = 0.05
+momentum = 0.9
+weight_decay = 5e-4
+[module]
+[conv2d]
+out = 8
+stride = 2
+pad = 1
+bias = false
+[batchnorm]
+[relu]
+[block]
+out = 8
+[module]
+[block]
+out = 16
+stride = 2
+[module]
+[block]
+out = 16
+[gap]
 [linear]
 out = 10
 EOF

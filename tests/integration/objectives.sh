@@ -15,48 +15,7 @@
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
 JOB=res3.ini
-cat >"$JOB" <<'EOF'
-[job]
-name = res3
-dataset = fmnist
-epochs = 2
-batch = 32
-algorithm = local
-train_limit = 320
-test_limit = 128
-period = 3
-drop_path = 0.2
-[optimizer]
-lr = 0.05
-momentum = 0.9
-weight_decay = 5e-4
-[module]
-[conv2d]
-out = 8
-stride = 2
-pad = 1
-bias = false
-[batchnorm]
-[relu]
-[block]
-out = 8
-[module]
-[block]
-out = 16
-stride = 2
-[module]
-[block]
-out = 16
-[gap]
-[linear]
-out = 10
-EOF
-
-# field MODEL KEY: a field of silactl inspect --json.
-field()
-{
-    "$SILACTL" inspect "$1" --json | python3 "$JSONCHECK" field - "$2"
-}
+write_res3 "$JOB"
 
 silad_run ce "$JOB" || not_ok "ce: --inproc exits 0" ce.stderr
 CE_SHA=$(sha_of ce/model.sila 2>/dev/null)
