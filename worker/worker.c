@@ -60,12 +60,7 @@ static struct sila_stage_sink batch_sink(struct done_ctx *d)
 int worker_man_start(struct worker *w, struct sila_err *err)
 {
     sila_stage_man_start(&w->stage);
-    if (!w->down_lim.snapshot)
-        return 0;
-    static const float zero = 0.0f;
-    const struct sila_frame_hdr ask = {.phase = SILA_PHASE_SNAPSHOT, .n = 1};
-    return wlink_send_frame(w, &w->down, &w->down_out, &ask, false, (struct sila_shape){1, 1, 1},
-                            NULL, NULL, NULL, &zero, err);
+    return w->down_lim.snapshot ? wlink_ask_snapshot(w, err) : 0;
 }
 
 /* The worker upstream asks for module first's newest snapshot (it does at

@@ -285,6 +285,10 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
             return sila_err_set(err, -EPROTO, "%s: frame of pipeline %u, this worker is at %u",
                                 edge, v->hdr.generation, w->pipeline);
         }
+        /* MAN's request for a snapshot travels outside the sequence: it
+         * may be asked again (wlink_ask_snapshot) */
+        if (v->hdr.phase == SILA_PHASE_SNAPSHOT && !v->hdr.gradient)
+            return 0;
         if (v->hdr.seq != *seq) {
             sila_link_release(*buf);
             return sila_err_set(err, -EPROTO, "%s: frame %llu arrived, expected frame %llu", edge,
@@ -293,6 +297,15 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
         (*seq)++;
         return 0;
     }
+}
+
+int wlink_ask_snapshot(struct worker *w, struct sila_err *err)
+{
+    static const float zero = 0.0f;
+    const struct sila_frame_hdr ask = {.phase = SILA_PHASE_SNAPSHOT, .n = 1};
+    uint64_t unsequenced = 0;
+    return wlink_send_frame(w, &w->down, &unsequenced, &ask, false, (struct sila_shape){1, 1, 1},
+                            NULL, NULL, NULL, &zero, err);
 }
 
 int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
@@ -336,12 +349,30 @@ int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
 
 int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err)
 {
-    double t0 = sila_clock_s();
+    double t0 = sila_clock_s(), asked = t0;
     for (;;) {
+        /* The request at the start may have gone into a connection the
+         * worker downstream drops (its end still held the replaced
+         * worker's): nothing comes until it is asked again. */
+        const struct sila_link *l = &w->down;
+        bool readable = false;
+        int r = sila_link_poll(&l, 1, TICK_MS, &readable);
+        if (r < 0 && r != -EINTR)
+            return sila_err_set(err, r, "cannot wait for downstream: %s", strerror(-r));
+        if (!readable) {
+            if ((r = wlink_drain_control(w, err)) || w->stopped)
+                return w->stopped ? -ECANCELED : r;
+            if (sila_clock_s() - asked >= ASK_AGAIN_S) {
+                if ((r = wlink_ask_snapshot(w, err)))
+                    return r;
+                asked = sila_clock_s();
+            }
+            continue;
+        }
         uint8_t *buf;
         struct sila_frame_view v;
         bool snapshot;
-        int r = recv_down_one(w, &buf, &v, &snapshot, err);
+        r = recv_down_one(w, &buf, &v, &snapshot, err);
         if (r == 0 && !snapshot) {
             sila_link_release(buf);
             r = sila_err_set(err, -EPROTO,

@@ -18,6 +18,7 @@
 #include "worker.h"
 
 #define TICK_MS 1000 /* blocking calls wake this often to look at the control link */
+#define ASK_AGAIN_S 2.0 /* MAN: a snapshot asked for and not come this long is asked again */
 
 struct worker {
     const struct worker_options *o;
@@ -99,10 +100,14 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
 int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
                      uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err);
 
-/* MAN across the worker's edges (docs/protocol.md): sends module first's
- * snapshot `tag` (n floats) upstream; receives from downstream until
- * module last holds a snapshot of tag >= want (other frames there are a
- * protocol error). -ECANCELED when the run stops meanwhile. */
+/* MAN across the worker's edges (docs/protocol.md): asks the worker
+ * downstream for its newest snapshot (an unsequenced request: one lost in
+ * a connection the other end drops is simply asked again); sends module
+ * first's snapshot `tag` (n floats) upstream; receives from downstream
+ * until module last holds a snapshot of tag >= want (other frames there
+ * are a protocol error), asking again every ASK_AGAIN_S while none comes.
+ * -ECANCELED when the run stops meanwhile. */
+int wlink_ask_snapshot(struct worker *w, struct sila_err *err);
 int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
                         struct sila_err *err);
 int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err);
