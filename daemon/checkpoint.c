@@ -102,7 +102,7 @@ int checkpoint_write(const char *out_dir, const struct sila_job *job, const stru
         ev[i].accuracy = (double *)c->evals[i].accuracy;
         ev[i].n_accuracy = (size_t)c->K;
         ev[i].holdout = (double *)c->evals[i].holdout;
-        ev[i].n_holdout = isnan(c->evals[i].holdout[0]) ? 0 : (size_t)c->K;
+        ev[i].n_holdout = report_eval_has_holdout(&c->evals[i]) ? (size_t)c->K : 0;
         evp[i] = &ev[i];
     }
     ck.evaluations = evp;

@@ -46,7 +46,7 @@ static int choose(const struct sila_job *job, const struct report_eval *last,
     int K = job->nmodules;
     if (job->deploy > 0)
         return job->deploy - 1;
-    if (job->deploy != SILA_DEPLOY_BEST_HEAD || !last || isnan(last->holdout[K - 1]))
+    if (job->deploy != SILA_DEPLOY_BEST_HEAD || !last || !report_eval_has_holdout(last))
         return K - 1;
     double best = 0.0;
     for (int k = 0; k < K; k++)

@@ -248,7 +248,7 @@ void report_eval(struct report *r, const struct report_eval *ev)
     int K = r->nmodules;
     printf("eval after epoch %d: test accuracy", ev->epoch);
     print_exits(ev->accuracy, K);
-    if (!isnan(ev->holdout[0])) {
+    if (report_eval_has_holdout(ev)) {
         printf("; held-out");
         print_exits(ev->holdout, K);
     }
@@ -259,7 +259,7 @@ void report_eval(struct report *r, const struct report_eval *ev)
     fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu", ev->epoch,
             (unsigned long long)ev->step);
     json_exits(r->metrics, "accuracy", ev->accuracy, K);
-    if (!isnan(ev->holdout[0]))
+    if (report_eval_has_holdout(ev))
         json_exits(r->metrics, "holdout", ev->holdout, K);
     fprintf(r->metrics, "}\n");
     fflush(r->metrics);

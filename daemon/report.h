@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -36,6 +37,12 @@ struct report_eval {
     double accuracy[SILA_MAX_MODULES];
     double holdout[SILA_MAX_MODULES];
 };
+
+/* Whether ev has held-out figures (a job with a holdout). */
+static inline bool report_eval_has_holdout(const struct report_eval *ev)
+{
+    return !isnan(ev->holdout[0]);
+}
 
 /* An evaluation in progress: hits per exit on the test split [0] and on
  * the held-out split [1]. Zeroed to start. */

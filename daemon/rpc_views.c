@@ -2,7 +2,6 @@
 #include "rpc_views.h"
 #include "clock.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +19,7 @@ static Sila__Evaluation *evaluation(struct rpc *rpc, const struct report_eval *e
     e->accuracy = acc;
     e->n_accuracy = (size_t)K;
     e->holdout = acc + K;
-    e->n_holdout = isnan(ev->holdout[0]) ? 0 : (size_t)K;
+    e->n_holdout = report_eval_has_holdout(ev) ? (size_t)K : 0;
     return e;
 }
 

@@ -274,6 +274,7 @@ static void print_exit_text(const struct sila_model *m)
            np, macs / 1e6, (unsigned long long)i->full_params, i->full_macs / 1e6,
            i->full_params ? 100.0 * np / i->full_params : 0.0,
            i->full_macs ? 100.0 * macs / i->full_macs : 0.0);
+    int mine = i->exit_module ? i->exit_module - 1 : i->nexits - 1; /* this model's exit */
     for (int k = 0; k < i->nexits; k++) {
         if (k < i->nexits - 1)
             snprintf(buf, sizeof buf, "head%d", k + 1);
@@ -283,7 +284,7 @@ static void print_exit_text(const struct sila_model *m)
                100.0 * i->exit_test[k]);
         if (i->holdout)
             printf(", held-out %.2f%%", 100.0 * i->exit_holdout[k]);
-        printf("%s\n", (k + 1) % i->nexits == i->exit_module ? "  <- this model" : "");
+        printf("%s\n", k == mine ? "  <- this model" : "");
     }
 }
 

@@ -129,23 +129,27 @@ static void json_str(const char *s)
     putchar('"');
 }
 
+/* ",\"NAME\":[a0,a1,...]" */
+static void json_nums(const char *name, const double *a, size_t n)
+{
+    printf(",\"%s\":[", name);
+    for (size_t k = 0; k < n; k++) {
+        printf(k ? "," : "");
+        json_num(a[k]);
+    }
+    printf("]");
+}
+
 static void json_evaluations(Sila__Evaluation **evs, size_t n)
 {
     printf("[");
     for (size_t i = 0; i < n; i++) {
-        printf("%s{\"epoch\":%u,\"step\":%llu,\"accuracy\":[", i ? "," : "", evs[i]->epoch,
+        printf("%s{\"epoch\":%u,\"step\":%llu", i ? "," : "", evs[i]->epoch,
                (unsigned long long)evs[i]->step);
-        for (size_t k = 0; k < evs[i]->n_accuracy; k++) {
-            printf(k ? "," : "");
-            json_num(evs[i]->accuracy[k]);
-        }
+        json_nums("accuracy", evs[i]->accuracy, evs[i]->n_accuracy);
         if (evs[i]->n_holdout)
-            printf("],\"holdout\":[");
-        for (size_t k = 0; k < evs[i]->n_holdout; k++) {
-            printf(k ? "," : "");
-            json_num(evs[i]->holdout[k]);
-        }
-        printf("]}");
+            json_nums("holdout", evs[i]->holdout, evs[i]->n_holdout);
+        printf("}");
     }
     printf("]");
 }
@@ -182,6 +186,16 @@ static void duration(char *buf, size_t len, double s)
         snprintf(buf, len, "%ldm%02lds", t / 60, t % 60);
 }
 
+/* " head1 91.20% ... classifier 92.30%": one figure per exit, the
+ * classifier's last. */
+static void print_exits(const double *a, size_t n)
+{
+    for (size_t k = 0; k + 1 < n; k++)
+        printf(" head%zu %.2f%%", k + 1, 100.0 * a[k]);
+    if (n)
+        printf(" classifier %.2f%%", 100.0 * a[n - 1]);
+}
+
 static void print_status_text(const Sila__Status *s)
 {
     char eta[32], el[32];
@@ -203,16 +217,11 @@ static void print_status_text(const Sila__Status *s)
     for (size_t i = 0; i < s->n_evaluations; i++) {
         const Sila__Evaluation *e = s->evaluations[i];
         printf("eval after epoch %u:", e->epoch);
-        for (size_t k = 0; k + 1 < e->n_accuracy; k++)
-            printf(" head%zu %.2f%%", k + 1, 100.0 * e->accuracy[k]);
-        if (e->n_accuracy)
-            printf(" classifier %.2f%%", 100.0 * e->accuracy[e->n_accuracy - 1]);
-        if (e->n_holdout)
+        print_exits(e->accuracy, e->n_accuracy);
+        if (e->n_holdout) {
             printf("; held-out");
-        for (size_t k = 0; k + 1 < e->n_holdout; k++)
-            printf(" head%zu %.2f%%", k + 1, 100.0 * e->holdout[k]);
-        if (e->n_holdout)
-            printf(" classifier %.2f%%", 100.0 * e->holdout[e->n_holdout - 1]);
+            print_exits(e->holdout, e->n_holdout);
+        }
         printf("\n");
     }
     if (*s->last_checkpoint)
