@@ -60,7 +60,10 @@ int coord_feed_connect(struct coord *c, const char *url)
     outbox_free(f->data, false);
     f->data = NULL;
     int r = sila_link_open(&l, SILA_LINK_PAIR, url, false, 4096, &la, c->err);
-    return r ? r : outbox_new(&f->data, &c->loop, &l, on_data_sent, c, c->err);
+    if (r || (r = outbox_new(&f->data, &c->loop, &l, on_data_sent, c, c->err)))
+        return r;
+    outbox_greet(f->data, c->pipeline);
+    return 0;
 }
 
 /* Encodes e for the current pipeline and hands it to the data link. */

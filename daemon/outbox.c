@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "greet.h"
+
 #define SLICE_MS 100 /* a send waits this long at a time, then looks for a cancellation */
 
 struct frame {
@@ -33,6 +35,9 @@ struct outbox {
     struct frame *outcomes;            /* sent or dropped, to report (newest first) */
     uint64_t epoch;                    /* bumped by each cancellation */
     bool ending, drain, ended;
+    bool greet;          /* the link is to be greeted before the next frame leaves */
+    uint32_t generation; /* of the greeting */
+    int greeted;         /* the greeting's outcome: 0, or the error every frame gets */
 };
 
 static void report(struct outbox *o, struct frame *f, int status)
@@ -80,6 +85,16 @@ static int send_frame(struct outbox *o, struct frame *f, uint64_t epoch)
     }
 }
 
+/* Between a greeting's attempts: ended by outbox_free. */
+static int greet_wait(void *ctx, struct sila_err *err)
+{
+    struct outbox *o = ctx;
+    uv_mutex_lock(&o->lock);
+    bool ending = o->ending;
+    uv_mutex_unlock(&o->lock);
+    return ending ? sila_err_set(err, -ECANCELED, "the link is closing") : 0;
+}
+
 static void thread_main(void *arg)
 {
     struct outbox *o = arg;
@@ -94,8 +109,13 @@ static void thread_main(void *arg)
         if (!(o->queue = f->next))
             o->queue_tail = &o->queue;
         uint64_t epoch = o->epoch;
+        bool greet = o->greet;
+        o->greet = false;
         uv_mutex_unlock(&o->lock);
-        int r = send_frame(o, f, epoch);
+        struct sila_err e;
+        if (greet)
+            o->greeted = sila_greet(&o->link, o->generation, greet_wait, o, &e);
+        int r = o->greeted ? o->greeted : send_frame(o, f, epoch);
         sent |= r == 0;
         uv_mutex_lock(&o->lock);
         report(o, f, r);
@@ -194,6 +214,14 @@ fail:
         free(o);
     sila_link_close(link);
     return sila_err_set(err, r, "cannot start a sending thread: %s", uv_strerror(r));
+}
+
+void outbox_greet(struct outbox *o, uint32_t generation)
+{
+    uv_mutex_lock(&o->lock);
+    o->greet = true;
+    o->generation = generation;
+    uv_mutex_unlock(&o->lock);
 }
 
 struct sila_link *outbox_link(struct outbox *o)

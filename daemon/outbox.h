@@ -30,6 +30,12 @@ struct outbox;
 int outbox_new(struct outbox **ret, uv_loop_t *loop, struct sila_link *link, outbox_sent_cb *sent,
                void *ctx, struct sila_err *err);
 
+/* The next frame submitted leaves once the link's greeting (greet.h), as
+ * pipeline `generation`, is answered; the thread receives on the link
+ * meanwhile, so the loop must not. A greeting that fails (not for
+ * outbox_free) fails every frame after it with the link's error. */
+void outbox_greet(struct outbox *o, uint32_t generation);
+
 /* The link, to receive on (the loop's) and to read its counters; the loop
  * stops polling it before outbox_free. */
 struct sila_link *outbox_link(struct outbox *o);

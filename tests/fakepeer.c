@@ -26,6 +26,7 @@
 #include "ctl.h"
 #include "endpoint.h"
 #include "frame.h"
+#include "greet.h"
 #include "job.h"
 #include "plan.h"
 #include "transport.h"
@@ -48,6 +49,14 @@ struct peer {
 };
 
 /* Receives the next control message other than a heartbeat, for WAIT_S. */
+/* A greeting waits at most WAIT_S from *ctx (a sila_clock_s() time). */
+static int greet_wait(void *ctx, struct sila_err *err)
+{
+    if (sila_clock_s() - *(const double *)ctx < WAIT_S)
+        return 0;
+    return sila_err_set(err, -ETIMEDOUT, "no answer to a greeting downstream");
+}
+
 static int next_ctl(struct sila_link *l, struct sila_ctl_msg *m, struct sila_err *err)
 {
     for (double t0 = sila_clock_s(); sila_clock_s() - t0 < WAIT_S;) {
@@ -133,9 +142,11 @@ static int connect_run(struct peer *p, struct sila_err *err)
         return r;
     if (m.msg->msg_case != SILA__CONTROL__MSG_START)
         r = sila_err_set(err, -EPROTO, "control message %d before the start", (int)m.msg->msg_case);
-    else if (*m.msg->start->downstream_url)
-        r = sila_link_open(&p->down, SILA_LINK_PAIR, m.msg->start->downstream_url, false, max_frame,
-                           NULL, err);
+    else if (*m.msg->start->downstream_url &&
+             (r = sila_link_open(&p->down, SILA_LINK_PAIR, m.msg->start->downstream_url, false,
+                                 max_frame, NULL, err)) == 0)
+        r = sila_greet(&p->down, m.msg->start->pipeline, greet_wait, &(double){sila_clock_s()},
+                       err);
     if (r == 0)
         p->pipeline = m.msg->start->pipeline;
     sila_ctl_msg_free(&m);
@@ -156,16 +167,30 @@ static int first_frame(struct peer *p, uint8_t **buf, struct sila_frame_view *v,
                                     .w = (uint32_t)in.w,
                                     .nclasses = (uint32_t)p->job.nclasses,
                                     .collab = sila_job_uses_collab(&p->job)};
-    size_t len;
-    r = -ETIMEDOUT;
-    for (double t0 = sila_clock_s(); r == -ETIMEDOUT && sila_clock_s() - t0 < WAIT_S;)
-        if ((r = sila_link_recv(&p->up, buf, &len, TICK_MS)) == -EAGAIN)
-            r = -ETIMEDOUT;
-    if (r)
-        return sila_err_set(err, r, "no frame from upstream: %s", strerror(-r));
-    if ((r = sila_frame_decode(*buf, len, &lim, v, err)))
+    double t0 = sila_clock_s();
+    for (;;) { /* greetings answered, as a worker does */
+        size_t len;
+        r = -ETIMEDOUT;
+        while (r == -ETIMEDOUT && sila_clock_s() - t0 < WAIT_S)
+            if ((r = sila_link_recv(&p->up, buf, &len, TICK_MS)) == -EAGAIN)
+                r = -ETIMEDOUT;
+        if (r)
+            return sila_err_set(err, r, "no frame from upstream: %s", strerror(-r));
+        if ((r = sila_frame_decode(*buf, len, &lim, v, err))) {
+            sila_link_release(*buf);
+            return r;
+        }
+        if (v->hdr.phase != SILA_PHASE_HELLO)
+            return 0;
         sila_link_release(*buf);
-    return r;
+        uint8_t *answer = sila_greet_frame(p->pipeline, true, &len);
+        if (!answer)
+            return sila_err_set(err, -ENOMEM, "out of memory");
+        if ((r = sila_link_send(&p->up, answer, len, TICK_MS))) {
+            sila_link_release(answer);
+            return sila_err_set(err, r, "cannot answer a greeting: %s", strerror(-r));
+        }
+    }
 }
 
 /* Reports batch h done with nlogits logits (NaN at the first when nan). */

@@ -8,6 +8,7 @@
 
 #include "check_main.h"
 #include "frame.h"
+#include "greet.h"
 #include "kernels.h"
 #include "sila.pb-c.h"
 
@@ -461,6 +462,38 @@ START_TEST(snapshots)
 }
 END_TEST
 
+/* A link's greeting (greet.h): one bare value, either way, on any edge;
+ * the encoder's frame decodes as such. */
+START_TEST(greetings)
+{
+    struct sila_frame_limits up = LIMITS;
+    up.gradient = true;
+    for (int answer = 0; answer < 2; answer++) {
+        size_t len;
+        uint8_t *buf = sila_greet_frame(3, answer, &len);
+        ck_assert_ptr_nonnull(buf);
+        struct sila_frame_view v;
+        struct sila_err err = {""};
+        ck_assert_msg(sila_frame_decode(buf, len, answer ? &up : &LIMITS, &v, &err) == 0, "%s",
+                      err.msg);
+        ck_assert_int_eq(v.hdr.phase, SILA_PHASE_HELLO);
+        ck_assert_uint_eq(v.hdr.generation, 3);
+        expect_refused_on(answer ? &LIMITS : &up, buf, len, -EINVAL, "frame on an edge that");
+        sila_link_release(buf);
+    }
+    struct sila_frame_hdr h = {.phase = SILA_PHASE_HELLO, .n = 1, .c = 2, .h = 1, .w = 1};
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused_on(&LIMITS, buf, len, -EINVAL, "a greeting of shape 1x2x1x1");
+    free(buf);
+    h.c = 1;
+    h.nlabels = 1;
+    buf = encode(&h, &len);
+    expect_refused_on(&LIMITS, buf, len, -EINVAL, "a greeting with labels");
+    free(buf);
+}
+END_TEST
+
 /* Encodes the collab frame with targets[at] = value and expects word. */
 static void expect_bad_target(int at, float value, const char *word)
 {
@@ -556,6 +589,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, refuses_bad_target_values);
     tcase_add_test(tc, round_trip_with_image);
     tcase_add_test(tc, snapshots);
+    tcase_add_test(tc, greetings);
     tcase_add_test(tc, refuses_misplaced_image);
     tcase_add_test(tc, refuses_other_version);
     tcase_add_test(tc, finite_check);

@@ -1,12 +1,17 @@
 /* Links over real nanomsg sockets (ipc:// in a temporary directory): frames
  * far above nanomsg's default 1 MiB limit arrive whole, a frame above the
- * link's own limit never arrives, timeouts and bad addresses are reported. */
+ * link's own limit never arrives, timeouts and bad addresses are reported;
+ * a greeting (greet.h) gets a frame through to a listener that still held
+ * another connection when the greeter connected. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "check_main.h"
+#include "frame.h"
+#include "greet.h"
 #include "testdir.h"
 #include "transport.h"
 
@@ -119,6 +124,97 @@ START_TEST(address_in_use)
 }
 END_TEST
 
+/* The listener's side of a greeting: answers every HELLO on a until
+ * another frame comes (then *got is its length) or 10 s pass. */
+struct answerer {
+    pthread_t thread;
+    size_t got;
+};
+
+static void *answer_hellos(void *arg)
+{
+    struct answerer *an = arg;
+    const struct sila_frame_limits lim = {.max_n = 1, .c = 1, .h = 1, .w = 1};
+    for (int i = 0; i < 100 && !an->got; i++) {
+        uint8_t *buf;
+        size_t n;
+        if (sila_link_recv(&a, &buf, &n, 100) != 0)
+            continue;
+        struct sila_frame_view v;
+        struct sila_err err;
+        bool hello =
+            sila_frame_decode(buf, n, &lim, &v, &err) == 0 && v.hdr.phase == SILA_PHASE_HELLO;
+        sila_link_release(buf);
+        if (!hello) {
+            an->got = n;
+            break;
+        }
+        size_t len;
+        uint8_t *answer = sila_greet_frame(v.hdr.generation, true, &len);
+        if (sila_link_send(&a, answer, len, 1000) != 0)
+            sila_link_release(answer);
+    }
+    return NULL;
+}
+
+/* Between attempts: the connection a held first goes away. */
+static int close_old(void *ctx, struct sila_err *err)
+{
+    (void)err;
+    sila_link_close(ctx);
+    return 0;
+}
+
+static int give_up(void *ctx, struct sila_err *err)
+{
+    (void)ctx;
+    return sila_err_set(err, -ECANCELED, "given up");
+}
+
+/* a listens and holds old's connection (heard once) when b connects: a
+ * drops b's connections until old's goes, and a frame b sent into one
+ * would be lost (nanomsg's pair holds one connection). Greeted, b's first
+ * frame arrives, every time. */
+START_TEST(greeting_gets_through_a_held_listener)
+{
+    for (int round = 0; round < 10; round++) {
+        snprintf(url, sizeof url, "ipc://%s-%d", tpath("held"), round);
+        struct sila_err err = {""};
+        struct sila_link old;
+        ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, true, 4096, NULL, &err) == 0, "%s",
+                      err.msg);
+        ck_assert_int_eq(sila_link_open(&old, SILA_LINK_PAIR, url, false, 4096, NULL, &err), 0);
+        uint8_t *buf = sila_link_alloc(1), *got;
+        size_t n;
+        ck_assert_int_eq(sila_link_send(&old, buf, 1, 5000), 0);
+        ck_assert_int_eq(sila_link_recv(&a, &got, &n, 5000), 0);
+        sila_link_release(got);
+        ck_assert_int_eq(sila_link_open(&b, SILA_LINK_PAIR, url, false, 4096, NULL, &err), 0);
+        struct answerer an = {0};
+        ck_assert_int_eq(pthread_create(&an.thread, NULL, answer_hellos, &an), 0);
+        ck_assert_msg(sila_greet(&b, 1, close_old, &old, &err) == 0, "%s", err.msg);
+        buf = sila_link_alloc(77);
+        memset(buf, 0, 77);
+        ck_assert_int_eq(sila_link_send(&b, buf, 77, 5000), 0);
+        pthread_join(an.thread, NULL);
+        ck_assert_uint_eq(an.got, 77);
+        sila_link_close(&old);
+        close_pair();
+    }
+}
+END_TEST
+
+/* Nobody answers: the greeting ends with what the wait says. */
+START_TEST(unanswered_greeting_ends_with_the_wait)
+{
+    open_pair(4096);
+    struct sila_err err = {""};
+    ck_assert_int_eq(sila_greet(&b, 1, give_up, NULL, &err), -ECANCELED);
+    ck_assert_str_eq(err.msg, "given up");
+    close_pair();
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("transport");
@@ -130,6 +226,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, timeouts);
     tcase_add_test(tc, bad_addresses);
     tcase_add_test(tc, address_in_use);
+    tcase_add_test(tc, greeting_gets_through_a_held_listener);
+    tcase_add_test(tc, unanswered_greeting_ends_with_the_wait);
     suite_add_tcase(s, tc);
     return s;
 }

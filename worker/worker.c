@@ -145,6 +145,8 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
 static int on_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
+    if (h->phase == SILA_PHASE_HELLO)
+        return wlink_answer_hello(w, err);
     if (h->phase == SILA_PHASE_SNAPSHOT)
         return offer_snapshot(w, err);
     if (h->nlabels != h->n)
@@ -201,7 +203,7 @@ static int serve(struct worker *w, struct sila_err *err)
             break;
         }
         double t0 = sila_clock_s();
-        if (!w->first_batch)
+        if (!w->first_batch && v.hdr.phase != SILA_PHASE_HELLO)
             w->first_batch = t0;
         r = on_batch(w, &v, err);
         if (r == -ECANCELED && w->stopped)

@@ -156,8 +156,9 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
 }
 
 /* Takes a Start: the pipeline generation, the progress of each module,
- * and the downstream link, (re)opened when it is new. Edges count their
- * frames from 0 again. */
+ * and the downstream link, (re)opened when it is new and greeted until it
+ * has been (a Halt may interrupt a greeting). Edges count their frames
+ * from 0 again. */
 static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *err)
 {
     size_t n = (size_t)(w->stage.last - w->stage.first + 1);
@@ -178,13 +179,28 @@ static int take_start(struct worker *w, const Sila__Start *st, struct sila_err *
     w->stale_frames = 0;
     w->pipeline = st->pipeline;
     w->up_in = w->up_out = w->down_in = w->down_out = 0;
-    if (!down || (worker_has_down(w) && !st->reconnect))
-        return 0;
-    sila_link_close(&w->down);
-    char ch[32];
-    struct sila_link_auth la = wlink_auth(w, ch, "data-%d", w->stage.last + 2);
-    return sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, w->max_frame, &la,
-                          err);
+    if (down && (!worker_has_down(w) || st->reconnect)) {
+        sila_link_close(&w->down);
+        w->down_greeted = false;
+        char ch[32];
+        struct sila_link_auth la = wlink_auth(w, ch, "data-%d", w->stage.last + 2);
+        int r = sila_link_open(&w->down, SILA_LINK_PAIR, st->downstream_url, false, w->max_frame,
+                               &la, err);
+        if (r)
+            return r;
+    }
+    return down && !w->down_greeted ? wlink_greet_down(w, err) : 0;
+}
+
+/* Tells the coordinator this worker has halted (w->halt_pipeline). */
+static int ack_halt(struct worker *w, struct sila_err *err)
+{
+    Sila__Halt h = SILA__HALT__INIT;
+    h.pipeline = w->halt_pipeline;
+    Sila__Control c = SILA__CONTROL__INIT;
+    c.msg_case = SILA__CONTROL__MSG_HALT;
+    c.halt = &h;
+    return wlink_send_ctl(w, &c, NULL, 0, err);
 }
 
 /* Waits for the coordinator's Start, handling what comes before it (the
@@ -209,12 +225,15 @@ static int wait_start(struct worker *w, Sila__Control *ready, struct sila_err *e
             continue;
         if (r)
             return r;
-        if (m.msg->msg_case == SILA__CONTROL__MSG_START) {
-            if ((r = take_start(w, m.msg->start, err)) == 0)
-                r = worker_man_start(w, err);
-        } else if ((r = wlink_on_control(w, &m, err)) == -ERESTART)
-            r = 0; /* halted already */
         bool started = m.msg->msg_case == SILA__CONTROL__MSG_START;
+        if (started) {
+            if ((r = take_start(w, m.msg->start, err)) == 0 && !w->stopped)
+                r = worker_man_start(w, err);
+            if (r == -ERESTART) /* halted again while it started */
+                started = false, r = ack_halt(w, err);
+        } else if ((r = wlink_on_control(w, &m, err)) == -ERESTART) {
+            r = 0; /* halted already */
+        }
         sila_ctl_msg_free(&m);
         if (r || w->stopped || started)
             return r;
@@ -223,12 +242,7 @@ static int wait_start(struct worker *w, Sila__Control *ready, struct sila_err *e
 
 int wjoin_halt(struct worker *w, struct sila_err *err)
 {
-    Sila__Halt h = SILA__HALT__INIT;
-    h.pipeline = w->halt_pipeline;
-    Sila__Control c = SILA__CONTROL__INIT;
-    c.msg_case = SILA__CONTROL__MSG_HALT;
-    c.halt = &h;
-    int r = wlink_send_ctl(w, &c, NULL, 0, err);
+    int r = ack_halt(w, err);
     return r ? r : wait_start(w, NULL, err);
 }
 

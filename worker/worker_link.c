@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 
 #include "clock.h"
+#include "greet.h"
 #include "module.h"
 #include "worker_state.h"
 
@@ -212,6 +213,32 @@ int wlink_drain_control(struct worker *w, struct sila_err *err)
     }
 }
 
+/* Sends the len bytes of buf (taken, whatever happens; `what` names it in
+ * an error) on l, waiting as long as the receiver needs and watching the
+ * control link meanwhile. */
+static int send_buf(struct worker *w, struct sila_link *l, uint8_t *buf, size_t len,
+                    const char *what, struct sila_err *err)
+{
+    double t0 = sila_clock_s();
+    for (;;) {
+        int r = sila_link_send(l, buf, len, TICK_MS);
+        if (r == 0)
+            break;
+        if (r != -ETIMEDOUT && r != -EAGAIN) {
+            sila_link_release(buf);
+            return sila_err_set(err, r, "cannot send %s %s: %s", what,
+                                l == &w->up ? "upstream" : "downstream", strerror(-r));
+        }
+        if ((r = wlink_drain_control(w, err)) || w->stopped) {
+            sila_link_release(buf);
+            return r;
+        }
+    }
+    w->bytes_out += len;
+    w->waiting_s += sila_clock_s() - t0;
+    return 0;
+}
+
 int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                      const struct sila_frame_hdr *of, bool gradient, struct sila_shape s,
                      const int32_t *labels, const float *targets, const float *image,
@@ -235,26 +262,35 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
     if (!buf)
         return sila_err_set(err, -ENOMEM, "out of memory for a frame");
     sila_frame_encode(buf, &h, labels, targets, image, x);
-    double t0 = sila_clock_s();
-    for (;;) {
-        int r = sila_link_send(l, buf, len, TICK_MS);
-        if (r == 0)
-            break;
-        if (r != -ETIMEDOUT && r != -EAGAIN) {
-            sila_link_release(buf);
-            return sila_err_set(err, r, "cannot send batch %llu %s: %s",
-                                (unsigned long long)h.batch, gradient ? "upstream" : "downstream",
-                                strerror(-r));
-        }
-        if ((r = wlink_drain_control(w, err)) || w->stopped) {
-            sila_link_release(buf);
-            return r;
-        }
-    }
-    (*seq)++;
-    w->bytes_out += len;
-    w->waiting_s += sila_clock_s() - t0;
-    return 0;
+    char what[40];
+    snprintf(what, sizeof what, "batch %llu", (unsigned long long)h.batch);
+    int r = send_buf(w, l, buf, len, what, err);
+    *seq += r == 0;
+    return r;
+}
+
+int wlink_answer_hello(struct worker *w, struct sila_err *err)
+{
+    size_t len;
+    uint8_t *buf = sila_greet_frame(w->pipeline, true, &len);
+    return buf ? send_buf(w, &w->up, buf, len, "a greeting's answer", err)
+               : sila_err_set(err, -ENOMEM, "out of memory for a greeting's answer");
+}
+
+/* Between the attempts of a greeting: the control link's errors, and 1
+ * for a stop. */
+static int greet_wait(void *ctx, struct sila_err *err)
+{
+    struct worker *w = ctx;
+    int r = wlink_drain_control(w, err);
+    return r ? r : w->stopped;
+}
+
+int wlink_greet_down(struct worker *w, struct sila_err *err)
+{
+    int r = sila_greet(&w->down, w->pipeline, greet_wait, w, err);
+    w->down_greeted = r == 0;
+    return r == 1 ? 0 : r;
 }
 
 int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
@@ -275,6 +311,10 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
             sila_link_release(*buf);
             return sila_err_set(err, r, "%s: %.400s", edge, err->msg);
         }
+        /* a greeting is answered, and its late answers dropped, whatever
+         * their pipeline (greet.h) */
+        if (v->hdr.phase == SILA_PHASE_HELLO)
+            return 0;
         if (v->hdr.generation < w->pipeline) {
             w->stale_frames++;
             sila_link_release(*buf);
@@ -285,8 +325,7 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
             return sila_err_set(err, -EPROTO, "%s: frame of pipeline %u, this worker is at %u",
                                 edge, v->hdr.generation, w->pipeline);
         }
-        /* MAN's request for a snapshot travels outside the sequence: it
-         * may be asked again (wlink_ask_snapshot) */
+        /* MAN's request for a snapshot travels outside the sequence */
         if (v->hdr.phase == SILA_PHASE_SNAPSHOT && !v->hdr.gradient)
             return 0;
         if (v->hdr.seq != *seq) {
@@ -316,10 +355,11 @@ int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n
                             NULL, NULL, NULL, v, err);
 }
 
-/* Receives one frame from downstream into *buf and *v; a snapshot
- * (*ret_snapshot) goes into the stage, and *buf is released. */
+/* Receives one frame from downstream into *buf and *v; a snapshot goes
+ * into the stage, a greeting's late answer is dropped, and either way
+ * (*ret_taken) *buf is released. */
 static int recv_down_one(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
-                         bool *ret_snapshot, struct sila_err *err)
+                         bool *ret_taken, struct sila_err *err)
 {
     int r = wlink_recv_frame(w, &w->down, &w->down_lim, &w->down_in, buf, v, err);
     if (r)
@@ -328,10 +368,11 @@ static int recv_down_one(struct worker *w, uint8_t **buf, struct sila_frame_view
         sila_link_release(*buf);
         return -ECANCELED;
     }
-    *ret_snapshot = v->hdr.phase == SILA_PHASE_SNAPSHOT;
-    if (!*ret_snapshot)
+    *ret_taken = v->hdr.phase == SILA_PHASE_SNAPSHOT || v->hdr.phase == SILA_PHASE_HELLO;
+    if (!*ret_taken)
         return 0;
-    r = sila_stage_man_put(&w->stage, v->hdr.batch, v->x, v->hdr.c, err);
+    if (v->hdr.phase == SILA_PHASE_SNAPSHOT)
+        r = sila_stage_man_put(&w->stage, v->hdr.batch, v->x, v->hdr.c, err);
     sila_link_release(*buf);
     return r ? sila_err_set(err, r, "downstream: %.400s", err->msg) : 0;
 }
@@ -339,8 +380,8 @@ static int recv_down_one(struct worker *w, uint8_t **buf, struct sila_frame_view
 int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
                     struct sila_err *err)
 {
-    for (bool snapshot = true; snapshot;) {
-        int r = recv_down_one(w, buf, v, &snapshot, err);
+    for (bool taken = true; taken;) {
+        int r = recv_down_one(w, buf, v, &taken, err);
         if (r)
             return r;
     }
@@ -349,31 +390,13 @@ int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
 
 int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err)
 {
-    double t0 = sila_clock_s(), asked = t0;
+    double t0 = sila_clock_s();
     for (;;) {
-        /* The request at the start may have gone into a connection the
-         * worker downstream drops (its end still held the replaced
-         * worker's): nothing comes until it is asked again. */
-        const struct sila_link *l = &w->down;
-        bool readable = false;
-        int r = sila_link_poll(&l, 1, TICK_MS, &readable);
-        if (r < 0 && r != -EINTR)
-            return sila_err_set(err, r, "cannot wait for downstream: %s", strerror(-r));
-        if (!readable) {
-            if ((r = wlink_drain_control(w, err)) || w->stopped)
-                return w->stopped ? -ECANCELED : r;
-            if (sila_clock_s() - asked >= ASK_AGAIN_S) {
-                if ((r = wlink_ask_snapshot(w, err)))
-                    return r;
-                asked = sila_clock_s();
-            }
-            continue;
-        }
         uint8_t *buf;
         struct sila_frame_view v;
-        bool snapshot;
-        r = recv_down_one(w, &buf, &v, &snapshot, err);
-        if (r == 0 && !snapshot) {
+        bool taken;
+        int r = recv_down_one(w, &buf, &v, &taken, err);
+        if (r == 0 && !taken) {
             sila_link_release(buf);
             r = sila_err_set(err, -EPROTO,
                              "downstream: batch %llu arrived while module %d waits for the "
@@ -381,7 +404,7 @@ int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err)
                              (unsigned long long)v.hdr.batch, w->stage.last + 1,
                              (unsigned long long)want);
         }
-        if (r || v.hdr.batch >= want) {
+        if (r || (v.hdr.phase == SILA_PHASE_SNAPSHOT && v.hdr.batch >= want)) {
             w->waiting_s += sila_clock_s() - t0;
             return r;
         }

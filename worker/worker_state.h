@@ -18,7 +18,6 @@
 #include "worker.h"
 
 #define TICK_MS 1000 /* blocking calls wake this often to look at the control link */
-#define ASK_AGAIN_S 2.0 /* MAN: a snapshot asked for and not come this long is asked again */
 
 struct worker {
     const struct worker_options *o;
@@ -30,6 +29,7 @@ struct worker {
      * restart is passed on only) */
     struct sila_stage stage;
     struct sila_link ctl, up, down;            /* down.sock < 0 for the last module */
+    bool down_greeted;                         /* down answered a greeting since it opened */
     uint32_t gen;                              /* this worker's, on its control messages */
     uint32_t pipeline;                         /* the pipeline's, on every frame (from Start) */
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
@@ -95,24 +95,32 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                      const int32_t *labels, const float *targets, const float *image,
                      const float *x, struct sila_err *err);
 /* Receives and checks the next frame on l: limits, pipeline generation
- * (older ones are dropped) and sequence. *buf is the caller's to release;
- * v points into it. */
+ * (older ones are dropped) and sequence (greetings, their answers and
+ * MAN's requests stand outside both). *buf is the caller's to release; v
+ * points into it. */
 int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
                      uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err);
 
+/* A data link's greeting (greet.h): greets the worker downstream on the
+ * link just (re)opened, watching the control link meanwhile (a stop ends
+ * it, w->stopped says so); answers a greeting from upstream. Errors: the
+ * link's, the control link's. */
+int wlink_greet_down(struct worker *w, struct sila_err *err);
+int wlink_answer_hello(struct worker *w, struct sila_err *err);
+
 /* MAN across the worker's edges (docs/protocol.md): asks the worker
- * downstream for its newest snapshot (an unsequenced request: one lost in
- * a connection the other end drops is simply asked again); sends module
- * first's snapshot `tag` (n floats) upstream; receives from downstream
- * until module last holds a snapshot of tag >= want (other frames there
- * are a protocol error), asking again every ASK_AGAIN_S while none comes.
- * -ECANCELED when the run stops meanwhile. */
+ * downstream for its newest snapshot (on a greeted link, outside the
+ * sequence); sends module first's snapshot `tag` (n floats) upstream;
+ * receives from downstream until module last holds a snapshot of tag >=
+ * want (other frames there, but a greeting's late answer, are a protocol
+ * error). -ECANCELED when the run stops meanwhile. */
 int wlink_ask_snapshot(struct worker *w, struct sila_err *err);
 int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
                         struct sila_err *err);
 int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err);
-/* Receives the next frame from downstream that is not a snapshot, taking
- * the snapshots before it into the stage. As wlink_recv_frame. */
+/* Receives the next frame from downstream that is not a snapshot or a
+ * greeting's answer, taking the snapshots before it into the stage. As
+ * wlink_recv_frame. */
 int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
                     struct sila_err *err);
 
@@ -121,9 +129,9 @@ int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
 /* MAN at a Start: the stage forgets the snapshots it holds
  * (sila_stage_man_start), and asks the worker downstream, when module last
  * takes its snapshots, for its newest: asked on the link this worker has
- * just (re)opened, it comes by the connection the batches' gradients will
- * (a snapshot sent at the other's Start could go into a connection this
- * end is about to drop). */
+ * just (re)opened and greeted, it comes by the connection the batches'
+ * gradients will (a snapshot sent at the other's Start could go into a
+ * connection this end is about to drop). */
 int worker_man_start(struct worker *w, struct sila_err *err);
 
 /* ---- worker_join.c ---- */

@@ -149,6 +149,18 @@ static int check_snapshot_header(const struct sila_frame_hdr *h,
     return 0;
 }
 
+/* A greeting's header (greet.h): on any edge, one value, nothing else. */
+static int check_hello_header(const struct sila_frame_hdr *h, struct sila_err *err)
+{
+    if (h->n != 1 || h->c != 1 || h->h != 1 || h->w != 1)
+        return sila_err_set(err, -EINVAL,
+                            "frame: a greeting of shape %ux%ux%ux%u, expected 1x1x1x1", h->n, h->c,
+                            h->h, h->w);
+    if (h->nlabels || h->target_classes || h->image_size)
+        return sila_err_set(err, -EINVAL, "frame: a greeting with labels, targets or an input");
+    return 0;
+}
+
 /* Header fields against the limits of this edge. */
 static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_limits *lim,
                         struct sila_err *err)
@@ -159,6 +171,8 @@ static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_
                             lim->gradient ? "gradients" : "activations");
     if (h->phase == SILA_PHASE_SNAPSHOT)
         return check_snapshot_header(h, lim, err);
+    if (h->phase == SILA_PHASE_HELLO)
+        return check_hello_header(h, err);
     if (h->n < 1 || h->n > lim->max_n)
         return sila_err_set(err, -EINVAL, "frame: batch of %u samples, expected 1..%u", h->n,
                             lim->max_n);

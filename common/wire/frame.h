@@ -19,7 +19,7 @@
 
 #include "err.h"
 
-#define SILA_WIRE_VERSION 5u
+#define SILA_WIRE_VERSION 6u
 #define SILA_FRAME_MAX_HEADER 256  /* bytes of encoded FrameHeader, at most */
 #define SILA_FRAME_TARGET_SUM 1e-3 /* a soft target row sums to 1 within this */
 
@@ -29,6 +29,8 @@ enum sila_phase {
     SILA_PHASE_EVAL = 3,
     SILA_PHASE_SNAPSHOT = 4, /* upstream: MAN's snapshot of a module's first unit, (1, floats,
                                 1, 1), batch = its tag (docs/protocol.md) */
+    SILA_PHASE_HELLO = 5,    /* a link's greeting (downstream) and its answer (upstream),
+                                (1, 1, 1, 1), outside the edge's sequence (greet.h) */
 };
 
 struct sila_frame_hdr {
@@ -82,13 +84,13 @@ struct sila_frame_view {
 /* Decodes and validates len bytes. Errors: -EBADMSG for anything that is
  * not a well-formed frame (bad magic, sizes, undecodable header), -EPROTO
  * for a wire version other than ours, -EINVAL for a frame that breaks the
- * limits (shape, batch, direction, labels, a snapshot: only where the limits
- * name its size, finite; soft targets: allowed only with
- * labels, outside evaluation, on a collab edge, of nclasses; each value
- * finite in [0, 1], each row a zero row or summing to 1 within
- * SILA_FRAME_TARGET_SUM; the input: on exactly the local training frames of
- * an edge whose limits name its size, finite); err names the field and the
- * expected and actual values. */
+ * limits (shape, batch, direction, labels; a greeting: 1x1x1x1 and bare;
+ * a snapshot: only where the limits name its size, finite; soft targets:
+ * allowed only with labels, outside evaluation, on a collab edge, of
+ * nclasses; each value finite in [0, 1], each row a zero row or summing to
+ * 1 within SILA_FRAME_TARGET_SUM; the input: on exactly the local training
+ * frames of an edge whose limits name its size, finite); err names the
+ * field and the expected and actual values. */
 int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_limits *lim,
                       struct sila_frame_view *ret_view, struct sila_err *err);
 

@@ -85,6 +85,8 @@ def main():
     write("frame", "eval", frame(1, 2, 4, 5, [3], phase="EVAL"))
     write("frame", "image", frame(2, 2, 4, 5, [2, 8], image=6))
     write("frame", "gradient", frame(3, 2, 4, 5, [], gradient=True, phase="GLOBAL"))
+    write("frame", "hello", frame(1, 1, 1, 1, [], phase="HELLO"))
+    write("frame", "hello-answer", frame(1, 1, 1, 1, [], gradient=True, phase="HELLO"))
     write("ctl", "done", ctl("done { module: 2 phase: GLOBAL epoch: 1 batch: 99 loss: 0.5 "
                              "correct: 30 samples: 32 }"))
     write("ctl", "state", ctl("state { module: 1 params: 3 optimizer: 2 buffers: 1 "
