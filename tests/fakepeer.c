@@ -11,6 +11,8 @@
  *   logits-extra  (not the last module) reports it done with logits
  *   no-targets    (not the last) sends it downstream without soft targets
  *   garbage       (not the last) sends 100 bytes of noise downstream
+ *   bf16          (not the last) sends it downstream in bfloat16 (the plan
+ *                 of a job without wire_dtype says f32)
  *
  * Then it waits for the coordinator's Stop and exits 0 if the Stop says the
  * run failed, 1 otherwise (also on any error of its own, printed). */
@@ -34,10 +36,10 @@
 #define TICK_MS 200
 #define WAIT_S 60.0
 
-enum how { LOGITS_COUNT, LOGITS_NAN, LOGITS_EXTRA, NO_TARGETS, GARBAGE };
+enum how { LOGITS_COUNT, LOGITS_NAN, LOGITS_EXTRA, NO_TARGETS, GARBAGE, BF16 };
 
-static const char *const hows[] = {"logits-count", "logits-nan", "logits-extra", "no-targets",
-                                   "garbage"};
+static const char *const hows[] = {"logits-count", "logits-nan", "logits-extra",
+                                   "no-targets",   "garbage",    "bf16"};
 
 struct peer {
     struct sila_url base;
@@ -229,9 +231,9 @@ static int send_down(struct peer *p, uint8_t *buf, size_t len, struct sila_err *
     return 0;
 }
 
-/* Sends v's batch downstream as module k's output (zeros), with its labels
- * and without soft targets. */
-static int send_without_targets(struct peer *p, const struct sila_frame_view *v,
+/* Sends v's batch downstream as module k's output (zeros) in dtype d, with
+ * its labels and without soft targets. */
+static int send_without_targets(struct peer *p, const struct sila_frame_view *v, enum sila_dtype d,
                                 struct sila_err *err)
 {
     struct sila_shape out;
@@ -245,6 +247,7 @@ static int send_without_targets(struct peer *p, const struct sila_frame_view *v,
     h.h = (uint32_t)out.h;
     h.w = (uint32_t)out.w;
     h.target_classes = 0;
+    h.dtype = d;
     size_t len = sila_frame_size(&h);
     float *x = calloc((size_t)h.n * h.c * h.h * h.w, sizeof *x);
     uint8_t *buf = sila_link_alloc(len);
@@ -283,7 +286,9 @@ static int misbehave(struct peer *p, const struct sila_frame_view *v, struct sil
     case LOGITS_EXTRA:
         return send_done(p, &v->hdr, logits, false, err);
     case NO_TARGETS:
-        return send_without_targets(p, v, err);
+        return send_without_targets(p, v, SILA_DTYPE_F32, err);
+    case BF16:
+        return send_without_targets(p, v, SILA_DTYPE_BF16, err);
     case GARBAGE:
         return send_garbage(p, err);
     }
@@ -347,7 +352,7 @@ int main(int argc, char **argv)
             p.how = (enum how)i;
     if (!url || k < 1 || p.how == (enum how)(sizeof hows / sizeof *hows)) {
         fprintf(stderr, "usage: fakepeer --connect URL --module K --misbehave "
-                        "logits-count|logits-nan|logits-extra|no-targets|garbage\n");
+                        "logits-count|logits-nan|logits-extra|no-targets|garbage|bf16\n");
         return 2;
     }
     struct sila_err err = {0};

@@ -462,6 +462,106 @@ START_TEST(snapshots)
 }
 END_TEST
 
+/* Training frames in 16 bits (job.wire_dtype): half the tensor's bytes,
+ * the values back exactly (x's are multiples of 0.25 below 27); accepted
+ * only where the plan names that dtype, and every other frame is f32. */
+START_TEST(sixteen_bit_tensors)
+{
+    struct sila_frame_hdr h = sample_hdr();
+    size_t len32;
+    free(encode(&h, &len32));
+    for (enum sila_dtype d = SILA_DTYPE_BF16; d <= SILA_DTYPE_F16; d++) {
+        struct sila_frame_limits lim = LIMITS;
+        lim.dtype = d;
+        h = sample_hdr();
+        h.dtype = d;
+        size_t len;
+        uint8_t *buf = encode(&h, &len);
+        ck_assert_uint_le(len + 2 * VALUES - 4, len32);
+        struct sila_frame_view v;
+        struct sila_err err = {""};
+        ck_assert_msg(sila_frame_decode(buf, len, &lim, &v, &err) == 0, "%s", err.msg);
+        ck_assert_ptr_null(v.x);
+        ck_assert_ptr_nonnull(v.x16);
+        float back[VALUES];
+        sila_dtype_unpack(d, v.x16, back, VALUES);
+        ck_assert_int_eq(memcmp(back, x, X_BYTES), 0);
+        ck_assert_int_eq(memcmp(v.labels, labels, sizeof labels), 0);
+        expect_refused_on(&LIMITS, buf, len, -EINVAL,
+                          d == SILA_DTYPE_BF16 ? "values in bf16, the plan says f32 here"
+                                               : "values in f16, the plan says f32 here");
+        free(buf);
+
+        h.phase = SILA_PHASE_EVAL; /* evaluation batches stay f32 */
+        buf = encode(&h, &len);
+        expect_refused_on(&lim, buf, len, -EINVAL, "the plan says f32 here");
+        free(buf);
+        h = sample_hdr(); /* an f32 training frame on a 16-bit edge */
+        buf = encode(&h, &len);
+        expect_refused_on(&lim, buf, len, -EINVAL, "values in f32, the plan says");
+        free(buf);
+    }
+    h.dtype = (enum sila_dtype)7;
+    size_t len;
+    uint8_t *buf = encode(&h, &len);
+    expect_refused(buf, len, -EINVAL, "values in an unknown type");
+    free(buf);
+}
+END_TEST
+
+/* One value through dtype d and back. */
+static float through(enum sila_dtype d, float v)
+{
+    float y;
+    sila_dtype_round(d, &v, &y, 1);
+    uint16_t u;
+    sila_dtype_pack(d, &v, &u, 1);
+    float z;
+    sila_dtype_unpack(d, &u, &z, 1);
+    ck_assert_msg(memcmp(&y, &z, sizeof y) == 0, "rounding and the wire disagree on %a", v);
+    return y;
+}
+
+static uint16_t bits16(enum sila_dtype d, float v)
+{
+    uint16_t u;
+    sila_dtype_pack(d, &v, &u, 1);
+    return u;
+}
+
+/* Rounding to nearest, ties to even; binary16's range and subnormals;
+ * rounding twice is rounding once. */
+START_TEST(sixteen_bit_rounding)
+{
+    ck_assert_uint_eq(bits16(SILA_DTYPE_BF16, 1.0f / 3.0f), 0x3EAB);
+    ck_assert_uint_eq(bits16(SILA_DTYPE_F16, 1.0f / 3.0f), 0x3555);
+    ck_assert_uint_eq(bits16(SILA_DTYPE_F16, -1.0f / 3.0f), 0xB555);
+    ck_assert(through(SILA_DTYPE_BF16, 1.0f + 0x1p-8f) == 1.0f);
+    ck_assert(through(SILA_DTYPE_BF16, 1.0f + 0x3p-8f) == 1.0f + 0x1p-6f);
+    ck_assert(through(SILA_DTYPE_F16, 1.0f + 0x1p-11f) == 1.0f);
+    ck_assert(through(SILA_DTYPE_F16, 1.0f + 0x3p-11f) == 1.0f + 0x1p-9f);
+    ck_assert(through(SILA_DTYPE_F16, 65504.0f) == 65504.0f);
+    ck_assert(through(SILA_DTYPE_F16, 65519.0f) == 65504.0f);
+    ck_assert(isinf(through(SILA_DTYPE_F16, 65520.0f)));
+    ck_assert(isinf(through(SILA_DTYPE_F16, -1e30f)) && through(SILA_DTYPE_F16, -1e30f) < 0);
+    ck_assert(isfinite(through(SILA_DTYPE_BF16, 1e38f)));
+    ck_assert(through(SILA_DTYPE_F16, 0x1p-25f) == 0.0f);
+    ck_assert(through(SILA_DTYPE_F16, 0x3p-26f) == 0x1p-24f);
+    ck_assert(through(SILA_DTYPE_F16, 0x1p-20f + 0x1p-25f) == 0x1p-20f);
+    ck_assert(through(SILA_DTYPE_F16, 0x1p-14f) == 0x1p-14f); /* the smallest normal */
+    uint32_t s = 12345;
+    for (int i = 0; i < 10000; i++) {
+        s = s * 1664525u + 1013904223u;
+        float v = ((float)(s >> 8) / 16777216.0f - 0.5f) * 2000.0f;
+        for (enum sila_dtype d = SILA_DTYPE_BF16; d <= SILA_DTYPE_F16; d++) {
+            float once = through(d, v);
+            ck_assert(through(d, once) == once);
+            ck_assert(fabsf(once - v) <= fabsf(v) * (d == SILA_DTYPE_BF16 ? 0x1p-8f : 0x1p-11f));
+        }
+    }
+}
+END_TEST
+
 /* A link's greeting (greet.h): one bare value, either way, on any edge;
  * the encoder's frame decodes as such. */
 START_TEST(greetings)
@@ -590,6 +690,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, round_trip_with_image);
     tcase_add_test(tc, snapshots);
     tcase_add_test(tc, greetings);
+    tcase_add_test(tc, sixteen_bit_tensors);
+    tcase_add_test(tc, sixteen_bit_rounding);
     tcase_add_test(tc, refuses_misplaced_image);
     tcase_add_test(tc, refuses_other_version);
     tcase_add_test(tc, finite_check);

@@ -354,6 +354,11 @@ static const struct bad_case bad_cases[] = {
     {"duplicate key", {REPLACE(5, "batch = 8\nbatch = 16")}, {NULL}, 6, "[job] batch"},
     {"duplicate [job]", {REPLACE(12, "[job]")}, {NULL}, 12, "[job]"},
     {"bad integer", {REPLACE(4, "epochs = 12abc")}, {NULL}, 4, "[job] epochs"},
+    {"unknown wire dtype",
+     {REPLACE(4, "epochs = 1\nwire_dtype = f8")},
+     {NULL},
+     5,
+     "[job] wire_dtype"},
     {"empty integer", {REPLACE(5, "batch =")}, {NULL}, 5, "[job] batch"},
     {"integer overflow", {REPLACE(4, "epochs = 99999999999999999999")}, {NULL}, 4, "[job] epochs"},
     {"int beyond INT_MAX", {REPLACE(4, "epochs = 2147483648")}, {NULL}, 4, "[job] epochs"},
@@ -744,7 +749,7 @@ END_TEST
 
 /* job.deploy's forms, and the held-out split they choose on: the last
  * `holdout` training samples, out of the training and evaluated after the
- * test split. */
+ * test split; job.wire_dtype's names (f32 unless set). */
 START_TEST(test_deploy_and_holdout)
 {
     char text[8192], path[256];
@@ -755,7 +760,16 @@ START_TEST(test_deploy_and_holdout)
     ck_assert_msg(sila_job_load(&j, path, NULL, 0, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(j.deploy, SILA_DEPLOY_CLASSIFIER);
     ck_assert_uint_eq(j.holdout, 0);
+    ck_assert_int_eq(j.wire_dtype, SILA_DTYPE_F32);
     sila_job_fini(&j);
+    for (enum sila_dtype d = SILA_DTYPE_F32; d <= SILA_DTYPE_F16; d++) {
+        char set[64];
+        snprintf(set, sizeof set, "job.wire_dtype=%s", sila_dtype_names[d]);
+        const char *const dtype[] = {set};
+        ck_assert_msg(sila_job_load(&j, path, dtype, 1, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(j.wire_dtype, d);
+        sila_job_fini(&j);
+    }
     const char *const head[] = {"job.deploy=head:1"};
     ck_assert_msg(sila_job_load(&j, path, head, 1, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(j.deploy, 1);

@@ -3,6 +3,7 @@
  * worker.h and docs/protocol.md). */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -275,6 +276,8 @@ int worker_run(const struct worker_options *o, struct sila_err *err)
     sila_link_close(&w.down);
     sila_link_close(&w.up);
     sila_link_close(&w.ctl);
+    free(w.up_x);
+    free(w.down_x);
     sila_stage_fini(&w.stage);
     sila_job_fini(&w.job);
     return r;

@@ -2,6 +2,7 @@
  * Welcome, the links of a Start, and halting until a restart. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,7 +144,8 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
                                    .nclasses = nc,
                                    .collab = sila_job_uses_collab(&w->job),
                                    .image_size = sila_plan_edge_image(&w->job, w->stage.first),
-                                   .snapshot = (uint32_t)sila_stage_man_out_floats(&w->stage)};
+                                   .snapshot = (uint32_t)sila_stage_man_out_floats(&w->stage),
+                                   .dtype = sila_plan_edge_dtype(&w->job, w->stage.first)};
     w->down_lim =
         (struct sila_frame_limits){.max_n = B,
                                    .c = (uint32_t)out.c,
@@ -151,7 +153,14 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
                                    .w = (uint32_t)out.w,
                                    .nclasses = nc,
                                    .gradient = true,
-                                   .snapshot = (uint32_t)sila_stage_man_in_floats(&w->stage)};
+                                   .snapshot = (uint32_t)sila_stage_man_in_floats(&w->stage),
+                                   .dtype = sila_plan_edge_dtype(&w->job, w->stage.last + 1)};
+    if (w->up_lim.dtype != SILA_DTYPE_F32 &&
+        !(w->up_x = malloc(sizeof(float) * B * sila_shape_size(in))))
+        return sila_err_set(err, -ENOMEM, "out of memory for the upstream edge");
+    if (w->down_lim.dtype != SILA_DTYPE_F32 &&
+        !(w->down_x = malloc(sizeof(float) * B * sila_shape_size(out))))
+        return sila_err_set(err, -ENOMEM, "out of memory for the downstream edge");
     return 0;
 }
 

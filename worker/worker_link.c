@@ -256,7 +256,12 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                                .w = (uint32_t)s.w,
                                .nlabels = labels ? of->n : 0,
                                .target_classes = targets ? (uint32_t)w->job.nclasses : 0,
-                               .image_size = image ? (uint32_t)sila_shape_size(w->job.input) : 0};
+                               .image_size = image ? (uint32_t)sila_shape_size(w->job.input) : 0,
+                               .dtype = SILA_DTYPE_F32};
+    /* training activations and gradients travel as the edge's dtype (the
+     * stage rounded them to it already: half.h) */
+    if (of->phase == SILA_PHASE_LOCAL || of->phase == SILA_PHASE_GLOBAL)
+        h.dtype = l == &w->down ? w->down_lim.dtype : w->up_lim.dtype;
     size_t len = sila_frame_size(&h);
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)
@@ -310,6 +315,12 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
         if ((r = sila_frame_decode(*buf, len, lim, v, err))) {
             sila_link_release(*buf);
             return sila_err_set(err, r, "%s: %.400s", edge, err->msg);
+        }
+        if (v->x16) { /* a training frame in the edge's 16-bit dtype */
+            float *x = l == &w->up ? w->up_x : w->down_x;
+            const struct sila_frame_hdr *h = &v->hdr;
+            sila_dtype_unpack(h->dtype, v->x16, x, (size_t)h->n * h->c * h->h * h->w);
+            v->x = x;
         }
         /* a greeting is answered, and its late answers dropped, whatever
          * their pipeline (greet.h) */

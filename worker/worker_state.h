@@ -37,6 +37,7 @@ struct worker {
     size_t max_frame;       /* of the job's data frames */
     uint64_t stale_frames;  /* of older pipelines, dropped */
     struct sila_frame_limits up_lim, down_lim; /* up_lim.collab: the job uses collab */
+    float *up_x, *down_x; /* owned: a 16-bit frame's tensor as floats, per edge (NULL: f32) */
     bool stopped;
     /* where the time goes (reported with the modules' state) */
     double first_batch;           /* when the first batch arrived, 0 before */

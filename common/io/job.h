@@ -17,6 +17,7 @@
 
 #include "dataset.h"
 #include "err.h"
+#include "half.h"
 #include "net.h"
 #include "optim.h"
 #include "path.h"
@@ -129,6 +130,9 @@ struct sila_job {
     int deploy;
     float deploy_tolerance; /* best_head: percentage points an exit may trail the best by */
     uint32_t holdout;       /* the last this many training samples: held out, evaluated */
+    /* how training activations and gradients cross a module boundary:
+     * rounded to it in process, sent as it between workers */
+    enum sila_dtype wire_dtype;
 
     struct sila_objective objective; /* [objective]: every module's default */
     float collab_rate;               /* collab: rate of the soft targets' moving average */

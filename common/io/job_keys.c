@@ -24,6 +24,7 @@ _Static_assert(sizeof(enum sila_optim_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_sched_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_dataset_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_global_state) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum sila_dtype) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum sila_objective_kind) == sizeof(float), "objective fields are 4 bytes");
 
 static const char *const algo_names[] = {"e2e", "local", "pgl", NULL};
@@ -74,6 +75,7 @@ static const struct key job_keys[] = {
     TYPED("deploy", K_DEPLOY, JOB(deploy), 0),
     NUM("deploy_tolerance", K_FLOAT, JOB(deploy_tolerance), 0, 100, 0),
     TYPED("holdout", K_U32, JOB(holdout), 0),
+    ENUM("wire_dtype", JOB(wire_dtype), FROM_0, sila_dtype_names),
 };
 
 static const struct key optim_keys[] = {
@@ -247,16 +249,15 @@ static const char *one_of(const char *const *names, int count, char *why, size_t
     return why;
 }
 
-static const char *parse_enum(const char *const *names, const char *v, int *ret, char *why,
-                              size_t n)
+static const char *parse_enum(const struct key *k, const char *v, int *ret, char *why, size_t n)
 {
     int i;
-    for (i = 0; names[i]; i++)
-        if (strcmp(v, names[i]) == 0) {
-            *ret = i + 1;
+    for (i = 0; k->names[i]; i++)
+        if (strcmp(v, k->names[i]) == 0) {
+            *ret = k->flags & FROM_0 ? i : i + 1;
             return NULL;
         }
-    return one_of(names, i, why, n);
+    return one_of(k->names, i, why, n);
 }
 
 static const char *parse_dataset(const char *v, int *ret, char *why, size_t n)
@@ -315,7 +316,7 @@ const char *job_set_value(const struct key *k, void *base, const char *v, char *
     case K_STR:
         return parse_str(k, v, dst, why, n);
     case K_ENUM:
-        return parse_enum(k->names, v, dst, why, n);
+        return parse_enum(k, v, dst, why, n);
     case K_DATASET:
         return parse_dataset(v, dst, why, n);
     case K_DEPLOY:

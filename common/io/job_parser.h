@@ -16,7 +16,8 @@
 
 enum key_type { K_INT, K_U32, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_DATASET, K_DEPLOY };
 
-enum { LO_OPEN = 1, HI_OPEN = 2, REQUIRED = 4, IDENT = 8 };
+/* FROM_0: a K_ENUM whose value i is names[i] (0, the first, its default) */
+enum { LO_OPEN = 1, HI_OPEN = 2, REQUIRED = 4, IDENT = 8, FROM_0 = 16 };
 
 struct key {
     const char *name;
@@ -25,7 +26,7 @@ struct key {
     double lo, hi; /* K_INT, K_FLOAT: allowed range */
     unsigned flags;
     size_t size;              /* K_STR: buffer bytes */
-    const char *const *names; /* K_ENUM: value i + 1 is names[i] */
+    const char *const *names; /* K_ENUM: value i + 1 is names[i] (i with FROM_0) */
 };
 
 /* The unique sections, indexed by their SEC_* value. */

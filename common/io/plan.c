@@ -102,6 +102,11 @@ uint32_t sila_plan_edge_image(const struct sila_job *job, int k)
     return 0;
 }
 
+enum sila_dtype sila_plan_edge_dtype(const struct sila_job *job, int k)
+{
+    return k > 0 && k < job->nmodules ? job->wire_dtype : SILA_DTYPE_F32;
+}
+
 int sila_plan_edge_snapshot(const struct sila_job *job, int k, uint32_t *ret_floats,
                             struct sila_err *err)
 {

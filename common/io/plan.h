@@ -58,6 +58,11 @@ int sila_plan_edge_shape(const struct sila_job *job, int k, struct sila_shape *r
  * the network's. */
 uint32_t sila_plan_edge_image(const struct sila_job *job, int k);
 
+/* How the training frames entering module k carry their tensor: the job's
+ * wire_dtype between modules (1 <= k < K), f32 into module 0 (the network's
+ * input, from the coordinator). */
+enum sila_dtype sila_plan_edge_dtype(const struct sila_job *job, int k);
+
 /* The floats of the MAN snapshots that travel upstream on edge k (from
  * module k to module k - 1, which runs MAN: the params of module k's first
  * unit) into *ret_floats, 0 when module k - 1 runs none. Errors as

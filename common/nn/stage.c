@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h"
+
 int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first, int last,
                     int max_batch, struct sila_err *err)
 {
@@ -20,6 +22,10 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
         for (int i = 0; sila_module_man_takes(st->mods[k]) && i < SILA_MAN_INBOX; i++)
             if (!(st->inbox[k].v[i] = malloc(sizeof(float) * st->mods[k]->take_floats)))
                 return sila_err_set(err, -ENOMEM, "out of memory");
+        size_t out = sila_shape_size(sila_net_out_shape(st->mods[k]->body));
+        if (job->wire_dtype != SILA_DTYPE_F32 && k < job->nmodules - 1 &&
+            !(st->bound[k] = malloc(sizeof *st->bound[k] * out * max_batch)))
+            return sila_err_set(err, -ENOMEM, "out of memory");
         if (k == 0)
             continue;
         size_t in = sila_shape_size(sila_net_in_shape(st->mods[k]->body));
@@ -34,6 +40,7 @@ void sila_stage_fini(struct sila_stage *st)
     for (int k = 0; k < SILA_MAX_MODULES; k++) {
         sila_module_free(st->mods[k]);
         free(st->din[k]);
+        free(st->bound[k]);
         for (int i = 0; i < SILA_MAN_INBOX; i++)
             free(st->inbox[k].v[i]);
     }
@@ -201,20 +208,65 @@ size_t sila_stage_man_out_floats(const struct sila_stage *st)
     return st->mods[st->first]->sent_floats;
 }
 
+/* ---- module boundaries (half.h) ---- */
+
+/* n values rounded to the job's wire dtype at the boundary after module k
+ * (forward) or before it (backward, `gradient`): beyond the dtype's range
+ * (f16's 65504) they would arrive as infinities. */
+static int cross(struct sila_stage *st, int k, bool gradient, const float *x, float *y, size_t n,
+                 uint64_t step, struct sila_err *err)
+{
+    enum sila_dtype d = st->job->wire_dtype;
+    sila_dtype_round(d, x, y, n);
+    if (sila_all_finite(y, n))
+        return 0;
+    return sila_err_set(err, -ERANGE,
+                        "step %llu: %s module %d holds values beyond %s's range "
+                        "(job.wire_dtype; bf16 has float32's range)",
+                        (unsigned long long)step, gradient ? "a gradient into" : "the output of",
+                        k + 1, sila_dtype_names[d]);
+}
+
+/* What leaves module k on a training step: its output z (B samples)
+ * rounded to the job's wire dtype into *ret, or z itself. */
+static int cross_forward(struct sila_stage *st, int k, const float *z, int B, uint64_t step,
+                         const float **ret, struct sila_err *err)
+{
+    *ret = z;
+    if (!st->bound[k])
+        return 0;
+    *ret = st->bound[k];
+    size_t n = (size_t)B * sila_shape_size(sila_net_out_shape(st->mods[k]->body));
+    return cross(st, k, false, z, st->bound[k], n, step, err);
+}
+
+/* The gradient module k (k >= 1) sends back on a global step, din[k],
+ * rounded in place to the job's wire dtype. */
+static int cross_backward(struct sila_stage *st, int k, int B, uint64_t step, struct sila_err *err)
+{
+    if (st->job->wire_dtype == SILA_DTYPE_F32 || k == 0)
+        return 0;
+    size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(st->mods[k]->body));
+    return cross(st, k, true, st->din[k], st->din[k], n, step, err);
+}
+
 int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
                      int B, uint64_t step, float lr, float smoothing,
                      const struct sila_stage_sink *sink, const float **ret_z, struct sila_err *err)
 {
     for (int k = st->first; k <= st->last; k++) {
         if (step < st->next_step[k]) { /* learned before a restart: pass it on */
-            x = sila_module_global_forward(st->mods[k], x, B);
+            int r = cross_forward(st, k, sila_module_global_forward(st->mods[k], x, B), B, step, &x,
+                                  err);
+            if (r)
+                return r;
             continue;
         }
         struct sila_step_stats s;
         x = sila_module_local_step(st->mods[k], x, side->labels, side->targets, side->image, B, lr,
                                    smoothing, &s);
         int r = sila_module_check(st->mods[k], x, NULL, B, step, err);
-        if (r)
+        if (r || (r = cross_forward(st, k, x, B, step, &x, err)))
             return r;
         st->next_step[k] = step + 1;
         if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
@@ -231,7 +283,7 @@ int sila_stage_global_forward(struct sila_stage *st, const float *x, int B, uint
         st->in[k] = x;
         x = sila_module_global_forward(st->mods[k], x, B);
         int r = sila_module_check(st->mods[k], x, NULL, B, step, err);
-        if (r)
+        if (r || (r = cross_forward(st, k, x, B, step, &x, err)))
             return r;
     }
     *ret_z = x;
@@ -250,7 +302,7 @@ int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int
                                     st->din[k], &s);
         dz = st->din[k];
         int r = sila_module_check(st->mods[k], NULL, st->din[k], B, step, err);
-        if (r)
+        if (r || (r = cross_backward(st, k, B, step, err)))
             return r;
         if (!learn)
             continue;

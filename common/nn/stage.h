@@ -29,6 +29,10 @@ struct sila_stage {
     /* owned, for the modules k >= 1 of the stage: d(loss)/d(input of
      * module k) of a global step, (max_batch, its input) */
     float *din[SILA_MAX_MODULES];
+    /* owned when the job's wire_dtype is not f32, for the modules k < K-1
+     * of the stage: module k's training output rounded to it (max_batch,
+     * its output), what the next module takes (din[k] is rounded in place) */
+    float *bound[SILA_MAX_MODULES];
     const float *in[SILA_MAX_MODULES]; /* a global step's inputs, between its halves */
     /* the replay rule: the next training step and evaluation batch (epoch
      * * eval batches + batch) each module has not learned or reported */

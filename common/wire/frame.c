@@ -36,11 +36,17 @@ static void fill_header(Sila__FrameHeader *ph, uint32_t shape[4], const struct s
     ph->nlabels = h->nlabels;
     ph->target_classes = h->target_classes;
     ph->image_size = h->image_size;
+    ph->dtype = (Sila__Dtype)h->dtype;
+}
+
+static size_t tensor_values(const struct sila_frame_hdr *h)
+{
+    return (size_t)h->n * h->c * h->h * h->w;
 }
 
 static size_t tensor_bytes(const struct sila_frame_hdr *h)
 {
-    return sizeof(float) * (size_t)h->n * h->c * h->h * h->w;
+    return sila_dtype_size(h->dtype) * tensor_values(h);
 }
 
 static size_t target_bytes(const struct sila_frame_hdr *h)
@@ -82,7 +88,11 @@ void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32
     p += target_bytes(h);
     if (h->image_size)
         memcpy(p, image, image_bytes(h));
-    memcpy(p + image_bytes(h), x, tensor_bytes(h));
+    p += image_bytes(h);
+    if (h->dtype == SILA_DTYPE_F32)
+        memcpy(p, x, tensor_bytes(h));
+    else
+        sila_dtype_pack(h->dtype, x, (uint16_t *)p, tensor_values(h));
 }
 
 /* Where the network's input travels: on exactly the local training batches
@@ -169,6 +179,13 @@ static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_
         return sila_err_set(err, -EINVAL, "frame: %s frame on an edge that carries %s",
                             h->gradient ? "gradient" : "activation",
                             lim->gradient ? "gradients" : "activations");
+    bool training = h->phase == SILA_PHASE_LOCAL || h->phase == SILA_PHASE_GLOBAL;
+    enum sila_dtype want = training ? lim->dtype : SILA_DTYPE_F32;
+    if (h->dtype != want)
+        return sila_err_set(err, -EINVAL, "frame: values in %s, the plan says %s here",
+                            (unsigned)h->dtype <= SILA_DTYPE_F16 ? sila_dtype_names[h->dtype]
+                                                                 : "an unknown type",
+                            sila_dtype_names[want]);
     if (h->phase == SILA_PHASE_SNAPSHOT)
         return check_snapshot_header(h, lim, err);
     if (h->phase == SILA_PHASE_HELLO)
@@ -213,7 +230,8 @@ static int decode_header(const uint8_t *buf, size_t hl, struct sila_frame_hdr *h
                                      .w = ph->shape[3],
                                      .nlabels = ph->nlabels,
                                      .target_classes = ph->target_classes,
-                                     .image_size = ph->image_size};
+                                     .image_size = ph->image_size,
+                                     .dtype = (enum sila_dtype)ph->dtype};
     sila__frame_header__free_unpacked(ph, NULL);
     return r;
 }
@@ -261,7 +279,7 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     uint64_t want = PREFIX + pad4(hl) + sizeof(int32_t) * (uint64_t)h.nlabels +
                     sizeof(float) * (uint64_t)h.n * h.target_classes +
                     sizeof(float) * (uint64_t)h.n * h.image_size +
-                    sizeof(float) * (uint64_t)h.n * h.c * h.h * h.w;
+                    sila_dtype_size(h.dtype) * (uint64_t)h.n * h.c * h.h * h.w;
     if (want != len)
         return sila_err_set(err, -EBADMSG, "frame: %zu bytes, its header describes %llu", len,
                             (unsigned long long)want);
@@ -279,7 +297,8 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     const float *image = h.image_size ? (const float *)p : NULL;
     if (image && !sila_all_finite(image, (size_t)h.n * h.image_size))
         return sila_err_set(err, -EINVAL, "frame: the network's input carried along is not finite");
-    const float *x = (const float *)(p + sizeof(float) * (size_t)h.n * h.image_size);
+    p += sizeof(float) * (size_t)h.n * h.image_size;
+    const float *x = h.dtype == SILA_DTYPE_F32 ? (const float *)p : NULL;
     if (h.phase == SILA_PHASE_SNAPSHOT && !sila_all_finite(x, h.c))
         return sila_err_set(err, -EINVAL, "frame: a snapshot that is not finite");
     ret_view->hdr = h;
@@ -287,5 +306,6 @@ int sila_frame_decode(const uint8_t *buf, size_t len, const struct sila_frame_li
     ret_view->targets = targets;
     ret_view->image = image;
     ret_view->x = x;
+    ret_view->x16 = x ? NULL : (const uint16_t *)p;
     return 0;
 }

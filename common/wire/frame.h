@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "half.h"
 
 #define SILA_WIRE_VERSION 6u
 #define SILA_FRAME_MAX_HEADER 256  /* bytes of encoded FrameHeader, at most */
@@ -44,21 +45,23 @@ struct sila_frame_hdr {
     uint32_t nlabels;        /* 0 or n */
     uint32_t target_classes; /* 0, or collab's soft targets (n, target_classes) */
     uint32_t image_size;     /* 0, or the network's input (n, image_size) */
+    enum sila_dtype dtype;   /* of the tensor's values */
 };
 
 /* What a receiving edge accepts, from the job's plan. */
 struct sila_frame_limits {
-    uint32_t max_n;      /* largest batch */
-    uint32_t c, h, w;    /* exact per-sample shape on this edge */
-    uint32_t nclasses;   /* labels must lie in [0, nclasses) */
-    bool gradient;       /* the direction of this edge */
-    bool collab;         /* the job uses collab: labelled training frames may carry
-                            soft targets of nclasses */
-    uint32_t image_size; /* local training frames carry the network's input, this many
-                            floats per sample (a module from here on reconstructs it);
-                            0: no frame does */
-    uint32_t snapshot;   /* MAN: a gradient edge's snapshots have this many floats, an
-                            activation edge takes requests for them (1x1x1x1) when not 0 */
+    uint32_t max_n;        /* largest batch */
+    uint32_t c, h, w;      /* exact per-sample shape on this edge */
+    uint32_t nclasses;     /* labels must lie in [0, nclasses) */
+    bool gradient;         /* the direction of this edge */
+    bool collab;           /* the job uses collab: labelled training frames may carry
+                              soft targets of nclasses */
+    uint32_t image_size;   /* local training frames carry the network's input, this many
+                              floats per sample (a module from here on reconstructs it);
+                              0: no frame does */
+    uint32_t snapshot;     /* MAN: a gradient edge's snapshots have this many floats, an
+                              activation edge takes requests for them (1x1x1x1) when not 0 */
+    enum sila_dtype dtype; /* of training frames' tensors; every other frame's is f32 */
 };
 
 /* Bytes of the encoded frame. */
@@ -67,7 +70,8 @@ size_t sila_frame_size(const struct sila_frame_hdr *h);
 /* Writes the frame into buf, which holds sila_frame_size(h) bytes; labels
  * (h->nlabels) may be NULL when nlabels is 0, targets (n*target_classes
  * floats) when target_classes is 0, image (n*image_size floats) when
- * image_size is 0; x holds n*c*h*w floats. */
+ * image_size is 0; x holds n*c*h*w floats, written as h->dtype (rounded to
+ * nearest, half.h). */
 void sila_frame_encode(uint8_t *buf, const struct sila_frame_hdr *h, const int32_t *labels,
                        const float *targets, const float *image, const float *x);
 
@@ -78,13 +82,15 @@ struct sila_frame_view {
     const int32_t *labels; /* NULL when nlabels is 0 */
     const float *targets;  /* (n, target_classes), NULL when target_classes is 0 */
     const float *image;    /* (n, image_size), NULL when image_size is 0 */
-    const float *x;
+    const float *x;        /* NULL when the tensor is in 16 bits: */
+    const uint16_t *x16;   /* then its values as hdr.dtype (sila_dtype_unpack), else NULL */
 };
 
 /* Decodes and validates len bytes. Errors: -EBADMSG for anything that is
  * not a well-formed frame (bad magic, sizes, undecodable header), -EPROTO
  * for a wire version other than ours, -EINVAL for a frame that breaks the
- * limits (shape, batch, direction, labels; a greeting: 1x1x1x1 and bare;
+ * limits (shape, batch, direction, labels, the dtype: the limits' on
+ * training frames, f32 on the others; a greeting: 1x1x1x1 and bare;
  * a snapshot: only where the limits name its size, finite; soft targets:
  * allowed only with labels, outside evaluation, on a collab edge, of
  * nclasses; each value finite in [0, 1], each row a zero row or summing to

@@ -35,19 +35,27 @@ WIRE = int(re.search(r"#define SILA_WIRE_VERSION (\d+)u",
                      open(os.path.join(ROOT, "common", "wire", "frame.h")).read()).group(1))
 
 
-def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None, image=0):
+def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None, image=0,
+          dtype="F32"):
     """targets: rows of collab's soft targets (one per sample), or None;
-    image: values per sample of the network's input carried along."""
+    image: values per sample of the network's input carried along; dtype:
+    the tensor's (F32, or BF16 / F16: written as the halves of 0.5 i)."""
     classes = len(targets[0]) if targets else 0
     hdr = encode("FrameHeader", f"version: {WIRE} generation: 1 seq: 7 batch: 3 epoch: 0 "
                                 f"phase: {phase} gradient: {str(gradient).lower()} "
                                 f"shape: [{n}, {c}, {h}, {w}] nlabels: {len(labels)} "
-                                f"target_classes: {classes} image_size: {image}")
+                                f"target_classes: {classes} image_size: {image} "
+                                f"dtype: {dtype}")
     body = struct.pack(f"<{len(labels)}i", *labels)
     for row in targets or []:
         body += struct.pack(f"<{classes}f", *row)
     body += struct.pack(f"<{n * image}f", *[0.25 * i for i in range(n * image)])
-    body += struct.pack(f"<{n * c * h * w}f", *[0.5 * i for i in range(n * c * h * w)])
+    values = struct.pack(f"<{n * c * h * w}f", *[0.5 * i for i in range(n * c * h * w)])
+    if dtype == "BF16":  # the upper halves of multiples of 0.5: exact
+        values = b"".join(values[i + 2:i + 4] for i in range(0, len(values), 4))
+    elif dtype == "F16":
+        values = struct.pack(f"<{n * c * h * w}e", *[0.5 * i for i in range(n * c * h * w)])
+    body += values
     return b"SILF" + struct.pack("<I", len(hdr)) + pad4(hdr) + body
 
 
@@ -85,6 +93,7 @@ def main():
     write("frame", "eval", frame(1, 2, 4, 5, [3], phase="EVAL"))
     write("frame", "image", frame(2, 2, 4, 5, [2, 8], image=6))
     write("frame", "gradient", frame(3, 2, 4, 5, [], gradient=True, phase="GLOBAL"))
+    write("frame", "bf16", frame(3, 2, 4, 5, [0, 9, 4], dtype="BF16"))
     write("frame", "hello", frame(1, 1, 1, 1, [], phase="HELLO"))
     write("frame", "hello-answer", frame(1, 1, 1, 1, [], gradient=True, phase="HELLO"))
     write("ctl", "done", ctl("done { module: 2 phase: GLOBAL epoch: 1 batch: 99 loss: 0.5 "

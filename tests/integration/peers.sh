@@ -53,6 +53,8 @@ misbehave logits-extra 1 2 logits-extra "module 1 reported step 0 with 320 logit
 misbehave no-targets 1 2 no-targets \
     "the worker for module 2 failed: upstream: training batch 0 without soft targets"
 misbehave garbage 1 2 garbage "the worker for module 2 failed: upstream: [a-z]"
+misbehave bf16 1 2 bf16 \
+    "the worker for module 2 failed: upstream: frame: values in bf16, the plan says f32 here"
 # the worker's sentence names the edge once, not the message it wraps again
 check "a wrapped error reads once" bash -c \
     '! grep -q "upstream: upstream" garbage.silad.err garbage.worker.err'
