@@ -174,6 +174,11 @@ static size_t check_conv(const struct conv_case *cc, uint64_t seed)
     fill_const(dw, nw, 0.25f);
     sila_conv2d_backward(NULL, dw, NULL, dy, x, w, &g, work);
     assert_sums(dw, rdw, rdw_abs, nw, (double)g.B * g.OH * g.OW, 0.25, "conv dw (din NULL)");
+    /* dw and db NULL (a frozen net): the same din, bit for bit */
+    float *dx2 = falloc(nx);
+    sila_conv2d_backward(dx2, NULL, NULL, dy, x, w, &g, work);
+    ck_assert_mem_eq(dx2, dx, sizeof *dx * nx);
+    free(dx2);
 
     free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db), free(work);
     free(ry), free(ry_abs), free(rdx), free(rdx_abs), free(rdw), free(rdw_abs), free(rdb),
@@ -451,6 +456,9 @@ START_TEST(test_linear)
     assert_sums(dx, rdx, rdx_abs, B * IN, OUT, 0.0, "linear din");
     assert_sums(dw, rdw, rdw_abs, OUT * IN, B, 0.25, "linear dw");
     assert_sums(db, rdb, rdb_abs, OUT, B, -0.5, "linear db");
+    float dx2[B * IN]; /* dw and db NULL: the same din */
+    sila_linear_backward(dx2, NULL, NULL, dy, x, w, B, IN, OUT);
+    ck_assert_mem_eq(dx2, dx, sizeof *dx * B * IN);
 }
 END_TEST
 
@@ -653,6 +661,8 @@ START_TEST(test_bn_backward)
     memcpy(alias, dy, sizeof *dy * N);
     sila_bn_backward(alias, dg2, db2, alias, x, mean, invstd, gamma, d->B, C, d->HW);
     ck_assert_mem_eq(alias, dx, sizeof *dx * N);
+    sila_bn_backward(alias, NULL, NULL, dy, x, mean, invstd, gamma, d->B, C, d->HW);
+    ck_assert_mem_eq(alias, dx, sizeof *dx * N); /* no dgamma, dbeta: the same din */
     for (int c = 0; c < C; c++) {
         double m, v, sg = 0.0, sb = 0.0, ag = 0.0, ab = 0.0;
         ref_stats(x, d, c, &m, &v);

@@ -132,8 +132,10 @@ void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout
             size_t off = ((size_t)b * C + c) * HW;
             plane_grad_sums(dout + off, in + off, HW, mean[c], invstd[c], &sum_dy, &sum_dy_xhat);
         }
-        dgamma[c] += (float)sum_dy_xhat;
-        dbeta[c] += (float)sum_dy;
+        if (dgamma) {
+            dgamma[c] += (float)sum_dy_xhat;
+            dbeta[c] += (float)sum_dy;
+        }
         if (!din)
             continue;
         /* din = γ·invstd·(dy − mean(dy) − x̂·mean(dy·x̂)) */

@@ -359,11 +359,11 @@ static void dx_transposed(float *din_b, const float *dout_b, const float *wt,
                 (int)hw, 0.0f, din_b, (int)hw);
 }
 
-/* Backward of the samples [b0, b0 + nb): dW and (when with_db) db into the
- * thread's partials, dX into din (unless NULL). */
+/* Backward of the samples [b0, b0 + nb): dW (when with_dw) and db (when
+ * with_db) into the thread's partials, dX into din (unless NULL). */
 static void backward_chunk(float *din, const float *dout, const float *in, const float *w,
-                           const float *wt, bool with_db, const struct sila_conv_geom *g,
-                           const struct scratch *s, int b0, int nb)
+                           const float *wt, bool with_dw, bool with_db,
+                           const struct sila_conv_geom *g, const struct scratch *s, int b0, int nb)
 {
     const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
     const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;
@@ -379,11 +379,12 @@ static void backward_chunk(float *din, const float *dout, const float *in, const
             acc += gy[oc * n + j];
         s->db[oc] += acc;
     }
-    for (int i = 0; i < nb; i++)
+    for (int i = 0; with_dw && i < nb; i++)
         im2col(s->col + i * hw, n, in + (b0 + i) * in_sz, g);
     /* dw (OC, CKK) += gy (OC, n) · col^T (n, CKK) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, ckk, (int)n, 1.0f, gy, (int)n,
-                s->col, (int)n, 1.0f, s->dw, ckk);
+    if (with_dw)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, ckk, (int)n, 1.0f, gy, (int)n,
+                    s->col, (int)n, 1.0f, s->dw, ckk);
     if (!din)
         return;
     if (wt) {
@@ -415,18 +416,21 @@ void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
         struct scratch s = scratch_of(g, work, t);
         memset(s.dw, 0, sizeof *s.dw * (nw + (size_t)g->OC)); /* dw then db */
     }
-#pragma omp parallel num_threads(T)
+    /* without dW, db or a dX by chunks, Winograd's dX is all there is */
+    const int nrun = dw || db || (din && !wino_dx) ? nchunks : 0;
+#pragma omp parallel num_threads(T) if (nrun > 0)
     {
         struct scratch s = scratch_of(g, work, omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int c = 0; c < nchunks; c++) {
+        for (int c = 0; c < nrun; c++) {
             int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-            backward_chunk(wino_dx ? NULL : din, dout, in, w, wt, db != NULL, g, &s, b0, nb);
+            backward_chunk(wino_dx ? NULL : din, dout, in, w, wt, dw != NULL, db != NULL, g, &s, b0,
+                           nb);
         }
     }
     for (int t = 0; t < T; t++) {
         struct scratch s = scratch_of(g, work, t);
-        for (size_t i = 0; i < nw; i++)
+        for (size_t i = 0; dw && i < nw; i++)
             dw[i] += s.dw[i];
         for (int oc = 0; db && oc < g->OC; oc++)
             db[oc] += s.db[oc];

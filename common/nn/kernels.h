@@ -30,6 +30,7 @@ double sila_plane_sum(const float *x, int n);
 /* out (B, OUT), in (B, IN), w (OUT, IN), b (OUT) or NULL */
 void sila_linear_forward(float *out, const float *in, const float *w, const float *b, int B, int IN,
                          int OUT);
+/* Adds into dw and db (each NULL: not computed); writes din unless NULL. */
 void sila_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, int B, int IN, int OUT);
 
@@ -55,7 +56,8 @@ size_t sila_conv_work_floats(const struct sila_conv_geom *g);
  * work: sila_conv_work_floats(g) floats of scratch. */
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work);
-/* din (B, C, H, W) or NULL, dw (OC, C, K, K), db (OC) or NULL. */
+/* din (B, C, H, W), dw (OC, C, K, K) and db (OC): each NULL when not
+ * wanted (dw and db are added into). */
 void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, const struct sila_conv_geom *g, float *work);
 
@@ -72,7 +74,8 @@ void sila_bn_forward_eval(float *out, const float *in, const float *gamma, const
                           const float *run_mean, const float *run_var, float eps, int B, int C,
                           int HW);
 /* in is the train-mode input (B, C, HW); mean and invstd as saved by the
- * forward pass. din may alias dout. */
+ * forward pass. din may alias dout; dgamma and dbeta (added into) both
+ * NULL when not wanted. */
 void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                       const float *mean, const float *invstd, const float *gamma, int B, int C,
                       int HW);

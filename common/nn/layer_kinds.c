@@ -49,7 +49,13 @@ static const float *bias_of(const struct sila_layer *L, const float *base)
 
 static float *grad_bias_of(const struct sila_layer *L, float *grads)
 {
-    return L->spec.bias ? grads + L->b_off : NULL;
+    return grads && L->spec.bias ? grads + L->b_off : NULL;
+}
+
+/* Where L's weight gradient goes: NULL when the pass computes none. */
+static float *grad_weight_of(const struct sila_layer *L, float *grads)
+{
+    return grads ? grads + L->w_off : NULL;
 }
 
 /* Floats of the batch's input. */
@@ -88,7 +94,7 @@ static void linear_forward(struct sila_layer *L, const float *in, const struct s
 static void linear_backward(struct sila_layer *L, const float *in, const float *dout, float *din,
                             const struct sila_ctx *ctx)
 {
-    sila_linear_backward(din, ctx->grads + L->w_off, grad_bias_of(L, ctx->grads), dout, in,
+    sila_linear_backward(din, grad_weight_of(L, ctx->grads), grad_bias_of(L, ctx->grads), dout, in,
                          ctx->params + L->w_off, ctx->B, L->in.c, L->out.c);
 }
 
@@ -135,7 +141,7 @@ static void conv_backward(struct sila_layer *L, const float *in, const float *do
                           const struct sila_ctx *ctx)
 {
     L->conv.B = ctx->B;
-    sila_conv2d_backward(din, ctx->grads + L->w_off, grad_bias_of(L, ctx->grads), dout, in,
+    sila_conv2d_backward(din, grad_weight_of(L, ctx->grads), grad_bias_of(L, ctx->grads), dout, in,
                          ctx->params + L->w_off, &L->conv, ctx->work);
 }
 
@@ -218,8 +224,8 @@ static void bn_backward(struct sila_layer *L, const float *in, const float *dout
                         const struct sila_ctx *ctx)
 {
     float *G = ctx->grads;
-    sila_bn_backward(din, G + L->w_off, G + L->b_off, dout, in, L->mean, L->invstd,
-                     ctx->params + L->w_off, ctx->B, L->in.c, L->in.h * L->in.w);
+    sila_bn_backward(din, grad_weight_of(L, G), G ? G + L->b_off : NULL, dout, in, L->mean,
+                     L->invstd, ctx->params + L->w_off, ctx->B, L->in.c, L->in.h * L->in.w);
 }
 
 /* ---- element-wise and reshaping kinds: relu, gap, flatten ---- */

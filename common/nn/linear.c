@@ -45,7 +45,7 @@ void sila_linear_backward(float *din, float *dw, float *db, const float *dout, c
         int t = omp_get_thread_num(), T = omp_get_num_threads(), lo, hi;
         split_rows(OUT, t, T, &lo, &hi);
         /* dw rows [lo, hi) (., IN) += dout^T rows (., B) · in (B, IN) */
-        if (hi > lo)
+        if (dw && hi > lo)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, IN, B, 1.0f, dout + lo,
                         OUT, in, IN, 1.0f, dw + (size_t)lo * IN, IN);
         split_rows(B, t, T, &lo, &hi);

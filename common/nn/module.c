@@ -141,8 +141,9 @@ static float *aux_grad(struct sila_module *m, float *dz)
 }
 
 /* MAN's backward from m->dy: lb learns; d(loss)/dz through both copies
- * (ema's weights do not learn: its gradients are dropped) written into dz,
- * unless NULL (the path's input is detached). Nothing without MAN. */
+ * (ema's weights do not learn: no gradient of theirs is computed) written
+ * into dz, unless NULL (the path's input is detached). Nothing without
+ * MAN. */
 static void aux_input_backward(struct sila_module *m, const float *z, float *dz, int B)
 {
     if (!m->lb)
@@ -150,8 +151,7 @@ static void aux_input_backward(struct sila_module *m, const float *z, float *dz,
     sila_net_backward(m->lb, z, m->dy, dz, B);
     if (!dz)
         return;
-    memset(m->ema_grads, 0, sizeof *m->ema_grads * m->take_floats);
-    sila_net_backward(m->ema, z, m->dy, m->dz_ema, B);
+    sila_net_backward_input(m->ema, z, m->dy, m->dz_ema, B);
     size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(m->lb));
     for (size_t i = 0; i < n; i++)
         dz[i] += m->dz_ema[i];

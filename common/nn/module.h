@@ -64,10 +64,11 @@ struct sila_module {
      * first unit (params the head's first: it learns with the head), ema a
      * frozen one (owned nets). ema's params follow `target`, the newest
      * snapshot of that unit taken up: ema <- mom ema + (1 - mom) target
-     * after every update. Owned: y, its gradient dy, ema's input gradient
-     * and the gradients it accumulates unused, (max_batch, unit out / in). */
+     * after every update (its backward computes no weight gradient).
+     * Owned: y, its gradient dy and ema's input gradient, (max_batch, unit
+     * out / in). */
     struct sila_net *lb, *ema;
-    float *y, *dy, *dz_ema, *ema_grads;
+    float *y, *dy, *dz_ema;
     /* Views into the buffers, so that a module's state carries them: ema's
      * params and target (take_floats each, when lb), and `sent`, the last
      * snapshot of this module's own first unit (sent_floats, when the

@@ -155,8 +155,7 @@ static int alloc_man(struct sila_module *m, int max_batch)
     m->y = malloc(sizeof *m->y * ny);
     m->dy = malloc(sizeof *m->dy * ny);
     m->dz_ema = malloc(sizeof *m->dz_ema * nz);
-    m->ema_grads = malloc(sizeof *m->ema_grads * (m->take_floats + 1));
-    return m->y && m->dy && m->dz_ema && m->ema_grads ? 0 : -ENOMEM;
+    return m->y && m->dy && m->dz_ema ? 0 : -ENOMEM;
 }
 
 /* Floats of the aux side's buffers, after the body's: lb | head | twin |
@@ -218,7 +217,7 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
     if (m->lb) {
         sila_net_bind(m->lb, m->params + m->body_params, m->grads + m->body_params, lbuf);
         m->ema_params = man, m->target = man + m->take_floats;
-        sila_net_bind(m->ema, m->ema_params, m->ema_grads, hbuf + hb + tb + db);
+        sila_net_bind(m->ema, m->ema_params, NULL, hbuf + hb + tb + db); /* frozen */
     }
     if (m->sent_floats)
         m->sent = man + 2 * m->take_floats;
@@ -284,7 +283,6 @@ void sila_module_free(struct sila_module *m)
     free(m->y);
     free(m->dy);
     free(m->dz_ema);
-    free(m->ema_grads);
     free(m->arena);
     free(m->buffers);
     free(m->dhead);

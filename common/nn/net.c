@@ -223,13 +223,28 @@ const float *sila_net_output(const struct sila_net *net)
     return net->layers[net->n - 1].y;
 }
 
-void sila_net_backward(struct sila_net *net, const float *x, const float *dout, float *din, int B)
+/* The backward pass with ctx (its grads NULL: none computed). */
+static void backward(struct sila_net *net, const struct sila_ctx *ctx, const float *x,
+                     const float *dout, float *din)
 {
-    struct sila_ctx ctx = make_ctx(net, B, true, NULL);
     const float *g = dout;
     for (int i = net->n - 1; i >= 0; i--) {
         float *dst = i == 0 ? din : (g == net->g_a ? net->g_b : net->g_a);
-        sila_layer_backward(&net->layers[i], i ? net->layers[i - 1].y : x, g, dst, &ctx);
+        sila_layer_backward(&net->layers[i], i ? net->layers[i - 1].y : x, g, dst, ctx);
         g = dst;
     }
+}
+
+void sila_net_backward(struct sila_net *net, const float *x, const float *dout, float *din, int B)
+{
+    struct sila_ctx ctx = make_ctx(net, B, true, NULL);
+    backward(net, &ctx, x, dout, din);
+}
+
+void sila_net_backward_input(struct sila_net *net, const float *x, const float *dout, float *din,
+                             int B)
+{
+    struct sila_ctx ctx = make_ctx(net, B, true, NULL);
+    ctx.grads = NULL;
+    backward(net, &ctx, x, dout, din);
 }

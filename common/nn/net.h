@@ -182,5 +182,9 @@ const float *sila_net_output(const struct sila_net *net);
  * parameter gradients into the grads block and writes d(loss)/dx into din
  * (B, in) unless din is NULL. dout (B, out) is d(loss)/d(output). */
 void sila_net_backward(struct sila_net *net, const float *x, const float *dout, float *din, int B);
+/* The same pass for d(loss)/dx alone (din, not NULL): no parameter
+ * gradient is computed or touched (a frozen net's). */
+void sila_net_backward_input(struct sila_net *net, const float *x, const float *dout, float *din,
+                             int B);
 
 #endif
