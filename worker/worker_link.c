@@ -244,6 +244,9 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                      const int32_t *labels, const float *targets, const float *image,
                      const float *x, struct sila_err *err)
 {
+    /* the dtype the edge's receiver expects (the stage rounded training
+     * tensors to it: half.h) */
+    const struct sila_frame_limits *edge = l == &w->down ? &w->down_lim : &w->up_lim;
     struct sila_frame_hdr h = {.generation = w->pipeline,
                                .seq = *seq,
                                .batch = of->batch,
@@ -257,11 +260,7 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
                                .nlabels = labels ? of->n : 0,
                                .target_classes = targets ? (uint32_t)w->job.nclasses : 0,
                                .image_size = image ? (uint32_t)sila_shape_size(w->job.input) : 0,
-                               .dtype = SILA_DTYPE_F32};
-    /* training activations and gradients travel as the edge's dtype (the
-     * stage rounded them to it already: half.h) */
-    if (of->phase == SILA_PHASE_LOCAL || of->phase == SILA_PHASE_GLOBAL)
-        h.dtype = l == &w->down ? w->down_lim.dtype : w->up_lim.dtype;
+                               .dtype = sila_frame_dtype(edge, of->phase)};
     size_t len = sila_frame_size(&h);
     uint8_t *buf = sila_link_alloc(len);
     if (!buf)

@@ -39,6 +39,12 @@ static void fill_header(Sila__FrameHeader *ph, uint32_t shape[4], const struct s
     ph->dtype = (Sila__Dtype)h->dtype;
 }
 
+enum sila_dtype sila_frame_dtype(const struct sila_frame_limits *lim, enum sila_phase phase)
+{
+    bool training = phase == SILA_PHASE_LOCAL || phase == SILA_PHASE_GLOBAL;
+    return training ? lim->dtype : SILA_DTYPE_F32;
+}
+
 static size_t tensor_values(const struct sila_frame_hdr *h)
 {
     return (size_t)h->n * h->c * h->h * h->w;
@@ -179,8 +185,7 @@ static int check_limits(const struct sila_frame_hdr *h, const struct sila_frame_
         return sila_err_set(err, -EINVAL, "frame: %s frame on an edge that carries %s",
                             h->gradient ? "gradient" : "activation",
                             lim->gradient ? "gradients" : "activations");
-    bool training = h->phase == SILA_PHASE_LOCAL || h->phase == SILA_PHASE_GLOBAL;
-    enum sila_dtype want = training ? lim->dtype : SILA_DTYPE_F32;
+    enum sila_dtype want = sila_frame_dtype(lim, h->phase);
     if (h->dtype != want)
         return sila_err_set(err, -EINVAL, "frame: values in %s, the plan says %s here",
                             (unsigned)h->dtype <= SILA_DTYPE_F16 ? sila_dtype_names[h->dtype]

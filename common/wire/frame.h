@@ -64,6 +64,10 @@ struct sila_frame_limits {
     enum sila_dtype dtype; /* of training frames' tensors; every other frame's is f32 */
 };
 
+/* The dtype of a frame of this phase on an edge of these limits: the
+ * limits' for training frames (LOCAL, GLOBAL), f32 for every other. */
+enum sila_dtype sila_frame_dtype(const struct sila_frame_limits *lim, enum sila_phase phase);
+
 /* Bytes of the encoded frame. */
 size_t sila_frame_size(const struct sila_frame_hdr *h);
 
