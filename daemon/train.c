@@ -64,10 +64,14 @@ static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *er
         const struct sila_batch_side side = {tr->labels, tr->targets, tr->x};
         return sila_stage_local(&tr->stage, tr->x, &side, B, t, lr, smoothing, &sink, &z, err);
     }
+    float mu = sila_plan_local_weight(plan, t);
+    if (tr->job->global_lag > 0)
+        return sila_stage_global_late(&tr->stage, tr->x, tr->labels, B, t, lr, smoothing, mu, &sink,
+                                      &z, err);
     int r = sila_stage_global_forward(&tr->stage, tr->x, B, t, &z, err);
     return r ? r
-             : sila_stage_global_backward(&tr->stage, NULL, tr->labels, B, t, lr, smoothing,
-                                          sila_plan_local_weight(plan, t), &sink, &din, err);
+             : sila_stage_global_backward(&tr->stage, NULL, tr->labels, B, t, lr, smoothing, mu,
+                                          &sink, &din, err);
 }
 
 /* The accuracy of every exit on the test and the held-out splits after

@@ -312,6 +312,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(j.period, 10);
     ck_assert_int_eq(j.global_steps, 1);
     ck_assert_float_eq(j.local_weight, 0.0f);
+    ck_assert_int_eq(j.global_lag, 0);
     ck_assert_int_eq(j.eval_every, 1);
     ck_assert_uint_eq(j.train_limit, 0);
     ck_assert_int_eq(j.augment_crop, 0);
@@ -401,6 +402,16 @@ static const struct bad_case bad_cases[] = {
      14,
      "[module] aux"},
     {"global_steps > period", {REPLACE(8, "global_steps = 5")}, {NULL}, 8, "[job] global_steps"},
+    {"global_lag without global steps",
+     {REPLACE(6, "algorithm = local\nglobal_lag = 2")},
+     {NULL},
+     7,
+     "[job] global_lag"},
+    {"global_lag beyond 16",
+     {REPLACE(8, "global_steps = 1\nglobal_lag = 17")},
+     {NULL},
+     9,
+     "[job] global_lag"},
     {"nesterov without momentum",
      {REPLACE(11, "nesterov = true")},
      {NULL},

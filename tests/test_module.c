@@ -1,7 +1,9 @@
 /* Global steps of a module with and without `apply`: a module passing a
  * gradient on for a step it has already learned from (a distributed
  * pipeline restarted after a worker was replaced) must leave its whole state
- * as it was, and hand down exactly the gradient a learning pass would. */
+ * as it was, and hand down exactly the gradient a learning pass would. A
+ * late global step (job.global_lag) computes, after other steps moved the
+ * module, the gradient the step would have had at once. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,10 +17,10 @@ static struct sila_job job;
 
 static void load_job(void)
 {
-    static const char *const small[] = {"job.batch=8"};
+    static const char *const small[] = {"job.batch=8", "job.global_lag=1"};
     struct sila_err err;
     ck_assert_msg(
-        sila_job_load(&job, SILA_SOURCE_DIR "/deploy/jobs/fmnist-cnn-k4.ini", small, 1, &err) == 0,
+        sila_job_load(&job, SILA_SOURCE_DIR "/deploy/jobs/fmnist-cnn-k4.ini", small, 2, &err) == 0,
         "%s", err.msg);
 }
 
@@ -113,6 +115,70 @@ START_TEST(pass_on_keeps_state_last)
 }
 END_TEST
 
+/* Module k (not the last) goes forward on a global step keeping its state,
+ * learns a local step on another batch, then takes the global step late:
+ * it passes down the gradient module b, which took the step at once, did;
+ * its body's batch-norm statistics stay those of the local step; without
+ * apply its parameters stay too, with apply they move. */
+static void check_late(int k, float mu, bool apply)
+{
+    struct sila_err err;
+    struct sila_module *a, *b;
+    ck_assert_msg(sila_module_new(&a, &job, k, B, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_module_new(&b, &job, k, B, &err) == 0, "%s", err.msg);
+    size_t in = sila_shape_size(sila_net_in_shape(a->body)) * B;
+    size_t out = sila_shape_size(sila_net_out_shape(a->body)) * B;
+    float *x = malloc(sizeof *x * in), *x2 = malloc(sizeof *x2 * in),
+          *dz = malloc(sizeof *dz * out);
+    float *din_a = malloc(sizeof *din_a * in), *din_b = malloc(sizeof *din_b * in);
+    struct sila_module_then then;
+    ck_assert_msg(sila_module_then_init(a, B, &then, &err) == 0, "%s", err.msg);
+    int32_t labels[B];
+    ck_assert(x && x2 && dz && din_a && din_b);
+    make_batch(a, x, labels, dz);
+    for (size_t i = 0; i < in; i++)
+        x2[i] = (float)cos(0.23 * (double)i);
+    struct sila_step_stats st;
+
+    sila_module_global_forward(b, x, B);
+    sila_module_global_backward(b, x, dz, labels, B, 0.05f, 0.0f, mu, true, din_b, &st);
+
+    sila_module_global_forward_kept(a, x, B, &then);
+    sila_module_local_step(a, x2, labels, NULL, NULL, B, 0.05f, 0.0f, &st);
+    uint64_t c0[SILA_MODULE_COUNTERS], c1[SILA_MODULE_COUNTERS];
+    float *before = state_of(a, c0);
+    sila_module_global_late(a, &then, x, dz, labels, B, 0.05f, 0.0f, mu, apply, din_a, &st);
+    float *after = state_of(a, c1);
+    struct sila_module_layout l = sila_module_layout(a);
+    ck_assert_msg(memcmp(din_a, din_b, sizeof *din_a * in) == 0,
+                  "module %d (mu %g): the late gradient differs from the one at once", k + 1, mu);
+    ck_assert_msg(memcmp(before + l.params + l.optimizer, after + l.params + l.optimizer,
+                         sizeof *before * l.body_buffers) == 0,
+                  "module %d: the late step moved the body's batch-norm statistics", k + 1);
+    bool moved = memcmp(before, after, sizeof *before * l.params) != 0;
+    ck_assert_msg(moved == apply, "module %d: apply %d, parameters %s", k + 1, apply,
+                  moved ? "moved" : "kept");
+    free(before);
+    free(after);
+    free(x);
+    free(x2);
+    free(dz);
+    free(din_a);
+    free(din_b);
+    sila_module_then_fini(&then);
+    sila_module_free(a);
+    sila_module_free(b);
+}
+
+START_TEST(late_gradient_is_the_one_at_once)
+{
+    check_late(0, 0.0f, true);
+    check_late(1, 0.0f, true);
+    check_late(2, 1.0f, true);
+    check_late(1, 0.0f, false);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("module");
@@ -120,6 +186,7 @@ Suite *test_suite(void)
     tcase_add_checked_fixture(tc, load_job, free_job);
     tcase_add_test(tc, pass_on_keeps_state_middle);
     tcase_add_test(tc, pass_on_keeps_state_last);
+    tcase_add_test(tc, late_gradient_is_the_one_at_once);
     suite_add_tcase(s, tc);
     return s;
 }

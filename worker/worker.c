@@ -51,11 +51,26 @@ static int await_snapshot(void *ctx, uint64_t want, struct sila_err *err)
     return wlink_await_snapshot(((struct done_ctx *)ctx)->w, want, err);
 }
 
-/* The sink of a batch's steps: Done reports and MAN's snapshots. */
+static int send_gradient(void *ctx, uint64_t step, int B, const float *din, struct sila_err *err)
+{
+    return wlink_send_gradient(((struct done_ctx *)ctx)->w, step, B, din, err);
+}
+
+static int await_gradient(void *ctx, uint64_t step, struct sila_err *err)
+{
+    return wlink_await_gradient(((struct done_ctx *)ctx)->w, step, err);
+}
+
+/* The sink of a batch's steps: Done reports, MAN's snapshots and late
+ * global steps' gradients. */
 static struct sila_stage_sink batch_sink(struct done_ctx *d)
 {
-    return (struct sila_stage_sink){
-        .done = module_done, .snapshot = send_snapshot, .await_snapshot = await_snapshot, .ctx = d};
+    return (struct sila_stage_sink){.done = module_done,
+                                    .snapshot = send_snapshot,
+                                    .await_snapshot = await_snapshot,
+                                    .gradient = send_gradient,
+                                    .await_gradient = await_gradient,
+                                    .ctx = d};
 }
 
 int worker_man_start(struct worker *w, struct sila_err *err)
@@ -91,10 +106,30 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
                             v->targets, image, x, err);
 }
 
+/* A global step whose backward comes later (job.global_lag): the stage's
+ * forward, and its output sent on without waiting for the gradient. */
+static int late_global_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
+{
+    const struct sila_frame_hdr *h = &v->hdr;
+    const struct sila_plan *pl = &w->plan;
+    struct done_ctx d = {w, h};
+    const struct sila_stage_sink sink = batch_sink(&d);
+    const float *x;
+    int r = sila_stage_global_late(&w->stage, v->x, v->labels, (int)h->n, h->batch,
+                                   sila_plan_lr(pl, h->batch), w->job.label_smoothing,
+                                   sila_plan_local_weight(pl, h->batch), &sink, &x, err);
+    if (r || !worker_has_down(w))
+        return r;
+    return wlink_send_frame(w, &w->down, &w->down_out, h, false, worker_out_shape(w), v->labels,
+                            v->targets, NULL, x, err);
+}
+
 static int global_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
     const struct sila_plan *pl = &w->plan;
+    if (w->job.global_lag > 0)
+        return late_global_step(w, v, err);
     const float *x;
     int r = sila_stage_global_forward(&w->stage, v->x, (int)h->n, h->batch, &x, err);
     if (r)
@@ -174,18 +209,24 @@ static int on_batch(struct worker *w, const struct sila_frame_view *v, struct si
 
 static int serve(struct worker *w, struct sila_err *err)
 {
-    const struct sila_link *links[2] = {&w->ctl, &w->up};
+    const struct sila_link *links[3] = {&w->ctl, &w->up, &w->down};
     while (!w->stopped) {
-        bool ready[2];
+        bool ready[3];
         int r = wlink_keep_alive(w, err);
         if (r)
             return r;
-        r = sila_link_poll(links, 2, TICK_MS, ready);
+        /* late global steps' gradients are taken as they come */
+        bool late = w->job.global_lag > 0 && worker_has_down(w);
+        r = sila_link_poll(links, late ? 3 : 2, TICK_MS, ready);
         if (r == -EINTR || r == 0)
             continue;
         if (r < 0)
             return sila_err_set(err, r, "poll: %s", strerror(-r));
         r = ready[0] ? wlink_drain_control(w, err) : 0;
+        if (r == 0 && late && ready[2] && !w->stopped)
+            r = wlink_take_down(w, err);
+        if (r == -ECANCELED && w->stopped)
+            r = 0;
         if (r == -ERESTART && (r = wjoin_halt(w, err)) == 0)
             continue;
         if (r)

@@ -220,8 +220,11 @@ static int send_buf(struct worker *w, struct sila_link *l, uint8_t *buf, size_t 
                     const char *what, struct sila_err *err)
 {
     double t0 = sila_clock_s();
+    /* with late global steps, what downstream sends meanwhile is taken
+     * often: it may be waiting for this worker to read */
+    bool late = w->job.global_lag > 0 && worker_has_down(w);
     for (;;) {
-        int r = sila_link_send(l, buf, len, TICK_MS);
+        int r = sila_link_send(l, buf, len, late ? TAKE_DOWN_MS : TICK_MS);
         if (r == 0)
             break;
         if (r != -ETIMEDOUT && r != -EAGAIN) {
@@ -229,9 +232,10 @@ static int send_buf(struct worker *w, struct sila_link *l, uint8_t *buf, size_t 
             return sila_err_set(err, r, "cannot send %s %s: %s", what,
                                 l == &w->up ? "upstream" : "downstream", strerror(-r));
         }
-        if ((r = wlink_drain_control(w, err)) || w->stopped) {
+        if ((r = wlink_drain_control(w, err)) || w->stopped ||
+            (w->job.global_lag > 0 && worker_has_down(w) && (r = wlink_take_down(w, err)))) {
             sila_link_release(buf);
-            return r;
+            return r == -ECANCELED && w->stopped ? 0 : r;
         }
     }
     w->bytes_out += len;
@@ -297,14 +301,19 @@ int wlink_greet_down(struct worker *w, struct sila_err *err)
     return r == 1 ? 0 : r;
 }
 
-int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
-                     uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err)
+/* wlink_recv_frame, or with `wait` false -EAGAIN (err untouched) as soon
+ * as no frame is there. */
+static int recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
+                      uint64_t *seq, bool wait, uint8_t **buf, struct sila_frame_view *v,
+                      struct sila_err *err)
 {
     const char *edge = lim->gradient ? "downstream" : "upstream";
     for (;;) {
         size_t len;
-        int r = sila_link_recv(l, buf, &len, TICK_MS);
+        int r = sila_link_recv(l, buf, &len, wait ? TICK_MS : 0);
         if (r == -ETIMEDOUT || r == -EAGAIN) {
+            if (!wait)
+                return -EAGAIN;
             if ((r = wlink_drain_control(w, err)) || w->stopped)
                 return r;
             continue;
@@ -348,6 +357,12 @@ int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_fr
     }
 }
 
+int wlink_recv_frame(struct worker *w, struct sila_link *l, const struct sila_frame_limits *lim,
+                     uint64_t *seq, uint8_t **buf, struct sila_frame_view *v, struct sila_err *err)
+{
+    return recv_frame(w, l, lim, seq, true, buf, v, err);
+}
+
 int wlink_ask_snapshot(struct worker *w, struct sila_err *err)
 {
     static const float zero = 0.0f;
@@ -365,24 +380,29 @@ int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n
                             NULL, NULL, NULL, v, err);
 }
 
-/* Receives one frame from downstream into *buf and *v; a snapshot goes
- * into the stage, a greeting's late answer is dropped, and either way
- * (*ret_taken) *buf is released. */
-static int recv_down_one(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
+/* Receives one frame from downstream into *buf and *v (without `wait`,
+ * -EAGAIN when none is there); a snapshot and a late global step's
+ * gradient go into the stage, a greeting's late answer is dropped, and
+ * either way (*ret_taken) *buf is released. */
+static int recv_down_one(struct worker *w, bool wait, uint8_t **buf, struct sila_frame_view *v,
                          bool *ret_taken, struct sila_err *err)
 {
-    int r = wlink_recv_frame(w, &w->down, &w->down_lim, &w->down_in, buf, v, err);
+    int r = recv_frame(w, &w->down, &w->down_lim, &w->down_in, wait, buf, v, err);
     if (r)
         return r;
     if (w->stopped) {
         sila_link_release(*buf);
         return -ECANCELED;
     }
-    *ret_taken = v->hdr.phase == SILA_PHASE_SNAPSHOT || v->hdr.phase == SILA_PHASE_HELLO;
+    const struct sila_frame_hdr *h = &v->hdr;
+    bool late = w->job.global_lag > 0 && h->phase == SILA_PHASE_GLOBAL;
+    *ret_taken = late || h->phase == SILA_PHASE_SNAPSHOT || h->phase == SILA_PHASE_HELLO;
     if (!*ret_taken)
         return 0;
-    if (v->hdr.phase == SILA_PHASE_SNAPSHOT)
-        r = sila_stage_man_put(&w->stage, v->hdr.batch, v->x, v->hdr.c, err);
+    if (h->phase == SILA_PHASE_SNAPSHOT)
+        r = sila_stage_man_put(&w->stage, h->batch, v->x, h->c, err);
+    else if (late)
+        r = sila_stage_late_put(&w->stage, h->batch, v->x, (size_t)h->n * h->c * h->h * h->w, err);
     sila_link_release(*buf);
     return r ? sila_err_set(err, r, "downstream: %.400s", err->msg) : 0;
 }
@@ -391,32 +411,82 @@ int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
                     struct sila_err *err)
 {
     for (bool taken = true; taken;) {
-        int r = recv_down_one(w, buf, v, &taken, err);
+        int r = recv_down_one(w, true, buf, v, &taken, err);
         if (r)
             return r;
     }
     return 0;
 }
 
-int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err)
+/* Receives from downstream, taking every frame into the stage, until
+ * still(w, want) is false; `what` names what module last waits for. */
+static int await_down(struct worker *w, bool (*still)(const struct worker *, uint64_t),
+                      uint64_t want, const char *what, struct sila_err *err)
 {
     double t0 = sila_clock_s();
+    int r = 0;
+    while (r == 0 && still(w, want)) {
+        uint8_t *buf;
+        struct sila_frame_view v;
+        bool taken;
+        r = recv_down_one(w, true, &buf, &v, &taken, err);
+        if (r == 0 && !taken) {
+            sila_link_release(buf);
+            r = sila_err_set(err, -EPROTO,
+                             "downstream: batch %llu arrived while module %d waits for the %s of "
+                             "step %llu",
+                             (unsigned long long)v.hdr.batch, w->stage.last + 1, what,
+                             (unsigned long long)want);
+        }
+    }
+    w->waiting_s += sila_clock_s() - t0;
+    return r;
+}
+
+static bool lacks_snapshot(const struct worker *w, uint64_t want)
+{
+    return !sila_stage_man_holds(&w->stage, want);
+}
+
+int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err)
+{
+    return await_down(w, lacks_snapshot, want, "snapshot", err);
+}
+
+static bool lacks_gradient(const struct worker *w, uint64_t step)
+{
+    return sila_stage_late_awaits(&w->stage, step);
+}
+
+int wlink_await_gradient(struct worker *w, uint64_t step, struct sila_err *err)
+{
+    return await_down(w, lacks_gradient, step, "gradient of global", err);
+}
+
+int wlink_send_gradient(struct worker *w, uint64_t step, int B, const float *din,
+                        struct sila_err *err)
+{
+    const struct sila_frame_hdr of = {.batch = step,
+                                      .epoch = (uint32_t)(step / w->plan.steps_per_epoch),
+                                      .phase = SILA_PHASE_GLOBAL,
+                                      .n = (uint32_t)B};
+    struct sila_shape s = sila_net_in_shape(w->stage.mods[w->stage.first]->body);
+    return wlink_send_frame(w, &w->up, &w->up_out, &of, true, s, NULL, NULL, NULL, din, err);
+}
+
+int wlink_take_down(struct worker *w, struct sila_err *err)
+{
     for (;;) {
         uint8_t *buf;
         struct sila_frame_view v;
         bool taken;
-        int r = recv_down_one(w, &buf, &v, &taken, err);
-        if (r == 0 && !taken) {
+        int r = recv_down_one(w, false, &buf, &v, &taken, err);
+        if (r)
+            return r == -EAGAIN ? 0 : r;
+        if (!taken) {
             sila_link_release(buf);
-            r = sila_err_set(err, -EPROTO,
-                             "downstream: batch %llu arrived while module %d waits for the "
-                             "snapshot of step %llu",
-                             (unsigned long long)v.hdr.batch, w->stage.last + 1,
-                             (unsigned long long)want);
-        }
-        if (r || (v.hdr.phase == SILA_PHASE_SNAPSHOT && v.hdr.batch >= want)) {
-            w->waiting_s += sila_clock_s() - t0;
-            return r;
+            return sila_err_set(err, -EPROTO, "downstream: batch %llu arrived unasked",
+                                (unsigned long long)v.hdr.batch);
         }
     }
 }

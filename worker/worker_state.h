@@ -18,6 +18,8 @@
 #include "worker.h"
 
 #define TICK_MS 1000 /* blocking calls wake this often to look at the control link */
+/* a send blocked this long looks at what downstream sent (job.global_lag) */
+#define TAKE_DOWN_MS 50
 
 struct worker {
     const struct worker_options *o;
@@ -119,9 +121,21 @@ int wlink_ask_snapshot(struct worker *w, struct sila_err *err);
 int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
                         struct sila_err *err);
 int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err);
-/* Receives the next frame from downstream that is not a snapshot or a
- * greeting's answer, taking the snapshots before it into the stage. As
- * wlink_recv_frame. */
+/* Late global steps (job.global_lag) across the worker's edges: sends
+ * module first's d(loss)/d(input) of global step `step` (B samples)
+ * upstream; receives from downstream until module last holds the gradient
+ * of global step `step` (other frames there, but snapshots and a
+ * greeting's late answer, are a protocol error; -ECANCELED when the run
+ * stops meanwhile); takes into the stage, without waiting, whatever
+ * downstream has sent (so that a neighbour sending here is never blocked
+ * while this worker sends to it). */
+int wlink_send_gradient(struct worker *w, uint64_t step, int B, const float *din,
+                        struct sila_err *err);
+int wlink_await_gradient(struct worker *w, uint64_t step, struct sila_err *err);
+int wlink_take_down(struct worker *w, struct sila_err *err);
+/* Receives the next frame from downstream that is not a snapshot, a late
+ * global step's gradient or a greeting's answer, taking those before it
+ * into the stage. As wlink_recv_frame. */
 int wlink_recv_down(struct worker *w, uint8_t **buf, struct sila_frame_view *v,
                     struct sila_err *err);
 

@@ -115,7 +115,12 @@ struct sila_job {
     int global_epoch_end;    /* global steps added at the end of every epoch */
     bool heads_in_global;    /* aux heads learn in global steps, on detached inputs */
     bool local_weight_decay; /* mu decays linearly to 0 over the run */
-    int eval_every;          /* epochs between evaluations (the last epoch always evaluates) */
+    /* Steps per module boundary a global step's backward trails its
+     * forward by: module k of K learns from global step t before its step
+     * t + global_lag (K - 1 - k), the pipeline never waiting for it
+     * (docs/methods.md); 0: at once, each global step draining the pipeline. */
+    int global_lag;
+    int eval_every; /* epochs between evaluations (the last epoch always evaluates) */
     uint32_t train_limit, test_limit; /* 0 = whole split */
     int augment_crop;                 /* random-crop padding in pixels, 0 = off */
     bool augment_flip;

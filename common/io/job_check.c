@@ -96,6 +96,10 @@ static int check_rules(struct parser *p)
         return fail_key(p, SEC_JOB, "global_steps",
                         "%d exceeds period %d (pgl needs 1 <= global_steps <= period)",
                         j->global_steps, j->period);
+    if (j->global_lag > 0 && j->algorithm == SILA_ALGO_LOCAL)
+        return fail_key(p, SEC_JOB, "global_lag",
+                        "%d, but algorithm = local takes no global step (pgl or e2e do)",
+                        j->global_lag);
     if (j->optim.nesterov && (j->optim.kind != SILA_OPTIM_SGD || j->optim.momentum <= 0.0f))
         return fail_key(p, SEC_OPTIM, "nesterov",
                         "needs kind = sgd and momentum > 0 (momentum is %g)", j->optim.momentum);

@@ -63,6 +63,7 @@ static const struct key job_keys[] = {
     NUM("global_epoch_end", K_INT, JOB(global_epoch_end), 0, INF, 0),
     TYPED("heads_in_global", K_BOOL, JOB(heads_in_global), 0),
     TYPED("local_weight_decay", K_BOOL, JOB(local_weight_decay), 0),
+    NUM("global_lag", K_INT, JOB(global_lag), 0, 16, 0),
     NUM("eval_every", K_INT, JOB(eval_every), 1, INF, 0),
     TYPED("train_limit", K_U32, JOB(train_limit), 0),
     TYPED("test_limit", K_U32, JOB(test_limit), 0),

@@ -247,14 +247,18 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
     return sila_net_forward(m->body, x, B, true, &m->rng);
 }
 
-void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
-                                 const int32_t *labels, int B, float lr, float smoothing, float mu,
-                                 bool apply, float *din, struct sila_step_stats *ret_stats)
+/* The gradients of a global step's backward half (see
+ * sila_module_global_backward) into m->grads and din, after the forward
+ * of `body` (m->body, or a late step's); returns whether the head took
+ * part. */
+static bool global_grads(struct sila_module *m, struct sila_net *body, const float *x,
+                         const float *dz, const int32_t *labels, int B, float smoothing, float mu,
+                         float *din, struct sila_step_stats *ret_stats)
 {
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
     *ret_stats = (struct sila_step_stats){.loss = NAN};
-    const float *z = sila_net_output(m->body);
-    size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(m->body));
+    const float *z = sila_net_output(body);
+    size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(body));
     const float *g = dz;
     bool head_used = false;
     if (!dz) {
@@ -279,7 +283,36 @@ void sila_module_global_backward(struct sila_module *m, const float *x, const fl
         aux_input_backward(m, z, NULL, B);
         head_used = true;
     }
-    sila_net_backward(m->body, x, g, din, B);
+    sila_net_backward(body, x, g, din, B);
+    return head_used;
+}
+
+void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
+                                 const int32_t *labels, int B, float lr, float smoothing, float mu,
+                                 bool apply, float *din, struct sila_step_stats *ret_stats)
+{
+    bool head_used = global_grads(m, m->body, x, dz, labels, B, smoothing, mu, din, ret_stats);
+    if (apply)
+        update(m, lr, head_used, true);
+}
+
+const float *sila_module_global_forward_kept(struct sila_module *m, const float *x, int B,
+                                             struct sila_module_then *then)
+{
+    memcpy(then->params, m->params, sizeof *m->params * m->nparams);
+    return sila_net_forward(then->body, x, B, true, &m->rng);
+}
+
+void sila_module_global_late(struct sila_module *m, const struct sila_module_then *then,
+                             const float *x, const float *dz, const int32_t *labels, int B,
+                             float lr, float smoothing, float mu, bool apply, float *din,
+                             struct sila_step_stats *ret_stats)
+{
+    size_t bytes = sizeof *m->params * m->nparams;
+    memcpy(m->late_save, m->params, bytes);
+    memcpy(m->params, then->params, bytes);
+    bool head_used = global_grads(m, then->body, x, dz, labels, B, smoothing, mu, din, ret_stats);
+    memcpy(m->params, m->late_save, bytes);
     if (apply)
         update(m, lr, head_used, true);
 }

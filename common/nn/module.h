@@ -75,6 +75,10 @@ struct sila_module {
      * module before it runs MAN; else NULL). */
     float *ema_params, *target, *sent;
     size_t take_floats, sent_floats;
+    /* Owned when the job's global steps are late (job.global_lag) and the
+     * module is not the last: room for its parameters while a late
+     * backward runs on the parameters of its step (nparams floats). */
+    float *late_save;
 };
 
 /* Builds module k of job for batches of up to max_batch, with its input
@@ -168,6 +172,37 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
                                  const int32_t *labels, int B, float lr, float smoothing, float mu,
                                  bool apply, float *din, struct sila_step_stats *ret_stats);
+
+/* What a late global backward (job.global_lag, docs/methods.md) keeps of
+ * the module from its step's forward: every parameter as it was (params,
+ * m->nparams floats) and a body of its own (the body's layers, bound to
+ * the module's blocks) that ran the forward and holds its activations. */
+struct sila_module_then {
+    float *params;
+    struct sila_net *body;
+};
+/* Allocates *then for m and batches of up to max_batch; on failure it is
+ * left for sila_module_then_fini. Errors: -ENOMEM, those of sila_net_new. */
+int sila_module_then_init(const struct sila_module *m, int max_batch, struct sila_module_then *then,
+                          struct sila_err *err);
+void sila_module_then_fini(struct sila_module_then *then);
+/* Global step, forward half, when its backward comes later: the
+ * parameters into then->params, then the forward of
+ * sila_module_global_forward through then->body. x must stay as it is
+ * until sila_module_global_late (a block keeps its input for its
+ * backward). Returns z (B, out). */
+const float *sila_module_global_forward_kept(struct sila_module *m, const float *x, int B,
+                                             struct sila_module_then *then);
+/* Global step, backward half, steps after its forward (job.global_lag):
+ * the gradient sila_module_global_backward would have computed right after
+ * sila_module_global_forward_kept (through then->body, on the parameters
+ * of then), applied when `apply` to the module's parameters as they are
+ * now. x is the forward's input; arguments otherwise as
+ * sila_module_global_backward. Only for a module with late_save. */
+void sila_module_global_late(struct sila_module *m, const struct sila_module_then *then,
+                             const float *x, const float *dz, const int32_t *labels, int B,
+                             float lr, float smoothing, float mu, bool apply, float *din,
+                             struct sila_step_stats *ret_stats);
 
 /* Checks that a training step of module m, step `step`, left finite values
  * in its output z (B samples) and in the gradient of its input din, each

@@ -243,6 +243,9 @@ int sila_module_new(struct sila_module **ret_m, const struct sila_job *job, int 
     m->heads_in_global = job->heads_in_global;
     if (r == 0 && (r = alloc_blocks(m, max_batch, job->global_state == SILA_GLOBAL_SEPARATE)))
         sila_err_set(err, r, "module %d: out of memory", k + 1);
+    if (r == 0 && job->global_lag > 0 && k < job->nmodules - 1 &&
+        !(m->late_save = malloc(sizeof *m->late_save * (m->nparams + 1))))
+        r = sila_err_set(err, -ENOMEM, "module %d: out of memory", k + 1);
     if (r) {
         sila_module_free(m);
         return r;
@@ -293,7 +296,29 @@ void sila_module_free(struct sila_module *m)
     free(m->recon_target);
     free(m->drecon);
     free(m->dz_recon);
+    free(m->late_save);
     free(m);
+}
+
+int sila_module_then_init(const struct sila_module *m, int max_batch, struct sila_module_then *then,
+                          struct sila_err *err)
+{
+    memset(then, 0, sizeof *then);
+    int r = sila_net_new(&then->body, sila_net_layer_spec(m->body, 0),
+                         sila_net_layer_count(m->body), sila_net_in_shape(m->body), max_batch, err);
+    if (r)
+        return r;
+    sila_net_bind(then->body, m->params, m->grads, m->buffers);
+    if (!(then->params = malloc(sizeof *then->params * m->nparams)))
+        return sila_err_set(err, -ENOMEM, "module %d: out of memory", m->index + 1);
+    return 0;
+}
+
+void sila_module_then_fini(struct sila_module_then *then)
+{
+    sila_net_free(then->body);
+    free(then->params);
+    memset(then, 0, sizeof *then);
 }
 
 struct sila_module_layout sila_module_layout(const struct sila_module *m)

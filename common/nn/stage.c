@@ -8,6 +8,13 @@
 
 #include "kernels.h"
 
+/* Steps module k's backward of a global step trails its forward by
+ * (job.global_lag). */
+static uint64_t late_delay(const struct sila_stage *st, int k)
+{
+    return (uint64_t)st->job->global_lag * (uint64_t)(st->job->nmodules - 1 - k);
+}
+
 int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first, int last,
                     int max_batch, struct sila_err *err)
 {
@@ -15,6 +22,7 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
     st->job = job;
     st->first = first;
     st->last = last;
+    st->max_batch = max_batch;
     for (int k = first; k <= last; k++) {
         int r = sila_module_new(&st->mods[k], job, k, max_batch, err);
         if (r)
@@ -26,6 +34,10 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
         if (job->wire_dtype != SILA_DTYPE_F32 && k < job->nmodules - 1 &&
             !(st->bound[k] = malloc(sizeof *st->bound[k] * out * max_batch)))
             return sila_err_set(err, -ENOMEM, "out of memory");
+        struct sila_late_ring *ring = &st->late[k];
+        ring->cap = (int)late_delay(st, k);
+        if (ring->cap && !(ring->e = calloc((size_t)ring->cap, sizeof *ring->e)))
+            return sila_err_set(err, -ENOMEM, "out of memory");
         if (k == 0)
             continue;
         size_t in = sila_shape_size(sila_net_in_shape(st->mods[k]->body));
@@ -35,6 +47,8 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
     return 0;
 }
 
+static void late_free(struct sila_late *e);
+
 void sila_stage_fini(struct sila_stage *st)
 {
     for (int k = 0; k < SILA_MAX_MODULES; k++) {
@@ -43,6 +57,9 @@ void sila_stage_fini(struct sila_stage *st)
         free(st->bound[k]);
         for (int i = 0; i < SILA_MAN_INBOX; i++)
             free(st->inbox[k].v[i]);
+        for (int i = 0; i < st->late[k].cap; i++)
+            late_free(&st->late[k].e[i]);
+        free(st->late[k].e);
     }
     memset(st, 0, sizeof *st);
 }
@@ -51,6 +68,7 @@ void sila_stage_resume(struct sila_stage *st, int k, uint64_t next_step, uint64_
 {
     st->next_step[k] = next_step;
     st->next_test[k] = next_test;
+    st->late[k].first = st->late[k].n = 0;
 }
 
 static int report(const struct sila_stage_sink *sink, int k, const struct sila_step_stats *s,
@@ -198,6 +216,15 @@ int sila_stage_man_put(struct sila_stage *st, uint64_t tag, const float *v, size
     return inbox_put(st, st->last, tag, v, n, err);
 }
 
+bool sila_stage_man_holds(const struct sila_stage *st, uint64_t want)
+{
+    const struct sila_man_inbox *in = &st->inbox[st->last];
+    for (int i = 0; i < in->n; i++)
+        if (in->tag[i] >= want)
+            return true;
+    return false;
+}
+
 size_t sila_stage_man_in_floats(const struct sila_stage *st)
 {
     return st->mods[st->last]->take_floats;
@@ -250,14 +277,203 @@ static int cross_backward(struct sila_stage *st, int k, int B, uint64_t step, st
     return cross(st, k, true, st->din[k], st->din[k], n, step, err);
 }
 
+/* ---- late global steps (job.global_lag; stage.h) ---- */
+
+/* Module k's entry for global step `step`, or NULL. */
+static struct sila_late *late_find(struct sila_stage *st, int k, uint64_t step)
+{
+    struct sila_late_ring *ring = &st->late[k];
+    for (int i = 0; i < ring->n; i++) {
+        struct sila_late *e = &ring->e[(ring->first + i) % ring->cap];
+        if (e->step == step)
+            return e;
+    }
+    return NULL;
+}
+
+/* Frees what entry e holds, leaving it unallocated. */
+static void late_free(struct sila_late *e)
+{
+    free(e->x);
+    free(e->labels);
+    free(e->dz);
+    sila_module_then_fini(&e->then);
+    e->x = e->dz = NULL;
+    e->labels = NULL;
+}
+
+/* A new entry of module k for global step `step` on input x (B samples),
+ * into *ret. It takes the buffers of an entry out of use, or allocates
+ * them: only as many are ever allocated as there are global steps in
+ * flight at once. */
+static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x,
+                     const int32_t *labels, int B, struct sila_late **ret, struct sila_err *err)
+{
+    struct sila_late_ring *ring = &st->late[k];
+    const struct sila_module *m = st->mods[k];
+    if (ring->n == ring->cap)
+        return sila_err_set(err, -EPROTO,
+                            "module %d: global step %llu comes with %d not yet learned", k + 1,
+                            (unsigned long long)step, ring->cap);
+    int at = (ring->first + ring->n) % ring->cap;
+    struct sila_late *e = &ring->e[at];
+    for (int i = 0; !e->x && i < ring->cap; i++) {
+        struct sila_late *spare = &ring->e[i]; /* allocated, out of use: move it here */
+        if (spare->x && (i - ring->first + ring->cap) % ring->cap >= ring->n) {
+            struct sila_late t = *e;
+            *e = *spare, *spare = t;
+        }
+    }
+    size_t in = sila_shape_size(sila_net_in_shape(m->body));
+    size_t out = sila_shape_size(sila_net_out_shape(m->body));
+    size_t mb = (size_t)st->max_batch;
+    if (!e->x) {
+        int r = sila_module_then_init(m, st->max_batch, &e->then, err);
+        if (r == 0 && (!(e->x = malloc(sizeof *e->x * in * mb)) ||
+                       !(e->labels = malloc(sizeof *e->labels * mb)) ||
+                       !(e->dz = malloc(sizeof *e->dz * out * mb))))
+            r = sila_err_set(err, -ENOMEM, "out of memory for a late global step");
+        if (r) {
+            late_free(e);
+            return r;
+        }
+    }
+    memcpy(e->x, x, sizeof *x * in * (size_t)B);
+    memcpy(e->labels, labels, sizeof *labels * (size_t)B);
+    e->step = step;
+    e->B = B;
+    e->has_dz = false;
+    ring->n++;
+    *ret = e;
+    return 0;
+}
+
+/* The gradient at module k's output of its global step `step` (n floats). */
+static int late_put(struct sila_stage *st, int k, uint64_t step, const float *dz, size_t n,
+                    struct sila_err *err)
+{
+    struct sila_late *e = late_find(st, k, step);
+    size_t want = e ? (size_t)e->B * sila_shape_size(sila_net_out_shape(st->mods[k]->body)) : 0;
+    if (!e || e->has_dz || n != want)
+        return sila_err_set(err, -EPROTO,
+                            "module %d: a gradient of %zu floats for global step %llu, which it %s",
+                            k + 1, n, (unsigned long long)step,
+                            !e          ? "does not hold"
+                            : e->has_dz ? "has had already"
+                                        : "holds for another size");
+    memcpy(e->dz, dz, sizeof *dz * n);
+    e->has_dz = true;
+    return 0;
+}
+
+/* Module k learns from its oldest late global step before its step s
+ * (unless it learned step s before a restart: then it only passes the
+ * gradient on) and passes d(loss)/d(its input) to the module before. */
+static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sila_stage_sink *sink,
+                      struct sila_err *err)
+{
+    struct sila_late_ring *ring = &st->late[k];
+    struct sila_late *e = &ring->e[ring->first];
+    int r;
+    if (!e->has_dz && k == st->last && sink->await_gradient &&
+        (r = sink->await_gradient(sink->ctx, e->step, err)))
+        return r;
+    if (!e->has_dz)
+        return sila_err_set(err, -EPROTO,
+                            "module %d: no gradient of global step %llu from module %d", k + 1,
+                            (unsigned long long)e->step, k + 2);
+    struct sila_step_stats stats;
+    float *din = k > 0 ? st->din[k] : NULL;
+    sila_module_global_late(st->mods[k], &e->then, e->x, e->dz, e->labels, e->B, e->lr,
+                            e->smoothing, e->mu, s >= st->next_step[k], din, &stats);
+    ring->first = (ring->first + 1) % ring->cap;
+    ring->n--;
+    if ((r = sila_module_check(st->mods[k], NULL, din, e->B, e->step, err)) ||
+        (r = cross_backward(st, k, e->B, e->step, err)) || k == 0)
+        return r;
+    size_t n = (size_t)e->B * sila_shape_size(sila_net_in_shape(st->mods[k]->body));
+    if (k > st->first)
+        return late_put(st, k - 1, e->step, din, n, err);
+    return sink->gradient(sink->ctx, e->step, e->B, din, err);
+}
+
+/* Module k learns from every late global step due before its step s. */
+static int late_due(struct sila_stage *st, int k, uint64_t s, const struct sila_stage_sink *sink,
+                    struct sila_err *err)
+{
+    struct sila_late_ring *ring = &st->late[k];
+    while (ring->n > 0 && ring->e[ring->first].step + late_delay(st, k) <= s) {
+        int r = late_learn(st, k, s, sink, err);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
+int sila_stage_late_put(struct sila_stage *st, uint64_t step, const float *dz, size_t n,
+                        struct sila_err *err)
+{
+    return late_put(st, st->last, step, dz, n, err);
+}
+
+bool sila_stage_late_awaits(const struct sila_stage *st, uint64_t step)
+{
+    struct sila_late *e = late_find((struct sila_stage *)st, st->last, step);
+    return e && !e->has_dz;
+}
+
+int sila_stage_global_late(struct sila_stage *st, const float *x, const int32_t *labels, int B,
+                           uint64_t step, float lr, float smoothing, float mu,
+                           const struct sila_stage_sink *sink, const float **ret_z,
+                           struct sila_err *err)
+{
+    int K = st->job->nmodules;
+    for (int k = st->first; k <= st->last; k++) {
+        struct sila_module *m = st->mods[k];
+        struct sila_step_stats s = {.loss = NAN};
+        bool learn = step >= st->next_step[k]; /* else learned before a restart */
+        struct sila_late *e = NULL;
+        const float *z;
+        int r = late_due(st, k, step, sink, err);
+        if (r == 0 && k < K - 1 && (r = late_push(st, k, step, x, labels, B, &e, err)) == 0) {
+            e->lr = lr, e->smoothing = smoothing, e->mu = mu;
+            z = sila_module_global_forward_kept(m, e->x, B, &e->then);
+        } else if (r == 0) { /* the classifier's module learns at once */
+            z = sila_module_global_forward(m, x, B);
+            sila_module_global_backward(m, x, NULL, labels, B, lr, smoothing, mu, learn, st->din[k],
+                                        &s);
+        }
+        if (r || (r = sila_module_check(m, z, e ? NULL : st->din[k], B, step, err)) ||
+            (r = cross_forward(st, k, z, B, step, &x, err)))
+            return r;
+        if (!e && (r = cross_backward(st, k, B, step, err)) == 0) {
+            size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(m->body));
+            r = k > st->first ? late_put(st, k - 1, step, st->din[k], n, err)
+                              : sink->gradient(sink->ctx, step, B, st->din[k], err);
+        }
+        if (r)
+            return r;
+        if (!learn)
+            continue;
+        st->next_step[k] = step + 1;
+        if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
+            return r;
+    }
+    *ret_z = x;
+    return 0;
+}
+
 int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
                      int B, uint64_t step, float lr, float smoothing,
                      const struct sila_stage_sink *sink, const float **ret_z, struct sila_err *err)
 {
     for (int k = st->first; k <= st->last; k++) {
+        int r = late_due(st, k, step, sink, err);
+        if (r)
+            return r;
         if (step < st->next_step[k]) { /* learned before a restart: pass it on */
-            int r = cross_forward(st, k, sila_module_global_forward(st->mods[k], x, B), B, step, &x,
-                                  err);
+            r = cross_forward(st, k, sila_module_global_forward(st->mods[k], x, B), B, step, &x,
+                              err);
             if (r)
                 return r;
             continue;
@@ -265,7 +481,7 @@ int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_ba
         struct sila_step_stats s;
         x = sila_module_local_step(st->mods[k], x, side->labels, side->targets, side->image, B, lr,
                                    smoothing, &s);
-        int r = sila_module_check(st->mods[k], x, NULL, B, step, err);
+        r = sila_module_check(st->mods[k], x, NULL, B, step, err);
         if (r || (r = cross_forward(st, k, x, B, step, &x, err)))
             return r;
         st->next_step[k] = step + 1;

@@ -22,9 +22,24 @@
  * more than a step ahead), with room to spare. */
 #define SILA_MAN_INBOX 4
 
+/* job.global_lag: a global step module k went forward on and has yet to
+ * learn from (docs/methods.md, "Global steps that do not drain the
+ * pipeline"). The buffers are owned, allocated at first use and kept. */
+struct sila_late {
+    uint64_t step;
+    int B;
+    float lr, smoothing, mu; /* the step's */
+    bool has_dz;
+    float *x;        /* (max_batch, module input): the input of its forward */
+    int32_t *labels; /* (max_batch) */
+    float *dz;       /* (max_batch, module output): the gradient from above, once it came */
+    struct sila_module_then then;
+};
+
 struct sila_stage {
-    const struct sila_job *job;                 /* borrowed */
-    int first, last;                            /* 0-based module indices */
+    const struct sila_job *job; /* borrowed */
+    int first, last;            /* 0-based module indices */
+    int max_batch;
     struct sila_module *mods[SILA_MAX_MODULES]; /* owned, first..last set */
     /* owned, for the modules k >= 1 of the stage: d(loss)/d(input of
      * module k) of a global step, (max_batch, its input) */
@@ -44,6 +59,13 @@ struct sila_stage {
         uint64_t tag[SILA_MAN_INBOX];
         float *v[SILA_MAN_INBOX]; /* owned, take_floats each */
     } inbox[SILA_MAX_MODULES];
+    /* job.global_lag: module k's global steps awaiting their backward, in
+     * order of step, a ring of cap = the lag of module k (owned; none for
+     * the last module, which learns at once) */
+    struct sila_late_ring {
+        int cap, first, n;
+        struct sila_late *e;
+    } late[SILA_MAX_MODULES];
 };
 
 /* What a batch brings besides its input: labels (B), collab's soft targets
@@ -69,6 +91,14 @@ struct sila_stage_sink {
      * (sila_stage_man_put) before it returns 0. */
     int (*snapshot)(void *ctx, uint64_t tag, const float *v, size_t n, struct sila_err *err);
     int (*await_snapshot)(void *ctx, uint64_t tag, struct sila_err *err);
+    /* Late global steps (job.global_lag) across the stage's edges (NULL
+     * for a stage of every module): module `first` sends d(loss)/d(its
+     * input) of global step `step` (B samples) to the module before the
+     * stage; module `last` must have the gradient at its output
+     * of global step `step` from the module after the stage, which this
+     * delivers (sila_stage_late_put) before it returns 0. */
+    int (*gradient)(void *ctx, uint64_t step, int B, const float *din, struct sila_err *err);
+    int (*await_gradient)(void *ctx, uint64_t step, struct sila_err *err);
     void *ctx;
 };
 
@@ -82,7 +112,8 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
 void sila_stage_fini(struct sila_stage *st);
 
 /* The progress of module k after a restart: its next training step and
- * evaluation batch. */
+ * evaluation batch. Forgets the late global steps module k held (their
+ * batches come again, or their gradient is lost: docs/protocol.md). */
 void sila_stage_resume(struct sila_stage *st, int k, uint64_t next_step, uint64_t next_test);
 
 /* MAN at a start or restart, after sila_stage_resume: forgets every
@@ -100,18 +131,39 @@ int sila_stage_man_offer_up(struct sila_stage *st, const struct sila_stage_sink 
  * size, or holds SILA_MAN_INBOX already (err says so). */
 int sila_stage_man_put(struct sila_stage *st, uint64_t tag, const float *v, size_t n,
                        struct sila_err *err);
+/* Whether module `last` holds a snapshot of tag >= want. */
+bool sila_stage_man_holds(const struct sila_stage *st, uint64_t want);
 /* Floats of the snapshots module `last` takes from the module after the
  * stage (0: none), and that module `first` sends to the one before. */
 size_t sila_stage_man_in_floats(const struct sila_stage *st);
 size_t sila_stage_man_out_floats(const struct sila_stage *st);
 
 /* Local step `step` of B samples x (B, input of module first): each module
- * learns by its local objective (or replays), then the sink hears of it.
+ * first learns from the late global steps due (job.global_lag), then by
+ * its local objective (or replays), then the sink hears of it.
  * Writes the last module's output (B, out), valid until its next forward,
  * into *ret_z. Errors: the sink's, or -ERANGE for a diverged module. */
 int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_batch_side *side,
                      int B, uint64_t step, float lr, float smoothing,
                      const struct sila_stage_sink *sink, const float **ret_z, struct sila_err *err);
+
+/* Global step `step` when the job's global steps are late
+ * (job.global_lag > 0): each module first learns from the late global
+ * steps due, then goes forward and keeps what it needs to learn from this
+ * one later; the classifier's module learns at once and passes its
+ * gradient to the module before it. labels (B) are the step's. The output (B,
+ * out) into *ret_z. Errors: the sink's, -ERANGE. */
+int sila_stage_global_late(struct sila_stage *st, const float *x, const int32_t *labels, int B,
+                           uint64_t step, float lr, float smoothing, float mu,
+                           const struct sila_stage_sink *sink, const float **ret_z,
+                           struct sila_err *err);
+/* The gradient at module `last`'s output of late global step `step` (n
+ * floats) from the module after the stage. Errors: -EPROTO when module
+ * `last` awaits no gradient of that step, or one of another size. */
+int sila_stage_late_put(struct sila_stage *st, uint64_t step, const float *dz, size_t n,
+                        struct sila_err *err);
+/* Whether module `last` awaits the gradient of late global step `step`. */
+bool sila_stage_late_awaits(const struct sila_stage *st, uint64_t step);
 
 /* Global step `step`, forward half: every module's body in train mode; the
  * output (B, out) into *ret_z. Errors: -ERANGE for a diverged module. */

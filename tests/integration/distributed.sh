@@ -2,7 +2,8 @@
 # Distributed runs against the in-process reference, and the ways workers
 # join: the same job and seed trained --inproc and over spawned workers (one
 # per module, and two workers hosting 2+2 modules) writes bit-identical
-# weights for e2e, local and pgl, and for the collab objective (whose soft
+# weights for e2e, local and pgl, for e2e and pgl whose global steps are
+# learned late (job.global_lag), and for the collab objective (whose soft
 # targets travel with the batches) with local and pgl; workers started by
 # hand join silad
 # --listen over tcp on a non-default address and port, one of them before
@@ -24,6 +25,28 @@ for algo in e2e local pgl; do
         not_ok "$algo: --inproc exits 0" "in-$algo.stderr"
     check_like_inproc "$algo" "in-$algo" "$JOB" "$algo" "${SMALL[@]}" --set "job.algorithm=$algo"
 done
+# late global steps (job.global_lag): each gradient travels upstream while
+# later batches go down, and is learned at the step the plan says
+LAG=(--set job.global_lag=2)
+for algo in e2e pgl; do
+    silad_run "in-lag-$algo" "$JOB" "${SMALL[@]}" "${LAG[@]}" --set "job.algorithm=$algo" ||
+        not_ok "lag $algo: --inproc exits 0" "in-lag-$algo.stderr"
+    lagged=$(sha_of "in-lag-$algo/model.sila" 2>/dev/null)
+    plain=$(sha_of "in-$algo/model.sila" 2>/dev/null)
+    if [ -n "$lagged" ] && [ "$lagged" != "$plain" ]; then
+        ok "lag $algo: late global steps change the weights (--inproc)"
+    else
+        not_ok "lag $algo: late global steps change the weights (--inproc: $lagged, at once: $plain)"
+    fi
+    check_like_inproc "lag $algo" "in-lag-$algo" "$JOB" "lag-$algo" "${SMALL[@]}" "${LAG[@]}" \
+        --set "job.algorithm=$algo"
+done
+# a residual job, whose modules begin with a block: a block keeps its
+# input for the backward, which comes steps later
+write_res3 res3.ini
+RLAG=(--set job.algorithm=pgl --set job.global_lag=1)
+silad_run in-lag-res3 res3.ini "${RLAG[@]}" || not_ok "lag res3: --inproc exits 0" in-lag-res3.stderr
+check_like_inproc "lag res3" in-lag-res3 res3.ini lag-res3 "${RLAG[@]}"
 # collab: the coordinator learns the soft targets from the last worker's
 # logits and sends them with the batches. Epoch 1 has no evaluation (which
 # would drain the pipeline anyway): epoch 2's targets match --inproc's only

@@ -10,7 +10,8 @@
 # frozen one, and the frozen one, thawed, exits. Last, a coordinator killed
 # with -9 is restarted with --resume and new workers join it (as systemd
 # restarts them once their coordinator is gone): the run ends with the
-# weights of the in-process run.
+# weights of the in-process run. The three kills are run twice: with global
+# steps learned at once, and learned late (job.global_lag).
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -30,48 +31,57 @@ status_field()
         python3 "$JSONCHECK" field - "$2" 2>/dev/null) && [ -n "$v" ] && echo "$v" || echo -1
 }
 
-"$SILAD" --job "$JOB" --spawn --threads 1 --out ref --rpc none "${RUN[@]}" \
-    >ref.stdout 2>ref.stderr || not_ok "the fault-free run exits 0" ref.stderr
-
-RPC=tcp://127.0.0.1:$PORT
-"$SILAD" --job "$JOB" --spawn --threads 1 --out faults --rpc "$RPC" "${RUN[@]}" \
-    >faults.stdout 2>faults.stderr &
-silad=$!
-targets=($((8 + RANDOM % 50)) $((75 + RANDOM % 50)) $((140 + RANDOM % 40)))
-kills=0
-for i in 0 1 2; do
-    step_reached() { [ "$(status_field "$RPC" step)" -ge "${targets[$i]}" ]; }
-    if ! wait_for 900 step_reached; then # generous: sanitized builds run slowly
-        not_ok "the run reaches step ${targets[$i]}" faults.stderr faults.stdout
-        break
+# kill_three NAME PORT [ARG...]: a fault-free run of the job with ARGs (into
+# NAME-ref) and one (into NAME) whose workers are killed three times.
+kill_three()
+{
+    local name=$1 rpc=tcp://127.0.0.1:$2 silad st kills=0 i victim
+    shift 2
+    "$SILAD" --job "$JOB" --spawn --threads 1 --out "$name-ref" --rpc none "${RUN[@]}" "$@" \
+        >"$name-ref.stdout" 2>"$name-ref.stderr" ||
+        not_ok "$name: the fault-free run exits 0" "$name-ref.stderr"
+    "$SILAD" --job "$JOB" --spawn --threads 1 --out "$name" --rpc "$rpc" "${RUN[@]}" "$@" \
+        >"$name.stdout" 2>"$name.stderr" &
+    silad=$!
+    local targets=($((8 + RANDOM % 50)) $((75 + RANDOM % 50)) $((140 + RANDOM % 40)))
+    for i in 0 1 2; do
+        step_reached() { [ "$(status_field "$rpc" step)" -ge "${targets[$i]}" ]; }
+        if ! wait_for 900 step_reached; then # generous: sanitized builds run slowly
+            not_ok "$name: the run reaches step ${targets[$i]}" "$name.stderr" "$name.stdout"
+            break
+        fi
+        victim=$(pgrep -P "$silad" | shuf -n 1)
+        echo "# $name: kill -9 $(tr '\0' ' ' <"/proc/$victim/cmdline" | grep -o -- '--module [0-9-]*') (pid $victim) at step $(status_field "$rpc" step)"
+        kill -9 "$victim"
+        kills=$((kills + 1))
+        restarted() { [ "$(grep -c '^pipeline restarted' "$name.stdout")" -ge $kills ]; }
+        if ! wait_for 300 restarted; then
+            not_ok "$name: after kill $kills the pipeline restarts" "$name.stderr" "$name.stdout"
+            break
+        fi
+    done
+    ended $silad 900
+    st=$?
+    if [ $st -eq 0 ] && [ "$(grep -c '^pipeline restarted' "$name.stdout")" -eq 3 ]; then
+        ok "$name: three workers killed at random steps: each replaced, and the run completes"
+    else
+        kill $silad 2>/dev/null
+        not_ok "$name: three workers killed at random steps: the run completes (exit $st)" \
+            "$name.stderr" "$name.stdout"
     fi
-    victim=$(pgrep -P "$silad" | shuf -n 1)
-    echo "# kill -9 $(tr '\0' ' ' <"/proc/$victim/cmdline" | grep -o -- '--module [0-9-]*') (pid $victim) at step $(status_field "$RPC" step)"
-    kill -9 "$victim"
-    kills=$((kills + 1))
-    restarted() { [ "$(grep -c '^pipeline restarted' faults.stdout)" -ge $kills ]; }
-    if ! wait_for 300 restarted; then
-        not_ok "after kill $kills the pipeline restarts" faults.stderr faults.stdout
-        break
-    fi
-done
-ended $silad 900
-st=$?
-if [ $st -eq 0 ] && [ "$(grep -c '^pipeline restarted' faults.stdout)" -eq 3 ]; then
-    ok "three workers killed at random steps: each replaced, and the run completes"
-else
-    kill $silad 2>/dev/null
-    not_ok "three workers killed at random steps: the run completes (exit $st)" faults.stderr \
-        faults.stdout
-fi
-check "every step is recorded once, as in the fault-free run" \
-    python3 "$JSONCHECK" same-step-numbers ref/metrics.jsonl faults/metrics.jsonl
-check "the model is within 1 point of the fault-free run's" \
-    python3 "$JSONCHECK" accuracy-near ref/metrics.jsonl faults/metrics.jsonl 1
-echo "# fault-free and faulted: $(python3 "$JSONCHECK" accuracy-near ref/metrics.jsonl \
-    faults/metrics.jsonl 100)"
-check "the replacements restored their modules from checkpoints" \
-    grep -q "restored from faults/checkpoints/step-" faults.stdout
+    check "$name: every step is recorded once, as in the fault-free run" \
+        python3 "$JSONCHECK" same-step-numbers "$name-ref/metrics.jsonl" "$name/metrics.jsonl"
+    check "$name: the model is within 1 point of the fault-free run's" \
+        python3 "$JSONCHECK" accuracy-near "$name-ref/metrics.jsonl" "$name/metrics.jsonl" 1
+    echo "# $name: fault-free and faulted: $(python3 "$JSONCHECK" accuracy-near \
+        "$name-ref/metrics.jsonl" "$name/metrics.jsonl" 100)"
+    check "$name: the replacements restored their modules from checkpoints" \
+        grep -q "restored from $name/checkpoints/step-" "$name.stdout"
+}
+kill_three faults "$PORT"
+# late global steps (job.global_lag): a restart forgets the ones in flight
+# and the batches sent again bring them back
+kill_three faults-lag $((PORT + 1)) --set job.global_lag=2
 
 # ---- by hand over tcp: a frozen worker is lost, a new one takes its modules
 # (waiting for the frozen one, thawed, to give up its data port and exit)
