@@ -4,12 +4,14 @@
  * as it was, and hand down exactly the gradient a learning pass would. A
  * late global step (job.global_lag) computes, after other steps moved the
  * module, the gradient the step would have had at once. */
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_main.h"
 #include "module.h"
+#include "stage.h"
 
 #define B 8
 
@@ -179,6 +181,48 @@ START_TEST(late_gradient_is_the_one_at_once)
 }
 END_TEST
 
+static int ignore_done(void *ctx, int k, const struct sila_step_stats *s, struct sila_err *err)
+{
+    (void)ctx, (void)k, (void)s, (void)err;
+    return 0;
+}
+
+/* A stage of modules 2-3 of 4 (a worker's), job.global_lag = 1: module 3
+ * awaits the gradient of the global step it went forward on, and refuses
+ * one for another step, a second one, or one of another size. */
+START_TEST(late_gradient_refused)
+{
+    struct sila_err err;
+    struct sila_stage st;
+    ck_assert_msg(sila_stage_init(&st, &job, 1, 2, B, &err) == 0, "%s", err.msg);
+    size_t in = sila_shape_size(sila_net_in_shape(st.mods[1]->body)) * B;
+    size_t out = sila_shape_size(sila_net_out_shape(st.mods[2]->body)) * B;
+    float *x = calloc(in, sizeof *x), *dz = calloc(out, sizeof *dz);
+    int32_t labels[B] = {0};
+    ck_assert(x && dz);
+    const struct sila_stage_sink sink = {.done = ignore_done};
+    const float *z;
+    ck_assert_msg(
+        sila_stage_global_late(&st, x, labels, B, 7, 0.05f, 0.0f, 0.0f, &sink, &z, &err) == 0, "%s",
+        err.msg);
+    ck_assert(sila_stage_late_awaits(&st, 7));
+    ck_assert(!sila_stage_late_awaits(&st, 8));
+    ck_assert_int_eq(sila_stage_late_put(&st, 8, dz, out, &err), -EPROTO);
+    ck_assert_msg(strstr(err.msg, "module 3") && strstr(err.msg, "global step 8") &&
+                      strstr(err.msg, "does not hold"),
+                  "%s", err.msg);
+    ck_assert_int_eq(sila_stage_late_put(&st, 7, dz, out - 1, &err), -EPROTO);
+    ck_assert_msg(strstr(err.msg, "another size"), "%s", err.msg);
+    ck_assert_int_eq(sila_stage_late_put(&st, 7, dz, out, &err), 0);
+    ck_assert(!sila_stage_late_awaits(&st, 7));
+    ck_assert_int_eq(sila_stage_late_put(&st, 7, dz, out, &err), -EPROTO);
+    ck_assert_msg(strstr(err.msg, "already"), "%s", err.msg);
+    free(x);
+    free(dz);
+    sila_stage_fini(&st);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("module");
@@ -187,6 +231,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, pass_on_keeps_state_middle);
     tcase_add_test(tc, pass_on_keeps_state_last);
     tcase_add_test(tc, late_gradient_is_the_one_at_once);
+    tcase_add_test(tc, late_gradient_refused);
     suite_add_tcase(s, tc);
     return s;
 }
