@@ -134,7 +134,7 @@ static void check_late(int k, float mu, bool apply)
           *dz = malloc(sizeof *dz * out);
     float *din_a = malloc(sizeof *din_a * in), *din_b = malloc(sizeof *din_b * in);
     struct sila_module_then then;
-    ck_assert_msg(sila_module_then_init(a, B, &then, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_module_then_init(a, &then, &err) == 0, "%s", err.msg);
     int32_t labels[B];
     ck_assert(x && x2 && dz && din_a && din_b);
     make_batch(a, x, labels, dz);

@@ -181,9 +181,10 @@ struct sila_module_then {
     float *params;
     struct sila_net *body;
 };
-/* Allocates *then for m and batches of up to max_batch; on failure it is
- * left for sila_module_then_fini. Errors: -ENOMEM, those of sila_net_new. */
-int sila_module_then_init(const struct sila_module *m, int max_batch, struct sila_module_then *then,
+/* Allocates *then for m (its body borrows the scratch of m's:
+ * sila_net_new_like); on failure it is left for sila_module_then_fini.
+ * Errors: -ENOMEM, those of sila_net_new. */
+int sila_module_then_init(const struct sila_module *m, struct sila_module_then *then,
                           struct sila_err *err);
 void sila_module_then_fini(struct sila_module_then *then);
 /* Global step, forward half, when its backward comes later: the

@@ -300,12 +300,11 @@ void sila_module_free(struct sila_module *m)
     free(m);
 }
 
-int sila_module_then_init(const struct sila_module *m, int max_batch, struct sila_module_then *then,
+int sila_module_then_init(const struct sila_module *m, struct sila_module_then *then,
                           struct sila_err *err)
 {
     memset(then, 0, sizeof *then);
-    int r = sila_net_new(&then->body, sila_net_layer_spec(m->body, 0),
-                         sila_net_layer_count(m->body), sila_net_in_shape(m->body), max_batch, err);
+    int r = sila_net_new_like(&then->body, m->body, err);
     if (r)
         return r;
     sila_net_bind(then->body, m->params, m->grads, m->buffers);

@@ -15,8 +15,9 @@ struct sila_net {
     int max_batch;
     struct sila_builder bld;         /* tensors and sizes, kept after building */
     float *params, *grads, *buffers; /* bound, not owned */
-    float *work;                     /* conv scratch, owned */
-    float *g_a, *g_b;                /* (max_batch, largest activation) ping-pong, owned */
+    float *work;                     /* conv scratch, owned unless borrowed */
+    float *g_a, *g_b;                /* (max_batch, largest activation) ping-pong, as work */
+    bool borrowed;                   /* work, g_a and g_b are another net's */
 };
 
 static int build_layers(struct sila_net *net, const struct sila_layer_spec *specs,
@@ -87,10 +88,29 @@ void sila_net_free(struct sila_net *net)
     free(net->layers);
     free(net->specs);
     free(net->bld.tensors);
+    if (!net->borrowed) {
+        free(net->work);
+        free(net->g_a);
+        free(net->g_b);
+    }
+    free(net);
+}
+
+int sila_net_new_like(struct sila_net **ret_net, const struct sila_net *like, struct sila_err *err)
+{
+    struct sila_net *net;
+    int r = sila_net_new(&net, like->specs, like->n, like->in, like->max_batch, err);
+    if (r)
+        return r;
     free(net->work);
     free(net->g_a);
     free(net->g_b);
-    free(net);
+    net->work = like->work;
+    net->g_a = like->g_a;
+    net->g_b = like->g_b;
+    net->borrowed = true;
+    *ret_net = net;
+    return 0;
 }
 
 size_t sila_net_param_count(const struct sila_net *net)

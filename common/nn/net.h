@@ -140,6 +140,11 @@ struct sila_net;
  * shapes), -ENOMEM (err says so). */
 int sila_net_new(struct sila_net **ret_net, const struct sila_layer_spec *specs, int n,
                  struct sila_shape in, int max_batch, struct sila_err *err);
+/* A net of like's layers whose activations are its own but whose scratch
+ * (of one forward or backward pass: the convolutions' work and the
+ * backward's gradients) is like's, borrowed: only one of the two may run
+ * at a time, and like must outlive it. Errors as sila_net_new. */
+int sila_net_new_like(struct sila_net **ret_net, const struct sila_net *like, struct sila_err *err);
 /* Frees the net and everything it owns (not the bound blocks); NULL is safe. */
 void sila_net_free(struct sila_net *net);
 

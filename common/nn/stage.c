@@ -328,7 +328,7 @@ static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x
     size_t out = sila_shape_size(sila_net_out_shape(m->body));
     size_t mb = (size_t)st->max_batch;
     if (!e->x) {
-        int r = sila_module_then_init(m, st->max_batch, &e->then, err);
+        int r = sila_module_then_init(m, &e->then, err);
         if (r == 0 && (!(e->x = malloc(sizeof *e->x * in * mb)) ||
                        !(e->labels = malloc(sizeof *e->labels * mb)) ||
                        !(e->dz = malloc(sizeof *e->dz * out * mb))))
