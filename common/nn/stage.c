@@ -235,6 +235,16 @@ size_t sila_stage_man_out_floats(const struct sila_stage *st)
     return st->mods[st->first]->sent_floats;
 }
 
+/* Module k has learned step `step`: its progress, the sink's report,
+ * MAN's snapshots. */
+static int learned(struct sila_stage *st, int k, uint64_t step, const struct sila_step_stats *s,
+                   const struct sila_stage_sink *sink, struct sila_err *err)
+{
+    st->next_step[k] = step + 1;
+    int r = report(sink, k, s, err);
+    return r ? r : man_after(st, k, step, sink, err);
+}
+
 /* ---- module boundaries (half.h) ---- */
 
 /* n values rounded to the job's wire dtype at the boundary after module k
@@ -366,6 +376,18 @@ static int late_put(struct sila_stage *st, int k, uint64_t step, const float *dz
     return 0;
 }
 
+/* d(loss)/d(input of module k >= 1) of late global step `step` (B
+ * samples, din[k]) to the module before it: into its entry, or through
+ * the sink when it is before the stage. */
+static int pass_gradient(struct sila_stage *st, int k, uint64_t step, int B,
+                         const struct sila_stage_sink *sink, struct sila_err *err)
+{
+    size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(st->mods[k]->body));
+    if (k > st->first)
+        return late_put(st, k - 1, step, st->din[k], n, err);
+    return sink->gradient(sink->ctx, step, B, st->din[k], err);
+}
+
 /* Module k learns from its oldest late global step before its step s
  * (unless it learned step s before a restart: then it only passes the
  * gradient on) and passes d(loss)/d(its input) to the module before. */
@@ -391,10 +413,7 @@ static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sil
     if ((r = sila_module_check(st->mods[k], NULL, din, e->B, e->step, err)) ||
         (r = cross_backward(st, k, e->B, e->step, err)) || k == 0)
         return r;
-    size_t n = (size_t)e->B * sila_shape_size(sila_net_in_shape(st->mods[k]->body));
-    if (k > st->first)
-        return late_put(st, k - 1, e->step, din, n, err);
-    return sink->gradient(sink->ctx, e->step, e->B, din, err);
+    return pass_gradient(st, k, e->step, e->B, sink, err);
 }
 
 /* Module k learns from every late global step due before its step s. */
@@ -446,17 +465,13 @@ int sila_stage_global_late(struct sila_stage *st, const float *x, const int32_t 
         if (r || (r = sila_module_check(m, z, e ? NULL : st->din[k], B, step, err)) ||
             (r = cross_forward(st, k, z, B, step, &x, err)))
             return r;
-        if (!e && (r = cross_backward(st, k, B, step, err)) == 0) {
-            size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(m->body));
-            r = k > st->first ? late_put(st, k - 1, step, st->din[k], n, err)
-                              : sink->gradient(sink->ctx, step, B, st->din[k], err);
-        }
+        if (!e && (r = cross_backward(st, k, B, step, err)) == 0)
+            r = pass_gradient(st, k, step, B, sink, err);
         if (r)
             return r;
         if (!learn)
             continue;
-        st->next_step[k] = step + 1;
-        if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
+        if ((r = learned(st, k, step, &s, sink, err)))
             return r;
     }
     *ret_z = x;
@@ -484,8 +499,7 @@ int sila_stage_local(struct sila_stage *st, const float *x, const struct sila_ba
         r = sila_module_check(st->mods[k], x, NULL, B, step, err);
         if (r || (r = cross_forward(st, k, x, B, step, &x, err)))
             return r;
-        st->next_step[k] = step + 1;
-        if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
+        if ((r = learned(st, k, step, &s, sink, err)))
             return r;
     }
     *ret_z = x;
@@ -522,8 +536,7 @@ int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int
             return r;
         if (!learn)
             continue;
-        st->next_step[k] = step + 1;
-        if ((r = report(sink, k, &s, err)) || (r = man_after(st, k, step, sink, err)))
+        if ((r = learned(st, k, step, &s, sink, err)))
             return r;
     }
     *ret_din = dz;
