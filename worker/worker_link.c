@@ -233,7 +233,7 @@ static int send_buf(struct worker *w, struct sila_link *l, uint8_t *buf, size_t 
                                 l == &w->up ? "upstream" : "downstream", strerror(-r));
         }
         if ((r = wlink_drain_control(w, err)) || w->stopped ||
-            (w->job.global_lag > 0 && worker_has_down(w) && (r = wlink_take_down(w, err)))) {
+            (late && (r = wlink_take_down(w, err)))) {
             sila_link_release(buf);
             return r == -ECANCELED && w->stopped ? 0 : r;
         }
