@@ -88,6 +88,18 @@ static int offer_snapshot(struct worker *w, struct sila_err *err)
     return sila_stage_man_offer_up(&w->stage, &sink, err);
 }
 
+/* Sends x, the stage's output on the frame in hand v, downstream with v's
+ * header and labels and the given soft targets and network input (each
+ * NULL: none); nothing for the last worker. */
+static int pass_down(struct worker *w, const struct sila_frame_view *v, const float *targets,
+                     const float *image, const float *x, struct sila_err *err)
+{
+    if (!worker_has_down(w))
+        return 0;
+    return wlink_send_frame(w, &w->down, &w->down_out, &v->hdr, false, worker_out_shape(w),
+                            v->labels, targets, image, x, err);
+}
+
 static int local_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
 {
     const struct sila_frame_hdr *h = &v->hdr;
@@ -98,12 +110,11 @@ static int local_step(struct worker *w, const struct sila_frame_view *v, struct 
     int r =
         sila_stage_local(&w->stage, v->x, &side, (int)h->n, h->batch,
                          sila_plan_lr(&w->plan, h->batch), w->job.label_smoothing, &sink, &x, err);
-    if (r || !worker_has_down(w))
+    if (r)
         return r;
     const float *image =
         sila_plan_edge_image(&w->job, w->stage.last + 1) ? network_input(w, v) : NULL;
-    return wlink_send_frame(w, &w->down, &w->down_out, h, false, worker_out_shape(w), v->labels,
-                            v->targets, image, x, err);
+    return pass_down(w, v, v->targets, image, x, err);
 }
 
 /* A global step whose backward comes later (job.global_lag): the stage's
@@ -118,10 +129,7 @@ static int late_global_step(struct worker *w, const struct sila_frame_view *v, s
     int r = sila_stage_global_late(&w->stage, v->x, v->labels, (int)h->n, h->batch,
                                    sila_plan_lr(pl, h->batch), w->job.label_smoothing,
                                    sila_plan_local_weight(pl, h->batch), &sink, &x, err);
-    if (r || !worker_has_down(w))
-        return r;
-    return wlink_send_frame(w, &w->down, &w->down_out, h, false, worker_out_shape(w), v->labels,
-                            v->targets, NULL, x, err);
+    return r ? r : pass_down(w, v, v->targets, NULL, x, err);
 }
 
 static int global_step(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -137,8 +145,7 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     uint8_t *gbuf = NULL;
     struct sila_frame_view g = {0};
     if (worker_has_down(w)) {
-        r = wlink_send_frame(w, &w->down, &w->down_out, h, false, worker_out_shape(w), v->labels,
-                             v->targets, NULL, x, err);
+        r = pass_down(w, v, v->targets, NULL, x, err);
         double t0 = sila_clock_s();
         if (r == 0 && !w->stopped)
             r = wlink_recv_down(w, &gbuf, &g, err);
@@ -160,8 +167,7 @@ static int global_step(struct worker *w, const struct sila_frame_view *v, struct
     sila_link_release(gbuf);
     if (r || w->stage.first == 0)
         return r;
-    struct sila_shape s = sila_net_in_shape(w->stage.mods[w->stage.first]->body);
-    return wlink_send_frame(w, &w->up, &w->up_out, h, true, s, NULL, NULL, NULL, din, err);
+    return wlink_send_gradient(w, h->batch, (int)h->n, din, err);
 }
 
 static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -172,10 +178,7 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
     const float *x;
     int r = sila_stage_eval(&w->stage, v->x, v->labels, (int)h->n,
                             (uint64_t)h->epoch * w->plan.eval_batches + h->batch, &sink, &x, err);
-    if (r || !worker_has_down(w))
-        return r;
-    return wlink_send_frame(w, &w->down, &w->down_out, h, false, worker_out_shape(w), v->labels,
-                            NULL, NULL, x, err);
+    return r ? r : pass_down(w, v, NULL, NULL, x, err);
 }
 
 static int on_batch(struct worker *w, const struct sila_frame_view *v, struct sila_err *err)
@@ -216,7 +219,7 @@ static int serve(struct worker *w, struct sila_err *err)
         if (r)
             return r;
         /* late global steps' gradients are taken as they come */
-        bool late = w->job.global_lag > 0 && worker_has_down(w);
+        bool late = worker_takes_down(w);
         r = sila_link_poll(links, late ? 3 : 2, TICK_MS, ready);
         if (r == -EINTR || r == 0)
             continue;

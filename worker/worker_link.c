@@ -222,7 +222,7 @@ static int send_buf(struct worker *w, struct sila_link *l, uint8_t *buf, size_t 
     double t0 = sila_clock_s();
     /* with late global steps, what downstream sends meanwhile is taken
      * often: it may be waiting for this worker to read */
-    bool late = w->job.global_lag > 0 && worker_has_down(w);
+    bool late = worker_takes_down(w);
     for (;;) {
         int r = sila_link_send(l, buf, len, late ? TAKE_DOWN_MS : TICK_MS);
         if (r == 0)

@@ -54,6 +54,13 @@ static inline bool worker_has_down(const struct worker *w)
     return w->down.sock >= 0;
 }
 
+/* Whether the worker takes the frames downstream sends as they come: the
+ * gradients of late global steps (job.global_lag). */
+static inline bool worker_takes_down(const struct worker *w)
+{
+    return w->job.global_lag > 0 && worker_has_down(w);
+}
+
 /* The shape of what the worker's last module outputs. */
 static inline struct sila_shape worker_out_shape(const struct worker *w)
 {
@@ -121,14 +128,14 @@ int wlink_ask_snapshot(struct worker *w, struct sila_err *err);
 int wlink_send_snapshot(struct worker *w, uint64_t tag, const float *v, size_t n,
                         struct sila_err *err);
 int wlink_await_snapshot(struct worker *w, uint64_t want, struct sila_err *err);
-/* Late global steps (job.global_lag) across the worker's edges: sends
- * module first's d(loss)/d(input) of global step `step` (B samples)
- * upstream; receives from downstream until module last holds the gradient
- * of global step `step` (other frames there, but snapshots and a
- * greeting's late answer, are a protocol error; -ECANCELED when the run
- * stops meanwhile); takes into the stage, without waiting, whatever
- * downstream has sent (so that a neighbour sending here is never blocked
- * while this worker sends to it). */
+/* Global steps across the worker's edges: sends module first's
+ * d(loss)/d(input) of global step `step` (B samples) upstream, at once or
+ * late. For late ones (job.global_lag): receives from downstream until
+ * module last holds the gradient of global step `step` (other frames
+ * there, but snapshots and a greeting's late answer, are a protocol
+ * error; -ECANCELED when the run stops meanwhile); takes into the stage,
+ * without waiting, whatever downstream has sent (so that a neighbour
+ * sending here is never blocked while this worker sends to it). */
 int wlink_send_gradient(struct worker *w, uint64_t step, int B, const float *din,
                         struct sila_err *err);
 int wlink_await_gradient(struct worker *w, uint64_t step, struct sila_err *err);

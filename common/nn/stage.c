@@ -469,9 +469,7 @@ int sila_stage_global_late(struct sila_stage *st, const float *x, const int32_t 
             r = pass_gradient(st, k, step, B, sink, err);
         if (r)
             return r;
-        if (!learn)
-            continue;
-        if ((r = learned(st, k, step, &s, sink, err)))
+        if (learn && (r = learned(st, k, step, &s, sink, err)))
             return r;
     }
     *ret_z = x;
@@ -534,9 +532,7 @@ int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int
         int r = sila_module_check(st->mods[k], NULL, st->din[k], B, step, err);
         if (r || (r = cross_backward(st, k, B, step, err)))
             return r;
-        if (!learn)
-            continue;
-        if ((r = learned(st, k, step, &s, sink, err)))
+        if (learn && (r = learned(st, k, step, &s, sink, err)))
             return r;
     }
     *ret_din = dz;
