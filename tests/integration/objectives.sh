@@ -71,6 +71,37 @@ for c in "${ZERO[@]}"; do
     fi
 done
 
+# MAN through a replaced worker: module 2's worker (it sends module 1 its
+# snapshots and takes module 3's) is killed mid-run; its replacement starts
+# from the newest checkpoint, sends its newest snapshot again and takes up
+# module 3's, and the run completes with every step recorded once, as the
+# fault-free run does (docs/protocol.md)
+MAN=(--set objective.man_momentum=0.9 --set objective.man_period=2 --set job.algorithm=pgl
+     --set job.epochs=40 --set job.checkpoint_every=8)
+PORT=$(claim_ports 1) || exit 99
+if silad_run man-ref "$JOB" "${MAN[@]}"; then
+    "$SILAD" --job "$JOB" --spawn --threads 1 --out man-kill --rpc "tcp://127.0.0.1:$PORT" \
+        "${MAN[@]}" >man-kill.stdout 2>man-kill.stderr &
+    silad=$!
+    past_step() {
+        [ "$("$SILACTL" --connect "tcp://127.0.0.1:$PORT" status --json --timeout 2 |
+            python3 "$JSONCHECK" field - step)" -ge 100 ] || ! kill -0 $silad
+    }
+    if wait_for 300 past_step; then
+        victim=$(for p in $(pgrep -P $silad); do
+            tr '\0' ' ' <"/proc/$p/cmdline" | grep -q -- '--module 2-2 ' && echo "$p"; done)
+        kill -9 $victim
+    fi
+    ended $silad 300
+    st=$?
+    check "MAN: a killed worker is replaced and the run completes (exit $st)" \
+        test "$st" -eq 0 -a "$(grep -c '^pipeline restarted' man-kill.stdout)" -eq 1
+    check "MAN: every step is recorded once, as in the fault-free run" \
+        python3 "$JSONCHECK" same-step-numbers man-ref/metrics.jsonl man-kill/metrics.jsonl
+else
+    not_ok "MAN, 40 epochs: --inproc exits 0" man-ref.stderr
+fi
+
 # the objective's loss falls: module 1's reported loss, first step against last
 check "sila-dml: module 1's loss falls over the run" python3 - in-sila-dml/metrics.jsonl <<'EOF'
 import json, sys
