@@ -21,10 +21,12 @@ throughput  trains each job (--jobs) under each algorithm (--algos) with
             against its target (CNN >= 1.5x PyTorch, MLP >= 3x) and the peak
             RSS of each process.
 pipeline    runs tests/bench_pipeline.py's measurement (inproc, --spawn=2
-            local, --spawn=2 pgl) on the CNN, measures each module's compute
-            time per batch with one worker per module, and models the
-            pipeline's samples/s on K = 2..16 machines over 1 and 10 Gbit/s
-            links; compares the model's K = 2 with the measured --spawn=2.
+            local, pgl with global steps at once and learned late) on the
+            first of --jobs, measures each module's compute time of a local
+            and of a global step with one worker per module, and models
+            (tests/pipeline_model.py) the pipeline's samples/s on K = 1..16
+            machines over 1 and 10 Gbit/s links, in 32 and 16 bits;
+            compares the model's K = 2 with the measured --spawn=2 runs.
 memory      peak RSS of --inproc, of the largest --spawn worker (one module
             per worker and two workers) and of PyTorch, per job.
 all         the four, in that order.
@@ -51,6 +53,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pipeline_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(os.environ.get("SILA_BUILD", os.path.join(ROOT, "build")))
@@ -310,50 +316,80 @@ def cmd_throughput(args):
 
 # ---- pipeline ----------------------------------------------------------------------
 
-def split(M, K):
-    """Modules [first, last) of each of K workers, as silad --spawn=K splits M."""
-    return [(i * M // K, (i + 1) * M // K) for i in range(K)]
+PGL_LAG = 2  # bench_pipeline's spawn-pgl-lag
+MODEL_LAGS = (PGL_LAG, 4)  # job.global_lag values the model's tables show
 
 
-def predict(stage_s, edge_bytes, batch, bps):
-    """samples/s of a pipeline: batch / max(slowest stage, largest edge transfer);
-    bps None: links never the bound. Returns (samples/s, bound)."""
-    link_s = max(edge_bytes) * batch * 8 / bps if bps else 0.0
-    worst = max(max(stage_s), link_s)
-    return batch / worst, ("link" if link_s > max(stage_s) else "compute")
+def module_runs(args, job, sets, nmod, threads):
+    """Runs with one worker per module, local and e2e, --repeats each; their
+    records (bench pipeline-modules)."""
+    recs = []
+    for algo in ("local", "e2e"):
+        for rep in range(args.repeats):
+            print(f"== pipeline module times: {algo}, --spawn={nmod} --threads {threads} "
+                  f"--window {args.module_window} (repeat {rep + 1})", flush=True)
+            res = run_silad(job, [f"--spawn={nmod}", "--threads", str(threads),
+                                  "--window", str(args.module_window)],
+                            sets + [f"job.algorithm={algo}"])
+            if len(res["workers"]) != nmod:
+                raise RunFailed(f"expected {nmod} worker records, got {len(res['workers'])}")
+            rec = {"bench": "pipeline-modules", "job": os.path.basename(job), "algorithm": algo,
+                   "threads": threads, "window": args.module_window, **res}
+            record(args, rec)
+            recs.append(rec)
+    return recs
 
 
-def module_times(args, job, sets, nmod, threads, batches):
-    """Per module: median compute seconds per batch and bytes per sample sent
-    downstream, from runs with one worker per module."""
-    per_mod = [[] for _ in range(nmod)]
-    bytes_out = [[] for _ in range(nmod)]
-    for rep in range(args.repeats):
-        print(f"== pipeline module times: --spawn={nmod} --threads {threads} "
-              f"--window {args.module_window} (repeat {rep + 1})", flush=True)
-        res = run_silad(job, [f"--spawn={nmod}", "--threads", str(threads),
-                              "--window", str(args.module_window)], sets)
-        record(args, {"bench": "pipeline-modules", "threads": threads,
-                      "window": args.module_window, **res})
-        if len(res["workers"]) != nmod:
-            raise RunFailed(f"expected {nmod} worker records, got {len(res['workers'])}")
-        for w in res["workers"]:
-            k = w["modules"][0] - 1
-            per_mod[k].append(w["busy"] * w["active_s"] / batches)
-            bytes_out[k].append(w["bytes_per_sample"])
-    return [med(x) for x in per_mod], [med(x) for x in bytes_out]
+def module_times(recs, nmod, batches):
+    """Per module, from module_runs' records: median compute seconds of a
+    local step and of a global one (e2e: a worker's busy time excludes its
+    wait for gradients), and bytes per sample sent downstream (local)."""
+    out = {}
+    for algo in ("local", "e2e"):
+        per_mod = [[] for _ in range(nmod)]
+        bytes_out = [[] for _ in range(nmod)]
+        for rec in recs:
+            for w in rec["workers"] if rec["algorithm"] == algo else ():
+                k = w["modules"][0] - 1
+                per_mod[k].append(w["busy"] * w["active_s"] / batches)
+                bytes_out[k].append(w["bytes_per_sample"])
+        out[algo] = ([med(x) for x in per_mod], [med(x) for x in bytes_out])
+    return out["local"][0], out["e2e"][0], out["local"][1]
 
 
-def cmd_pipeline(args):
-    banner("Distributed pipeline: measured and modelled", args)
-    job = job_path("cnn")
-    train = args.train or 12800
-    half = max(1, args.threads // 2)
-    # bench_pipeline's three runs (inproc, spawn, spawn-pgl), run by a child
-    # interpreter that imports it and patches its silad, its thread counts (from
-    # --threads; its table's labels assume --threads 2: inproc 2 threads, 2
-    # workers x 1 thread; it passes --rpc none itself); its own run() has no timeout, so
-    # the child runs under ours.
+def sixteen_bits(cut):
+    """Bytes per sample of a cut with its activations in 16 bits
+    (job.wire_dtype = bf16 or f16); the 4-byte label stays."""
+    return (cut - 4) / 2 + 4 if cut else 0
+
+
+def stages_of(local, glob, parts, nmod):
+    """pipeline_model stages for workers holding modules [a, b) of parts; a
+    global step's forward taken as a third of it (its backward the rest)."""
+    return [pipeline_model.Stage(sum(local[a:b]), sum(glob[a:b]) / 3, sum(glob[a:b]) * 2 / 3,
+                                 nmod - b) for a, b in parts]
+
+
+def modelled(stages, cuts, batch, steps, bps, window, lags):
+    """samples/s of local, pgl (P = 10, G = 1) at once and learned late
+    with each of lags."""
+    loc = [False] * steps
+    pgl = pipeline_model.pgl_schedule(steps)
+    kw = {"bps": bps, "window": window}
+    return [pipeline_model.samples_per_s(stages, cuts, batch, loc, **kw)] + [
+        pipeline_model.samples_per_s(stages, cuts, batch, pgl, lag=d, **kw) for d in (0, *lags)]
+
+
+PIPELINE_MODES = ("inproc", "spawn", "spawn-pgl", "spawn-pgl-lag")
+
+
+def pipeline_runs(args, job, train, half):
+    """bench_pipeline's runs of job (PIPELINE_MODES), run by a child
+    interpreter that imports it and patches its silad, its thread counts
+    (from --threads; its table's labels assume --threads 2: inproc 2
+    threads, 2 workers x 1 thread; it passes --rpc none itself); its own
+    run() has no timeout, so the child runs under ours. Their records
+    (bench pipeline)."""
     driver = f"""
 import sys
 sys.dont_write_bytecode = True
@@ -371,102 +407,140 @@ for mode, (margs, algo) in list(bp.CONFIGS.items()):
 sys.argv = sys.argv[1:]
 bp.main()
 """
+    modes = ",".join(PIPELINE_MODES)
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as tmp:
         argv = ["bench_pipeline.py", "--job", job, "--repeats", str(args.repeats),
-                "--train", str(train), "--json", tmp.name]
+                "--train", str(train), "--json", tmp.name, "--modes", modes]
         print(f"== tests/bench_pipeline.py --job {os.path.relpath(job, ROOT)} "
-              f"--repeats {args.repeats} --train {train} (3 x {args.repeats} runs; "
-              "its output follows when it ends)", flush=True)
+              f"--repeats {args.repeats} --train {train} --modes {modes} "
+              f"({len(PIPELINE_MODES)} x {args.repeats} runs; its output follows when it ends)",
+              flush=True)
         text, _, _ = run_child([PYTHON, "-c", driver, *argv],
-                               timeout=TIMEOUT_S * 3 * args.repeats)
+                               timeout=TIMEOUT_S * len(PIPELINE_MODES) * args.repeats)
         print(text, flush=True)
-        recs = [json.loads(l) for l in open(tmp.name) if l.strip()]
+        recs = [{"bench": "pipeline", "job": os.path.basename(job), "train": train,
+                 "threads": args.threads, **json.loads(l)} for l in open(tmp.name) if l.strip()]
     for r in recs:
         if args.json:
             with open(args.json, "a") as f:
-                f.write(json.dumps({"bench": "pipeline", **r}) + "\n")
-    measured = {m: med([r["samples_per_s"] for r in recs if r["mode"] == m])
-                for m in ("inproc", "spawn", "spawn-pgl")}
+                f.write(json.dumps(r) + "\n")
+    return recs
 
-    # per-module compute time and edge bytes, one worker per module
+
+def cmd_pipeline(args):
+    banner("Distributed pipeline: measured and modelled", args)
+    job = job_path(args.jobs.split(",")[0])
+    half = max(1, args.threads // 2)
     batch, dataset = job_settings(job)
     nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
-    sets = ["job.epochs=1", f"job.train_limit={train}", f"job.test_limit={batch}",
-            "job.algorithm=local"]
+    if args.model_from:  # the runs of an earlier measurement, modelled again
+        recs = [r for r in map(json.loads, open(args.model_from))
+                if r.get("job") == os.path.basename(job)]
+        runs = [r for r in recs if r["bench"] == "pipeline"]
+        mods = [r for r in recs if r["bench"] == "pipeline-modules"]
+        if not runs or not mods:
+            sys.exit(f"{args.model_from}: no pipeline and pipeline-modules records of "
+                     f"{os.path.basename(job)}")
+        train = runs[0]["train"]
+        print(f"The runs of {args.model_from} ({len(runs)} pipeline runs, {len(mods)} module "
+              f"timing runs, from {mods[0]['date']}), modelled again.\n")
+    else:
+        train = args.train or 12800
+        runs = pipeline_runs(args, job, train, half)
+        mods = module_runs(args, job, ["job.epochs=1", f"job.train_limit={train}",
+                                       f"job.test_limit={batch}"], nmod, half)
+    measured = {m: med([r["samples_per_s"] for r in runs if r["mode"] == m])
+                for m in PIPELINE_MODES}
+    repeats = len(runs) // len(PIPELINE_MODES)
     batches = train // batch
-    t_mod, e_mod = module_times(args, job, sets, nmod, half, batches)
+    t_loc, t_glob, e_mod = module_times(mods, nmod, batches)
     c, h, w = INPUT_SHAPE.get(dataset, (1, 28, 28))
     e_in = 4.0 * c * h * w + 4  # float32 input and an int32 label per sample
     edges = [e_in] + e_mod[:-1]  # edge k feeds module k (0: from the coordinator)
 
-    print(f"\nPer-module compute time per batch of {batch}, from --spawn={nmod} "
-          f"--threads {half} --window {args.module_window} (busy fraction x active seconds "
-          f"/ {batches} batches, median of {args.repeats}), and bytes per sample into each "
-          "module (worker records' bytes_per_sample; module 1's input: the float32 image "
-          "and label from the coordinator):\n")
-    print("| module | compute ms / batch | share | input bytes / sample |")
-    print("|---:|---:|---:|---:|")
-    total = sum(t_mod)
+    print(f"\nPer-module compute time per step of {batch}, from --spawn={nmod} "
+          f"--threads {mods[0]['threads']} --window {mods[0]['window']} (busy fraction x "
+          f"active seconds / {batches} steps, median of {len(mods) // 2}; a global step's from an e2e run, "
+          "whose workers' busy time leaves out their waits for gradients), and bytes per "
+          "sample into each module (worker records' bytes_per_sample; module 1's input: the "
+          "float32 image and label from the coordinator):\n")
+    print("| module | local step ms | share | global step ms | global / local "
+          "| input bytes / sample |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    total, total_g = sum(t_loc), sum(t_glob)
     for k in range(nmod):
-        print(f"| {k + 1} | {1e3 * t_mod[k]:.1f} | {100 * t_mod[k] / total:.0f}% "
-              f"| {edges[k]:.0f} |")
-    print(f"| all | {1e3 * total:.1f} | 100% | |")
+        print(f"| {k + 1} | {1e3 * t_loc[k]:.1f} | {100 * t_loc[k] / total:.0f}% "
+              f"| {1e3 * t_glob[k]:.1f} | {t_glob[k] / t_loc[k]:.2f} | {edges[k]:.0f} |")
+    print(f"| all | {1e3 * total:.1f} | 100% | {1e3 * total_g:.1f} | {total_g / total:.2f} | |")
 
-    print("\nModel: samples/s = batch / max(slowest stage's compute time, largest edge's "
-          "transfer time of one batch). Assumptions: algorithm local (activations flow "
-          "forward only; no gradients, no global steps); each machine computes its stage at "
-          f"the measured rate ({half} thread(s) per machine, as measured); links carry their "
-          "nominal rate as payload, full duplex, with transfers overlapped with compute "
-          "(window >= 2), no latency; the coordinator's input feed never limits; batch "
-          f"{batch}.\n")
-    print(f"(a) The job's own {nmod} modules on K machines, split as silad --spawn=K splits "
-          "them (consecutive ranges); the edges are the activations at the cuts, plus the "
-          "input:\n")
-    print("| K | modules per machine | slowest stage ms | largest edge bytes / sample "
-          "| no link limit | 1 Gbit/s | 10 Gbit/s |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
-    model_k2 = None
+    steps = 1000
+    print(f"\nModel (tests/pipeline_model.py): {steps} steps replayed as silad and the "
+          "workers order them: each worker computes its steps in order at the measured "
+          f"per-step times ({mods[0]['threads']} thread(s) per machine); a global step's forward is taken "
+          "as a third of its time; pgl is P = 10, G = 1 without ramp, its global steps "
+          f"either at once (each worker waits for its gradient) or learned late "
+          f"(job.global_lag = d); links carry their nominal rate as payload, one "
+          "message at a time each way, overlapped with compute, no latency; a global "
+          "step's gradients travel back as many bytes as its activations went forward; "
+          "16-bit: the activations and gradients in 2 bytes (job.wire_dtype = bf16 or "
+          "f16), the labels still 4; the coordinator's feed never limits; batch "
+          f"{batch}; silad's window as given.\n")
+
+    def table(title, rows):
+        """rows: (K, label, window, stages, cuts); for each link and dtype:
+        local, and pgl at once and learned late against it."""
+        print(title + "\n")
+        print("| K | modules | --window | link | wire | local | pgl at once | / local | "
+              + " | ".join(f"pgl late, d = {d} | / local" for d in MODEL_LAGS) + " |")
+        print("|---:|---|---:|---|---|---:|" + "---:|---:|" * (1 + len(MODEL_LAGS)))
+        for K, label, window, stages, cuts in rows:
+            for link, bps in [("none", None)] + LINKS:
+                for dtype, cut in (("f32", cuts), ("16-bit", [sixteen_bits(x) for x in cuts])):
+                    if bps is None and dtype != "f32":
+                        continue
+                    loc, *pgl = modelled(stages, cut, batch, steps, bps, window, MODEL_LAGS)
+                    print(f"| {K} | {label} | {window} | {link} | {dtype} | {loc:.0f} | "
+                          + " | ".join(f"{x:.0f} | {x / loc:.2f}" for x in pgl) + " |")
+
+    own = []
     for K in range(1, nmod + 1):
-        parts = split(nmod, K)
-        stage = [sum(t_mod[a:b]) for a, b in parts]
-        cut = [edges[a] for a, _ in parts]
-        free = predict(stage, cut, batch, None)[0]
-        if K == 2:
-            model_k2 = free
-        cols = [f"{predict(stage, cut, batch, bps)[0]:.0f} ({predict(stage, cut, batch, bps)[1]})"
-                for _, bps in LINKS]
-        print(f"| {K} | {'+'.join(str(b - a) for a, b in parts)} | {1e3 * max(stage):.1f} "
-              f"| {max(cut):.0f} | {free:.0f} | {cols[0]} | {cols[1]} |")
+        parts = pipeline_model.split(nmod, K)
+        cuts = [edges[b] if b < nmod else 0 for _, b in parts]
+        own.append((K, "+".join(str(b - a) for a, b in parts), max(4, 2 * K),
+                    stages_of(t_loc, t_glob, parts, nmod), cuts))
+    table(f"(a) The job's own {nmod} modules on K machines, split as silad --spawn=K "
+          "splits them (consecutive ranges); the links carry the activations at the cuts "
+          "(the coordinator's feed of the input is not modelled as a link); silad's "
+          "--window 2K (at least its default 4):", own)
     biggest = max(edges)
-    print(f"\n(b) The network spread evenly over K machines: each stage computes 1/K of "
-          f"the {1e3 * total:.1f} ms per batch (as if the network could be re-cut into K "
-          "equal modules; the extra aux heads more modules would bring are not counted), "
-          f"and every cut carries the largest activation at a module boundary, "
-          f"{biggest:.0f} bytes per sample (a cut inside the first modules carries as "
-          "much):\n")
-    print("| K | stage ms | edge ms at 1 Gbit/s | edge ms at 10 Gbit/s | samples/s at 1 Gbit/s "
-          "| samples/s at 10 Gbit/s | speed-up over one machine, 1 / 10 Gbit/s |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    one = batch / total
+    even = []
     for K in range(2, 17):
-        stage = [total / K]
-        r1, b1 = predict(stage, [biggest], batch, LINKS[0][1])
-        r10, b10 = predict(stage, [biggest], batch, LINKS[1][1])
-        print(f"| {K} | {1e3 * total / K:.1f} | {1e3 * biggest * batch * 8 / LINKS[0][1]:.1f} "
-              f"| {1e3 * biggest * batch * 8 / LINKS[1][1]:.1f} | {r1:.0f} ({b1}) "
-              f"| {r10:.0f} ({b10}) | {r1 / one:.1f}x / {r10 / one:.1f}x |")
+        stages = [pipeline_model.Stage(total / K, total_g / K / 3, total_g / K * 2 / 3, K - 1 - w)
+                  for w in range(K)]
+        even.append((K, "even", 2 * K, stages, [biggest] * (K - 1) + [0]))
+    table(f"(b) The network spread evenly over K machines: each computes 1/K of the "
+          f"{1e3 * total:.1f} ms of a local step and of the {1e3 * total_g:.1f} ms of a "
+          "global one (as if the network could be re-cut into K equal modules; the extra "
+          "aux heads more modules would bring are not counted), and every cut carries the "
+          f"largest activation at a module boundary, {biggest:.0f} bytes per sample; "
+          "--window 2K:", even)
+    print(f"\nOne machine (the sum of the module times): local {batch / total:.0f}, e2e "
+          f"{batch / total_g:.0f}, pgl P = 10, G = 1 "
+          f"{batch / (0.9 * total + 0.1 * total_g):.0f} samples/s.")
+
     print("\nThe model against the measurement: two workers on this machine talk over ipc "
-          "(no link limit), so the measured --spawn=2 local run is compared with the "
-          "model's K = 2 without a link limit:\n")
-    print("| K = 2, local | samples/s |")
-    print("|---|---:|")
-    print(f"| model (modules {'+'.join(str(b - a) for a, b in split(nmod, 2))}, "
-          f"from the per-module times) | {model_k2:.0f} |")
-    print(f"| measured, --spawn=2 --threads {half} (median of {args.repeats}) "
-          f"| {measured['spawn']:.0f} |")
-    print(f"| measured / model | {measured['spawn'] / model_k2:.2f} |")
-    print(f"| for reference: --inproc --threads {args.threads} | {measured['inproc']:.0f} |")
-    print(f"| for reference: one machine, model (sum of module times) | {one:.0f} |")
+          "(no link limit), as silad --spawn=2 runs them with its default window of 4:\n")
+    parts = pipeline_model.split(nmod, 2)
+    model = modelled(stages_of(t_loc, t_glob, parts, nmod), [edges[parts[0][1]], 0], batch,
+                     batches, None, 4, (PGL_LAG,))
+    print(f"| K = 2 (modules {'+'.join(str(b - a) for a, b in parts)}) | model samples/s "
+          f"| measured (median of {repeats}) | measured / model |")
+    print("|---|---:|---:|---:|")
+    for label, mode, m in zip(("local", "pgl at once", f"pgl late (global_lag = {PGL_LAG})"),
+                              PIPELINE_MODES[1:], model):
+        print(f"| {label} | {m:.0f} | {measured[mode]:.0f} | {measured[mode] / m:.2f} |")
+    print(f"| for reference: --inproc --threads {runs[0]['threads']}, local | | "
+          f"{measured['inproc']:.0f} | |")
     print(flush=True)
 
 
@@ -637,7 +711,8 @@ def main():
     common.add_argument("--repeats", type=int, default=3,
                         help="runs of each configuration; medians are reported (default 3)")
     common.add_argument("--jobs", default="cnn,mlp",
-                        help="throughput and memory: cnn, mlp or job files (default cnn,mlp)")
+                        help="throughput and memory: cnn, mlp or job files (default cnn,mlp); "
+                             "pipeline: the first of them")
     common.add_argument("--algos", default="e2e,local,pgl",
                         help="throughput: algorithms (default e2e,local,pgl)")
     common.add_argument("--train", type=int,
@@ -657,6 +732,9 @@ def main():
                         help="seconds after which one run is stopped as hung (default 1800); "
                              "a silad that reports its workers silent is stopped at once")
     common.add_argument("--json", help="append every run's record to this file")
+    common.add_argument("--model-from", metavar="FILE",
+                        help="pipeline: no runs; model again from the records of an earlier "
+                             "measurement of the job that --json wrote to FILE")
     common.add_argument("--only", action="append", default=[],
                         help="objectives: only the runs whose label contains this (repeatable)")
     p = argparse.ArgumentParser(description=__doc__,

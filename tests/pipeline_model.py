@@ -1,0 +1,101 @@
+"""A model of sila's pipeline: the samples/s of K workers in a chain, from
+each worker's compute time per step and the bytes on each link.
+
+Used by tests/bench_speed.py (pipeline) to predict what more machines,
+faster links, 16-bit activations (job.wire_dtype) and global steps (at once
+or learned late, job.global_lag) give, and checked there against runs on
+this machine (docs/performance.md). Its own checks: tests/test_pipeline_model.py.
+
+The model replays a run step by step, as the workers and silad order their
+work (docs/protocol.md):
+  * silad sends step t once step t - window is done at the last worker;
+  * each worker handles its steps in order, one at a time; a local step
+    costs it `local` seconds, after which its output leaves;
+  * a global step costs `fwd` then `bwd` seconds. At once (lag 0): a worker
+    sends its output after `fwd`, waits for the gradient from downstream,
+    then spends `bwd` and sends its gradient upstream; the last worker
+    spends both at once. Late (lag d >= 1): a worker sends its output after
+    `fwd` and spends `bwd` just before its step t + d * (modules after it),
+    waiting then only if the gradient has not arrived;
+  * a link carries one message at a time each way at `bps` bits per second
+    of payload, the transfer overlapping the sender's compute; no latency.
+"""
+
+
+def split(M, K):
+    """Modules [first, last) of each of K workers, as silad --spawn=K splits M."""
+    return [(i * M // K, (i + 1) * M // K) for i in range(K)]
+
+
+class Stage:
+    """One worker: seconds per step of a local step, of a global step's
+    forward and of its backward; `after`: modules after its last one."""
+
+    def __init__(self, local, fwd, bwd, after):
+        self.local, self.fwd, self.bwd, self.after = local, fwd, bwd, after
+
+
+def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
+    """Seconds until the last worker is done with every step of `schedule`
+    (a list of booleans, True for a global step). cut_bytes[w]: bytes per
+    sample from worker w to worker w + 1 (activations forward; a global
+    step's gradient, of the same size, back); bps None: links take no time."""
+    S = len(stages)
+    xfer = [b * batch * 8 / bps if bps else 0.0 for b in cut_bytes]
+    free = [0.0] * S          # when each worker is next idle
+    down_free = [0.0] * S     # when the link after worker w is next free, forward
+    up_free = [0.0] * S       # ... and backward
+    grad_at = [dict() for _ in range(S)]  # worker w: step -> its gradient's arrival
+    pending = [[] for _ in range(S)]      # worker w: late global steps not yet learned
+    done = []
+
+    def send(w, t0, links):  # a message from worker w leaves at t0 over link w
+        start = max(t0, links[w])
+        links[w] = start + xfer[w]
+        return links[w]
+
+    def learn_late(w, step):  # worker w learns every late step due before `step`
+        while pending[w] and pending[w][0] + lag * stages[w].after <= step:
+            g = pending[w].pop(0)
+            free[w] = max(free[w], grad_at[w].pop(g)) + stages[w].bwd
+            if w > 0:
+                grad_at[w - 1][g] = send(w - 1, free[w], up_free)
+
+    for t, is_global in enumerate(schedule):
+        arrive = done[t - window] if t >= window else 0.0
+        outs = []
+        for w, st in enumerate(stages):
+            if lag:
+                learn_late(w, t)
+            start = max(free[w], arrive)
+            last = w == S - 1
+            if not is_global:
+                free[w] = start + st.local
+            elif last:
+                free[w] = start + st.fwd + st.bwd
+                if w > 0:
+                    grad_at[w - 1][t] = send(w - 1, free[w], up_free)
+            else:
+                free[w] = start + st.fwd
+                if lag:
+                    pending[w].append(t)
+            outs.append(free[w])
+            if not last:
+                arrive = send(w, free[w], down_free)
+        if is_global and not lag:  # the backward sweep, each worker waiting for it
+            for w in range(S - 2, -1, -1):
+                free[w] = max(free[w], grad_at[w].pop(t)) + stages[w].bwd
+                if w > 0:
+                    grad_at[w - 1][t] = send(w - 1, free[w], up_free)
+        done.append(free[S - 1])
+    return done[-1]
+
+
+def samples_per_s(stages, cut_bytes, batch, schedule, **kw):
+    return len(schedule) * batch / run(stages, cut_bytes, batch, schedule, **kw)
+
+
+def pgl_schedule(steps, period=10, global_steps=1):
+    """pgl without ramp: the last global_steps of every period are global,
+    as sila_plan_step_global places them."""
+    return [t % period >= period - global_steps for t in range(steps)]
