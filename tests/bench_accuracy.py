@@ -27,7 +27,8 @@ each seed's classifier accuracy, the mean, the difference to the row's
 baseline over the seeds both have (an objective: ce of the same algorithm
 and drop-path; ce with drop-path: ce without; pgl ce and e2e: local ce),
 every head's mean accuracy, samples/s and peak RSS; records of one job
-trained for different epochs are refused; --plot draws the classifier's
+trained for different epochs are refused; --only TEXT keeps the rows whose
+objective contains TEXT, and the ce ones; --plot draws the classifier's
 and each head's accuracy per row with gnuplot (SVG, or PNG for a .png name).
 """
 import argparse
@@ -177,6 +178,9 @@ def baseline(algo, name):
 
 def cmd_ablation(args):
     rows = ablation_rows(args.results, args.job)
+    if args.only:  # the rows named, and those of ce they are measured against
+        rows = {k: v for k, v in rows.items()
+                if k[1] == "ce" or any(t in k[1] for t in args.only)}
     if not rows:
         sys.exit(f"no records of {args.job} in {', '.join(args.results)}")
     print("| algorithm | objective | classifier % per seed | mean | baseline | vs baseline "
@@ -203,13 +207,14 @@ def cmd_ablation(args):
         print(f"| {algo} | {name} | {per_seed} | {mean(accs):.2f} | {btext} "
               f"| {diff} | {heads} | {rate:.0f} | {rss:.0f} | {builds} |")
     if args.plot:
-        plot_ablation(rows, args.job, args.plot)
+        plot_ablation(rows, args.job, args.plot, args.ymin)
 
 
-def plot_ablation(rows, job, out):
+def plot_ablation(rows, job, out, ymin=None):
     """Accuracy of the classifier (points per seed) and of every head (mean
     over seeds, one line per head) against the rows, drawn by gnuplot into
-    out (PNG when it ends in .png, else SVG)."""
+    out (PNG when it ends in .png, else SVG); the axis from ymin % when
+    given (lower points leave the plot)."""
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "rows.dat")
         nheads = 0
@@ -244,6 +249,7 @@ set key outside right
 set grid ytics
 set datafile missing "?"
 set xrange [-0.5:{len(rows) - 0.5}]
+set yrange [{"*" if ymin is None else ymin}:*]
 plot {heads}, "{data}" using 1:3:xtic(2) with points pt 5 ps 0.9 lc rgb "black" title "classifier"
 """)
         subprocess.run(["gnuplot", script], check=True)
@@ -268,6 +274,10 @@ def main():
     a.add_argument("results", nargs="+")
     a.add_argument("--job", required=True, help="the job file's base name, as recorded")
     a.add_argument("--plot", help="also draw the rows into this file (.svg or .png)")
+    a.add_argument("--only", action="append", default=[], metavar="TEXT",
+                   help="only the rows whose objective contains TEXT (repeatable), and "
+                        "the ce rows")
+    a.add_argument("--ymin", type=float, help="--plot: the accuracy axis from this %%")
     args = p.parse_args()
     {"run": cmd_run, "table": cmd_table, "ablation": cmd_ablation}[args.cmd](args)
 
