@@ -460,10 +460,10 @@ def cmd_pipeline(args):
 
     print(f"\nPer-module compute time per step of {batch}, from --spawn={nmod} "
           f"--threads {mods[0]['threads']} --window {mods[0]['window']} (busy fraction x "
-          f"active seconds / {batches} steps, median of {len(mods) // 2}; a global step's from an e2e run, "
-          "whose workers' busy time leaves out their waits for gradients), and bytes per "
-          "sample into each module (worker records' bytes_per_sample; module 1's input: the "
-          "float32 image and label from the coordinator):\n")
+          f"active seconds / {batches} steps, median of {len(mods) // 2}; a global step's "
+          "from an e2e run, whose workers' busy time leaves out their waits for gradients), "
+          "and bytes per sample into each module (worker records' bytes_per_sample; module "
+          "1's input: the float32 image and label from the coordinator):\n")
     print("| module | local step ms | share | global step ms | global / local "
           "| input bytes / sample |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -476,8 +476,8 @@ def cmd_pipeline(args):
     steps = 1000
     print(f"\nModel (tests/pipeline_model.py): {steps} steps replayed as silad and the "
           "workers order them: each worker computes its steps in order at the measured "
-          f"per-step times ({mods[0]['threads']} thread(s) per machine); a global step's forward is taken "
-          "as a third of its time; pgl is P = 10, G = 1 without ramp, its global steps "
+          f"per-step times ({mods[0]['threads']} thread(s) per machine); a global step's "
+          "forward is taken as a third of its time; pgl is P = 10, G = 1 without ramp, its global steps "
           f"either at once (each worker waits for its gradient) or learned late "
           f"(job.global_lag = d); links carry their nominal rate as payload, one "
           "message at a time each way, overlapped with compute, no latency; a global "
