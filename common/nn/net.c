@@ -42,8 +42,11 @@ static int build_layers(struct sila_net *net, const struct sila_layer_spec *spec
     return 0;
 }
 
-int sila_net_new(struct sila_net **ret_net, const struct sila_layer_spec *specs, int n,
-                 struct sila_shape in, int max_batch, struct sila_err *err)
+/* sila_net_new, with the scratch of `scratch_of` borrowed when it is not
+ * NULL (sila_net_new_like) instead of allocated. */
+static int net_new(struct sila_net **ret_net, const struct sila_layer_spec *specs, int n,
+                   struct sila_shape in, int max_batch, const struct sila_net *scratch_of,
+                   struct sila_err *err)
 {
     if (n < 1 || max_batch < 1)
         return sila_err_set(err, -EINVAL, "a net needs at least one layer and max_batch >= 1");
@@ -63,6 +66,14 @@ int sila_net_new(struct sila_net **ret_net, const struct sila_layer_spec *specs,
     memcpy(net->specs, specs, sizeof *specs * n);
     if ((r = build_layers(net, specs, &max_act, err)))
         goto fail;
+    if (scratch_of) {
+        net->work = scratch_of->work;
+        net->g_a = scratch_of->g_a;
+        net->g_b = scratch_of->g_b;
+        net->borrowed = true;
+        *ret_net = net;
+        return 0;
+    }
     r = -ENOMEM;
     net->work = malloc(sizeof *net->work * (net->bld.work_floats ? net->bld.work_floats : 1));
     net->g_a = malloc(sizeof *net->g_a * max_act * max_batch);
@@ -96,21 +107,15 @@ void sila_net_free(struct sila_net *net)
     free(net);
 }
 
+int sila_net_new(struct sila_net **ret_net, const struct sila_layer_spec *specs, int n,
+                 struct sila_shape in, int max_batch, struct sila_err *err)
+{
+    return net_new(ret_net, specs, n, in, max_batch, NULL, err);
+}
+
 int sila_net_new_like(struct sila_net **ret_net, const struct sila_net *like, struct sila_err *err)
 {
-    struct sila_net *net;
-    int r = sila_net_new(&net, like->specs, like->n, like->in, like->max_batch, err);
-    if (r)
-        return r;
-    free(net->work);
-    free(net->g_a);
-    free(net->g_b);
-    net->work = like->work;
-    net->g_a = like->g_a;
-    net->g_b = like->g_b;
-    net->borrowed = true;
-    *ret_net = net;
-    return 0;
+    return net_new(ret_net, like->specs, like->n, like->in, like->max_batch, like, err);
 }
 
 size_t sila_net_param_count(const struct sila_net *net)
