@@ -99,6 +99,7 @@ int checkpoint_write(const char *out_dir, const struct sila_job *job, const stru
         sila__evaluation__init(&ev[i]);
         ev[i].epoch = (uint32_t)c->evals[i].epoch;
         ev[i].step = c->evals[i].step;
+        ev[i].train_s = c->evals[i].train_s;
         ev[i].accuracy = (double *)c->evals[i].accuracy;
         ev[i].n_accuracy = (size_t)c->K;
         ev[i].holdout = (double *)c->evals[i].holdout;
@@ -209,7 +210,7 @@ static int from_proto(const Sila__Checkpoint *ck, const struct sila_job *job, st
             return sila_err_set(err, -EINVAL, "%s: an evaluation of %zu heads (%zu held out)", path,
                                 e->n_accuracy, e->n_holdout);
         struct report_eval *ev = &c->evals[i];
-        *ev = (struct report_eval){.epoch = (int)e->epoch, .step = e->step};
+        *ev = (struct report_eval){.epoch = (int)e->epoch, .step = e->step, .train_s = e->train_s};
         for (int k = 0; k < c->K; k++) {
             ev->accuracy[k] = e->accuracy[k];
             ev->holdout[k] = e->n_holdout ? e->holdout[k] : NAN;

@@ -344,7 +344,7 @@ int coord_run(const struct sila_job *job, const char *out_dir, const struct coor
                         .K = job->nmodules,
                         .err = err,
                         .phase = SILA__RUN_PHASE__JOINING,
-                        .evaluated_epoch = -1};
+                        .evaluated_round = -1};
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         c->owner[k] = -1;
     c->rdv.sock = -1;
@@ -368,8 +368,8 @@ int coord_run(const struct sila_job *job, const char *out_dir, const struct coor
     const struct sila_plan *pl = &c->feed.plan;
     for (int k = 0; k < c->K; k++)
         c->trained[k] = c->rep.first_step;
-    for (int e = (int)(c->rep.first_step / pl->steps_per_epoch); e < job->epochs; e++)
-        c->evaluations_left += sila_plan_evaluates(pl, e);
+    for (uint32_t q = sila_plan_round_of(pl, c->rep.first_step); q < sila_plan_rounds(pl); q++)
+        c->evaluations_left += sila_plan_evaluates(pl, q);
     if (r == 0 && (r = coord_feed_init(c)) == 0)
         r = open_loop(c);
     if (r == 0 && o->spawn)

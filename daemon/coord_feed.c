@@ -25,7 +25,7 @@ int coord_feed_init(struct coord *c)
         return sila_err_set(c->err, -ENOMEM, "out of memory");
     const struct sila_plan *pl = &c->feed.plan;
     f->first_step = f->next_step = c->rep.first_step;
-    f->epoch = (int)(f->next_step / pl->steps_per_epoch);
+    f->round = sila_plan_round_of(pl, f->next_step);
     f->last_checkpoint = sila_clock_s();
     return 0;
 }
@@ -124,17 +124,16 @@ static struct sent *next_slot(struct coord *c, int *ret)
     return e;
 }
 
-/* Sends e, filled with batch `batch` of epoch, n samples, as the next
- * batch. */
-static int produce(struct coord *c, struct sent *e, uint64_t batch, int epoch,
-                   enum sila_phase phase, int n)
+/* Sends e, filled with batch `batch` of the feeder's round, n samples, as
+ * the next batch. */
+static int produce(struct coord *c, struct sent *e, uint64_t batch, enum sila_phase phase, int n)
 {
     struct feeder *f = &c->feeder;
     struct sila_shape in = c->job->input;
     e->pos = f->next_pos++;
     e->h = (struct sila_frame_hdr){
         .batch = batch,
-        .epoch = (uint32_t)epoch,
+        .round = c->feeder.round,
         .phase = phase,
         .n = (uint32_t)n,
         .c = (uint32_t)in.c,
@@ -183,13 +182,13 @@ static bool feed_step(struct coord *c, int *ret)
     const uint32_t *idx = feed_train_batch(&c->feed, t, slot->x, slot->labels);
     collab_targets(&c->collab, idx, c->job->batch, slot->targets);
     enum sila_phase ph = sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL : SILA_PHASE_LOCAL;
-    *ret = produce(c, slot, t, f->epoch, ph, c->job->batch);
+    *ret = produce(c, slot, t, ph, c->job->batch);
     f->next_step++;
     f->boundary_seen = false;
     return *ret == 0;
 }
 
-/* The next test batch of the epoch's evaluation, or false. */
+/* The next test batch of the round's evaluation, or false. */
 static bool feed_test(struct coord *c, int *ret)
 {
     struct feeder *f = &c->feeder;
@@ -197,7 +196,7 @@ static bool feed_test(struct coord *c, int *ret)
     if (!slot)
         return false;
     int n = feed_eval_batch(&c->feed, f->next_test, slot->x, slot->labels);
-    *ret = produce(c, slot, f->next_test++, f->epoch, SILA_PHASE_EVAL, n);
+    *ret = produce(c, slot, f->next_test++, SILA_PHASE_EVAL, n);
     return *ret == 0;
 }
 
@@ -207,16 +206,16 @@ void coord_feed_pump(struct coord *c)
     const struct sila_plan *pl = &c->feed.plan;
     int r = 0;
     while (c->started && !c->finished && !c->collecting && !c->halted && !c->paused &&
-           !c->stop_requested && !c->ckpt_pending && f->epoch < c->job->epochs) {
-        bool evaluates = sila_plan_evaluates(pl, f->epoch), more;
-        if (f->next_step < (uint64_t)(f->epoch + 1) * pl->steps_per_epoch)
+           !c->stop_requested && !c->ckpt_pending && f->round < sila_plan_rounds(pl)) {
+        bool evaluates = sila_plan_evaluates(pl, f->round), more;
+        if (f->next_step < sila_plan_round_end(pl, f->round))
             more = feed_step(c, &r);
         else if (evaluates && f->next_test < pl->eval_batches)
             more = feed_test(c, &r);
-        else if (evaluates && c->evaluated_epoch < f->epoch)
-            more = false; /* the next epoch's reports must not mix with this evaluation's */
+        else if (evaluates && c->evaluated_round < f->round)
+            more = false; /* the next round's reports must not mix with this evaluation's */
         else {
-            f->epoch++;
+            f->round++;
             f->next_test = 0;
             more = true;
         }

@@ -12,17 +12,17 @@
 static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
 {
     const struct sila_plan *pl = &c->feed.plan;
-    c->tested[k] = (uint64_t)d->epoch * pl->eval_batches + d->batch + 1;
+    c->tested[k] = (uint64_t)d->round * pl->eval_batches + d->batch + 1;
     c->eval_done[k]++;
     eval_tally_add(&c->tally, pl, k, d->batch, d->correct);
     for (int j = 0; j < c->K; j++)
         if (c->eval_done[j] < pl->eval_batches)
             return;
     memset(c->eval_done, 0, sizeof c->eval_done);
-    struct report_eval ev = eval_tally_close(&c->tally, pl, c->K, (int)d->epoch);
+    struct report_eval ev = eval_tally_close(&c->tally, pl, c->K, d->round);
     report_eval(&c->rep, &ev);
     c->evaluations_left--;
-    c->evaluated_epoch = (int)d->epoch;
+    c->evaluated_round = d->round;
 }
 
 /* Why the logits a Done carries (d->logits floats at logits) are not what
@@ -59,13 +59,13 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
 {
     const struct sila_plan *pl = &c->feed.plan;
     int k = (int)d->module - 1;
-    if (k < p->first || k > p->last || d->epoch >= (uint32_t)c->job->epochs) {
+    if (k < p->first || k > p->last || d->round >= sila_plan_rounds(pl)) {
         p->bad_messages++;
         return;
     }
     /* every step and test batch is reported once per module, in order */
     bool eval = d->phase == SILA__PHASE__EVAL;
-    uint64_t got = eval ? (uint64_t)d->epoch * pl->eval_batches + d->batch : d->batch;
+    uint64_t got = eval ? (uint64_t)d->round * pl->eval_batches + d->batch : d->batch;
     if (eval ? got < c->tested[k] : got != c->trained[k]) {
         coord_fail(c, -EPROTO, "module %d reported %s %llu, expected %s%llu", k + 1,
                    eval ? "test batch" : "step", (unsigned long long)got, eval ? "at least " : "",

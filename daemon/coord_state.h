@@ -75,8 +75,8 @@ struct feeder {
     uint64_t seq;           /* of the next frame on the data link */
     uint64_t first_step;    /* of this run (after a resume, the checkpoint's) */
     uint64_t next_step;     /* the next training step to produce */
-    uint32_t next_test;     /* the next test batch of the epoch's evaluation */
-    int epoch;              /* whose batches are being produced */
+    uint32_t next_test;     /* the next test batch of the round's evaluation */
+    uint32_t round;         /* whose batches are being produced (plan.h) */
     bool boundary_seen;     /* the step boundary before next_step was looked at */
     double last_checkpoint; /* sila_clock_s() of the last, or of the start */
 };
@@ -124,11 +124,11 @@ struct coord {
     struct rpc rpc;
     bool rpc_open;
     uint64_t trained[SILA_MAX_MODULES];   /* per module: training steps done (resumed ones too) */
-    uint64_t tested[SILA_MAX_MODULES];    /* per module: test batches done, epoch x batches + i */
+    uint64_t tested[SILA_MAX_MODULES];    /* per module: test batches done, round x batches + i */
     uint32_t eval_done[SILA_MAX_MODULES]; /* per module: batches of the open evaluation */
     struct eval_tally tally;              /* the open evaluation's hits */
     int evaluations_left;                 /* those done are the report's evals */
-    int evaluated_epoch; /* the last epoch whose evaluation is complete, -1 before */
+    int64_t evaluated_round; /* the last round whose evaluation is complete, -1 before */
     double last_report;
     /* module states being collected, for a checkpoint or the end (owned) */
     struct checkpoint_module collected[SILA_MAX_MODULES];

@@ -186,6 +186,7 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
     double now = sila_clock_s();
     uint64_t step = (uint64_t)epoch * r->steps_per_epoch + step_in_epoch + 1;
     r->step = step;
+    r->last_step_at = now;
     uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
     bool epoch_end = step_in_epoch + 1 == r->steps_per_epoch;
     if (step % LOG_EVERY != 0 && !epoch_end && now - r->last_print < (r->tty ? 0.5 : 10.0))
@@ -216,9 +217,11 @@ void eval_tally_add(struct eval_tally *t, const struct sila_plan *pl, int k, uin
     t->correct[i >= pl->test_batches][k] += correct;
 }
 
-struct report_eval eval_tally_close(struct eval_tally *t, const struct sila_plan *pl, int K, int e)
+struct report_eval eval_tally_close(struct eval_tally *t, const struct sila_plan *pl, int K,
+                                    uint32_t q)
 {
-    struct report_eval ev = {.epoch = e + 1, .step = (uint64_t)(e + 1) * pl->steps_per_epoch};
+    uint64_t step = sila_plan_round_end(pl, q), S = pl->steps_per_epoch;
+    struct report_eval ev = {.epoch = (int)((step + S - 1) / S), .step = step};
     for (int k = 0; k < K; k++) {
         ev.accuracy[k] = pl->ntest ? (double)t->correct[0][k] / pl->ntest : 0.0;
         ev.holdout[k] = pl->nholdout ? (double)t->correct[1][k] / pl->nholdout : NAN;
@@ -243,10 +246,19 @@ static void json_exits(FILE *f, const char *name, const double *accuracy, int K)
     fprintf(f, "]");
 }
 
-void report_eval(struct report *r, const struct report_eval *ev)
+void report_eval(struct report *r, const struct report_eval *done)
 {
     int K = r->nmodules;
-    printf("eval after epoch %d: test accuracy", ev->epoch);
+    double now = sila_clock_s(), trained = r->last_step_at ? r->last_step_at : r->start;
+    struct report_eval unkept; /* out of memory: printed and logged only */
+    struct report_eval *ev = grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals)
+                                 ? &r->evals[r->nevals++]
+                                 : &unkept;
+    *ev = *done;
+    ev->train_s = trained - r->start - r->eval_s;
+    r->eval_s += now - trained;
+    double epochs = (double)ev->step / (double)r->steps_per_epoch;
+    printf("eval after epoch %.4g: test accuracy", epochs);
     print_exits(ev->accuracy, K);
     if (report_eval_has_holdout(ev)) {
         printf("; held-out");
@@ -254,10 +266,8 @@ void report_eval(struct report *r, const struct report_eval *ev)
     }
     printf("\n");
     fflush(stdout);
-    if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals))
-        r->evals[r->nevals++] = *ev;
-    fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%d,\"step\":%llu", ev->epoch,
-            (unsigned long long)ev->step);
+    fprintf(r->metrics, "{\"type\":\"eval\",\"epoch\":%.6g,\"step\":%llu,\"train_s\":%.3f", epochs,
+            (unsigned long long)ev->step, ev->train_s);
     json_exits(r->metrics, "accuracy", ev->accuracy, K);
     if (report_eval_has_holdout(ev))
         json_exits(r->metrics, "holdout", ev->holdout, K);

@@ -32,8 +32,10 @@ struct report_point {
  * last) on the test split, and on the held-out split (job.holdout; NaN
  * without one). */
 struct report_eval {
-    int epoch; /* 1-based */
-    uint64_t step;
+    int epoch;      /* 1-based: the one it closes, or falls in (evals_per_epoch > 1) */
+    uint64_t step;  /* training steps done before it */
+    double train_s; /* seconds training before it (since report_open: a resumed run
+                       starts again at 0), the time spent in evaluations left out */
     double accuracy[SILA_MAX_MODULES];
     double holdout[SILA_MAX_MODULES];
 };
@@ -52,9 +54,10 @@ struct eval_tally {
 /* Adds exit k's hits on batch i (< pl->eval_batches) of an evaluation. */
 void eval_tally_add(struct eval_tally *t, const struct sila_plan *pl, int k, uint32_t i,
                     long correct);
-/* The evaluation of K exits after epoch e (0-based) that t has tallied;
- * zeroes t for the next. */
-struct report_eval eval_tally_close(struct eval_tally *t, const struct sila_plan *pl, int K, int e);
+/* The evaluation of K exits after round q (0-based, plan.h) that t has
+ * tallied, without its train_s (report_eval's); zeroes t for the next. */
+struct report_eval eval_tally_close(struct eval_tally *t, const struct sila_plan *pl, int K,
+                                    uint32_t q);
 
 struct report {
     FILE *metrics; /* owned: metrics.jsonl */
@@ -68,6 +71,8 @@ struct report {
     struct loss_window print_win; /* since the last printed line */
     struct loss_window log_win;   /* since the last metrics record */
     uint64_t step;                /* steps done */
+    double last_step_at;          /* monotonic seconds when the last step was reported, 0: none */
+    double eval_s;                /* seconds spent in evaluations so far */
     uint64_t first_step;          /* steps done when this process started (resumed runs) */
     /* the records written to metrics.jsonl, kept (owned, growing arrays) */
     struct report_point *points;
@@ -139,7 +144,8 @@ void report_step_loss(struct report *r, int k, double loss);
  * ends), appends a step record to the metrics every log_every steps. */
 void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,
                  bool global);
-/* After an evaluation: prints it and appends it to the metrics. */
+/* After an evaluation: prints it and appends it to the metrics and the
+ * report's evaluations, with its train_s filled in. */
 void report_eval(struct report *r, const struct report_eval *ev);
 /* The newest evaluation, NULL before any. */
 const struct report_eval *report_last_eval(const struct report *r);

@@ -14,6 +14,7 @@ static Sila__Evaluation *evaluation(struct rpc *rpc, const struct report_eval *e
     sila__evaluation__init(e);
     e->epoch = (uint32_t)ev->epoch;
     e->step = ev->step;
+    e->train_s = ev->train_s;
     memcpy(acc, ev->accuracy, sizeof *acc * (size_t)K);
     memcpy(acc + K, ev->holdout, sizeof *acc * (size_t)K);
     e->accuracy = acc;

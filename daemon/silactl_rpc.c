@@ -144,8 +144,8 @@ static void json_evaluations(Sila__Evaluation **evs, size_t n)
 {
     printf("[");
     for (size_t i = 0; i < n; i++) {
-        printf("%s{\"epoch\":%u,\"step\":%llu", i ? "," : "", evs[i]->epoch,
-               (unsigned long long)evs[i]->step);
+        printf("%s{\"epoch\":%u,\"step\":%llu,\"train_s\":%.3f", i ? "," : "", evs[i]->epoch,
+               (unsigned long long)evs[i]->step, evs[i]->train_s);
         json_nums("accuracy", evs[i]->accuracy, evs[i]->n_accuracy);
         if (evs[i]->n_holdout)
             json_nums("holdout", evs[i]->holdout, evs[i]->n_holdout);
@@ -216,7 +216,10 @@ static void print_status_text(const Sila__Status *s)
            s->samples_per_s, el, eta);
     for (size_t i = 0; i < s->n_evaluations; i++) {
         const Sila__Evaluation *e = s->evaluations[i];
-        printf("eval after epoch %u:", e->epoch);
+        /* the epochs done, fractional between evaluations within an epoch */
+        double epochs = s->total_steps ? (double)e->step * s->epochs / (double)s->total_steps
+                                       : (double)e->epoch;
+        printf("eval after epoch %.4g:", epochs);
         print_exits(e->accuracy, e->n_accuracy);
         if (e->n_holdout) {
             printf("; held-out");

@@ -75,8 +75,8 @@ static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *er
 }
 
 /* The accuracy of every exit on the test and the held-out splits after
- * epoch e, reported. */
-static void evaluate(struct trainer *tr, int e)
+ * round q, reported. */
+static void evaluate(struct trainer *tr, uint32_t q)
 {
     const struct sila_plan *plan = &tr->feed.plan;
     const struct sila_stage_sink sink = {.done = eval_done, .ctx = tr};
@@ -87,11 +87,11 @@ static void evaluate(struct trainer *tr, int e)
         int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
         const float *z;
         struct sila_err none;
-        sila_stage_eval(&tr->stage, tr->x, tr->labels, nb, (uint64_t)e * plan->eval_batches + i,
+        sila_stage_eval(&tr->stage, tr->x, tr->labels, nb, (uint64_t)q * plan->eval_batches + i,
                         &sink, &z, &none);
     }
     tr->ctl.phase = SILA__RUN_PHASE__TRAINING;
-    struct report_eval ev = eval_tally_close(&tr->tally, plan, tr->K, e);
+    struct report_eval ev = eval_tally_close(&tr->tally, plan, tr->K, q);
     report_eval(&tr->rep, &ev);
 }
 
@@ -148,22 +148,23 @@ static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct si
     }
 }
 
-/* Trains steps [first, end of epoch) of epoch; checkpoints within it.
+/* Trains steps [first, end) (a round's); checkpoints within them.
  * Returns 0, 1 when stopped by a request, or -errno. */
-static int train_epoch(struct trainer *tr, int epoch, uint64_t first, struct sila_err *err)
+static int train_steps(struct trainer *tr, uint64_t first, uint64_t end, struct sila_err *err)
 {
     const struct sila_plan *plan = &tr->feed.plan;
     int B = tr->job->batch;
-    for (uint64_t s = first; s < plan->steps_per_epoch; s++) {
-        uint64_t t = (uint64_t)epoch * plan->steps_per_epoch + s;
+    for (uint64_t t = first; t < end; t++) {
+        uint64_t s = t % plan->steps_per_epoch;
         const uint32_t *idx = feed_train_batch(&tr->feed, t, tr->x, tr->labels);
         collab_targets(&tr->collab, idx, B, tr->targets);
         int r = train_step(tr, B, t, err);
         if (r)
             return r;
         collab_learn(&tr->collab, idx, B, sila_net_output(tr->stage.mods[tr->K - 1]->body));
-        report_step(&tr->rep, epoch, s, B, sila_plan_lr(plan, t), sila_plan_step_global(plan, t));
-        if ((r = boundary(tr, t + 1, s + 1 < plan->steps_per_epoch, err)))
+        report_step(&tr->rep, (int)(t / plan->steps_per_epoch), s, B, sila_plan_lr(plan, t),
+                    sila_plan_step_global(plan, t));
+        if ((r = boundary(tr, t + 1, t + 1 < end, err)))
             return r;
     }
     return 0;
@@ -257,16 +258,17 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
         return r;
     report_start(&tr->rep, job, plan, "in process");
     tr->last_checkpoint = sila_clock_s();
-    uint64_t t0 = tr->rep.first_step;
-    for (int e = (int)(t0 / plan->steps_per_epoch); e < job->epochs; e++) {
-        uint64_t first = (uint64_t)e * plan->steps_per_epoch < t0 ? t0 % plan->steps_per_epoch : 0;
-        if ((r = train_epoch(tr, e, first, err)) < 0)
+    uint64_t t = tr->rep.first_step;
+    for (uint32_t q = sila_plan_round_of(plan, t); q < sila_plan_rounds(plan); q++) {
+        uint64_t end = sila_plan_round_end(plan, q);
+        if ((r = train_steps(tr, t, end, err)) < 0)
             return r;
         if (r == 1)
             break;
-        if (sila_plan_evaluates(plan, e))
-            evaluate(tr, e);
-        if ((r = boundary(tr, (uint64_t)(e + 1) * plan->steps_per_epoch, true, err)) < 0)
+        t = end;
+        if (sila_plan_evaluates(plan, q))
+            evaluate(tr, q);
+        if ((r = boundary(tr, end, true, err)) < 0)
             return r;
         if (r == 1)
             break;

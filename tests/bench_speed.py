@@ -217,9 +217,11 @@ def short_run_sets(args, key, algo=None):
     return sets, train
 
 
-def run_silad(job, mode_args, sets):
+def run_silad(job, mode_args, sets, evals=False):
     """silad on job; returns its record: samples/s, wall, peak RSS (silad and
-    its children), worker records of metrics.jsonl."""
+    its children), worker records of metrics.jsonl, the last evaluation's
+    accuracies; with evals=True also every evaluation (step, train_s,
+    accuracy)."""
     with tempfile.TemporaryDirectory() as d:
         argv = [SILAD, "--job", job, "--out", d, "--rpc", "none", *mode_args]
         for s in sets:
@@ -227,23 +229,29 @@ def run_silad(job, mode_args, sets):
         text, wall, rss = run_child(argv)
         lines = open(os.path.join(d, "metrics.jsonl")).read().splitlines()
     workers = [json.loads(l) for l in lines if '"type":"worker"' in l]
-    evals = [json.loads(l) for l in lines if '"type":"eval"' in l]
+    recs = [json.loads(l) for l in lines if '"type":"eval"' in l]
     rates = re.findall(r"([\d.]+) samples/s", text)
     if not rates:
         raise RunFailed(f"no samples/s in silad's output:\n{text}")
-    return {"samples_per_s": float(rates[-1]), "wall_s": round(wall, 1),
-            "peak_rss_mb": round(rss, 1), "workers": workers,
-            "accuracy": evals[-1]["accuracy"] if evals else None}
+    res = {"samples_per_s": float(rates[-1]), "wall_s": round(wall, 1),
+           "peak_rss_mb": round(rss, 1), "workers": workers,
+           "accuracy": recs[-1]["accuracy"] if recs else None}
+    if evals:
+        res["evals"] = [{k: r[k] for k in ("step", "train_s", "accuracy")} for r in recs]
+    return res
 
 
-def run_torch(job, threads, sets):
+def run_torch(job, threads, sets, evals=False):
     argv = [PYTHON, TORCH, "--job", job, "--threads", str(threads), "--json"]
     for s in sets:
         argv += ["--set", s]
     text, wall, rss = run_child(argv)
     res = json.loads(text.strip().splitlines()[-1])
-    return {"samples_per_s": res["samples_per_s"], "wall_s": round(wall, 1),
-            "peak_rss_mb": round(rss, 1), "accuracy": res["accuracy"]}
+    out = {"samples_per_s": res["samples_per_s"], "wall_s": round(wall, 1),
+           "peak_rss_mb": round(rss, 1), "accuracy": res["accuracy"]}
+    if evals:
+        out["evals"] = res["evaluations"]
+    return out
 
 
 def banner(name, args):
@@ -320,11 +328,11 @@ PGL_LAG = 2  # bench_pipeline's spawn-pgl-lag
 MODEL_LAGS = (PGL_LAG, 4)  # job.global_lag values the model's tables show
 
 
-def module_runs(args, job, sets, nmod, threads):
-    """Runs with one worker per module, local and e2e, --repeats each; their
-    records (bench pipeline-modules)."""
+def module_runs(args, job, sets, nmod, threads, algos=("local", "e2e")):
+    """Runs with one worker per module, under each of algos, --repeats each;
+    their records (bench pipeline-modules)."""
     recs = []
-    for algo in ("local", "e2e"):
+    for algo in algos:
         for rep in range(args.repeats):
             print(f"== pipeline module times: {algo}, --spawn={nmod} --threads {threads} "
                   f"--window {args.module_window} (repeat {rep + 1})", flush=True)

@@ -207,7 +207,7 @@ static int send_done(struct peer *p, const struct sila_frame_hdr *h, uint32_t nl
     Sila__Done d = SILA__DONE__INIT;
     d.module = (uint32_t)p->k + 1;
     d.phase = (Sila__Phase)h->phase;
-    d.epoch = h->epoch;
+    d.round = h->round;
     d.batch = h->batch;
     d.loss = 2.3f;
     d.samples = h->n;

@@ -42,7 +42,7 @@ START_TEST(round_trip_done)
 {
     struct sila_err err;
     Sila__Done d = SILA__DONE__INIT;
-    d.module = 3, d.phase = SILA__PHASE__GLOBAL, d.epoch = 2, d.batch = 123456789012ull;
+    d.module = 3, d.phase = SILA__PHASE__GLOBAL, d.round = 2, d.batch = 123456789012ull;
     d.loss = 0.25f, d.correct = 17, d.samples = 32;
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_DONE;

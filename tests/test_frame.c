@@ -36,7 +36,7 @@ static struct sila_frame_hdr sample_hdr(void)
     return (struct sila_frame_hdr){.generation = 7,
                                    .seq = 123456789012ull,
                                    .batch = 42,
-                                   .epoch = 3,
+                                   .round = 3,
                                    .phase = SILA_PHASE_GLOBAL,
                                    .gradient = false,
                                    .n = N,
@@ -118,7 +118,7 @@ START_TEST(round_trip)
     ck_assert_uint_eq(v.hdr.generation, h.generation);
     ck_assert_uint_eq(v.hdr.seq, h.seq);
     ck_assert_uint_eq(v.hdr.batch, h.batch);
-    ck_assert_uint_eq(v.hdr.epoch, h.epoch);
+    ck_assert_uint_eq(v.hdr.round, h.round);
     ck_assert_int_eq(v.hdr.phase, h.phase);
     ck_assert_int_eq(v.hdr.gradient, h.gradient);
     ck_assert_uint_eq(v.hdr.n, N);

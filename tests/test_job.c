@@ -314,6 +314,7 @@ START_TEST(test_defaults)
     ck_assert_float_eq(j.local_weight, 0.0f);
     ck_assert_int_eq(j.global_lag, 0);
     ck_assert_int_eq(j.eval_every, 1);
+    ck_assert_int_eq(j.evals_per_epoch, 1);
     ck_assert_uint_eq(j.train_limit, 0);
     ck_assert_int_eq(j.augment_crop, 0);
     ck_assert(!j.augment_flip);
@@ -804,6 +805,56 @@ START_TEST(test_deploy_and_holdout)
 }
 END_TEST
 
+/* The rounds cut every epoch into evals_per_epoch spans that cover its
+ * steps in order, differ by at most one step, and evaluate with their
+ * epoch; one per epoch keeps the epochs. */
+START_TEST(test_rounds)
+{
+    char text[8192], path[256];
+    build_text(NULL, 0, text);
+    write_job("rounds.ini", text, path);
+    struct sila_job j;
+    struct sila_err err = {""};
+    const char *const every[] = {"job.epochs=5", "job.eval_every=2"};
+    ck_assert_msg(sila_job_load(&j, path, every, 2, &err) == 0, "%s", err.msg);
+    struct sila_plan pl;
+    const uint32_t ntrain[] = {(uint32_t)j.batch * 7, (uint32_t)j.batch * 12,
+                               (uint32_t)j.batch * 3};
+    for (int N = 1; N <= 4; N++) {
+        j.evals_per_epoch = N;
+        for (size_t d = 0; d < sizeof ntrain / sizeof *ntrain; d++) {
+            int r = sila_plan_init(&pl, &j, ntrain[d], 100, &err);
+            if ((uint64_t)N > ntrain[d] / (uint32_t)j.batch) {
+                ck_assert_int_eq(r, -EINVAL);
+                ck_assert_msg(strstr(err.msg, "evals_per_epoch"), "%s", err.msg);
+                continue;
+            }
+            ck_assert_msg(r == 0, "%s", err.msg);
+            uint64_t S = pl.steps_per_epoch;
+            ck_assert_uint_eq(sila_plan_rounds(&pl), 5 * (uint32_t)N);
+            uint64_t t = 0;
+            for (uint32_t q = 0; q < sila_plan_rounds(&pl); q++) {
+                uint64_t end = sila_plan_round_end(&pl, q);
+                ck_assert_uint_ge(end - t, S / (uint64_t)N);
+                ck_assert_uint_le(end - t, (S + (uint64_t)N - 1) / (uint64_t)N);
+                for (; t < end; t++)
+                    ck_assert_uint_eq(sila_plan_round_of(&pl, t), q);
+                ck_assert(sila_plan_evaluates(&pl, q) ==
+                          (q / (uint32_t)N % 2 == 1 || q / (uint32_t)N == 4));
+            }
+            ck_assert_uint_eq(t, pl.total_steps);
+            if (N == 1)
+                for (uint32_t e = 0; e < 5; e++)
+                    ck_assert_uint_eq(sila_plan_round_end(&pl, e), (e + 1) * S);
+        }
+    }
+    sila_job_fini(&j);
+    const char *const many[] = {"job.evals_per_epoch=1001"};
+    ck_assert_int_eq(sila_job_load(&j, path, many, 1, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "evals_per_epoch"), "%s", err.msg);
+}
+END_TEST
+
 /* ---- names ---- */
 
 START_TEST(test_names)
@@ -904,6 +955,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_unreadable_path);
     tcase_add_test(tc, test_override_fixes_file);
     tcase_add_test(tc, test_deploy_and_holdout);
+    tcase_add_test(tc, test_rounds);
     tcase_add_test(tc, test_names);
     tcase_add_loop_test(tc, test_example_job, 0, (int)(sizeof examples / sizeof examples[0]));
     tcase_add_test(tc, test_default_job_settings);

@@ -177,7 +177,7 @@ static int eval_batch(struct worker *w, const struct sila_frame_view *v, struct 
     const struct sila_stage_sink sink = batch_sink(&d);
     const float *x;
     int r = sila_stage_eval(&w->stage, v->x, v->labels, (int)h->n,
-                            (uint64_t)h->epoch * w->plan.eval_batches + h->batch, &sink, &x, err);
+                            (uint64_t)h->round * w->plan.eval_batches + h->batch, &sink, &x, err);
     return r ? r : pass_down(w, v, NULL, NULL, x, err);
 }
 

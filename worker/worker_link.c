@@ -57,7 +57,7 @@ int wlink_send_done(struct worker *w, int k, const struct sila_frame_hdr *h, dou
     Sila__Done d = SILA__DONE__INIT;
     d.module = (uint32_t)k + 1;
     d.phase = (Sila__Phase)h->phase;
-    d.epoch = h->epoch;
+    d.round = h->round;
     d.batch = h->batch;
     d.loss = (float)loss;
     d.correct = (uint32_t)correct;
@@ -254,7 +254,7 @@ int wlink_send_frame(struct worker *w, struct sila_link *l, uint64_t *seq,
     struct sila_frame_hdr h = {.generation = w->pipeline,
                                .seq = *seq,
                                .batch = of->batch,
-                               .epoch = of->epoch,
+                               .round = of->round,
                                .phase = of->phase,
                                .gradient = gradient,
                                .n = of->n,
@@ -467,7 +467,7 @@ int wlink_send_gradient(struct worker *w, uint64_t step, int B, const float *din
                         struct sila_err *err)
 {
     const struct sila_frame_hdr of = {.batch = step,
-                                      .epoch = (uint32_t)(step / w->plan.steps_per_epoch),
+                                      .round = sila_plan_round_of(&w->plan, step),
                                       .phase = SILA_PHASE_GLOBAL,
                                       .n = (uint32_t)B};
     struct sila_shape s = sila_net_in_shape(w->stage.mods[w->stage.first]->body);

@@ -120,7 +120,9 @@ struct sila_job {
      * t + global_lag (K - 1 - k), the pipeline never waiting for it
      * (docs/methods.md); 0: at once, each global step draining the pipeline. */
     int global_lag;
-    int eval_every; /* epochs between evaluations (the last epoch always evaluates) */
+    int eval_every;      /* epochs between evaluations (the last epoch always evaluates) */
+    int evals_per_epoch; /* evaluations spread evenly over each epoch that evaluates, the
+                            last at its end: the run's rounds (plan.h) */
     uint32_t train_limit, test_limit; /* 0 = whole split */
     int augment_crop;                 /* random-crop padding in pixels, 0 = off */
     bool augment_flip;

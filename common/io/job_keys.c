@@ -65,6 +65,7 @@ static const struct key job_keys[] = {
     TYPED("local_weight_decay", K_BOOL, JOB(local_weight_decay), 0),
     NUM("global_lag", K_INT, JOB(global_lag), 0, 16, 0),
     NUM("eval_every", K_INT, JOB(eval_every), 1, INF, 0),
+    NUM("evals_per_epoch", K_INT, JOB(evals_per_epoch), 1, 1000, 0),
     TYPED("train_limit", K_U32, JOB(train_limit), 0),
     TYPED("test_limit", K_U32, JOB(test_limit), 0),
     NUM("augment_crop", K_INT, JOB(augment_crop), 0, 16, 0),

@@ -455,6 +455,7 @@ static void set_defaults(struct sila_job *j)
     j->global_steps = 1;
     j->global_state = SILA_GLOBAL_SHARED;
     j->eval_every = 1;
+    j->evals_per_epoch = 1;
     j->optim = (struct sila_optim_cfg){
         .kind = SILA_OPTIM_SGD, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
     j->sched = (struct sila_sched_cfg){.kind = SILA_SCHED_CONSTANT, .gamma = 0.1f};

@@ -12,7 +12,7 @@
 #include "job.h"
 #include "layer.h"
 
-#define MAX_KEYS 29
+#define MAX_KEYS 30
 
 enum key_type { K_INT, K_U32, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_DATASET, K_DEPLOY };
 

@@ -27,6 +27,10 @@ int sila_plan_init(struct sila_plan *pl, const struct sila_job *job, uint32_t nt
     /* Every step takes a full batch, so all steps weigh the same and batch
      * norm never sees a tiny batch. */
     pl->steps_per_epoch = pl->ntrain / (uint32_t)job->batch;
+    if ((uint64_t)job->evals_per_epoch > pl->steps_per_epoch)
+        return sila_err_set(
+            err, -EINVAL, "%s: evals_per_epoch %d: more than the %llu steps of an epoch", job->path,
+            job->evals_per_epoch, (unsigned long long)pl->steps_per_epoch);
     pl->total_steps = (uint64_t)job->epochs * pl->steps_per_epoch;
     uint32_t B = (uint32_t)job->batch;
     pl->test_batches = (pl->ntest + B - 1) / B;
@@ -69,8 +73,28 @@ float sila_plan_lr(const struct sila_plan *pl, uint64_t t)
     return sila_sched_lr(&pl->sched, t);
 }
 
-bool sila_plan_evaluates(const struct sila_plan *pl, int e)
+uint32_t sila_plan_rounds(const struct sila_plan *pl)
 {
+    return (uint32_t)pl->job->epochs * (uint32_t)pl->job->evals_per_epoch;
+}
+
+uint64_t sila_plan_round_end(const struct sila_plan *pl, uint32_t r)
+{
+    uint64_t N = (uint64_t)pl->job->evals_per_epoch, S = pl->steps_per_epoch;
+    return r / N * S + (r % N + 1) * S / N;
+}
+
+uint32_t sila_plan_round_of(const struct sila_plan *pl, uint64_t t)
+{
+    /* the first j with t mod S < floor((j + 1) S / N) */
+    uint64_t N = (uint64_t)pl->job->evals_per_epoch, S = pl->steps_per_epoch;
+    uint64_t s = t % S;
+    return (uint32_t)(t / S * N + ((s + 1) * N + S - 1) / S - 1);
+}
+
+bool sila_plan_evaluates(const struct sila_plan *pl, uint32_t r)
+{
+    int e = (int)(r / (uint32_t)pl->job->evals_per_epoch);
     return (e + 1) % pl->job->eval_every == 0 || e + 1 == pl->job->epochs;
 }
 
@@ -138,7 +162,7 @@ int sila_plan_max_frame(const struct sila_job *job, size_t *ret_bytes, struct si
         struct sila_frame_hdr h = {.generation = UINT32_MAX,
                                    .seq = UINT64_MAX,
                                    .batch = UINT64_MAX,
-                                   .epoch = UINT32_MAX,
+                                   .round = UINT32_MAX,
                                    .phase = SILA_PHASE_GLOBAL,
                                    .gradient = true,
                                    .n = (uint32_t)job->batch,

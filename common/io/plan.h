@@ -44,8 +44,19 @@ float sila_plan_local_weight(const struct sila_plan *pl, uint64_t t);
 
 float sila_plan_lr(const struct sila_plan *pl, uint64_t t);
 
-/* Whether the run evaluates after epoch e (0-based). */
-bool sila_plan_evaluates(const struct sila_plan *pl, int e);
+/* The run's rounds: every epoch cut into job.evals_per_epoch runs of
+ * consecutive steps, as even as the steps allow, an evaluation (when the
+ * epoch evaluates) closing each. With one evaluation per epoch the rounds
+ * are the epochs. sila_plan_rounds: how many in the run; round_end: the
+ * count of steps done when round r (0-based) ends; round_of: the round
+ * step t (0-based) belongs to. */
+uint32_t sila_plan_rounds(const struct sila_plan *pl);
+uint64_t sila_plan_round_end(const struct sila_plan *pl, uint32_t r);
+uint32_t sila_plan_round_of(const struct sila_plan *pl, uint64_t t);
+
+/* Whether the run evaluates after round r: the rounds of every
+ * eval_every-th epoch and of the last. */
+bool sila_plan_evaluates(const struct sila_plan *pl, uint32_t r);
 
 /* Per-sample shape entering module k (0-based; k = K is the classifier's
  * output). Errors: -EINVAL, from building the prefix of the network. */

@@ -49,7 +49,7 @@ struct sila_stage {
      * its output), what the next module takes (din[k] is rounded in place) */
     float *bound[SILA_MAX_MODULES];
     const float *in[SILA_MAX_MODULES]; /* a global step's inputs, between its halves */
-    /* the replay rule: the next training step and evaluation batch (epoch
+    /* the replay rule: the next training step and evaluation batch (round
      * * eval batches + batch) each module has not learned or reported */
     uint64_t next_step[SILA_MAX_MODULES], next_test[SILA_MAX_MODULES];
     /* MAN: the snapshots module k has received and not yet taken up
@@ -180,7 +180,7 @@ int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int
                                const struct sila_stage_sink *sink, const float **ret_din,
                                struct sila_err *err);
 
-/* Evaluation batch number pos (epoch * eval batches + batch) of B samples:
+/* Evaluation batch number pos (round * eval batches + batch) of B samples:
  * every module in eval mode, the sink hearing of each module's hits unless
  * it reported pos before; the output into *ret_z. Errors: the sink's. */
 int sila_stage_eval(struct sila_stage *st, const float *x, const int32_t *labels, int B,

@@ -27,7 +27,7 @@ static void fill_header(Sila__FrameHeader *ph, uint32_t shape[4], const struct s
     ph->generation = h->generation;
     ph->seq = h->seq;
     ph->batch = h->batch;
-    ph->epoch = h->epoch;
+    ph->round = h->round;
     ph->phase = (Sila__Phase)h->phase;
     ph->gradient = h->gradient;
     shape[0] = h->n, shape[1] = h->c, shape[2] = h->h, shape[3] = h->w;
@@ -226,7 +226,7 @@ static int decode_header(const uint8_t *buf, size_t hl, struct sila_frame_hdr *h
         *h = (struct sila_frame_hdr){.generation = ph->generation,
                                      .seq = ph->seq,
                                      .batch = ph->batch,
-                                     .epoch = ph->epoch,
+                                     .round = ph->round,
                                      .phase = (enum sila_phase)ph->phase,
                                      .gradient = ph->gradient,
                                      .n = ph->shape[0],

@@ -38,7 +38,7 @@ struct sila_frame_hdr {
     uint32_t generation;
     uint64_t seq;
     uint64_t batch;
-    uint32_t epoch;
+    uint32_t round; /* the plan's round (plan.h): of the step, or the evaluation closing it */
     enum sila_phase phase;
     bool gradient;
     uint32_t n, c, h, w;     /* tensor (n, c, h, w) */

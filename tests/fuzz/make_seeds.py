@@ -41,7 +41,7 @@ def frame(n, c, h, w, labels, gradient=False, phase="LOCAL", targets=None, image
     image: values per sample of the network's input carried along; dtype:
     the tensor's (F32, or BF16 / F16: written as the halves of 0.5 i)."""
     classes = len(targets[0]) if targets else 0
-    hdr = encode("FrameHeader", f"version: {WIRE} generation: 1 seq: 7 batch: 3 epoch: 0 "
+    hdr = encode("FrameHeader", f"version: {WIRE} generation: 1 seq: 7 batch: 3 round: 0 "
                                 f"phase: {phase} gradient: {str(gradient).lower()} "
                                 f"shape: [{n}, {c}, {h}, {w}] nlabels: {len(labels)} "
                                 f"target_classes: {classes} image_size: {image} "
@@ -96,7 +96,7 @@ def main():
     write("frame", "bf16", frame(3, 2, 4, 5, [0, 9, 4], dtype="BF16"))
     write("frame", "hello", frame(1, 1, 1, 1, [], phase="HELLO"))
     write("frame", "hello-answer", frame(1, 1, 1, 1, [], gradient=True, phase="HELLO"))
-    write("ctl", "done", ctl("done { module: 2 phase: GLOBAL epoch: 1 batch: 99 loss: 0.5 "
+    write("ctl", "done", ctl("done { module: 2 phase: GLOBAL round: 1 batch: 99 loss: 0.5 "
                              "correct: 30 samples: 32 }"))
     write("ctl", "state", ctl("state { module: 1 params: 3 optimizer: 2 buffers: 1 "
                               "counters: [1, 2, 3, 4, 5, 6, 7, 8] }", [1, 2, 3, 4, 5, 6]))

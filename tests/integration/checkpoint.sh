@@ -39,8 +39,12 @@ interrupted()
 
 # the checkpoint after step 24 lies inside epoch 2 (16 steps an epoch): a
 # collab run resumed there needs the soft targets learned so far
+# evaluations within epochs (rounds of 5, 5, 6 steps): step 24 lies inside
+# the round that ends at 26
 for run in "inproc local --inproc" "inproc pgl --inproc" "spawn pgl --spawn=2" \
-    "spawn-collab local --spawn=2 --set objective.kind=collab"; do
+    "spawn-collab local --spawn=2 --set objective.kind=collab" \
+    "inproc-rounds pgl --inproc --set job.evals_per_epoch=3" \
+    "spawn-rounds pgl --spawn=2 --set job.evals_per_epoch=3"; do
     set -- $run
     name=$1-$2 mode=$3 algo=$2
     shift 3

@@ -47,6 +47,21 @@ write_res3 res3.ini
 RLAG=(--set job.algorithm=pgl --set job.global_lag=1)
 silad_run in-lag-res3 res3.ini "${RLAG[@]}" || not_ok "lag res3: --inproc exits 0" in-lag-res3.stderr
 check_like_inproc "lag res3" in-lag-res3 res3.ini lag-res3 "${RLAG[@]}"
+# evaluations within epochs (job.evals_per_epoch): 16 steps an epoch cut
+# into rounds of 5, 5 and 6, each closed by an evaluation that drains the
+# pipeline; the weights are those of one evaluation an epoch
+ROUNDS=(--set job.evals_per_epoch=3 --set job.algorithm=pgl)
+silad_run in-rounds "$JOB" "${SMALL[@]}" "${ROUNDS[@]}" || not_ok "rounds: --inproc exits 0" \
+    in-rounds.stderr
+check "rounds: evaluations after steps 5, 10, 16, 21, 26, 32 (--inproc)" \
+    python3 "$JSONCHECK" eval-steps in-rounds/metrics.jsonl 16 5 10 16 21 26 32
+if [ -n "$(sha_of in-rounds/model.sila 2>/dev/null)" ] &&
+    [ "$(sha_of in-rounds/model.sila)" = "$(sha_of in-pgl/model.sila)" ]; then
+    ok "rounds: the weights of one evaluation an epoch"
+else
+    not_ok "rounds: the weights of one evaluation an epoch"
+fi
+check_like_inproc "rounds" in-rounds "$JOB" rounds "${SMALL[@]}" "${ROUNDS[@]}"
 # collab: the coordinator learns the soft targets from the last worker's
 # logits and sends them with the batches. Epoch 1 has no evaluation (which
 # would drain the pipeline anyway): epoch 2's targets match --inproc's only

@@ -165,10 +165,27 @@ def cmd_inspect(inspect_json, metrics, algorithm, seed, epochs, parameters, *kin
 
 
 def cmd_same_evals(metrics_a, metrics_b):
-    """Two runs recorded the same eval records."""
-    a, b = records(metrics_a, "eval"), records(metrics_b, "eval")
+    """Two runs recorded the same eval records but for their timing."""
+    def strip(path):
+        return [{k: v for k, v in r.items() if k != "train_s"} for r in records(path, "eval")]
+    a, b = strip(metrics_a), strip(metrics_b)
     if not a or a != b:
         fail(f"eval records differ:\n{a}\n{b}")
+
+
+def cmd_eval_steps(metrics, steps_per_epoch, *steps):
+    """The eval records fall after exactly these steps, each at its epoch
+    (step / steps_per_epoch), with training seconds that never go down."""
+    evals = records(metrics, "eval")
+    got = [r["step"] for r in evals]
+    if got != [int(s) for s in steps]:
+        fail(f"evaluations after steps {got}, expected {list(steps)}")
+    for r in evals:
+        if abs(r["epoch"] - r["step"] / int(steps_per_epoch)) > 1e-4:
+            fail(f"eval record {r}: epoch is not step / {steps_per_epoch}")
+    times = [r["train_s"] for r in evals]
+    if any(t < 0 for t in times) or times != sorted(times):
+        fail(f"training seconds {times} are negative or go down")
 
 
 def cmd_same_steps(metrics_a, metrics_b):
@@ -250,6 +267,7 @@ COMMANDS = {
     "eval-matches": cmd_eval_matches,
     "inspect": cmd_inspect,
     "same-evals": cmd_same_evals,
+    "eval-steps": cmd_eval_steps,
     "same-steps": cmd_same_steps,
     "same-step-numbers": cmd_same_step_numbers,
     "accuracy-near": cmd_accuracy_near,

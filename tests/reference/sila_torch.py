@@ -221,6 +221,7 @@ JOB_KEYS = {
     "heads_in_global": K(p_bool, False),
     "local_weight_decay": K(p_bool, False),
     "eval_every": K(p_int, 1, 1, INF),
+    "evals_per_epoch": K(p_int, 1, 1, 1000),
     "train_limit": K(p_uint(32), 0),
     "test_limit": K(p_uint(32), 0),
     "augment_crop": K(p_int, 0, 0, 16),
@@ -1200,7 +1201,14 @@ def run(job, args):
     aug_rng = SilaRng(job["seed"], AUG_STREAM)
     augment = data.crop > 0 or data.flip
     train_seconds, prep_seconds, eval_seconds, accuracy = 0.0, 0.0, 0.0, [0.0] * tr.K
-    samples = 0
+    samples, evaluations = 0, []
+    N = job["evals_per_epoch"]
+    if N > spe:
+        raise JobError("%s: evals_per_epoch %d: more than the %d steps of an epoch"
+                       % (job["path"], N, spe))
+    # sila_plan_round_end: the evaluations of epoch e after its steps
+    # floor((j + 1) spe / N), j < N
+    round_ends = [(j + 1) * spe // N for j in range(N)]
     tr.train(True)
     for e in range(E):
         t0 = time.perf_counter()
@@ -1209,6 +1217,7 @@ def run(job, args):
         prep_seconds += time.perf_counter() - t0
         losses = [[] for _ in range(tr.K)]
         t0 = last = time.perf_counter()
+        epoch_base = train_seconds  # the epoch's training time: train_seconds - this + now - t0
         for s in range(spe):
             t = e * spe + s
             sl = slice(s * B, (s + 1) * B)
@@ -1222,21 +1231,24 @@ def run(job, args):
             samples += B
             now = time.perf_counter()
             if (t + 1) % 50 == 0 or s + 1 == spe or now - last >= 10.0:
-                rate = (samples - (e * spe * B)) / (now - t0)
+                rate = (samples - (e * spe * B)) / (train_seconds - epoch_base + now - t0)
                 print("epoch %d/%d step %d/%d  loss [%s]  %.0f samples/s"
                       % (e + 1, E, s + 1, spe, fmt_losses(losses), rate), flush=True)
                 losses = [[] for _ in range(tr.K)]
                 last = now
-        epoch_seconds = time.perf_counter() - t0
-        train_seconds += epoch_seconds
-        if (e + 1) % job["eval_every"] == 0 or e + 1 == E:
-            t0 = time.perf_counter()
-            accuracy = tr.evaluate(data)
-            eval_seconds += time.perf_counter() - t0
-            print("eval after epoch %d: test accuracy%s classifier %.2f%%"
-                  % (e + 1, "".join(" head%d %.2f%%," % (k + 1, 100 * a)
-                                    for k, a in enumerate(accuracy[:-1])),
-                     100 * accuracy[-1]), flush=True)
+            if s + 1 in round_ends and ((e + 1) % job["eval_every"] == 0 or e + 1 == E):
+                train_seconds += time.perf_counter() - t0
+                t_eval = time.perf_counter()
+                accuracy = tr.evaluate(data)
+                eval_seconds += time.perf_counter() - t_eval
+                evaluations.append({"step": t + 1, "train_s": round(train_seconds, 3),
+                                    "accuracy": [round(a, 6) for a in accuracy]})
+                print("eval after epoch %.4g: test accuracy%s classifier %.2f%%"
+                      % ((t + 1) / spe, "".join(" head%d %.2f%%," % (k + 1, 100 * a)
+                                                for k, a in enumerate(accuracy[:-1])),
+                         100 * accuracy[-1]), flush=True)
+                t0 = last = time.perf_counter()
+        train_seconds += time.perf_counter() - t0
     rate = samples / train_seconds if train_seconds > 0 else 0.0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     print("trained %d samples in %.2f s: %.0f samples/s (not counted: data order%s %.2f s, "
@@ -1248,6 +1260,7 @@ def run(job, args):
                           "samples_per_s": round(rate, 1),
                           "train_seconds": round(train_seconds, 3),
                           "eval_seconds": round(eval_seconds, 3),
+                          "evaluations": evaluations,
                           "peak_rss_mb": round(rss, 1)}), flush=True)
 
 
