@@ -20,7 +20,8 @@ struct coord_options {
     int spawn;               /* 0: wait for workers started elsewhere; N: start N local workers */
     int threads;             /* kernel threads per spawned worker; 0: the cores shared out */
     int cores;               /* cores to share out among spawned workers */
-    int window;              /* training and test batches in the pipeline at most */
+    int window;              /* training and test batches in the pipeline at most; 0: twice
+                                the workers at the start, at least 4 (coord_window) */
     struct rpc_endpoint rpc; /* the RPC: where, and its authentication */
     bool resume;             /* continue from the newest checkpoint in the output directory */
     int worker_timeout;      /* seconds: a worker silent this long is lost */

@@ -14,12 +14,26 @@
 #include "coord_state.h"
 #include "frame.h"
 
+int coord_window(const struct coord_options *o, const struct sila_job *job, int workers)
+{
+    if (o->window)
+        return o->window;
+    int w = workers > 2 ? 2 * workers : 4;
+    for (int k = 0; k < job->nmodules; k++) {
+        const struct sila_objective *ob = &job->modules[k].objective;
+        if (ob->man_momentum != 0.0f && ob->man_period < w)
+            w = ob->man_period;
+    }
+    return w;
+}
+
 int coord_feed_init(struct coord *c)
 {
     struct feeder *f = &c->feeder;
-    /* the window in flight, the batch being added, and as many again for
-     * the reports a lost worker may have taken with it */
-    f->nring = 2 * (size_t)c->o->window + 1;
+    /* the widest window in flight (the workers are not known yet), the
+     * batch being added, and as many again for the reports a lost worker
+     * may have taken with it */
+    f->nring = 2 * (size_t)coord_window(c->o, c->job, c->K) + 1;
     f->ring = calloc(f->nring, sizeof *f->ring);
     if (!f->ring)
         return sila_err_set(c->err, -ENOMEM, "out of memory");
@@ -110,7 +124,7 @@ static struct sent *next_slot(struct coord *c, int *ret)
 {
     struct feeder *f = &c->feeder;
     const struct sila_job *job = c->job;
-    if (f->next_pos - c->done[c->K - 1] >= (uint64_t)c->o->window)
+    if (f->next_pos - c->done[c->K - 1] >= (uint64_t)f->window)
         return NULL;
     struct sent *e = &f->ring[f->next_pos % f->nring];
     size_t floats = sila_shape_size(job->input) * (size_t)job->batch;

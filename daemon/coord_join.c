@@ -380,8 +380,10 @@ static void start_run(struct coord *c)
     c->started = true;
     c->phase = SILA__RUN_PHASE__TRAINING;
     c->last_report = sila_clock_s();
+    c->feeder.window = coord_window(c->o, c->job, c->npeers);
     char where[64];
-    snprintf(where, sizeof where, "on %d worker%s", c->npeers, c->npeers > 1 ? "s" : "");
+    snprintf(where, sizeof where, "on %d worker%s, window %d", c->npeers, c->npeers > 1 ? "s" : "",
+             c->feeder.window);
     report_start(&c->rep, c->job, &c->feed.plan, where);
     coord_feed_pump(c);
 }

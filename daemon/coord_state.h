@@ -77,6 +77,7 @@ struct feeder {
     uint64_t next_step;     /* the next training step to produce */
     uint32_t next_test;     /* the next test batch of the round's evaluation */
     uint32_t round;         /* whose batches are being produced (plan.h) */
+    int window;             /* in force: coord_window of the workers at the start */
     bool boundary_seen;     /* the step boundary before next_step was looked at */
     double last_checkpoint; /* sila_clock_s() of the last, or of the start */
 };
@@ -224,6 +225,12 @@ void coord_drop_collected(struct coord *c);
  * c->err set. */
 int coord_spawn_workers(struct coord *c);
 
+/* The pipeline's window for job over `workers` workers: o->window when
+ * given, else two batches per worker and at least 4 (docs/performance.md:
+ * a shallower one leaves a chain of workers idle), but no deeper than the
+ * shortest man_period of a module running MAN (a deeper one makes workers
+ * wait for snapshots, docs/methods.md). */
+int coord_window(const struct coord_options *o, const struct sila_job *job, int workers);
 /* The batches (coord_feed.c). init: the ring and the starting position
  * (after the report is open); errors -ENOMEM with c->err set. fini: frees
  * them and closes the data link. */

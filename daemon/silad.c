@@ -17,8 +17,6 @@
 #include "train.h"
 
 #define MAX_OVERRIDES 64
-#define DEFAULT_WINDOW 4
-
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -30,7 +28,8 @@ static void usage(FILE *f)
             "  --spawn[=N]    start N local workers (default: one per module), each\n"
             "                 training a consecutive range of modules\n"
             "  --inproc       train every module in this process\n"
-            "  --window W     batches in the pipeline at most (default %d)\n"
+            "  --window W     batches in the pipeline at most (default: twice the\n"
+            "                 workers, at least 4)\n"
             "  --resume[=DIR] continue the run in DIR (default: its --out directory) from\n"
             "                 its newest checkpoint, with the same job and --set options\n"
             "  --resume-if-any  resume when the --out directory has a checkpoint, else\n"
@@ -55,7 +54,7 @@ static void usage(FILE *f)
             "  --threads T    threads of the numerical kernels, per spawned worker with\n"
             "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
             "                 when set, else all cores, shared out among spawned workers)\n",
-            DEFAULT_WINDOW, SILA_RPC_DEFAULT, SILA_KEY_ENV);
+            SILA_RPC_DEFAULT, SILA_KEY_ENV);
 }
 
 struct options {
@@ -265,7 +264,7 @@ static int load_key(struct options *o, struct sila_key *key, bool *ret_keyed)
 
 int main(int argc, char **argv)
 {
-    struct options o = {.window = DEFAULT_WINDOW, .worker_timeout = 10, .replace_timeout = 300};
+    struct options o = {.worker_timeout = 10, .replace_timeout = 300};
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;

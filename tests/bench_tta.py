@@ -14,8 +14,9 @@ run     trains the job under each configuration (--configs, below) in each
         --evals-per-epoch times an epoch (job.evals_per_epoch). With
         --model it also times every module (one worker per module, one
         thread each: tests/bench_speed.py's pipeline-modules runs) under the
-        job's objective and under the best one's, for the model. Every run
-        appends a record to --out.
+        job's objective, local and e2e, and under each configuration's own
+        objective (local), for the model. Every run appends a record to
+        --out.
 report  reads the records. Measured: for each configuration and mode, the
         training seconds (train_s of metrics.jsonl: the time spent in
         evaluations left out) until the first evaluation at or above each
@@ -32,8 +33,10 @@ report  reads the records. Measured: for each configuration and mode, the
 Configurations: e2e; local; pgl (P = 10, G = 1, no ramp, global steps at
 once: each drains the pipeline); pgl-late (the same, learned late with
 job.global_lag = 2); best (local with MAN on AugLocal's heads, the
-strongest local objective of docs/results.md). --set adds overrides to
-every run (e.g. job.epochs=4).
+strongest local objective of docs/results.md); and any defined with
+--config NAME=SECTION.KEY=VALUE,... (its algorithm local unless it sets
+job.algorithm; repeatable). --set adds overrides to every run (e.g.
+job.epochs=4).
 
 Binaries as tests/bench_speed.py: $SILA_BUILD (default build/). Speed
 figures mean something only on an otherwise idle machine.
@@ -56,29 +59,52 @@ import pipeline_model  # noqa: E402
 
 PGL = ["job.algorithm=pgl", "job.period=10", "job.global_steps=1", "job.global_ramp=false",
        "job.global_epoch_end=0"]
-BEST_OBJECTIVE = ["objective.aux=auglocal", "objective.man_momentum=0.995"]
 CONFIGS = {
     "e2e": ["job.algorithm=e2e"],
     "local": ["job.algorithm=local"],
     "pgl": PGL + ["job.global_lag=0"],
     "pgl-late": PGL + ["job.global_lag=2"],
-    "best": ["job.algorithm=local"] + BEST_OBJECTIVE,
+    "best": ["job.algorithm=local", "objective.aux=auglocal", "objective.man_momentum=0.995"],
 }
 MODES = ("inproc", "spawn=2")
 TORCH = "torch-e2e"
 
 
-def config_lag(config):
-    return 2 if config == "pgl-late" else 0
+def key_of(sets, key, default):
+    """The last value sets give key (SECTION.KEY), or default."""
+    vals = [s.split("=", 1)[1] for s in sets if s.split("=", 1)[0] == key]
+    return vals[-1] if vals else default
 
 
-def config_schedule(config, steps):
-    """Which of the first `steps` steps are global, as the plan places them."""
-    if config == "e2e" or config == TORCH:
+def objective_sets(sets):
+    """The overrides of sets that change the local objective."""
+    return [s for s in sets if s.startswith("objective.") or s.startswith("module.")]
+
+
+def config_lag(sets):
+    return int(key_of(sets, "job.global_lag", "0"))
+
+
+def config_schedule(sets, steps):
+    """Which of the first `steps` steps are global, as the plan places them
+    (pgl as P = 10, G = 1 without ramp)."""
+    algo = key_of(sets, "job.algorithm", "local")
+    if algo == "e2e":
         return [True] * steps
-    if config.startswith("pgl"):
+    if algo == "pgl":
         return pipeline_model.pgl_schedule(steps)
     return [False] * steps
+
+
+def add_configs(defs):
+    """--config NAME=SETS: into CONFIGS, local unless they say otherwise."""
+    for d in defs:
+        name, _, sets = d.partition("=")
+        sets = [s for s in sets.split(",") if s]
+        if not name or not sets or any("=" not in s for s in sets):
+            sys.exit(f"bench_tta: --config {d!r}: expected NAME=SECTION.KEY=VALUE[,...]")
+        CONFIGS[name] = (["job.algorithm=local"] if key_of(sets, "job.algorithm", None) is None
+                         else []) + sets
 
 
 def mode_args(mode, threads):
@@ -101,7 +127,9 @@ def write(out, rec):
 
 def cmd_run(args):
     job = os.path.abspath(args.job)
-    configs = args.configs.split(",")
+    add_configs(args.config)
+    configs = [c for c in args.configs.split(",") if c] + [d.partition("=")[0]
+                                                           for d in args.config]
     for c in configs:
         if c not in CONFIGS:
             sys.exit(f"bench_tta: unknown configuration {c!r} (known: {', '.join(CONFIGS)})")
@@ -128,6 +156,7 @@ def cmd_run(args):
                 continue
             res.pop("workers", None)
             rec = write(args.out, {**base, "config": config, "mode": mode, "seed": int(seed),
+                                   "config_set": CONFIGS["e2e" if config == TORCH else config],
                                    "silad_sha256": silad_sha(), **res})
             last = rec["evals"][-1]
             print(f"   {len(rec['evals'])} evaluations, classifier "
@@ -139,9 +168,12 @@ def cmd_run(args):
         timing = common + ["job.epochs=1", f"job.train_limit={args.model_train}",
                            "job.test_limit=256"]
         batch, _ = bench_speed.job_settings(job)
-        # the best objective trains local steps only: its global step times are the job's
-        for objective, extra, algos in (("job", [], ("local", "e2e")),
-                                        ("best", BEST_OBJECTIVE, ("local",))):
+        # a configuration with its own objective: its local steps timed under it,
+        # its global steps (if any) taken as the job's
+        timed = [("job", [], ("local", "e2e"))] + [
+            (c, objective_sets(CONFIGS[c]), ("local",)) for c in configs
+            if objective_sets(CONFIGS[c])]
+        for objective, extra, algos in timed:
             for rec in bench_speed.module_runs(bench_args, job, timing + extra, nmod, 1,
                                                algos):
                 write(args.out, {**rec, "bench": "tta-modules", "objective": objective,
@@ -172,8 +204,9 @@ def median_or_none(xs):
 
 
 def modelled_rates(recs, K, bps):
-    """{config: modelled steps/s on K machines} from the module timing
-    records (one worker per module), or {} without them."""
+    """{config: modelled steps/s on K machines} for the configurations of
+    the tta records, from the module timing records (one worker per
+    module), or {} without them."""
     mods = [r for r in recs if r["bench"] == "tta-modules"]
     if not mods:
         return {}
@@ -182,9 +215,11 @@ def modelled_rates(recs, K, bps):
     batches = train // batch
     parts = pipeline_model.split(nmod, K)
     rates = {}
-    for config in CONFIGS:
-        # the best objective's local steps are its own, its (unused) global ones the job's
-        objective = "best" if config == "best" else "job"
+    configs = {r["config"]: r["config_set"] for r in recs
+               if r["bench"] == "tta" and r["config"] != TORCH}
+    for config, sets in configs.items():
+        # local steps timed under the configuration's objective, global ones the job's
+        objective = config if objective_sets(sets) else "job"
         own = [r for r in mods if (r["objective"], r["algorithm"]) in
                ((objective, "local"), ("job", "e2e"))]
         if not any(r["algorithm"] == "local" for r in own):
@@ -192,8 +227,8 @@ def modelled_rates(recs, K, bps):
         t_loc, t_glob, e_mod = bench_speed.module_times(own, nmod, batches)
         stages = bench_speed.stages_of(t_loc, t_glob, parts, nmod)
         cuts = [e_mod[b - 1] if b < nmod else 0 for _, b in parts]
-        sched = config_schedule(config, 1000)
-        sps = pipeline_model.samples_per_s(stages, cuts, batch, sched, lag=config_lag(config),
+        sched = config_schedule(sets, 1000)
+        sps = pipeline_model.samples_per_s(stages, cuts, batch, sched, lag=config_lag(sets),
                                            bps=bps, window=max(4, 2 * K))
         rates[config] = sps / batch
     return rates
@@ -248,10 +283,8 @@ def cmd_report(args):
               + " | ".join(f"s to {100 * t:g}%" for t in targets) + " | "
               + " | ".join(f"/ e2e one machine at {100 * t:g}%" for t in targets) + " |")
         print("|---|---:|" + "---:|" * (2 * len(targets)))
-        for config in CONFIGS:
+        for config in rates:
             if (config, "inproc") not in curves:
-                continue
-            if config not in rates:
                 continue
             rate = modelled[config] = rates[config]
             ts = ttas(config, "inproc", lambda e, rate=rate: e["step"] / rate)
@@ -317,6 +350,8 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("--job", required=True)
     r.add_argument("--configs", default=",".join(CONFIGS))
+    r.add_argument("--config", action="append", default=[], metavar="NAME=SETS",
+                   help="a configuration of its own: NAME=SECTION.KEY=VALUE[,...]")
     r.add_argument("--modes", default=",".join(MODES))
     r.add_argument("--seeds", default="1")
     r.add_argument("--threads", type=int, default=2)

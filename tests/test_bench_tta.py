@@ -35,10 +35,18 @@ case("median_or_none: the median when every seed reached it",
      bt.median_or_none([3.0, 1.0, 2.0]) == 2.0)
 case("median_or_none: None when a seed did not", bt.median_or_none([3.0, None]) is None)
 case("config_schedule: pgl places one global step in ten, last of each period",
-     bt.config_schedule("pgl-late", 20) == [t % 10 == 9 for t in range(20)])
-case("config_schedule: e2e and PyTorch's e2e are all global, local none",
-     all(bt.config_schedule("e2e", 5)) and all(bt.config_schedule(bt.TORCH, 5))
-     and not any(bt.config_schedule("local", 5)))
+     bt.config_schedule(bt.CONFIGS["pgl-late"], 20) == [t % 10 == 9 for t in range(20)])
+case("config_schedule: e2e is all global, local none",
+     all(bt.config_schedule(bt.CONFIGS["e2e"], 5))
+     and not any(bt.config_schedule(bt.CONFIGS["local"], 5)))
+case("config_lag: pgl-late's global_lag, 0 elsewhere",
+     bt.config_lag(bt.CONFIGS["pgl-late"]) == 2 and bt.config_lag(bt.CONFIGS["pgl"]) == 0)
+bt.add_configs(["dgl=objective.aux=dgl", "dgl-pgl=job.algorithm=pgl,objective.aux=dgl"])
+case("add_configs: local unless the configuration sets the algorithm",
+     bt.CONFIGS["dgl"] == ["job.algorithm=local", "objective.aux=dgl"]
+     and bt.CONFIGS["dgl-pgl"] == ["job.algorithm=pgl", "objective.aux=dgl"])
+case("objective_sets: the overrides of the local objective only",
+     bt.objective_sets(bt.CONFIGS["best"]) == bt.CONFIGS["best"][1:])
 
 
 def worker(k, busy, active=2.0):
@@ -54,7 +62,19 @@ mods = [
     {**base, "objective": "job", "algorithm": "e2e", "workers": [worker(1, 1.0), worker(2, 2.0)]},
     {**base, "objective": "best", "algorithm": "local", "workers": [worker(1, 1.5), worker(2, 1.0)]},
 ]
-rates = bt.modelled_rates(mods, 2, 10e9)
+
+def tta(config, seed, points, mode="inproc"):
+    return {"bench": "tta", "job": "j.ini", "threads": 2, "set": [], "evals_per_epoch": 4,
+            "date": "d", "silad_sha256": "x", "seed": seed, "config": config, "mode": mode,
+            "config_set": bt.CONFIGS[config], "evals": evals(points)}
+
+
+runs = [tta("e2e", 1, [(10, 8.0, 0.85), (20, 16.0, 0.90)]),
+        tta("e2e", 2, [(10, 9.0, 0.86), (20, 18.0, 0.91)]),
+        tta("local", 1, [(10, 4.0, 0.88), (20, 8.0, 0.90)]),
+        tta("local", 2, [(10, 5.0, 0.87), (20, 10.0, 0.89)]),
+        tta("best", 1, [(10, 6.0, 0.90)])]
+rates = bt.modelled_rates(runs + mods, 2, 10e9)
 case("modelled: local runs at its slowest module's pace (50 steps/s)",
      abs(rates["local"] - 50.0) < 0.5, rates)
 case("modelled: e2e at once waits for every forward and backward (1/60 ms)",
@@ -63,13 +83,6 @@ case("modelled: the best objective at its own module times (1/30 ms)",
      abs(rates["best"] - 1 / 0.03) < 0.3, rates)
 case("modelled: nothing without module timings", bt.modelled_rates([], 2, 10e9) == {})
 
-runs = [{"bench": "tta", "job": "j.ini", "threads": 2, "set": [], "evals_per_epoch": 4,
-         "date": "d", "silad_sha256": "x", "seed": seed, "config": c, "mode": "inproc",
-         "evals": evals(pts)} for c, seed, pts in (
-             ("e2e", 1, [(10, 8.0, 0.85), (20, 16.0, 0.90)]),
-             ("e2e", 2, [(10, 9.0, 0.86), (20, 18.0, 0.91)]),
-             ("local", 1, [(10, 4.0, 0.88), (20, 8.0, 0.90)]),
-             ("local", 2, [(10, 5.0, 0.87), (20, 10.0, 0.89)]))]
 with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
     f.write("".join(json.dumps(r) + "\n" for r in runs + mods))
     f.flush()
