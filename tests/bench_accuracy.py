@@ -41,6 +41,10 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gnuplot  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SILAD = os.environ.get("SILAD") or os.path.join(ROOT, "build", "daemon", "silad")
 TORCH = os.path.join(ROOT, "tests", "reference", "sila_torch.py")
@@ -235,13 +239,7 @@ def plot_ablation(rows, job, out, ymin=None):
         longest = max(len(f"{algo} {name}") for algo, name in rows)
         bmargin = max(14, math.ceil(0.3 * longest) + 2)
         size = f"1100,{680 + 14 * (bmargin - 14)}"
-        script = os.path.join(d, "plot.gp")
-        with open(script, "w") as f:
-            term = (f"pngcairo noenhanced size {size}" if out.endswith(".png")
-                    else f'svg noenhanced size {size} dynamic background rgb "white"')
-            f.write(f"""set terminal {term}
-set output "{os.path.abspath(out)}"
-set title "{job}: test accuracy by algorithm and local objective (sila, one point per seed)"
+        gnuplot.draw(out, size, f"""set title "{job}: test accuracy by algorithm and local objective (sila, one point per seed)"
 set ylabel "test accuracy %"
 set xtics rotate by -35 left
 set bmargin {bmargin}
@@ -252,8 +250,6 @@ set xrange [-0.5:{len(rows) - 0.5}]
 set yrange [{"*" if ymin is None else ymin}:*]
 plot {heads}, "{data}" using 1:3:xtic(2) with points pt 5 ps 0.9 lc rgb "black" title "classifier"
 """)
-        subprocess.run(["gnuplot", script], check=True)
-    print(f"\nplot written to {out}")
 
 
 def main():

@@ -43,7 +43,6 @@ figures mean something only on an otherwise idle machine.
 """
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -55,6 +54,7 @@ from argparse import Namespace
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_speed  # noqa: E402
+import gnuplot  # noqa: E402
 import pipeline_model  # noqa: E402
 
 PGL = ["job.algorithm=pgl", "job.period=10", "job.global_steps=1", "job.global_ramp=false",
@@ -324,13 +324,7 @@ def plot(curves, modelled, args, job):
             dash = " dt 2" if style == "dashed" else ""
             parts.append(f'"{path}" using 1:2 with linespoints lw 1.5 pt 7 ps 0.5{dash} '
                          f'title "{title}"')
-        script = os.path.join(d, "plot.gp")
-        term = ("pngcairo noenhanced size 1100,700" if args.plot.endswith(".png")
-                else 'svg noenhanced size 1100,700 dynamic background rgb "white"')
-        with open(script, "w") as f:
-            f.write(f"""set terminal {term}
-set output "{os.path.abspath(args.plot)}"
-set title "{job}: classifier test accuracy against seconds of training"
+        gnuplot.draw(args.plot, "1100,700", f"""set title "{job}: classifier test accuracy against seconds of training"
 set xlabel "seconds of training (evaluations left out)"
 set ylabel "test accuracy %"
 set logscale x
@@ -339,8 +333,6 @@ set grid
 set yrange [{"*" if args.ymin is None else args.ymin}:*]
 plot {", ".join(parts)}
 """)
-        subprocess.run(["gnuplot", script], check=True)
-    print(f"\nplot written to {args.plot}")
 
 
 def main():
