@@ -147,7 +147,7 @@ static int produce(struct coord *c, struct sent *e, uint64_t batch, enum sila_ph
     e->pos = f->next_pos++;
     e->h = (struct sila_frame_hdr){
         .batch = batch,
-        .round = c->feeder.round,
+        .round = f->round,
         .phase = phase,
         .n = (uint32_t)n,
         .c = (uint32_t)in.c,
