@@ -12,8 +12,9 @@ run     trains the job under each configuration (--configs, below) in each
         workers of T/2 threads), and PyTorch's reading of e2e at --threads T
         (tests/reference/sila_torch.py; --no-torch leaves it out), evaluating
         --evals-per-epoch times an epoch (job.evals_per_epoch). With
-        --model it also times every module (one worker per module, one
-        thread each: tests/bench_speed.py's pipeline-modules runs) under the
+        --model it also times every module (one worker per module, --threads
+        T each, one computing at a time: tests/bench_speed.py's
+        pipeline-modules runs with --window 1) under the
         job's objective, local and e2e, and under each configuration's own
         objective (local), for the model. Every run appends a record to
         --out.
@@ -174,8 +175,10 @@ def cmd_run(args):
             (c, objective_sets(CONFIGS[c]), ("local",)) for c in configs
             if objective_sets(CONFIGS[c])]
         for objective, extra, algos in timed:
-            for rec in bench_speed.module_runs(bench_args, job, timing + extra, nmod, 1,
-                                               algos):
+            # --window 1: one worker computes at a time, with the threads of
+            # a whole machine like this one
+            for rec in bench_speed.module_runs(bench_args, job, timing + extra, nmod,
+                                               args.threads, algos):
                 write(args.out, {**rec, "bench": "tta-modules", "objective": objective,
                                  "batch": batch, "train": args.model_train,
                                  "silad_sha256": silad_sha()})
@@ -274,7 +277,9 @@ def cmd_report(args):
     modelled = {}
     if rates:
         K = args.machines or job_modules_of(recs)
-        print(f"\nModelled on K = {K} machines, one thread each, over {args.gbit:g} Gbit/s "
+        threads = next(r["threads"] for r in recs if r["bench"] == "tta-modules")
+        print(f"\nModelled on K = {K} machines of {threads} thread(s) each, over {args.gbit:g} "
+              "Gbit/s "
               "links (tests/pipeline_model.py with the per-module times of the tta-modules "
               "records; float32 activations; silad's window 2K): each evaluation's step count "
               "at the modelled steps/s. The last columns divide by sila's e2e measured in "
