@@ -209,6 +209,11 @@ def record(args, rec):
             f.write(json.dumps(rec) + "\n")
 
 
+def job_modules(path):
+    """How many [module] sections the job file has."""
+    return len(re.findall(r"^\s*\[module\]", open(path).read(), re.M))
+
+
 def short_run_sets(args, key, algo=None):
     train = args.train or DEFAULT_TRAIN.get(key, 6400)
     sets = ["job.epochs=1", f"job.train_limit={train}", f"job.test_limit={args.test}"]
@@ -440,7 +445,7 @@ def cmd_pipeline(args):
     job = job_path(args.jobs.split(",")[0])
     half = max(1, args.threads // 2)
     batch, dataset = job_settings(job)
-    nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
+    nmod = job_modules(job)
     if args.model_from:  # the runs of an earlier measurement, modelled again
         recs = [r for r in map(json.loads, open(args.model_from))
                 if r.get("job") == os.path.basename(job)]
@@ -562,7 +567,7 @@ def cmd_memory(args):
     for name in args.jobs.split(","):
         job, key = job_path(name), job_key(name)
         sets, train = short_run_sets(args, key)
-        nmod = len(re.findall(r"^\s*\[module\]", open(job).read(), re.M))
+        nmod = job_modules(job)
         runs = [("inproc", ["--inproc", "--threads", str(args.threads)]),
                 ("spawn-all", [f"--spawn={nmod}", "--threads", "1"]),
                 ("spawn-2", ["--spawn=2", "--threads", str(half)]),
@@ -656,7 +661,7 @@ def cmd_objectives(args):
     job, key = job_path(name), job_key(name)
     sets, train = short_run_sets(args, key)
     text = open(job).read()
-    nmod = len(re.findall(r"^\s*\[module\]", text, re.M))
+    nmod = job_modules(job)
     # drop_path (and so cosub) needs residual blocks
     runs = [r for r in OBJECTIVE_RUNS
             if "[block]" in text or not any(x.startswith("job.drop_path") for x in r[2])]

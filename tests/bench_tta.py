@@ -88,12 +88,14 @@ def config_lag(sets):
 
 def config_schedule(sets, steps):
     """Which of the first `steps` steps are global, as the plan places them
-    (pgl as P = 10, G = 1 without ramp)."""
+    (pgl without ramp, at the period and global steps sets give, else
+    P = 10, G = 1)."""
     algo = key_of(sets, "job.algorithm", "local")
     if algo == "e2e":
         return [True] * steps
     if algo == "pgl":
-        return pipeline_model.pgl_schedule(steps)
+        return pipeline_model.pgl_schedule(steps, int(key_of(sets, "job.period", "10")),
+                                           int(key_of(sets, "job.global_steps", "1")))
     return [False] * steps
 
 
@@ -164,7 +166,7 @@ def cmd_run(args):
                   f"{100 * last['accuracy'][-1]:.2f}% after {last['train_s']:.0f} s of "
                   "training", flush=True)
     if args.model:
-        nmod = job_modules(job)
+        nmod = bench_speed.job_modules(job)
         bench_args = Namespace(repeats=1, module_window=1, json=None)
         timing = common + ["job.epochs=1", f"job.train_limit={args.model_train}",
                            "job.test_limit=256"]
@@ -182,10 +184,6 @@ def cmd_run(args):
                 write(args.out, {**rec, "bench": "tta-modules", "objective": objective,
                                  "batch": batch, "train": args.model_train,
                                  "silad_sha256": silad_sha()})
-
-
-def job_modules(job):
-    return sum(1 for line in open(job) if line.strip() == "[module]")
 
 
 def first_at(evals, target, key):
@@ -273,10 +271,10 @@ def cmd_report(args):
               + " | ".join(fmt_s(t) for t in ts) + " | "
               + " | ".join("—" if x is None else f"{x:.2f}" for x in ratio) + " |")
 
-    rates = modelled_rates(recs, args.machines or job_modules_of(recs), args.gbit * 1e9)
+    K = args.machines or job_modules_of(recs)
+    rates = modelled_rates(recs, K, args.gbit * 1e9)
     modelled = {}
     if rates:
-        K = args.machines or job_modules_of(recs)
         threads = next(r["threads"] for r in recs if r["bench"] == "tta-modules")
         print(f"\nModelled on K = {K} machines of {threads} thread(s) each, over {args.gbit:g} "
               "Gbit/s "
