@@ -27,9 +27,11 @@ report  reads the records. Measured: for each configuration and mode, the
         Gbit/s (tests/pipeline_model.py, as tests/bench_speed.py pipeline
         models it): an evaluation's step count is the same in every
         distribution (its weights are: the --inproc invariant), so the
-        modelled time to it is its steps at the modelled steps/s. --plot
-        draws accuracy against seconds, measured and modelled, one curve per
-        configuration (gnuplot; PNG for a .png name, else SVG).
+        modelled time to it is its steps at the modelled steps/s, and what
+        bounds that pace (the busiest worker, the busiest link, or global
+        steps' stalls). --plot draws accuracy against seconds, measured and
+        modelled, one colour per configuration (gnuplot; PNG for a .png
+        name, else SVG).
 
 Configurations: e2e; local; pgl (P = 10, G = 1, no ramp, global steps at
 once: each drains the pipeline); pgl-late (the same, learned late with
@@ -205,9 +207,9 @@ def median_or_none(xs):
 
 
 def modelled_rates(recs, K, bps):
-    """{config: modelled steps/s on K machines} for the configurations of
-    the tta records, from the module timing records (one worker per
-    module), or {} without them."""
+    """{config: Modelled} on K machines for the configurations of the tta
+    records, from the module timing records (one worker per module), or {}
+    without them."""
     mods = [r for r in recs if r["bench"] == "tta-modules"]
     if not mods:
         return {}
@@ -231,8 +233,34 @@ def modelled_rates(recs, K, bps):
         sched = config_schedule(sets, 1000)
         sps = pipeline_model.samples_per_s(stages, cuts, batch, sched, lag=config_lag(sets),
                                            bps=bps, window=max(4, 2 * K))
-        rates[config] = sps / batch
+        # what bounds it: the busiest worker's compute per step over the
+        # schedule, and the busiest link's transfer (one way) per step
+        busy = [sum(st.fwd + st.bwd if g else st.local for g in sched) / len(sched)
+                for st in stages]
+        w = max(range(len(stages)), key=busy.__getitem__)
+        link = max(cuts) * batch * 8 / bps if bps else 0.0
+        rates[config] = Modelled(sps / batch, parts[w], busy[w], link)
     return rates
+
+
+class Modelled:
+    """A configuration on K machines: steps/s; the modules [a, b) of its
+    busiest worker and that worker's seconds of compute per step; the
+    busiest link's seconds per step. A step slower than both waits on the
+    schedule (global steps draining the pipeline)."""
+
+    def __init__(self, rate, modules, busiest_s, link_s):
+        self.rate, self.modules, self.busiest_s, self.link_s = rate, modules, busiest_s, link_s
+
+    def bound(self):
+        a, b = self.modules
+        mods = f"module {b}" if b == a + 1 else f"modules {a + 1}-{b}"
+        step = 1 / self.rate
+        what = ("link" if self.link_s >= self.busiest_s else mods)
+        if step > 1.1 * max(self.busiest_s, self.link_s):
+            what = "global steps' stalls"
+        return (f"{what} ({1e3 * step:.0f} ms a step; {mods} computes "
+                f"{1e3 * self.busiest_s:.0f}, the busiest link carries {1e3 * self.link_s:.1f})")
 
 
 def cmd_report(args):
@@ -284,16 +312,18 @@ def cmd_report(args):
               "process on this one machine.\n")
         print("| configuration | modelled steps/s | "
               + " | ".join(f"s to {100 * t:g}%" for t in targets) + " | "
-              + " | ".join(f"/ e2e one machine at {100 * t:g}%" for t in targets) + " |")
-        print("|---|---:|" + "---:|" * (2 * len(targets)))
-        for config in rates:
+              + " | ".join(f"/ e2e one machine at {100 * t:g}%" for t in targets)
+              + " | bound by |")
+        print("|---|---:|" + "---:|" * (2 * len(targets)) + "---|")
+        for config, m in rates.items():
             if (config, "inproc") not in curves:
                 continue
-            rate = modelled[config] = rates[config]
+            rate = modelled[config] = m.rate
             ts = ttas(config, "inproc", lambda e, rate=rate: e["step"] / rate)
             ratio = [None if a is None or b is None else a / b for a, b in zip(ts, ref_t)]
             print(f"| {config} | {rate:.1f} | " + " | ".join(fmt_s(t) for t in ts) + " | "
-                  + " | ".join("—" if x is None else f"{x:.2f}" for x in ratio) + " |")
+                  + " | ".join("—" if x is None else f"{x:.2f}" for x in ratio)
+                  + f" | {m.bound()} |")
     if args.plot:
         plot(curves, modelled, args, first["job"])
 
@@ -303,10 +333,20 @@ def job_modules_of(recs):
     return len(mods[0]["workers"]) if mods else 0
 
 
+# distinct colours, one per configuration (gnuplot's own eight repeat)
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#a6761d")
+# per mode a point and a line: in process filled circles, solid; two
+# workers filled squares, dash-dotted; others (PyTorch) triangles, solid
+MODE_STYLE = {"inproc": (7, ""), "spawn=2": (5, " dt 4")}
+
+
 def plot(curves, modelled, args, job):
     """Classifier accuracy against training seconds: per configuration and
     mode the mean over seeds at each evaluation (measured), and the
-    in-process curve at the modelled speed (dashed)."""
+    in-process curve at the modelled speed (dashed, open circles). A
+    configuration keeps one colour; points and lines say the mode."""
+    configs = list(dict.fromkeys(config for config, _ in curves))
     with tempfile.TemporaryDirectory() as d:
         series = []
         for (config, mode), seeds in curves.items():
@@ -314,19 +354,19 @@ def plot(curves, modelled, args, job):
             pts = [(statistics.mean(seeds[s][i]["train_s"] for s in seeds),
                     statistics.mean(100 * seeds[s][i]["accuracy"][-1] for s in seeds))
                    for i in range(n)]
-            series.append((f"{config} {mode}", pts, "lines"))
+            colour = COLOURS[configs.index(config) % len(COLOURS)]
+            series.append((f"{config} {mode}", pts, colour, *MODE_STYLE.get(mode, (9, ""))))
             if mode == "inproc" and config in modelled:
                 steps = [statistics.mean(seeds[s][i]["step"] for s in seeds) for i in range(n)]
                 series.append((f"{config} modelled", [(st / modelled[config], a) for st, (_, a)
-                                                       in zip(steps, pts)], "dashed"))
+                                                       in zip(steps, pts)], colour, 6, " dt 2"))
         parts = []
-        for i, (title, pts, style) in enumerate(series):
+        for i, (title, pts, colour, point, dash) in enumerate(series):
             path = os.path.join(d, f"s{i}.dat")
             with open(path, "w") as f:
                 f.writelines(f"{x:.3f} {y:.3f}\n" for x, y in pts)
-            dash = " dt 2" if style == "dashed" else ""
-            parts.append(f'"{path}" using 1:2 with linespoints lw 1.5 pt 7 ps 0.5{dash} '
-                         f'title "{title}"')
+            parts.append(f'"{path}" using 1:2 with linespoints lw 1.5 lc rgb "{colour}" '
+                         f'pt {point} ps 0.6{dash} title "{title}"')
         gnuplot.draw(args.plot, "1100,700", f"""set title "{job}: classifier test accuracy against seconds of training"
 set xlabel "seconds of training (evaluations left out)"
 set ylabel "test accuracy %"

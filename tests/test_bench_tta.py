@@ -76,11 +76,24 @@ runs = [tta("e2e", 1, [(10, 8.0, 0.85), (20, 16.0, 0.90)]),
         tta("best", 1, [(10, 6.0, 0.90)])]
 rates = bt.modelled_rates(runs + mods, 2, 10e9)
 case("modelled: local runs at its slowest module's pace (50 steps/s)",
-     abs(rates["local"] - 50.0) < 0.5, rates)
+     abs(rates["local"].rate - 50.0) < 0.5, rates)
 case("modelled: e2e at once waits for every forward and backward (1/60 ms)",
-     abs(rates["e2e"] - 1 / 0.06) < 0.2, rates)
+     abs(rates["e2e"].rate - 1 / 0.06) < 0.2, rates)
 case("modelled: the best objective at its own module times (1/30 ms)",
-     abs(rates["best"] - 1 / 0.03) < 0.3, rates)
+     abs(rates["best"].rate - 1 / 0.03) < 0.3, rates)
+case("modelled: local bound by its slower module, module 2",
+     rates["local"].bound().startswith("module 2 (20 ms a step"), rates["local"].bound())
+case("modelled: e2e bound by its stalls, though module 2 computes 40 ms a step",
+     rates["e2e"].bound().startswith("global steps' stalls (60 ms")
+     and "module 2 computes 40," in rates["e2e"].bound(), rates["e2e"].bound())
+case("modelled: the best objective bound by module 1 (30 ms)",
+     rates["best"].bound().startswith("module 1 (30 ms"), rates["best"].bound())
+wide = [{**r, "workers": [{**w, "bytes_per_sample": 1000.0 if w["modules"][0] == 1 else 0.0}
+                          for w in r["workers"]]} for r in mods]
+slow = bt.modelled_rates(runs + wide, 2, 1e6)["local"]
+case("modelled: over a slow link, bound by the link (1000 B x 128 at 1 Mbit/s: 1.02 s)",
+     slow.bound().startswith("link (1024 ms") and abs(slow.rate - 1 / 1.024) < 0.01,
+     slow.bound())
 case("modelled: nothing without module timings", bt.modelled_rates([], 2, 10e9) == {})
 
 with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as f:
