@@ -6,7 +6,7 @@
 # while the other workers keep theirs. The run completes; its step records
 # are the fault-free run's, step for step (silad itself fails a run whose
 # workers report a step twice or skip one); the model is within 1 point of
-# the fault-free run's. Then, over tcp, a worker started by hand replaces a
+# the fault-free run's (2 with late global steps, below). Then, over tcp, a worker started by hand replaces a
 # frozen one, and the frozen one, thawed, exits. Last, a coordinator killed
 # with -9 is restarted with --resume and new workers join it (as systemd
 # restarts them once their coordinator is gone): the run ends with the
@@ -31,12 +31,13 @@ status_field()
         python3 "$JSONCHECK" field - "$2" 2>/dev/null) && [ -n "$v" ] && echo "$v" || echo -1
 }
 
-# kill_three NAME PORT [ARG...]: a fault-free run of the job with ARGs (into
-# NAME-ref) and one (into NAME) whose workers are killed three times.
+# kill_three NAME PORT POINTS [ARG...]: a fault-free run of the job with ARGs
+# (into NAME-ref) and one (into NAME) whose workers are killed three times,
+# whose model must be within POINTS of the fault-free one's.
 kill_three()
 {
-    local name=$1 rpc=tcp://127.0.0.1:$2 silad st kills=0 i victim
-    shift 2
+    local name=$1 rpc=tcp://127.0.0.1:$2 points=$3 silad st kills=0 i victim
+    shift 3
     "$SILAD" --job "$JOB" --spawn --threads 1 --out "$name-ref" --rpc none "${RUN[@]}" "$@" \
         >"$name-ref.stdout" 2>"$name-ref.stderr" ||
         not_ok "$name: the fault-free run exits 0" "$name-ref.stderr"
@@ -71,17 +72,24 @@ kill_three()
     fi
     check "$name: every step is recorded once, as in the fault-free run" \
         python3 "$JSONCHECK" same-step-numbers "$name-ref/metrics.jsonl" "$name/metrics.jsonl"
-    check "$name: the model is within 1 point of the fault-free run's" \
-        python3 "$JSONCHECK" accuracy-near "$name-ref/metrics.jsonl" "$name/metrics.jsonl" 1
+    check "$name: the model is within $points point(s) of the fault-free run's" \
+        python3 "$JSONCHECK" accuracy-near "$name-ref/metrics.jsonl" "$name/metrics.jsonl" \
+        "$points"
     echo "# $name: fault-free and faulted: $(python3 "$JSONCHECK" accuracy-near \
         "$name-ref/metrics.jsonl" "$name/metrics.jsonl" 100)"
     check "$name: the replacements restored their modules from checkpoints" \
         grep -q "restored from $name/checkpoints/step-" "$name.stdout"
 }
-kill_three faults "$PORT"
+kill_three faults "$PORT" 1
 # late global steps (job.global_lag): a restart forgets the ones in flight
-# and the batches sent again bring them back
-kill_three faults-lag $((PORT + 1)) --set job.global_lag=2
+# and the batches sent again bring them back, but the gradients of the
+# others are lost to the modules above (docs/protocol.md): up to
+# lag x (K - 1 - k) global steps of module k per restart, more of them
+# late in the ramped schedule, with fewer steps left to make up for them.
+# Over four runs of this test the faulted model ended 1.25, 0.70, 0.20 and
+# 0.10 points from the fault-free one's: 2 points, where a module restarted
+# from scratch or restored wrong would cost many more.
+kill_three faults-lag $((PORT + 1)) 2 --set job.global_lag=2
 
 # ---- by hand over tcp: a frozen worker is lost, a new one takes its modules
 # (waiting for the frozen one, thawed, to give up its data port and exit)
