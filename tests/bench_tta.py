@@ -301,7 +301,6 @@ def cmd_report(args):
 
     K = args.machines or job_modules_of(recs)
     rates = modelled_rates(recs, K, args.gbit * 1e9)
-    modelled = {}
     if rates:
         threads = next(r["threads"] for r in recs if r["bench"] == "tta-modules")
         print(f"\nModelled on K = {K} machines of {threads} thread(s) each, over {args.gbit:g} "
@@ -318,14 +317,13 @@ def cmd_report(args):
         for config, m in rates.items():
             if (config, "inproc") not in curves:
                 continue
-            rate = modelled[config] = m.rate
-            ts = ttas(config, "inproc", lambda e, rate=rate: e["step"] / rate)
+            ts = ttas(config, "inproc", lambda e, rate=m.rate: e["step"] / rate)
             ratio = [None if a is None or b is None else a / b for a, b in zip(ts, ref_t)]
-            print(f"| {config} | {rate:.1f} | " + " | ".join(fmt_s(t) for t in ts) + " | "
+            print(f"| {config} | {m.rate:.1f} | " + " | ".join(fmt_s(t) for t in ts) + " | "
                   + " | ".join("—" if x is None else f"{x:.2f}" for x in ratio)
                   + f" | {m.bound()} |")
     if args.plot:
-        plot(curves, modelled, args, first["job"])
+        plot(curves, rates, args, first["job"])
 
 
 def job_modules_of(recs):
@@ -341,7 +339,7 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 MODE_STYLE = {"inproc": (7, ""), "spawn=2": (5, " dt 4")}
 
 
-def plot(curves, modelled, args, job):
+def plot(curves, rates, args, job):
     """Classifier accuracy against training seconds: per configuration and
     mode the mean over seeds at each evaluation (measured), and the
     in-process curve at the modelled speed (dashed, open circles). A
@@ -356,9 +354,9 @@ def plot(curves, modelled, args, job):
                    for i in range(n)]
             colour = COLOURS[configs.index(config) % len(COLOURS)]
             series.append((f"{config} {mode}", pts, colour, *MODE_STYLE.get(mode, (9, ""))))
-            if mode == "inproc" and config in modelled:
+            if mode == "inproc" and config in rates:
                 steps = [statistics.mean(seeds[s][i]["step"] for s in seeds) for i in range(n)]
-                series.append((f"{config} modelled", [(st / modelled[config], a) for st, (_, a)
+                series.append((f"{config} modelled", [(st / rates[config].rate, a) for st, (_, a)
                                                        in zip(steps, pts)], colour, 6, " dt 2"))
         parts = []
         for i, (title, pts, colour, point, dash) in enumerate(series):

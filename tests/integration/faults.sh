@@ -6,8 +6,9 @@
 # while the other workers keep theirs. The run completes; its step records
 # are the fault-free run's, step for step (silad itself fails a run whose
 # workers report a step twice or skip one); the model is within 1 point of
-# the fault-free run's (2 with late global steps, below). Then, over tcp, a worker started by hand replaces a
-# frozen one, and the frozen one, thawed, exits. Last, a coordinator killed
+# the fault-free run's (2 with late global steps, below). Then, over tcp, a
+# worker started by hand replaces a frozen one, and the frozen one, thawed,
+# exits. Last, a coordinator killed
 # with -9 is restarted with --resume and new workers join it (as systemd
 # restarts them once their coordinator is gone): the run ends with the
 # weights of the in-process run. The three kills are run twice: with global
