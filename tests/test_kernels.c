@@ -275,6 +275,7 @@ static const struct pool_case pool_cases[] = {
     {2, 3, 6, 6, 2, 2, 0}, {2, 2, 7, 6, 3, 2, 1}, {1, 2, 5, 5, 3, 1, 1},
     {3, 1, 5, 7, 2, 2, 0}, {2, 2, 4, 5, 3, 2, 0}, {1, 3, 6, 4, 2, 1, 1},
     {2, 1, 9, 9, 5, 3, 2}, {1, 1, 1, 1, 1, 1, 0}, {1, 2, 7, 8, 2, 3, 0},
+    {2, 2, 8, 7, 3, 3, 0}, /* windows that tile the plane but for a remainder */
 };
 
 static void init_pool(struct sila_pool_geom *g, const struct pool_case *pc)
@@ -888,6 +889,13 @@ START_TEST(test_dropout)
     double frac = (double)kept / N, sd = sqrt(p * (1.0 - p) / N);
     ck_assert_msg(fabs(frac - (1.0 - p)) <= 5 * sd, "kept %.5f, want %.5f ± %.5f", frac, 1.0 - p,
                   5 * sd);
+    /* neighbours independent: both of a pair dropped with probability p² */
+    size_t both = 0;
+    for (size_t i = 0; i + 1 < N; i += 2)
+        both += mask[i] == 0.0f && mask[i + 1] == 0.0f;
+    double pair = (double)both / (N / 2), psd = sqrt(p * p * (1.0 - p * p) / (N / 2));
+    ck_assert_msg(fabs(pair - p * p) <= 5 * psd, "pairs dropped %.5f, want %.5f ± %.5f", pair,
+                  p * p, 5 * psd);
     /* backward: dout times the mask; in place */
     sila_dropout_backward(dx, dy, mask, N);
     for (size_t i = 0; i < N; i++)

@@ -1,6 +1,9 @@
 /* Elementwise kernels (see kernels.h): the finite check, ReLU, dropout and
- * drop-path. ReLU is split among OpenMP threads when large; dropout masks
- * are drawn in order from one rng. */
+ * drop-path. ReLU and dropout are split among OpenMP threads when large;
+ * a dropout mask takes one key from the layer's rng and hashes each
+ * element's index with it (sila_counter_uniform), so the mask does not
+ * depend on the thread count; drop-path draws one number per sample in
+ * order. */
 #include "kernels.h"
 
 #include <stdint.h>
@@ -45,15 +48,19 @@ void sila_relu_backward(float *din, const float *dout, const float *out, size_t 
 void sila_dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
                           struct sila_rng *rng)
 {
-    float keep = 1.0f / (1.0f - p);
+    const float keep = 1.0f / (1.0f - p);
+    const uint64_t key = sila_rng_u64(rng);
+#pragma omp parallel for schedule(static) if (n >= SILA_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++) {
-        mask[i] = sila_rng_uniform(rng) < p ? 0.0f : keep;
-        out[i] = in[i] * mask[i];
+        float m = sila_counter_uniform(key, (uint32_t)i) < p ? 0.0f : keep;
+        mask[i] = m;
+        out[i] = in[i] * m;
     }
 }
 
 void sila_dropout_backward(float *din, const float *dout, const float *mask, size_t n)
 {
+#pragma omp parallel for schedule(static) if (n >= SILA_PARALLEL_MIN_ELEMS)
     for (size_t i = 0; i < n; i++)
         din[i] = dout[i] * mask[i];
 }

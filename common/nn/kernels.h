@@ -126,8 +126,9 @@ void sila_gap_backward(float *din, const float *dout, int B, int C, int HW);
 
 /* ---- dropout and drop-path ----------------------------------------------- */
 /* Dropout: each element kept with probability 1-p and scaled by 1/(1-p).
- * mask (n) receives the scale applied to each element (0 or 1/(1-p)).
- * out may alias in; din may alias dout. 0 <= p < 1. */
+ * mask (n) receives the scale applied to each element (0 or 1/(1-p)); the
+ * mask takes one number from rng, whatever n and the thread count.
+ * out may alias in; din may alias dout. 0 <= p < 1, n < 2^32. */
 void sila_dropout_forward(float *out, float *mask, const float *in, size_t n, float p,
                           struct sila_rng *rng);
 void sila_dropout_backward(float *din, const float *dout, const float *mask, size_t n);

@@ -1,8 +1,12 @@
 /* Max, average, adaptive average and global average pooling, and bilinear
- * upsampling (see kernels.h). Planes are
- * shared among OpenMP threads. */
+ * upsampling (see kernels.h). Planes are shared among OpenMP threads.
+ * Windows that tile the plane (stride K, no padding: none is clipped) run
+ * without window arithmetic, row by row over the outputs so that the
+ * loops vectorise; each output's comparisons and sums keep the window's
+ * row-major order, so both paths give the same bits. */
 #include <errno.h>
 #include <float.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -29,31 +33,96 @@ static void window(int o, int stride, int pad, int K, int size, int *lo, int *hi
     *hi = start + K > size ? size : start + K;
 }
 
+/* True when the windows tile the plane: stride K, no padding. */
+static bool tiling(const struct sila_pool_geom *g)
+{
+    return g->stride == g->K && g->pad == 0;
+}
+
+/* One output row of a 2x2 tiling max pool from input rows r0, r1. */
+static void maxpool_row2(float *out, int32_t *argmax, const float *r0, const float *r1, int32_t at0,
+                         int32_t W, int OW)
+{
+    for (int ow = 0; ow < OW; ow++) {
+        float v[4] = {r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]};
+        int32_t a = at0 + 2 * ow, idx[4] = {a, a + 1, a + W, a + W + 1};
+        float best = -FLT_MAX;
+        int32_t at = a;
+        for (int j = 0; j < 4; j++) {
+            bool gt = v[j] > best;
+            best = gt ? v[j] : best;
+            at = gt ? idx[j] : at;
+        }
+        out[ow] = best;
+        argmax[ow] = at;
+    }
+}
+
+/* One plane of a max pool whose windows tile it: row by row, each window in
+ * row-major order. */
+static void maxpool_plane_tiling(float *out, int32_t *argmax, const float *x,
+                                 const struct sila_pool_geom *g)
+{
+    const int K = g->K, W = g->W;
+    for (int oh = 0; oh < g->OH; oh++) {
+        float *o = out + (size_t)oh * g->OW;
+        int32_t *am = argmax + (size_t)oh * g->OW;
+        const int32_t at0 = oh * K * W;
+        if (K == 2) {
+            maxpool_row2(o, am, x + at0, x + at0 + W, at0, W, g->OW);
+            continue;
+        }
+        for (int ow = 0; ow < g->OW; ow++) {
+            o[ow] = -FLT_MAX;
+            am[ow] = at0 + ow * K;
+        }
+        for (int kh = 0; kh < K; kh++)
+            for (int ow = 0; ow < g->OW; ow++)
+                for (int kw = 0; kw < K; kw++) {
+                    int32_t at = at0 + kh * W + ow * K + kw;
+                    if (x[at] > o[ow]) {
+                        o[ow] = x[at];
+                        am[ow] = at;
+                    }
+                }
+    }
+}
+
+/* One plane of a max pool with any windows. */
+static void maxpool_plane(float *out, int32_t *argmax, const float *x,
+                          const struct sila_pool_geom *g)
+{
+    for (int oh = 0; oh < g->OH; oh++) {
+        int h0, h1;
+        window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
+        for (int ow = 0; ow < g->OW; ow++) {
+            int w0, w1;
+            window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
+            float best = -FLT_MAX;
+            int32_t at = h0 * g->W + w0;
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++)
+                    if (x[ih * g->W + iw] > best) {
+                        best = x[ih * g->W + iw];
+                        at = ih * g->W + iw;
+                    }
+            out[oh * g->OW + ow] = best;
+            argmax[oh * g->OW + ow] = at;
+        }
+    }
+}
+
 void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    const bool tiles = tiling(g);
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
-        const float *x = in + p * ihw;
-        for (int oh = 0; oh < g->OH; oh++) {
-            int h0, h1;
-            window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
-            for (int ow = 0; ow < g->OW; ow++) {
-                int w0, w1;
-                window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
-                float best = -FLT_MAX;
-                int32_t at = h0 * g->W + w0;
-                for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++)
-                        if (x[ih * g->W + iw] > best) {
-                            best = x[ih * g->W + iw];
-                            at = ih * g->W + iw;
-                        }
-                out[p * ohw + oh * g->OW + ow] = best;
-                argmax[p * ohw + oh * g->OW + ow] = at;
-            }
-        }
+        if (tiles)
+            maxpool_plane_tiling(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
+        else
+            maxpool_plane(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
     }
 }
 
@@ -69,25 +138,105 @@ void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
     }
 }
 
+/* One plane of an average pool whose windows tile it: each output sums its
+ * window row by row from 0, as the general path does. */
+static void avgpool_plane_tiling(float *out, const float *x, const struct sila_pool_geom *g,
+                                 float inv)
+{
+    const int K = g->K, W = g->W;
+    for (int oh = 0; oh < g->OH; oh++) {
+        float *o = out + (size_t)oh * g->OW;
+        const float *rows = x + (size_t)oh * K * W;
+        for (int ow = 0; ow < g->OW; ow++)
+            o[ow] = 0.0f;
+        for (int kh = 0; kh < K; kh++) {
+            const float *r = rows + (size_t)kh * W;
+            if (K == 2)
+                for (int ow = 0; ow < g->OW; ow++)
+                    o[ow] = o[ow] + r[2 * ow] + r[2 * ow + 1];
+            else
+                for (int ow = 0; ow < g->OW; ow++)
+                    for (int kw = 0; kw < K; kw++)
+                        o[ow] += r[ow * K + kw];
+        }
+        for (int ow = 0; ow < g->OW; ow++)
+            o[ow] *= inv;
+    }
+}
+
+/* One plane of an average pool with any windows. */
+static void avgpool_plane(float *out, const float *x, const struct sila_pool_geom *g, float inv)
+{
+    for (int oh = 0; oh < g->OH; oh++) {
+        int h0, h1;
+        window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
+        for (int ow = 0; ow < g->OW; ow++) {
+            int w0, w1;
+            window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
+            float acc = 0.0f;
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++)
+                    acc += x[ih * g->W + iw];
+            out[oh * g->OW + ow] = acc * inv;
+        }
+    }
+}
+
 void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
-    float inv = 1.0f / (float)(g->K * g->K);
+    const float inv = 1.0f / (float)(g->K * g->K);
+    const bool tiles = tiling(g);
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
-        const float *x = in + p * ihw;
-        for (int oh = 0; oh < g->OH; oh++) {
-            int h0, h1;
-            window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
-            for (int ow = 0; ow < g->OW; ow++) {
-                int w0, w1;
-                window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
-                float acc = 0.0f;
-                for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++)
-                        acc += x[ih * g->W + iw];
-                out[p * ohw + oh * g->OW + ow] = acc * inv;
-            }
+        if (tiles)
+            avgpool_plane_tiling(out + p * ohw, in + p * ihw, g, inv);
+        else
+            avgpool_plane(out + p * ohw, in + p * ihw, g, inv);
+    }
+}
+
+/* dx of one plane whose windows tile it: each input cell receives its one
+ * window's share; cells no window covers (the last rows and columns when K
+ * does not divide the size) receive zero. */
+static void avgpool_plane_tiling_backward(float *dx, const float *dy,
+                                          const struct sila_pool_geom *g, float inv)
+{
+    const int K = g->K, W = g->W, cover = g->OW * K;
+    for (int ih = 0; ih < g->H; ih++) {
+        float *r = dx + (size_t)ih * W;
+        const int oh = ih / K;
+        if (oh >= g->OH) {
+            memset(r, 0, sizeof *r * (size_t)W);
+            continue;
+        }
+        const float *d = dy + (size_t)oh * g->OW;
+        if (K == 2)
+            for (int iw = 0; iw < cover; iw++)
+                r[iw] = d[iw / 2] * inv;
+        else
+            for (int ow = 0; ow < g->OW; ow++)
+                for (int kw = 0; kw < K; kw++)
+                    r[ow * K + kw] = d[ow] * inv;
+        for (int iw = cover; iw < W; iw++)
+            r[iw] = 0.0f;
+    }
+}
+
+/* dx += of one plane with any windows (dx zeroed by the caller). */
+static void avgpool_plane_backward(float *dx, const float *dy, const struct sila_pool_geom *g,
+                                   float inv)
+{
+    for (int oh = 0; oh < g->OH; oh++) {
+        int h0, h1;
+        window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
+        for (int ow = 0; ow < g->OW; ow++) {
+            int w0, w1;
+            window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
+            float d = dy[oh * g->OW + ow] * inv;
+            for (int ih = h0; ih < h1; ih++)
+                for (int iw = w0; iw < w1; iw++)
+                    dx[ih * g->W + iw] += d;
         }
     }
 }
@@ -95,23 +244,16 @@ void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_ge
 void sila_avgpool_backward(float *din, const float *dout, const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
-    float inv = 1.0f / (float)(g->K * g->K);
-    memset(din, 0, sizeof *din * planes * ihw);
+    const float inv = 1.0f / (float)(g->K * g->K);
+    const bool tiles = tiling(g);
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
-        float *dx = din + p * ihw;
-        for (int oh = 0; oh < g->OH; oh++) {
-            int h0, h1;
-            window(oh, g->stride, g->pad, g->K, g->H, &h0, &h1);
-            for (int ow = 0; ow < g->OW; ow++) {
-                int w0, w1;
-                window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
-                float d = dout[p * ohw + oh * g->OW + ow] * inv;
-                for (int ih = h0; ih < h1; ih++)
-                    for (int iw = w0; iw < w1; iw++)
-                        dx[ih * g->W + iw] += d;
-            }
+        if (tiles) {
+            avgpool_plane_tiling_backward(din + p * ihw, dout + p * ohw, g, inv);
+            continue;
         }
+        memset(din + p * ihw, 0, sizeof *din * ihw);
+        avgpool_plane_backward(din + p * ihw, dout + p * ohw, g, inv);
     }
 }
 

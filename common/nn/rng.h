@@ -24,4 +24,26 @@ float sila_rng_normal(struct sila_rng *r);
 /* Fisher-Yates shuffle of perm[0..n). */
 void sila_rng_shuffle(struct sila_rng *r, uint32_t *perm, uint32_t n);
 
+/* One round of a 32-bit integer hash (Wellons' "lowbias32"): a bijection. */
+static inline uint32_t sila_hash32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x7feb352du;
+    x ^= x >> 15;
+    x *= 0x846ca68bu;
+    x ^= x >> 16;
+    return x;
+}
+
+/* Uniform float in [0, 1) that is a function of (key, i) alone: draw i of a
+ * mask drawn in parallel, in any order, by any number of threads (the key
+ * comes from one sila_rng_u64 per mask). Distinct i < 2^32 give distinct
+ * hashes under one key (two keyed rounds of a bijection). Inline so that
+ * a loop over i vectorises. */
+static inline float sila_counter_uniform(uint64_t key, uint32_t i)
+{
+    uint32_t h = sila_hash32(sila_hash32(i + (uint32_t)key) ^ (uint32_t)(key >> 32));
+    return (float)(h >> 8) * 0x1.0p-24f;
+}
+
 #endif
