@@ -327,6 +327,7 @@ static void free_ctx(struct ctx *c)
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(f[i]);
     free(c->argmax);
+    sila_conv_plan_free(&c->cg);
 }
 
 static double g_sgemm, g_stream;
@@ -355,6 +356,10 @@ static void run_conv(const char *job, int B, int C, int H, int OC, int K, int s,
         exit(1);
     }
     c.cg.threads = threads;
+    if (sila_conv_plan_new(&c.cg)) {
+        fprintf(stderr, "bench_kernels: no convolution plan for this shape\n");
+        exit(1);
+    }
     c.need_din = need_din;
     size_t n_in = (size_t)B * C * H * H, n_out = (size_t)B * OC * c.cg.OH * c.cg.OW;
     size_t n_w = (size_t)OC * C * K * K;

@@ -1,36 +1,34 @@
-/* 2-D convolution lowered onto cblas_sgemm through im2col (see kernels.h);
- * 3x3 stride-1 layers with enough channels and a large enough plane run
- * their forward pass and dX by Winograd instead (winograd.h), dW by im2col.
+/* 2-D convolution on oneDNN (see kernels.h): every shape, forward, dX and
+ * dW, runs as oneDNN's convolution primitives with the memory layouts they
+ * choose (format "any": on AVX-512 or AVX2 machines its JIT kernels on
+ * channel-blocked layouts, nChw16c or nChw8c), with reorders from and to
+ * sila's NCHW tensors around them. docs/performance.md has the measurements
+ * behind the choice.
  *
- * Forward: the batch is processed in chunks of `nb` samples whose im2col
- * matrices sit side by side in one (C·K·K, nb·OH·OW) column matrix, so each
- * chunk is one sgemm; CONV_COL_FLOATS bounds the chunk, which keeps the
- * column matrix near the caches. With nb = 1 the product (OC, OH·OW) is
- * already the NCHW sample; larger chunks go through a (OC, nb·OH·OW)
- * staging matrix.
- * Backward: dW accumulates over the same chunks. dX of a stride-1
- * convolution is itself a convolution of dY with the flipped, transposed
- * kernel (padding K-1-pad), which runs as one im2col + sgemm per sample;
- * other strides fold W^T·dY back with col2im.
- * Threads: chunks are shared among g->threads OpenMP threads (contiguous
- * blocks, schedule(static)), each with its own scratch; each thread sums
- * its dW and db into partials that are added in thread order, so results
- * depend on the thread count but not on timing. sgemm runs inside the
- * threads: OpenBLAS must be single-threaded (the programs see to it).
- * Scratch layout (sila_conv_work_floats): the flipped kernel (stride-1
- * backward only) and Winograd's transformed kernel, then per thread:
- * column matrix, staging matrix, dW and db partials, Winograd's tiles. */
-#include <cblas.h>
+ * A plan holds, for each batch size met, the three primitives and the
+ * reorders they need, created on the first call with that size (a job
+ * meets two or three: the batch, the last batch of an epoch, the last
+ * test batch) and kept, the least recently used replaced beyond
+ * PLAN_VARIANTS. Primitives run in user-scratchpad mode: their scratch,
+ * and every reordered tensor, live in the caller's work buffer, so nothing
+ * is allocated per call once a batch size has been met.
+ *
+ * Threads: primitives run on g->threads OpenMP threads. Forward and dX
+ * give the same bits at any thread count; dW sums partial products over
+ * the threads' share of the batch, so its bits depend on the thread count
+ * (never on timing), as the instruction set the library dispatches to
+ * does (both the same for --inproc and workers on one machine). */
 #include <errno.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <stdbool.h>
-#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels.h"
-#include "winograd.h"
 
-#define CONV_COL_FLOATS ((size_t)1 << 18)
+/* Batch sizes a plan keeps primitives for. */
+#define PLAN_VARIANTS 4
 
 int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
                         int stride, int pad)
@@ -53,391 +51,411 @@ int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, in
     return 0;
 }
 
-static size_t col_rows(const struct sila_conv_geom *g)
-{
-    return (size_t)g->C * g->K * g->K;
-}
-
-static size_t out_hw(const struct sila_conv_geom *g)
-{
-    return (size_t)g->OH * g->OW;
-}
-
-/* Samples per chunk: at least one, at most B. */
-static int chunk_samples(const struct sila_conv_geom *g)
-{
-    size_t per = col_rows(g) * out_hw(g);
-    size_t nb = CONV_COL_FLOATS / per;
-    if (nb < 1)
-        nb = 1;
-    return nb > (size_t)g->B ? g->B : (int)nb;
-}
-
-/* dX as a forward convolution: stride 1 and a padding that keeps the size. */
-static bool transposed_dx(const struct sila_conv_geom *g)
-{
-    return g->stride == 1 && g->pad <= g->K - 1;
-}
-
-/* Geometry of that convolution: dY (OC, OH, OW) -> dX (C, H, W). */
-static struct sila_conv_geom dx_geom(const struct sila_conv_geom *g)
-{
-    struct sila_conv_geom t = {.B = 1,
-                               .C = g->OC,
-                               .H = g->OH,
-                               .W = g->OW,
-                               .OC = g->C,
-                               .K = g->K,
-                               .stride = 1,
-                               .pad = g->K - 1 - g->pad,
-                               .OH = g->H,
-                               .OW = g->W,
-                               .threads = 1};
-    return t;
-}
-
-/* One thread's scratch: column matrix, staging matrix, dW and db partials,
- * Winograd's transformed tiles and products. */
-struct scratch {
-    float *col, *stage, *dw, *db, *wino;
+/* One tensor of a primitive: the NCHW (or OIHW, or vector) view the caller
+ * holds and the layout the primitive wants; when they differ, a reorder
+ * between them (caller to primitive for an input, back for an output) and
+ * the primitive's copy at `off` floats into the work buffer. */
+struct tensor {
+    dnnl_memory_t plain, used; /* used == plain when no reorder is needed */
+    dnnl_primitive_t reorder;  /* NULL when no reorder is needed */
+    size_t off, floats;        /* the reordered copy in work (floats 0: none) */
 };
 
-/* Floats of one thread's Winograd scratch (0 when g does not use it). The
- * dX convolution of a Winograd layer has the same tiles and channels. */
-static size_t wino_floats(const struct sila_conv_geom *g)
+/* One primitive with its tensors (up to four) and scratchpad. */
+struct pass {
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch;
+    size_t scratch_off;
+    struct tensor t[4];
+    int args[4]; /* DNNL_ARG_* of each tensor */
+    int nt;
+    size_t floats; /* work this pass uses */
+};
+
+enum { FWD, BWD_DATA, BWD_WEIGHTS, NPASS };
+
+struct variant {
+    int B;             /* 0: unused */
+    bool share_dy;     /* dW reads the dY dX's pass reordered (shares_diff_dst) */
+    unsigned long use; /* last use, for replacement */
+    struct pass pass[NPASS];
+};
+
+struct sila_conv_plan {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    struct sila_conv_geom g;
+    unsigned long clock;
+    struct variant v[PLAN_VARIANTS];
+};
+
+static int status_errno(dnnl_status_t s)
 {
-    return sila_wino_applies(g) ? sila_wino_thread_floats(g) : 0;
+    return s == dnnl_success ? 0 : s == dnnl_out_of_memory ? -ENOMEM : -EINVAL;
 }
 
-static size_t col_floats(const struct sila_conv_geom *g)
+static size_t floats_of(const dnnl_memory_desc_t *md)
 {
-    size_t fwd = col_rows(g) * chunk_samples(g) * out_hw(g);
-    if (!transposed_dx(g))
-        return fwd;
-    struct sila_conv_geom t = dx_geom(g);
-    size_t dx = col_rows(&t) * out_hw(&t);
-    return fwd > dx ? fwd : dx;
+    return (dnnl_memory_desc_get_size(md) + sizeof(float) - 1) / sizeof(float);
 }
 
-static size_t thread_floats(const struct sila_conv_geom *g)
+/* Round up to 16 floats (64 bytes) so that every copy is cache-line aligned
+ * when the work buffer is. */
+static size_t aligned(size_t n)
 {
-    return col_floats(g) + (size_t)g->OC * chunk_samples(g) * out_hw(g) +
-           (size_t)g->OC * col_rows(g) + (size_t)g->OC + wino_floats(g);
+    return (n + 15) & ~(size_t)15;
 }
 
-/* The flipped kernel (stride-1 backward), then Winograd's transformed one. */
-static size_t flipped_floats(const struct sila_conv_geom *g)
+/* t for a tensor the caller holds as `plain` and the primitive uses as
+ * `want`; input: reorder plain -> want, else want -> plain. Its copy (if
+ * any) goes at *off, which advances. */
+static int tensor_init(struct tensor *t, dnnl_engine_t e, const dnnl_memory_desc_t *plain,
+                       const dnnl_memory_desc_t *want, bool input, size_t *off)
 {
-    return transposed_dx(g) ? (size_t)g->C * g->OC * g->K * g->K : 0;
+    dnnl_status_t s = dnnl_memory_create(&t->plain, plain, e, DNNL_MEMORY_NONE);
+    if (s != dnnl_success)
+        return status_errno(s);
+    if (dnnl_memory_desc_equal(plain, want)) {
+        t->used = t->plain;
+        return 0;
+    }
+    if ((s = dnnl_memory_create(&t->used, want, e, DNNL_MEMORY_NONE)) != dnnl_success)
+        return status_errno(s);
+    t->off = *off;
+    t->floats = floats_of(want);
+    *off += aligned(t->floats);
+    dnnl_primitive_desc_t pd;
+    s = input ? dnnl_reorder_primitive_desc_create(&pd, plain, e, want, e, NULL)
+              : dnnl_reorder_primitive_desc_create(&pd, want, e, plain, e, NULL);
+    if (s != dnnl_success)
+        return status_errno(s);
+    s = dnnl_primitive_create(&t->reorder, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return status_errno(s);
 }
 
-static size_t shared_floats(const struct sila_conv_geom *g)
+static void tensor_fini(struct tensor *t)
 {
-    return flipped_floats(g) + (sila_wino_applies(g) ? (size_t)16 * g->OC * g->C : 0);
+    if (t->reorder)
+        dnnl_primitive_destroy(t->reorder);
+    if (t->used && t->used != t->plain)
+        dnnl_memory_destroy(t->used);
+    if (t->plain)
+        dnnl_memory_destroy(t->plain);
+    memset(t, 0, sizeof *t);
+}
+
+static void pass_fini(struct pass *p)
+{
+    for (int i = 0; i < p->nt; i++)
+        tensor_fini(&p->t[i]);
+    if (p->prim)
+        dnnl_primitive_destroy(p->prim);
+    if (p->scratch)
+        dnnl_memory_destroy(p->scratch);
+    memset(p, 0, sizeof *p);
+}
+
+/* The plain descriptors of a batch of B: src (B, C, H, W), weights
+ * (OC, C, K, K), bias (OC), dst (B, OC, OH, OW). */
+struct plain_mds {
+    dnnl_memory_desc_t src, wei, bias, dst;
+};
+
+static int plain_mds_init(struct plain_mds *m, const struct sila_conv_geom *g, int B,
+                          dnnl_format_tag_t act, dnnl_format_tag_t wei)
+{
+    dnnl_dims_t src = {B, g->C, g->H, g->W}, w = {g->OC, g->C, g->K, g->K}, b = {g->OC},
+                dst = {B, g->OC, g->OH, g->OW};
+    dnnl_status_t s;
+    if ((s = dnnl_memory_desc_init_by_tag(&m->src, 4, src, dnnl_f32, act)) ||
+        (s = dnnl_memory_desc_init_by_tag(&m->wei, 4, w, dnnl_f32, wei)) ||
+        (s = dnnl_memory_desc_init_by_tag(&m->bias, 1, b, dnnl_f32, dnnl_a)) ||
+        (s = dnnl_memory_desc_init_by_tag(&m->dst, 4, dst, dnnl_f32, act)))
+        return status_errno(s);
+    return 0;
+}
+
+/* The pass's primitive from pd, its scratchpad at *off (advanced). */
+static int pass_prim(struct pass *p, dnnl_engine_t e, dnnl_primitive_desc_t pd, size_t *off)
+{
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    dnnl_status_t s;
+    if (smd && dnnl_memory_desc_get_size(smd) > 0) {
+        if ((s = dnnl_memory_create(&p->scratch, smd, e, DNNL_MEMORY_NONE)) != dnnl_success)
+            return status_errno(s);
+        p->scratch_off = *off;
+        *off += aligned(floats_of(smd));
+    }
+    return status_errno(dnnl_primitive_create(&p->prim, pd));
+}
+
+/* Adds tensor `arg` of pass p: the caller's `plain`, the primitive's
+ * descriptor of query (q, index). */
+static int pass_tensor(struct pass *p, dnnl_engine_t e, dnnl_primitive_desc_t pd, int arg,
+                       const dnnl_memory_desc_t *plain, dnnl_query_t q, int index, bool input,
+                       size_t *off)
+{
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, q, index);
+    p->args[p->nt] = arg;
+    return tensor_init(&p->t[p->nt++], e, plain, want, input, off);
+}
+
+/* Fills the passes of v from their primitive descriptors. Work of each
+ * pass starts at 0: the passes never run at once. Both backward passes put
+ * dY first, so that dW can use the copy dX's pass left at the start of
+ * work when their layouts agree (shares_diff_dst). */
+static int variant_passes(struct variant *v, dnnl_engine_t e, const struct plain_mds *m,
+                          dnnl_primitive_desc_t fpd, dnnl_primitive_desc_t dpd,
+                          dnnl_primitive_desc_t wpd)
+{
+    struct pass *f = &v->pass[FWD], *d = &v->pass[BWD_DATA], *w = &v->pass[BWD_WEIGHTS];
+    size_t fo = 0, d_off = 0, wo = 0;
+    int r;
+    if ((r = pass_tensor(f, e, fpd, DNNL_ARG_SRC, &m->src, dnnl_query_src_md, 0, true, &fo)) ||
+        (r = pass_tensor(f, e, fpd, DNNL_ARG_WEIGHTS, &m->wei, dnnl_query_weights_md, 0, true,
+                         &fo)) ||
+        (r = pass_tensor(f, e, fpd, DNNL_ARG_BIAS, &m->bias, dnnl_query_weights_md, 1, true,
+                         &fo)) ||
+        (r = pass_tensor(f, e, fpd, DNNL_ARG_DST, &m->dst, dnnl_query_dst_md, 0, false, &fo)) ||
+        (r = pass_prim(f, e, fpd, &fo)))
+        return r;
+    if ((r = pass_tensor(d, e, dpd, DNNL_ARG_DIFF_DST, &m->dst, dnnl_query_diff_dst_md, 0, true,
+                         &d_off)) ||
+        (r = pass_tensor(d, e, dpd, DNNL_ARG_WEIGHTS, &m->wei, dnnl_query_weights_md, 0, true,
+                         &d_off)) ||
+        (r = pass_tensor(d, e, dpd, DNNL_ARG_DIFF_SRC, &m->src, dnnl_query_diff_src_md, 0, false,
+                         &d_off)) ||
+        (r = pass_prim(d, e, dpd, &d_off)))
+        return r;
+    if ((r = pass_tensor(w, e, wpd, DNNL_ARG_DIFF_DST, &m->dst, dnnl_query_diff_dst_md, 0, true,
+                         &wo)) ||
+        (r = pass_tensor(w, e, wpd, DNNL_ARG_SRC, &m->src, dnnl_query_src_md, 0, true, &wo)) ||
+        (r = pass_tensor(w, e, wpd, DNNL_ARG_DIFF_WEIGHTS, &m->wei, dnnl_query_diff_weights_md, 0,
+                         false, &wo)) ||
+        (r = pass_tensor(w, e, wpd, DNNL_ARG_DIFF_BIAS, &m->bias, dnnl_query_diff_weights_md, 1,
+                         false, &wo)) ||
+        (r = pass_prim(w, e, wpd, &wo)))
+        return r;
+    f->floats = fo, d->floats = d_off, w->floats = wo;
+    return 0;
+}
+
+static void variant_fini(struct variant *v)
+{
+    for (int i = 0; i < NPASS; i++)
+        pass_fini(&v->pass[i]);
+    v->B = 0;
+}
+
+/* True when dW's pass can take dY as dX's pass left it in work: both
+ * reorder it, into the same layout. */
+static bool shares_diff_dst(const struct variant *v)
+{
+    const struct tensor *d = &v->pass[BWD_DATA].t[0], *w = &v->pass[BWD_WEIGHTS].t[0];
+    const dnnl_memory_desc_t *dmd, *wmd;
+    return d->reorder && w->reorder && !dnnl_memory_get_memory_desc(d->used, &dmd) &&
+           !dnnl_memory_get_memory_desc(w->used, &wmd) && dnnl_memory_desc_equal(dmd, wmd);
+}
+
+/* The three passes for batch size B. */
+static int variant_init(struct variant *v, const struct sila_conv_plan *pl, int B)
+{
+    const struct sila_conv_geom *g = &pl->g;
+    struct plain_mds plain, any;
+    dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
+    dnnl_convolution_desc_t fd, dd, wd;
+    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    int r;
+    if ((r = plain_mds_init(&plain, g, B, dnnl_nchw, dnnl_oihw)) ||
+        (r = plain_mds_init(&any, g, B, dnnl_format_tag_any, dnnl_format_tag_any)))
+        return r;
+    any.bias = plain.bias;
+    dnnl_engine_t e = pl->engine;
+    if ((r = status_errno(dnnl_primitive_attr_create(&attr))) ||
+        (r = status_errno(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))) ||
+        (r = status_errno(dnnl_convolution_forward_desc_init(
+             &fd, dnnl_forward_training, dnnl_convolution_direct, &any.src, &any.wei, &any.bias,
+             &any.dst, strides, pad, pad))) ||
+        (r = status_errno(dnnl_primitive_desc_create(&fpd, &fd, attr, e, NULL))) ||
+        (r = status_errno(dnnl_convolution_backward_data_desc_init(
+             &dd, dnnl_convolution_direct, &any.src, &any.wei, &any.dst, strides, pad, pad))) ||
+        (r = status_errno(dnnl_primitive_desc_create(&dpd, &dd, attr, e, fpd))) ||
+        (r = status_errno(dnnl_convolution_backward_weights_desc_init(
+             &wd, dnnl_convolution_direct, &any.src, &any.wei, &any.bias, &any.dst, strides, pad,
+             pad))) ||
+        (r = status_errno(dnnl_primitive_desc_create(&wpd, &wd, attr, e, fpd))))
+        goto done;
+    r = variant_passes(v, e, &plain, fpd, dpd, wpd);
+    v->B = B;
+    v->share_dy = !r && shares_diff_dst(v);
+done:
+    if (r)
+        variant_fini(v);
+    if (fpd)
+        dnnl_primitive_desc_destroy(fpd);
+    if (dpd)
+        dnnl_primitive_desc_destroy(dpd);
+    if (wpd)
+        dnnl_primitive_desc_destroy(wpd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    return r;
+}
+
+/* The variant of batch size B, created (replacing the least recently used)
+ * when new; NULL when creation failed. */
+static struct variant *variant_for(struct sila_conv_plan *pl, int B)
+{
+    struct variant *pick = &pl->v[0];
+    for (int i = 0; i < PLAN_VARIANTS; i++) {
+        struct variant *v = &pl->v[i];
+        if (v->B == B) {
+            v->use = ++pl->clock;
+            return v;
+        }
+        if (v->use < pick->use)
+            pick = v;
+    }
+    variant_fini(pick);
+    if (variant_init(pick, pl, B))
+        return NULL;
+    pick->use = ++pl->clock;
+    return pick;
+}
+
+int sila_conv_plan_new(struct sila_conv_geom *g)
+{
+    struct sila_conv_plan *pl = calloc(1, sizeof *pl);
+    if (!pl)
+        return -ENOMEM;
+    pl->g = *g;
+    int r = status_errno(dnnl_engine_create(&pl->engine, dnnl_cpu, 0));
+    if (!r)
+        r = status_errno(dnnl_stream_create(&pl->stream, pl->engine, dnnl_stream_default_flags));
+    if (!r && !variant_for(pl, g->B))
+        r = -ENOMEM;
+    if (r) {
+        g->plan = pl;
+        sila_conv_plan_free(g);
+        return r;
+    }
+    g->plan = pl;
+    return 0;
+}
+
+void sila_conv_plan_free(struct sila_conv_geom *g)
+{
+    struct sila_conv_plan *pl = g->plan;
+    if (!pl)
+        return;
+    for (int i = 0; i < PLAN_VARIANTS; i++)
+        variant_fini(&pl->v[i]);
+    if (pl->stream)
+        dnnl_stream_destroy(pl->stream);
+    if (pl->engine)
+        dnnl_engine_destroy(pl->engine);
+    free(pl);
+    g->plan = NULL;
+}
+
+/* The plain weights and bias of dW at the end of the work a backward pass
+ * uses: OC·C·K·K + OC floats. */
+static size_t grad_floats(const struct sila_conv_geom *g)
+{
+    return aligned((size_t)g->OC * g->C * g->K * g->K) + aligned((size_t)g->OC);
 }
 
 size_t sila_conv_work_floats(const struct sila_conv_geom *g)
 {
-    return shared_floats(g) + (size_t)(g->threads > 0 ? g->threads : 1) * thread_floats(g);
+    const struct sila_conv_plan *pl = g->plan;
+    size_t n = 0;
+    for (int i = 0; i < PLAN_VARIANTS; i++)
+        for (int k = 0; pl && k < NPASS; k++)
+            if (pl->v[i].B == g->B && pl->v[i].pass[k].floats > n)
+                n = pl->v[i].pass[k].floats;
+    return n + grad_floats(g);
 }
 
-static struct scratch scratch_of(const struct sila_conv_geom *g, float *work, int tid)
+/* Runs pass p with the caller's tensors ptr[i] in work; `reordered`: its
+ * first input is already in work in the primitive's layout. */
+static void pass_run(struct sila_conv_plan *pl, struct pass *p, void *const ptr[4], float *work,
+                     bool reordered)
 {
-    struct scratch s;
-    s.col = work + shared_floats(g) + (size_t)tid * thread_floats(g);
-    s.stage = s.col + col_floats(g);
-    s.dw = s.stage + (size_t)g->OC * chunk_samples(g) * out_hw(g);
-    s.db = s.dw + (size_t)g->OC * col_rows(g);
-    s.wino = s.db + g->OC;
-    return s;
-}
-
-static int team_size(const struct sila_conv_geom *g)
-{
-    return g->threads > 0 ? g->threads : 1;
-}
-
-/* Output columns [*lo, *hi) whose input column ow·stride - pad + kj lies
- * inside the image; the others read zero padding. */
-static void valid_cols(const struct sila_conv_geom *g, int kj, int *lo, int *hi)
-{
-    int first = g->pad - kj; /* smallest ow·stride that is in range */
-    *lo = first <= 0 ? 0 : (first + g->stride - 1) / g->stride;
-    int last = g->W - 1 + g->pad - kj; /* largest in-range ow·stride */
-    *hi = last < 0 ? 0 : last / g->stride + 1;
-    if (*hi > g->OW)
-        *hi = g->OW;
-    if (*lo > *hi)
-        *lo = *hi;
-}
-
-/* True for a stride-1 convolution whose output has the input's size: there
- * a row of the column matrix is the whole plane shifted by a constant
- * offset, with the rows and the edge column it shifts in set to zero. */
-static bool same_size(const struct sila_conv_geom *g)
-{
-    return g->stride == 1 && g->OH == g->H && g->OW == g->W;
-}
-
-/* The row of (c, ki, kj) for a same-size convolution: one copy of the
- * plane, then the zeros of the padding. */
-static void im2col_row_same(float *dst, const float *plane, int ki, int kj,
-                            const struct sila_conv_geom *g)
-{
-    const int W = g->W, hw = g->H * g->W;
-    const int dy = ki - g->pad, dx = kj - g->pad;
-    /* valid output rows [r0, r1): input row oh + dy in [0, H) */
-    const int r0 = dy < 0 ? -dy : 0, r1 = dy > 0 ? g->H - dy : g->H;
-    /* the copy dst[i] = plane[i + dy·W + dx] over the valid rows, clipped to
-     * the plane; what the clipping leaves out lies in the zeroed columns */
-    int i0 = r0 * W, i1 = r1 * W;
-    const int shift = dy * W + dx;
-    if (i0 + shift < 0)
-        i0 = -shift;
-    if (i1 + shift > hw)
-        i1 = hw - shift;
-    memset(dst, 0, sizeof *dst * (size_t)(i0 > 0 ? i0 : 0));
-    if (i1 > i0)
-        memcpy(dst + i0, plane + i0 + shift, sizeof *dst * (size_t)(i1 - i0));
-    memset(dst + i1, 0, sizeof *dst * (size_t)(hw - i1));
-    /* columns whose input column ow + dx falls outside [0, W) */
-    const int c0 = dx < 0 ? -dx : 0, c1 = dx > 0 ? W - dx : W;
-    for (int oh = r0; oh < r1; oh++) {
-        float *d = dst + (size_t)oh * W;
-        for (int ow = 0; ow < c0; ow++)
-            d[ow] = 0.0f;
-        for (int ow = c1; ow < W; ow++)
-            d[ow] = 0.0f;
+    dnnl_exec_arg_t args[5];
+    int n = 0;
+    for (int i = 0; i < p->nt; i++) {
+        struct tensor *t = &p->t[i];
+        dnnl_memory_set_data_handle(t->plain, ptr[i]);
+        if (t->used != t->plain)
+            dnnl_memory_set_data_handle(t->used, work + t->off);
+        args[n++] = (dnnl_exec_arg_t){p->args[i], t->used};
     }
-}
-
-/* col (C·K·K, ld) columns [0, OH·OW) <- one sample in (C, H, W). */
-static void im2col(float *col, size_t ld, const float *in, const struct sila_conv_geom *g)
-{
-    if (same_size(g)) {
-        for (int c = 0; c < g->C; c++)
-            for (int ki = 0; ki < g->K; ki++)
-                for (int kj = 0; kj < g->K; kj++)
-                    im2col_row_same(col + (((size_t)c * g->K + ki) * g->K + kj) * ld,
-                                    in + (size_t)c * g->H * g->W, ki, kj, g);
-        return;
+    if (p->scratch) {
+        dnnl_memory_set_data_handle(p->scratch, work + p->scratch_off);
+        args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
     }
-    for (int c = 0; c < g->C; c++)
-        for (int ki = 0; ki < g->K; ki++)
-            for (int kj = 0; kj < g->K; kj++) {
-                float *row = col + (((size_t)c * g->K + ki) * g->K + kj) * ld;
-                const float *plane = in + (size_t)c * g->H * g->W;
-                int lo, hi;
-                valid_cols(g, kj, &lo, &hi);
-                for (int oh = 0; oh < g->OH; oh++) {
-                    float *dst = row + (size_t)oh * g->OW;
-                    int ih = oh * g->stride - g->pad + ki;
-                    if (ih < 0 || ih >= g->H) {
-                        memset(dst, 0, sizeof *dst * g->OW);
-                        continue;
-                    }
-                    /* input column of ow is base + ow·stride, >= 0 for ow >= lo */
-                    ptrdiff_t base = (ptrdiff_t)ih * g->W - g->pad + kj;
-                    memset(dst, 0, sizeof *dst * lo);
-                    if (g->stride == 1)
-                        memcpy(dst + lo, plane + base + lo, sizeof *dst * (hi - lo));
-                    else
-                        for (int ow = lo; ow < hi; ow++)
-                            dst[ow] = plane[base + ow * g->stride];
-                    memset(dst + hi, 0, sizeof *dst * (g->OW - hi));
-                }
-            }
-}
-
-/* din (C, H, W) += the column matrix folded back onto one sample. */
-static void col2im(float *din, const float *col, size_t ld, const struct sila_conv_geom *g)
-{
-    for (int c = 0; c < g->C; c++)
-        for (int ki = 0; ki < g->K; ki++)
-            for (int kj = 0; kj < g->K; kj++) {
-                const float *row = col + (((size_t)c * g->K + ki) * g->K + kj) * ld;
-                float *plane = din + (size_t)c * g->H * g->W;
-                int lo, hi;
-                valid_cols(g, kj, &lo, &hi);
-                for (int oh = 0; oh < g->OH; oh++) {
-                    int ih = oh * g->stride - g->pad + ki;
-                    if (ih < 0 || ih >= g->H)
-                        continue;
-                    ptrdiff_t base = (ptrdiff_t)ih * g->W - g->pad + kj;
-                    const float *src = row + (size_t)oh * g->OW;
-                    for (int ow = lo; ow < hi; ow++)
-                        plane[base + ow * g->stride] += src[ow];
-                }
-            }
-}
-
-/* Forward of the samples [b0, b0 + nb). */
-static void forward_chunk(float *out, const float *in, const float *w, const float *b,
-                          const struct sila_conv_geom *g, const struct scratch *s, int b0, int nb)
-{
-    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
-    const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;
-    const int ckk = (int)col_rows(g);
-    float *dst = nb == 1 ? out + b0 * out_sz : s->stage;
-    for (int i = 0; i < nb; i++)
-        im2col(s->col + i * hw, n, in + (b0 + i) * in_sz, g);
-    /* dst (OC, n) = w (OC, CKK) · col (CKK, n) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->OC, (int)n, ckk, 1.0f, w, ckk, s->col,
-                (int)n, 0.0f, dst, (int)n);
-    if (nb == 1 && !b)
-        return; /* the product is the output */
-    for (int i = 0; i < nb; i++)
-        for (int oc = 0; oc < g->OC; oc++) {
-            float *o = out + (b0 + i) * out_sz + oc * hw;
-            const float *src = dst + oc * n + i * hw;
-            float bias = b ? b[oc] : 0.0f;
-            for (size_t j = 0; j < hw; j++)
-                o[j] = src[j] + bias;
+    for (int i = reordered ? 1 : 0; i < p->nt; i++) /* inputs into the primitive's layouts */
+        if (p->t[i].reorder && (p->args[i] == DNNL_ARG_SRC || p->args[i] == DNNL_ARG_WEIGHTS ||
+                                p->args[i] == DNNL_ARG_BIAS || p->args[i] == DNNL_ARG_DIFF_DST)) {
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, p->t[i].plain}, {DNNL_ARG_TO, p->t[i].used}};
+            dnnl_primitive_execute(p->t[i].reorder, pl->stream, 2, ra);
         }
+    dnnl_primitive_execute(p->prim, pl->stream, n, args);
+    for (int i = 0; i < p->nt; i++) /* outputs back to the caller's */
+        if (p->t[i].reorder && (p->args[i] == DNNL_ARG_DST || p->args[i] == DNNL_ARG_DIFF_SRC ||
+                                p->args[i] == DNNL_ARG_DIFF_WEIGHTS ||
+                                p->args[i] == DNNL_ARG_DIFF_BIAS)) {
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, p->t[i].used}, {DNNL_ARG_TO, p->t[i].plain}};
+            dnnl_primitive_execute(p->t[i].reorder, pl->stream, 2, ra);
+        }
+    dnnl_stream_wait(pl->stream);
 }
 
-/* The convolution of g by Winograd over the batch (sila_wino_applies(g)),
- * with kernel w (g->OC, g->C, 3, 3) transformed into u. */
-static void wino_conv(float *out, const float *in, const float *w, const float *b,
-                      const struct sila_conv_geom *g, float *u, float *work,
-                      const struct sila_conv_geom *layer)
+/* The plan's variant for g->B on g->threads threads. A variant is created
+ * only at a batch size's first call; failing then (memory exhausted in
+ * the library) leaves nothing to compute with. */
+static struct variant *ready(const struct sila_conv_geom *g)
 {
-    sila_wino_kernel(u, w, g->OC, g->C);
-    const int nb_max = sila_wino_chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
-#pragma omp parallel num_threads(team_size(layer))
-    {
-        struct scratch s = scratch_of(layer, work, omp_get_thread_num());
-#pragma omp for schedule(static)
-        for (int c = 0; c < nchunks; c++) {
-            int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-            sila_wino_chunk(out, in, u, b, g, s.wino, b0, nb);
-        }
-    }
+    if (omp_get_max_threads() != g->threads)
+        omp_set_num_threads(g->threads);
+    struct variant *v = variant_for(g->plan, g->B);
+    if (!v)
+        abort();
+    return v;
 }
 
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work)
 {
-    if (sila_wino_applies(g)) {
-        wino_conv(out, in, w, b, g, work + flipped_floats(g), work, g);
-        return;
+    struct variant *v = ready(g);
+    float *zero = NULL;
+    if (!b) { /* the primitive always has a bias: zeros after its work */
+        zero = work + v->pass[FWD].floats;
+        memset(zero, 0, sizeof *zero * (size_t)g->OC);
     }
-    const int nb_max = chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
-#pragma omp parallel num_threads(team_size(g))
-    {
-        struct scratch s = scratch_of(g, work, omp_get_thread_num());
-#pragma omp for schedule(static)
-        for (int c = 0; c < nchunks; c++) {
-            int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-            forward_chunk(out, in, w, b, g, &s, b0, nb);
-        }
-    }
-}
-
-/* The kernel flipped in space with C and OC swapped: wt (C, OC·K·K). */
-static void flip_kernel(float *wt, const float *w, const struct sila_conv_geom *g)
-{
-    const int kk = g->K * g->K;
-    for (int oc = 0; oc < g->OC; oc++)
-        for (int c = 0; c < g->C; c++)
-            for (int i = 0; i < kk; i++)
-                wt[((size_t)c * g->OC + oc) * kk + i] =
-                    w[((size_t)oc * g->C + c) * kk + (kk - 1 - i)];
-}
-
-/* dX of one sample of a stride-1 conv: im2col of dY under dx_geom, times
- * the flipped kernel wt. */
-static void dx_transposed(float *din_b, const float *dout_b, const float *wt,
-                          const struct sila_conv_geom *g, float *col)
-{
-    struct sila_conv_geom t = dx_geom(g);
-    const size_t hw = out_hw(&t);
-    const int tckk = (int)col_rows(&t);
-    im2col(col, hw, dout_b, &t);
-    /* din_b (C, H·W) = wt (C, OC·K·K) · col (OC·K·K, H·W) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->C, (int)hw, tckk, 1.0f, wt, tckk, col,
-                (int)hw, 0.0f, din_b, (int)hw);
-}
-
-/* Backward of the samples [b0, b0 + nb): dW (when with_dw) and db (when
- * with_db) into the thread's partials, dX into din (unless NULL). */
-static void backward_chunk(float *din, const float *dout, const float *in, const float *w,
-                           const float *wt, bool with_dw, bool with_db,
-                           const struct sila_conv_geom *g, const struct scratch *s, int b0, int nb)
-{
-    const size_t hw = out_hw(g), in_sz = (size_t)g->C * g->H * g->W;
-    const size_t out_sz = (size_t)g->OC * hw, n = (size_t)nb * hw;
-    const int ckk = (int)col_rows(g);
-    const float *gy = nb == 1 ? dout + b0 * out_sz : s->stage; /* dY as (OC, n) */
-    for (int i = 0; nb > 1 && i < nb; i++)
-        for (int oc = 0; oc < g->OC; oc++)
-            memcpy(s->stage + oc * n + i * hw, dout + (b0 + i) * out_sz + oc * hw,
-                   sizeof *s->stage * hw);
-    for (int oc = 0; with_db && oc < g->OC; oc++) {
-        float acc = 0.0f;
-        for (size_t j = 0; j < n; j++)
-            acc += gy[oc * n + j];
-        s->db[oc] += acc;
-    }
-    for (int i = 0; with_dw && i < nb; i++)
-        im2col(s->col + i * hw, n, in + (b0 + i) * in_sz, g);
-    /* dw (OC, CKK) += gy (OC, n) · col^T (n, CKK) */
-    if (with_dw)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, ckk, (int)n, 1.0f, gy, (int)n,
-                    s->col, (int)n, 1.0f, s->dw, ckk);
-    if (!din)
-        return;
-    if (wt) {
-        for (int i = 0; i < nb; i++)
-            dx_transposed(din + (b0 + i) * in_sz, dout + (b0 + i) * out_sz, wt, g, s->col);
-        return;
-    }
-    /* col (CKK, n) = w^T (CKK, OC) · gy (OC, n), folded back onto din */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, ckk, (int)n, g->OC, 1.0f, w, ckk, gy,
-                (int)n, 0.0f, s->col, (int)n);
-    memset(din + b0 * in_sz, 0, sizeof *din * in_sz * nb);
-    for (int i = 0; i < nb; i++)
-        col2im(din + (b0 + i) * in_sz, s->col + i * hw, n, g);
+    /* oneDNN reads inputs through non-const handles and never writes them */
+    void *const ptr[4] = {(void *)in, (void *)w, b ? (void *)b : zero, out};
+    pass_run(g->plan, &v->pass[FWD], ptr, work, false);
 }
 
 void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, const struct sila_conv_geom *g, float *work)
 {
-    const int nb_max = chunk_samples(g), nchunks = (g->B + nb_max - 1) / nb_max;
-    const int T = team_size(g);
-    const size_t nw = (size_t)g->OC * col_rows(g);
-    const bool wino_dx = din && sila_wino_applies(g);
-    float *wt = NULL;
-    if (din && transposed_dx(g)) {
-        wt = work;
-        flip_kernel(wt, w, g);
+    struct variant *v = ready(g);
+    if (din) {
+        void *const ptr[4] = {(void *)dout, (void *)w, din, NULL};
+        pass_run(g->plan, &v->pass[BWD_DATA], ptr, work, false);
     }
-    for (int t = 0; t < T; t++) {
-        struct scratch s = scratch_of(g, work, t);
-        memset(s.dw, 0, sizeof *s.dw * (nw + (size_t)g->OC)); /* dw then db */
-    }
-    /* without dW, db or a dX by chunks, Winograd's dX is all there is */
-    const int nrun = dw || db || (din && !wino_dx) ? nchunks : 0;
-#pragma omp parallel num_threads(T) if (nrun > 0)
-    {
-        struct scratch s = scratch_of(g, work, omp_get_thread_num());
-#pragma omp for schedule(static)
-        for (int c = 0; c < nrun; c++) {
-            int b0 = c * nb_max, nb = g->B - b0 < nb_max ? g->B - b0 : nb_max;
-            backward_chunk(wino_dx ? NULL : din, dout, in, w, wt, dw != NULL, db != NULL, g, &s, b0,
-                           nb);
-        }
-    }
-    for (int t = 0; t < T; t++) {
-        struct scratch s = scratch_of(g, work, t);
-        for (size_t i = 0; dw && i < nw; i++)
-            dw[i] += s.dw[i];
-        for (int oc = 0; db && oc < g->OC; oc++)
-            db[oc] += s.db[oc];
-    }
-    if (wino_dx) { /* dX: dY convolved with the flipped kernel, by Winograd */
-        struct sila_conv_geom t = dx_geom(g);
-        t.B = g->B;
-        wino_conv(din, dout, wt, NULL, &t, work + flipped_floats(g), work, g);
-    }
+    if (!dw && !db)
+        return;
+    const size_t nw = (size_t)g->OC * g->C * g->K * g->K;
+    float *gw = work + v->pass[BWD_WEIGHTS].floats, *gb = gw + aligned(nw);
+    void *const ptr[4] = {(void *)dout, (void *)in, gw, gb};
+    pass_run(g->plan, &v->pass[BWD_WEIGHTS], ptr, work, din && v->share_dy);
+    for (size_t i = 0; dw && i < nw; i++)
+        dw[i] += gw[i];
+    for (int oc = 0; db && oc < g->OC; oc++)
+        db[oc] += gb[oc];
 }

@@ -34,26 +34,33 @@ void sila_linear_forward(float *out, const float *in, const float *w, const floa
 void sila_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, int B, int IN, int OUT);
 
-/* ---- conv2d, lowered onto cblas_sgemm --------------------------------- */
+/* ---- conv2d, on oneDNN (conv.c) --------------------------------------- */
+struct sila_conv_plan; /* the library's primitives for this geometry */
+
 struct sila_conv_geom {
-    int B, C, H, W; /* input (B, C, H, W) */
+    int B, C, H, W; /* input (B, C, H, W); B <= the B the plan was made for */
     int OC, K;      /* OC output channels, square K x K kernel */
     int stride, pad;
     int OH, OW;  /* derived by sila_conv_geom_init */
-    int threads; /* OpenMP threads sharing the batch; 1 from sila_conv_geom_init.
-                    Results depend on it (dW partial sums), not on timing. */
+    int threads; /* OpenMP threads of the primitives; 1 from sila_conv_geom_init.
+                    dW's bits depend on it, not on timing. */
+    struct sila_conv_plan *plan; /* owned; NULL until sila_conv_plan_new */
 };
 
-/* Fills OH, OW and threads = 1; returns 0, or -EINVAL when the kernel does
- * not fit. */
+/* Fills OH, OW, threads = 1 and plan = NULL; returns 0, or -EINVAL when
+ * the kernel does not fit. */
 int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
                         int stride, int pad);
-/* Floats of scratch space the conv kernels need for this geometry
- * (threads included). The kernels call cblas_sgemm from their threads:
- * OpenBLAS must run single-threaded when g->threads > 1. */
+/* Creates g->plan for batches of up to g->B (set threads first): 0,
+ * -ENOMEM, or -EINVAL when the library has no convolution for the shape. */
+int sila_conv_plan_new(struct sila_conv_geom *g);
+/* Frees g->plan and sets it NULL; safe when it is NULL. */
+void sila_conv_plan_free(struct sila_conv_geom *g);
+/* Floats of scratch the conv kernels need for batches of up to g->B (the
+ * batch the plan was made for). */
 size_t sila_conv_work_floats(const struct sila_conv_geom *g);
 /* out (B, OC, OH, OW), in (B, C, H, W), w (OC, C, K, K), b (OC) or NULL,
- * work: sila_conv_work_floats(g) floats of scratch. */
+ * work: sila_conv_work_floats floats of scratch, B = g->B. */
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work);
 /* din (B, C, H, W), dw (OC, C, K, K) and db (OC): each NULL when not

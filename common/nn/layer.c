@@ -149,6 +149,7 @@ void sila_layer_fini(struct sila_layer *L)
     free(L->argmax);
     free(L->mask);
     sila_block_free(L->block);
+    sila_conv_plan_free(&L->conv);
     memset(L, 0, sizeof *L);
 }
 

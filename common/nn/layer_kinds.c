@@ -14,7 +14,7 @@
 #include "sila.pb-c.h"
 
 #define MAX_ACT (1 << 24)     /* a job's limit: values per sample of one layer's output */
-#define MAX_SCRATCH (1 << 28) /* a job's limit: floats of one conv's im2col scratch per sample */
+#define MAX_SCRATCH (1 << 28) /* a job's limit: one conv's unfolded input (C·K·K·OH·OW) per sample */
 
 /* ---- helpers ---- */
 
@@ -123,6 +123,11 @@ static int build_conv(struct sila_layer *L, const char *prefix, struct sila_buil
         return shape_error(err, prefix, L, "kernel larger than the padded input");
     L->conv.threads = omp_get_max_threads();
     L->out = (struct sila_shape){s->out, L->conv.OH, L->conv.OW};
+    int r = sila_conv_plan_new(&L->conv);
+    if (r == -ENOMEM)
+        return r;
+    if (r)
+        return shape_error(err, prefix, L, "no convolution of the math library for this shape");
     size_t work = sila_conv_work_floats(&L->conv);
     if (work > b->work_floats)
         b->work_floats = work;
