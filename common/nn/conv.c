@@ -13,11 +13,11 @@
  * and every reordered tensor, live in the caller's work buffer, so nothing
  * is allocated per call once a batch size has been met.
  *
- * Threads: primitives run on g->threads OpenMP threads. Forward and dX
- * give the same bits at any thread count; dW sums partial products over
- * the threads' share of the batch, so its bits depend on the thread count
- * (never on timing), as the instruction set the library dispatches to
- * does (both the same for --inproc and workers on one machine). */
+ * Threads: primitives run on g->threads OpenMP threads. Results may
+ * depend on the thread count (dW sums over the threads' shares of the
+ * batch) and on the instruction set the library dispatches to, never on
+ * timing: --inproc and workers on one machine at one thread count give the
+ * same bits. */
 #include <errno.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -85,6 +85,7 @@ struct sila_conv_plan {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     struct sila_conv_geom g;
+    size_t cap; /* work floats of the largest pass at the plan's batch */
     unsigned long clock;
     struct variant v[PLAN_VARIANTS];
 };
@@ -321,6 +322,11 @@ static struct variant *variant_for(struct sila_conv_plan *pl, int B)
     variant_fini(pick);
     if (variant_init(pick, pl, B))
         return NULL;
+    for (int k = 0; k < NPASS; k++) /* a smaller batch wanting more work than planned */
+        if (pl->cap && pick->pass[k].floats > pl->cap) {
+            variant_fini(pick);
+            return NULL;
+        }
     pick->use = ++pl->clock;
     return pick;
 }
@@ -334,8 +340,12 @@ int sila_conv_plan_new(struct sila_conv_geom *g)
     int r = status_errno(dnnl_engine_create(&pl->engine, dnnl_cpu, 0));
     if (!r)
         r = status_errno(dnnl_stream_create(&pl->stream, pl->engine, dnnl_stream_default_flags));
-    if (!r && !variant_for(pl, g->B))
+    struct variant *v = r ? NULL : variant_for(pl, g->B);
+    if (!r && !v)
         r = -ENOMEM;
+    for (int k = 0; v && k < NPASS; k++)
+        if (v->pass[k].floats > pl->cap)
+            pl->cap = v->pass[k].floats;
     if (r) {
         g->plan = pl;
         sila_conv_plan_free(g);
@@ -369,13 +379,7 @@ static size_t grad_floats(const struct sila_conv_geom *g)
 
 size_t sila_conv_work_floats(const struct sila_conv_geom *g)
 {
-    const struct sila_conv_plan *pl = g->plan;
-    size_t n = 0;
-    for (int i = 0; i < PLAN_VARIANTS; i++)
-        for (int k = 0; pl && k < NPASS; k++)
-            if (pl->v[i].B == g->B && pl->v[i].pass[k].floats > n)
-                n = pl->v[i].pass[k].floats;
-    return n + grad_floats(g);
+    return (g->plan ? g->plan->cap : 0) + grad_floats(g);
 }
 
 /* Runs pass p with the caller's tensors ptr[i] in work; `reordered`: its
