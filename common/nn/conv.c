@@ -58,7 +58,8 @@ int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, in
 struct tensor {
     dnnl_memory_t plain, used; /* used == plain when no reorder is needed */
     dnnl_primitive_t reorder;  /* NULL when no reorder is needed */
-    size_t off, floats;        /* the reordered copy in work (floats 0: none) */
+    size_t off;                /* the reordered copy, in floats into work */
+    bool input;                /* read by the primitive (else written) */
 };
 
 /* One primitive with its tensors (up to four) and scratchpad. */
@@ -113,6 +114,7 @@ static size_t aligned(size_t n)
 static int tensor_init(struct tensor *t, dnnl_engine_t e, const dnnl_memory_desc_t *plain,
                        const dnnl_memory_desc_t *want, bool input, size_t *off)
 {
+    t->input = input;
     dnnl_status_t s = dnnl_memory_create(&t->plain, plain, e, DNNL_MEMORY_NONE);
     if (s != dnnl_success)
         return status_errno(s);
@@ -123,8 +125,7 @@ static int tensor_init(struct tensor *t, dnnl_engine_t e, const dnnl_memory_desc
     if ((s = dnnl_memory_create(&t->used, want, e, DNNL_MEMORY_NONE)) != dnnl_success)
         return status_errno(s);
     t->off = *off;
-    t->floats = floats_of(want);
-    *off += aligned(t->floats);
+    *off += aligned(floats_of(want));
     dnnl_primitive_desc_t pd;
     s = input ? dnnl_reorder_primitive_desc_create(&pd, plain, e, want, e, NULL)
               : dnnl_reorder_primitive_desc_create(&pd, want, e, plain, e, NULL);
@@ -401,16 +402,13 @@ static void pass_run(struct sila_conv_plan *pl, struct pass *p, void *const ptr[
         args[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
     }
     for (int i = reordered ? 1 : 0; i < p->nt; i++) /* inputs into the primitive's layouts */
-        if (p->t[i].reorder && (p->args[i] == DNNL_ARG_SRC || p->args[i] == DNNL_ARG_WEIGHTS ||
-                                p->args[i] == DNNL_ARG_BIAS || p->args[i] == DNNL_ARG_DIFF_DST)) {
+        if (p->t[i].reorder && p->t[i].input) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, p->t[i].plain}, {DNNL_ARG_TO, p->t[i].used}};
             dnnl_primitive_execute(p->t[i].reorder, pl->stream, 2, ra);
         }
     dnnl_primitive_execute(p->prim, pl->stream, n, args);
     for (int i = 0; i < p->nt; i++) /* outputs back to the caller's */
-        if (p->t[i].reorder && (p->args[i] == DNNL_ARG_DST || p->args[i] == DNNL_ARG_DIFF_SRC ||
-                                p->args[i] == DNNL_ARG_DIFF_WEIGHTS ||
-                                p->args[i] == DNNL_ARG_DIFF_BIAS)) {
+        if (p->t[i].reorder && !p->t[i].input) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, p->t[i].used}, {DNNL_ARG_TO, p->t[i].plain}};
             dnnl_primitive_execute(p->t[i].reorder, pl->stream, 2, ra);
         }
