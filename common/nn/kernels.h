@@ -43,7 +43,7 @@ struct sila_conv_geom {
     int stride, pad;
     int OH, OW;  /* derived by sila_conv_geom_init */
     int threads; /* OpenMP threads of the primitives; 1 from sila_conv_geom_init.
-                    dW's bits depend on it, not on timing. */
+                    Results may depend on it, never on timing. */
     struct sila_conv_plan *plan; /* owned; NULL until sila_conv_plan_new */
 };
 
