@@ -142,6 +142,7 @@ static void check_conv(const struct conv_case *cc, uint64_t seed, int threads)
                                          cc->stride, cc->pad),
                      0);
     g.threads = threads;
+    g.bias = cc->bias;
     ck_assert_int_eq(sila_conv_plan_new(&g), 0);
     size_t work_n = sila_conv_work_floats(&g);
     g.B = cc->B;

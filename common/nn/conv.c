@@ -45,7 +45,8 @@ int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, in
                                  .K = K,
                                  .stride = stride,
                                  .pad = pad,
-                                 .threads = 1};
+                                 .threads = 1,
+                                 .bias = false};
     g->OH = (H + 2 * pad - K) / stride + 1;
     g->OW = (W + 2 * pad - K) / stride + 1;
     return 0;
@@ -208,7 +209,7 @@ static int pass_tensor(struct pass *p, dnnl_engine_t e, dnnl_primitive_desc_t pd
  * dY first, so that dW can use the copy dX's pass left at the start of
  * work when their layouts agree (shares_diff_dst). */
 static int variant_passes(struct variant *v, dnnl_engine_t e, const struct plain_mds *m,
-                          dnnl_primitive_desc_t fpd, dnnl_primitive_desc_t dpd,
+                          bool bias, dnnl_primitive_desc_t fpd, dnnl_primitive_desc_t dpd,
                           dnnl_primitive_desc_t wpd)
 {
     struct pass *f = &v->pass[FWD], *d = &v->pass[BWD_DATA], *w = &v->pass[BWD_WEIGHTS];
@@ -217,8 +218,8 @@ static int variant_passes(struct variant *v, dnnl_engine_t e, const struct plain
     if ((r = pass_tensor(f, e, fpd, DNNL_ARG_SRC, &m->src, dnnl_query_src_md, 0, true, &fo)) ||
         (r = pass_tensor(f, e, fpd, DNNL_ARG_WEIGHTS, &m->wei, dnnl_query_weights_md, 0, true,
                          &fo)) ||
-        (r = pass_tensor(f, e, fpd, DNNL_ARG_BIAS, &m->bias, dnnl_query_weights_md, 1, true,
-                         &fo)) ||
+        (bias && (r = pass_tensor(f, e, fpd, DNNL_ARG_BIAS, &m->bias, dnnl_query_weights_md, 1,
+                                  true, &fo))) ||
         (r = pass_tensor(f, e, fpd, DNNL_ARG_DST, &m->dst, dnnl_query_dst_md, 0, false, &fo)) ||
         (r = pass_prim(f, e, fpd, &fo)))
         return r;
@@ -235,12 +236,22 @@ static int variant_passes(struct variant *v, dnnl_engine_t e, const struct plain
         (r = pass_tensor(w, e, wpd, DNNL_ARG_SRC, &m->src, dnnl_query_src_md, 0, true, &wo)) ||
         (r = pass_tensor(w, e, wpd, DNNL_ARG_DIFF_WEIGHTS, &m->wei, dnnl_query_diff_weights_md, 0,
                          false, &wo)) ||
-        (r = pass_tensor(w, e, wpd, DNNL_ARG_DIFF_BIAS, &m->bias, dnnl_query_diff_weights_md, 1,
-                         false, &wo)) ||
+        (bias && (r = pass_tensor(w, e, wpd, DNNL_ARG_DIFF_BIAS, &m->bias,
+                                  dnnl_query_diff_weights_md, 1, false, &wo))) ||
         (r = pass_prim(w, e, wpd, &wo)))
         return r;
     f->floats = fo, d->floats = d_off, w->floats = wo;
     return 0;
+}
+
+/* Floats of work the variant's largest pass uses. */
+static size_t variant_floats(const struct variant *v)
+{
+    size_t n = 0;
+    for (int k = 0; k < NPASS; k++)
+        if (v->pass[k].floats > n)
+            n = v->pass[k].floats;
+    return n;
 }
 
 static void variant_fini(struct variant *v)
@@ -274,22 +285,23 @@ static int variant_init(struct variant *v, const struct sila_conv_plan *pl, int 
         (r = plain_mds_init(&any, g, B, dnnl_format_tag_any, dnnl_format_tag_any)))
         return r;
     any.bias = plain.bias;
+    const dnnl_memory_desc_t *bias = g->bias ? &any.bias : NULL;
     dnnl_engine_t e = pl->engine;
     if ((r = status_errno(dnnl_primitive_attr_create(&attr))) ||
         (r = status_errno(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user))) ||
         (r = status_errno(dnnl_convolution_forward_desc_init(
-             &fd, dnnl_forward_training, dnnl_convolution_direct, &any.src, &any.wei, &any.bias,
+             &fd, dnnl_forward_training, dnnl_convolution_direct, &any.src, &any.wei, bias,
              &any.dst, strides, pad, pad))) ||
         (r = status_errno(dnnl_primitive_desc_create(&fpd, &fd, attr, e, NULL))) ||
         (r = status_errno(dnnl_convolution_backward_data_desc_init(
              &dd, dnnl_convolution_direct, &any.src, &any.wei, &any.dst, strides, pad, pad))) ||
         (r = status_errno(dnnl_primitive_desc_create(&dpd, &dd, attr, e, fpd))) ||
         (r = status_errno(dnnl_convolution_backward_weights_desc_init(
-             &wd, dnnl_convolution_direct, &any.src, &any.wei, &any.bias, &any.dst, strides, pad,
+             &wd, dnnl_convolution_direct, &any.src, &any.wei, bias, &any.dst, strides, pad,
              pad))) ||
         (r = status_errno(dnnl_primitive_desc_create(&wpd, &wd, attr, e, fpd))))
         goto done;
-    r = variant_passes(v, e, &plain, fpd, dpd, wpd);
+    r = variant_passes(v, e, &plain, g->bias, fpd, dpd, wpd);
     v->B = B;
     v->share_dy = !r && shares_diff_dst(v);
 done:
@@ -323,11 +335,10 @@ static struct variant *variant_for(struct sila_conv_plan *pl, int B)
     variant_fini(pick);
     if (variant_init(pick, pl, B))
         return NULL;
-    for (int k = 0; k < NPASS; k++) /* a smaller batch wanting more work than planned */
-        if (pl->cap && pick->pass[k].floats > pl->cap) {
-            variant_fini(pick);
-            return NULL;
-        }
+    if (pl->cap && variant_floats(pick) > pl->cap) { /* more work than was planned */
+        variant_fini(pick);
+        return NULL;
+    }
     pick->use = ++pl->clock;
     return pick;
 }
@@ -342,17 +353,12 @@ int sila_conv_plan_new(struct sila_conv_geom *g)
     if (!r)
         r = status_errno(dnnl_stream_create(&pl->stream, pl->engine, dnnl_stream_default_flags));
     struct variant *v = r ? NULL : variant_for(pl, g->B);
-    if (!r && !v)
-        r = -ENOMEM;
-    for (int k = 0; v && k < NPASS; k++)
-        if (v->pass[k].floats > pl->cap)
-            pl->cap = v->pass[k].floats;
-    if (r) {
-        g->plan = pl;
-        sila_conv_plan_free(g);
-        return r;
-    }
     g->plan = pl;
+    if (!v) {
+        sila_conv_plan_free(g);
+        return r ? r : -ENOMEM;
+    }
+    pl->cap = variant_floats(v);
     return 0;
 }
 
@@ -372,10 +378,10 @@ void sila_conv_plan_free(struct sila_conv_geom *g)
 }
 
 /* The plain weights and bias of dW at the end of the work a backward pass
- * uses: OC·C·K·K + OC floats. */
+ * uses: OC·C·K·K (+ OC with a bias) floats. */
 static size_t grad_floats(const struct sila_conv_geom *g)
 {
-    return aligned((size_t)g->OC * g->C * g->K * g->K) + aligned((size_t)g->OC);
+    return aligned((size_t)g->OC * g->C * g->K * g->K) + (g->bias ? aligned((size_t)g->OC) : 0);
 }
 
 size_t sila_conv_work_floats(const struct sila_conv_geom *g)
@@ -432,13 +438,13 @@ void sila_conv2d_forward(float *out, const float *in, const float *w, const floa
                          const struct sila_conv_geom *g, float *work)
 {
     struct variant *v = ready(g);
-    float *zero = NULL;
-    if (!b) { /* the primitive always has a bias: zeros after its work */
-        zero = work + v->pass[FWD].floats;
-        memset(zero, 0, sizeof *zero * (size_t)g->OC);
-    }
-    /* oneDNN reads inputs through non-const handles and never writes them */
-    void *const ptr[4] = {(void *)in, (void *)w, b ? (void *)b : zero, out};
+    /* the pass's tensors in order (the bias only when there is one); oneDNN
+     * reads inputs through non-const handles and never writes them */
+    void *ptr[4] = {(void *)in, (void *)w};
+    int n = 2;
+    if (g->bias)
+        ptr[n++] = (void *)b;
+    ptr[n] = out;
     pass_run(g->plan, &v->pass[FWD], ptr, work, false);
 }
 

@@ -44,27 +44,29 @@ struct sila_conv_geom {
     int OH, OW;  /* derived by sila_conv_geom_init */
     int threads; /* OpenMP threads of the primitives; 1 from sila_conv_geom_init.
                     Results may depend on it, never on timing. */
+    bool bias;   /* has a bias (b and db); false from sila_conv_geom_init */
     struct sila_conv_plan *plan; /* owned; NULL until sila_conv_plan_new */
 };
 
-/* Fills OH, OW, threads = 1 and plan = NULL; returns 0, or -EINVAL when
- * the kernel does not fit. */
+/* Fills OH, OW, threads = 1, bias = false and plan = NULL; returns 0, or
+ * -EINVAL when the kernel does not fit. */
 int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
                         int stride, int pad);
-/* Creates g->plan for batches of up to g->B (set threads first): 0,
- * -ENOMEM, or -EINVAL when the library has no convolution for the shape. */
+/* Creates g->plan for batches of up to g->B (set threads and bias first):
+ * 0, -ENOMEM, or -EINVAL when the library has no convolution for the shape. */
 int sila_conv_plan_new(struct sila_conv_geom *g);
 /* Frees g->plan and sets it NULL; safe when it is NULL. */
 void sila_conv_plan_free(struct sila_conv_geom *g);
 /* Floats of scratch the conv kernels need for batches of up to g->B (the
  * batch the plan was made for). */
 size_t sila_conv_work_floats(const struct sila_conv_geom *g);
-/* out (B, OC, OH, OW), in (B, C, H, W), w (OC, C, K, K), b (OC) or NULL,
- * work: sila_conv_work_floats floats of scratch, B = g->B. */
+/* out (B, OC, OH, OW), in (B, C, H, W), w (OC, C, K, K), b (OC) when
+ * g->bias (else unread), work: sila_conv_work_floats floats of scratch,
+ * B = g->B. */
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work);
-/* din (B, C, H, W), dw (OC, C, K, K) and db (OC): each NULL when not
- * wanted (dw and db are added into). */
+/* din (B, C, H, W), dw (OC, C, K, K) and db (OC, only when g->bias): each
+ * NULL when not wanted (dw and db are added into). */
 void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, const struct sila_conv_geom *g, float *work);
 

@@ -122,6 +122,7 @@ static int build_conv(struct sila_layer *L, const char *prefix, struct sila_buil
                             s->stride, s->pad))
         return shape_error(err, prefix, L, "kernel larger than the padded input");
     L->conv.threads = omp_get_max_threads();
+    L->conv.bias = s->bias;
     L->out = (struct sila_shape){s->out, L->conv.OH, L->conv.OW};
     int r = sila_conv_plan_new(&L->conv);
     if (r == -ENOMEM)
