@@ -2,8 +2,9 @@
  * upsampling (see kernels.h). Planes are shared among OpenMP threads.
  * Windows that tile the plane (stride K, no padding: none is clipped) run
  * without window arithmetic, row by row over the outputs so that the
- * loops vectorise; each output's comparisons and sums keep the window's
- * row-major order, so both paths give the same bits. */
+ * loops vectorise (max pooling: 2x2 windows, the jobs' only tiling ones);
+ * each output's comparisons and sums keep the window's row-major order,
+ * so both paths give the same bits. */
 #include <errno.h>
 #include <float.h>
 #include <stdbool.h>
@@ -58,33 +59,14 @@ static void maxpool_row2(float *out, int32_t *argmax, const float *r0, const flo
     }
 }
 
-/* One plane of a max pool whose windows tile it: row by row, each window in
- * row-major order. */
-static void maxpool_plane_tiling(float *out, int32_t *argmax, const float *x,
-                                 const struct sila_pool_geom *g)
+/* One plane of a 2x2 max pool whose windows tile it, row by row. */
+static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
+                              const struct sila_pool_geom *g)
 {
-    const int K = g->K, W = g->W;
     for (int oh = 0; oh < g->OH; oh++) {
-        float *o = out + (size_t)oh * g->OW;
-        int32_t *am = argmax + (size_t)oh * g->OW;
-        const int32_t at0 = oh * K * W;
-        if (K == 2) {
-            maxpool_row2(o, am, x + at0, x + at0 + W, at0, W, g->OW);
-            continue;
-        }
-        for (int ow = 0; ow < g->OW; ow++) {
-            o[ow] = -FLT_MAX;
-            am[ow] = at0 + ow * K;
-        }
-        for (int kh = 0; kh < K; kh++)
-            for (int ow = 0; ow < g->OW; ow++)
-                for (int kw = 0; kw < K; kw++) {
-                    int32_t at = at0 + kh * W + ow * K + kw;
-                    if (x[at] > o[ow]) {
-                        o[ow] = x[at];
-                        am[ow] = at;
-                    }
-                }
+        const int32_t at0 = 2 * oh * g->W;
+        maxpool_row2(out + (size_t)oh * g->OW, argmax + (size_t)oh * g->OW, x + at0,
+                     x + at0 + g->W, at0, g->W, g->OW);
     }
 }
 
@@ -116,11 +98,11 @@ void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
-    const bool tiles = tiling(g);
+    const bool by2 = tiling(g) && g->K == 2;
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
-        if (tiles)
-            maxpool_plane_tiling(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
+        if (by2)
+            maxpool_plane_2x2(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
         else
             maxpool_plane(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
     }
