@@ -268,17 +268,17 @@ int checkpoint_read_latest(const char *dir, const struct sila_job *job, struct c
     return r;
 }
 
-int checkpoint_check_module(const struct checkpoint *c, int k, const struct sila_module_layout *m,
-                            struct sila_err *err)
+int checkpoint_check_module(const struct checkpoint *c, const char *path, int k,
+                            const struct sila_module_layout *m, struct sila_err *err)
 {
     const struct sila_module_layout *l = &c->mods[k].layout;
     if (l->params != m->params || l->optimizer != m->optimizer || l->buffers != m->buffers ||
         l->body_params != m->body_params || l->body_buffers != m->body_buffers)
         return sila_err_set(err, -EINVAL,
-                            "checkpoint: module %d holds %zu parameters, %zu "
-                            "optimizer and %zu buffer floats; the job's module %zu, %zu and %zu",
-                            k + 1, l->params, l->optimizer, l->buffers, m->params, m->optimizer,
-                            m->buffers);
+                            "%s: module %d holds %zu parameters, %zu optimizer and %zu buffer "
+                            "floats; the job's module %zu, %zu and %zu",
+                            path, k + 1, l->params, l->optimizer, l->buffers, m->params,
+                            m->optimizer, m->buffers);
     return 0;
 }
 

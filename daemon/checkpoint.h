@@ -64,9 +64,10 @@ bool checkpoint_recorded(const char *out_dir);
 int checkpoint_read_latest(const char *dir, const struct sila_job *job, struct checkpoint *c,
                            char *ret_path, size_t len, struct sila_err *err);
 
-/* Checks that module k's state in c fits the module m of this run. */
-int checkpoint_check_module(const struct checkpoint *c, int k, const struct sila_module_layout *m,
-                            struct sila_err *err);
+/* Checks that module k's state in c (read from path) fits the module m of
+ * this run. Errors: -EINVAL naming path and the sizes. */
+int checkpoint_check_module(const struct checkpoint *c, const char *path, int k,
+                            const struct sila_module_layout *m, struct sila_err *err);
 
 /* Frees what a read checkpoint owns. */
 void checkpoint_free(struct checkpoint *c);

@@ -26,6 +26,7 @@
 #include "endpoint.h"
 #include "module.h"
 #include "report.h"
+#include "startup.h"
 
 #define STALL_WARN_S 60.0 /* no report for this long: say who is behind */
 #define REOPEN_S 2.0      /* a joined worker not heard on its control link: open it again */
@@ -81,12 +82,12 @@ static void send_stop(struct coord *c, const char *reason, bool failed)
  * sd_notify does nothing when silad was not started by systemd. */
 static void notify_status(const struct coord *c)
 {
-    const struct report *rep = &c->rep;
+    const struct report *rep = &c->run->rep;
     if (!c->started) {
         sd_notifyf(0, "STATUS=waiting for workers (%d modules) at %s", c->K, c->base_url);
         return;
     }
-    const struct sila_plan *pl = &c->feed.plan;
+    const struct sila_plan *pl = &c->run->feed.plan;
     char acc[64] = "";
     if (rep->nevals)
         snprintf(acc, sizeof acc, ", last accuracy %.2f%%",
@@ -217,24 +218,20 @@ void coord_finish(struct coord *c, int status)
             uv_process_kill(&c->children[i].proc, SIGTERM);
 }
 
+/* Each module's body sizes (a collected state must have them) and the
+ * receive limits of the links: a collected state travels whole on the
+ * control link, and nanomsg would drop a frame above the link's limit
+ * without a word. */
 static int plan_bodies(struct coord *c)
 {
     for (int k = 0; k < c->K; k++) {
-        const struct sila_job_module *jm = &c->job->modules[k];
-        struct sila_shape in;
-        struct sila_net *body;
-        int r = sila_plan_edge_shape(c->job, k, &in, c->err);
-        if (r ||
-            (r = sila_net_new(&body, c->job->layers + jm->first_layer, jm->nlayers, in, 1, c->err)))
+        struct sila_module_layout l;
+        int r = sila_module_job_layout(c->job, k, &l, c->err);
+        if (r)
             return r;
-        c->body_params[k] = sila_net_param_count(body);
-        c->body_buffers[k] = sila_net_buffer_count(body);
-        sila_net_free(body);
-        /* a collected state travels whole on the control link: nanomsg
-         * would drop a frame above the link's limit without a word */
-        size_t floats;
-        if ((r = sila_module_state_floats(c->job, k, &floats, c->err)))
-            return r;
+        c->body_params[k] = l.body_params;
+        c->body_buffers[k] = l.body_buffers;
+        size_t floats = l.params + l.optimizer + l.buffers;
         if (sila_ctl_frame_limit(floats) > c->ctl_limit)
             c->ctl_limit = sila_ctl_frame_limit(floats);
     }
@@ -286,14 +283,9 @@ static void cleanup(struct coord *c)
     }
     for (int k = 0; k < c->K; k++)
         free(c->collected[k].state);
-    checkpoint_free(&c->resume_from);
-    collab_close(&c->collab);
     feed_order_fini(&c->learn_order);
     coord_feed_fini(c);
     sila_link_close(&c->rdv);
-    feed_close(&c->feed);
-    if (c->rep_open)
-        report_close(&c->rep);
     if (*c->rundir) {
         char path[SILA_PATH_MAX];
         static const char *const kinds[] = {"", ".ctl-", ".data-"};
@@ -309,36 +301,14 @@ static void cleanup(struct coord *c)
     }
 }
 
-/* --resume: the newest checkpoint in the output directory, for the report
- * (rr), the batches (augmentation RNG), collab's soft targets and, at the
- * start, the workers. */
-static int take_checkpoint(struct coord *c, struct report_resume *rr)
-{
-    char path[SILA_PATH_MAX];
-    int r = checkpoint_read_latest(c->out_dir, c->job, &c->resume_from, path, sizeof path, c->err);
-    if (r)
-        return r;
-    for (int k = 0; k < c->K; k++)
-        if (c->resume_from.mods[k].layout.body_params != c->body_params[k] ||
-            c->resume_from.mods[k].layout.body_buffers != c->body_buffers[k])
-            return sila_err_set(c->err, -EINVAL, "%s: module %d does not fit the job", path, k + 1);
-    if ((r = collab_restore(&c->collab, c->resume_from.collab, c->resume_from.ncollab, path,
-                            c->err)))
-        return r;
-    memcpy(c->feed.aug_rng.s, c->resume_from.aug_rng, sizeof c->resume_from.aug_rng);
-    *rr = (struct report_resume){c->resume_from.metrics_bytes, c->resume_from.step,
-                                 c->resume_from.evals, c->resume_from.nevals};
-    printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->resume_from.step);
-    return 0;
-}
-
-int coord_run(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
-              struct sila_err *err)
+int coord_run(const struct sila_job *job, struct startup *run, const char *out_dir,
+              const struct coord_options *o, struct sila_err *err)
 {
     struct coord *c = calloc(1, sizeof *c);
     if (!c)
         return sila_err_set(err, -ENOMEM, "out of memory");
     *c = (struct coord){.job = job,
+                        .run = run,
                         .o = o,
                         .out_dir = out_dir,
                         .K = job->nmodules,
@@ -348,29 +318,22 @@ int coord_run(const struct sila_job *job, const char *out_dir, const struct coor
     for (int k = 0; k < SILA_MAX_MODULES; k++)
         c->owner[k] = -1;
     c->rdv.sock = -1;
-    int r;
-    if ((r = uv_loop_init(&c->loop))) {
-        free(c); /* a failed run ends the process: what was set up goes with it */
+    const struct sila_plan *pl = &run->feed.plan;
+    for (int k = 0; k < c->K; k++)
+        c->trained[k] = run->rep.first_step;
+    for (uint32_t q = sila_plan_round_of(pl, run->rep.first_step); q < sila_plan_rounds(pl); q++)
+        c->evaluations_left += sila_plan_evaluates(pl, q);
+    int r = uv_loop_init(&c->loop);
+    if (r) {
+        free(c);
         return sila_err_set(err, r, "cannot set up the coordinator's event loop: %s",
                             uv_strerror(r));
     }
     c->loop.data = c;
-    r = feed_open(&c->feed, job, err);
-    struct report_resume rr;
-    if (r == 0 && (r = collab_open(&c->collab, job, c->feed.plan.ntrain, err)) == 0 &&
-        collab_on(&c->collab) && feed_order_init(&c->learn_order, &c->feed.plan))
+    if (collab_on(&run->collab) && feed_order_init(&c->learn_order, pl))
         r = sila_err_set(err, -ENOMEM, "out of memory");
     if (r == 0 && (r = plan_bodies(c)) == 0 && (r = choose_base(c)) == 0 &&
-        (!o->resume || (r = take_checkpoint(c, &rr)) == 0))
-        r = report_open(&c->rep, out_dir, c->K, job->epochs, c->feed.plan.steps_per_epoch,
-                        o->resume ? &rr : NULL, err);
-    c->rep_open = r == 0;
-    const struct sila_plan *pl = &c->feed.plan;
-    for (int k = 0; k < c->K; k++)
-        c->trained[k] = c->rep.first_step;
-    for (uint32_t q = sila_plan_round_of(pl, c->rep.first_step); q < sila_plan_rounds(pl); q++)
-        c->evaluations_left += sila_plan_evaluates(pl, q);
-    if (r == 0 && (r = coord_feed_init(c)) == 0)
+        (r = coord_feed_init(c)) == 0)
         r = open_loop(c);
     if (r == 0 && o->spawn)
         r = coord_spawn_workers(c);

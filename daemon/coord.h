@@ -13,6 +13,7 @@
 #include "err.h"
 #include "job.h"
 #include "rpc.h"
+#include "startup.h"
 
 struct coord_options {
     const char *listen;      /* base address (tcp://HOST:PORT or ipc://PATH); NULL with spawn:
@@ -33,10 +34,12 @@ struct coord_options {
     uint32_t auth_window_ms;    /* accepted clock difference of new senders; 0: default */
 };
 
-/* Trains job over workers, writing out_dir/model.sila and
- * out_dir/metrics.jsonl as train_inproc does. Returns 0, or a negative errno
- * with err set (a worker refused to start, died, or broke the protocol). */
-int coord_run(const struct sila_job *job, const char *out_dir, const struct coord_options *o,
-              struct sila_err *err);
+/* Trains job over workers from run (startup_open of job, out_dir and
+ * o->resume: borrowed; its resumed checkpoint is freed once the workers
+ * have their states), writing out_dir/model.sila and the report's
+ * metrics.jsonl as train_inproc does. Returns 0, or a negative errno with
+ * err set (a worker refused to start, died, or broke the protocol). */
+int coord_run(const struct sila_job *job, struct startup *run, const char *out_dir,
+              const struct coord_options *o, struct sila_err *err);
 
 #endif

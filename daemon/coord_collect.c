@@ -54,14 +54,14 @@ static void save_and_stop(struct coord *c)
     char path[SILA_PATH_MAX];
     snprintf(path, sizeof path, "%s/model.sila", c->out_dir);
     struct deploy_exit x;
-    int r = reassemble_save(c->job, bodies, report_last_eval(&c->rep), path, &x, c->err);
+    int r = reassemble_save(c->job, bodies, report_last_eval(&c->run->rep), path, &x, c->err);
     if (r) {
         coord_finish(c, r);
         return;
     }
-    report_saved(&c->rep, path, &x);
+    report_saved(&c->run->rep, path, &x);
     for (int i = 0; i < c->npeers; i++)
-        report_worker(&c->rep, &c->peers[i]->summary, c->samples[c->peers[i]->first]);
+        report_worker(&c->run->rep, &c->peers[i]->summary, c->samples[c->peers[i]->first]);
     coord_finish(c, 0);
 }
 
@@ -81,14 +81,14 @@ static void write_checkpoint(struct coord *c)
 {
     uint64_t step = c->ckpt_step;
     /* the feeding stopped there: its augmentation RNG is at the boundary */
-    struct checkpoint ck = checkpoint_at(step, &c->rep, &c->feed.aug_rng, c->K);
+    struct checkpoint ck = checkpoint_at(step, &c->run->rep, &c->run->feed.aug_rng, c->K);
     memcpy(ck.mods, c->collected, sizeof *ck.mods * (size_t)c->K);
-    ck.collab = c->collab.q; /* every step fed is learned: drained */
-    ck.ncollab = collab_floats(&c->collab);
+    ck.collab = c->run->collab.q; /* every step fed is learned: drained */
+    ck.ncollab = collab_floats(&c->run->collab);
     char path[SILA_PATH_MAX];
     struct sila_err e;
     if (checkpoint_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
-        report_checkpoint(&c->rep, path, step);
+        report_checkpoint(&c->run->rep, path, step);
         snprintf(c->last_checkpoint, sizeof c->last_checkpoint, "%s", path);
     } else
         fprintf(stderr, "silad: checkpoint after step %llu not written: %s\n",

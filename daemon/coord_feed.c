@@ -37,8 +37,8 @@ int coord_feed_init(struct coord *c)
     f->ring = calloc(f->nring, sizeof *f->ring);
     if (!f->ring)
         return sila_err_set(c->err, -ENOMEM, "out of memory");
-    const struct sila_plan *pl = &c->feed.plan;
-    f->first_step = f->next_step = c->rep.first_step;
+    const struct sila_plan *pl = &c->run->feed.plan;
+    f->first_step = f->next_step = c->run->rep.first_step;
     f->round = sila_plan_round_of(pl, f->next_step);
     f->last_checkpoint = sila_clock_s();
     return 0;
@@ -128,7 +128,7 @@ static struct sent *next_slot(struct coord *c, int *ret)
         return NULL;
     struct sent *e = &f->ring[f->next_pos % f->nring];
     size_t floats = sila_shape_size(job->input) * (size_t)job->batch;
-    size_t targets = collab_on(&c->collab) ? (size_t)job->batch * job->nclasses : 0;
+    size_t targets = collab_on(&c->run->collab) ? (size_t)job->batch * job->nclasses : 0;
     if (!e->x && (!(e->x = malloc(sizeof *e->x * floats)) ||
                   !(e->labels = malloc(sizeof *e->labels * (size_t)job->batch)) ||
                   (targets && !(e->targets = malloc(sizeof *e->targets * targets))))) {
@@ -165,7 +165,7 @@ static bool checkpoint_here(struct coord *c)
     struct feeder *f = &c->feeder;
     bool asked = c->ckpt_requested;
     c->ckpt_requested = false;
-    uint64_t total = c->feed.plan.total_steps;
+    uint64_t total = c->run->feed.plan.total_steps;
     if (f->next_step >= total || (!asked && !checkpoint_due(c->job, f->next_step, total,
                                                             sila_clock_s() - f->last_checkpoint)))
         return false;
@@ -179,7 +179,7 @@ static bool checkpoint_here(struct coord *c)
 static bool feed_step(struct coord *c, int *ret)
 {
     struct feeder *f = &c->feeder;
-    const struct sila_plan *pl = &c->feed.plan;
+    const struct sila_plan *pl = &c->run->feed.plan;
     uint64_t t = f->next_step;
     if (!f->boundary_seen && t > f->first_step) {
         f->boundary_seen = true;
@@ -187,14 +187,14 @@ static bool feed_step(struct coord *c, int *ret)
             return false;
     }
     /* collab: an epoch's targets hold all of the last epoch's steps */
-    if (collab_on(&c->collab) && t % pl->steps_per_epoch == 0 && t > f->first_step &&
+    if (collab_on(&c->run->collab) && t % pl->steps_per_epoch == 0 && t > f->first_step &&
         c->trained[c->K - 1] < t)
         return false;
     struct sent *slot = next_slot(c, ret);
     if (!slot)
         return false;
-    const uint32_t *idx = feed_train_batch(&c->feed, t, slot->x, slot->labels);
-    collab_targets(&c->collab, idx, c->job->batch, slot->targets);
+    const uint32_t *idx = feed_train_batch(&c->run->feed, t, slot->x, slot->labels);
+    collab_targets(&c->run->collab, idx, c->job->batch, slot->targets);
     enum sila_phase ph = sila_plan_step_global(pl, t) ? SILA_PHASE_GLOBAL : SILA_PHASE_LOCAL;
     *ret = produce(c, slot, t, ph, c->job->batch);
     f->next_step++;
@@ -209,7 +209,7 @@ static bool feed_test(struct coord *c, int *ret)
     struct sent *slot = next_slot(c, ret);
     if (!slot)
         return false;
-    int n = feed_eval_batch(&c->feed, f->next_test, slot->x, slot->labels);
+    int n = feed_eval_batch(&c->run->feed, f->next_test, slot->x, slot->labels);
     *ret = produce(c, slot, f->next_test++, SILA_PHASE_EVAL, n);
     return *ret == 0;
 }
@@ -217,7 +217,7 @@ static bool feed_test(struct coord *c, int *ret)
 void coord_feed_pump(struct coord *c)
 {
     struct feeder *f = &c->feeder;
-    const struct sila_plan *pl = &c->feed.plan;
+    const struct sila_plan *pl = &c->run->feed.plan;
     int r = 0;
     while (c->started && !c->finished && !c->collecting && !c->halted && !c->paused &&
            !c->stop_requested && !c->ckpt_pending && f->round < sila_plan_rounds(pl)) {

@@ -235,8 +235,8 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
     w->job_text = c->job->text;
     w->overrides = c->job->overrides;
     w->n_overrides = (size_t)c->job->noverrides;
-    w->train_samples = c->feed.train.n;
-    w->test_samples = c->feed.test.n;
+    w->train_samples = c->run->feed.train.n;
+    w->test_samples = c->run->feed.test.n;
     char buf[32];
     printf("worker for %s joined from %s (pid %u)\n", sila_modules_text(p->first, p->last, buf, 32),
            p->host, p->pid);
@@ -362,8 +362,8 @@ static void start_run(struct coord *c)
 {
     char url[SILA_URL_MAX + 64];
     if (c->o->resume) {
-        int r = coord_restore_modules(c, &c->resume_from, 0, c->K - 1);
-        checkpoint_free(&c->resume_from); /* the evaluations live on in the report */
+        int r = coord_restore_modules(c, &c->run->resume, 0, c->K - 1);
+        checkpoint_free(&c->run->resume); /* the evaluations live on in the report */
         if (r)
             return;
     }
@@ -384,7 +384,7 @@ static void start_run(struct coord *c)
     char where[64];
     snprintf(where, sizeof where, "on %d worker%s, window %d", c->npeers, c->npeers > 1 ? "s" : "",
              c->feeder.window);
-    report_start(&c->rep, c->job, &c->feed.plan, where);
+    report_start(&c->run->rep, c->job, &c->run->feed.plan, where);
     coord_feed_pump(c);
 }
 

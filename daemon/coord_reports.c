@@ -11,7 +11,7 @@
 
 static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
 {
-    const struct sila_plan *pl = &c->feed.plan;
+    const struct sila_plan *pl = &c->run->feed.plan;
     c->tested[k] = (uint64_t)d->round * pl->eval_batches + d->batch + 1;
     c->eval_done[k]++;
     eval_tally_add(&c->tally, pl, k, d->batch, d->correct);
@@ -20,7 +20,7 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
             return;
     memset(c->eval_done, 0, sizeof c->eval_done);
     struct report_eval ev = eval_tally_close(&c->tally, pl, c->K, d->round);
-    report_eval(&c->rep, &ev);
+    report_eval(&c->run->rep, &ev);
     c->evaluations_left--;
     c->evaluated_round = d->round;
 }
@@ -32,7 +32,7 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
 static const char *bad_logits(const struct coord *c, int k, bool eval, const Sila__Done *d,
                               const float *logits, char *buf, size_t len)
 {
-    uint32_t want = collab_on(&c->collab) && !eval && k == c->K - 1
+    uint32_t want = collab_on(&c->run->collab) && !eval && k == c->K - 1
                         ? (uint32_t)c->job->batch * (uint32_t)c->job->nclasses
                         : 0;
     if (d->logits != want)
@@ -48,16 +48,16 @@ static const char *bad_logits(const struct coord *c, int k, bool eval, const Sil
  * classifier's logits (batch, classes). */
 static void learn_step(struct coord *c, uint64_t t, const float *logits)
 {
-    if (!collab_on(&c->collab))
+    if (!collab_on(&c->run->collab))
         return;
-    const uint32_t *idx = feed_order_step(&c->learn_order, &c->feed.plan, t);
-    collab_learn(&c->collab, idx, c->job->batch, logits);
+    const uint32_t *idx = feed_order_step(&c->learn_order, &c->run->feed.plan, t);
+    collab_learn(&c->run->collab, idx, c->job->batch, logits);
 }
 
 /* A Done of p's, with d->logits floats at logits (the frame's tail). */
 void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const float *logits)
 {
-    const struct sila_plan *pl = &c->feed.plan;
+    const struct sila_plan *pl = &c->run->feed.plan;
     int k = (int)d->module - 1;
     if (k < p->first || k > p->last || d->round >= sila_plan_rounds(pl)) {
         p->bad_messages++;
@@ -91,7 +91,7 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
         on_eval_done(c, k, d);
     } else {
         uint64_t t = c->trained[k]++;
-        report_step_loss(&c->rep, k, d->loss);
+        report_step_loss(&c->run->rep, k, d->loss);
         if (k == p->last) {
             p->loss = d->loss;
             if (d->samples)
@@ -99,7 +99,7 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
         }
         if (k == c->K - 1) {
             learn_step(c, t, logits);
-            report_step(&c->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
+            report_step(&c->run->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
                         c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
         }
     }

@@ -10,9 +10,9 @@ static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
 {
     bool paused = c->paused && c->phase == SILA__RUN_PHASE__TRAINING;
     struct rpc_progress p = {.job = c->job,
-                             .rep = &c->rep,
-                             .total_steps = c->feed.plan.total_steps,
-                             .steps_per_epoch = c->feed.plan.steps_per_epoch,
+                             .rep = &c->run->rep,
+                             .total_steps = c->run->feed.plan.total_steps,
+                             .steps_per_epoch = c->run->feed.plan.steps_per_epoch,
                              .step = c->trained[c->K - 1],
                              .started = c->started,
                              .phase = paused ? SILA__RUN_PHASE__PAUSED : c->phase,
@@ -97,7 +97,7 @@ void coord_rpc_handle(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila
         workers(c, rpc, reply);
         break;
     case SILA__REQUEST__METHOD_METRICS:
-        rpc_metrics(rpc, &c->rep, req->metrics->since_step, reply);
+        rpc_metrics(rpc, &c->run->rep, req->metrics->since_step, reply);
         break;
     case SILA__REQUEST__METHOD_PAUSE:
     case SILA__REQUEST__METHOD_RESUME: {

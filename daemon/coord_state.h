@@ -91,9 +91,7 @@ struct coord {
     char rundir[256]; /* spawn without --listen: private ipc directory (its sockets
                        * need short paths: sun_path holds 108 bytes) */
     uv_loop_t loop;
-    struct feed feed;
-    struct report rep;
-    bool rep_open;
+    struct startup *run; /* borrowed: the datasets, the report, collab's table */
     size_t max_frame;
     size_t ctl_limit; /* receive limit of control links: the largest module state */
     size_t body_params[SILA_MAX_MODULES], body_buffers[SILA_MAX_MODULES];
@@ -139,14 +137,12 @@ struct coord {
     bool ckpt_requested; /* by the RPC: at the next boundary */
     bool ckpt_pending;   /* due at ckpt_step: draining for it */
     uint64_t ckpt_step;
-    struct checkpoint resume_from;       /* with --resume: the checkpoint, until the start */
     char last_checkpoint[SILA_PATH_MAX]; /* path of the newest one written, "" before */
 
     /* collab's soft targets (collab.h): batches take theirs from the table,
      * the last module's reports teach it (in step order, with the indices
      * of learn_order, its own); an epoch's batches are produced once the
      * last epoch's steps are all learned. */
-    struct collab collab;
     struct feed_order learn_order;
 
     struct child children[SILA_MAX_MODULES];

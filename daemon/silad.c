@@ -13,6 +13,7 @@
 #include "endpoint.h"
 #include "job.h"
 #include "rpc.h"
+#include "startup.h"
 #include "threads.h"
 #include "train.h"
 
@@ -294,9 +295,12 @@ int main(int argc, char **argv)
                                         .window_ms = (uint32_t)o.auth_window * 1000u}};
     if (o.rpc && strcmp(o.rpc, "none") == 0)
         rpc.url = NULL;
-    if (o.inproc) {
-        r = train_inproc(&job, out, o.resume, &rpc, &err);
-    } else {
+    /* every mode refuses the same inputs, before anything is started */
+    struct startup run;
+    r = startup_open(&run, &job, out, o.resume, &err);
+    if (r == 0 && o.inproc) {
+        r = train_inproc(&job, &run, out, o.resume, &rpc, &err);
+    } else if (r == 0) {
         struct coord_options co = {.listen = o.listen,
                                    .spawn = o.spawn,
                                    .threads = o.threads,
@@ -311,10 +315,11 @@ int main(int argc, char **argv)
                                    .key_path = o.key,
                                    .insecure = o.insecure,
                                    .auth_window_ms = (uint32_t)o.auth_window * 1000u};
-        r = coord_run(&job, out, &co, &err);
+        r = coord_run(&job, &run, out, &co, &err);
     }
     if (r)
         fprintf(stderr, "silad: %s\n", err.msg);
+    startup_close(&run);
     if (keyed)
         sila_key_wipe(&key);
     sila_job_fini(&job);

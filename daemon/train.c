@@ -17,20 +17,19 @@
 #include "reassemble.h"
 #include "report.h"
 #include "stage.h"
+#include "startup.h"
 #include "train_rpc.h"
 
 struct trainer {
     const struct sila_job *job;
-    struct feed feed;
+    struct startup *run;     /* borrowed: the datasets, collab's table, the report */
     struct sila_stage stage; /* every module */
     int K;
     float *x;                /* (batch, input) */
     int32_t *labels;         /* (batch) */
-    struct collab collab;    /* soft targets, when a module trains by collab */
     float *targets;          /* (batch, classes) of the batch, when collab */
     struct eval_tally tally; /* the open evaluation's hits */
     uint32_t eval_batch;     /* the batch of it being evaluated */
-    struct report rep;
     const char *out_dir;
     double last_checkpoint;   /* sila_clock_s() of the last one, or of the start */
     uint64_t checkpoint_step; /* steps done at the last one; UINT64_MAX: none */
@@ -41,7 +40,7 @@ struct trainer {
 static int step_done(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err)
 {
     (void)err;
-    report_step_loss(&((struct trainer *)ctx)->rep, k, st->loss);
+    report_step_loss(&((struct trainer *)ctx)->run->rep, k, st->loss);
     return 0;
 }
 
@@ -50,13 +49,13 @@ static int eval_done(void *ctx, int k, const struct sila_step_stats *st, struct 
 {
     (void)err;
     struct trainer *tr = ctx;
-    eval_tally_add(&tr->tally, &tr->feed.plan, k, tr->eval_batch, st->correct);
+    eval_tally_add(&tr->tally, &tr->run->feed.plan, k, tr->eval_batch, st->correct);
     return 0;
 }
 
 static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *err)
 {
-    const struct sila_plan *plan = &tr->feed.plan;
+    const struct sila_plan *plan = &tr->run->feed.plan;
     const struct sila_stage_sink sink = {.done = step_done, .ctx = tr};
     float lr = sila_plan_lr(plan, t), smoothing = tr->job->label_smoothing;
     const float *z, *din;
@@ -78,13 +77,13 @@ static int train_step(struct trainer *tr, int B, uint64_t t, struct sila_err *er
  * round q, reported. */
 static void evaluate(struct trainer *tr, uint32_t q)
 {
-    const struct sila_plan *plan = &tr->feed.plan;
+    const struct sila_plan *plan = &tr->run->feed.plan;
     const struct sila_stage_sink sink = {.done = eval_done, .ctx = tr};
     tr->ctl.phase = SILA__RUN_PHASE__EVALUATING;
     for (uint32_t i = 0; i < plan->eval_batches; i++) {
         train_rpc_serve(&tr->ctl);
         tr->eval_batch = i;
-        int nb = feed_eval_batch(&tr->feed, i, tr->x, tr->labels);
+        int nb = feed_eval_batch(&tr->run->feed, i, tr->x, tr->labels);
         const float *z;
         struct sila_err none;
         sila_stage_eval(&tr->stage, tr->x, tr->labels, nb, (uint64_t)q * plan->eval_batches + i,
@@ -92,14 +91,14 @@ static void evaluate(struct trainer *tr, uint32_t q)
     }
     tr->ctl.phase = SILA__RUN_PHASE__TRAINING;
     struct report_eval ev = eval_tally_close(&tr->tally, plan, tr->K, q);
-    report_eval(&tr->rep, &ev);
+    report_eval(&tr->run->rep, &ev);
 }
 
 static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
 {
-    struct checkpoint c = checkpoint_at(done, &tr->rep, &tr->feed.aug_rng, tr->K);
-    c.collab = tr->collab.q;
-    c.ncollab = collab_floats(&tr->collab);
+    struct checkpoint c = checkpoint_at(done, &tr->run->rep, &tr->run->feed.aug_rng, tr->K);
+    c.collab = tr->run->collab.q;
+    c.ncollab = collab_floats(&tr->run->collab);
     int r = 0;
     for (int k = 0; k < tr->K && r == 0; k++) {
         struct checkpoint_module *m = &c.mods[k];
@@ -113,7 +112,7 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
     }
     char path[SILA_PATH_MAX];
     if (r == 0 && (r = checkpoint_write(tr->out_dir, tr->job, &c, path, sizeof path, err)) == 0) {
-        report_checkpoint(&tr->rep, path, done);
+        report_checkpoint(&tr->run->rep, path, done);
         snprintf(tr->ctl.last_checkpoint, sizeof tr->ctl.last_checkpoint, "%s", path);
         tr->checkpoint_step = done;
     }
@@ -128,7 +127,7 @@ static int checkpoint(struct trainer *tr, uint64_t done, struct sila_err *err)
  * when a Stop asks to end here, or -errno with err set. */
 static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct sila_err *err)
 {
-    const struct sila_plan *plan = &tr->feed.plan;
+    const struct sila_plan *plan = &tr->run->feed.plan;
     int r;
     if (scheduled &&
         checkpoint_due(tr->job, done, plan->total_steps, sila_clock_s() - tr->last_checkpoint) &&
@@ -152,17 +151,17 @@ static int boundary(struct trainer *tr, uint64_t done, bool scheduled, struct si
  * Returns 0, 1 when stopped by a request, or -errno. */
 static int train_steps(struct trainer *tr, uint64_t first, uint64_t end, struct sila_err *err)
 {
-    const struct sila_plan *plan = &tr->feed.plan;
+    const struct sila_plan *plan = &tr->run->feed.plan;
     int B = tr->job->batch;
     for (uint64_t t = first; t < end; t++) {
         uint64_t s = t % plan->steps_per_epoch;
-        const uint32_t *idx = feed_train_batch(&tr->feed, t, tr->x, tr->labels);
-        collab_targets(&tr->collab, idx, B, tr->targets);
+        const uint32_t *idx = feed_train_batch(&tr->run->feed, t, tr->x, tr->labels);
+        collab_targets(&tr->run->collab, idx, B, tr->targets);
         int r = train_step(tr, B, t, err);
         if (r)
             return r;
-        collab_learn(&tr->collab, idx, B, sila_net_output(tr->stage.mods[tr->K - 1]->body));
-        report_step(&tr->rep, (int)(t / plan->steps_per_epoch), s, B, sila_plan_lr(plan, t),
+        collab_learn(&tr->run->collab, idx, B, sila_net_output(tr->stage.mods[tr->K - 1]->body));
+        report_step(&tr->run->rep, (int)(t / plan->steps_per_epoch), s, B, sila_plan_lr(plan, t),
                     sila_plan_step_global(plan, t));
         if ((r = boundary(tr, t + 1, t + 1 < end, err)))
             return r;
@@ -170,28 +169,16 @@ static int train_steps(struct trainer *tr, uint64_t first, uint64_t end, struct 
     return 0;
 }
 
-/* Takes up the newest checkpoint under out_dir: modules, augmentation RNG;
- * fills the report's resume point and *ret_step. */
-static int resume(struct trainer *tr, struct checkpoint *c, struct report_resume *rr,
-                  struct sila_err *err)
+/* Gives every module its state from the checkpoint resumed from (checked
+ * against the job by startup_open), then frees the states. */
+static void resume(struct trainer *tr)
 {
-    char path[SILA_PATH_MAX];
-    int r = checkpoint_read_latest(tr->out_dir, tr->job, c, path, sizeof path, err);
-    if (r)
-        return r;
+    struct checkpoint *c = &tr->run->resume;
     for (int k = 0; k < tr->K; k++) {
-        struct sila_module_layout l = sila_module_layout(tr->stage.mods[k]);
-        if ((r = checkpoint_check_module(c, k, &l, err)))
-            return r;
         sila_module_set_state(tr->stage.mods[k], c->mods[k].state, c->mods[k].counters);
         sila_stage_resume(&tr->stage, k, c->step, 0);
     }
-    if ((r = collab_restore(&tr->collab, c->collab, c->ncollab, path, err)))
-        return r;
-    memcpy(tr->feed.aug_rng.s, c->aug_rng, sizeof c->aug_rng);
-    *rr = (struct report_resume){c->metrics_bytes, c->step, c->evals, c->nevals};
-    printf("resuming from %s: %llu steps done\n", path, (unsigned long long)c->step);
-    return 0;
+    checkpoint_free(c); /* the evaluations live on in the report */
 }
 
 static int build_modules(struct trainer *tr, struct sila_err *err)
@@ -204,13 +191,11 @@ static int build_modules(struct trainer *tr, struct sila_err *err)
     size_t in = sila_shape_size(job->input);
     tr->x = malloc(sizeof *tr->x * in * job->batch);
     tr->labels = malloc(sizeof *tr->labels * job->batch);
-    if (!tr->x || !tr->labels)
+    if (!tr->x || !tr->labels ||
+        (collab_on(&tr->run->collab) &&
+         !(tr->targets = malloc(sizeof *tr->targets * job->batch * job->nclasses))))
         return sila_err_set(err, -ENOMEM, "out of memory");
-    r = collab_open(&tr->collab, job, tr->feed.plan.ntrain, err);
-    if (r == 0 && collab_on(&tr->collab) &&
-        !(tr->targets = malloc(sizeof *tr->targets * job->batch * job->nclasses)))
-        r = sila_err_set(err, -ENOMEM, "out of memory");
-    return r;
+    return 0;
 }
 
 static void trainer_fini(struct trainer *tr)
@@ -219,9 +204,6 @@ static void trainer_fini(struct trainer *tr)
     free(tr->x);
     free(tr->labels);
     free(tr->targets);
-    collab_close(&tr->collab);
-    feed_close(&tr->feed);
-    report_close(&tr->rep);
 }
 
 static int save_model(struct trainer *tr, const char *path, struct deploy_exit *ret,
@@ -234,31 +216,25 @@ static int save_model(struct trainer *tr, const char *path, struct deploy_exit *
         bodies[k] = (struct body_state){m->params,  l.body_params,  l.params,
                                         m->buffers, l.body_buffers, l.buffers};
     }
-    return reassemble_save(tr->job, bodies, report_last_eval(&tr->rep), path, ret, err);
+    return reassemble_save(tr->job, bodies, report_last_eval(&tr->run->rep), path, ret, err);
 }
 
-static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
-               struct sila_err *err)
+static int train_all(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
+                     struct sila_err *err)
 {
     const struct sila_job *job = tr->job;
-    const struct sila_plan *plan = &tr->feed.plan;
-    struct checkpoint c = {0};
-    struct report_resume rr = {0};
-    int r;
-    if ((r = feed_open(&tr->feed, job, err)) || (r = build_modules(tr, err)) ||
-        (resuming && (r = resume(tr, &c, &rr, err))) ||
-        (r = report_open(&tr->rep, tr->out_dir, tr->K, job->epochs, plan->steps_per_epoch,
-                         resuming ? &rr : NULL, err))) {
-        checkpoint_free(&c);
+    const struct sila_plan *plan = &tr->run->feed.plan;
+    int r = build_modules(tr, err);
+    if (r)
         return r;
-    }
-    checkpoint_free(&c);
+    if (resuming)
+        resume(tr);
     sila_stage_man_start(&tr->stage);
-    if ((r = train_rpc_open(&tr->ctl, ep, job, &tr->rep, plan, tr->out_dir, err)))
+    if ((r = train_rpc_open(&tr->ctl, ep, job, &tr->run->rep, plan, tr->out_dir, err)))
         return r;
-    report_start(&tr->rep, job, plan, "in process");
+    report_start(&tr->run->rep, job, plan, "in process");
     tr->last_checkpoint = sila_clock_s();
-    uint64_t t = tr->rep.first_step;
+    uint64_t t = tr->run->rep.first_step;
     for (uint32_t q = sila_plan_round_of(plan, t); q < sila_plan_rounds(plan); q++) {
         uint64_t end = sila_plan_round_end(plan, q);
         if ((r = train_steps(tr, t, end, err)) < 0)
@@ -278,16 +254,16 @@ static int run(struct trainer *tr, bool resuming, const struct rpc_endpoint *ep,
     struct deploy_exit x;
     if ((r = save_model(tr, path, &x, err)))
         return r;
-    report_saved(&tr->rep, path, &x);
+    report_saved(&tr->run->rep, path, &x);
     tr->ctl.phase = SILA__RUN_PHASE__FINISHED;
     return 0;
 }
 
-int train_inproc(const struct sila_job *job, const char *out_dir, bool resume,
+int train_inproc(const struct sila_job *job, struct startup *run, const char *out_dir, bool resume,
                  const struct rpc_endpoint *rpc, struct sila_err *err)
 {
-    struct trainer tr = {.job = job, .out_dir = out_dir, .checkpoint_step = UINT64_MAX};
-    int r = run(&tr, resume, rpc, err);
+    struct trainer tr = {.job = job, .run = run, .out_dir = out_dir, .checkpoint_step = UINT64_MAX};
+    int r = train_all(&tr, resume, rpc, err);
     train_rpc_close(&tr.ctl);
     trainer_fini(&tr);
     return r;

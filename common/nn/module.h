@@ -99,10 +99,10 @@ struct sila_module_layout {
     size_t body_params, body_buffers;
 };
 struct sila_module_layout sila_module_layout(const struct sila_module *m);
-/* Floats of the whole state of module k of job (built for one sample to
- * count them). Errors as sila_module_new. */
-int sila_module_state_floats(const struct sila_job *job, int k, size_t *ret_floats,
-                             struct sila_err *err);
+/* The layout of module k of job (built for one sample to count its
+ * floats). Errors as sila_module_new. */
+int sila_module_job_layout(const struct sila_job *job, int k, struct sila_module_layout *ret,
+                           struct sila_err *err);
 /* Copies the state into state (params + optimizer + buffers floats) and
  * counters (SILA_MODULE_COUNTERS). */
 void sila_module_get_state(const struct sila_module *m, float *state, uint64_t *counters);

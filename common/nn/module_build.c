@@ -351,15 +351,14 @@ void sila_module_set_state(struct sila_module *m, const float *state, const uint
     memcpy(m->rng.s, counters + 4, sizeof m->rng.s);
 }
 
-int sila_module_state_floats(const struct sila_job *job, int k, size_t *ret_floats,
-                             struct sila_err *err)
+int sila_module_job_layout(const struct sila_job *job, int k, struct sila_module_layout *ret,
+                           struct sila_err *err)
 {
     struct sila_module *m;
     int r = sila_module_new(&m, job, k, 1, err);
     if (r)
         return r;
-    struct sila_module_layout l = sila_module_layout(m);
-    *ret_floats = l.params + l.optimizer + l.buffers;
+    *ret = sila_module_layout(m);
     sila_module_free(m);
     return 0;
 }

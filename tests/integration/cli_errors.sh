@@ -56,6 +56,47 @@ silad_refuses()
     fi
 }
 
+# left_running MARK: the processes whose environment holds SILA_TEST_MARK=MARK
+# (silad and every worker it started inherit it).
+left_running()
+{
+    grep -lsxzF "SILA_TEST_MARK=$1" /proc/[0-9]*/environ | cut -d/ -f3 | tr '\n' ' '
+}
+
+# every_mode_refuses DESC TEXT ARG...: silad with ARGs refuses the same way
+# in process, over spawned workers and waiting for workers to join: exit
+# status 1, TEXT on stderr and nothing else there but the same lines in
+# every mode, no model in the --out directory (ARGs give it, or a fresh one
+# is named), and no process of it left running.
+every_mode_refuses()
+{
+    local desc=$1 text=$2 dir=$TEST_TMP/run$((case_n + 1)) first= mode st why left
+    shift 2
+    case " $* " in *" --out "* | *" --resume "*) dir= ;; esac
+    for mode in --inproc --spawn=2 "--listen=ipc://$TEST_TMP/rdv"; do
+        case_n=$((case_n + 1))
+        out=$TEST_TMP/case$case_n.out err=$TEST_TMP/case$case_n.err why=
+        SILA_TEST_MARK=case$case_n timeout 60 "$SILAD" "$@" "$mode" --threads 1 --rpc none \
+            ${dir:+--out "$dir"} >"$out" 2>"$err"
+        st=$?
+        [ "$st" -eq 1 ] || why="exit status $st, expected 1"
+        grep -qF -- "$text" "$err" || why="${why:+$why; }stderr does not say: $text"
+        [ -z "$first" ] || cmp -s "$first" "$err" ||
+            why="${why:+$why; }stderr differs from --inproc's: $(cat "$first")"
+        [ -z "$dir" ] || [ ! -e "$dir/model.sila" ] || why="${why:+$why; }a model was written"
+        left=$(left_running "case$case_n")
+        [ -z "$left" ] || why="${why:+$why; }processes left running: $left"
+        if [ -z "$why" ]; then
+            ok "silad ${mode%%=*} $desc"
+        else
+            echo "[$why] stdout:" >"$out.why" && cat "$out" >>"$out.why"
+            echo "stderr:" >>"$out.why" && cat "$err" >>"$out.why"
+            not_ok "silad ${mode%%=*} $desc" "$out.why"
+        fi
+        [ -n "$first" ] || first=$err
+    done
+}
+
 write_tiny_mlp tiny.ini
 # A known-bad line in an otherwise good job: line N of tiny.ini replaced.
 bad_job()  # NAME LINE TEXT
@@ -66,29 +107,60 @@ bad_job bad-key.ini 15 'outs = 64'          # [linear] of module 1
 bad_job bad-value.ini 4 'epochs = two'      # [job]
 bad_job bad-comment.ini 15 'out = 64 # wide' # '#' after a value is no comment
 
-# ---- silad: job files
-silad_refuses "with a missing job file names it" "$TEST_TMP/missing.ini" \
-    --job "$TEST_TMP/missing.ini" --inproc --threads 1
-silad_refuses "with an unknown key names FILE:LINE" "bad-key.ini:15:" \
-    --job bad-key.ini --inproc --threads 1
+# ---- silad, in every mode: job files
+every_mode_refuses "with a missing job file names it" "$TEST_TMP/missing.ini" \
+    --job "$TEST_TMP/missing.ini"
+every_mode_refuses "with an unknown key names FILE:LINE" "bad-key.ini:15:" --job bad-key.ini
 check "silad's unknown-key error names the key" grep -qF "outs" "$err"
-silad_refuses "with a bad value names FILE:LINE" "bad-value.ini:4:" \
-    --job bad-value.ini --inproc --threads 1
+every_mode_refuses "with a bad value names FILE:LINE" "bad-value.ini:4:" --job bad-value.ini
 check "silad's bad-value error names the key" grep -qF "epochs" "$err"
-silad_refuses "with '#' after a value names FILE:LINE" "bad-comment.ini:15:" \
-    --job bad-comment.ini --inproc --threads 1
-silad_refuses "with a missing dataset names its directory" "$TEST_TMP/no-data" \
-    --job tiny.ini --inproc --threads 1 --set "job.data_dir=$TEST_TMP/no-data"
+every_mode_refuses "with '#' after a value names FILE:LINE" "bad-comment.ini:15:" \
+    --job bad-comment.ini
 
-# ---- silad: overrides
-silad_refuses "with --set of an unknown key names the override" "'job.bogus=1'" \
-    --job tiny.ini --inproc --threads 1 --set job.bogus=1
-silad_refuses "with --set of a non-integer names the override" "'job.epochs=x'" \
-    --job tiny.ini --inproc --threads 1 --set job.epochs=x
-silad_refuses "with --set of an out-of-range value names the override" "'job.batch=0'" \
-    --job tiny.ini --inproc --threads 1 --set job.batch=0
-silad_refuses "with --set of an unknown section names the override" "'layer.out=3'" \
-    --job tiny.ini --inproc --threads 1 --set layer.out=3
+# ---- silad, in every mode: overrides
+every_mode_refuses "with --set of an unknown key names the override" "'job.bogus=1'" \
+    --job tiny.ini --set job.bogus=1
+every_mode_refuses "with --set of a non-integer names the override" "'job.epochs=x'" \
+    --job tiny.ini --set job.epochs=x
+every_mode_refuses "with --set of an out-of-range value names the override" "'job.batch=0'" \
+    --job tiny.ini --set job.batch=0
+every_mode_refuses "with --set of an unknown section names the override" "'layer.out=3'" \
+    --job tiny.ini --set layer.out=3
+
+# ---- silad, in every mode: datasets and the limits they set
+every_mode_refuses "with a missing dataset names its directory" "$TEST_TMP/no-data" \
+    --job tiny.ini --set "job.data_dir=$TEST_TMP/no-data"
+mkdir short-data
+for f in "$FMNIST_DIR"/*; do ln -s "$f" short-data/; done
+rm short-data/train-labels-idx1-ubyte.gz
+head -c 2000 "$FMNIST_DIR/train-labels-idx1-ubyte.gz" >short-data/train-labels-idx1-ubyte.gz
+every_mode_refuses "with a truncated dataset file names it" "train-labels-idx1-ubyte" \
+    --job tiny.ini --set "job.data_dir=$TEST_TMP/short-data"
+every_mode_refuses "with a batch larger than the training samples says so" \
+    "fewer than one batch" --job tiny.ini --set job.batch=512
+every_mode_refuses "with more evaluations than steps an epoch names the key" \
+    "evals_per_epoch" --job tiny.ini --set job.evals_per_epoch=9
+every_mode_refuses "with every training sample held out names the key" "holdout" \
+    --job tiny.ini --set job.holdout=60000
+
+# ---- silad, in every mode: the output directory and the state to resume
+echo precious >out-file
+every_mode_refuses "with --out naming a file says it cannot create it" "out-file" \
+    --job tiny.ini --out out-file
+check "... and leaves the file as it was" grep -qx precious out-file
+every_mode_refuses "--resume where no checkpoint is recorded says so" "no checkpoint recorded" \
+    --job tiny.ini --resume "$TEST_TMP/nowhere"
+if silad_run ck tiny.ini --set job.checkpoint_every=4; then
+    cp -r ck damaged
+    newest=damaged/checkpoints/$(tail -n 1 damaged/checkpoints/MANIFEST)
+    printf '\377' | dd of="$newest" bs=1 seek=200 conv=notrunc status=none
+    every_mode_refuses "--resume of a damaged checkpoint names it" "checksum mismatch" \
+        --job tiny.ini --resume damaged
+    every_mode_refuses "--resume of another plan's checkpoint says so" \
+        "a checkpoint of another plan" --job tiny.ini --set job.seed=2 --resume ck
+else
+    not_ok "a tiny run with checkpoints (for the --resume cases)" ck.stderr
+fi
 
 # ---- silad: command line
 silad_refuses "without --job says --job is required" "--job" --inproc --threads 1
