@@ -339,7 +339,7 @@ int coord_send_start(struct coord *c, struct peer *p)
     st.downstream_url = "";
     if (p->last + 1 < c->K) {
         const struct peer *d = c->peers[c->owner[p->last + 1]];
-        sila_endpoint_data(&c->base, d->first + 1, d->host, false, url, sizeof url);
+        sila_endpoint_data(&c->base, d->first + 1, d->host, url, sizeof url);
         st.downstream_url = url;
         st.reconnect = d->fresh;
     }
@@ -371,7 +371,7 @@ static void start_run(struct coord *c)
         if (coord_send_start(c, c->peers[i]))
             return;
     const struct peer *p0 = c->peers[c->owner[0]];
-    sila_endpoint_data(&c->base, 1, p0->host, false, url, sizeof url);
+    sila_endpoint_data(&c->base, 1, p0->host, url, sizeof url);
     int r = coord_feed_connect(c, url);
     if (r) {
         coord_finish(c, r);

@@ -86,7 +86,7 @@ void coord_try_restart(struct coord *c)
             return;
     const struct peer *p0 = c->peers[c->owner[0]];
     char url[SILA_URL_MAX + 64];
-    sila_endpoint_data(&c->base, 1, p0->host, false, url, sizeof url);
+    sila_endpoint_data(&c->base, 1, p0->host, url, sizeof url);
     bool reconnect = p0->fresh;
     /* from the oldest batch a module has not reported: the last module's,
      * or one a lost worker finished but whose report died with it */

@@ -130,7 +130,7 @@ static int connect_run(struct peer *p, struct sila_err *err)
     if ((r = sila_link_open(&p->ctl, SILA_LINK_PAIR, url, false, sila_ctl_frame_limit(0), NULL,
                             err)))
         return r;
-    sila_endpoint_data(&p->base, p->k + 1, NULL, true, url, sizeof url);
+    sila_endpoint_data(&p->base, p->k + 1, "127.0.0.1", url, sizeof url);
     if ((r = sila_link_open(&p->up, SILA_LINK_PAIR, url, true, max_frame, NULL, err)))
         return r;
     Sila__Ready ready = SILA__READY__INIT;

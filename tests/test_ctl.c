@@ -162,13 +162,22 @@ START_TEST(addresses)
     ck_assert_int_eq(sila_url_parse("tcp://10.0.0.5:7600", &u, &err), 0);
     sila_endpoint_control(&u, 3, s, sizeof s);
     ck_assert_str_eq(s, "tcp://10.0.0.5:7603");
-    sila_endpoint_data(&u, 2, "node7", false, s, sizeof s);
+    sila_endpoint_data(&u, 2, "node7", s, sizeof s);
     ck_assert_str_eq(s, "tcp://node7:7666");
-    sila_endpoint_data(&u, 2, "node7", true, s, sizeof s);
-    ck_assert_str_eq(s, "tcp://*:7666");
     ck_assert(!sila_url_loopback(&u));
+    ck_assert(sila_host_loopback("127.0.0.2") && sila_host_loopback("localhost"));
+    ck_assert(!sila_host_loopback("10.0.0.5") && !sila_host_loopback("*"));
+    ck_assert(sila_host_numeric("10.0.0.5") && sila_host_numeric("*"));
+    ck_assert(!sila_host_numeric("node7") && !sila_host_numeric("10.0.0"));
+    /* the route to a loopback address leaves from the loopback */
+    ck_assert_int_eq(sila_url_parse("tcp://127.0.0.1:7600", &u, &err), 0);
+    ck_assert_int_eq(sila_url_route_address(&u, s, sizeof s, &err), 0);
+    ck_assert_str_eq(s, "127.0.0.1");
+    ck_assert_int_eq(sila_url_parse("tcp://no-such-host.invalid:7600", &u, &err), 0);
+    ck_assert_int_eq(sila_url_route_address(&u, s, sizeof s, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "no-such-host.invalid"), "%s", err.msg);
     ck_assert_int_eq(sila_url_parse("ipc:///run/sila/s", &u, &err), 0);
-    sila_endpoint_data(&u, 4, "ignored", false, s, sizeof s);
+    sila_endpoint_data(&u, 4, "ignored", s, sizeof s);
     ck_assert_str_eq(s, "ipc:///run/sila/s.data-4");
     const char *bad[] = {"udp://x:1",        "tcp://:7600",    "tcp://host", "tcp://host:0",
                          "tcp://host:65535", "tcp://host:12x", "ipc://"};

@@ -19,14 +19,18 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: silaworker --module N[-M] --connect URL [--threads T] [--advertise HOST]\n"
+            "                  [--bind ADDR]\n"
             "  --module N[-M]    the module to train (1-based), or a consecutive range\n"
             "  --connect URL     the coordinator: tcp://HOST:PORT or ipc://PATH (as given to\n"
             "                    silad --listen); the worker waits until it answers\n"
             "  --threads T       threads of the numerical kernels (default: OPENBLAS_NUM_THREADS\n"
             "                    or OMP_NUM_THREADS when set, else all cores)\n"
             "  --advertise HOST  the host name or address the upstream worker reaches this one\n"
-            "                    at (default: 127.0.0.1 for a loopback coordinator, else the\n"
-            "                    host name)\n"
+            "                    at (default: the --bind address, else this machine's address\n"
+            "                    on its route to the coordinator; 127.0.0.1 for a loopback one)\n"
+            "  --bind ADDR       the IPv4 address (or * for all) the upstream worker's data\n"
+            "                    arrive on (default: a numeric --advertise, else the address\n"
+            "                    on the route to the coordinator; 127.0.0.1 for a loopback one)\n"
             "  --max-frame BYTES largest frame accepted (default 256 MiB)\n"
             "  --join-timeout S  give up when no coordinator answers within S seconds\n"
             "                    (default: wait forever)\n"
@@ -34,8 +38,8 @@ static void usage(FILE *f)
             "                    error, to be restarted (default 10)\n"
             "  --key FILE        the cluster key, as silad has it (silactl keygen): every message\n"
             "                    is authenticated with it (default: $%s when set)\n"
-            "  --insecure        without a key, connect to a coordinator that is not on loopback\n"
-            "                    (and listen on all interfaces): a trusted network only\n"
+            "  --insecure        without a key, connect to a coordinator or listen on an address\n"
+            "                    that is not on loopback: a trusted network only\n"
             "  --auth-window S   accepted difference between the clocks of the hosts, for new\n"
             "                    senders (default 60)\n"
             "  --exit-with-parent  die with the process that started this one (silad --spawn)\n",
@@ -68,6 +72,7 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
         {"connect", required_argument, NULL, 'c'},
         {"threads", required_argument, NULL, 't'},
         {"advertise", required_argument, NULL, 'a'},
+        {"bind", required_argument, NULL, 'b'},
         {"max-frame", required_argument, NULL, 'f'},
         {"join-timeout", required_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
@@ -92,6 +97,14 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
             break;
         case 'a':
             o->advertise = optarg;
+            break;
+        case 'b':
+            if (!sila_host_numeric(optarg)) {
+                fprintf(stderr, "silaworker: --bind needs an IPv4 address or *, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->bind = optarg;
             break;
         case 't':
             if (sila_cli_long("silaworker", "--threads", optarg, 1, 1024, &v))
@@ -154,38 +167,54 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
     return 0;
 }
 
+/* Whether this worker may run without a key: its coordinator and its
+ * listener on loopback (or ipc), or --insecure (then with a warning).
+ * Prints why not. */
+static bool may_run_bare(const struct worker_options *o, bool insecure)
+{
+    struct sila_url u;
+    bool remote = sila_url_parse(o->connect, &u, NULL) == 0 && u.tcp && !sila_url_loopback(&u);
+    const char *listen = remote ? NULL : o->bind ? o->bind : o->advertise;
+    bool wide = listen && sila_host_numeric(listen) && !sila_host_loopback(listen);
+    if (!remote && !wide)
+        return true;
+    if (!insecure) {
+        if (remote)
+            fprintf(stderr,
+                    "silaworker: %s is not a loopback address: without a cluster key, anyone "
+                    "who reaches this worker or its coordinator could feed or steer it. Give "
+                    "--key FILE (the coordinator's) or, on a network you trust, --insecure\n",
+                    o->connect);
+        else
+            fprintf(stderr,
+                    "silaworker: %s %s is not a loopback address: without a cluster key, anyone "
+                    "who reaches it could feed this worker. Give --key FILE (the "
+                    "coordinator's) or, on a network you trust, --insecure\n",
+                    o->bind ? "--bind" : "--advertise", listen);
+        return false;
+    }
+    fprintf(stderr,
+            "silaworker: warning: --insecure: messages to and from %s are not "
+            "authenticated\n",
+            remote ? o->connect : listen);
+    return true;
+}
+
 /* Loads the key (--key, else $SILA_KEY_FILE) into *key, or, without one,
- * checks that the coordinator is local or --insecure was given. Returns -1
- * after an error. */
-static int take_key(struct worker_options *o, int insecure, struct sila_key *key)
+ * checks that the worker may run bare. Returns -1 after an error. */
+static int take_key(struct worker_options *o, bool insecure, struct sila_key *key)
 {
     const char *env = getenv(SILA_KEY_ENV);
     if (!o->key_path && env && *env)
         o->key_path = env;
     struct sila_err err;
-    if (o->key_path) {
-        if (sila_key_load(o->key_path, key, &err)) {
-            fprintf(stderr, "silaworker: %s\n", err.msg);
-            return -1;
-        }
-        o->key = key;
-        return 0;
-    }
-    struct sila_url u;
-    if (sila_url_parse(o->connect, &u, NULL) || !u.tcp || sila_url_loopback(&u))
-        return 0;
-    if (!insecure) {
-        fprintf(stderr,
-                "silaworker: %s is not a loopback address: without a cluster key, anyone who "
-                "reaches this worker or its coordinator could feed or steer it. Give --key FILE "
-                "(the coordinator's) or, on a network you trust, --insecure\n",
-                o->connect);
+    if (!o->key_path)
+        return may_run_bare(o, insecure) ? 0 : -1;
+    if (sila_key_load(o->key_path, key, &err)) {
+        fprintf(stderr, "silaworker: %s\n", err.msg);
         return -1;
     }
-    fprintf(stderr,
-            "silaworker: warning: --insecure: messages to and from %s are not "
-            "authenticated\n",
-            o->connect);
+    o->key = key;
     return 0;
 }
 

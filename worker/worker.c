@@ -269,7 +269,7 @@ static int serve(struct worker *w, struct sila_err *err)
 static int join_and_serve(struct worker *w, struct sila_err *err)
 {
     int r = sila_url_parse(w->o->connect, &w->base, err);
-    if (r)
+    if (r || (r = wjoin_addresses(w, err)))
         return r;
     struct sila_ctl_msg m;
     if ((r = wjoin_ask(w, &m, err)))

@@ -14,6 +14,7 @@ struct worker_options {
     int first, last;       /* modules, 1-based, inclusive */
     const char *connect;   /* the coordinator's base address */
     const char *advertise; /* host the upstream neighbour reaches us at; NULL: derived */
+    const char *bind;      /* address the upstream edge listens on; NULL: derived */
     size_t max_frame;      /* largest frame accepted */
     int join_timeout_s;    /* give up joining after this long; 0 = wait forever */
     int timeout_s;         /* a coordinator silent this long is lost: the worker exits */

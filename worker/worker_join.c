@@ -13,16 +13,23 @@
 
 #define READY_RESEND_S 2.0 /* a Ready not answered by a Start this long is sent again */
 
-static const char *advertised_host(const struct worker *w, char *buf, size_t len)
+int wjoin_addresses(struct worker *w, struct sila_err *err)
 {
-    if (w->o->advertise)
-        return w->o->advertise;
-    if (!w->base.tcp || sila_url_loopback(&w->base))
-        return "127.0.0.1";
-    if (gethostname(buf, len) < 0)
-        return "localhost";
-    buf[len - 1] = 0;
-    return buf;
+    const struct worker_options *o = w->o;
+    const char *bind = o->bind, *adv = o->advertise;
+    char route[64] = "127.0.0.1"; /* ipc or loopback: the whole run is on this machine */
+    if (w->base.tcp && !sila_url_loopback(&w->base) && !(bind && adv)) {
+        int r = sila_url_route_address(&w->base, route, sizeof route, err);
+        if (r)
+            return r;
+    }
+    if (!bind)
+        bind = adv && sila_host_numeric(adv) ? adv : route;
+    if (!adv)
+        adv = o->bind && strcmp(o->bind, "*") && strcmp(o->bind, "0.0.0.0") ? o->bind : route;
+    snprintf(w->bind_host, sizeof w->bind_host, "%s", bind);
+    snprintf(w->adv_host, sizeof w->adv_host, "%s", adv);
+    return 0;
 }
 
 /* Why joining timed out, as far as the worker can tell. */
@@ -59,12 +66,11 @@ int wjoin_ask(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
                            &la, err);
     if (r)
         return r;
-    char hostbuf[256];
     Sila__Hello hello = SILA__HELLO__INIT;
     hello.version = SILA_WIRE_VERSION;
     hello.first_module = (uint32_t)w->o->first;
     hello.last_module = (uint32_t)w->o->last;
-    hello.host = (char *)advertised_host(w, hostbuf, sizeof hostbuf);
+    hello.host = w->adv_host;
     hello.pid = (uint32_t)getpid();
     hello.max_frame = w->o->max_frame;
     Sila__Control c = SILA__CONTROL__INIT;
@@ -273,7 +279,7 @@ int wjoin_connect(struct worker *w, struct sila_err *err)
         return r;
     w->last_heard = sila_clock_s();
     w->last_beat = 0.0; /* a heartbeat at once: the coordinator times a joining worker too */
-    sila_endpoint_data(&w->base, w->stage.first + 1, NULL, true, url, sizeof url);
+    sila_endpoint_data(&w->base, w->stage.first + 1, w->bind_host, url, sizeof url);
     la = wlink_auth(w, ch, "data-%d", w->stage.first + 1);
     /* a worker this one replaces may hold the address until it exits */
     for (int tries = 0;; tries++) {

@@ -24,6 +24,9 @@
 struct worker {
     const struct worker_options *o;
     struct sila_url base;
+    /* where the upstream edge listens (tcp), and the host announced for it
+     * (wjoin_addresses) */
+    char bind_host[256], adv_host[256];
     struct sila_job job;
     struct sila_plan plan;
     /* its modules (first..last), with their progress as the coordinator
@@ -161,6 +164,12 @@ int worker_man_start(struct worker *w, struct sila_err *err);
 /* Asks the coordinator to join until it answers (it may not be up yet);
  * on success *ret holds its answer (a Welcome or a Refusal), the caller's
  * to free. */
+/* Settles bind_host and adv_host: the worker listens on --bind, else on a
+ * numeric --advertise, else on the address of its route to the coordinator
+ * (127.0.0.1 for an ipc or loopback one), and announces --advertise, else
+ * a --bind other than all interfaces, else that route address. Errors: a
+ * coordinator host that does not resolve, with err set. */
+int wjoin_addresses(struct worker *w, struct sila_err *err);
 int wjoin_ask(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err);
 /* Takes the plan of a Welcome: the job, the modules, their edges. */
 int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err *err);

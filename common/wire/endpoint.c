@@ -1,10 +1,14 @@
 /* Addresses of a distributed run (see endpoint.h). */
 #include "endpoint.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "job.h"
 
@@ -37,7 +41,43 @@ int sila_url_parse(const char *url, struct sila_url *ret, struct sila_err *err)
 
 bool sila_url_loopback(const struct sila_url *u)
 {
-    return u->tcp && (strncmp(u->host, "127.", 4) == 0 || strcmp(u->host, "localhost") == 0);
+    return u->tcp && sila_host_loopback(u->host);
+}
+
+bool sila_host_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "localhost") == 0;
+}
+
+bool sila_host_numeric(const char *host)
+{
+    struct in_addr a;
+    return strcmp(host, "*") == 0 || inet_pton(AF_INET, host, &a) == 1;
+}
+
+int sila_url_route_address(const struct sila_url *u, char *out, size_t len, struct sila_err *err)
+{
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai;
+    char port[16];
+    snprintf(port, sizeof port, "%d", u->port);
+    int r = getaddrinfo(u->host, port, &hints, &ai);
+    if (r)
+        return sila_err_set(err, -EINVAL, "%s: cannot resolve: %s", u->host, gai_strerror(r));
+    /* a datagram socket's connect only picks the route and the source */
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in local;
+    socklen_t n = sizeof local;
+    r = fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+                getsockname(fd, (struct sockaddr *)&local, &n) < 0
+            ? -errno
+            : 0;
+    freeaddrinfo(ai);
+    if (fd >= 0)
+        close(fd);
+    if (r)
+        return sila_err_set(err, r, "%s: no route from this machine: %s", u->host, strerror(-r));
+    inet_ntop(AF_INET, &local.sin_addr, out, (socklen_t)len);
+    return 0;
 }
 
 void sila_endpoint_control(const struct sila_url *base, int k, char *out, size_t len)
@@ -48,11 +88,10 @@ void sila_endpoint_control(const struct sila_url *base, int k, char *out, size_t
         snprintf(out, len, "ipc://%s.ctl-%d", base->path, k);
 }
 
-void sila_endpoint_data(const struct sila_url *base, int k, const char *host, bool bind, char *out,
-                        size_t len)
+void sila_endpoint_data(const struct sila_url *base, int k, const char *host, char *out, size_t len)
 {
     if (base->tcp)
-        snprintf(out, len, "tcp://%s:%d", bind ? "*" : host, base->port + SILA_MAX_MODULES + k);
+        snprintf(out, len, "tcp://%s:%d", host, base->port + SILA_MAX_MODULES + k);
     else
         snprintf(out, len, "ipc://%s.data-%d", base->path, k);
 }

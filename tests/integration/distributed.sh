@@ -122,6 +122,21 @@ if grep -q "modules 4-9 asked for, the job fmnist-cnn-k4 has modules 1-4" big.er
 else
     not_ok "a worker for modules the job does not have is refused" big.err
 fi
+# a keyless run with its coordinator on loopback listens on loopback only,
+# the workers' data edges included (the run waits for module 4 meanwhile)
+ss -Hltnp >listeners.txt 2>&1
+check "a keyless loopback run: silad and each worker listen, on 127.0.0.0/8 only (ss -ltn)" \
+    python3 - listeners.txt "$silad" "$w1" "$w2" <<'EOF'
+import re, sys
+path, *pids = sys.argv[1:]
+mine = [l.split() for l in open(path) if any("pid=%s," % p in l for p in pids)]
+for f in mine:
+    print(f[3], f[-1])
+owners = {p for f in mine for p in re.findall(r"pid=(\d+),", f[-1]) if p in pids}
+assert owners == set(pids), "listeners of pids %s, expected %s" % (sorted(owners), sorted(pids))
+wide = [f[3] for f in mine if not f[3].startswith("127.")]
+assert not wide, "listening outside 127.0.0.0/8: %s" % wide
+EOF
 "$SILAWORKER" --module 4 --connect "$URL" --threads 1 --join-timeout 60 >w4.out 2>w4.err &
 w4=$!
 wait "$silad"

@@ -2,7 +2,8 @@
 # Who may talk to the cluster: silactl keygen writes a private key and
 # never overwrites one; keys readable by others or malformed are refused;
 # silad refuses a non-loopback address without a key unless --insecure
-# (and warns then). A keyed run over tcp with hand-started workers writes
+# (and warns then), and so does a worker asked to listen on one (--bind,
+# --advertise). A keyed run over tcp with hand-started workers writes
 # the weights of an unkeyed run; meanwhile a worker with another key, or
 # none, is not admitted and says why it may be, garbage and a replayed
 # (hand-signed) hello on the rendezvous are dropped and counted, and the
@@ -84,6 +85,22 @@ wait $insecure 2>/dev/null
 "$SILAWORKER" --module 1 --connect "tcp://192.0.2.1:$PORT" >wany.out 2>&1
 check "a worker without a key refuses a coordinator that is not on loopback" \
     grep -q "tcp://192.0.2.1:$PORT is not a loopback address" wany.out
+for bind in '*' 0.0.0.0 192.0.2.7; do
+    "$SILAWORKER" --module 1 --connect "$URL" --bind "$bind" --join-timeout 2 >wbind.out 2>&1
+    st=$?
+    if [ $st -eq 1 ] && grep -qF -- "--bind $bind is not a loopback address" wbind.out &&
+        grep -q -- "--insecure" wbind.out; then
+        ok "a worker without a key refuses to listen on --bind $bind"
+    else
+        not_ok "a worker without a key refuses to listen on --bind $bind (exit $st)" wbind.out
+    fi
+done
+"$SILAWORKER" --module 1 --connect "$URL" --advertise 192.0.2.7 --join-timeout 2 >wadv.out 2>&1
+check "... or on a non-loopback --advertise address" \
+    grep -qF -- "--advertise 192.0.2.7 is not a loopback address" wadv.out
+"$SILAWORKER" --module 1 --connect "$URL" --bind node7 >wname.out 2>&1
+check "--bind takes an address, not a name" \
+    grep -qF -- "--bind needs an IPv4 address or *, not 'node7'" wname.out
 
 # ---- the reference: no key
 "$SILAD" --job "$JOB" --spawn=2 --threads 1 --out ref "${SMALL[@]}" --rpc none \

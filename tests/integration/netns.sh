@@ -5,7 +5,9 @@
 # run gives the weights of the in-process run; then cutting one worker's
 # link makes the coordinator declare it lost (naming its address; with no
 # replacement in --replace-timeout, the run stops) and the
-# cut-off worker give up on its coordinator. Skipped where namespaces
+# cut-off worker give up on its coordinator. A worker listens on the
+# address it announces (by default, its address on the route to the
+# coordinator), not on every interface. Skipped where namespaces
 # cannot be made (not root, no iproute2). Every process has the cluster
 # key: the coordinator listens on a non-loopback address.
 . "$(dirname "$0")/lib.sh"
@@ -51,7 +53,7 @@ URL=tcp://$NET.1:7600
 ip netns exec "${P}c" "$SILAD" --job "$JOB" --listen "$URL" --rpc none --out hosts "${SMALL[@]}" \
     >hosts.stdout 2>hosts.stderr &
 silad=$!
-ip netns exec "${P}w1" "$SILAWORKER" --module 1-2 --connect "$URL" --advertise "$NET.2" \
+ip netns exec "${P}w1" "$SILAWORKER" --module 1-2 --connect "$URL" \
     --threads 1 --join-timeout 60 >w1.out 2>w1.err &
 ip netns exec "${P}w2" "$SILAWORKER" --module 3-4 --connect "$URL" --advertise "$NET.3" \
     --threads 1 --join-timeout 60 >w2.out 2>w2.err &
@@ -65,6 +67,8 @@ else
 fi
 check "its weights equal the in-process run's" \
     test "$(sha_of hosts/model.sila)" = "$(sha_of inproc/model.sila)"
+check "a worker without --advertise announces its address on the route to the coordinator" \
+    grep -q "worker for modules 1-2 joined from $NET.2 " hosts.stdout
 
 # cut the second worker's host off the network mid-run
 ip netns exec "${P}c" "$SILAD" --job "$JOB" --listen "$URL" --rpc none --out cut \
@@ -77,6 +81,9 @@ ip netns exec "${P}w2" "$SILAWORKER" --module 3-4 --connect "$URL" --advertise "
     --threads 1 --timeout 3 >c2.out 2>c2.err &
 w2=$!
 for _ in $(seq 150); do grep -q "^job fmnist-cnn-k4" cut.stdout && break; sleep 0.2; done
+ip netns exec "${P}w2" ss -Hltn >w2-listeners.txt
+check "a worker listens on the address it announces, not on every interface" \
+    grep -qE "^LISTEN +[0-9]+ +[0-9]+ +$NET.3:[0-9]+ " w2-listeners.txt
 sleep 1
 ip -n "${P}w2" link set "${P}w2a" down
 timeout 60 tail --pid=$silad -f /dev/null
