@@ -23,8 +23,11 @@ static int make_dir(const char *dir, struct sila_err *err)
             continue;
         char c = *p;
         *p = 0;
+        struct stat st;
         if (mkdir(path, 0755) < 0 && errno != EEXIST)
             return sila_err_set(err, -errno, "%s: cannot create: %s", path, strerror(errno));
+        if (stat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+            return sila_err_set(err, -ENOTDIR, "%s: exists and is not a directory", path);
         if (!c)
             return 0;
         *p = c;

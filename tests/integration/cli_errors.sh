@@ -145,7 +145,7 @@ every_mode_refuses "with every training sample held out names the key" "holdout"
 
 # ---- silad, in every mode: the output directory and the state to resume
 echo precious >out-file
-every_mode_refuses "with --out naming a file says it cannot create it" "out-file" \
+every_mode_refuses "with --out naming a file says so" "out-file: exists and is not a directory" \
     --job tiny.ini --out out-file
 check "... and leaves the file as it was" grep -qx precious out-file
 every_mode_refuses "--resume where no checkpoint is recorded says so" "no checkpoint recorded" \
