@@ -3,8 +3,12 @@
 # workers table while it trains; pause holds it, resume goes on, and a run
 # paused and resumed ends with the weights of one that was not; a
 # checkpoint asked for by RPC is written and resumes to those weights too;
-# stop saves a model that evaluates.
+# a run flooded with reads beyond its --rpc-rate answers busy, silactl
+# watch rides it out, and the run ends with the same weights too; stop
+# saves a model that evaluates.
 . "$(dirname "$0")/lib.sh"
+
+: "${RPC_LOAD:?RPC_LOAD must name tests/bench_rpc_load}"
 
 EP=ipc://$TEST_TMP/rpc.sock
 ctl() { "$SILACTL" --connect "$EP" "$@"; }
@@ -18,7 +22,8 @@ check "the run without requests trains" test "$(cat plain.status)" = 0
 "$SILAD" --job "$JOB" --inproc --out held --threads 1 --rpc "$EP" "${SETS[@]}" \
     >held.stdout 2>held.stderr &
 silad=$!
-trap 'kill $silad 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+watcher=
+trap 'kill $silad $watcher 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
 wait_for 60 sh -c "[ \"\$('$SILACTL' --connect $EP status --json | python3 '$JSONCHECK' field - step)\" -gt 0 ]"
 if ctl status --json >status.json 2>status.err &&
     python3 "$JSONCHECK" status status.json training 4 >check.out 2>&1; then
@@ -63,6 +68,44 @@ check "paused and resumed: the weights of the run without requests" \
 check "resumed from the checkpoint asked for: exit 0" test $? = 0
 check "resumed from it: the same weights again" \
     test "$(sha_of resumed/model.sila)" = "$(sha_of plain/model.sila)"
+
+# ---- floods of reads beyond --rpc-rate 2: while it trains (served between
+# steps), then while it is paused (served at once) with silactl watch beside
+"$SILAD" --job "$JOB" --inproc --out flooded --threads 1 --rpc "$EP" --rpc-rate 2 "${SETS[@]}" \
+    >flooded.stdout 2>flooded.stderr &
+silad=$!
+wait_for 60 grep -q "serving the RPC" flooded.stdout
+"$RPC_LOAD" "$EP" 1000 6 >flood-training.json 2>flood.err
+check "training: the flood got busy replies and statuses, no other error" \
+    python3 "$JSONCHECK" flood flood-training.json
+ctl pause >pause.out 2>&1
+check "with the reads' budget spent, pause is served (a budget of its own)" grep -q "^paused at step" pause.out
+"$SILACTL" --connect "$EP" watch >watch.out 2>&1 &
+watcher=$!
+"$RPC_LOAD" "$EP" 1000 16 >flood-paused.json 2>>flood.err
+check "paused: the flood got busy replies and statuses, no other error" \
+    python3 "$JSONCHECK" flood flood-paused.json
+# a busy line, then a status drawn after it
+drawn_after_busy() { awk '/: busy: over the limit of 2 read/ { b = 1 } b && /^job fmnist-cnn-k4/ { d = 1 } END { exit !d }' watch.out; }
+if wait_for 30 drawn_after_busy; then
+    ok "watch is told busy and draws the status at a later tick"
+else
+    not_ok "watch is told busy and draws the status at a later tick" watch.out
+fi
+kill $watcher
+wait $watcher 2>/dev/null
+watcher=
+sleep 1 # the budget fills up again
+check "after the floods status answers" sh -c "'$SILACTL' --connect $EP status | grep -q ': paused'"
+ctl resume >resume.out 2>&1
+check "resume is acknowledged" grep -q "^resumed at step" resume.out
+if ended $silad 120; then
+    ok "the flooded run goes on to its end"
+else
+    not_ok "the flooded run goes on to its end" flooded.stderr
+fi
+check "flooded: the weights of the run without requests" \
+    test "$(sha_of flooded/model.sila)" = "$(sha_of plain/model.sila)"
 
 "$SILAD" --job "$JOB" --inproc --out stopped --threads 1 --rpc "$EP" "${SETS[@]}" \
     >stopped.stdout 2>stopped.stderr &
