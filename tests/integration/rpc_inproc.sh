@@ -79,18 +79,19 @@ wait_for 60 grep -q "serving the RPC" flooded.stdout
 check "training: the flood got busy replies and statuses, no other error" \
     python3 "$JSONCHECK" flood flood-training.json
 ctl pause >pause.out 2>&1
-check "with the reads' budget spent, pause is served (a budget of its own)" grep -q "^paused at step" pause.out
+check "after the flood pause is served" grep -q "^paused at step" pause.out
 "$SILACTL" --connect "$EP" watch >watch.out 2>&1 &
 watcher=$!
 "$RPC_LOAD" "$EP" 1000 16 >flood-paused.json 2>>flood.err
 check "paused: the flood got busy replies and statuses, no other error" \
     python3 "$JSONCHECK" flood flood-paused.json
 # a busy line, then a status drawn after it
-drawn_after_busy() { awk '/: busy: over the limit of 2 read/ { b = 1 } b && /^job fmnist-cnn-k4/ { d = 1 } END { exit !d }' watch.out; }
+BUSY="silactl: $EP: busy: over the limit of 2 read requests a second (silad --rpc-rate); ask again in"
+drawn_after_busy() { awk -v busy="$BUSY" 'index($0, busy) == 1 { b = 1 } b && /^job fmnist-cnn-k4/ { d = 1 } END { exit !d }' watch.out; }
 if wait_for 30 drawn_after_busy; then
-    ok "watch is told busy and draws the status at a later tick"
+    ok "watch says silad is busy, and why, and draws the status at a later tick"
 else
-    not_ok "watch is told busy and draws the status at a later tick" watch.out
+    not_ok "watch says silad is busy, and why, and draws the status at a later tick" watch.out
 fi
 kill $watcher
 wait $watcher 2>/dev/null
