@@ -16,6 +16,22 @@ step_now() { ctl status --json | python3 "$JSONCHECK" field - step; }
 SETS=(--set job.train_limit=2560 --set job.test_limit=200 --set job.batch=32 --set job.epochs=2)
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 
+# resume_to_the_end RUN STEP: resumes the paused run $silad writing RUN/
+# (STEP: a pattern of the step it was paused at), which goes on to its end
+# with the weights of the run without requests
+resume_to_the_end()
+{
+    ctl resume >resume.out 2>&1
+    check "$1: resume is acknowledged" grep -q "^resumed at step $2\$" resume.out
+    if ended $silad 120; then
+        ok "$1: the paused run goes on to its end"
+    else
+        not_ok "$1: the paused run goes on to its end" "$1.stderr"
+    fi
+    check "$1: the weights of the run without requests" \
+        test "$(sha_of "$1/model.sila")" = "$(sha_of plain/model.sila)"
+}
+
 silad_run plain "$JOB" "${SETS[@]}"
 check "the run without requests trains" test "$(cat plain.status)" = 0
 
@@ -53,15 +69,7 @@ wait_for 10 test -s held/checkpoints/MANIFEST
 check "the checkpoint is written while paused" test -s "held/checkpoints/step-$(printf %010d "$s1").ckpt"
 check "status names it" sh -c "'$SILACTL' --connect $EP status | grep -q '^last checkpoint: held/checkpoints/step-'"
 cp -r held resumed
-ctl resume >resume.out 2>&1
-check "resume is acknowledged" grep -q "^resumed at step $s1" resume.out
-if ended $silad 120; then
-    ok "the paused run goes on to its end"
-else
-    not_ok "the paused run goes on to its end" held.stderr
-fi
-check "paused and resumed: the weights of the run without requests" \
-    test "$(sha_of held/model.sila)" = "$(sha_of plain/model.sila)"
+resume_to_the_end held "$s1"
 
 "$SILAD" --job "$JOB" --inproc --out resumed --threads 1 --rpc none --resume "${SETS[@]}" \
     >resumed.stdout 2>resumed.stderr
@@ -98,15 +106,7 @@ wait $watcher 2>/dev/null
 watcher=
 sleep 1 # the budget fills up again
 check "after the floods status answers" sh -c "'$SILACTL' --connect $EP status | grep -q ': paused'"
-ctl resume >resume.out 2>&1
-check "resume is acknowledged" grep -q "^resumed at step" resume.out
-if ended $silad 120; then
-    ok "the flooded run goes on to its end"
-else
-    not_ok "the flooded run goes on to its end" flooded.stderr
-fi
-check "flooded: the weights of the run without requests" \
-    test "$(sha_of flooded/model.sila)" = "$(sha_of plain/model.sila)"
+resume_to_the_end flooded "[0-9]*"
 
 "$SILAD" --job "$JOB" --inproc --out stopped --threads 1 --rpc "$EP" "${SETS[@]}" \
     >stopped.stdout 2>stopped.stderr &
