@@ -90,6 +90,7 @@ static void write_checkpoint(struct coord *c)
     if (checkpoint_write(c->out_dir, c->job, &ck, path, sizeof path, &e) == 0) {
         report_checkpoint(&c->run->rep, path, step);
         snprintf(c->last_checkpoint, sizeof c->last_checkpoint, "%s", path);
+        rpc_refresh(&c->rpc);
     } else
         fprintf(stderr, "silad: checkpoint after step %llu not written: %s\n",
                 (unsigned long long)step, e.msg);

@@ -21,6 +21,7 @@ static void on_eval_done(struct coord *c, int k, const Sila__Done *d)
     memset(c->eval_done, 0, sizeof c->eval_done);
     struct report_eval ev = eval_tally_close(&c->tally, pl, c->K, d->round);
     report_eval(&c->run->rep, &ev);
+    rpc_refresh(&c->rpc);
     c->evaluations_left--;
     c->evaluated_round = d->round;
 }
@@ -101,6 +102,7 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
             learn_step(c, t, logits);
             report_step(&c->run->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,
                         c->job->batch, sila_plan_lr(pl, t), sila_plan_step_global(pl, t));
+            rpc_refresh(&c->rpc);
         }
     }
     coord_check_drained(c);

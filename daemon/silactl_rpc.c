@@ -27,7 +27,9 @@ struct rpc_opts {
 };
 
 /* One call; on success *ret_reply is the daemon's answer (free with
- * sila__reply__free_unpacked) and it carried no error. */
+ * sila__reply__free_unpacked) and it carried no error. Else prints why
+ * and returns -EBUSY when the daemon answered busy (over its rate limit),
+ * -EIO for any other failure. */
 static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_reply)
 {
     struct sila_link l;
@@ -35,7 +37,7 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
     struct sila_link_auth la = {.key = o->key, .channel = "rpc"};
     if (sila_link_open(&l, SILA_LINK_REQUEST, o->connect, false, SILA_RPC_MAX_REPLY, &la, &err)) {
         fprintf(stderr, "silactl: %s\n", err.msg);
-        return -1;
+        return -EIO;
     }
     req->version = SILA_RPC_VERSION;
     size_t len = sila__request__get_packed_size(req);
@@ -75,7 +77,7 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
                     o->connect, o->timeout_ms / 1000);
         else
             fprintf(stderr, "silactl: %s: %s\n", o->connect, strerror(-r));
-        return -1;
+        return -EIO;
     }
     Sila__Reply *rep = sila__reply__unpack(NULL, inlen, in);
     sila_link_release(in);
@@ -84,7 +86,7 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
                 "silactl: %s answered %zu bytes that are not a sila.Reply (not a silad "
                 "RPC endpoint?)\n",
                 o->connect, inlen);
-        return -1;
+        return -EIO;
     }
     if (rep->version != SILA_RPC_VERSION || *rep->error) {
         if (rep->version != SILA_RPC_VERSION)
@@ -92,8 +94,9 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
                     rep->version, SILA_RPC_VERSION);
         else
             fprintf(stderr, "silactl: %s: %s\n", o->connect, rep->error);
+        r = rep->version == SILA_RPC_VERSION && rep->retry_after_ms ? -EBUSY : -EIO;
         sila__reply__free_unpacked(rep, NULL);
-        return -1;
+        return r;
     }
     *ret_reply = rep;
     return 0;
@@ -306,7 +309,8 @@ static void print_metrics_text(const Sila__Metrics *m)
     }
 }
 
-/* Status and workers, one call each; on success the caller frees both. */
+/* Status and workers, one call each; on success the caller frees both.
+ * Returns 0 or call's error. */
 static int status_and_workers(const struct rpc_opts *o, Sila__Reply **ret_s, Sila__Reply **ret_w)
 {
     Sila__StatusRequest sr = SILA__STATUS_REQUEST__INIT;
@@ -316,13 +320,10 @@ static int status_and_workers(const struct rpc_opts *o, Sila__Reply **ret_s, Sil
     rs.status = &sr;
     rw.method_case = SILA__REQUEST__METHOD_WORKERS;
     rw.workers = &wr;
-    if (call(o, &rs, ret_s))
-        return -1;
-    if (call(o, &rw, ret_w)) {
+    int r = call(o, &rs, ret_s);
+    if (r == 0 && (r = call(o, &rw, ret_w)))
         sila__reply__free_unpacked(*ret_s, NULL);
-        return -1;
-    }
-    return 0;
+    return r;
 }
 
 /* Prometheus' text exposition of status and workers. */
@@ -402,13 +403,19 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
 #undef METRIC
 }
 
-/* Status, then workers, redrawn every second until the run ends. */
+/* Status, then workers, redrawn every second until the run ends; a busy
+ * daemon (its message printed) is asked again at the next second. */
 static int watch(const struct rpc_opts *o)
 {
     bool tty = isatty(STDOUT_FILENO);
     for (;;) {
         Sila__Reply *s, *w;
-        if (status_and_workers(o, &s, &w))
+        int r = status_and_workers(o, &s, &w);
+        if (r == -EBUSY) {
+            sleep(1);
+            continue;
+        }
+        if (r)
             return EXIT_FAILURE;
         if (tty)
             printf("\033[H\033[J");

@@ -40,6 +40,9 @@ static void usage(FILE *f)
             "                 replacement, then the run fails (default 300)\n"
             "  --rpc URL      serve the RPC for silactl there (default %s; 'none': off);\n"
             "                 with --inproc, requests are answered between steps\n"
+            "  --rpc-rate N   answer at most N read requests a second (status, workers,\n"
+            "                 metrics; default %u) and %u control ones; those over it\n"
+            "                 get a busy error. 0: no limit\n"
             "  --key FILE     the cluster key (silactl keygen): every message to and from\n"
             "                 the workers and silactl is authenticated with it (default:\n"
             "                 $%s when set)\n"
@@ -55,7 +58,7 @@ static void usage(FILE *f)
             "  --threads T    threads of the numerical kernels, per spawned worker with\n"
             "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
             "                 when set, else all cores, shared out among spawned workers)\n",
-            SILA_RPC_DEFAULT, SILA_KEY_ENV);
+            SILA_RPC_DEFAULT, SILA_RPC_RATE, SILA_RPC_CONTROL_RATE, SILA_KEY_ENV);
 }
 
 struct options {
@@ -69,6 +72,7 @@ struct options {
     int spawn;
     int window;
     const char *rpc;
+    int rpc_rate;
     int resume;
     int resume_if_any;
     const char *resume_dir;
@@ -95,6 +99,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"spawn", optional_argument, NULL, 'S'},
         {"window", required_argument, NULL, 'w'},
         {"rpc", required_argument, NULL, 'r'},
+        {"rpc-rate", required_argument, NULL, 'L'},
         {"resume", optional_argument, NULL, 'R'},
         {"resume-if-any", no_argument, NULL, 'A'},
         {"worker-timeout", required_argument, NULL, 'W'},
@@ -124,6 +129,11 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'r':
             o->rpc = optarg;
+            break;
+        case 'L':
+            if (sila_cli_long("silad", "--rpc-rate", optarg, 0, 1000000, &v))
+                return -1;
+            o->rpc_rate = (int)v;
             break;
         case 'W':
             if (sila_cli_long("silad", "--worker-timeout", optarg, 2, 86400, &v))
@@ -265,7 +275,7 @@ static int load_key(struct options *o, struct sila_key *key, bool *ret_keyed)
 
 int main(int argc, char **argv)
 {
-    struct options o = {.worker_timeout = 10, .replace_timeout = 300};
+    struct options o = {.worker_timeout = 10, .replace_timeout = 300, .rpc_rate = SILA_RPC_RATE};
     int r = parse_args(argc, argv, &o);
     if (r)
         return r > 0 ? EXIT_SUCCESS : 2;
@@ -292,7 +302,8 @@ int main(int argc, char **argv)
                                .required = o.rpc != NULL,
                                .auth = {.key = keyed ? &key : NULL,
                                         .reads_open = !o.rpc_reads_authenticated,
-                                        .window_ms = (uint32_t)o.auth_window * 1000u}};
+                                        .window_ms = (uint32_t)o.auth_window * 1000u},
+                               .rate = (uint32_t)o.rpc_rate};
     if (o.rpc && strcmp(o.rpc, "none") == 0)
         rpc.url = NULL;
     /* every mode refuses the same inputs, before anything is started */

@@ -141,6 +141,7 @@ void train_rpc_serve(struct train_rpc *t)
 {
     if (!t->serving)
         return;
+    rpc_refresh(&t->rpc); /* a step boundary: the run moved on */
     uv_run(&t->loop, UV_RUN_NOWAIT);
     while (t->paused && !t->stop && !t->checkpoint && t->phase == SILA__RUN_PHASE__TRAINING)
         uv_run(&t->loop, UV_RUN_ONCE);

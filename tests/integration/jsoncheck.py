@@ -256,6 +256,14 @@ def cmd_metrics(path, modules):
         fail(f"points {pts}")
 
 
+def cmd_flood(path):
+    """tests/bench_rpc_load's record of a flood over silad's --rpc-rate: some
+    replies said busy, some carried the status, none was another error."""
+    rec = load_json(path)
+    if not (rec["busy"] > 0 and rec["replies"] > rec["busy"] and rec["errors"] == 0):
+        fail(f"flood: {rec}")
+
+
 COMMANDS = {
     "status": cmd_status,
     "workers": cmd_workers,
@@ -271,6 +279,7 @@ COMMANDS = {
     "same-steps": cmd_same_steps,
     "same-step-numbers": cmd_same_step_numbers,
     "accuracy-near": cmd_accuracy_near,
+    "flood": cmd_flood,
 }
 
 if __name__ == "__main__":

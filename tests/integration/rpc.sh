@@ -3,11 +3,14 @@
 # read method answers with plausible values while training goes on; pause
 # stops progress and resume restarts it; bad requests (garbage, oversized,
 # another version, no method) get error replies while training continues;
-# the documented nanocat + protoc recipe works; stop saves a model that
-# evaluates; silactl names an endpoint where nobody answers.
+# the documented nanocat + protoc recipe works; a flood of reads beyond
+# --rpc-rate gets busy replies while pause and resume are still served,
+# and reads answer again after it; stop saves a model that evaluates;
+# silactl names an endpoint where nobody answers.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
+: "${RPC_LOAD:?RPC_LOAD must name tests/bench_rpc_load}"
 export SILAWORKER
 PROTO_DIR=$SILA_SOURCE_DIR/proto
 PORT=$(claim_ports 1) || exit 99
@@ -32,7 +35,8 @@ NOTIFY_SOCKET=$TEST_TMP/notify.sock \
     --set job.train_limit=9600 --set job.test_limit=500 --set job.batch=32 --set job.epochs=4 \
     >run.stdout 2>run.stderr &
 silad=$!
-trap 'kill $silad $notifier 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+flood=
+trap 'kill $silad $notifier $flood 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
 for _ in $(seq 100); do grep -q "^job fmnist-cnn-k4" run.stdout && break; sleep 0.2; done
 sleep 2
 
@@ -69,6 +73,23 @@ if [ -n "$s3" ] && [ "$s3" -gt "$s2" ]; then
 else
     not_ok "resumed: steps go on ($s2 -> $s3)"
 fi
+
+# ---- a flood of reads beyond the default --rpc-rate (100 a second)
+"$RPC_LOAD" "$EP" 1000 400 >flood.json 2>flood.err &
+flood=$!
+sleep 0.5 # past the burst of 100
+for _ in 1 2 3; do
+    ctl pause
+    ctl resume
+done >flood-control.out 2>&1
+check "during the flood pause and resume are served (a budget of their own)" \
+    test "$(grep -c '^paused at step\|^resumed at step' flood-control.out)" = 6
+wait $flood
+flood=
+check "the flood got busy replies and statuses, no other error" \
+    python3 "$JSONCHECK" flood flood.json
+sleep 1 # the budget fills up again
+check "after the flood status answers" ctl status
 
 # ---- by hand, as docs/rpc.md shows, and bad requests
 echo 'version: 1 status {}' |

@@ -3,8 +3,12 @@
 # workers table while it trains; pause holds it, resume goes on, and a run
 # paused and resumed ends with the weights of one that was not; a
 # checkpoint asked for by RPC is written and resumes to those weights too;
-# stop saves a model that evaluates.
+# a run flooded with reads beyond its --rpc-rate answers busy, silactl
+# watch rides it out, and the run ends with the same weights too; stop
+# saves a model that evaluates.
 . "$(dirname "$0")/lib.sh"
+
+: "${RPC_LOAD:?RPC_LOAD must name tests/bench_rpc_load}"
 
 EP=ipc://$TEST_TMP/rpc.sock
 ctl() { "$SILACTL" --connect "$EP" "$@"; }
@@ -12,13 +16,30 @@ step_now() { ctl status --json | python3 "$JSONCHECK" field - step; }
 SETS=(--set job.train_limit=2560 --set job.test_limit=200 --set job.batch=32 --set job.epochs=2)
 JOB=$JOBS_DIR/fmnist-cnn-k4.ini
 
+# resume_to_the_end RUN STEP: resumes the paused run $silad writing RUN/
+# (STEP: a pattern of the step it was paused at), which goes on to its end
+# with the weights of the run without requests
+resume_to_the_end()
+{
+    ctl resume >resume.out 2>&1
+    check "$1: resume is acknowledged" grep -q "^resumed at step $2\$" resume.out
+    if ended $silad 120; then
+        ok "$1: the paused run goes on to its end"
+    else
+        not_ok "$1: the paused run goes on to its end" "$1.stderr"
+    fi
+    check "$1: the weights of the run without requests" \
+        test "$(sha_of "$1/model.sila")" = "$(sha_of plain/model.sila)"
+}
+
 silad_run plain "$JOB" "${SETS[@]}"
 check "the run without requests trains" test "$(cat plain.status)" = 0
 
 "$SILAD" --job "$JOB" --inproc --out held --threads 1 --rpc "$EP" "${SETS[@]}" \
     >held.stdout 2>held.stderr &
 silad=$!
-trap 'kill $silad 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+watcher=
+trap 'kill $silad $watcher 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
 wait_for 60 sh -c "[ \"\$('$SILACTL' --connect $EP status --json | python3 '$JSONCHECK' field - step)\" -gt 0 ]"
 if ctl status --json >status.json 2>status.err &&
     python3 "$JSONCHECK" status status.json training 4 >check.out 2>&1; then
@@ -48,21 +69,44 @@ wait_for 10 test -s held/checkpoints/MANIFEST
 check "the checkpoint is written while paused" test -s "held/checkpoints/step-$(printf %010d "$s1").ckpt"
 check "status names it" sh -c "'$SILACTL' --connect $EP status | grep -q '^last checkpoint: held/checkpoints/step-'"
 cp -r held resumed
-ctl resume >resume.out 2>&1
-check "resume is acknowledged" grep -q "^resumed at step $s1" resume.out
-if ended $silad 120; then
-    ok "the paused run goes on to its end"
-else
-    not_ok "the paused run goes on to its end" held.stderr
-fi
-check "paused and resumed: the weights of the run without requests" \
-    test "$(sha_of held/model.sila)" = "$(sha_of plain/model.sila)"
+resume_to_the_end held "$s1"
 
 "$SILAD" --job "$JOB" --inproc --out resumed --threads 1 --rpc none --resume "${SETS[@]}" \
     >resumed.stdout 2>resumed.stderr
 check "resumed from the checkpoint asked for: exit 0" test $? = 0
 check "resumed from it: the same weights again" \
     test "$(sha_of resumed/model.sila)" = "$(sha_of plain/model.sila)"
+
+# ---- floods of reads beyond --rpc-rate 2: while it trains (served between
+# steps), then while it is paused (served at once) with silactl watch beside
+"$SILAD" --job "$JOB" --inproc --out flooded --threads 1 --rpc "$EP" --rpc-rate 2 "${SETS[@]}" \
+    >flooded.stdout 2>flooded.stderr &
+silad=$!
+wait_for 60 grep -q "serving the RPC" flooded.stdout
+"$RPC_LOAD" "$EP" 1000 6 >flood-training.json 2>flood.err
+check "training: the flood got busy replies and statuses, no other error" \
+    python3 "$JSONCHECK" flood flood-training.json
+ctl pause >pause.out 2>&1
+check "after the flood pause is served" grep -q "^paused at step" pause.out
+"$SILACTL" --connect "$EP" watch >watch.out 2>&1 &
+watcher=$!
+"$RPC_LOAD" "$EP" 1000 16 >flood-paused.json 2>>flood.err
+check "paused: the flood got busy replies and statuses, no other error" \
+    python3 "$JSONCHECK" flood flood-paused.json
+# a busy line, then a status drawn after it
+BUSY="silactl: $EP: busy: over the limit of 2 read requests a second (silad --rpc-rate); ask again in"
+drawn_after_busy() { awk -v busy="$BUSY" 'index($0, busy) == 1 { b = 1 } b && /^job fmnist-cnn-k4/ { d = 1 } END { exit !d }' watch.out; }
+if wait_for 30 drawn_after_busy; then
+    ok "watch says silad is busy, and why, and draws the status at a later tick"
+else
+    not_ok "watch says silad is busy, and why, and draws the status at a later tick" watch.out
+fi
+kill $watcher
+wait $watcher 2>/dev/null
+watcher=
+sleep 1 # the budget fills up again
+check "after the floods status answers" sh -c "'$SILACTL' --connect $EP status | grep -q ': paused'"
+resume_to_the_end flooded "[0-9]*"
 
 "$SILAD" --job "$JOB" --inproc --out stopped --threads 1 --rpc "$EP" "${SETS[@]}" \
     >stopped.stdout 2>stopped.stderr &
