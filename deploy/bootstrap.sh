@@ -13,8 +13,8 @@ cd "$(dirname "$0")/.."
 BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libprotobuf-c-dev
 protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev scdoc dataset-fashion-mnist"
 # what the tests use besides: nanocat and protoc speak the RPC by hand, gnuplot
-# draws silactl plot
-TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd"
+# draws silactl plot, systemd-nspawn boots the units under a real systemd
+TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2

@@ -210,6 +210,22 @@ check_like_inproc()
     done
 }
 
+# install_staged ROOT: meson install of the build directory into ROOT
+# (--destdir); sets PREFIX, the configured prefix the files are under
+# (ROOT$PREFIX/bin/silaworker), and UNITDIR, where the units are (in ROOT).
+# A failed install is a failed case, and returns 1.
+install_staged()
+{
+    : "${SILA_BUILD_ROOT:?SILA_BUILD_ROOT must name the build directory}"
+    if ! meson install -C "$SILA_BUILD_ROOT" --destdir "$1" --no-rebuild >install.log 2>&1; then
+        not_ok "meson install --destdir works" install.log
+        return 1
+    fi
+    UNITDIR=$(dirname "$(find "$1" -name silad.service | head -1)")
+    PREFIX=${UNITDIR%/lib/systemd/system}
+    PREFIX=${PREFIX#"$1"}
+}
+
 # field MODEL KEY: a field of silactl inspect --json.
 field()
 {

@@ -6,29 +6,22 @@
 # in a staging directory.
 . "$(dirname "$0")/lib.sh"
 
-: "${SILA_BUILD_ROOT:?SILA_BUILD_ROOT must name the build directory}"
 if ! command -v systemd-analyze >/dev/null; then
     echo "1..0 # SKIP systemd-analyze is not installed (Debian package systemd)"
     exit 0
 fi
 ROOT=$TEST_TMP/root
-if ! meson install -C "$SILA_BUILD_ROOT" --destdir "$ROOT" --no-rebuild >install.log 2>&1; then
-    not_ok "meson install --destdir works" install.log
-    done_testing
-fi
+install_staged "$ROOT" || done_testing
 ok "meson install --destdir works"
-unitdir=$(dirname "$(find "$ROOT" -name silad.service | head -1)")
-prefix=${unitdir%/lib/systemd/system}
-prefix=${prefix#"$ROOT"}
 check "the units, their settings, the jobs and the man pages are installed" test -f \
-    "$ROOT$prefix/lib/systemd/system/silaworker@.service" -a -f "$ROOT$prefix/etc/sila/sila.env" \
-    -a -f "$ROOT$prefix/share/sila/jobs/fmnist-cnn-k4.ini" \
-    -a -f "$ROOT$prefix/share/man/man8/silad.8"
+    "$ROOT$PREFIX/lib/systemd/system/silaworker@.service" -a -f "$ROOT$PREFIX/etc/sila/sila.env" \
+    -a -f "$ROOT$PREFIX/share/sila/jobs/fmnist-cnn-k4.ini" \
+    -a -f "$ROOT$PREFIX/share/man/man8/silad.8"
 
 # the units as installed, pointed at the staged binaries
 mkdir units
-sed "s|$prefix/|$ROOT$prefix/|g" "$unitdir/silad.service" >units/silad.service
-sed "s|$prefix/|$ROOT$prefix/|g" "$unitdir/silaworker@.service" >units/silaworker@3.service
+sed "s|$PREFIX/|$ROOT$PREFIX/|g" "$UNITDIR/silad.service" >units/silad.service
+sed "s|$PREFIX/|$ROOT$PREFIX/|g" "$UNITDIR/silaworker@.service" >units/silaworker@3.service
 for u in silad.service silaworker@3.service; do
     systemd-analyze verify --man=no "units/$u" >"$u.verify" 2>&1
     if [ $? -eq 0 ] && [ ! -s "$u.verify" ]; then
