@@ -56,6 +56,17 @@ stop_capture()
     capture=
 }
 
+# end_run: waits for $silad (its exit status into st), then for $w1 and
+# $w2, and stops the capture.
+end_run()
+{
+    ended $silad 180
+    st=$?
+    ended $w1 10
+    ended $w2 10
+    stop_capture
+}
+
 # ---- keys
 "$SILACTL" keygen k1 >keygen.out 2>&1
 check "keygen writes a key and says its id" grep -q "wrote a new cluster key to k1 (id [0-9a-f]\{8\}" keygen.out
@@ -195,11 +206,7 @@ check "silad logs the replay" wait_for 30 grep -q "rendezvous that failed.*repla
 "$SILAWORKER" --module 3-4 --connect "$URL" --key k1 --threads 1 --join-timeout 60 \
     >w2.out 2>w2.err &
 w2=$!
-ended $silad 180
-st=$?
-ended $w1 10
-ended $w2 10
-stop_capture
+end_run
 if [ $st -eq 0 ] && [ -n "$REF" ] && [ "$(sha_of keyed/model.sila 2>/dev/null)" = "$REF" ]; then
     ok "the keyed run over tcp ends with the unkeyed run's weights ($REF)"
 else
@@ -220,11 +227,7 @@ w1=$!
 "$SILAWORKER" --module 3-4 --connect "$URL3" --key k1 --threads 1 --join-timeout 60 \
     >s2.out 2>s2.err &
 w2=$!
-ended $silad 180
-st=$?
-ended $w1 10
-ended $w2 10
-stop_capture
+end_run
 if [ $st -eq 0 ] && [ "$(grep -c "joined from 127.0.0.1 (pid [0-9]*), its links sealed" sealed.stdout)" = 2 ] &&
     grep -q "joined $URL3 (generation 1, links sealed)" s1.out &&
     grep -q "joined $URL3 (generation 1, links sealed)" s2.out; then
