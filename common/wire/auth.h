@@ -24,15 +24,15 @@
  * sequence and clock, 16 zero bytes, and the Poly1305 tag over the payload
  * and the trailer's first 48 bytes; the nonce is its 24 bytes of session,
  * sequence and clock, never reused under one session's key since the
- * sequence grows. Per-session keys make a nonce unique without relying on
- * sessions being unique across links, and the label in the key keeps the
- * MAC's rules: a message sealed for one channel or side opens on no other,
- * so it cannot be moved to another link or reflected to its sender; the
- * freshness rules are the MAC's, on the authenticated session, sequence
- * and clock. Sealed and MAC'd messages cannot pass for one another: the
- * magic differs, each end takes only its own, and the keys differ. Only
- * PAIR ends seal: the rendezvous (Hello, Welcome) and the RPC carry no
- * training data and stay MAC'd.
+ * sequence grows (and a key is another for another channel, side or
+ * random session). The label in the key keeps the MAC's rules: a message
+ * sealed for one channel or side opens on no other, so it cannot be moved
+ * to another link or reflected to its sender; the freshness rules are the
+ * MAC's, on the authenticated session, sequence and clock. Sealed and
+ * MAC'd messages cannot pass for one another: the magic differs, each end
+ * takes only its own, and the keys differ. Only PAIR ends seal: the
+ * rendezvous (Hello, Welcome) and the RPC carry no training data and stay
+ * MAC'd.
  *
  * Who decides that a run is sealed: the coordinator (silad --encrypt). Its
  * Welcome says so, MAC'd and bound to the worker's Hello, so that nobody
