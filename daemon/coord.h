@@ -30,6 +30,7 @@ struct coord_options {
                                 have no replacement this long */
     const struct sila_key *key; /* the cluster key: every link authenticated; NULL: bare */
     const char *key_path;       /* its file, for spawned workers */
+    bool encrypt;               /* with a key: seal every link but the rendezvous and the RPC */
     bool insecure;              /* bare on a non-loopback address: spawned workers too */
     uint32_t auth_window_ms;    /* accepted clock difference of new senders; 0: default */
 };

@@ -18,8 +18,10 @@
 
 struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel)
 {
-    return (struct sila_link_auth){
-        .key = c->o->key, .channel = channel, .window_ms = c->o->auth_window_ms};
+    return (struct sila_link_auth){.key = c->o->key,
+                                   .channel = channel,
+                                   .window_ms = c->o->auth_window_ms,
+                                   .seal = c->o->encrypt};
 }
 
 static int poll_link(struct coord *c, uv_poll_t *h, const struct sila_link *l, void *data,
@@ -98,6 +100,12 @@ static const char *refusal(struct coord *c, const Sila__Hello *h, char *buf, siz
     if (h->version != SILA_WIRE_VERSION)
         snprintf(buf, len, "wire protocol version %u, this coordinator speaks %u", h->version,
                  SILA_WIRE_VERSION);
+    else if (h->sealed && !c->o->encrypt)
+        snprintf(buf, len,
+                 "the worker on %.200s (pid %u) takes only sealed links (--encrypt) and this "
+                 "coordinator does not seal them: start silad with --encrypt too, or the worker "
+                 "without it",
+                 *h->host ? h->host : "?", h->pid);
     else if (h->first_module < 1 || h->last_module < h->first_module ||
              h->last_module > (uint32_t)c->K)
         snprintf(buf, len, "modules %u-%u asked for, the job %s has modules 1-%d", h->first_module,
@@ -237,9 +245,11 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
     w->n_overrides = (size_t)c->job->noverrides;
     w->train_samples = c->run->feed.train.n;
     w->test_samples = c->run->feed.test.n;
+    w->sealed = c->o->encrypt;
     char buf[32];
-    printf("worker for %s joined from %s (pid %u)\n", sila_modules_text(p->first, p->last, buf, 32),
-           p->host, p->pid);
+    printf("worker for %s joined from %s (pid %u)%s\n",
+           sila_modules_text(p->first, p->last, buf, 32), p->host, p->pid,
+           c->o->encrypt ? ", its links sealed" : "");
     fflush(stdout);
     return 0;
 }
@@ -297,6 +307,9 @@ static void on_rdv_readable(uv_poll_t *h, int status, int events)
 int coord_join_open(struct coord *c)
 {
     struct sila_link_auth la = coord_link_auth(c, "rendezvous");
+    /* MAC'd only, sealed run or not: its Welcome is what tells a worker
+     * that the run is sealed (docs/protocol.md, "Sealed links") */
+    la.seal = false;
     int r = sila_link_open(&c->rdv, SILA_LINK_REPLY, c->base_url, true, sila_ctl_frame_limit(0),
                            &la, c->err);
     if (r)

@@ -88,13 +88,15 @@ static int find_worker(char *out, size_t len)
     return -ENOENT;
 }
 
-/* The key options of a spawned worker into args (room for 5, NULL-ended). */
+/* The key options of a spawned worker into args (room for 6, NULL-ended). */
 static void spawn_auth_args(const struct coord *c, char **args, char *win, size_t len)
 {
     int n = 0;
     if (c->o->key) {
         args[n++] = "--key";
         args[n++] = (char *)c->o->key_path;
+        if (c->o->encrypt)
+            args[n++] = "--encrypt";
     } else if (c->o->insecure) {
         args[n++] = "--insecure";
     }

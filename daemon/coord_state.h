@@ -159,8 +159,9 @@ struct coord {
     struct sila_err *err;
 };
 
-/* How a link of the coordinator's authenticates (coord.c): channel names it
- * alike at both ends ("rendezvous", "control-K", "data-K"). */
+/* How a link of the coordinator's authenticates (coord_join.c): channel
+ * names it alike at both ends ("rendezvous", "control-K", "data-K"); sealed
+ * with --encrypt (the caller unseals the rendezvous). */
 struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel);
 
 /* Ends the run with status and err's message, formatted (coord.c). */

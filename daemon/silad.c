@@ -52,6 +52,9 @@ static void usage(FILE *f)
             "                 metrics need no MAC on a loopback or ipc --rpc (default open)\n"
             "  --auth-window S  accepted difference between the clocks of the hosts, for\n"
             "                 new senders (default 60)\n"
+            "  --encrypt      with a key, encrypt every message between silad and the\n"
+            "                 workers too (activations, gradients, control), not only\n"
+            "                 authenticate it; the workers follow\n"
             "  --out DIR      where model.sila and metrics.jsonl go "
             "(default: runs/<job name>)\n"
             "  --set S.K=V    override a key of [job], [optimizer] or [schedule]\n"
@@ -82,6 +85,7 @@ struct options {
     int insecure;
     int rpc_reads_authenticated;
     int auth_window;
+    int encrypt;
 };
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
@@ -109,6 +113,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"insecure", no_argument, NULL, 'I'},
         {"rpc-reads", required_argument, NULL, 'D'},
         {"auth-window", required_argument, NULL, 'a'},
+        {"encrypt", no_argument, NULL, 'E'},
         {0},
     };
     int c;
@@ -153,6 +158,9 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'I':
             o->insecure = 1;
+            break;
+        case 'E':
+            o->encrypt = 1;
             break;
         case 'D':
             if (strcmp(optarg, "open") != 0 && strcmp(optarg, "authenticated") != 0) {
@@ -260,6 +268,12 @@ static int load_key(struct options *o, struct sila_key *key, bool *ret_keyed)
     if (!o->key && getenv(SILA_KEY_ENV) && *getenv(SILA_KEY_ENV))
         o->key = getenv(SILA_KEY_ENV);
     *ret_keyed = o->key != NULL;
+    if (o->encrypt && (!o->key || o->inproc)) {
+        fprintf(stderr, "silad: --encrypt seals the links of a distributed run with keys derived "
+                        "from the cluster key: it needs --key FILE (or $" SILA_KEY_ENV
+                        ") and --listen or --spawn\n");
+        return -1;
+    }
     struct sila_err err;
     if (o->key && sila_key_load(o->key, key, &err)) {
         fprintf(stderr, "silad: %s\n", err.msg);
@@ -324,6 +338,7 @@ int main(int argc, char **argv)
 
                                    .key = keyed ? &key : NULL,
                                    .key_path = o.key,
+                                   .encrypt = o.encrypt,
                                    .insecure = o.insecure,
                                    .auth_window_ms = (uint32_t)o.auth_window * 1000u};
         r = coord_run(&job, &run, out, &co, &err);

@@ -12,6 +12,8 @@ Runs, alternating and --repeats times each, on one epoch of --train samples:
              (job.global_lag=2: the pipeline does not wait for them)
   spawn-key  spawn with a cluster key: every message authenticated (only
              when named in --modes)
+  spawn-seal spawn-key with --encrypt: every message between silad and the
+             workers sealed (only when named in --modes)
 and prints for each the median training samples/s, the ratio to inproc,
 the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
 of the largest worker against the in-process run's, and for pgl the share
@@ -38,6 +40,7 @@ CONFIGS = {
     "spawn-pgl": (["--spawn=2", "--threads", "1", *PGL], "pgl"),
     "spawn-pgl-lag": (["--spawn=2", "--threads", "1", *PGL, "--set", "job.global_lag=2"], "pgl"),
     "spawn-key": (["--spawn=2", "--threads", "1"], "local"),
+    "spawn-seal": (["--spawn=2", "--threads", "1", "--encrypt"], "local"),
 }
 DEFAULT_MODES = "inproc,spawn,spawn-pgl"
 
@@ -54,7 +57,7 @@ def write_key(d):
 def run(job, mode, train):
     args, algo = CONFIGS[mode]
     with tempfile.TemporaryDirectory() as d:
-        if mode == "spawn-key":
+        if mode in ("spawn-key", "spawn-seal"):
             args = args + write_key(d)
         argv = [SILAD, "--job", job, "--out", d, "--rpc", "none", *args,
                 "--set", f"job.algorithm={algo}",

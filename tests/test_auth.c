@@ -4,7 +4,11 @@
  * with crypto_auth over the documented layout, every flipped byte, a
  * replay, a stale clock, another key, another channel or side refused, and
  * keyed links that drop and count what fails while authentic messages go
- * through. */
+ * through. Sealed messages (--encrypt) likewise: opened here with a key
+ * derived and a cipher called as docs/protocol.md says, refused when
+ * altered, replayed, reflected, of another key or channel, or MAC'd where
+ * sealed ones are expected and the reverse; sealed links whose bytes do not
+ * show the payload, and a sealed send tried again. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -163,18 +167,26 @@ END_TEST
 static struct sila_key ka, kb;
 static struct sila_auth *sender, *receiver;
 
-static struct sila_auth *new_end(const struct sila_key *k, const char *channel, bool listener,
-                                 enum sila_auth_role role, int sessions)
+static struct sila_auth *make_end(const struct sila_key *k, const char *channel, bool listener,
+                                  enum sila_auth_role role, int sessions, bool seal)
 {
     struct sila_auth_params p = {.key = k,
                                  .channel = channel,
                                  .listener = listener,
                                  .role = role,
                                  .window_ms = 60000,
-                                 .sessions = sessions};
+                                 .sessions = sessions,
+                                 .seal = seal};
     struct sila_auth *a = sila_auth_new(&p);
     ck_assert_ptr_nonnull(a);
     return a;
+}
+
+/* An end that MACs. */
+static struct sila_auth *new_end(const struct sila_key *k, const char *channel, bool listener,
+                                 enum sila_auth_role role, int sessions)
+{
+    return make_end(k, channel, listener, role, sessions, false);
 }
 
 static void trailer_setup(void)
@@ -202,7 +214,7 @@ static void signed_msg(struct sila_auth *a, uint8_t *buf, size_t len, uint64_t t
     sila_auth_sign(a, buf, len, t);
 }
 
-static int verify(struct sila_auth *a, const uint8_t *buf, size_t len, uint64_t now)
+static int verify(struct sila_auth *a, uint8_t *buf, size_t len, uint64_t now)
 {
     size_t plen = 0;
     struct sila_err err = {""};
@@ -212,6 +224,41 @@ static int verify(struct sila_auth *a, const uint8_t *buf, size_t len, uint64_t 
     else
         ck_assert_msg(*err.msg, "a refusal says why");
     return r;
+}
+
+/* The payload signed_msg writes: len bytes. */
+static void expect_payload(const uint8_t *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] != (uint8_t)(i * 7 + 3))
+            ck_abort_msg("payload byte %zu differs", i);
+}
+
+/* Verifies a copy of the n bytes of m (a sealing end decrypts in place). */
+static int verify_copy(struct sila_auth *a, const uint8_t *m, size_t n, uint64_t now)
+{
+    uint8_t *c = malloc(n);
+    ck_assert_ptr_nonnull(c);
+    memcpy(c, m, n);
+    int r = verify(a, c, n, now);
+    if (r == 0)
+        expect_payload(c, n - SILA_AUTH_TRAILER);
+    free(c);
+    return r;
+}
+
+/* Two messages from snd: rcv takes each once, and not the older after the
+ * newer. */
+static void check_replays(struct sila_auth *snd, struct sila_auth *rcv)
+{
+    uint8_t m1[10 + SILA_AUTH_TRAILER], m2[10 + SILA_AUTH_TRAILER];
+    signed_msg(snd, m1, 10, NOW);
+    signed_msg(snd, m2, 10, NOW + 5);
+    ck_assert_int_eq(verify_copy(rcv, m1, sizeof m1, NOW + 10), 0);
+    ck_assert_int_eq(verify_copy(rcv, m1, sizeof m1, NOW + 10), -EACCES); /* again */
+    ck_assert_int_eq(verify_copy(rcv, m2, sizeof m2, NOW + 10), 0);
+    ck_assert_int_eq(verify_copy(rcv, m1, sizeof m1, NOW + 10), -EACCES); /* older */
+    ck_assert_int_eq(verify_copy(rcv, m2, sizeof m2, NOW + 10), -EACCES);
 }
 
 START_TEST(mac_matches_crypto_auth_of_the_documented_layout)
@@ -239,35 +286,33 @@ START_TEST(mac_matches_crypto_auth_of_the_documented_layout)
 }
 END_TEST
 
-START_TEST(every_flipped_byte_is_refused)
+/* A message from snd with any bit of any byte flipped, or a byte short, is
+ * refused by rcv; the refusals record nothing: the message still passes. */
+static void check_flipped_bytes(struct sila_auth *snd, struct sila_auth *rcv)
 {
     enum { N = 40 };
     uint8_t buf[N + SILA_AUTH_TRAILER];
-    signed_msg(sender, buf, N, NOW);
+    signed_msg(snd, buf, N, NOW);
     for (size_t i = 0; i < sizeof buf; i++)
         for (int bit = 0; bit < 8; bit += 3) {
             buf[i] ^= (uint8_t)(1u << bit);
-            ck_assert_msg(verify(receiver, buf, sizeof buf, NOW) != 0, "byte %zu bit %d", i, bit);
+            ck_assert_msg(verify_copy(rcv, buf, sizeof buf, NOW) != 0, "byte %zu bit %d", i, bit);
             buf[i] ^= (uint8_t)(1u << bit);
         }
-    /* nothing was recorded by the refusals: the message itself still passes */
-    ck_assert_int_eq(verify(receiver, buf, sizeof buf, NOW), 0);
-    /* and one byte less or more is refused too */
-    ck_assert_int_ne(verify(receiver, buf + 1, sizeof buf - 1, NOW), 0);
-    ck_assert_int_ne(verify(receiver, buf, SILA_AUTH_TRAILER - 1, NOW), 0);
+    ck_assert_int_ne(verify_copy(rcv, buf + 1, sizeof buf - 1, NOW), 0);
+    ck_assert_int_ne(verify_copy(rcv, buf, SILA_AUTH_TRAILER - 1, NOW), 0);
+    ck_assert_int_eq(verify_copy(rcv, buf, sizeof buf, NOW), 0);
+}
+
+START_TEST(every_flipped_byte_is_refused)
+{
+    check_flipped_bytes(sender, receiver);
 }
 END_TEST
 
 START_TEST(replays_are_refused)
 {
-    uint8_t m1[10 + SILA_AUTH_TRAILER], m2[10 + SILA_AUTH_TRAILER];
-    signed_msg(sender, m1, 10, NOW);
-    signed_msg(sender, m2, 10, NOW + 5);
-    ck_assert_int_eq(verify(receiver, m1, sizeof m1, NOW + 10), 0);
-    ck_assert_int_eq(verify(receiver, m1, sizeof m1, NOW + 10), -EACCES); /* again */
-    ck_assert_int_eq(verify(receiver, m2, sizeof m2, NOW + 10), 0);
-    ck_assert_int_eq(verify(receiver, m1, sizeof m1, NOW + 10), -EACCES); /* older */
-    ck_assert_int_eq(verify(receiver, m2, sizeof m2, NOW + 10), -EACCES);
+    check_replays(sender, receiver);
     /* a known session's messages may be late (a slow receiver), not replayed */
     uint8_t m3[10 + SILA_AUTH_TRAILER];
     signed_msg(sender, m3, 10, NOW + 20);
@@ -287,7 +332,7 @@ START_TEST(stale_clocks_are_refused)
     signed_msg(sender, m, 10, NOW - 59000);
     ck_assert_int_eq(verify(receiver, m, sizeof m, NOW), 0);
     /* the window is the receiver's option */
-    struct sila_auth_params p = {&ka, "control-3", true, SILA_AUTH_PAIR, 1000, 0};
+    struct sila_auth_params p = {&ka, "control-3", true, SILA_AUTH_PAIR, 1000, 0, false};
     struct sila_auth *strict = sila_auth_new(&p);
     struct sila_auth *s2 = new_end(&ka, "control-3", false, SILA_AUTH_PAIR, 0);
     signed_msg(s2, m, 10, NOW - 2000);
@@ -376,6 +421,198 @@ START_TEST(forgotten_sessions_are_not_readmitted)
 }
 END_TEST
 
+/* ---- sealed messages ---- */
+
+/* A PAIR end that seals. */
+static struct sila_auth *sealer(const struct sila_key *k, const char *channel, bool listener)
+{
+    return make_end(k, channel, listener, SILA_AUTH_PAIR, 0, true);
+}
+
+START_TEST(seal_matches_the_documented_construction)
+{
+    enum { N = 100 };
+    struct sila_auth *snd = sealer(&ka, "control-3", false), *rcv = sealer(&ka, "control-3", true);
+    uint8_t buf[N + SILA_AUTH_TRAILER];
+    signed_msg(snd, buf, N, NOW);
+    const uint8_t *t = buf + N;
+    ck_assert_mem_eq(t, "SLE1", 4);
+    ck_assert_mem_eq(t + 4, &ka.id, 4);
+    uint64_t session, seq, time_ms;
+    memcpy(&session, t + 8, 8);
+    memcpy(&seq, t + 16, 8);
+    memcpy(&time_ms, t + 24, 8);
+    ck_assert_uint_eq(seq, 1);
+    ck_assert_uint_eq(time_ms, NOW);
+    static const uint8_t zeros[16];
+    ck_assert_mem_eq(t + 32, zeros, 16);
+    /* the session's key: BLAKE2b-256 keyed with the cluster key, of the
+     * sealing label with its zero byte and the session */
+    static const char label[] = "sila-seal/1/control-3/connect";
+    uint8_t in[sizeof label + 8], key[32];
+    memcpy(in, label, sizeof label);
+    memcpy(in + sizeof label, &session, 8);
+    crypto_generichash(key, sizeof key, in, sizeof in, ka.bytes, sizeof ka.bytes);
+    /* nonce: session, sequence, clock; additional data: trailer bytes 0..47 */
+    uint8_t plain[N];
+    ck_assert_int_eq(crypto_aead_xchacha20poly1305_ietf_decrypt_detached(plain, NULL, buf, N,
+                                                                         t + 48, t, 48, t + 8, key),
+                     0);
+    expect_payload(plain, N);
+    int same = 0;
+    for (size_t i = 0; i < N; i++)
+        same += buf[i] == plain[i];
+    ck_assert_int_lt(same, 10); /* what travels is not the payload */
+    /* the receiving end opens it in place */
+    ck_assert_int_eq(verify(rcv, buf, sizeof buf, NOW), 0);
+    expect_payload(buf, N);
+    sila_auth_free(snd);
+    sila_auth_free(rcv);
+}
+END_TEST
+
+START_TEST(sealed_every_flipped_byte_is_refused)
+{
+    struct sila_auth *snd = sealer(&ka, "data-3", false), *rcv = sealer(&ka, "data-3", true);
+    check_flipped_bytes(snd, rcv);
+    sila_auth_free(snd);
+    sila_auth_free(rcv);
+}
+END_TEST
+
+START_TEST(sealed_replays_and_stale_clocks_are_refused)
+{
+    struct sila_auth *snd = sealer(&ka, "data-3", false), *rcv = sealer(&ka, "data-3", true);
+    check_replays(snd, rcv);
+    /* a new session beyond the window */
+    struct sila_auth *late = sealer(&ka, "data-3", false);
+    uint8_t m1[10 + SILA_AUTH_TRAILER];
+    signed_msg(late, m1, 10, NOW - 61000);
+    ck_assert_int_eq(verify_copy(rcv, m1, sizeof m1, NOW), -EACCES);
+    sila_auth_free(late);
+    sila_auth_free(snd);
+    sila_auth_free(rcv);
+}
+END_TEST
+
+START_TEST(sealed_another_key_channel_or_side_is_refused)
+{
+    struct sila_auth *snd = sealer(&ka, "data-3", false), *rcv = sealer(&ka, "data-3", true);
+    uint8_t m[10 + SILA_AUTH_TRAILER];
+    signed_msg(snd, m, 10, NOW);
+    struct sila_auth *other = sealer(&kb, "data-3", true);
+    struct sila_err err = {""};
+    size_t plen;
+    uint8_t c[sizeof m];
+    memcpy(c, m, sizeof m);
+    ck_assert_int_eq(sila_auth_verify(other, c, sizeof c, NOW, &plen, &err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "another key"));
+    sila_auth_free(other);
+    /* another key claiming this key's id */
+    struct sila_key forged = kb;
+    forged.id = ka.id;
+    struct sila_auth *f = sealer(&forged, "data-3", false);
+    signed_msg(f, m, 10, NOW);
+    ck_assert_int_eq(verify_copy(rcv, m, sizeof m, NOW), -EBADMSG);
+    sila_auth_free(f);
+    /* another channel: the edge into module 4 */
+    struct sila_auth *d4 = sealer(&ka, "data-4", false);
+    signed_msg(d4, m, 10, NOW);
+    ck_assert_int_eq(verify_copy(rcv, m, sizeof m, NOW), -EBADMSG);
+    sila_auth_free(d4);
+    /* reflected: the listener's own message sent back to it */
+    struct sila_auth *l2 = sealer(&ka, "data-3", true);
+    signed_msg(l2, m, 10, NOW);
+    memcpy(c, m, sizeof m);
+    ck_assert_int_eq(sila_auth_verify(rcv, c, sizeof c, NOW, &plen, &err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "does not open"));
+    ck_assert_int_eq(verify_copy(snd, m, sizeof m, NOW), 0); /* its peer takes it */
+    sila_auth_free(l2);
+    sila_auth_free(snd);
+    sila_auth_free(rcv);
+}
+END_TEST
+
+START_TEST(sealed_and_macd_are_not_confused)
+{
+    struct sila_auth *seal_snd = sealer(&ka, "data-3", false);
+    struct sila_auth *seal_rcv = sealer(&ka, "data-3", true);
+    struct sila_auth *mac_snd = new_end(&ka, "data-3", false, SILA_AUTH_PAIR, 0);
+    struct sila_auth *mac_rcv = new_end(&ka, "data-3", true, SILA_AUTH_PAIR, 0);
+    uint8_t sealed[20 + SILA_AUTH_TRAILER], macd[20 + SILA_AUTH_TRAILER], c[20 + SILA_AUTH_TRAILER];
+    signed_msg(seal_snd, sealed, 20, NOW);
+    signed_msg(mac_snd, macd, 20, NOW);
+    struct sila_err err = {""};
+    size_t plen;
+    /* each end names what it got */
+    memcpy(c, macd, sizeof c);
+    ck_assert_int_eq(sila_auth_verify(seal_rcv, c, sizeof c, NOW, &plen, &err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not sealed"));
+    memcpy(c, sealed, sizeof c);
+    ck_assert_int_eq(sila_auth_verify(mac_rcv, c, sizeof c, NOW, &plen, &err), -EBADMSG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "sealed (its sender encrypts"));
+    /* and a magic rewritten does not make one pass for the other */
+    memcpy(c, macd, sizeof c);
+    memcpy(c + 20, "SLE1", 4);
+    ck_assert_int_eq(verify(seal_rcv, c, sizeof c, NOW), -EBADMSG);
+    memcpy(c, sealed, sizeof c);
+    memcpy(c + 20, "SLA1", 4);
+    ck_assert_int_eq(verify(mac_rcv, c, sizeof c, NOW), -EBADMSG);
+    /* both look like trailers to a link that also takes bare messages */
+    ck_assert(sila_auth_has_trailer(sealed, sizeof sealed));
+    ck_assert(sila_auth_has_trailer(macd, sizeof macd));
+    /* the originals still pass where they belong */
+    ck_assert_int_eq(verify_copy(seal_rcv, sealed, sizeof sealed, NOW), 0);
+    ck_assert_int_eq(verify_copy(mac_rcv, macd, sizeof macd, NOW), 0);
+    /* requests and replies are never sealed */
+    struct sila_auth_params p = {&ka, "rpc", false, SILA_AUTH_REQUEST, 0, 0, true};
+    ck_assert_ptr_null(sila_auth_new(&p));
+    sila_auth_free(seal_snd);
+    sila_auth_free(seal_rcv);
+    sila_auth_free(mac_snd);
+    sila_auth_free(mac_rcv);
+}
+END_TEST
+
+START_TEST(a_sealed_message_sent_again)
+{
+    struct sila_auth *snd = sealer(&ka, "data-3", false), *rcv = sealer(&ka, "data-3", true);
+    uint8_t m1[30 + SILA_AUTH_TRAILER] = {0}, m2[30 + SILA_AUTH_TRAILER] = {0},
+                    before[30 + SILA_AUTH_TRAILER];
+    signed_msg(snd, m1, 30, NOW);
+    /* the last one sealed goes again as it is */
+    memcpy(before, m1, sizeof m1);
+    ck_assert_int_eq(sila_auth_sign_again(snd, m1, 30, NOW + 1000), 0);
+    ck_assert_mem_eq(m1, before, sizeof m1);
+    /* one sealed before another is sealed anew (a later sequence) */
+    signed_msg(snd, m2, 30, NOW + 1000);
+    ck_assert_int_eq(sila_auth_sign_again(snd, m1, 30, NOW + 2000), 0);
+    uint64_t seq;
+    memcpy(&seq, m1 + 30 + 16, 8);
+    ck_assert_uint_eq(seq, 3);
+    ck_assert_int_eq(verify_copy(rcv, m2, sizeof m2, NOW + 2000), 0);
+    ck_assert_int_eq(verify_copy(rcv, m1, sizeof m1, NOW + 2000), 0);
+    /* so is the last one when half a window old */
+    memcpy(before, m1, sizeof m1);
+    ck_assert_int_eq(sila_auth_sign_again(snd, m1, 30, NOW + 40000), 0);
+    ck_assert_int_ne(memcmp(m1 + 30, before + 30, SILA_AUTH_TRAILER), 0);
+    ck_assert_int_eq(verify_copy(rcv, m1, sizeof m1, NOW + 40000), 0);
+    /* one changed since it was sealed is refused */
+    signed_msg(snd, m2, 30, NOW + 41000);
+    m1[5] ^= 1;
+    ck_assert_int_eq(sila_auth_sign_again(snd, m1, 30, NOW + 41000), -EINVAL);
+    /* a new buffer (trailer room zeroed) is sealed */
+    uint8_t fresh[30 + SILA_AUTH_TRAILER] = {0};
+    for (size_t i = 0; i < 30; i++)
+        fresh[i] = (uint8_t)(i * 7 + 3);
+    ck_assert_int_eq(sila_auth_sign_again(snd, fresh, 30, NOW + 42000), 0);
+    ck_assert_mem_eq(fresh + 30, "SLE1", 4);
+    ck_assert_int_eq(verify_copy(rcv, fresh, sizeof fresh, NOW + 42000), 0);
+    sila_auth_free(snd);
+    sila_auth_free(rcv);
+}
+END_TEST
+
 /* ---- keyed links ---- */
 
 static struct sila_link a, b;
@@ -412,6 +649,24 @@ static void expect_bytes(struct sila_link *l, const char *s, int timeout_ms)
     sila_link_release(got);
 }
 
+/* A frame of big bytes goes whole from a to b, the trailer in the room
+ * behind it. */
+static void send_big(size_t big)
+{
+    uint8_t *buf = sila_link_alloc(big);
+    for (size_t i = 0; i < big; i++)
+        buf[i] = (uint8_t)(i * 13);
+    ck_assert_int_eq(sila_link_send(&a, buf, big, 5000), 0);
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 5000), 0);
+    ck_assert_uint_eq(n, big);
+    for (size_t i = 0; i < big; i++)
+        if (got[i] != (uint8_t)(i * 13))
+            ck_abort_msg("byte %zu differs", i);
+    sila_link_release(got);
+}
+
 START_TEST(keyed_links_carry_messages)
 {
     open_links(&ka, &ka, SILA_LINK_PAIR, SILA_LINK_PAIR, false);
@@ -431,22 +686,22 @@ START_TEST(keyed_links_carry_messages)
                   err.msg);
     ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, false, big, &la, &err) == 0, "%s",
                   err.msg);
-    uint8_t *buf = sila_link_alloc(big);
-    for (size_t i = 0; i < big; i++)
-        buf[i] = (uint8_t)(i * 13);
-    ck_assert_int_eq(sila_link_send(&a, buf, big, 5000), 0);
-    uint8_t *got;
-    size_t n;
-    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 5000), 0);
-    ck_assert_uint_eq(n, big);
-    for (size_t i = 0; i < big; i++)
-        if (got[i] != (uint8_t)(i * 13))
-            ck_abort_msg("byte %zu differs", i);
-    sila_link_release(got);
+    send_big(big);
     sila_link_close(&a);
     sila_link_close(&b);
 }
 END_TEST
+
+/* Nothing comes on l for 300 ms: it has dropped count messages in all,
+ * the last for a reason that says why. */
+static void expect_dropped(struct sila_link *l, uint64_t count, const char *why)
+{
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(l, &got, &n, 300), -ETIMEDOUT);
+    ck_assert_uint_eq(l->rejected, count);
+    ck_assert_msg(strstr(l->rejection, why), "'%s' does not say '%s'", l->rejection, why);
+}
 
 START_TEST(keyed_links_drop_and_count_the_rest)
 {
@@ -454,11 +709,9 @@ START_TEST(keyed_links_drop_and_count_the_rest)
     open_links(NULL, &ka, SILA_LINK_PAIR, SILA_LINK_PAIR, false);
     send_bytes(&a, "garbage without a MAC, long enough to hold a trailer or two of them..");
     send_bytes(&a, "short");
+    expect_dropped(&b, 2, "MAC");
     uint8_t *got;
     size_t n;
-    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 300), -ETIMEDOUT);
-    ck_assert_uint_eq(b.rejected, 2);
-    ck_assert_ptr_nonnull(strstr(b.rejection, "MAC"));
     ck_assert_int_eq(sila_link_recv(&b, &got, &n, 0), -EAGAIN);
     struct sila_err e = {""};
     ck_assert(sila_link_rejections(&b, "the upstream edge", 100.0, 10.0, &e));
@@ -476,9 +729,7 @@ START_TEST(keyed_links_drop_and_count_the_rest)
     struct sila_link_auth lb = {.key = &kb, .channel = "data-2"};
     ck_assert_int_eq(sila_link_open(&a, SILA_LINK_PAIR, url, false, 1 << 20, &lb, &err), 0);
     send_bytes(&a, "signed with key b");
-    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 300), -ETIMEDOUT);
-    ck_assert_uint_eq(b.rejected, 4);
-    ck_assert_ptr_nonnull(strstr(b.rejection, "another key"));
+    expect_dropped(&b, 4, "another key");
     sila_link_close(&a);
     /* the right key, at last: it passes, whatever came before */
     struct sila_link_auth la = {.key = &ka, .channel = "data-2"};
@@ -491,13 +742,13 @@ START_TEST(keyed_links_drop_and_count_the_rest)
 }
 END_TEST
 
-START_TEST(a_replay_on_a_link_is_dropped)
+/* A keyed sender's bytes, sealed or not, captured by a bare listener, then
+ * sent again (twice) to a keyed one: the first passes, the copy does not. */
+static void replay_on_a_link(bool seal)
 {
-    /* a keyed sender's bytes, captured by a bare listener, then sent again
-     * (twice) to a keyed one: the first passes, the copy does not */
     snprintf(url, sizeof url, "ipc://%s", tpath("tap"));
     struct sila_err err = {""};
-    struct sila_link_auth la = {.key = &ka, .channel = "data-2"};
+    struct sila_link_auth la = {.key = &ka, .channel = "data-2", .seal = seal};
     struct sila_link tap, s, r;
     ck_assert_int_eq(sila_link_open(&tap, SILA_LINK_PAIR, url, true, 1 << 20, NULL, &err), 0);
     ck_assert_int_eq(sila_link_open(&s, SILA_LINK_PAIR, url, false, 1 << 20, &la, &err), 0);
@@ -524,6 +775,17 @@ START_TEST(a_replay_on_a_link_is_dropped)
     ck_assert_ptr_nonnull(strstr(r.rejection, "replayed"));
     sila_link_close(&s);
     sila_link_close(&r);
+}
+
+START_TEST(a_replay_on_a_link_is_dropped)
+{
+    replay_on_a_link(false);
+}
+END_TEST
+
+START_TEST(a_replay_on_a_sealed_link_is_dropped)
+{
+    replay_on_a_link(true);
 }
 END_TEST
 
@@ -575,6 +837,126 @@ START_TEST(keyed_requests_drop_bare_replies)
 }
 END_TEST
 
+/* ---- sealed links ---- */
+
+/* a (connecting) and b (listening) on the ipc address of name, each with
+ * its key (NULL: bare) and sealed or not. */
+static void open_pair(const char *name, const struct sila_key *key_a, bool seal_a,
+                      const struct sila_key *key_b, bool seal_b, size_t limit)
+{
+    snprintf(url, sizeof url, "ipc://%s", tpath(name));
+    struct sila_err err = {""};
+    struct sila_link_auth la = {.key = key_a, .channel = "data-2", .seal = seal_a};
+    struct sila_link_auth lb = {.key = key_b, .channel = "data-2", .seal = seal_b};
+    ck_assert_msg(sila_link_open(&b, SILA_LINK_PAIR, url, true, limit, &lb, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_msg(sila_link_open(&a, SILA_LINK_PAIR, url, false, limit, &la, &err) == 0, "%s",
+                  err.msg);
+}
+
+static void close_pair(void)
+{
+    sila_link_close(&a);
+    sila_link_close(&b);
+}
+
+/* What a bare listener receives of a message of floats sent by a keyed
+ * sender, sealed or not: whether the floats' bytes show in it. */
+static bool floats_show(bool seal)
+{
+    enum { N = 256 };
+    open_pair(seal ? "tap-sealed" : "tap-macd", &ka, seal, NULL, false, 1 << 20);
+    float x[N];
+    for (int i = 0; i < N; i++)
+        x[i] = 0.25f * (float)i - 3.0f;
+    uint8_t *buf = sila_link_alloc(sizeof x);
+    memcpy(buf, x, sizeof x);
+    ck_assert_int_eq(sila_link_send(&a, buf, sizeof x, 5000), 0);
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 5000), 0);
+    ck_assert_uint_eq(n, sizeof x + SILA_AUTH_TRAILER);
+    bool shows = false; /* any 16 bytes of the floats, anywhere */
+    for (size_t i = 0; i + 16 <= sizeof x && !shows; i += 4)
+        shows = memmem(got, n, (const uint8_t *)x + i, 16) != NULL;
+    sila_link_release(got);
+    close_pair();
+    return shows;
+}
+
+START_TEST(sealed_links_carry_messages_unreadable)
+{
+    open_pair("sealed", &ka, true, &ka, true, 4u << 20);
+    send_bytes(&a, "activations");
+    expect_bytes(&b, "activations", 5000);
+    ck_assert(sila_link_authenticated(&b));
+    send_bytes(&b, "gradients");
+    expect_bytes(&a, "gradients", 5000);
+    send_big(3u << 20); /* sealed and opened where it lies */
+    close_pair();
+    /* on the wire: MAC'd floats show, sealed ones do not */
+    ck_assert(floats_show(false));
+    ck_assert(!floats_show(true));
+}
+END_TEST
+
+START_TEST(sealed_links_refuse_the_rest)
+{
+    /* a sealed listener drops MAC'd and bare messages, saying which */
+    open_pair("s1", &ka, false, &ka, true, 1 << 20);
+    send_bytes(&a, "only authenticated, long enough to hold a trailer or two of them.......");
+    expect_dropped(&b, 1, "not sealed");
+    sila_link_close(&a);
+    struct sila_err err = {""};
+    ck_assert_int_eq(sila_link_open(&a, SILA_LINK_PAIR, url, false, 1 << 20, NULL, &err), 0);
+    send_bytes(&a, "bare, long enough to hold a trailer or two of them......................");
+    expect_dropped(&b, 2, "no MAC");
+    close_pair();
+    /* a MAC'd listener drops sealed messages */
+    open_pair("s2", &ka, true, &ka, false, 1 << 20);
+    send_bytes(&a, "sealed");
+    expect_dropped(&b, 1, "sealed (its sender encrypts");
+    close_pair();
+    /* sealing needs a key and a pair */
+    struct sila_link_auth nokey = {.channel = "data-2", .seal = true};
+    ck_assert_int_eq(sila_link_open(&a, SILA_LINK_PAIR, url, false, 1 << 20, &nokey, &err),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "sealed"));
+    struct sila_link_auth req = {.key = &ka, .channel = "rpc", .seal = true};
+    ck_assert_int_eq(sila_link_open(&a, SILA_LINK_REQUEST, url, false, 1 << 20, &req, &err),
+                     -EINVAL);
+}
+END_TEST
+
+START_TEST(a_sealed_send_tried_again)
+{
+    /* nobody listens yet: the send fails, the buffer sealed; sent again
+     * once a peer is there, it arrives as it was */
+    snprintf(url, sizeof url, "ipc://%s", tpath("later"));
+    struct sila_err err = {""};
+    struct sila_link_auth la = {.key = &ka, .channel = "data-2", .seal = true};
+    ck_assert_int_eq(sila_link_open(&a, SILA_LINK_PAIR, url, false, 1 << 20, &la, &err), 0);
+    static const char msg[] = "a batch of activations";
+    uint8_t *buf = sila_link_alloc(sizeof msg);
+    memcpy(buf, msg, sizeof msg);
+    ck_assert_int_eq(sila_link_send(&a, buf, sizeof msg, 0), -EAGAIN);
+    ck_assert_int_ne(memcmp(buf, msg, sizeof msg), 0); /* sealed in place */
+    ck_assert_int_eq(sila_link_send(&a, buf, sizeof msg, 0), -EAGAIN);
+    ck_assert_int_eq(sila_link_open(&b, SILA_LINK_PAIR, url, true, 1 << 20, &la, &err), 0);
+    ck_assert_int_eq(sila_link_send(&a, buf, sizeof msg, 5000), 0);
+    uint8_t *got;
+    size_t n;
+    ck_assert_int_eq(sila_link_recv(&b, &got, &n, 5000), 0);
+    ck_assert_uint_eq(n, sizeof msg);
+    ck_assert_mem_eq(got, msg, n);
+    sila_link_release(got);
+    /* the next message follows */
+    send_bytes(&a, "next");
+    expect_bytes(&b, "next", 5000);
+    close_pair();
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("auth");
@@ -591,6 +973,10 @@ Suite *test_suite(void)
     tcase_add_test(keys, keyed_links_carry_messages);
     tcase_add_test(keys, keyed_links_drop_and_count_the_rest);
     tcase_add_test(keys, a_replay_on_a_link_is_dropped);
+    tcase_add_test(keys, a_replay_on_a_sealed_link_is_dropped);
+    tcase_add_test(keys, sealed_links_carry_messages_unreadable);
+    tcase_add_test(keys, sealed_links_refuse_the_rest);
+    tcase_add_test(keys, a_sealed_send_tried_again);
     tcase_add_test(keys, reply_links_may_take_bare_requests);
     tcase_add_test(keys, keyed_requests_drop_bare_replies);
     suite_add_tcase(s, keys);
@@ -603,6 +989,12 @@ Suite *test_suite(void)
     tcase_add_test(tr, another_key_channel_or_side_is_refused);
     tcase_add_test(tr, replies_answer_their_request);
     tcase_add_test(tr, forgotten_sessions_are_not_readmitted);
+    tcase_add_test(tr, seal_matches_the_documented_construction);
+    tcase_add_test(tr, sealed_every_flipped_byte_is_refused);
+    tcase_add_test(tr, sealed_replays_and_stale_clocks_are_refused);
+    tcase_add_test(tr, sealed_another_key_channel_or_side_is_refused);
+    tcase_add_test(tr, sealed_and_macd_are_not_confused);
+    tcase_add_test(tr, a_sealed_message_sent_again);
     suite_add_tcase(s, tr);
     return s;
 }

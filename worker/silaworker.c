@@ -42,6 +42,8 @@ static void usage(FILE *f)
             "                    that is not on loopback: a trusted network only\n"
             "  --auth-window S   accepted difference between the clocks of the hosts, for new\n"
             "                    senders (default 60)\n"
+            "  --encrypt         refuse a coordinator that does not encrypt the run's messages\n"
+            "                    (silad --encrypt, which the worker follows without it too)\n"
             "  --exit-with-parent  die with the process that started this one (silad --spawn)\n",
             SILA_KEY_ENV);
 }
@@ -82,6 +84,7 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
         {"key", required_argument, NULL, 'k'},
         {"insecure", no_argument, NULL, 'I'},
         {"auth-window", required_argument, NULL, 'w'},
+        {"encrypt", no_argument, NULL, 'E'},
         {0},
     };
     int c;
@@ -131,6 +134,9 @@ static int parse_args(int argc, char **argv, struct worker_options *o, int *thre
             break;
         case 'I':
             *insecure = 1;
+            break;
+        case 'E':
+            o->encrypt = true;
             break;
         case 'w':
             if (sila_cli_long("silaworker", "--auth-window", optarg, 1, 86400, &v))
@@ -208,6 +214,11 @@ static int take_key(struct worker_options *o, bool insecure, struct sila_key *ke
     if (!o->key_path && env && *env)
         o->key_path = env;
     struct sila_err err;
+    if (o->encrypt && !o->key_path) {
+        fprintf(stderr, "silaworker: --encrypt needs the cluster key (--key FILE or $%s)\n",
+                SILA_KEY_ENV);
+        return -1;
+    }
     if (!o->key_path)
         return may_run_bare(o, insecure) ? 0 : -1;
     if (sila_key_load(o->key_path, key, &err)) {

@@ -289,8 +289,8 @@ static int join_and_serve(struct worker *w, struct sila_err *err)
         return r;
     char mods[32];
     sila_modules_text(w->stage.first, w->stage.last, mods, sizeof mods);
-    printf("silaworker: %s of %s joined %s (generation %u)\n", mods, w->job.name, w->o->connect,
-           w->gen);
+    printf("silaworker: %s of %s joined %s (generation %u%s)\n", mods, w->job.name, w->o->connect,
+           w->gen, w->sealed ? ", links sealed" : "");
     fflush(stdout);
     if (w->stopped || (r = serve(w, err)))
         return r;

@@ -22,6 +22,8 @@ struct worker_options {
     /* authentication (docs/protocol.md) */
     const struct sila_key *key; /* the cluster key: every link authenticated; NULL: bare */
     const char *key_path;       /* its file, for messages */
+    bool encrypt;               /* take only sealed links: refuse a coordinator that does not
+                                   seal the run's (silad --encrypt) */
     uint32_t auth_window_ms;    /* accepted clock difference of new senders; 0: default */
 };
 

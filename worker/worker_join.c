@@ -73,6 +73,7 @@ int wjoin_ask(struct worker *w, struct sila_ctl_msg *ret, struct sila_err *err)
     hello.host = w->adv_host;
     hello.pid = (uint32_t)getpid();
     hello.max_frame = w->o->max_frame;
+    hello.sealed = w->o->encrypt;
     Sila__Control c = SILA__CONTROL__INIT;
     c.msg_case = SILA__CONTROL__MSG_HELLO;
     c.hello = &hello;
@@ -112,6 +113,12 @@ int wjoin_take_plan(struct worker *w, const Sila__Welcome *wel, struct sila_err 
     if (wel->version != SILA_WIRE_VERSION)
         return sila_err_set(err, -EPROTO, "%s speaks wire protocol %u, this worker %u",
                             w->o->connect, wel->version, SILA_WIRE_VERSION);
+    if (w->o->encrypt && !wel->sealed)
+        return sila_err_set(err, -EPROTO,
+                            "%s does not seal the run's links (a coordinator without --encrypt, "
+                            "or an older one); this worker takes only sealed ones (--encrypt)",
+                            w->o->connect);
+    w->sealed = wel->sealed;
     char path[SILA_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s (from the coordinator)", wel->job_path);
     int r = sila_job_parse(&w->job, path, wel->job_text, strlen(wel->job_text),

@@ -16,7 +16,7 @@ struct sila_link_auth wlink_auth(const struct worker *w, char ch[32], const char
 {
     snprintf(ch, 32, fmt, k);
     return (struct sila_link_auth){
-        .key = w->o->key, .channel = ch, .window_ms = w->o->auth_window_ms};
+        .key = w->o->key, .channel = ch, .window_ms = w->o->auth_window_ms, .seal = w->sealed};
 }
 
 /* Says, at most every 10 s, which messages the links dropped for failing

@@ -35,6 +35,7 @@ struct worker {
     struct sila_stage stage;
     struct sila_link ctl, up, down;            /* down.sock < 0 for the last module */
     bool down_greeted;                         /* down answered a greeting since it opened */
+    bool sealed;                               /* links after the rendezvous (its Welcome) */
     uint32_t gen;                              /* this worker's, on its control messages */
     uint32_t pipeline;                         /* the pipeline's, on every frame (from Start) */
     uint64_t up_in, up_out, down_in, down_out; /* next sequence number per edge, direction */
@@ -75,7 +76,8 @@ static inline struct sila_shape worker_out_shape(const struct worker *w)
 /* How a link of the worker's authenticates: its channel, written into ch
  * (32 bytes) from fmt and k, names it alike at both ends ("rendezvous",
  * "control-K", "data-K"; K the first module of the worker the link leads
- * to, 1-based). */
+ * to, 1-based); sealed when the run is (w->sealed, which only the Welcome
+ * sets: the rendezvous never is). */
 struct sila_link_auth wlink_auth(const struct worker *w, char ch[32], const char *fmt, int k);
 /* Sends a heartbeat once a second; a coordinator silent for the timeout is
  * lost (-ETIMEDOUT, err set): the worker exits, to be restarted and rejoin. */

@@ -1,7 +1,9 @@
 /* Cluster keys and message trailers (see auth.h). libsodium's crypto_auth
  * is HMAC-SHA-512-256; its multi-part form (crypto_auth_hmacsha512256_*)
  * MACs the label, payload and trailer fields where they lie, without
- * copying a frame of megabytes. */
+ * copying a frame of megabytes. Sealing uses the detached form of
+ * XChaCha20-Poly1305, which encrypts and decrypts a frame where it lies
+ * and puts the tag in the trailer. */
 #include "auth.h"
 
 #include <errno.h>
@@ -18,8 +20,13 @@
 
 _Static_assert(crypto_auth_BYTES == 32 && crypto_auth_KEYBYTES == SILA_KEY_BYTES,
                "crypto_auth is HMAC-SHA-512-256 with 32-byte keys and MACs");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == 24 &&
+                   crypto_aead_xchacha20poly1305_ietf_ABYTES == 16 &&
+                   crypto_aead_xchacha20poly1305_ietf_KEYBYTES == 32,
+               "the sealed trailer holds a 24-byte nonce and a 16-byte tag");
 
 static const uint8_t MAGIC[4] = {'S', 'L', 'A', '1'};
+static const uint8_t SEAL_MAGIC[4] = {'S', 'L', 'E', '1'};
 static const char KEY_PREFIX[] = "sila-key-1 ";
 #define KEY_PREFIX_LEN (sizeof KEY_PREFIX - 1)
 #define KEY_LINE (KEY_PREFIX_LEN + 2 * SILA_KEY_BYTES) /* without the newline */
@@ -30,6 +37,7 @@ static const char KEY_PREFIX[] = "sila-key-1 ";
 #define T_SEQ 16
 #define T_TIME 24
 #define T_MAC 32
+#define T_TAG 48 /* sealed: bytes T_MAC..T_TAG are zero, the nonce is T_SESSION..T_MAC */
 #define CHANNEL_MAX 64
 #define LABEL_MAX 96
 
@@ -44,8 +52,13 @@ struct sila_auth {
     struct sila_key key;
     enum sila_auth_role role;
     uint32_t window_ms;
+    bool seal;
     /* HMAC states keyed and fed the label of each side, copied per message */
     crypto_auth_hmacsha512256_state send0, recv0;
+    /* sealing: this end's session key; the other side's sealing label */
+    uint8_t send_key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    char recv_label[LABEL_MAX];
+    size_t recv_label_len;
     uint64_t session, seq; /* ours, as sender */
     /* the binding of the next MAC: the request a reply answers (REPLY:
      * the last request verified; REQUEST: the last request sent) */
@@ -199,15 +212,30 @@ int sila_key_load(const char *path, struct sila_key *ret_key, struct sila_err *e
     return r;
 }
 
-size_t sila_auth_label(const char *channel, bool from_listener, char *out, size_t cap)
+size_t sila_auth_label(const char *channel, bool from_listener, bool sealed, char *out, size_t cap)
 {
-    int n = snprintf(out, cap, "sila/1/%s/%s", channel, from_listener ? "bind" : "connect");
+    int n = snprintf(out, cap, "%s/1/%s/%s", sealed ? "sila-seal" : "sila", channel,
+                     from_listener ? "bind" : "connect");
     return n < 0 || (size_t)n >= cap ? 0 : (size_t)n + 1;
+}
+
+/* The key of a sender's session: BLAKE2b-256 keyed with the cluster key,
+ * of its side's sealing label (n bytes with the zero byte) and the
+ * session. */
+static void session_key(const struct sila_key *k, const char *label, size_t n, uint64_t session,
+                        uint8_t out[crypto_aead_xchacha20poly1305_ietf_KEYBYTES])
+{
+    uint8_t in[LABEL_MAX + 8];
+    memcpy(in, label, n);
+    put64(in + n, session);
+    crypto_generichash(out, crypto_aead_xchacha20poly1305_ietf_KEYBYTES, in, n + 8, k->bytes,
+                       sizeof k->bytes);
 }
 
 struct sila_auth *sila_auth_new(const struct sila_auth_params *p)
 {
-    if (sodium_init() < 0 || strlen(p->channel) > CHANNEL_MAX)
+    if (sodium_init() < 0 || strlen(p->channel) > CHANNEL_MAX ||
+        (p->seal && p->role != SILA_AUTH_PAIR))
         return NULL;
     int ns = p->sessions > 0 ? p->sessions : p->role == SILA_AUTH_REPLY ? 1024 : 16;
     struct sila_auth *a = calloc(1, sizeof *a + sizeof(struct session) * (size_t)ns);
@@ -219,12 +247,18 @@ struct sila_auth *sila_auth_new(const struct sila_auth_params *p)
     a->nsessions = ns;
     randombytes_buf(&a->session, sizeof a->session);
     char label[LABEL_MAX];
-    size_t n = sila_auth_label(p->channel, p->listener, label, sizeof label);
+    size_t n = sila_auth_label(p->channel, p->listener, false, label, sizeof label);
     crypto_auth_hmacsha512256_init(&a->send0, a->key.bytes, sizeof a->key.bytes);
     crypto_auth_hmacsha512256_update(&a->send0, (const uint8_t *)label, n);
-    n = sila_auth_label(p->channel, !p->listener, label, sizeof label);
+    n = sila_auth_label(p->channel, !p->listener, false, label, sizeof label);
     crypto_auth_hmacsha512256_init(&a->recv0, a->key.bytes, sizeof a->key.bytes);
     crypto_auth_hmacsha512256_update(&a->recv0, (const uint8_t *)label, n);
+    if ((a->seal = p->seal)) {
+        n = sila_auth_label(p->channel, p->listener, true, label, sizeof label);
+        session_key(&a->key, label, n, a->session, a->send_key);
+        a->recv_label_len =
+            sila_auth_label(p->channel, !p->listener, true, a->recv_label, sizeof a->recv_label);
+    }
     return a;
 }
 
@@ -251,14 +285,39 @@ static void mac_of(const crypto_auth_hmacsha512256_state *st0, const uint8_t *bu
     sodium_memzero(&st, sizeof st);
 }
 
+/* Encrypts the len bytes at buf in place with this end's session key and
+ * puts the tag in the trailer behind them, whose fields up to T_MAC are
+ * written. */
+static void seal(struct sila_auth *a, uint8_t *buf, size_t len)
+{
+    uint8_t *t = buf + len;
+    memset(t + T_MAC, 0, T_TAG - T_MAC);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(buf, t + T_TAG, NULL, buf, len, t, T_TAG,
+                                                        NULL, t + T_SESSION, a->send_key);
+}
+
+/* Decrypts a sealed message of len payload bytes at buf in place, its
+ * trailer behind them, with key; whether its tag verified (else buf's len
+ * bytes are undefined). */
+static bool unseal(uint8_t *buf, size_t len, const uint8_t *key)
+{
+    const uint8_t *t = buf + len;
+    return crypto_aead_xchacha20poly1305_ietf_decrypt_detached(buf, NULL, buf, len, t + T_TAG, t,
+                                                               T_TAG, t + T_SESSION, key) == 0;
+}
+
 void sila_auth_sign(struct sila_auth *a, uint8_t *buf, size_t len, uint64_t now_ms)
 {
     uint8_t *t = buf + len;
-    memcpy(t, MAGIC, sizeof MAGIC);
+    memcpy(t, a->seal ? SEAL_MAGIC : MAGIC, sizeof MAGIC);
     memcpy(t + T_KEYID, &a->key.id, sizeof a->key.id);
     put64(t + T_SESSION, a->session);
     put64(t + T_SEQ, ++a->seq);
     put64(t + T_TIME, now_ms);
+    if (a->seal) {
+        seal(a, buf, len);
+        return;
+    }
     bool reply = a->role == SILA_AUTH_REPLY;
     mac_of(&a->send0, buf, len, reply ? a->bind_session : 0, reply ? a->bind_seq : 0, t + T_MAC);
     if (a->role == SILA_AUTH_REQUEST) {
@@ -267,10 +326,30 @@ void sila_auth_sign(struct sila_auth *a, uint8_t *buf, size_t len, uint64_t now_
     }
 }
 
+int sila_auth_sign_again(struct sila_auth *a, uint8_t *buf, size_t len, uint64_t now_ms)
+{
+    const uint8_t *t = buf + len;
+    if (a->seal && memcmp(t, SEAL_MAGIC, sizeof SEAL_MAGIC) == 0 &&
+        get64(t + T_SESSION) == a->session) { /* sealed here, not sent */
+        uint64_t sealed_ms = get64(t + T_TIME);
+        if (get64(t + T_SEQ) == a->seq && now_ms >= sealed_ms &&
+            now_ms - sealed_ms < a->window_ms / 2)
+            return 0;
+        /* its sequence number is behind, or its clock may make it stale
+         * to a receiver that does not know the session yet */
+        if (!unseal(buf, len, a->send_key))
+            return -EINVAL;
+    }
+    sila_auth_sign(a, buf, len, now_ms);
+    return 0;
+}
+
 bool sila_auth_has_trailer(const uint8_t *buf, size_t len)
 {
-    return len >= SILA_AUTH_TRAILER &&
-           memcmp(buf + len - SILA_AUTH_TRAILER, MAGIC, sizeof MAGIC) == 0;
+    if (len < SILA_AUTH_TRAILER)
+        return false;
+    const uint8_t *t = buf + len - SILA_AUTH_TRAILER;
+    return memcmp(t, MAGIC, sizeof MAGIC) == 0 || memcmp(t, SEAL_MAGIC, sizeof SEAL_MAGIC) == 0;
 }
 
 static struct session *find_session(struct sila_auth *a, uint64_t id)
@@ -329,15 +408,20 @@ static int check_fresh(struct sila_auth *a, uint64_t session, uint64_t seq, uint
     return 0;
 }
 
-int sila_auth_verify(struct sila_auth *a, const uint8_t *buf, size_t len, uint64_t now_ms,
-                     size_t *ret_len, struct sila_err *err)
+/* The trailer's magic and key id, for what the end takes. */
+static int check_form(const struct sila_auth *a, const uint8_t *t, struct sila_err *err)
 {
-    if (len < SILA_AUTH_TRAILER)
-        return sila_err_set(err, -EBADMSG, "%zu bytes, too short for a MAC (no key?)", len);
-    size_t plen = len - SILA_AUTH_TRAILER;
-    const uint8_t *t = buf + plen;
-    if (memcmp(t, MAGIC, sizeof MAGIC) != 0)
+    bool sealed = memcmp(t, SEAL_MAGIC, sizeof SEAL_MAGIC) == 0;
+    if (!sealed && memcmp(t, MAGIC, sizeof MAGIC) != 0)
         return sila_err_set(err, -EBADMSG, "no MAC (a sender without a key?)");
+    if (sealed && !a->seal)
+        return sila_err_set(err, -EBADMSG,
+                            "sealed (its sender encrypts, --encrypt) on a link that only "
+                            "authenticates");
+    if (!sealed && a->seal)
+        return sila_err_set(err, -EBADMSG,
+                            "only authenticated, not sealed (its sender does not encrypt), on a "
+                            "sealed link");
     uint32_t id;
     memcpy(&id, t + T_KEYID, sizeof id);
     if (id != a->key.id) {
@@ -347,14 +431,49 @@ int sila_auth_verify(struct sila_auth *a, const uint8_t *buf, size_t len, uint64
         return sila_err_set(err, -EBADMSG, "signed with another key (id %s; this one's is %s)",
                             theirs, ours);
     }
+    return 0;
+}
+
+/* Opens a sealed message of plen payload bytes (decrypting them in place)
+ * with the key of its sender's session. */
+static int open_sealed(const struct sila_auth *a, uint8_t *buf, size_t plen, struct sila_err *err)
+{
+    uint8_t key[crypto_aead_xchacha20poly1305_ietf_KEYBYTES];
+    session_key(&a->key, a->recv_label, a->recv_label_len, get64(buf + plen + T_SESSION), key);
+    bool ok = unseal(buf, plen, key);
+    sodium_memzero(key, sizeof key);
+    return ok ? 0
+              : sila_err_set(err, -EBADMSG,
+                             "it does not open (altered or forged, or sealed for another link "
+                             "or by this end)");
+}
+
+static int check_mac(const struct sila_auth *a, const uint8_t *buf, size_t plen,
+                     struct sila_err *err)
+{
     bool reply = a->role == SILA_AUTH_REQUEST;
     uint8_t mac[32];
     mac_of(&a->recv0, buf, plen, reply ? a->bind_session : 0, reply ? a->bind_seq : 0, mac);
-    if (crypto_verify_32(mac, t + T_MAC) != 0)
+    if (crypto_verify_32(mac, buf + plen + T_MAC) != 0)
         return sila_err_set(err, -EBADMSG, "its MAC does not verify (altered or forged%s)",
                             reply ? ", or not the answer to the last request" : "");
+    return 0;
+}
+
+int sila_auth_verify(struct sila_auth *a, uint8_t *buf, size_t len, uint64_t now_ms,
+                     size_t *ret_len, struct sila_err *err)
+{
+    if (len < SILA_AUTH_TRAILER)
+        return sila_err_set(err, -EBADMSG, "%zu bytes, too short for a MAC (no key?)", len);
+    size_t plen = len - SILA_AUTH_TRAILER;
+    const uint8_t *t = buf + plen;
+    int r = check_form(a, t, err);
+    if (r == 0)
+        r = a->seal ? open_sealed(a, buf, plen, err) : check_mac(a, buf, plen, err);
+    if (r)
+        return r;
     uint64_t session = get64(t + T_SESSION), seq = get64(t + T_SEQ);
-    int r = check_fresh(a, session, seq, get64(t + T_TIME), now_ms, err);
+    r = check_fresh(a, session, seq, get64(t + T_TIME), now_ms, err);
     if (r)
         return r;
     if (a->role == SILA_AUTH_REPLY) {

@@ -1,5 +1,5 @@
 /* nanomsg behind the link interface (see transport.h), and the one place
- * where messages are signed and verified (auth.h). */
+ * where messages are signed or sealed and verified (auth.h). */
 #include "transport.h"
 
 #include <errno.h>
@@ -53,7 +53,8 @@ static struct sila_auth *auth_new(enum sila_link_kind kind, bool listen,
                                  .role = kind == SILA_LINK_REQUEST ? SILA_AUTH_REQUEST
                                          : kind == SILA_LINK_REPLY ? SILA_AUTH_REPLY
                                                                    : SILA_AUTH_PAIR,
-                                 .window_ms = auth->window_ms};
+                                 .window_ms = auth->window_ms,
+                                 .seal = auth->seal};
     return sila_auth_new(&p);
 }
 
@@ -84,6 +85,8 @@ int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *ur
     if (max_frame < 1 || max_frame > INT_MAX - room)
         return sila_err_set(err, -EINVAL, "%s: frame limit %zu outside 1..%zu", url, max_frame,
                             INT_MAX - room);
+    if (auth && auth->seal && (!keyed || kind != SILA_LINK_PAIR))
+        return sila_err_set(err, -EINVAL, "%s: only a pair link with a key can be sealed", url);
     int r = listen ? ipc_path_free(url, err) : 0;
     if (r)
         return r;
@@ -132,8 +135,14 @@ void sila_link_settle(void)
 
 uint8_t *sila_link_alloc(size_t len)
 {
-    /* the room behind: a keyed link writes its trailer there, no copy */
-    return len > SIZE_MAX - SILA_AUTH_TRAILER ? NULL : nn_allocmsg(len + SILA_AUTH_TRAILER, 0);
+    /* the room behind: a keyed link writes its trailer there, no copy;
+     * zeroed, so that no old bytes pass for the trailer of a message
+     * sealed and not yet sent (sila_auth_sign_again) */
+    uint8_t *buf =
+        len > SIZE_MAX - SILA_AUTH_TRAILER ? NULL : nn_allocmsg(len + SILA_AUTH_TRAILER, 0);
+    if (buf)
+        memset(buf + len, 0, SILA_AUTH_TRAILER);
+    return buf;
 }
 
 void sila_link_release(uint8_t *buf)
@@ -154,7 +163,10 @@ static int wait_flags(const struct sila_link *l, int option, int timeout_ms)
 int sila_link_send(struct sila_link *l, uint8_t *buf, size_t len, int timeout_ms)
 {
     if (l->auth && (l->kind != SILA_LINK_REPLY || l->authenticated)) {
-        sila_auth_sign(l->auth, buf, len, sila_auth_now_ms());
+        /* a send tried again: a sealed buffer holds ciphertext already */
+        int r = sila_auth_sign_again(l->auth, buf, len, sila_auth_now_ms());
+        if (r)
+            return r;
     } else if (nn_reallocmsg(buf, len) != buf) {
         /* nanomsg >= 1.1 (meson.build) shortens a message in place; a
          * failure leaves it as it was */
@@ -184,7 +196,7 @@ static int reply_dropped(double deadline, int timeout_ms)
 
 /* Whether a received message of *len bytes may be passed on (its payload
  * length then in *len); else counts it and keeps the reason. */
-static bool take(struct sila_link *l, const uint8_t *buf, size_t *len)
+static bool take(struct sila_link *l, uint8_t *buf, size_t *len)
 {
     l->authenticated = false;
     if (!l->auth || (l->accept_bare && !sila_auth_has_trailer(buf, *len)))

@@ -16,7 +16,10 @@
  * fills the trailer in the room every send buffer has behind its bytes,
  * receiving verifies it, and a message that fails is dropped here, counted
  * and its reason kept, so that callers only ever see authentic messages.
- * A link without a key sends and takes messages bare, as before. */
+ * A sealed link (a PAIR link opened with a key and seal) encrypts every
+ * message too, in the send buffer itself, and decrypts it in the receive
+ * buffer: callers see the same bytes as on any other link. A link without
+ * a key sends and takes messages bare, as before. */
 #ifndef SILA_TRANSPORT_H
 #define SILA_TRANSPORT_H
 
@@ -55,13 +58,16 @@ struct sila_link_auth {
     bool accept_bare;           /* REPLY links: pass bare requests on too (sila_link_authenticated
                                    tells), and answer them bare */
     uint32_t window_ms;         /* accepted clock difference; 0: SILA_AUTH_WINDOW_MS */
+    bool seal;                  /* PAIR links: encrypt every message as well (auth.h); takes
+                                   sealed messages only */
 };
 
 /* Opens a link of a kind on url (tcp://HOST:PORT, ipc://PATH or
  * inproc://NAME), listening (bind) or connecting (reconnects by itself),
  * receiving messages of at most max_frame bytes (1 .. INT_MAX) besides a
- * trailer, authenticated when auth has a key. Errors: -EINVAL (bad url,
- * limit or channel), -EADDRINUSE, ... with err naming the url. */
+ * trailer, authenticated when auth has a key, and sealed when it asks so.
+ * Errors: -EINVAL (bad url, limit or channel; seal without a key or on a
+ * link that is not a PAIR), -EADDRINUSE, ... with err naming the url. */
 int sila_link_open(struct sila_link *l, enum sila_link_kind kind, const char *url, bool listen,
                    size_t max_frame, const struct sila_link_auth *auth, struct sila_err *err);
 /* Closes the link; safe on a closed one. Messages nanomsg has not yet
@@ -74,15 +80,18 @@ void sila_link_close(struct sila_link *l);
 #define SILA_LINK_SETTLE_MS 200
 void sila_link_settle(void);
 
-/* A send buffer of len bytes (and room for a trailer behind them), or
- * NULL. Freed by a successful send, else by sila_link_release. */
+/* A send buffer of len bytes (and room for a trailer behind them, zeroed),
+ * or NULL. Freed by a successful send, else by sila_link_release. */
 uint8_t *sila_link_alloc(size_t len);
 /* Frees a buffer from sila_link_alloc or sila_link_recv. */
 void sila_link_release(uint8_t *buf);
 
 /* Sends the len bytes of buf, which sila_link_alloc(len) gave, signed on a
- * keyed link (on a REPLY link, when the request it answers was). A send
- * that failed may be tried again with the same buf and len. timeout_ms: 0
+ * keyed link (on a REPLY link, when the request it answers was), sealed on
+ * a sealed one: then buf's bytes are encrypted in place, whether the send
+ * succeeds or not. A send that failed may be tried again with the same buf
+ * and len, unchanged since (on a sealed link: -EINVAL if they were); or
+ * buf released. timeout_ms: 0
  * never waits (-EAGAIN when it would block), -1 waits forever, > 0 waits
  * at most that long (-ETIMEDOUT). On success the link owns buf; on failure
  * the caller still does. nanomsg may block even without waiting on large

@@ -11,6 +11,13 @@
 # loopback, pause does; silactl with another key gets no answer it takes;
 # --rpc-reads authenticated closes the reads too. A keyed worker drops the
 # answers of a coordinator without a key, and says so.
+# Sealed runs (--encrypt): it needs a key; a worker with --encrypt is
+# refused by a coordinator without it, both saying why; a coordinator with
+# it seals the links of workers without it too. A sealed run over tcp
+# writes the step records, evaluations and weights of the MAC'd one, and
+# (where packets can be captured on lo: root) none of the frames of the
+# MAC'd run's capture show in its own; a sealed spawned run's RPC still
+# answers silactl.
 . "$(dirname "$0")/lib.sh"
 
 : "${SILAWORKER:?SILAWORKER must name the silaworker executable}"
@@ -21,11 +28,45 @@ SMALL=(--set job.train_limit=512 --set job.test_limit=256 --set job.batch=32
        --set job.epochs=2 --set job.period=4 --set job.global_steps=1
        --set job.global_ramp=false)
 SIGN=$SILA_SOURCE_DIR/tests/integration/signmsg.py
+CAPTURE=$SILA_SOURCE_DIR/tests/integration/capture.py
 PORT=$(claim_ports 700) || exit 99
 URL=tcp://127.0.0.1:$PORT
 RPC=tcp://127.0.0.1:$((PORT + 140))
 
 rejected() { "$SILACTL" --connect "$RPC" status --json | python3 "$JSONCHECK" field - rejected_messages; }
+
+# start_capture NAME BASE: records in NAME.cap what crosses lo on the
+# control links of the workers for modules 1 and 3 of the run listening on
+# port BASE, and on the data edges into them; capture is its pid, empty
+# when packets cannot be captured here (NAME.rec says why).
+capture=
+start_capture()
+{
+    python3 "$CAPTURE" record "$1.cap" $(($2 + 1)) $(($2 + 3)) $(($2 + 65)) $(($2 + 67)) \
+        >"$1.rec" 2>&1 &
+    capture=$!
+    if ! wait_for 30 grep -q recording "$1.rec"; then
+        kill $capture 2>/dev/null
+        wait $capture 2>/dev/null
+        capture=
+    fi
+}
+stop_capture()
+{
+    [ -n "$capture" ] && kill $capture && wait $capture
+    capture=
+}
+
+# end_run: waits for $silad (its exit status into st), then for $w1 and
+# $w2, and stops the capture.
+end_run()
+{
+    ended $silad 180
+    st=$?
+    ended $w1 10
+    ended $w2 10
+    stop_capture
+}
 
 # ---- keys
 "$SILACTL" keygen k1 >keygen.out 2>&1
@@ -55,6 +96,12 @@ check "a key file of the wrong size is refused" \
     grep -q "key file k-short: 40 bytes, not a sila key file" short.out
 SILA_KEY_FILE=k-short "$SILACTL" --connect "$RPC" status >env.out 2>&1
 check "SILA_KEY_FILE names the key when --key does not" grep -q "key file k-short" env.out
+"$SILAD" --job "$JOB" --listen "$URL" --encrypt --out noseal >noseal.out 2>&1
+check "silad --encrypt without a key is refused, saying it needs one" \
+    grep -q -- "--encrypt seals .* it needs --key FILE" noseal.out
+"$SILAWORKER" --module 1 --connect "$URL" --encrypt >wnoseal.out 2>&1
+check "silaworker --encrypt without a key is refused too" \
+    grep -q -- "--encrypt needs the cluster key" wnoseal.out
 
 # ---- safe defaults
 ANY=tcp://0.0.0.0:$((PORT + 300))
@@ -108,10 +155,11 @@ check "--bind takes an address, not a name" \
 REF=$(sha_of ref/model.sila 2>/dev/null)
 
 # ---- a keyed run over tcp, workers started by hand
+start_capture clear "$PORT"
 "$SILAD" --job "$JOB" --listen "$URL" --rpc "$RPC" --key k1 --out keyed "${SMALL[@]}" \
     >keyed.stdout 2>keyed.stderr &
 silad=$!
-trap 'kill $silad 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
+trap 'kill $silad $capture 2>/dev/null; rm -rf "$TEST_TMP"' EXIT
 "$SILAWORKER" --module 1-2 --connect "$URL" --key k1 --threads 1 --join-timeout 60 \
     >w1.out 2>w1.err &
 w1=$!
@@ -135,6 +183,17 @@ else
 fi
 check "silad logs the hellos it dropped, signed with another key" \
     wait_for 10 grep -q "on the rendezvous that failed authentication.*another key" keyed.stderr
+"$SILAWORKER" --module 3-4 --connect "$URL" --key k1 --encrypt --threads 1 --join-timeout 60 \
+    >wseal.out 2>wseal.err
+st=$?
+if [ $st -ne 0 ] && grep -q "refused this worker: the worker on 127.0.0.1 (pid [0-9]*) takes only sealed links (--encrypt) and this coordinator does not" wseal.err &&
+    grep -q "refused a worker: the worker on 127.0.0.1 (pid [0-9]*) takes only sealed" keyed.stderr
+then
+    ok "a worker with --encrypt is refused by a coordinator without it, both saying why"
+else
+    not_ok "a worker with --encrypt is refused by a coordinator without it (exit $st)" wseal.err \
+        keyed.stderr
+fi
 check "no worker for modules 3-4 joined" sh -c "! grep -q 'modules 3-4' keyed.stdout"
 
 "$SILACTL" --connect "$RPC" status --json >st0.json 2>st0.err
@@ -164,10 +223,7 @@ check "silad logs the replay" wait_for 30 grep -q "rendezvous that failed.*repla
 "$SILAWORKER" --module 3-4 --connect "$URL" --key k1 --threads 1 --join-timeout 60 \
     >w2.out 2>w2.err &
 w2=$!
-ended $silad 180
-st=$?
-ended $w1 10
-ended $w2 10
+end_run
 if [ $st -eq 0 ] && [ -n "$REF" ] && [ "$(sha_of keyed/model.sila 2>/dev/null)" = "$REF" ]; then
     ok "the keyed run over tcp ends with the unkeyed run's weights ($REF)"
 else
@@ -175,12 +231,64 @@ else
         w1.err w2.err
 fi
 
-# ---- the RPC of a keyed run: spawned workers, given the key by silad
+# ---- the same run sealed: silad --encrypt; the first worker asks for it,
+# the second follows the coordinator
+URL3=tcp://127.0.0.1:$((PORT + 600))
+start_capture sealed $((PORT + 600))
+"$SILAD" --job "$JOB" --listen "$URL3" --rpc none --key k1 --encrypt --out sealed "${SMALL[@]}" \
+    >sealed.stdout 2>sealed.stderr &
+silad=$!
+"$SILAWORKER" --module 1-2 --connect "$URL3" --key k1 --encrypt --threads 1 --join-timeout 60 \
+    >s1.out 2>s1.err &
+w1=$!
+"$SILAWORKER" --module 3-4 --connect "$URL3" --key k1 --threads 1 --join-timeout 60 \
+    >s2.out 2>s2.err &
+w2=$!
+end_run
+if [ $st -eq 0 ] && [ "$(grep -c "joined from 127.0.0.1 (pid [0-9]*), its links sealed" sealed.stdout)" = 2 ] &&
+    grep -q "joined $URL3 (generation 1, links sealed)" s1.out &&
+    grep -q "joined $URL3 (generation 1, links sealed)" s2.out; then
+    ok "a sealed run over tcp: both workers seal, the one without --encrypt too"
+else
+    not_ok "a sealed run over tcp: both workers seal (exit $st)" sealed.stderr sealed.stdout \
+        s1.out s1.err s2.out s2.err
+fi
+check_same_run "sealed against MAC'd" keyed sealed
+check "sealed against MAC'd: equal step records" python3 "$JSONCHECK" same-steps \
+    keyed/metrics.jsonl sealed/metrics.jsonl
+if grep -q "cannot capture" clear.rec sealed.rec; then
+    ok "what crosses lo: no frame of the MAC'd run shows in the sealed one # SKIP $(cat clear.rec)"
+else
+    check "what crosses lo: no frame of the MAC'd run shows in the sealed one" \
+        python3 "$CAPTURE" compare clear.cap sealed.cap
+fi
+
+# ---- a worker with --encrypt, a coordinator whose (authentic) Welcome
+# does not say the run is sealed, as one from before --encrypt
+URL4=tcp://127.0.0.1:$((PORT + 690))
+python3 "$SILA_SOURCE_DIR/tests/integration/oldcoord.py" "$URL4" k1 >old.out 2>&1 &
+old=$!
+wait_for 30 grep -q listening old.out
+"$SILAWORKER" --module 1-2 --connect "$URL4" --key k1 --encrypt --threads 1 --join-timeout 30 \
+    >wold.out 2>wold.err
+st=$?
+if [ $st -ne 0 ] && grep -q "$URL4 does not seal the run's links" wold.err; then
+    ok "a worker with --encrypt leaves a coordinator that does not say it seals"
+else
+    not_ok "a worker with --encrypt leaves a coordinator that does not say it seals (exit $st)" \
+        wold.err old.out
+fi
+ended $old 10 >/dev/null
+
+# ---- the RPC of a keyed run: spawned workers, given the key by silad, the
+# run sealed (its RPC is not)
 URL2=tcp://127.0.0.1:$((PORT + 500))
-"$SILAD" --job "$JOB" --spawn=2 --threads 1 --listen "$URL2" --rpc "$RPC" --key k1 --out steer \
-    --set job.train_limit=9600 --set job.epochs=20 >steer.stdout 2>steer.stderr &
+"$SILAD" --job "$JOB" --spawn=2 --threads 1 --listen "$URL2" --rpc "$RPC" --key k1 --encrypt \
+    --out steer --set job.train_limit=9600 --set job.epochs=20 >steer.stdout 2>steer.stderr &
 silad=$!
 wait_for 30 grep -q "^job fmnist-cnn-k4" steer.stdout || not_ok "the keyed spawned run starts" steer.stderr
+check "the spawned workers seal their links" \
+    wait_for 30 sh -c "test \$(grep -c 'joined $URL2 (generation 1, links sealed)' steer.stdout) = 2"
 "$SILACTL" --connect "$RPC" pause >pause-nokey.out 2>&1
 st=$?
 if [ $st -ne 0 ] && grep -q "control methods need the cluster key" pause-nokey.out; then

@@ -9,7 +9,8 @@ of docs/protocol.md ("Authentication"): magic "SLA1", the key id, a random
 session, sequence 1, the clock in unix ms, and the MAC, HMAC-SHA-512
 truncated to 32 bytes (libsodium's crypto_auth) of the label
 "sila/1/CHANNEL/SIDE" and a zero byte, the payload, the trailer's first 32
-bytes and 16 zero bytes (no request answered). SIDE is the sender's:
+bytes and 16 zero bytes (no request answered; sign() also signs a reply,
+with the session and sequence of its request there). SIDE is the sender's:
 "bind" (it listens) or "connect". The second form signs a worker's Hello
 for modules FIRST..LAST as a control frame on the rendezvous, as a worker
 sends it. Written from the documentation, independently of the C code.
@@ -31,12 +32,14 @@ def load_key(path):
     return bytes.fromhex(line[len(prefix):])
 
 
-def sign(key, channel, side, payload):
+def sign(key, channel, side, payload, answered=bytes(16)):
+    """payload and its trailer; answered: a request's session and sequence
+    (its trailer's bytes 8..23), for a reply."""
     key_id = hashlib.blake2b(b"sila key id", digest_size=16, key=key).digest()[:4]
     session = os.urandom(8)
     head = b"SLA1" + key_id + session + struct.pack("<QQ", 1, int(time.time() * 1000))
     label = f"sila/1/{channel}/{side}".encode() + b"\0"
-    mac = hmac.new(key, label + payload + head + bytes(16), hashlib.sha512).digest()[:32]
+    mac = hmac.new(key, label + payload + head + answered, hashlib.sha512).digest()[:32]
     return payload + head + mac
 
 
@@ -60,12 +63,15 @@ with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "
     WIRE_VERSION = int(re.search(r"#define SILA_WIRE_VERSION (\d+)u", _h.read()).group(1))
 
 
+def control_frame(msg):
+    """A control frame of a serialized sila.Control."""
+    return b"SILC" + struct.pack("<I", len(msg)) + msg + bytes(-len(msg) % 4)
+
+
 def hello_frame(first, last):
     hello = (field(1, WIRE_VERSION) + field(2, first) + field(3, last) + field(5, b"signmsg.py") +
              field(6, os.getpid()) + field(7, 1 << 30))
-    msg = field(1, hello)  # sila.Control, its hello
-    pad = bytes(-len(msg) % 4)
-    return b"SILC" + struct.pack("<I", len(msg)) + msg + pad
+    return control_frame(field(1, hello))  # sila.Control, its hello
 
 
 def main():
