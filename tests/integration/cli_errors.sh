@@ -19,6 +19,18 @@ failed_cleanly()
     fi
 }
 
+# verdict DESC WHY: ok DESC when WHY is empty; else not_ok, with WHY and the
+# case's output ($out, $err).
+verdict()
+{
+    if [ -z "$2" ]; then
+        ok "$1"
+    else
+        { echo "[$2] stdout:"; cat "$out"; echo "stderr:"; cat "$err"; } >"$out.why"
+        not_ok "$1" "$out.why"
+    fi
+}
+
 # refuses DESC WANT TEXT CMD...: one case: CMD fails (WANT as in
 # failed_cleanly) and its stderr contains TEXT. Sets $out and $err to its
 # output files.
@@ -33,13 +45,7 @@ refuses()
     st=$?
     failed_cleanly "$st" "$want" || why="exit status $st, expected $want"
     grep -qF -- "$text" "$err" || why="${why:+$why; }stderr does not say: $text"
-    if [ -z "$why" ]; then
-        ok "$desc"
-    else
-        echo "[$why] stdout:" >"$out.why" && cat "$out" >>"$out.why"
-        echo "stderr:" >>"$out.why" && cat "$err" >>"$out.why"
-        not_ok "$desc" "$out.why"
-    fi
+    verdict "$desc" "$why"
 }
 
 # silad_refuses DESC TEXT ARG...: silad with ARGs and --out DIR (a fresh
@@ -86,13 +92,7 @@ every_mode_refuses()
         [ -z "$dir" ] || [ ! -e "$dir/model.sila" ] || why="${why:+$why; }a model was written"
         left=$(left_running "case$case_n")
         [ -z "$left" ] || why="${why:+$why; }processes left running: $left"
-        if [ -z "$why" ]; then
-            ok "silad ${mode%%=*} $desc"
-        else
-            echo "[$why] stdout:" >"$out.why" && cat "$out" >>"$out.why"
-            echo "stderr:" >>"$out.why" && cat "$err" >>"$out.why"
-            not_ok "silad ${mode%%=*} $desc" "$out.why"
-        fi
+        verdict "silad ${mode%%=*} $desc" "$why"
         [ -n "$first" ] || first=$err
     done
 }
