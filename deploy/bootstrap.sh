@@ -2,10 +2,15 @@
 # The README's two quick-start commands, for a Debian 12 machine as root:
 #   deploy/bootstrap.sh run    install what is missing, build, train the default job
 #                              over local worker processes
-#   deploy/bootstrap.sh test   install what is missing, build, run the whole test suite
+#   deploy/bootstrap.sh test   install what is missing, build, run the whole test suite,
+#                              then its sanitized subset
 # Installs only packages that are absent (apt-get update first, when needed),
 # builds into ./build with warnings as errors, and never downloads anything
-# but Debian packages.
+# but Debian packages. `test` also builds ./build-sanitize with
+# AddressSanitizer (LeakSanitizer included) and UBSan, and runs the tests of
+# suite 'sanitize' there (tests/meson.build) with the test setup that makes
+# every report fail its test (meson.build); gcc brings their runtimes
+# (libasan8, libubsan1).
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -38,26 +43,34 @@ install_missing() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
 }
 
+# build DIR [OPTION...]: configures DIR with warnings as errors and the
+# OPTIONs (set up on the first call), and builds it.
 build() {
-    if [ -f build/build.ninja ]; then
-        meson configure build -Dwerror=true >/dev/null
+    dir=$1
+    shift
+    if [ -f "$dir/build.ninja" ]; then
+        meson configure "$dir" -Dwerror=true "$@" >/dev/null
     else
-        meson setup build -Dwerror=true
+        meson setup "$dir" -Dwerror=true "$@"
     fi
-    meson compile -C build
+    meson compile -C "$dir"
 }
 
 [ $# -eq 1 ] || usage
 case "$1" in
 run)
     install_missing $BUILD_PACKAGES
-    build
+    build build
     exec build/daemon/silad --job deploy/jobs/fmnist-cnn-k4.ini --spawn
     ;;
 test)
     install_missing $BUILD_PACKAGES $TEST_PACKAGES
-    build
-    exec meson test -C build --print-errorlogs
+    build build
+    build build-sanitize -Db_sanitize=address,undefined -Dbuildtype=debugoptimized
+    status=0
+    meson test -C build --print-errorlogs || status=1
+    meson test -C build-sanitize --setup sanitize --suite sanitize --print-errorlogs || status=1
+    exit $status
     ;;
 *)
     usage

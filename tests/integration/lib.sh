@@ -24,6 +24,17 @@ trap 'exit 130' INT    # so that the EXIT trap also cleans up after a
 trap 'exit 143' TERM   # timeout or an interrupt
 cd "$TEST_TMP" || exit 99
 
+# Under `meson test --setup sanitize` (ASAN_OPTIONS set) done_testing's last
+# case is that no process the script started reported anything: a report of
+# a worker that silad replaced, or of a program meant to fail, would
+# otherwise go unseen. AddressSanitizer and LeakSanitizer write theirs to
+# $TEST_TMP/sanitizer.PID; UBSan, whose gcc runtime ignores log_path beside
+# ASan's, writes to the stderr of the process, which the scripts keep in
+# files under $TEST_TMP (check() keeps each case's in its own).
+if [ -n "${ASAN_OPTIONS-}" ]; then
+    export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$TEST_TMP/sanitizer"
+fi
+
 tap_n=0
 tap_failed=0
 
@@ -53,12 +64,12 @@ not_ok()
 # caller's, so a here-document can feed it). CMD's output is shown on failure.
 check()
 {
-    local desc=$1
+    local desc=$1 out=$TEST_TMP/.check-$((tap_n + 1)).out
     shift
-    if "$@" >"$TEST_TMP/.check.out" 2>&1; then
+    if "$@" >"$out" 2>&1; then
         ok "$desc"
     else
-        not_ok "$desc (exit $?)" "$TEST_TMP/.check.out"
+        not_ok "$desc (exit $?)" "$out"
     fi
 }
 
@@ -139,9 +150,20 @@ print(first)
 EOF
 }
 
-# done_testing: prints the TAP plan and exits 1 if any case failed.
+# done_testing: prints the TAP plan and exits 1 if any case failed. In a
+# sanitized run its last case is that no sanitizer reported an error.
 done_testing()
 {
+    if [ -n "${ASAN_OPTIONS-}" ]; then
+        local reports
+        reports=$(grep -rlI -E '^==[0-9]+==ERROR: |: runtime error: ' "$TEST_TMP")
+        if [ -z "$reports" ]; then
+            ok "no sanitizer reported an error"
+        else
+            # shellcheck disable=SC2086 # the files are named by the scripts, without spaces
+            not_ok "no sanitizer reported an error (${reports//$'\n'/, })" $reports
+        fi
+    fi
     echo "1..$tap_n"
     [ "$tap_failed" -eq 0 ] || echo "# $tap_failed of $tap_n failed"
     exit $((tap_failed > 0))
