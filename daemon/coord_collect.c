@@ -60,8 +60,11 @@ static void save_and_stop(struct coord *c)
         return;
     }
     report_saved(&c->run->rep, path, &x);
-    for (int i = 0; i < c->npeers; i++)
-        report_worker(&c->run->rep, &c->peers[i]->summary, c->samples[c->peers[i]->first]);
+    for (int k = 0; k < c->K; k++) { /* in the order of the modules */
+        const struct peer *p = c->peers[c->owner[k]];
+        if (p->first == k)
+            report_worker(&c->run->rep, &p->summary, c->samples[k]);
+    }
     coord_finish(c, 0);
 }
 

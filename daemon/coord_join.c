@@ -3,7 +3,6 @@
  * through each one's outbox), and the start of the run once every module
  * has a ready worker. */
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,7 +221,6 @@ static int admit(struct coord *c, const Sila__Hello *h, Sila__Welcome *w, char *
         free(p);
         return r;
     }
-    p->loss = NAN;
     p->last_message = sila_clock_s();
     if (c->started) { /* replaces the lost worker of the same modules */
         struct peer *old = c->peers[c->owner[p->first]];

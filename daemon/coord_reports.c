@@ -2,6 +2,7 @@
  * module finishes its batches in, turned into progress, metrics and
  * evaluations, and (for collab) into the learned soft targets. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,12 +93,8 @@ void coord_on_done(struct coord *c, struct peer *p, const Sila__Done *d, const f
         on_eval_done(c, k, d);
     } else {
         uint64_t t = c->trained[k]++;
-        report_step_loss(&c->run->rep, k, d->loss);
-        if (k == p->last) {
-            p->loss = d->loss;
-            if (d->samples)
-                p->accuracy = 0.9 * p->accuracy + 0.1 * d->correct / d->samples;
-        }
+        report_step_loss(&c->run->rep, k, t + 1, d->loss,
+                         d->samples ? (double)d->correct / d->samples : NAN);
         if (k == c->K - 1) {
             learn_step(c, t, logits);
             report_step(&c->run->rep, (int)(t / pl->steps_per_epoch), t % pl->steps_per_epoch,

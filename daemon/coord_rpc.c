@@ -1,6 +1,7 @@
 /* The RPC methods of a distributed run (see rpc.h and docs/rpc.md): views
  * of the coordinator's state, and pause, resume, stop. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "clock.h"
 #include "coord_state.h"
@@ -42,6 +43,15 @@ static const char *peer_state(const struct coord *c, const struct peer *p)
     return c->started ? "training" : "ready";
 }
 
+static int by_first_module(const void *a, const void *b)
+{
+    uint32_t x = (*(Sila__WorkerRow *const *)a)->first_module;
+    uint32_t y = (*(Sila__WorkerRow *const *)b)->first_module;
+    return (x > y) - (x < y);
+}
+
+/* One row per worker, in the order of their modules (peers are in the
+ * order they joined). */
 static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
 {
     Sila__Workers *ws = rpc_alloc(rpc, sizeof *ws);
@@ -65,8 +75,10 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         w->state = (char *)peer_state(c, p);
         w->last_message_age_s = p->last_message ? now - p->last_message : -1.0;
         w->step = c->trained[p->last];
-        w->loss = p->loss;
-        w->accuracy = (float)p->accuracy;
+        const struct report_head *h = &c->run->rep.heads[p->last];
+        w->loss = (float)h->loss;
+        w->loss_step = h->step;
+        w->accuracy = (float)h->accuracy;
         w->samples_per_s =
             p->active_s > 0 ? (double)c->done[p->last] * c->job->batch / p->active_s : 0.0;
         w->busy = p->active_s > 0 ? p->busy_s / p->active_s : 0.0;
@@ -75,6 +87,7 @@ static void workers(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
         w->bad_messages = p->bad_messages + coord_peer_rejected(p);
         rows[ws->n_rows++] = w;
     }
+    qsort(rows, ws->n_rows, sizeof *rows, by_first_module);
     ws->rows = rows;
     reply->result_case = SILA__REPLY__RESULT_WORKERS;
     reply->workers = ws;

@@ -41,8 +41,6 @@ struct peer {
     uint64_t bad_messages;
     /* from its reports, for the RPC */
     double last_message; /* sila_clock_s() of its last message */
-    float loss;          /* its last module's last loss, NaN before */
-    double accuracy;     /* moving average of that module's batch accuracy */
     double active_s, busy_s;
     uint64_t peak_rss_kb;
     struct worker_summary summary; /* from its last module state */

@@ -40,6 +40,8 @@ int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
                 uint64_t steps_per_epoch, const struct report_resume *resume, struct sila_err *err)
 {
     memset(r, 0, sizeof *r);
+    for (int k = 0; k < SILA_MAX_MODULES; k++)
+        r->heads[k].loss = NAN;
     int rc = make_dir(out_dir, err);
     if (rc)
         return rc;
@@ -107,10 +109,14 @@ double report_eta(const struct report *r)
     return rate > 0 && done ? (double)left * ((double)r->samples / done) / rate : 0.0;
 }
 
-void report_step_loss(struct report *r, int k, double loss)
+void report_step_loss(struct report *r, int k, uint64_t step, double loss, double accuracy)
 {
     if (isnan(loss))
         return;
+    struct report_head *h = &r->heads[k];
+    h->step = step;
+    h->loss = loss;
+    h->accuracy = isnan(accuracy) ? h->accuracy : 0.9 * h->accuracy + 0.1 * accuracy;
     r->print_win.sum[k] += loss;
     r->print_win.n[k]++;
     r->log_win.sum[k] += loss;

@@ -19,6 +19,15 @@ struct loss_window {
     uint64_t n[SILA_MAX_MODULES];
 };
 
+/* A module's head as training left it, for the RPC's workers: the last
+ * step it learned (a global step that leaves the head out has no loss),
+ * that step's loss, and a moving average of its batch accuracy. */
+struct report_head {
+    uint64_t step;   /* from 1; 0: none yet */
+    double loss;     /* NaN: none yet */
+    double accuracy; /* 0.9 x the previous + 0.1 x the step's */
+};
+
 /* A step record: the run at one step, kept for the RPC's Metrics. */
 struct report_point {
     uint64_t step; /* 1-based count of steps done */
@@ -70,10 +79,11 @@ struct report {
     uint64_t samples;             /* trained so far */
     struct loss_window print_win; /* since the last printed line */
     struct loss_window log_win;   /* since the last metrics record */
-    uint64_t step;                /* steps done */
-    double last_step_at;          /* monotonic seconds when the last step was reported, 0: none */
-    double eval_s;                /* seconds spent in evaluations so far */
-    uint64_t first_step;          /* steps done when this process started (resumed runs) */
+    struct report_head heads[SILA_MAX_MODULES];
+    uint64_t step;       /* steps done */
+    double last_step_at; /* monotonic seconds when the last step was reported, 0: none */
+    double eval_s;       /* seconds spent in evaluations so far */
+    uint64_t first_step; /* steps done when this process started (resumed runs) */
     /* the records written to metrics.jsonl, kept (owned, growing arrays) */
     struct report_point *points;
     size_t npoints, points_cap;
@@ -138,8 +148,10 @@ struct deploy_exit {
  * metrics. */
 void report_saved(struct report *r, const char *path, const struct deploy_exit *x);
 
-/* After each training step: module k's loss (NAN when it had none). */
-void report_step_loss(struct report *r, int k, double loss);
+/* After each training step: module k's loss at its step `step` (from 1)
+ * and its head's share of right answers on the batch, both NaN when its
+ * head took no part. */
+void report_step_loss(struct report *r, int k, uint64_t step, double loss, double accuracy);
 /* After each step: prints progress at most every second (and at epoch
  * ends), appends a step record to the metrics every log_every steps. */
 void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,

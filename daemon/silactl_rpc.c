@@ -24,6 +24,7 @@ struct rpc_opts {
     int timeout_ms;
     const char *cmd;
     uint64_t since;
+    bool answered; /* watch: silad has answered before (a silence now is its end) */
 };
 
 /* One call; on success *ret_reply is the daemon's answer (free with
@@ -65,6 +66,11 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
                     "silactl: %s answered, but not with a reply signed with the key in %s "
                     "(id %s): %s. Does silad run with this key?\n",
                     o->connect, o->key_path, id, why);
+        else if ((r == -ETIMEDOUT || r == -EAGAIN) && o->answered)
+            fprintf(stderr,
+                    "silactl: silad at %s stopped answering: the run ended or silad stopped "
+                    "(the last state it gave is above)\n",
+                    o->connect);
         else if ((r == -ETIMEDOUT || r == -EAGAIN) && o->key)
             fprintf(stderr,
                     "silactl: no silad answered at %s within %d s (is it running, is this its "
@@ -251,6 +257,7 @@ static void print_workers_json(const Sila__Workers *ws)
         printf(",\"last_message_age_s\":%.2f,\"step\":%llu,\"loss\":", w->last_message_age_s,
                (unsigned long long)w->step);
         json_num(w->loss);
+        printf(",\"loss_step\":%llu", (unsigned long long)w->loss_step);
         printf(",\"accuracy\":%.4f,\"samples_per_s\":%.1f,\"busy\":%.4f,\"queue\":%u,"
                "\"peak_rss_mb\":%.1f,\"bad_messages\":%llu}",
                w->accuracy, w->samples_per_s, w->busy, w->queue, w->peak_rss_mb,
@@ -259,20 +266,35 @@ static void print_workers_json(const Sila__Workers *ws)
     printf("]}\n");
 }
 
+/* The workers' table. Loss and accuracy are of the last step the
+ * worker's head learned: "-" before its first, and marked "*" when the
+ * steps since were global ones that left the head out. */
 static void print_workers_text(const Sila__Workers *ws)
 {
-    printf("%-9s %-16s %7s %4s %-9s %6s %8s %7s %6s %9s %5s %5s %8s\n", "modules", "host", "pid",
+    printf("%-9s %-16s %7s %4s %-9s %6s %8s %8s %7s %9s %5s %5s %8s\n", "modules", "host", "pid",
            "gen", "state", "age", "step", "loss", "acc", "samples/s", "busy", "queue", "rss MB");
+    bool earlier = false;
     for (size_t i = 0; i < ws->n_rows; i++) {
         const Sila__WorkerRow *w = ws->rows[i];
-        char mods[16];
+        char mods[16], loss[16], acc[16];
         snprintf(mods, sizeof mods, w->first_module == w->last_module ? "%u" : "%u-%u",
                  w->first_module, w->last_module);
-        printf("%-9s %-16.16s %7u %4u %-9s %5.1fs %8llu %7.3f %5.1f%% %9.0f %4.0f%% %5u %8.0f\n",
-               mods, w->host, w->pid, w->generation, w->state, w->last_message_age_s,
-               (unsigned long long)w->step, w->loss, 100.0 * w->accuracy, w->samples_per_s,
-               100.0 * w->busy, w->queue, w->peak_rss_mb);
+        const char *mark = w->loss_step < w->step ? "*" : " ";
+        earlier |= *mark == '*' && isfinite(w->loss);
+        if (isfinite(w->loss)) {
+            snprintf(loss, sizeof loss, "%.3f%s", w->loss, mark);
+            snprintf(acc, sizeof acc, "%.1f%%%s", 100.0 * w->accuracy, mark);
+        } else {
+            snprintf(loss, sizeof loss, "- ");
+            snprintf(acc, sizeof acc, "- ");
+        }
+        printf("%-9s %-16.16s %7u %4u %-9s %5.1fs %8llu %8s %7s %9.0f %4.0f%% %5u %8.0f\n", mods,
+               w->host, w->pid, w->generation, w->state, w->last_message_age_s,
+               (unsigned long long)w->step, loss, acc, w->samples_per_s, 100.0 * w->busy, w->queue,
+               w->peak_rss_mb);
     }
+    if (earlier)
+        printf("* of an earlier step: the steps since were global ones its head took no part in\n");
 }
 
 static void print_metrics_json(const Sila__Metrics *m)
@@ -405,7 +427,7 @@ static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
 
 /* Status, then workers, redrawn every second until the run ends; a busy
  * daemon (its message printed) is asked again at the next second. */
-static int watch(const struct rpc_opts *o)
+static int watch(struct rpc_opts *o)
 {
     bool tty = isatty(STDOUT_FILENO);
     for (;;) {
@@ -417,6 +439,7 @@ static int watch(const struct rpc_opts *o)
         }
         if (r)
             return EXIT_FAILURE;
+        o->answered = true;
         if (tty)
             printf("\033[H\033[J");
         print_status_text(s->status);

@@ -36,11 +36,14 @@ struct trainer {
     struct train_rpc ctl;
 };
 
-/* The stage's sink for training steps: each module's loss to the report. */
+/* The stage's sink for training steps: each module's loss and head
+ * accuracy to the report, of the step after those it has counted. */
 static int step_done(void *ctx, int k, const struct sila_step_stats *st, struct sila_err *err)
 {
     (void)err;
-    report_step_loss(&((struct trainer *)ctx)->run->rep, k, st->loss);
+    struct trainer *tr = ctx;
+    struct report *rep = &tr->run->rep;
+    report_step_loss(rep, k, rep->step + 1, st->loss, (double)st->correct / tr->job->batch);
     return 0;
 }
 

@@ -58,7 +58,10 @@ static void workers(struct train_rpc *t, struct rpc *rpc, Sila__Reply *reply)
     w->generation = 1; /* the process never changes */
     w->last_message_age_s = 0.0;
     w->step = rep->step;
-    w->loss = rep->npoints ? (float)rep->points[rep->npoints - 1].loss[rep->nmodules - 1] : NAN;
+    const struct report_head *h = &rep->heads[rep->nmodules - 1];
+    w->loss = (float)h->loss;
+    w->loss_step = h->step;
+    w->accuracy = (float)h->accuracy;
     w->samples_per_s = report_rate(rep);
     w->busy = t->paused ? 0.0 : 1.0;
     w->peak_rss_mb = ru.ru_maxrss / 1024.0;

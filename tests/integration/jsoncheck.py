@@ -235,7 +235,7 @@ def cmd_workers(path, rows):
     ws = load_json(path)["workers"]
     if len(ws) != int(rows):
         fail(f"{len(ws)} rows, expected {rows}")
-    mods = sorted(w["modules"] for w in ws)
+    mods = [w["modules"] for w in ws]
     if mods[0][0] != 1 or any(a[1] + 1 != b[0] for a, b in zip(mods, mods[1:])):
         fail(f"module ranges {mods} do not cover the job in order")
     for w in ws:
@@ -243,6 +243,12 @@ def cmd_workers(path, rows):
             fail(f"implausible row {w}")
         if not 0 <= w["busy"] <= 1 or w["peak_rss_mb"] <= 0 or w["last_message_age_s"] < 0:
             fail(f"implausible row {w}")
+        # loss and accuracy are the head's at the last step it learned,
+        # even when the steps since were global ones it took no part in
+        if w["loss"] is None or not 1 <= w["loss_step"] <= w["step"]:
+            fail(f"no head loss, or one of no step of the run: {w}")
+        if not 0 < w["accuracy"] <= 1:
+            fail(f"implausible head accuracy: {w}")
 
 
 def cmd_metrics(path, modules):

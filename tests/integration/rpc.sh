@@ -3,7 +3,8 @@
 # read method answers with plausible values while training goes on; pause
 # stops progress and resume restarts it; bad requests (garbage, oversized,
 # another version, no method) get error replies while training continues;
-# the documented nanocat + protoc recipe works; a flood of reads beyond
+# the documented nanocat + protoc recipe works; workers rows keep their
+# heads' last loss through global steps; a flood of reads beyond
 # --rpc-rate gets busy replies while pause and resume are still served,
 # and reads answer again after it; stop saves a model that evaluates;
 # silactl names an endpoint where nobody answers.
@@ -33,6 +34,7 @@ for _ in $(seq 50); do [ -S "$TEST_TMP/notify.sock" ] && break; sleep 0.1; done
 NOTIFY_SOCKET=$TEST_TMP/notify.sock \
 "$SILAD" --job "$JOBS_DIR/fmnist-cnn-k4.ini" --spawn --threads 1 --rpc "$EP" --out run \
     --set job.train_limit=9600 --set job.test_limit=500 --set job.batch=32 --set job.epochs=4 \
+    --set job.global_ramp=false \
     >run.stdout 2>run.stderr &
 silad=$!
 flood=
@@ -46,11 +48,19 @@ if ctl status --json >status.json 2>status.err &&
 else
     not_ok "status answers" status.err check.out status.json
 fi
-ctl workers --json >workers.json 2>workers.err
-check "workers: 4 rows, one per spawned worker, each training" \
-    python3 "$JSONCHECK" workers workers.json 4
-ctl workers >workers.txt 2>&1
+# half the steps are global (no ramp), and modules 1 to 3 take no part in
+# them with their heads: sampled a few times, a row's loss is still its
+# head's last one, never NaN (the rows in module order)
+for i in 1 2 3 4 5; do
+    ctl workers --json >workers$i.json 2>>workers.err
+    ctl workers >>workers.txt 2>&1
+    sleep 0.3
+done
+check "workers: 4 rows in module order, each training, each with its head's last loss" \
+    bash -c 'for i in 1 2 3 4 5; do python3 "$0" workers workers$i.json 4 || exit 1; done' \
+    "$JSONCHECK"
 check "workers prints a table" grep -q "^modules .*samples/s" workers.txt
+check "workers prints no nan" bash -c '! grep -qi nan workers.txt'
 
 ctl pause >pause.out 2>&1
 check "pause is acknowledged" grep -q "^paused at step" pause.out
