@@ -634,6 +634,21 @@ START_TEST(test_specific_messages)
 }
 END_TEST
 
+START_TEST(test_empty_text)
+{
+    /* An empty file, or a coordinator's Welcome with no job text, is a job
+     * without its sections, not a line with a NUL byte. */
+    char path[256];
+    struct sila_job j;
+    struct sila_err err = {""};
+    write_job("empty.ini", "", path);
+    ck_assert_int_eq(sila_job_load(&j, path, NULL, 0, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "[job]: missing section"), "%s", err.msg);
+    ck_assert_int_eq(sila_job_parse(&j, "welcome", "", 0, NULL, 0, &err), -EINVAL);
+    ck_assert_msg(strstr(err.msg, "welcome:1: [job]: missing section"), "%s", err.msg);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
     struct sila_job j;
@@ -949,6 +964,7 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_bad_case, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(tc, test_specific_messages);
     tcase_add_test(tc, test_objective_resolution);
+    tcase_add_test(tc, test_empty_text);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_line_limit);
     tcase_add_test(tc, test_syntax_accepted);

@@ -482,12 +482,15 @@ static void set_defaults(struct sila_job *j)
 static int load(struct parser *p, int noverrides)
 {
     struct sila_job *job = p->job;
-    p->f = fmemopen(job->text, job->text_len ? job->text_len : 1, "r"); /* text is NUL-ended */
-    if (!p->f)
-        return sila_err_set(p->err, -errno, "%s: cannot read: %s", job->path, strerror(errno));
-    int r = parse_file(p);
-    fclose(p->f);
-    free(p->buf);
+    int r = 0;
+    if (job->text_len) { /* an empty text has no lines: the checks name what it lacks */
+        p->f = fmemopen(job->text, job->text_len, "r");
+        if (!p->f)
+            return sila_err_set(p->err, -errno, "%s: cannot read: %s", job->path, strerror(errno));
+        r = parse_file(p);
+        fclose(p->f);
+        free(p->buf);
+    }
     for (int i = 0; !r && i < noverrides; i++)
         r = apply_override(p, i);
     return r ? r : job_validate(p);
