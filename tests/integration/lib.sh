@@ -31,7 +31,8 @@ cd "$TEST_TMP" || exit 99
 # $TEST_TMP/sanitizer.PID; UBSan, whose gcc runtime ignores log_path beside
 # ASan's, writes to the stderr of the process, which the scripts keep in
 # files under $TEST_TMP (check() keeps each case's in its own).
-if [ -n "${ASAN_OPTIONS-}" ]; then
+sanitized() { [ -n "${ASAN_OPTIONS-}" ]; }
+if sanitized; then
     export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$TEST_TMP/sanitizer"
 fi
 
@@ -154,7 +155,7 @@ EOF
 # sanitized run its last case is that no sanitizer reported an error.
 done_testing()
 {
-    if [ -n "${ASAN_OPTIONS-}" ]; then
+    if sanitized; then
         local reports
         reports=$(grep -rlI -E '^==[0-9]+==ERROR: |: runtime error: ' "$TEST_TMP")
         if [ -z "$reports" ]; then
