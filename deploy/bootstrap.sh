@@ -18,8 +18,10 @@ cd "$(dirname "$0")/.."
 BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libprotobuf-c-dev
 protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev scdoc dataset-fashion-mnist"
 # what the tests use besides: nanocat and protoc speak the RPC by hand, gnuplot
-# draws silactl plot, systemd-nspawn boots the units under a real systemd
-TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container"
+# draws silactl plot, systemd-nspawn boots the units under a real systemd,
+# Slurm's daemons and munge run deploy/slurm/sila.sbatch on a cluster of one
+TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container
+slurmctld slurmd slurm-client munge"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2
