@@ -14,6 +14,19 @@
 
 /* A worker that takes no control message for this long is failing. */
 #define CTL_DEADLINE_MS 30000
+/* The run's end waits this long for each worker to take its Stop: a live
+ * one takes it at once, one that died unnoticed never will (and one that
+ * misses it learns of the end from the coordinator's silence). */
+#define STOP_DEADLINE_MS 2000
+
+/* How long a control message of kind msg_case may wait to leave: a
+ * heartbeat is tried once (a full queue says enough). */
+static int ctl_deadline_ms(uint64_t msg_case)
+{
+    return msg_case == SILA__CONTROL__MSG_HEARTBEAT ? 0
+           : msg_case == SILA__CONTROL__MSG_STOP    ? STOP_DEADLINE_MS
+                                                    : CTL_DEADLINE_MS;
+}
 
 struct sila_link_auth coord_link_auth(const struct coord *c, const char *channel)
 {
@@ -36,8 +49,8 @@ static int poll_link(struct coord *c, uv_poll_t *h, const struct sila_link *l, v
     return uv_poll_start(h, UV_READABLE, cb);
 }
 
-/* Control messages to p, through its outbox: a heartbeat is tried once
- * (a full queue says enough), the others wait up to CTL_DEADLINE_MS. */
+/* The outcome of a control message to p (sent through its outbox within
+ * ctl_deadline_ms). */
 static void on_ctl_sent(void *ctx, uint64_t msg_case, int status)
 {
     struct peer *p = ctx;
@@ -69,10 +82,7 @@ int coord_peer_send(struct coord *c, struct peer *p, Sila__Control *m, const flo
     size_t len;
     struct sila_err e;
     int r = sila_ctl_encode(m, tail, ntail, &buf, &len, &e);
-    if (r == 0 &&
-        (r = outbox_submit(p->out, buf, len,
-                           m->msg_case == SILA__CONTROL__MSG_HEARTBEAT ? 0 : CTL_DEADLINE_MS,
-                           m->msg_case)))
+    if (r == 0 && (r = outbox_submit(p->out, buf, len, ctl_deadline_ms(m->msg_case), m->msg_case)))
         snprintf(e.msg, sizeof e.msg, "%s", strerror(-r));
     if (r) {
         char mods[32];

@@ -8,10 +8,10 @@
 # workers report a step twice or skip one); the model is within 1 point of
 # the fault-free run's (2 with late global steps, below). Then, over tcp, a
 # worker started by hand replaces a frozen one, and the frozen one, thawed,
-# exits. Last, a coordinator killed
-# with -9 is restarted with --resume and new workers join it (as systemd
-# restarts them once their coordinator is gone): the run ends with the
-# weights of the in-process run. The three kills are run twice: with global
+# exits. Then a coordinator killed with -9 is restarted with --resume and
+# new workers join it (as systemd restarts them once their coordinator is
+# gone): the run ends with the weights of the in-process run. Last, a
+# SIGTERM after its workers died unnoticed stops silad at once. The three kills are run twice: with global
 # steps learned at once, and learned late (job.global_lag); a sanitized
 # build, several times slower, runs only the second, whose restarts also
 # rebuild the kept state of late steps.
@@ -179,6 +179,30 @@ else
     kill $silad 2>/dev/null
     not_ok "restarted with --resume, new workers join and the run ends (exit $st)" \
         coord2.stderr second-1-2.err
+fi
+wait
+
+# ---- SIGTERM after the workers died unnoticed (as Slurm's scancel of a
+# job does): silad stops at once, not after the 30 s a control message may
+# wait for a live worker
+URL=tcp://127.0.0.1:$((PORT + 201))
+"$SILAD" --job "$JOB" --listen "$URL" --out term --rpc none "${CK[@]}" >term.stdout \
+    2>term.stderr &
+silad=$!
+start_workers term
+started_term() { grep -q "^job fmnist-cnn-k4" term.stdout; }
+wait_for 300 started_term
+kill -9 $(pgrep -f -- "--connect $URL")
+sleep 0.5
+kill -TERM $silad
+SECONDS=0
+ended $silad 20
+st=$?
+if [ $st -eq 1 ] && [ $SECONDS -le 10 ] && grep -q "stopped by Terminated" term.stderr; then
+    ok "SIGTERM with its workers dead: silad exits 1 in ${SECONDS} s, saying why"
+else
+    not_ok "SIGTERM with its workers dead: silad exits 1 within 10 s (exit $st after ${SECONDS} s)" \
+        term.stderr
 fi
 wait
 
