@@ -1,5 +1,5 @@
-/* silactl eval and inspect (see silactl_model.h): evaluate a saved model on a
- * test split, and describe one. */
+/* silactl eval, inspect and export (see silactl_model.h): evaluate a saved
+ * model on a test split, describe one, and write one as ONNX. */
 #include "silactl_model.h"
 
 #include <getopt.h>
@@ -10,6 +10,7 @@
 #include "dataset.h"
 #include "loss.h"
 #include "modelfile.h"
+#include "onnx.h"
 #include "sealed.h"
 
 #define EVAL_BATCH 256
@@ -460,4 +461,40 @@ int silactl_inspect(int argc, char **argv)
     (json ? print_inspect_json : print_inspect_text)(path, &m, sha);
     sila_model_fini(&m);
     return 0;
+}
+
+/* ---- export ------------------------------------------------------------ */
+
+int silactl_export(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"onnx", required_argument, NULL, 'o'}, {0}};
+    const char *out = NULL;
+    int c, bad = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'o')
+            out = optarg;
+        else
+            bad = 1;
+    }
+    if (bad || optind + 1 != argc || !out) {
+        fprintf(stderr, "usage: silactl export MODEL --onnx OUT.onnx\n");
+        return 2;
+    }
+    struct sila_model m;
+    struct sila_err err = {""};
+    if (sila_model_load(&m, argv[optind], 1, &err)) {
+        fprintf(stderr, "silactl: %s\n", err.msg);
+        return 1;
+    }
+    int r = sila_onnx_export(&m, out, SILA_VERSION, &err);
+    if (r)
+        fprintf(stderr, "silactl: %s\n", err.msg);
+    else
+        printf("wrote %s: ONNX opset %d, input \"pixels\" (N, %d, %d, %d) in [0, 1], output "
+               "\"logits\" (N, %d)\n",
+               out, SILA_ONNX_OPSET, m.input.channels, sila_net_in_shape(m.net).h,
+               sila_net_in_shape(m.net).w, m.num_classes);
+    sila_model_fini(&m);
+    return r ? 1 : 0;
 }
