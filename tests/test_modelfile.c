@@ -1167,45 +1167,46 @@ END_TEST
  * use: refused, naming the file and the fault. */
 START_TEST(refuse_bad_input_record)
 {
-    struct handmade hm;
-    const float bad_std[] = {0.0f, -1.0f, NAN, INFINITY, -0.0f};
-    for (size_t i = 0; i < sizeof bad_std / sizeof bad_std[0]; i++) {
+    static const float bad_std[] = {0.0f, -1.0f, NAN, INFINITY, -0.0f};
+    enum { NSTD = sizeof bad_std / sizeof bad_std[0] };
+    for (int i = 0; i < NSTD + 9; i++) {
+        struct handmade hm;
+        const char *says = "std";
         hm_init(&hm);
-        hm_record(&hm);
-        hm.std[1] = bad_std[i];
-        expect_hm_refused(&hm, "std");
-    }
-    hm_init(&hm);
-    hm_record(&hm);
-    hm.mean[0] = NAN;
-    expect_hm_refused(&hm, "mean");
-    hm_init(&hm);
-    hm_record(&hm);
-    hm.record.n_mean = 1; /* two channels */
-    expect_hm_refused(&hm, "1 means");
-    hm_init(&hm);
-    hm_record(&hm);
-    hm.record.n_mean = hm.record.n_std = 3;
-    expect_hm_refused(&hm, "2 input channels");
-    hm_init(&hm);
-    hm_record(&hm);
-    hm.record.n_std = 0;
-    expect_hm_refused(&hm, "0 stds");
-    hm_init(&hm);
-    hm_record(&hm);
-    hm.record.n_class_names = 2; /* three classes */
-    expect_hm_refused(&hm, "2 class names for 3 classes");
-    hm_init(&hm);
-    hm_record(&hm);
-    hm.names[3] = "three";
-    hm.record.n_class_names = 4;
-    expect_hm_refused(&hm, "4 class names for 3 classes");
-    const char *layouts[] = {"NHWC", "", "nchw"};
-    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
-        hm_init(&hm);
-        hm_record(&hm);
-        hm.record.layout = (char *)layouts[i];
-        expect_hm_refused(&hm, "layout");
+        hm_record(&hm); /* 2 channels, 3 classes */
+        switch (i - NSTD) {
+        case 0:
+            hm.mean[0] = NAN, says = "mean";
+            break;
+        case 1:
+            hm.record.n_mean = 1, says = "1 means";
+            break;
+        case 2:
+            hm.record.n_mean = hm.record.n_std = 3, says = "2 input channels";
+            break;
+        case 3:
+            hm.record.n_std = 0, says = "0 stds";
+            break;
+        case 4:
+            hm.record.n_class_names = 2, says = "2 class names for 3 classes";
+            break;
+        case 5:
+            hm.names[3] = "three", hm.record.n_class_names = 4, says = "4 class names";
+            break;
+        case 6:
+            hm.record.layout = "NHWC", says = "layout";
+            break;
+        case 7:
+            hm.record.layout = "", says = "layout";
+            break;
+        case 8:
+            hm.record.layout = "nchw", says = "layout";
+            break;
+        default:
+            hm.std[1] = bad_std[i];
+            break;
+        }
+        expect_hm_refused(&hm, says);
     }
 }
 END_TEST
