@@ -1,8 +1,10 @@
 /* Tests of common/modelfile: round trips of a CNN (with trained-looking
  * batch-norm statistics) and of an MLP, compared bit for bit and through
- * their eval-mode outputs; the atomicity of saving; and the refusal of every
- * kind of broken file, each of which must fail with a negative errno, a
- * zeroed model and a message naming the file and the fault. Broken payloads
+ * their eval-mode outputs, with their input records; a file written before
+ * the record existed, which gets its dataset kind's values; the atomicity
+ * of saving; and the refusal of every kind of broken file (input records
+ * included), each of which must fail with a negative errno, a zeroed model
+ * and a message naming the file and the fault. Broken payloads
  * are built here with the protobuf-c API and given a correct header, so only
  * the loader's semantic checks can catch them; the unbroken hand-made model
  * is loaded first and its values checked against a hand computation. */
