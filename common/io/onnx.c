@@ -135,7 +135,8 @@ static Onnx__AttributeProto *attr(struct graph *g, Onnx__NodeProto *n, const cha
     onnx__attribute_proto__init(a);
     a->name = (char *)name;
     a->has_type = true, a->type = type;
-    memcpy(list, n->attribute, sizeof *list * n->n_attribute);
+    if (n->n_attribute)
+        memcpy(list, n->attribute, sizeof *list * n->n_attribute);
     list[n->n_attribute] = a;
     n->attribute = list, n->n_attribute++;
     return a;
