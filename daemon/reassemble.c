@@ -150,7 +150,10 @@ int reassemble_save(const struct sila_job *job, const struct body_state *bodies,
         goto out;
     struct sila_model_info info;
     describe(job, last, ret, &info);
-    r = sila_model_save(path, nets[k], params, buffers, &info, err);
+    struct sila_norm norm = sila_dataset_default_norm(job->dataset);
+    struct sila_model_input input =
+        sila_model_input_of_kind(job->dataset, job->input.c, job->nclasses, &norm);
+    r = sila_model_save(path, nets[k], params, buffers, &info, &input, err);
 out:
     free(params);
     free(buffers);

@@ -23,7 +23,8 @@ struct body_state {
 };
 
 /* Writes the model of job from its K = job->nmodules module states to
- * path, ending at the exit job->deploy names; best_head chooses from last,
+ * path, with its dataset's input record, ending at the exit job->deploy
+ * names; best_head chooses from last,
  * the run's last evaluation (NULL: none, and the classifier it is). The
  * exit is written into *ret. Errors: -EINVAL when the states do not add up
  * to the network, -ENOMEM, or the file's; err says which. */

@@ -1,6 +1,6 @@
 /* silactl: the sila client. Commands to a running silad over its RPC
  * (status, workers, metrics, watch, pause, resume, stop), offline commands
- * on model files (eval, inspect), and keygen for a cluster key. */
+ * on model files (eval, inspect, export), and keygen for a cluster key. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,10 +31,14 @@ static void usage(FILE *f)
             "                                          save the model, exit\n"
             "  (each with --timeout S, default 5)\n"
             "On model files:\n"
-            "  eval MODEL [--data KIND:DIR] [--json]   accuracy, per-class accuracy and\n"
-            "                                          confusion matrix on a test split\n"
+            "  eval MODEL [--data KIND:DIR] [--logits FILE] [--json]\n"
+            "                                          accuracy, per-class accuracy and\n"
+            "                                          confusion matrix on a test split;\n"
+            "                                          FILE: the logits, float32 LE\n"
             "  inspect MODEL [--json]                  architecture, parameters, provenance,\n"
-            "                                          weights_sha256\n"
+            "                                          weights_sha256, input record\n"
+            "  export MODEL --onnx OUT.onnx            the network as an ONNX graph (opset 13)\n"
+            "                                          taking pixels/255, NCHW; logits out\n"
             "On a run's metrics.jsonl:\n"
             "  plot METRICS_LOG -o FILE.png|FILE.svg   loss and accuracy curves (gnuplot)\n"
             "A cluster key:\n"
@@ -124,6 +128,8 @@ int main(int argc, char **argv)
         return silactl_eval(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)
         return silactl_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0)
+        return silactl_export(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0)
         return silactl_plot(argc - 1, argv + 1);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

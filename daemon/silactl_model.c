@@ -1,5 +1,5 @@
-/* silactl eval and inspect (see silactl_model.h): evaluate a saved model on a
- * test split, and describe one. */
+/* silactl eval, inspect and export (see silactl_model.h): evaluate a saved
+ * model on a test split, describe one, and write one as ONNX. */
 #include "silactl_model.h"
 
 #include <getopt.h>
@@ -10,23 +10,10 @@
 #include "dataset.h"
 #include "loss.h"
 #include "modelfile.h"
+#include "onnx.h"
+#include "sealed.h"
 
 #define EVAL_BATCH 256
-
-static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
-                                             "Coat",        "Sandal",    "Shirt",    "Sneaker",
-                                             "Bag",         "Ankle boot"};
-static const char *const cifar10_names[10] = {"airplane", "automobile", "bird",  "cat",  "deer",
-                                              "dog",      "frog",       "horse", "ship", "truck"};
-
-static const char *class_name(enum sila_dataset_kind kind, int c)
-{
-    if (kind == SILA_DATASET_FMNIST && c < 10)
-        return fmnist_names[c];
-    if (kind == SILA_DATASET_CIFAR10 && c < 10)
-        return cifar10_names[c];
-    return NULL;
-}
 
 /* Writes s as a JSON string. */
 static void json_str(FILE *f, const char *s)
@@ -46,26 +33,31 @@ static void json_str(FILE *f, const char *s)
 
 struct eval_opts {
     const char *model;
-    const char *data; /* KIND:DIR or NULL */
+    const char *data;   /* KIND:DIR or NULL */
+    const char *logits; /* file for the logits, or NULL */
     int json;
 };
 
 static int parse_eval(int argc, char **argv, struct eval_opts *o)
 {
-    static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'}, {"json", no_argument, NULL, 'j'}, {0}};
+    static const struct option longopts[] = {{"data", required_argument, NULL, 'd'},
+                                             {"logits", required_argument, NULL, 'l'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {0}};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c == 'd')
             o->data = optarg;
+        else if (c == 'l')
+            o->logits = optarg;
         else if (c == 'j')
             o->json = 1;
         else
             return -1;
     }
     if (optind + 1 != argc) {
-        fprintf(stderr, "usage: silactl eval MODEL [--data KIND:DIR] [--json]\n");
+        fprintf(stderr, "usage: silactl eval MODEL [--data KIND:DIR] [--logits FILE] [--json]\n");
         return -1;
     }
     o->model = argv[optind];
@@ -76,7 +68,7 @@ static int parse_eval(int argc, char **argv, struct eval_opts *o)
 static int open_test_split(const struct eval_opts *o, const struct sila_model *m,
                            struct sila_dataset *ds, enum sila_dataset_kind *ret_kind)
 {
-    char kind_name[32];
+    char kind_name[32], data[SILA_DATA_DIR_MAX + 40];
     const char *dir;
     if (o->data) {
         const char *colon = strchr(o->data, ':');
@@ -105,26 +97,41 @@ static int open_test_split(const struct eval_opts *o, const struct sila_model *m
     }
     struct sila_shape in = sila_net_in_shape(m->net);
     if (ds->c != in.c || ds->h != in.h || ds->w != in.w || ds->nclasses != m->num_classes) {
+        snprintf(data, sizeof data, "%s:%s", kind_name, dir);
         fprintf(stderr,
-                "silactl: %s takes %dx%dx%d inputs and %d classes, the dataset has "
-                "%dx%dx%d and %d\n",
-                o->model, in.c, in.h, in.w, m->num_classes, ds->c, ds->h, ds->w, ds->nclasses);
+                "silactl: %s (%s) takes %dx%dx%d samples of %d classes, the test split of %s "
+                "has %dx%dx%d samples of %d classes\n",
+                o->model, m->input.dataset_kind[0] ? m->input.dataset_kind : "no dataset kind",
+                in.c, in.h, in.w, m->num_classes, data, ds->c, ds->h, ds->w, ds->nclasses);
         sila_dataset_fini(ds);
         return -1;
     }
     return 0;
 }
 
-/* Fills confusion[true * C + predicted] over the whole split. */
-static int run_eval(struct sila_model *m, const struct sila_dataset *ds,
-                    enum sila_dataset_kind kind, long *confusion)
+/* The model's normalisation, for a dataset of its input's (at most 3)
+ * channels. */
+static struct sila_norm model_norm(const struct sila_model *m)
+{
+    struct sila_norm norm = {{0, 0, 0}, {1, 1, 1}};
+    for (int ch = 0; ch < m->input.channels && ch < 3; ch++) {
+        norm.mean[ch] = m->input.mean[ch];
+        norm.std[ch] = m->input.std[ch];
+    }
+    return norm;
+}
+
+/* Fills confusion[true * C + predicted] over the whole split, normalised
+ * as the model's record says, and all_logits (ds->n, C) unless NULL. */
+static int run_eval(struct sila_model *m, const struct sila_dataset *ds, long *confusion,
+                    float *all_logits)
 {
     size_t in = sila_shape_size(sila_net_in_shape(m->net));
     int C = m->num_classes;
     float *x = malloc(sizeof *x * in * EVAL_BATCH);
     int32_t *labels = malloc(sizeof *labels * EVAL_BATCH);
     uint32_t idx[EVAL_BATCH];
-    struct sila_norm norm = sila_dataset_default_norm(kind);
+    struct sila_norm norm = model_norm(m);
     if (!x || !labels) {
         free(x), free(labels);
         fprintf(stderr, "silactl: out of memory\n");
@@ -136,6 +143,8 @@ static int run_eval(struct sila_model *m, const struct sila_dataset *ds,
             idx[i] = s + (uint32_t)i;
         sila_dataset_batch(ds, idx, nb, &norm, NULL, NULL, x, labels);
         const float *logits = sila_net_forward(m->net, x, nb, false, NULL);
+        if (all_logits)
+            memcpy(all_logits + (size_t)s * C, logits, sizeof *logits * nb * C);
         for (int i = 0; i < nb; i++) {
             int best = 0;
             for (int c = 1; c < C; c++)
@@ -180,8 +189,7 @@ static void print_eval_text(const struct eval_opts *o, const struct sila_model *
         long n = 0;
         for (int p = 0; p < C; p++)
             n += conf[c * C + p];
-        const char *name = class_name(kind, c);
-        printf("%-5d %-12s %8ld %8.2f%%\n", c, name ? name : "", n,
+        printf("%-5d %-12s %8ld %8.2f%%\n", c, m->input.nnames ? m->input.names[c] : "", n,
                n ? 100.0 * conf[c * C + c] / n : 0.0);
     }
     if (C > 20)
@@ -229,6 +237,18 @@ static void print_eval_json(const struct eval_opts *o, const struct sila_model *
     printf("]}\n");
 }
 
+/* Writes n floats as raw little-endian float32 to path (atomically). */
+static int write_logits(const char *path, const float *logits, size_t n)
+{
+    struct sila_err err = {""};
+    /* the host is little-endian (frame.c refuses to build otherwise) */
+    if (sila_write_atomic(path, (const uint8_t *)logits, sizeof *logits * n, &err)) {
+        fprintf(stderr, "silactl: --logits: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 int silactl_eval(int argc, char **argv)
 {
     struct eval_opts o = {0};
@@ -243,11 +263,20 @@ int silactl_eval(int argc, char **argv)
     struct sila_dataset ds = {0};
     enum sila_dataset_kind kind;
     int status = 1;
+    float *logits = NULL;
     long *conf = calloc((size_t)m.num_classes * m.num_classes, sizeof *conf);
-    if (conf && open_test_split(&o, &m, &ds, &kind) == 0 && run_eval(&m, &ds, kind, conf) == 0) {
+    if (!conf || open_test_split(&o, &m, &ds, &kind))
+        goto out;
+    size_t nlogits = (size_t)ds.n * m.num_classes;
+    if (o.logits && !(logits = malloc(sizeof *logits * nlogits)))
+        fprintf(stderr, "silactl: out of memory for %zu logits\n", nlogits);
+    else if (run_eval(&m, &ds, conf, logits) == 0 &&
+             (!logits || write_logits(o.logits, logits, nlogits) == 0)) {
         (o.json ? print_eval_json : print_eval_text)(&o, &m, &ds, kind, conf);
         status = 0;
     }
+out:
+    free(logits);
     free(conf);
     sila_dataset_fini(&ds);
     sila_model_fini(&m);
@@ -306,6 +335,50 @@ static void print_exit_json(const struct sila_model *m)
     printf("]");
 }
 
+/* The input record's lines: shape, layout and normalisation, where they
+ * come from, the class names. */
+static void print_input_text(const struct sila_model *m)
+{
+    const struct sila_model_input *r = &m->input;
+    struct sila_shape in = sila_net_in_shape(m->net);
+    printf("input      %dx%dx%d %s, x = (pixel/255 - mean) / std\nmean      ", in.c, in.h, in.w,
+           r->layout);
+    for (int ch = 0; ch < r->channels; ch++)
+        printf(" %g", r->mean[ch]);
+    printf("\nstd       ");
+    for (int ch = 0; ch < r->channels; ch++)
+        printf(" %g", r->std[ch]);
+    if (!r->recorded)
+        printf("\n           (the file records none: the values of its dataset kind, %s)",
+               r->dataset_kind[0] ? r->dataset_kind : "unknown");
+    printf("\nclasses    %d", m->num_classes);
+    for (int c = 0; c < r->nnames; c++)
+        printf("%s%s", c ? ", " : ": ", r->names[c]);
+    printf("\n");
+}
+
+/* The same as JSON members. */
+static void print_input_json(const struct sila_model *m)
+{
+    const struct sila_model_input *r = &m->input;
+    printf(",\"layout\":");
+    json_str(stdout, r->layout);
+    printf(",\"mean\":[");
+    for (int ch = 0; ch < r->channels; ch++)
+        printf("%s%.9g", ch ? "," : "", r->mean[ch]);
+    printf("],\"std\":[");
+    for (int ch = 0; ch < r->channels; ch++)
+        printf("%s%.9g", ch ? "," : "", r->std[ch]);
+    printf("],\"input_recorded\":%s,\"input_dataset\":", r->recorded ? "true" : "false");
+    json_str(stdout, r->dataset_kind);
+    printf(",\"num_classes\":%d,\"class_names\":[", m->num_classes);
+    for (int c = 0; c < r->nnames; c++) {
+        printf("%s", c ? "," : "");
+        json_str(stdout, r->names[c]);
+    }
+    printf("]");
+}
+
 static void print_inspect_text(const char *path, const struct sila_model *m, const char *sha)
 {
     const struct sila_model_info *i = &m->info;
@@ -317,6 +390,7 @@ static void print_inspect_text(const char *path, const struct sila_model *m, con
     printf("parameters %zu (+ %zu running statistics)\nweights_sha256 %s\n",
            sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha);
     print_exit_text(m);
+    print_input_text(m);
     printf("\n");
     printf("%-5s %-10s %s\n", "layer", "kind", "output");
     printf("%-5s %-10s %dx%dx%d\n", "in", "", in.c, in.h, in.w);
@@ -348,6 +422,7 @@ static void print_inspect_json(const char *path, const struct sila_model *m, con
     json_str(stdout, i->sila_version);
     if (i->modules)
         print_exit_json(m);
+    print_input_json(m);
     printf(",\"parameters\":%zu,\"buffers\":%zu,\"weights_sha256\":\"%s\",\"input\":[%d,%d,%d],"
            "\"layers\":[",
            sila_net_param_count(m->net), sila_net_buffer_count(m->net), sha, in.c, in.h, in.w);
@@ -386,4 +461,40 @@ int silactl_inspect(int argc, char **argv)
     (json ? print_inspect_json : print_inspect_text)(path, &m, sha);
     sila_model_fini(&m);
     return 0;
+}
+
+/* ---- export ------------------------------------------------------------ */
+
+int silactl_export(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"onnx", required_argument, NULL, 'o'}, {0}};
+    const char *out = NULL;
+    int c, bad = 0;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        if (c == 'o')
+            out = optarg;
+        else
+            bad = 1;
+    }
+    if (bad || optind + 1 != argc || !out) {
+        fprintf(stderr, "usage: silactl export MODEL --onnx OUT.onnx\n");
+        return 2;
+    }
+    struct sila_model m;
+    struct sila_err err = {""};
+    if (sila_model_load(&m, argv[optind], 1, &err)) {
+        fprintf(stderr, "silactl: %s\n", err.msg);
+        return 1;
+    }
+    int r = sila_onnx_export(&m, out, SILA_VERSION, &err);
+    if (r)
+        fprintf(stderr, "silactl: %s\n", err.msg);
+    else
+        printf("wrote %s: ONNX opset %d, input \"pixels\" (N, %d, %d, %d) in [0, 1], output "
+               "\"logits\" (N, %d)\n",
+               out, SILA_ONNX_OPSET, m.input.channels, sila_net_in_shape(m.net).h,
+               sila_net_in_shape(m.net).w, m.num_classes);
+    sila_model_fini(&m);
+    return r ? 1 : 0;
 }

@@ -1,4 +1,4 @@
-/* silactl's offline commands on model files: eval and inspect. */
+/* silactl's offline commands on model files: eval, inspect and export. */
 #ifndef SILA_SILACTL_MODEL_H
 #define SILA_SILACTL_MODEL_H
 
@@ -8,5 +8,9 @@ int silactl_eval(int argc, char **argv);
 
 /* `silactl inspect MODEL [--json]`. Returns the process exit status. */
 int silactl_inspect(int argc, char **argv);
+
+/* `silactl export MODEL --onnx OUT.onnx`: the model as an ONNX graph
+ * (common/io/onnx.h). Returns the process exit status. */
+int silactl_export(int argc, char **argv);
 
 #endif

@@ -4,24 +4,28 @@
 #                              over local worker processes
 #   deploy/bootstrap.sh test   install what is missing, build, run the whole test suite,
 #                              then its sanitized subset
-# Installs only packages that are absent (apt-get update first, when needed),
-# builds into ./build with warnings as errors, and never downloads anything
-# but Debian packages. `test` also builds ./build-sanitize with
-# AddressSanitizer (LeakSanitizer included) and UBSan, and runs the tests of
-# suite 'sanitize' there (tests/meson.build) with the test setup that makes
-# every report fail its test (meson.build); gcc brings their runtimes
-# (libasan8, libubsan1).
+# Installs only packages that are absent (apt-get update first, when needed)
+# and builds into ./build with warnings as errors. `run` downloads nothing
+# but Debian packages; `test` also installs the npm packages locked in
+# tests/onnx/package-lock.json (ONNX Runtime, which runs silactl export's
+# files; `npm ci --ignore-scripts`: no install script runs). `test` also
+# builds ./build-sanitize with AddressSanitizer (LeakSanitizer included)
+# and UBSan, and runs the tests of suite 'sanitize' there
+# (tests/meson.build) with the test setup that makes every report fail its
+# test (meson.build); gcc brings their runtimes (libasan8, libubsan1).
 set -eu
 
 cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libprotobuf-c-dev
-protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev scdoc dataset-fashion-mnist"
+protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev scdoc dataset-fashion-mnist
+libonnx-dev"
 # what the tests use besides: nanocat and protoc speak the RPC by hand, gnuplot
 # draws silactl plot, systemd-nspawn boots the units under a real systemd,
+# python3-onnx checks and node runs (ONNX Runtime) the exported models,
 # Slurm's daemons and munge run deploy/slurm/sila.sbatch on a cluster of one
 TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container
-slurmctld slurmd slurm-client munge"
+python3-onnx nodejs slurmctld slurmd slurm-client munge"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2
@@ -67,6 +71,9 @@ run)
     ;;
 test)
     install_missing $BUILD_PACKAGES $TEST_PACKAGES
+    # Debian's npm; a nodejs from elsewhere (NodeSource) brings its own
+    command -v npm >/dev/null || install_missing npm
+    (cd tests/onnx && npm ci --ignore-scripts --no-audit --no-fund)
     build build
     build build-sanitize -Db_sanitize=address,undefined -Dbuildtype=debugoptimized
     status=0

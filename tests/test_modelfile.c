@@ -1,8 +1,10 @@
 /* Tests of common/modelfile: round trips of a CNN (with trained-looking
  * batch-norm statistics) and of an MLP, compared bit for bit and through
- * their eval-mode outputs; the atomicity of saving; and the refusal of every
- * kind of broken file, each of which must fail with a negative errno, a
- * zeroed model and a message naming the file and the fault. Broken payloads
+ * their eval-mode outputs, with their input records; a file written before
+ * the record existed, which gets its dataset kind's values; the atomicity
+ * of saving; and the refusal of every kind of broken file (input records
+ * included), each of which must fail with a negative errno, a zeroed model
+ * and a message naming the file and the fault. Broken payloads
  * are built here with the protobuf-c API and given a correct header, so only
  * the loader's semantic checks can catch them; the unbroken hand-made model
  * is loaded first and its values checked against a hand computation. */
@@ -336,10 +338,43 @@ static void make_mlp(struct tnet *t, uint64_t seed)
     tnet_new(t, s, 5, (struct sila_shape){1, 4, 4}, seed);
 }
 
+/* An input record for t's net with values no dataset's table holds, and
+ * class names (the nets here have at most 10 classes) when `named`. */
+static const float TEST_MEAN[3] = {0.125f, -0.5f, 2.0f}, TEST_STD[3] = {0.25f, 1.5f, 3e-3f};
+static const char *const TEST_NAMES[10] = {"T-shirt/top", "Ankle boot", "ciné", "\"quoted\"", "",
+                                           "5",           "6",          "7",    "8",          "9"};
+
+static struct sila_model_input test_input(const struct tnet *t, bool named)
+{
+    ck_assert_int_le(sila_net_out_shape(t->net).c, 10);
+    struct sila_model_input in = {.layout = "NCHW",
+                                  .dataset_kind = "cifar10",
+                                  .channels = sila_net_in_shape(t->net).c,
+                                  .mean = TEST_MEAN,
+                                  .std = TEST_STD};
+    if (named)
+        in.nnames = sila_net_out_shape(t->net).c, in.names = TEST_NAMES;
+    return in;
+}
+
+static void assert_input_eq(const struct sila_model_input *got, const struct sila_model_input *want)
+{
+    ck_assert(got->recorded);
+    ck_assert_str_eq(got->layout, want->layout);
+    ck_assert_str_eq(got->dataset_kind, want->dataset_kind);
+    ck_assert_int_eq(got->channels, want->channels);
+    ck_assert_mem_eq(got->mean, want->mean, sizeof *want->mean * want->channels);
+    ck_assert_mem_eq(got->std, want->std, sizeof *want->std * want->channels);
+    ck_assert_int_eq(got->nnames, want->nnames);
+    for (int c = 0; c < want->nnames; c++)
+        ck_assert_str_eq(got->names[c], want->names[c]);
+}
+
 static void save_ok(const char *path, const struct tnet *t, const struct sila_model_info *info)
 {
     struct sila_err err = {""};
-    int r = sila_model_save(path, t->net, t->params, t->buffers, info, &err);
+    struct sila_model_input input = test_input(t, true);
+    int r = sila_model_save(path, t->net, t->params, t->buffers, info, &input, &err);
     ck_assert_msg(r == 0, "save %s: %d: %s", path, r, err.msg);
 }
 
@@ -369,6 +404,8 @@ START_TEST(cnn_round_trip)
     assert_model_eq(&m, &t);
     ck_assert_int_eq(m.num_classes, 5);
     assert_info_eq(&m.info, &info);
+    struct sila_model_input want = test_input(&t, true);
+    assert_input_eq(&m.input, &want);
     assert_same_outputs(&m, &t, 3);
     sila_model_fini(&m);
     tnet_free(&t);
@@ -381,14 +418,75 @@ START_TEST(mlp_round_trip)
     make_mlp(&t, 2);
     ck_assert_uint_eq(sila_net_buffer_count(t.net), 0);
     struct sila_model_info info = sample_info();
-    info.dataset_path[0] = '\0'; /* empty strings stay empty */
-    save_ok(tpath("mlp.silamodel"), &t, &info);
+    info.dataset_path[0] = '\0';                           /* empty strings stay empty */
+    struct sila_model_input input = test_input(&t, false); /* no class names */
+    struct sila_err err = {""};
+    int r =
+        sila_model_save(tpath("mlp.silamodel"), t.net, t.params, t.buffers, &info, &input, &err);
+    ck_assert_msg(r == 0, "save: %d: %s", r, err.msg);
     struct sila_model m;
     load_ok(&m, tpath("mlp.silamodel"));
     assert_model_eq(&m, &t);
     ck_assert_int_eq(m.num_classes, 3);
     assert_info_eq(&m.info, &info);
+    assert_input_eq(&m.input, &input);
     assert_same_outputs(&m, &t, MAX_BATCH);
+    sila_model_fini(&m);
+    tnet_free(&t);
+}
+END_TEST
+
+/* Rewrites the model file at path without its input record, as files were
+ * written before it existed. */
+static void strip_input_record(const char *path)
+{
+    static uint8_t file[1 << 16];
+    size_t len = read_bytes(path, file, sizeof file);
+    ck_assert_uint_gt(len, HEADER_BYTES);
+    Sila__Model *pm = sila__model__unpack(NULL, len - HEADER_BYTES, file + HEADER_BYTES);
+    ck_assert_ptr_nonnull(pm);
+    ck_assert_ptr_nonnull(pm->input_spec);
+    Sila__InputSpec *spec = pm->input_spec;
+    pm->input_spec = NULL;
+    size_t plen = sila__model__get_packed_size(pm);
+    ck_assert_uint_lt(plen, len - HEADER_BYTES);
+    ck_assert_uint_eq(sila__model__pack(pm, file + HEADER_BYTES), plen);
+    pm->input_spec = spec;
+    sila__model__free_unpacked(pm, NULL);
+    put_header(file, SILA_MODEL_FORMAT_VERSION, file + HEADER_BYTES, plen);
+    write_bytes(path, file, HEADER_BYTES + plen);
+}
+
+/* A file without an input record (written before it existed) loads, with
+ * its dataset kind's normalisation and class names from the dataset
+ * module's tables, as recorded = false; the net and provenance are as
+ * saved. */
+START_TEST(old_file_gets_kind_values)
+{
+    struct sila_layer_spec s[8];
+    int n = cnn_specs(s);
+    s[n - 1].out = 10; /* CIFAR-10's classes, so that its names apply */
+    struct tnet t;
+    tnet_new(&t, s, n, CNN_IN, 11);
+    struct sila_model_info info = sample_info(); /* dataset_kind cifar10 */
+    save_ok(tpath("old"), &t, &info);
+    strip_input_record(tpath("old"));
+
+    struct sila_model m;
+    load_ok(&m, tpath("old"));
+    assert_model_eq(&m, &t);
+    assert_info_eq(&m.info, &info);
+    const struct sila_model_input *in = &m.input;
+    ck_assert(!in->recorded);
+    ck_assert_str_eq(in->layout, "NCHW");
+    ck_assert_str_eq(in->dataset_kind, "cifar10");
+    ck_assert_int_eq(in->channels, 3);
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2470f, 0.2435f, 0.2616f};
+    ck_assert_mem_eq(in->mean, mean, sizeof mean);
+    ck_assert_mem_eq(in->std, std, sizeof std);
+    ck_assert_int_eq(in->nnames, 10);
+    ck_assert_str_eq(in->names[0], "airplane");
+    ck_assert_str_eq(in->names[9], "truck");
     sila_model_fini(&m);
     tnet_free(&t);
 }
@@ -495,7 +593,8 @@ START_TEST(failed_save_leaves_nothing)
     /* the target is a non-empty directory: the final rename fails */
     ck_assert_int_eq(mkdir(tpath("dir"), 0755), 0);
     write_bytes(tpath("dir/keep"), "x", 1);
-    int r = sila_model_save(tpath("dir"), t.net, t.params, t.buffers, &info, &err);
+    struct sila_model_input input = test_input(&t, true);
+    int r = sila_model_save(tpath("dir"), t.net, t.params, t.buffers, &info, &input, &err);
     ck_assert_int_lt(r, 0);
     ck_assert_msg(strstr(err.msg, tpath("dir")), "message '%s' lacks the path", err.msg);
     ck_assert(!exists(tpath("dir.tmp")));
@@ -504,7 +603,7 @@ START_TEST(failed_save_leaves_nothing)
 
     /* the directory of the target does not exist */
     err.msg[0] = '\0';
-    r = sila_model_save(tpath("nodir/model"), t.net, t.params, t.buffers, &info, &err);
+    r = sila_model_save(tpath("nodir/model"), t.net, t.params, t.buffers, &info, &input, &err);
     ck_assert_int_eq(r, -ENOENT);
     ck_assert_msg(strstr(err.msg, tpath("nodir/model")), "message '%s' lacks the path", err.msg);
     ck_assert_int_eq(tmpdir_entries(), 1);
@@ -574,6 +673,9 @@ struct handmade {
     Sila__Model model;
     Sila__Shape input;
     Sila__Provenance prov;
+    Sila__InputSpec record; /* attached by hm_record */
+    float mean[3], std[3];
+    char *names[4];
     Sila__LayerSpec specs[4];
     Sila__LayerSpec *spec_ptrs[4];
     Sila__Tensor tensors[HM_NT + 1];
@@ -645,6 +747,24 @@ static void hm_init(struct handmade *hm)
     hm->model.provenance = &hm->prov;
 }
 
+/* Gives hm a valid input record: two channels, three class names. */
+static void hm_record(struct handmade *hm)
+{
+    static const char *const names[3] = {"zero", "one", "two"};
+    sila__input_spec__init(&hm->record);
+    hm->record.layout = "NCHW";
+    hm->record.dataset_kind = "fmnist";
+    hm->mean[0] = 0.25f, hm->mean[1] = -0.75f;
+    hm->std[0] = 0.5f, hm->std[1] = 2.0f;
+    hm->record.n_mean = hm->record.n_std = 2;
+    hm->record.mean = hm->mean, hm->record.std = hm->std;
+    for (int i = 0; i < 3; i++)
+        hm->names[i] = (char *)names[i];
+    hm->record.n_class_names = 3;
+    hm->record.class_names = hm->names;
+    hm->model.input_spec = &hm->record;
+}
+
 /* Packs hm into a complete file image (correct header); returns its size. */
 static size_t hm_image(const struct handmade *hm, uint8_t *buf, size_t cap)
 {
@@ -688,6 +808,13 @@ START_TEST(handmade_model_loads)
     ck_assert_uint_eq(m.info.seed, 42);
     ck_assert_str_eq(m.info.created, "2020-01-01T00:00:00Z");
     ck_assert_str_eq(m.info.algorithm, "");
+    /* no input record and no dataset kind: no normalisation, no names */
+    ck_assert(!m.input.recorded);
+    ck_assert_int_eq(m.input.channels, 2);
+    ck_assert(m.input.mean[0] == 0.0f && m.input.mean[1] == 0.0f);
+    ck_assert(m.input.std[0] == 1.0f && m.input.std[1] == 1.0f);
+    ck_assert_int_eq(m.input.nnames, 0);
+    ck_assert_str_eq(m.input.dataset_kind, "");
     for (int i = 0; i < HM_NT; i++)
         ck_assert_mem_eq(loaded_tensor(&m, hm.tensors[i].name), hm.data[i],
                          sizeof(float) * hm.tensors[i].n_data);
@@ -712,6 +839,33 @@ START_TEST(handmade_model_loads)
                           "output (%d, %d): %.7g, expected %.7g", b, o, y[b * 3 + o], want);
         }
     }
+    sila_model_fini(&m);
+}
+END_TEST
+
+/* The handmade model with a record loads it as it is: the control for the
+ * refusals of refuse_bad_input_record. */
+START_TEST(handmade_record_loads)
+{
+    struct handmade hm;
+    hm_init(&hm);
+    hm_record(&hm);
+    hm_write(&hm, tpath("hm"));
+    struct sila_model m;
+    load_ok(&m, tpath("hm"));
+    ck_assert(m.input.recorded);
+    ck_assert_str_eq(m.input.dataset_kind, "fmnist");
+    ck_assert_int_eq(m.input.channels, 2);
+    ck_assert_mem_eq(m.input.mean, hm.mean, sizeof(float) * 2);
+    ck_assert_mem_eq(m.input.std, hm.std, sizeof(float) * 2);
+    ck_assert_int_eq(m.input.nnames, 3);
+    ck_assert_str_eq(m.input.names[2], "two");
+    sila_model_fini(&m);
+    /* class names are optional */
+    hm.record.n_class_names = 0;
+    hm_write(&hm, tpath("hm"));
+    load_ok(&m, tpath("hm"));
+    ck_assert_int_eq(m.input.nnames, 0);
     sila_model_fini(&m);
 }
 END_TEST
@@ -1011,6 +1165,54 @@ START_TEST(refuse_bad_model_fields)
 }
 END_TEST
 
+/* An input record that does not fit the net or says nothing sila can
+ * use: refused, naming the file and the fault. */
+START_TEST(refuse_bad_input_record)
+{
+    static const float bad_std[] = {0.0f, -1.0f, NAN, INFINITY, -0.0f};
+    enum { NSTD = sizeof bad_std / sizeof bad_std[0] };
+    for (int i = 0; i < NSTD + 9; i++) {
+        struct handmade hm;
+        const char *says = "std";
+        hm_init(&hm);
+        hm_record(&hm); /* 2 channels, 3 classes */
+        switch (i - NSTD) {
+        case 0:
+            hm.mean[0] = NAN, says = "mean";
+            break;
+        case 1:
+            hm.record.n_mean = 1, says = "1 means";
+            break;
+        case 2:
+            hm.record.n_mean = hm.record.n_std = 3, says = "2 input channels";
+            break;
+        case 3:
+            hm.record.n_std = 0, says = "0 stds";
+            break;
+        case 4:
+            hm.record.n_class_names = 2, says = "2 class names for 3 classes";
+            break;
+        case 5:
+            hm.names[3] = "three", hm.record.n_class_names = 4, says = "4 class names";
+            break;
+        case 6:
+            hm.record.layout = "NHWC", says = "layout";
+            break;
+        case 7:
+            hm.record.layout = "", says = "layout";
+            break;
+        case 8:
+            hm.record.layout = "nchw", says = "layout";
+            break;
+        default:
+            hm.std[1] = bad_std[i];
+            break;
+        }
+        expect_hm_refused(&hm, says);
+    }
+}
+END_TEST
+
 /* An input too large to allocate activations for (2^60 floats a sample):
  * refused, and the message says why in words (not uninitialised bytes). */
 START_TEST(refuse_input_too_large_to_allocate)
@@ -1143,6 +1345,7 @@ Suite *test_suite(void)
     testdir_add_fixtures(tc);
     tcase_add_test(tc, cnn_round_trip);
     tcase_add_test(tc, mlp_round_trip);
+    tcase_add_test(tc, old_file_gets_kind_values);
     tcase_add_test(tc, created_filled_in_utc_when_empty);
     tcase_add_test(tc, save_leaves_no_temporary_file);
     tcase_add_test(tc, save_replaces_existing_file);
@@ -1151,6 +1354,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, refuse_empty_file);
     tcase_add_test(tc, refuse_directory);
     tcase_add_test(tc, handmade_model_loads);
+    tcase_add_test(tc, handmade_record_loads);
     tcase_add_test(tc, long_provenance_strings_truncated);
     tcase_add_test(tc, refuse_bad_magic);
     tcase_add_test(tc, refuse_wrong_format_version);
@@ -1167,6 +1371,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, refuse_unchained_layers);
     tcase_add_test(tc, refuse_inconsistent_num_classes);
     tcase_add_test(tc, refuse_bad_model_fields);
+    tcase_add_test(tc, refuse_bad_input_record);
     tcase_add_test(tc, refuse_input_too_large_to_allocate);
     tcase_add_test(tc, refuse_activation_size_overflow);
     tcase_add_test(tc, refuse_param_count_overflow);

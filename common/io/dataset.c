@@ -48,7 +48,7 @@ void sila_dataset_fini(struct sila_dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
-/* ---- normalisation, augmentation, batches ---- */
+/* ---- normalisation and class names, augmentation, batches ---- */
 
 /* Unknown kinds get mean 0 and std 1 (x = pixel/255); single-channel kinds
  * fill channel 0 and leave the others at mean 0, std 1. */
@@ -65,6 +65,32 @@ struct sila_norm sila_dataset_default_norm(enum sila_dataset_kind kind)
         return (struct sila_norm){{0.5071f, 0.4865f, 0.4409f}, {0.2673f, 0.2564f, 0.2762f}};
     }
     return (struct sila_norm){{0, 0, 0}, {1, 1, 1}};
+}
+
+static const char *const mnist_names[10] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+static const char *const fmnist_names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                             "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                             "Bag",         "Ankle boot"};
+static const char *const cifar10_names[10] = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                              "dog",      "frog",       "horse", "ship", "truck"};
+
+int sila_dataset_class_names(enum sila_dataset_kind kind, const char *const **ret_names)
+{
+    switch (kind) {
+    case SILA_DATASET_MNIST:
+        *ret_names = mnist_names;
+        return 10;
+    case SILA_DATASET_FMNIST:
+        *ret_names = fmnist_names;
+        return 10;
+    case SILA_DATASET_CIFAR10:
+        *ret_names = cifar10_names;
+        return 10;
+    case SILA_DATASET_CIFAR100:
+        break;
+    }
+    *ret_names = NULL;
+    return 0;
 }
 
 /* lut[ch][v] is raw pixel value v of channel ch after normalisation. */

@@ -67,6 +67,11 @@ struct sila_norm {
  * set, as commonly used). */
 struct sila_norm sila_dataset_default_norm(enum sila_dataset_kind kind);
 
+/* Names of a kind's classes by label, a static table written to
+ * *ret_names; returns their count, 0 (and NULL) when none are known
+ * (CIFAR-100, unknown kinds). */
+int sila_dataset_class_names(enum sila_dataset_kind kind, const char *const **ret_names);
+
 /* Training-time augmentation: random crop after zero padding of `crop_pad`
  * pixels on each side (0 disables it; padded pixels are raw 0 before
  * normalisation, as torchvision does), and horizontal flip with probability

@@ -1,6 +1,7 @@
 /* Model file writer and validating reader (see modelfile.h). */
 #include "modelfile.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,6 +50,32 @@ static void fill_provenance(Sila__Provenance *p, const struct sila_model_info *i
     p->created = created;
 }
 
+struct sila_model_input sila_model_input_of_kind(enum sila_dataset_kind kind, int channels,
+                                                 int nclasses, const struct sila_norm *norm)
+{
+    struct sila_model_input in = {
+        .layout = "NCHW", .channels = channels, .mean = norm->mean, .std = norm->std};
+    const char *const *names;
+    int n = sila_dataset_class_names(kind, &names);
+    if (n == nclasses)
+        in.nnames = n, in.names = names;
+    if (kind >= SILA_DATASET_MNIST && kind <= SILA_DATASET_CIFAR100)
+        snprintf(in.dataset_kind, sizeof in.dataset_kind, "%s", sila_dataset_kind_name(kind));
+    return in;
+}
+
+/* The record of input into ps, its values and names borrowed. */
+static void fill_input(Sila__InputSpec *ps, const struct sila_model_input *input)
+{
+    ps->layout = (char *)input->layout;
+    ps->n_mean = ps->n_std = (size_t)input->channels;
+    ps->mean = (float *)input->mean;
+    ps->std = (float *)input->std;
+    ps->n_class_names = (size_t)input->nnames;
+    ps->class_names = (char **)input->names;
+    ps->dataset_kind = (char *)input->dataset_kind;
+}
+
 static void fill_spec(Sila__LayerSpec *ps, const struct sila_layer_spec *s)
 {
     sila__layer_spec__init(ps);
@@ -75,12 +102,14 @@ static void fill_tensor(Sila__Tensor *pt, const struct sila_tensor *t, const flo
 }
 
 int sila_model_save(const char *path, const struct sila_net *net, const float *params,
-                    const float *buffers, const struct sila_model_info *info, struct sila_err *err)
+                    const float *buffers, const struct sila_model_info *info,
+                    const struct sila_model_input *input, struct sila_err *err)
 {
     int nl = sila_net_layer_count(net), nt = sila_net_tensor_count(net);
     Sila__Model m = SILA__MODEL__INIT;
     Sila__Shape in = SILA__SHAPE__INIT;
     Sila__Provenance prov = SILA__PROVENANCE__INIT;
+    Sila__InputSpec spec = SILA__INPUT_SPEC__INIT;
     char created[32];
     struct sila_shape s = sila_net_in_shape(net);
     in.c = s.c, in.h = s.h, in.w = s.w;
@@ -89,6 +118,9 @@ int sila_model_save(const char *path, const struct sila_net *net, const float *p
     m.input = &in;
     m.num_classes = sila_net_out_shape(net).c;
     m.provenance = &prov;
+    assert(input->channels == s.c && (input->nnames == 0 || input->nnames == m.num_classes));
+    fill_input(&spec, input);
+    m.input_spec = &spec;
 
     int r = -ENOMEM;
     Sila__LayerSpec *specs = calloc(nl, sizeof *specs);
@@ -225,6 +257,87 @@ static int info_from_proto(struct sila_model_info *info, const Sila__Provenance 
     return 0;
 }
 
+/* Keeps a copy of in (its values, its names) as m->input, in
+ * m->input_store; in's mean and std NULL stand for 0 and 1 in every
+ * channel. Errors: -ENOMEM. */
+static int input_keep(struct sila_model *m, const struct sila_model_input *in, const char *path,
+                      struct sila_err *err)
+{
+    size_t c = (size_t)in->channels, n = (size_t)in->nnames, chars = 0;
+    for (size_t i = 0; i < n; i++)
+        chars += strlen(in->names[i]) + 1;
+    char **names = malloc(sizeof *names * n + sizeof(float) * 2 * c + chars);
+    if (!names)
+        return sila_err_set(err, -ENOMEM, "%s: out of memory", path);
+    float *mean = (float *)(names + n), *std = mean + c;
+    char *text = (char *)(std + c);
+    for (size_t ch = 0; ch < c; ch++) {
+        mean[ch] = in->mean ? in->mean[ch] : 0.0f;
+        std[ch] = in->std ? in->std[ch] : 1.0f;
+    }
+    for (size_t i = 0; i < n; i++) {
+        names[i] = text;
+        text = stpcpy(text, in->names[i]) + 1;
+    }
+    m->input = *in;
+    m->input.mean = mean, m->input.std = std;
+    m->input.names = (const char *const *)names;
+    m->input_store = names;
+    return 0;
+}
+
+/* m->input from a file without a record: its dataset kind's values for
+ * inputs of up to 3 channels (mean 0 and std 1 for an unknown kind and
+ * beyond). */
+static int input_of_kind(struct sila_model *m, const char *path, struct sila_err *err)
+{
+    enum sila_dataset_kind kind = 0;
+    sila_dataset_kind_parse(m->info.dataset_kind, &kind);
+    int c = sila_net_in_shape(m->net).c;
+    struct sila_norm norm = sila_dataset_default_norm(kind);
+    struct sila_model_input in = sila_model_input_of_kind(kind, c, m->num_classes, &norm);
+    if (c > 3)
+        in.mean = in.std = NULL;
+    return input_keep(m, &in, path, err);
+}
+
+/* m->input from the decoded record, checked against the net: NCHW, a
+ * finite mean and a finite std > 0 per input channel, and no class names
+ * or one per class. A file without a record gets its kind's values.
+ * Errors: -EINVAL (naming the file and the fault), -ENOMEM. */
+static int input_from_proto(struct sila_model *m, const Sila__InputSpec *ps, const char *path,
+                            struct sila_err *err)
+{
+    if (!ps)
+        return input_of_kind(m, path, err);
+    int c = sila_net_in_shape(m->net).c;
+    if (strcmp(ps->layout, "NCHW") != 0)
+        return sila_err_set(err, -EINVAL, "%s: input record: layout '%.16s', sila reads NCHW", path,
+                            ps->layout);
+    if (ps->n_mean != (size_t)c || ps->n_std != (size_t)c)
+        return sila_err_set(err, -EINVAL,
+                            "%s: input record: %zu means and %zu stds for %d input channels", path,
+                            ps->n_mean, ps->n_std, c);
+    for (int ch = 0; ch < c; ch++)
+        if (!isfinite(ps->mean[ch]) || !isfinite(ps->std[ch]) || !(ps->std[ch] > 0.0f))
+            return sila_err_set(err, -EINVAL,
+                                "%s: input record: channel %d has mean %g and std %g (both "
+                                "finite, std > 0)",
+                                path, ch, ps->mean[ch], ps->std[ch]);
+    if (ps->n_class_names && ps->n_class_names != (size_t)m->num_classes)
+        return sila_err_set(err, -EINVAL, "%s: input record: %zu class names for %d classes", path,
+                            ps->n_class_names, m->num_classes);
+    struct sila_model_input in = {.channels = c,
+                                  .mean = ps->mean,
+                                  .std = ps->std,
+                                  .nnames = (int)ps->n_class_names,
+                                  .names = (const char *const *)ps->class_names,
+                                  .recorded = true};
+    copy_str(in.layout, sizeof in.layout, ps->layout);
+    copy_str(in.dataset_kind, sizeof in.dataset_kind, ps->dataset_kind);
+    return input_keep(m, &in, path, err);
+}
+
 /* Builds m's net from the decoded model and copies its tensors in. */
 static int model_from_proto(struct sila_model *m, const Sila__Model *pm, size_t payload_len,
                             int max_batch, const char *path, struct sila_err *err)
@@ -272,7 +385,9 @@ static int model_from_proto(struct sila_model *m, const Sila__Model *pm, size_t 
     if (pm->num_classes != m->num_classes)
         return sila_err_set(err, -EINVAL, "%s: num_classes %d but the net outputs %d", path,
                             pm->num_classes, m->num_classes);
-    return info_from_proto(&m->info, pm->provenance, path, err);
+    if ((r = info_from_proto(&m->info, pm->provenance, path, err)))
+        return r;
+    return input_from_proto(m, pm->input_spec, path, err);
 }
 
 int sila_model_load(struct sila_model *m, const char *path, int max_batch, struct sila_err *err)
@@ -303,6 +418,7 @@ void sila_model_fini(struct sila_model *m)
     sila_net_free(m->net);
     free(m->params);
     free(m->buffers);
+    free(m->input_store);
     memset(m, 0, sizeof *m);
 }
 

@@ -1,16 +1,20 @@
-/* Model files: a net's architecture, tensors and provenance in the format of
- * proto/sila.proto (sila.Model behind a 24-byte header with magic, format
- * version, payload CRC-32 and length; docs/model-format.md).
+/* Model files: a net's architecture, tensors, provenance and input record
+ * in the format of proto/sila.proto (sila.Model behind a 24-byte header
+ * with magic, format version, payload CRC-32 and length;
+ * docs/model-format.md).
  *
- * Saving is atomic (temporary file <path>.tmp.<pid>, fsync, rename). Loading validates
- * everything before trusting it: header, length against the file size,
- * checksum, protobuf decoding, format version, layer specs, and every
- * tensor's name, shape and size against the net the specs describe. */
+ * Saving is atomic (temporary file <path>.tmp.<pid>, fsync, rename).
+ * Loading validates everything before trusting it: header, length against
+ * the file size, checksum, protobuf decoding, format version, layer specs,
+ * every tensor's name, shape and size against the net the specs describe,
+ * and the input record against the net's input and classes. */
 #ifndef SILA_MODELFILE_H
 #define SILA_MODELFILE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "dataset.h"
 #include "err.h"
 #include "net.h"
 #include "path.h"
@@ -39,24 +43,51 @@ struct sila_model_info {
     float exit_test[SILA_MODEL_MAX_EXITS], exit_holdout[SILA_MODEL_MAX_EXITS];
 };
 
-/* A loaded model: owns its net and the blocks bound to it (grads NULL). */
+/* What a model takes in and what its outputs mean (sila.InputSpec): the
+ * input x = (pixel/255 - mean[c]) / std[c] for each of its channels c, in
+ * `layout`, and the classes' names by label. */
+struct sila_model_input {
+    char dataset_kind[16]; /* "fmnist", ...; "" when not known */
+    char layout[8];        /* "NCHW" */
+    int channels;          /* entries of mean and std: the net's input channels */
+    const float *mean, *std;
+    int nnames;               /* 0 (none known) or the net's classes */
+    const char *const *names; /* nnames names, by label */
+    bool recorded; /* loaded: the file holds it (else it predates the record: its kind's values) */
+};
+
+/* The record of a model of dataset `kind` with `channels` (at most 3)
+ * input channels and `nclasses` classes, from the dataset module's tables:
+ * the kind's normalisation (mean and std point into *norm, which the
+ * caller keeps) and its class names when it has nclasses of them. */
+struct sila_model_input sila_model_input_of_kind(enum sila_dataset_kind kind, int channels,
+                                                 int nclasses, const struct sila_norm *norm);
+
+/* A loaded model: owns its net, the blocks bound to it (grads NULL) and
+ * what `input` points to. */
 struct sila_model {
     struct sila_net *net;
     float *params;
     float *buffers;
     int num_classes;
     struct sila_model_info info;
+    struct sila_model_input input;
+    void *input_store; /* owned: input's values and names */
 };
 
-/* Writes net's tensors (read from params and buffers, as bound) with info to
- * path. Errors: negative errno of the failed system call, the message naming
- * the path. */
+/* Writes net's tensors (read from params and buffers, as bound) with info
+ * and the input record to path; input->channels is the net's input
+ * channels and input->nnames 0 or its classes. Errors: negative errno of
+ * the failed system call, the message naming the path. */
 int sila_model_save(const char *path, const struct sila_net *net, const float *params,
-                    const float *buffers, const struct sila_model_info *info, struct sila_err *err);
+                    const float *buffers, const struct sila_model_info *info,
+                    const struct sila_model_input *input, struct sila_err *err);
 
 /* Loads path into m (zeroed on failure), building its net for batches of at
- * most max_batch. Errors: -ENOENT/-EACCES/... from opening, -EINVAL for any
- * invalid content, the message naming the path and what is wrong. */
+ * most max_batch. A file without an input record gets its dataset kind's
+ * (provenance.dataset_kind; mean 0 and std 1 for an unknown kind).
+ * Errors: -ENOENT/-EACCES/... from opening, -EINVAL for any invalid
+ * content, the message naming the path and what is wrong. */
 int sila_model_load(struct sila_model *m, const char *path, int max_batch, struct sila_err *err);
 
 /* SHA-256 of the weights alone, as 64 hex digits and a NUL in hex: every

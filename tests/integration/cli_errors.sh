@@ -4,8 +4,9 @@
 # file or directory (which it leaves as it was), exits non-zero (not by a
 # signal), says what is wrong on stderr (naming the file and line, or the
 # override) and writes no model. silactl refuses a missing, corrupted or
-# truncated model and a wrong --data, naming the file; an unknown command
-# exits 2.
+# truncated model and a wrong --data, naming the file; export and eval
+# --logits refuse an output path they cannot write, naming it and leaving
+# no file behind; an unknown command exits 2.
 . "$(dirname "$0")/lib.sh"
 
 # failed_cleanly STATUS WANT: STATUS is WANT, or for WANT 'error' a clean
@@ -213,8 +214,30 @@ refuses "silactl eval --data of a missing cifar10 directory names the file" erro
     /nonexistent/test_batch.bin "$SILACTL" eval tiny/model.sila --data cifar10:/nonexistent --json
 refuses "silactl eval --data of cifar10 for an fmnist model names the model" error \
     tiny/model.sila "$SILACTL" eval tiny/model.sila --data cifar10:cifar --json
+check "... and both shapes" grep -qF \
+    "takes 1x28x28 samples of 10 classes, the test split of cifar10:cifar has 3x32x32" "$err"
 refuses "silactl eval --data without a kind says KIND:DIR" error "KIND:DIR" \
     "$SILACTL" eval tiny/model.sila --data "$FMNIST_DIR" --json
+refuses "silactl eval --logits into a missing directory names the file" 1 nodir/tiny.logits \
+    "$SILACTL" eval tiny/model.sila --logits nodir/tiny.logits
+
+# ---- silactl export
+check "silactl export --onnx writes the model silad wrote (the control)" \
+    "$SILACTL" export tiny/model.sila --onnx tiny.onnx
+refuses "silactl export of a missing model names it" 1 "$TEST_TMP/missing.sila" \
+    "$SILACTL" export "$TEST_TMP/missing.sila" --onnx missing.onnx
+refuses "silactl export of a corrupted model names it" 1 corrupt.sila \
+    "$SILACTL" export corrupt.sila --onnx corrupt.onnx
+check "... and writes nothing" test ! -e corrupt.onnx
+refuses "silactl export into a missing directory names the path" 1 nodir/tiny.onnx \
+    "$SILACTL" export tiny/model.sila --onnx nodir/tiny.onnx
+mkdir -p outdir/taken.onnx/inside
+refuses "silactl export onto a directory names it" 1 "outdir/taken.onnx: cannot write" \
+    "$SILACTL" export tiny/model.sila --onnx outdir/taken.onnx
+check "... and leaves the directory, and no temporary file" \
+    test "$(ls outdir)" = taken.onnx -a -d outdir/taken.onnx/inside
+refuses "silactl export without --onnx prints its usage, exit 2" 2 "--onnx OUT.onnx" \
+    "$SILACTL" export tiny/model.sila
 refuses "silactl with an unknown command exits 2" 2 "'frobnicate'" "$SILACTL" frobnicate
 
 done_testing
