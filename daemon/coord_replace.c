@@ -4,10 +4,27 @@
  * a new generation from the oldest batch a module has not finished. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "coord_state.h"
 #include "endpoint.h"
+
+/* The address a replacement connects to, for the message that asks for
+ * one: the base address, with this machine's name for a wildcard host
+ * (--listen on 0.0.0.0 or *). */
+static void connect_hint(const struct coord *c, char *out, size_t len)
+{
+    char host[256];
+    if (!c->base.tcp || (strcmp(c->base.host, "0.0.0.0") && strcmp(c->base.host, "*")) ||
+        gethostname(host, sizeof host) || !*host) {
+        snprintf(out, len, "%s", c->base_url);
+        return;
+    }
+    host[sizeof host - 1] = 0;
+    snprintf(out, len, "tcp://%s:%d", host, c->base.port);
+}
 
 /* A worker is gone. Once the run has started, the pipeline halts and waits
  * for a replacement of the worker's modules (a collection under way is
@@ -29,10 +46,12 @@ void coord_lose_peer(struct coord *c, struct peer *p, const char *why)
     p->lost = true;
     p->ready = p->halted = false;
     coord_close_control(p, false); /* closed: a replacement may take the address */
+    char url[SILA_URL_MAX + 16];
+    connect_hint(c, url, sizeof url);
     fprintf(stderr,
             "silad: the worker for %s on %s (pid %u, generation %u) %s: waiting for a "
             "replacement (silaworker --module %d-%d --connect %s)\n",
-            mods, p->host, p->pid, p->gen, why, p->first + 1, p->last + 1, c->base_url);
+            mods, p->host, p->pid, p->gen, why, p->first + 1, p->last + 1, url);
     if (c->halted)
         return;
     c->halted = true;
