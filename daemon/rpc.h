@@ -46,6 +46,7 @@
 
 struct rpc;
 struct sila_key;
+struct metrics_addr;
 
 /* How the RPC authenticates its clients. */
 struct rpc_auth {
@@ -54,12 +55,14 @@ struct rpc_auth {
     uint32_t window_ms;         /* accepted clock difference; 0: the default */
 };
 
-/* Where and how a run serves its RPC. */
+/* Where and how a run serves its RPC, and its /metrics page
+ * (metrics_http.h), which reads the RPC's replies. */
 struct rpc_endpoint {
     const char *url; /* NULL: no RPC */
     bool required;   /* asked for by the user: failing to serve it is an error */
     struct rpc_auth auth;
     uint32_t rate; /* read requests served a second, in bursts of as many; 0: no limit */
+    const struct metrics_addr *metrics; /* silad --metrics: where; NULL: no page */
 };
 
 /* Fills reply's result for req (a decoded request of our version), or sets
