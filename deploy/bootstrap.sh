@@ -19,8 +19,9 @@ BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libpr
 protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev
 libmicrohttpd-dev scdoc dataset-fashion-mnist"
 # what the tests use besides: nanocat and protoc speak the RPC by hand, gnuplot
-# draws silactl plot, systemd-nspawn boots the units under a real systemd
-TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container"
+# draws silactl plot, systemd-nspawn boots the units under a real systemd,
+# curl fetches silad's /metrics page
+TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container curl"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2
