@@ -20,8 +20,9 @@ protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev lib
 libmicrohttpd-dev scdoc dataset-fashion-mnist"
 # what the tests use besides: nanocat and protoc speak the RPC by hand, gnuplot
 # draws silactl plot, systemd-nspawn boots the units under a real systemd,
-# curl fetches silad's /metrics page
-TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container curl"
+# curl fetches silad's /metrics page and a real prometheus scrapes it
+TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container curl
+prometheus"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2
