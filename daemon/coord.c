@@ -210,8 +210,8 @@ void coord_finish(struct coord *c, int status)
     close_handle((uv_handle_t *)&c->sigint);
     close_handle((uv_handle_t *)&c->sigterm);
     close_handle((uv_handle_t *)&c->watchdog);
-    if (c->rpc_open)
-        rpc_close(&c->rpc);
+    metrics_http_close(&c->http);
+    rpc_close(&c->rpc);
     c->rpc_open = false;
     for (int i = 0; i < c->nchildren; i++)
         if (c->children[i].running && status)
@@ -269,7 +269,9 @@ static int open_loop(struct coord *c)
     uv_timer_start(&c->watchdog, on_watchdog, 1000, 1000);
     if ((r = coord_join_open(c)))
         return r;
-    return rpc_serve(&c->rpc, &c->loop, &c->o->rpc, coord_rpc_handle, c, &c->rpc_open, c->err);
+    if ((r = rpc_serve(&c->rpc, &c->loop, &c->o->rpc, coord_rpc_handle, c, &c->rpc_open, c->err)))
+        return r;
+    return metrics_http_serve(&c->http, &c->loop, c->o->rpc.metrics, &c->rpc, c->err);
 }
 
 static void cleanup(struct coord *c)

@@ -17,6 +17,7 @@
 #include "endpoint.h"
 #include "feed.h"
 #include "frame.h"
+#include "metrics_http.h"
 #include "outbox.h"
 #include "report.h"
 #include "rpc.h"
@@ -118,8 +119,9 @@ struct coord {
     uint64_t done[SILA_MAX_MODULES];    /* batches (all phases) each module finished */
     uint64_t samples[SILA_MAX_MODULES]; /* and their samples */
     bool collecting;
-    struct rpc rpc;
+    struct rpc rpc; /* answers from rpc_serve on, with a socket when rpc_open */
     bool rpc_open;
+    struct metrics_http http;             /* the /metrics page, reading rpc */
     uint64_t trained[SILA_MAX_MODULES];   /* per module: training steps done (resumed ones too) */
     uint64_t tested[SILA_MAX_MODULES];    /* per module: test batches done, round x batches + i */
     uint32_t eval_done[SILA_MAX_MODULES]; /* per module: batches of the open evaluation */

@@ -1,6 +1,7 @@
 /* silad's RPC server (see rpc.h). */
 #include "rpc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,14 +106,20 @@ static int encode(struct rpc *rpc, const Sila__Reply *reply, struct rpc_reply *r
     return r;
 }
 
+/* Seconds a request that found budget empty at now waits: until a token,
+ * and SILA_RPC_HOLD_S at least. */
+static double busy_wait(const struct sila_bucket *budget, double now)
+{
+    double wait = sila_bucket_wait(budget, now);
+    return wait < SILA_RPC_HOLD_S ? SILA_RPC_HOLD_S : wait;
+}
+
 /* The busy error of a request that found budget empty at now. */
 static int answer_busy(struct rpc *rpc, const struct sila_bucket *budget, double now,
                        struct rpc_reply *ret)
 {
     char msg[160];
-    double wait = sila_bucket_wait(budget, now);
-    if (wait < SILA_RPC_HOLD_S)
-        wait = SILA_RPC_HOLD_S;
+    double wait = busy_wait(budget, now);
     uint32_t ms = (uint32_t)(wait * 1e3) + 1;
     bool reads = budget == &rpc->reads;
     snprintf(msg, sizeof msg,
@@ -155,6 +162,65 @@ static int answer_request(struct rpc *rpc, const Sila__Request *req, bool contro
 static int answer_kept(const struct rpc_cache_entry *kept, struct rpc_reply *ret)
 {
     *ret = (struct rpc_reply){.buf = kept->reply, .len = kept->len};
+    return 0;
+}
+
+/* A read method's request, as silactl sends it. */
+struct read_request {
+    Sila__Request req;
+    Sila__StatusRequest status;
+    Sila__WorkersRequest workers;
+    Sila__MetricsRequest metrics; /* since step 0 */
+};
+
+static void read_request_init(struct read_request *q, Sila__Request__MethodCase method)
+{
+    assert(method == SILA__REQUEST__METHOD_STATUS || method == SILA__REQUEST__METHOD_WORKERS ||
+           method == SILA__REQUEST__METHOD_METRICS);
+    sila__request__init(&q->req);
+    sila__status_request__init(&q->status);
+    sila__workers_request__init(&q->workers);
+    sila__metrics_request__init(&q->metrics);
+    q->req.version = SILA_RPC_VERSION;
+    q->req.method_case = method;
+    if (method == SILA__REQUEST__METHOD_STATUS)
+        q->req.status = &q->status;
+    else if (method == SILA__REQUEST__METHOD_WORKERS)
+        q->req.workers = &q->workers;
+    else
+        q->req.metrics = &q->metrics;
+}
+
+bool rpc_take_read(struct rpc *rpc, double *ret_wait_s)
+{
+    double now = sila_clock_s();
+    if (sila_bucket_take(&rpc->reads, now))
+        return true;
+    rpc->busy++;
+    *ret_wait_s = busy_wait(&rpc->reads, now);
+    return false;
+}
+
+int rpc_read(struct rpc *rpc, Sila__Request__MethodCase method, Sila__Reply **ret_reply)
+{
+    struct read_request q;
+    read_request_init(&q, method);
+    uint8_t buf[64]; /* its bytes: the cache's key */
+    assert(sila__request__get_packed_size(&q.req) <= sizeof buf);
+    size_t len = sila__request__pack(&q.req, buf);
+    double now = sila_clock_s();
+    const struct rpc_cache_entry *kept = rpc_cache_find(&rpc->cache, buf, len, now);
+    struct rpc_reply out;
+    int r = kept ? answer_kept(kept, &out)
+                 : answer_request(rpc, &q.req, false, "", buf, len, now, &out);
+    Sila__Reply *rep = r ? NULL : sila__reply__unpack(NULL, out.len, out.buf);
+    if (rep && rep->result_case == SILA__REPLY__RESULT__NOT_SET) {
+        sila__reply__free_unpacked(rep, NULL); /* the handler ran out of memory */
+        rep = NULL;
+    }
+    if (!rep)
+        return r ? r : -ENOMEM;
+    *ret_reply = rep;
     return 0;
 }
 
@@ -240,6 +306,25 @@ static void on_readable(uv_poll_t *h, int status, int events)
     }
 }
 
+/* rpc as it answers for ep, without a socket: local, the endpoint is
+ * loopback or ipc. */
+static void init(struct rpc *rpc, const struct rpc_endpoint *ep, bool local, rpc_handler *handler,
+                 void *ctx)
+{
+    bool keyed = ep->auth.key != NULL;
+    *rpc = (struct rpc){.handler = handler,
+                        .ctx = ctx,
+                        .control_allowed = local,
+                        .keyed = keyed,
+                        .reads_open = keyed && local && ep->auth.reads_open};
+    rpc->link.sock = -1;
+    snprintf(rpc->url, sizeof rpc->url, "%s", ep->url ? ep->url : "");
+    double now = sila_clock_s();
+    sila_bucket_init(&rpc->reads, ep->rate, ep->rate, now);
+    sila_bucket_init(&rpc->control, ep->rate ? SILA_RPC_CONTROL_RATE : 0, SILA_RPC_CONTROL_RATE,
+                     now);
+}
+
 int rpc_open(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, rpc_handler *handler,
              void *ctx, struct sila_err *err)
 {
@@ -248,17 +333,7 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, rp
     if (r)
         return r;
     const struct rpc_auth *auth = &ep->auth;
-    bool local = !u.tcp || sila_url_loopback(&u), keyed = auth->key != NULL;
-    *rpc = (struct rpc){.handler = handler,
-                        .ctx = ctx,
-                        .control_allowed = local,
-                        .keyed = keyed,
-                        .reads_open = keyed && local && auth->reads_open};
-    snprintf(rpc->url, sizeof rpc->url, "%s", ep->url);
-    double now = sila_clock_s();
-    sila_bucket_init(&rpc->reads, ep->rate, ep->rate, now);
-    sila_bucket_init(&rpc->control, ep->rate ? SILA_RPC_CONTROL_RATE : 0, SILA_RPC_CONTROL_RATE,
-                     now);
+    init(rpc, ep, !u.tcp || sila_url_loopback(&u), handler, ctx);
     /* bare requests pass: reads may be open, and the rest get a reason */
     struct sila_link_auth la = {
         .key = auth->key, .channel = "rpc", .accept_bare = true, .window_ms = auth->window_ms};
@@ -282,30 +357,34 @@ int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, r
               void *ctx, bool *ret_open, struct sila_err *err)
 {
     *ret_open = false;
-    if (!ep->url)
+    if (!ep->url) {
+        init(rpc, ep, false, handler, ctx);
         return 0;
+    }
     struct sila_err e;
     int r = rpc_open(rpc, loop, ep, handler, ctx, &e);
     *ret_open = r == 0;
     if (r == 0) {
         printf("serving the RPC at %s (silactl --connect %s status)\n", ep->url, ep->url);
         fflush(stdout);
-    } else if (ep->required) {
-        return sila_err_set(err, r, "--rpc: %s", e.msg);
-    } else {
-        fprintf(stderr, "silad: no RPC this run (%s); choose an endpoint with --rpc\n", e.msg);
+        return 0;
     }
+    init(rpc, ep, false, handler, ctx);
+    if (ep->required)
+        return sila_err_set(err, r, "--rpc: %s", e.msg);
+    fprintf(stderr, "silad: no RPC this run (%s); choose an endpoint with --rpc\n", e.msg);
     return 0;
 }
 
 void rpc_close(struct rpc *rpc)
 {
+    /* the link is open exactly while the handles are (rpc_open) */
     if (rpc->polling) {
         uv_close((uv_handle_t *)&rpc->poll, NULL);
         uv_close((uv_handle_t *)&rpc->hold, NULL);
+        sila_link_close(&rpc->link);
     }
     rpc->polling = false;
-    sila_link_close(&rpc->link);
     reply_done(rpc);
     free(rpc->allocs);
     rpc->allocs = NULL;

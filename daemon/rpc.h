@@ -46,6 +46,7 @@
 
 struct rpc;
 struct sila_key;
+struct metrics_addr;
 
 /* How the RPC authenticates its clients. */
 struct rpc_auth {
@@ -54,12 +55,14 @@ struct rpc_auth {
     uint32_t window_ms;         /* accepted clock difference; 0: the default */
 };
 
-/* Where and how a run serves its RPC. */
+/* Where and how a run serves its RPC, and its /metrics page
+ * (metrics_http.h), which reads the RPC's replies. */
 struct rpc_endpoint {
     const char *url; /* NULL: no RPC */
     bool required;   /* asked for by the user: failing to serve it is an error */
     struct rpc_auth auth;
     uint32_t rate; /* read requests served a second, in bursts of as many; 0: no limit */
+    const struct metrics_addr *metrics; /* silad --metrics: where; NULL: no page */
 };
 
 /* Fills reply's result for req (a decoded request of our version), or sets
@@ -96,10 +99,12 @@ int rpc_open(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, rp
  * be served, that is an error if it is required, else a warning (another
  * silad may hold the default) and the run goes on without RPC. Returns 0
  * with *ret_open saying whether it serves (false too for no url), or
- * -errno with err set. */
+ * -errno with err set. After a return of 0 the rpc answers rpc_read, with
+ * a socket or without, until rpc_close. */
 int rpc_serve(struct rpc *rpc, uv_loop_t *loop, const struct rpc_endpoint *ep, rpc_handler *handler,
               void *ctx, bool *ret_open, struct sila_err *err);
-/* Stops serving (the handles close on the loop) and closes the socket. */
+/* Stops serving (the handles close on the loop), closes the socket and
+ * frees what the rpc holds. Safe on a zeroed rpc and on a closed one. */
 void rpc_close(struct rpc *rpc);
 /* The run moved on (a step, an evaluation, a checkpoint): replies to read
  * methods are built afresh. Safe on an rpc that does not serve. */
@@ -119,6 +124,18 @@ struct rpc_reply {
  * reply cannot be encoded (there is nothing to send). Used by the server
  * and by the fuzz test. */
 int rpc_answer(struct rpc *rpc, const uint8_t *buf, size_t len, struct rpc_reply *ret);
+
+/* Takes one read request from the budget (--rpc-rate) at now for what
+ * silad serves from within, its /metrics page: returns true, or false
+ * with *ret_wait_s the seconds to wait (SILA_RPC_HOLD_S at least). */
+bool rpc_take_read(struct rpc *rpc, double *ret_wait_s);
+/* Reads a method (status, workers or metrics since step 0) from within
+ * silad, for its /metrics page: the reply a client sending that request
+ * gets, from the same cache, with no authentication (the caller is its own
+ * gate) and drawing nothing from the budget (rpc_take_read). Returns 0
+ * with *ret_reply (free with sila__reply__free_unpacked), -ENOMEM when the
+ * reply cannot be built, or -EMSGSIZE. */
+int rpc_read(struct rpc *rpc, Sila__Request__MethodCase method, Sila__Reply **ret_reply);
 
 /* Zeroed memory for the reply being built (NULL when out of memory). */
 void *rpc_alloc(struct rpc *rpc, size_t size);

@@ -12,6 +12,7 @@
 
 #include "auth.h"
 #include "cli.h"
+#include "prom.h"
 #include "rpc.h"
 #include "transport.h"
 
@@ -108,13 +109,6 @@ static int call(const struct rpc_opts *o, Sila__Request *req, Sila__Reply **ret_
     return 0;
 }
 
-static const char *phase_name(Sila__RunPhase p)
-{
-    static const char *const names[] = {"unknown",  "joining",  "training", "evaluating", "paused",
-                                        "stopping", "finished", "failed",   "recovering"};
-    return (unsigned)p < sizeof names / sizeof *names ? names[p] : "unknown";
-}
-
 /* A JSON number, or null for NaN and infinities. */
 static void json_num(double v)
 {
@@ -172,7 +166,7 @@ static void print_status_json(const Sila__Status *s)
     printf(",\"phase\":\"%s\",\"epoch\":%u,\"epochs\":%u,\"step\":%llu,\"total_steps\":%llu,"
            "\"samples_per_s\":%.1f,\"eta_s\":%.1f,\"elapsed_s\":%.1f,\"modules\":%u,"
            "\"evaluations\":",
-           phase_name(s->phase), s->epoch, s->epochs, (unsigned long long)s->step,
+           prom_phase_name(s->phase), s->epoch, s->epochs, (unsigned long long)s->step,
            (unsigned long long)s->total_steps, s->samples_per_s, s->eta_s, s->elapsed_s,
            s->modules);
     json_evaluations(s->evaluations, s->n_evaluations);
@@ -216,7 +210,8 @@ static void print_status_text(const Sila__Status *s)
     for (int i = 0; i < 30; i++)
         bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
     bar[30] = 0;
-    printf("job %s (%s, %u modules): %s", s->job, s->algorithm, s->modules, phase_name(s->phase));
+    printf("job %s (%s, %u modules): %s", s->job, s->algorithm, s->modules,
+           prom_phase_name(s->phase));
     if (s->replacements)
         printf(" (%u worker%s replaced)", s->replacements, s->replacements > 1 ? "s" : "");
     printf("\n");
@@ -348,83 +343,6 @@ static int status_and_workers(const struct rpc_opts *o, Sila__Reply **ret_s, Sil
     return r;
 }
 
-/* Prometheus' text exposition of status and workers. */
-static void print_prometheus(const Sila__Status *s, const Sila__Workers *ws)
-{
-    char job[128];
-    size_t n = 0;
-    for (const char *p = s->job; *p && n + 2 < sizeof job; p++) {
-        if (*p == '"' || *p == '\\')
-            job[n++] = '\\';
-        job[n++] = *p == '\n' ? ' ' : *p;
-    }
-    job[n] = 0;
-#define METRIC(name, type, help)                                                                   \
-    printf("# HELP sila_" name " " help "\n# TYPE sila_" name " " type "\n")
-    METRIC("steps_done_total", "counter", "Training steps the last module has finished.");
-    printf("sila_steps_done_total{job=\"%s\"} %llu\n", job, (unsigned long long)s->step);
-    METRIC("steps_planned", "gauge", "Training steps of the whole run.");
-    printf("sila_steps_planned{job=\"%s\"} %llu\n", job, (unsigned long long)s->total_steps);
-    METRIC("epoch", "gauge", "Current epoch, from 1.");
-    printf("sila_epoch{job=\"%s\"} %u\n", job, s->epoch);
-    METRIC("samples_per_second", "gauge", "Training samples per second since the start.");
-    printf("sila_samples_per_second{job=\"%s\"} %.1f\n", job, s->samples_per_s);
-    METRIC("eta_seconds", "gauge", "Estimated seconds left.");
-    printf("sila_eta_seconds{job=\"%s\"} %.0f\n", job, s->eta_s);
-    METRIC("phase", "gauge", "1 for the run's phase.");
-    printf("sila_phase{job=\"%s\",phase=\"%s\"} 1\n", job, phase_name(s->phase));
-    METRIC("messages_rejected_total", "counter",
-           "Messages silad dropped for failing authentication (cluster key).");
-    printf("sila_messages_rejected_total{job=\"%s\"} %llu\n", job,
-           (unsigned long long)s->rejected_messages);
-    if (s->n_evaluations) {
-        const Sila__Evaluation *e = s->evaluations[s->n_evaluations - 1];
-        METRIC("test_accuracy", "gauge",
-               "Test accuracy of each module's head at the last evaluation (the last module's: the "
-               "classifier).");
-        for (size_t k = 0; k < e->n_accuracy; k++)
-            printf("sila_test_accuracy{job=\"%s\",module=\"%zu\"} %.6f\n", job, k + 1,
-                   e->accuracy[k]);
-    }
-    static const struct {
-        const char *name, *type, *help;
-    } per[] = {
-        {"module_steps_done_total", "counter",
-         "Training steps the worker's last module has finished."},
-        {"module_loss", "gauge", "Last training loss of the worker's last module."},
-        {"module_train_accuracy", "gauge", "Recent batch accuracy of that module's head."},
-        {"worker_samples_per_second", "gauge", "Samples per second through the worker."},
-        {"worker_busy_ratio", "gauge", "Share of the worker's time spent computing."},
-        {"worker_queue", "gauge", "Batches sent into the pipeline the worker has not finished."},
-        {"worker_peak_rss_bytes", "gauge", "Peak resident memory of the worker."},
-        {"worker_generation", "gauge", "Generation of the worker's modules."},
-        {"worker_last_message_age_seconds", "gauge", "Seconds since the worker's last message."},
-    };
-    for (size_t i = 0; i < sizeof per / sizeof *per; i++) {
-        printf("# HELP sila_%s %s\n# TYPE sila_%s %s\n", per[i].name, per[i].help, per[i].name,
-               per[i].type);
-        for (size_t j = 0; j < ws->n_rows; j++) {
-            const Sila__WorkerRow *w = ws->rows[j];
-            double v[] = {(double)w->step,
-                          w->loss,
-                          w->accuracy,
-                          w->samples_per_s,
-                          w->busy,
-                          w->queue,
-                          w->peak_rss_mb * 1048576.0,
-                          w->generation,
-                          w->last_message_age_s};
-            printf("sila_%s{job=\"%s\",module=\"%u\",modules=\"%u-%u\"} ", per[i].name, job,
-                   w->last_module, w->first_module, w->last_module);
-            if (isfinite(v[i]))
-                printf("%.6g\n", v[i]);
-            else
-                printf("NaN\n");
-        }
-    }
-#undef METRIC
-}
-
 /* Status, then workers, redrawn every second until the run ends; a busy
  * daemon (its message printed) is asked again at the next second. */
 static int watch(struct rpc_opts *o)
@@ -462,7 +380,7 @@ static int prometheus(const struct rpc_opts *o)
     Sila__Reply *s, *w;
     if (status_and_workers(o, &s, &w))
         return EXIT_FAILURE;
-    print_prometheus(s->status, w->workers);
+    prom_write(stdout, s->status, w->workers);
     sila__reply__free_unpacked(s, NULL);
     sila__reply__free_unpacked(w, NULL);
     return EXIT_SUCCESS;

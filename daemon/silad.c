@@ -12,6 +12,7 @@
 #include "coord.h"
 #include "endpoint.h"
 #include "job.h"
+#include "metrics_http.h"
 #include "rpc.h"
 #include "startup.h"
 #include "threads.h"
@@ -43,11 +44,14 @@ static void usage(FILE *f)
             "  --rpc-rate N   answer at most N read requests a second (status, workers,\n"
             "                 metrics; default %u) and %u control ones; those over it\n"
             "                 get a busy error. 0: no limit\n"
+            "  --metrics [HOST:]PORT  serve Prometheus' text format at\n"
+            "                 http://HOST:PORT/metrics (HOST default %s; 'none': off,\n"
+            "                 the default); a scrape counts as one read of --rpc-rate\n"
             "  --key FILE     the cluster key (silactl keygen): every message to and from\n"
             "                 the workers and silactl is authenticated with it (default:\n"
             "                 $%s when set)\n"
-            "  --insecure     allow --listen or --rpc on a non-loopback tcp address without\n"
-            "                 a key (a trusted network only)\n"
+            "  --insecure     allow --listen, --rpc or --metrics on a non-loopback\n"
+            "                 address without a key (a trusted network only)\n"
             "  --rpc-reads open|authenticated  with a key, whether status, workers and\n"
             "                 metrics need no MAC on a loopback or ipc --rpc (default open)\n"
             "  --auth-window S  accepted difference between the clocks of the hosts, for\n"
@@ -61,7 +65,8 @@ static void usage(FILE *f)
             "  --threads T    threads of the numerical kernels, per spawned worker with\n"
             "                 --spawn (default: OPENBLAS_NUM_THREADS or OMP_NUM_THREADS\n"
             "                 when set, else all cores, shared out among spawned workers)\n",
-            SILA_RPC_DEFAULT, SILA_RPC_RATE, SILA_RPC_CONTROL_RATE, SILA_KEY_ENV);
+            SILA_RPC_DEFAULT, SILA_RPC_RATE, SILA_RPC_CONTROL_RATE, METRICS_HTTP_DEFAULT_HOST,
+            SILA_KEY_ENV);
 }
 
 struct options {
@@ -76,6 +81,8 @@ struct options {
     int window;
     const char *rpc;
     int rpc_rate;
+    bool metrics_on;
+    struct metrics_addr metrics;
     int resume;
     int resume_if_any;
     const char *resume_dir;
@@ -87,6 +94,19 @@ struct options {
     int auth_window;
     int encrypt;
 };
+
+/* --metrics' value into o: an address, or none. Returns -1 after an
+ * error. */
+static int parse_metrics(struct options *o, const char *value)
+{
+    struct sila_err err;
+    o->metrics_on = strcmp(value, "none") != 0;
+    if (o->metrics_on && metrics_addr_parse(value, &o->metrics, &err)) {
+        fprintf(stderr, "silad: %s\n", err.msg);
+        return -1;
+    }
+    return 0;
+}
 
 /* Parses argv; returns 0, 1 when the program should exit successfully
  * (--help), or -1 after printing an error. */
@@ -104,6 +124,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"window", required_argument, NULL, 'w'},
         {"rpc", required_argument, NULL, 'r'},
         {"rpc-rate", required_argument, NULL, 'L'},
+        {"metrics", required_argument, NULL, 'M'},
         {"resume", optional_argument, NULL, 'R'},
         {"resume-if-any", no_argument, NULL, 'A'},
         {"worker-timeout", required_argument, NULL, 'W'},
@@ -139,6 +160,10 @@ static int parse_args(int argc, char **argv, struct options *o)
             if (sila_cli_long("silad", "--rpc-rate", optarg, 0, 1000000, &v))
                 return -1;
             o->rpc_rate = (int)v;
+            break;
+        case 'M':
+            if (parse_metrics(o, optarg))
+                return -1;
             break;
         case 'W':
             if (sila_cli_long("silad", "--worker-timeout", optarg, 2, 86400, &v))
@@ -238,26 +263,57 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-/* Whether url (given to option opt) may be listened on without a key: ipc,
- * loopback, or --insecure (then with a warning). An address that does not
- * parse passes: the coordinator names what is wrong with it. */
-static bool may_listen_bare(const struct options *o, const char *opt, const char *url)
+/* Whether addr (given to option opt; local: loopback or ipc) may be
+ * listened on without a key: when local, or with --insecure (then with a
+ * warning that what (addr inside, as %s) is not authenticated). can: what
+ * anyone reaching it could do. */
+static bool may_serve_bare(const struct options *o, const char *opt, const char *addr, bool local,
+                           const char *what, const char *can)
 {
-    struct sila_url u;
-    if (sila_url_parse(url, &u, NULL) || !u.tcp || sila_url_loopback(&u))
+    if (local)
         return true;
     if (!o->insecure) {
         fprintf(stderr,
                 "silad: %s %s is not a loopback address: without a cluster key, anyone who "
-                "reaches it could join this run, feed it or steer it. Give --key FILE "
-                "(silactl keygen makes one) or, on a network you trust, --insecure\n",
-                opt, url);
+                "reaches it could %s. Give --key FILE (silactl keygen makes one) or, on a "
+                "network you trust, --insecure\n",
+                opt, addr, can);
         return false;
     }
+    char subject[SILA_URL_MAX + 64];
+    snprintf(subject, sizeof subject, what, addr);
     fprintf(stderr,
-            "silad: warning: --insecure: messages on %s are not authenticated; anyone who "
-            "reaches it can join this run, feed it or steer it\n",
-            url);
+            "silad: warning: --insecure: %s not authenticated; anyone who reaches it can %s\n",
+            subject, can);
+    return true;
+}
+
+/* may_serve_bare for a url of --listen or --rpc. An address that does not
+ * parse passes: the coordinator names what is wrong with it. */
+static bool may_listen_bare(const struct options *o, const char *opt, const char *url)
+{
+    struct sila_url u;
+    bool local = sila_url_parse(url, &u, NULL) || !u.tcp || sila_url_loopback(&u);
+    return may_serve_bare(o, opt, url, local, "messages on %s are",
+                          "join this run, feed it or steer it");
+}
+
+#define METRICS_READERS "read the run's figures"
+
+/* --metrics: a page with no authentication, on loopback, with --insecure
+ * or, with a key, with a warning (HTTP carries no MAC, and Prometheus
+ * scrapes from another host). Returns false after refusing it. */
+static bool may_serve_metrics(const struct options *o, bool keyed)
+{
+    const struct metrics_addr *m = &o->metrics;
+    if (!o->metrics_on || m->loopback)
+        return true;
+    if (!keyed)
+        return may_serve_bare(o, "--metrics", m->text, false, "the page at %s is", METRICS_READERS);
+    fprintf(stderr,
+            "silad: warning: the cluster key does not cover --metrics %s (HTTP requests carry "
+            "no MAC): anyone who reaches it can " METRICS_READERS "\n",
+            m->text);
     return true;
 }
 
@@ -279,6 +335,8 @@ static int load_key(struct options *o, struct sila_key *key, bool *ret_keyed)
         fprintf(stderr, "silad: %s\n", err.msg);
         return -1;
     }
+    if (!may_serve_metrics(o, o->key != NULL))
+        return -1;
     if (o->key)
         return 0;
     if ((o->listen && !may_listen_bare(o, "--listen", o->listen)) ||
@@ -317,7 +375,8 @@ int main(int argc, char **argv)
                                .auth = {.key = keyed ? &key : NULL,
                                         .reads_open = !o.rpc_reads_authenticated,
                                         .window_ms = (uint32_t)o.auth_window * 1000u},
-                               .rate = (uint32_t)o.rpc_rate};
+                               .rate = (uint32_t)o.rpc_rate,
+                               .metrics = o.metrics_on ? &o.metrics : NULL};
     if (o.rpc && strcmp(o.rpc, "none") == 0)
         rpc.url = NULL;
     /* every mode refuses the same inputs, before anything is started */

@@ -131,18 +131,20 @@ int train_rpc_open(struct train_rpc *t, const struct rpc_endpoint *ep, const str
                             .plan = plan,
                             .out_dir = out_dir,
                             .phase = SILA__RUN_PHASE__TRAINING};
-    if (!ep->url)
+    if (!ep->url && !ep->metrics)
         return 0;
     int r = uv_loop_init(&t->loop);
     if (r)
         return sila_err_set(err, -EIO, "event loop: %s", uv_strerror(r));
     t->loop_open = true;
-    return rpc_serve(&t->rpc, &t->loop, ep, handle, t, &t->serving, err);
+    if ((r = rpc_serve(&t->rpc, &t->loop, ep, handle, t, &t->serving, err)))
+        return r;
+    return metrics_http_serve(&t->http, &t->loop, ep->metrics, &t->rpc, err);
 }
 
 void train_rpc_serve(struct train_rpc *t)
 {
-    if (!t->serving)
+    if (!t->loop_open)
         return;
     rpc_refresh(&t->rpc); /* a step boundary: the run moved on */
     uv_run(&t->loop, UV_RUN_NOWAIT);
@@ -154,9 +156,9 @@ void train_rpc_close(struct train_rpc *t)
 {
     if (!t->loop_open)
         return;
-    if (t->serving)
-        rpc_close(&t->rpc);
-    uv_run(&t->loop, UV_RUN_DEFAULT); /* the closing poll handle */
+    metrics_http_close(&t->http);
+    rpc_close(&t->rpc);
+    uv_run(&t->loop, UV_RUN_DEFAULT); /* the closing handles */
     uv_loop_close(&t->loop);
     t->loop_open = t->serving = false;
 }

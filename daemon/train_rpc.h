@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "job.h"
+#include "metrics_http.h"
 #include "plan.h"
 #include "report.h"
 #include "rpc.h"
@@ -20,7 +21,8 @@
 
 struct train_rpc {
     uv_loop_t loop;
-    struct rpc rpc;
+    struct rpc rpc;           /* answers while the loop is open, with a socket when serving */
+    struct metrics_http http; /* the /metrics page, reading rpc */
     bool loop_open, serving;
     /* what the methods show, kept up to date by the trainer */
     const struct sila_job *job;
@@ -33,10 +35,11 @@ struct train_rpc {
     bool paused, stop, checkpoint;
 };
 
-/* Serves ep for a run of job (ep->url NULL: no RPC, every call below does
- * nothing). rep and plan are read by the methods from the first
- * train_rpc_serve on. Returns 0, or -errno with err set (a required
- * endpoint cannot be served). */
+/* Serves ep for a run of job: its RPC and its /metrics page (ep->url and
+ * ep->metrics both NULL: neither, and every call below does nothing). rep
+ * and plan are read by the methods from the first train_rpc_serve on.
+ * Returns 0, or -errno with err set (a required endpoint cannot be
+ * served). */
 int train_rpc_open(struct train_rpc *t, const struct rpc_endpoint *ep, const struct sila_job *job,
                    const struct report *rep, const struct sila_plan *plan, const char *out_dir,
                    struct sila_err *err);

@@ -18,14 +18,15 @@ set -eu
 cd "$(dirname "$0")/.."
 
 BUILD_PACKAGES="gcc meson ninja-build pkg-config libuv1-dev libnanomsg-dev libprotobuf-c-dev
-protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev scdoc dataset-fashion-mnist
-libonnx-dev"
+protobuf-c-compiler libopenblas-dev libdnnl-dev check libinih-dev zlib1g-dev libsodium-dev libsystemd-dev
+libmicrohttpd-dev libonnx-dev scdoc dataset-fashion-mnist"
 # what the tests use besides: nanocat and protoc speak the RPC by hand, gnuplot
 # draws silactl plot, systemd-nspawn boots the units under a real systemd,
+# curl fetches silad's /metrics page and a real prometheus scrapes it,
 # python3-onnx checks and node runs (ONNX Runtime) the exported models,
 # Slurm's daemons and munge run deploy/slurm/sila.sbatch on a cluster of one
-TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container
-python3-onnx nodejs slurmctld slurmd slurm-client munge"
+TEST_PACKAGES="nanomsg-utils protobuf-compiler python3 gnuplot-nox systemd systemd-container curl
+prometheus python3-onnx nodejs slurmctld slurmd slurm-client munge"
 
 usage() {
     echo "usage: deploy/bootstrap.sh run|test" >&2

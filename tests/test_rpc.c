@@ -4,8 +4,11 @@
  * oldest entry making room; and rpc_answer's use of it and of the rate
  * limit: reads built once per change, busy replies over the limit that
  * never reach the handler, bad requests drawing on the reads' budget, and
- * control requests on their own. The buckets refill at one token a
- * second, so the few microseconds a test takes never add one. */
+ * control requests on their own; and silad's /metrics page reading from
+ * the same cache (rpc_read) and on the same budget (rpc_take_read). The buckets refill
+ * at one token a second, so the few microseconds a test takes never add
+ * one. */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -282,6 +285,76 @@ START_TEST(test_no_limit)
 }
 END_TEST
 
+/* ---- rpc_read */
+
+/* Whether rpc_read of method m answers with the Ack text. */
+static bool reads(struct rpc *rpc, Sila__Request__MethodCase m, const char *text)
+{
+    Sila__Reply *r = NULL;
+    bool ok = rpc_read(rpc, m, &r) == 0 && r->result_case == SILA__REPLY__RESULT_ACK &&
+              strcmp(r->ack->message, text) == 0;
+    sila__reply__free_unpacked(r, NULL);
+    return ok;
+}
+
+START_TEST(test_read_shares_the_cache)
+{
+    struct rpc rpc;
+    int calls = 0;
+    setup(&rpc, &calls, 0, 1);
+    ck_assert(acks(&rpc, STATUS_M, 0, "answer 1"));
+    ck_assert(reads(&rpc, STATUS_M, "answer 1")); /* a client's request, the same bytes */
+    ck_assert(reads(&rpc, SILA__REQUEST__METHOD_WORKERS, "answer 2"));
+    ck_assert(reads(&rpc, SILA__REQUEST__METHOD_WORKERS, "answer 2"));
+    ck_assert(acks(&rpc, METRICS_M, 0, "answer 3"));
+    ck_assert(reads(&rpc, METRICS_M, "answer 3")); /* since step 0 */
+    rpc_refresh(&rpc);
+    ck_assert(reads(&rpc, STATUS_M, "answer 4"));
+    ck_assert(acks(&rpc, STATUS_M, 0, "answer 4"));
+    ck_assert_int_eq(calls, 4);
+    rpc_close(&rpc);
+}
+END_TEST
+
+START_TEST(test_take_read_draws_on_reads)
+{
+    struct rpc rpc;
+    int calls = 0;
+    setup(&rpc, &calls, 1, 2);
+    double wait = -1;
+    ck_assert(rpc_take_read(&rpc, &wait));
+    ck_assert(reads(&rpc, STATUS_M, "answer 1")); /* takes nothing */
+    ck_assert(reads(&rpc, STATUS_M, "answer 1"));
+    ck_assert(acks(&rpc, STATUS_M, 0, "answer 1"));
+    ck_assert(wait == -1);
+    ck_assert(!rpc_take_read(&rpc, &wait));
+    ck_assert(wait >= SILA_RPC_HOLD_S && wait <= 1.0);
+    ck_assert(busy(&rpc, STATUS_M, READS_BUSY));
+    ck_assert_uint_eq(rpc.busy, 2);
+    ck_assert(acks(&rpc, PAUSE_M, 0, "answer 2")); /* control keeps its own budget */
+    rpc_close(&rpc);
+}
+END_TEST
+
+/* Builds no result, as a handler out of memory does. */
+static void no_memory(void *ctx, struct rpc *rpc, const Sila__Request *req, Sila__Reply *reply)
+{
+    (void)ctx, (void)rpc, (void)req, (void)reply;
+}
+
+START_TEST(test_read_without_result)
+{
+    struct rpc rpc;
+    int calls = 0;
+    setup(&rpc, &calls, 0, 1);
+    rpc.handler = no_memory;
+    Sila__Reply *r = NULL;
+    ck_assert_int_eq(rpc_read(&rpc, STATUS_M, &r), -ENOMEM);
+    ck_assert_ptr_null(r);
+    rpc_close(&rpc);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("rpc");
@@ -299,5 +372,10 @@ Suite *test_suite(void)
     tcase_add_test(answer, test_control_has_its_own_budget);
     tcase_add_test(answer, test_no_limit);
     suite_add_tcase(s, answer);
+    TCase *read = tcase_create("read");
+    tcase_add_test(read, test_read_shares_the_cache);
+    tcase_add_test(read, test_take_read_draws_on_reads);
+    tcase_add_test(read, test_read_without_result);
+    suite_add_tcase(s, read);
     return s;
 }

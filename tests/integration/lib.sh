@@ -95,6 +95,20 @@ ended()
     wait "$1"
 }
 
+# kill_tree PID: ends PID and every process below it, children first, by
+# the pids ps lists: SIGTERM, then SIGKILL to one still there after 10 s.
+# For programs that may start helpers of their own.
+kill_tree()
+{
+    local child
+    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        kill_tree "$child"
+    done
+    kill "$1" 2>/dev/null
+    ended "$1" 10 2>/dev/null
+    return 0
+}
+
 # claim_ports N: prints the first of N consecutive tcp ports that are free
 # now and claimed by no other test script still running, and claims them
 # for this script until it exits. Tests run side by side, and a port of one
