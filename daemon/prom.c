@@ -64,8 +64,10 @@ static const struct {
     const char *name, *type, *help;
 } per_worker[] = {
     {"module_steps_done_total", "counter", "Training steps the worker's last module has finished."},
-    {"module_loss", "gauge", "Last training loss of the worker's last module."},
-    {"module_train_accuracy", "gauge", "Recent batch accuracy of that module's head."},
+    {"module_loss", "gauge",
+     "Training loss of the worker's last module at the last step its head learned."},
+    {"module_train_accuracy", "gauge",
+     "Batch accuracy of that module's head, averaged over the steps it learned."},
     {"worker_samples_per_second", "gauge", "Samples per second through the worker."},
     {"worker_busy_ratio", "gauge", "Share of the worker's time spent computing."},
     {"worker_queue", "gauge", "Batches sent into the pipeline the worker has not finished."},
