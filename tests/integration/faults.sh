@@ -152,9 +152,17 @@ start_workers()
             >"$1-$m.out" 2>"$1-$m.err" &
     done
 }
-"$SILAD" --job "$JOB" --listen "$URL" --out coord --rpc none "${CK[@]}" >coord1.stdout \
-    2>coord1.stderr &
-silad=$!
+# listen OUT LOG [ARG...]: silad --listen $URL on the short job into OUT, its
+# output in LOG.stdout and LOG.stderr, its pid in $silad
+listen()
+{
+    local out=$1 log=$2
+    shift 2
+    "$SILAD" --job "$JOB" --listen "$URL" --out "$out" --rpc none "${CK[@]}" "$@" \
+        >"$log.stdout" 2>"$log.stderr" &
+    silad=$!
+}
+listen coord coord1
 start_workers first
 checkpointed() { grep -q "checkpoint after step 10" coord1.stdout; }
 wait_for 600 checkpointed
@@ -166,9 +174,7 @@ if wait_for 30 gone && grep -q "has been silent" first-1-2.err; then
 else
     not_ok "the workers of a killed coordinator exit" first-1-2.err first-3-4.err
 fi
-"$SILAD" --job "$JOB" --listen "$URL" --out coord --resume --rpc none "${CK[@]}" \
-    >coord2.stdout 2>coord2.stderr &
-silad=$!
+listen coord coord2 --resume
 start_workers second
 ended $silad 900
 st=$?
@@ -186,9 +192,7 @@ wait
 # job does): silad stops at once, not after the 30 s a control message may
 # wait for a live worker
 URL=tcp://127.0.0.1:$((PORT + 201))
-"$SILAD" --job "$JOB" --listen "$URL" --out term --rpc none "${CK[@]}" >term.stdout \
-    2>term.stderr &
-silad=$!
+listen term term
 start_workers term
 started_term() { grep -q "^job fmnist-cnn-k4" term.stdout; }
 wait_for 300 started_term
