@@ -34,6 +34,13 @@ void sila_linear_forward(float *out, const float *in, const float *w, const floa
 void sila_linear_backward(float *din, float *dw, float *db, const float *dout, const float *in,
                           const float *w, int B, int IN, int OUT);
 
+/* ---- activation layouts ------------------------------------------------ */
+/* How a caller holds activations (B, C, H, W): NCHW, or oneDNN's
+ * channel-blocked nChw8c / nChw16c, (B, ceil(C/k), H, W, k) with the
+ * channels zero-padded to a multiple of k = 8 or 16 (the layouts its JIT
+ * convolutions use on AVX2 and AVX-512 machines). */
+enum sila_layout { SILA_LAYOUT_NCHW, SILA_LAYOUT_NCHW8C, SILA_LAYOUT_NCHW16C };
+
 /* ---- conv2d, on oneDNN (conv.c) --------------------------------------- */
 struct sila_conv_plan; /* the library's primitives for this geometry */
 
@@ -45,24 +52,33 @@ struct sila_conv_geom {
     int threads; /* OpenMP threads of the primitives; 1 from sila_conv_geom_init.
                     Results may depend on it, never on timing. */
     bool bias;   /* has a bias (b and db); false from sila_conv_geom_init */
+    /* how the caller holds in and din, out and dout; NCHW from
+     * sila_conv_geom_init (weights are always OIHW) */
+    enum sila_layout src_layout, dst_layout;
     struct sila_conv_plan *plan; /* owned; NULL until sila_conv_plan_new */
 };
 
-/* Fills OH, OW, threads = 1, bias = false and plan = NULL; returns 0, or
- * -EINVAL when the kernel does not fit. */
+/* Fills OH, OW, threads = 1, bias = false, NCHW layouts and plan = NULL;
+ * returns 0, or -EINVAL when the kernel does not fit. */
 int sila_conv_geom_init(struct sila_conv_geom *g, int B, int C, int H, int W, int OC, int K,
                         int stride, int pad);
-/* Creates g->plan for batches of up to g->B (set threads and bias first):
- * 0, -ENOMEM, or -EINVAL when the library has no convolution for the shape. */
+/* The layouts the library's forward convolution of g (at batch g->B)
+ * works in, for its input and its output (NCHW when it is none of
+ * sila_layout's): 0, -ENOMEM, or -EINVAL as sila_conv_plan_new. */
+int sila_conv_layouts(const struct sila_conv_geom *g, enum sila_layout *ret_src,
+                      enum sila_layout *ret_dst);
+/* Creates g->plan for batches of up to g->B (set threads, bias and the
+ * layouts first): 0, -ENOMEM, or -EINVAL when the library has no
+ * convolution for the shape. */
 int sila_conv_plan_new(struct sila_conv_geom *g);
 /* Frees g->plan and sets it NULL; safe when it is NULL. */
 void sila_conv_plan_free(struct sila_conv_geom *g);
 /* Floats of scratch the conv kernels need for batches of up to g->B (the
  * batch the plan was made for). */
 size_t sila_conv_work_floats(const struct sila_conv_geom *g);
-/* out (B, OC, OH, OW), in (B, C, H, W), w (OC, C, K, K), b (OC) when
- * g->bias (else unread), work: sila_conv_work_floats floats of scratch,
- * B = g->B. */
+/* out (B, OC, OH, OW), in (B, C, H, W), each in its layout, w (OC, C, K, K),
+ * b (OC) when g->bias (else unread), work: sila_conv_work_floats floats of
+ * scratch, B = g->B. */
 void sila_conv2d_forward(float *out, const float *in, const float *w, const float *b,
                          const struct sila_conv_geom *g, float *work);
 /* din (B, C, H, W), dw (OC, C, K, K) and db (OC, only when g->bias): each
