@@ -26,7 +26,11 @@
  * and 1x1 conv shape of fmnist-resnet-k8.ini; the linear layers of
  * fmnist-mlp.ini and the CNN's classifier; batch norm (train mode), ReLU,
  * max pool, average pool and global average pool at the shapes where these
- * jobs (or their aux heads) use them; dropout and drop-path (p = 0.1).
+ * jobs (or their aux heads) use them; dropout and drop-path (p = 0.1). For
+ * the ResNet's blocks, whose inner tensors are channel-blocked (the layout
+ * the block's 3x3 convolution picks, "blocked" in the table): batch norm,
+ * alone (bn2, the projection's) and with its ReLU fused (bn1), and the
+ * reorders at a block's edges (fwd: NCHW to blocked, bwd: back).
  * A network's first layer does not compute its input gradient, as in
  * training; those rows say "no dX".
  *
@@ -46,11 +50,14 @@
  *   gap      fwd n + planes, bwd planes (the backward pass is a broadcast)
  *   dropout, drop-path  fwd n multiplications (random draws not counted),
  *            bwd n
+ *   reorder  none (its GFLOP/s read 0)
  * Bytes (memory-bound layers only): the compulsory traffic, each tensor a
  * kernel must read or write counted once at 4 bytes per element even when
  * the kernel passes over it several times (batch norm reads its input
  * three times): a lower bound of the real traffic.
  *   batchnorm fwd x, y; bwd dy, x, dx     relu fwd x, y; bwd dy, y, dx
+ *            (with a fused ReLU the same: its bit mask not counted)
+ *   reorder  fwd x, y; bwd y, x
  *   maxpool  fwd x, y, argmax; bwd dy, argmax, dx
  *   avgpool, gap  fwd x, y; bwd dy, dx
  *   dropout  fwd x, mask, y; bwd dy, mask, dx
@@ -205,6 +212,9 @@ struct ctx {
     float p;
     struct sila_conv_geom cg;
     struct sila_pool_geom pg;
+    struct sila_blocked_bn bbn; /* batch norm on the blocked layout */
+    struct sila_relayout rl;    /* NCHW <-> blocked */
+    void *bmask;                /* the fused ReLU's */
     float *in, *out, *dout, *din, *w, *dw, *b, *db, *work;
     float *mean, *invstd, *run_mean, *run_var, *gamma, *beta, *dgamma, *dbeta, *mask;
     int32_t *argmax;
@@ -238,6 +248,24 @@ static void bn_b(struct ctx *c)
 {
     sila_bn_backward(c->din, c->dgamma, c->dbeta, c->dout, c->in, c->mean, c->invstd, c->gamma,
                      c->B, c->C, c->HW);
+}
+static void bbn_f(struct ctx *c)
+{
+    sila_blocked_bn_forward_train(c->out, c->mean, c->invstd, c->bmask, c->run_mean, c->run_var,
+                                  c->in, c->gamma, c->beta, 0.1f, &c->bbn, c->work);
+}
+static void bbn_b(struct ctx *c)
+{
+    sila_blocked_bn_backward(c->din, c->dgamma, c->dbeta, c->dout, c->in, c->mean, c->invstd,
+                             c->bmask, c->gamma, c->beta, &c->bbn, c->work);
+}
+static void relayout_f(struct ctx *c)
+{
+    sila_relayout_to(c->out, c->in, &c->rl, c->work);
+}
+static void relayout_b(struct ctx *c)
+{
+    sila_relayout_from(c->in, c->out, &c->rl, c->work);
 }
 static void relu_f(struct ctx *c)
 {
@@ -327,7 +355,10 @@ static void free_ctx(struct ctx *c)
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
         free(f[i]);
     free(c->argmax);
+    free(c->bmask);
     sila_conv_plan_free(&c->cg);
+    sila_blocked_bn_plan_free(&c->bbn);
+    sila_relayout_plan_free(&c->rl);
 }
 
 static double g_sgemm, g_stream;
@@ -399,12 +430,64 @@ static void run_linear(const char *job, int B, int IN, int OUT, int need_din, in
 }
 
 /* The memory-bound layers on a (B, C, H, H) input. */
-enum mkind { BN, RELU, MAXPOOL, AVGPOOL, GAP, DROPOUT, DROPPATH };
+enum mkind {
+    BN,
+    BN_BLOCKED,
+    BN_RELU_BLOCKED,
+    RELAYOUT,
+    RELU,
+    MAXPOOL,
+    AVGPOOL,
+    GAP,
+    DROPOUT,
+    DROPPATH
+};
 
-static void run_mem(enum mkind kind, const char *job, int B, int C, int H, int K, int reps)
+/* The layout a block's 3x3 convolution of C channels at HxH picks for its
+ * output (on B samples). */
+static enum sila_layout block_layout(int B, int C, int H)
+{
+    struct sila_conv_geom g;
+    enum sila_layout src, dst;
+    if (sila_conv_geom_init(&g, B, C, H, H, C, 3, 1, 1) || sila_conv_layouts(&g, &src, &dst)) {
+        fprintf(stderr, "bench_kernels: no convolution for %dx%dx%d\n", C, H, H);
+        exit(1);
+    }
+    return dst;
+}
+
+/* c's plans of the blocked kinds on (B, C, H, H) and their work buffer;
+ * *ret_n: the floats of a tensor in the blocked layout. */
+static void blocked_plans(struct ctx *c, enum mkind kind, int H, int threads, size_t *ret_n)
+{
+    enum sila_layout l = block_layout(c->B, c->C, H);
+    c->bbn = (struct sila_blocked_bn){.B = c->B,
+                                      .C = c->C,
+                                      .H = H,
+                                      .W = H,
+                                      .layout = l,
+                                      .eps = 1e-5f,
+                                      .relu = kind == BN_RELU_BLOCKED,
+                                      .threads = threads};
+    c->rl = (struct sila_relayout){
+        .B = c->B, .C = c->C, .H = H, .W = H, .layout = l, .threads = threads};
+    if (sila_blocked_bn_plan_new(&c->bbn) || sila_relayout_plan_new(&c->rl)) {
+        fprintf(stderr, "bench_kernels: no blocked batch norm or reorder for this shape\n");
+        exit(1);
+    }
+    size_t w = sila_blocked_bn_work_floats(&c->bbn), wr = sila_relayout_work_floats(&c->rl);
+    c->work = random_floats(w > wr ? w : wr);
+    c->bmask = xmalloc(sila_blocked_bn_mask_bytes(&c->bbn) + 1);
+    *ret_n = sila_layout_floats(l, c->B, c->C, H, H);
+}
+
+static void run_mem(enum mkind kind, const char *job, int B, int C, int H, int K, int threads,
+                    int reps)
 {
     struct ctx c = {.B = B, .C = C, .HW = H * H, .p = 0.1f};
     size_t n = (size_t)B * C * H * H, no = n, planes = (size_t)B * C;
+    if (kind == BN_BLOCKED || kind == BN_RELU_BLOCKED || kind == RELAYOUT)
+        blocked_plans(&c, kind, H, threads, &n), no = n;
     c.n = n, c.per_sample = (size_t)C * H * H;
     if (kind == MAXPOOL || kind == AVGPOOL) {
         if (sila_pool_geom_init(&c.pg, B, C, H, H, K, K, 0)) {
@@ -423,13 +506,23 @@ static void run_mem(enum mkind kind, const char *job, int B, int C, int H, int K
     snprintf(shape, sizeof shape, "%dx%dx%d", C, H, H);
     switch (kind) {
     case BN:
+    case BN_BLOCKED:
+    case BN_RELU_BLOCKED:
+        /* the blocked kinds keep the variance where the NCHW one keeps invstd */
         c.mean = const_floats(C, 0.0f), c.invstd = const_floats(C, 1.0f);
         c.run_mean = const_floats(C, 0.0f), c.run_var = const_floats(C, 1.0f);
         c.gamma = random_floats(C), c.beta = random_floats(C);
         c.dgamma = const_floats(C, 0.0f), c.dbeta = const_floats(C, 0.0f);
-        time_case(&c, bn_f, bn_b, reps, &r);
+        time_case(&c, kind == BN ? bn_f : bbn_f, kind == BN ? bn_b : bbn_b, reps, &r);
         r.flop_f = 6.0 * n, r.flop_b = 11.0 * n, r.bytes_f = 8.0 * n, r.bytes_b = 12.0 * n;
-        layer = "batchnorm (train)";
+        layer = kind == BN           ? "batchnorm (train)"
+                : kind == BN_BLOCKED ? "batchnorm (train, blocked)"
+                                     : "batchnorm+relu (train, blocked)";
+        break;
+    case RELAYOUT:
+        time_case(&c, relayout_f, relayout_b, reps, &r);
+        r.bytes_f = r.bytes_b = 8.0 * n;
+        layer = "reorder NCHW <-> blocked";
         break;
     case RELU:
         time_case(&c, relu_f, relu_b, reps, &r);
@@ -549,20 +642,29 @@ int main(int argc, char **argv)
     run_linear("mlp", B, 1024, 10, 1, reps);
     run_linear("cnn-k4", B, 3136, 10, 1, reps);
     /* memory-bound layers */
-    run_mem(BN, "cnn-k4", B, 32, 28, 0, reps);
-    run_mem(BN, "cnn-k4", B, 64, 14, 0, reps);
-    run_mem(BN, "resnet-k8", B, 64, 7, 0, reps);
-    run_mem(RELU, "cnn-k4", B, 32, 28, 0, reps);
-    run_mem(RELU, "cnn-k4", B, 64, 14, 0, reps);
-    run_mem(RELU, "resnet-k8", B, 64, 7, 0, reps);
-    run_mem(MAXPOOL, "cnn-k4", B, 32, 28, 2, reps);
-    run_mem(MAXPOOL, "cnn-k4", B, 64, 14, 2, reps);
-    run_mem(AVGPOOL, "aux=mlp head", B, 32, 28, 14, reps);
-    run_mem(AVGPOOL, "-", B, 64, 14, 2, reps);
-    run_mem(GAP, "cnn-k4 aux head", B, 32, 28, 0, reps);
-    run_mem(GAP, "resnet-k8", B, 64, 7, 0, reps);
-    run_mem(DROPOUT, "-", B, 64, 14, 0, reps);
-    run_mem(DROPPATH, "-", B, 64, 14, 0, reps);
+    run_mem(BN, "cnn-k4", B, 32, 28, 0, threads, reps);
+    run_mem(BN, "cnn-k4", B, 64, 14, 0, threads, reps);
+    run_mem(BN, "resnet-k8 stem", B, 16, 28, 0, threads, reps);
+    run_mem(BN, "-", B, 32, 14, 0, threads, reps);
+    run_mem(BN, "-", B, 64, 7, 0, threads, reps);
+    /* the ResNet's blocks: 16x28x28, 32x14x14, 64x7x7 */
+    for (int i = 0; i < 3; i++) {
+        int C = 16 << i, H = 28 >> i;
+        run_mem(BN_BLOCKED, "resnet-k8", B, C, H, 0, threads, reps);
+        run_mem(BN_RELU_BLOCKED, "resnet-k8", B, C, H, 0, threads, reps);
+        run_mem(RELAYOUT, "resnet-k8", B, C, H, 0, threads, reps);
+    }
+    run_mem(RELU, "cnn-k4", B, 32, 28, 0, threads, reps);
+    run_mem(RELU, "cnn-k4", B, 64, 14, 0, threads, reps);
+    run_mem(RELU, "resnet-k8", B, 64, 7, 0, threads, reps);
+    run_mem(MAXPOOL, "cnn-k4", B, 32, 28, 2, threads, reps);
+    run_mem(MAXPOOL, "cnn-k4", B, 64, 14, 2, threads, reps);
+    run_mem(AVGPOOL, "aux=mlp head", B, 32, 28, 14, threads, reps);
+    run_mem(AVGPOOL, "-", B, 64, 14, 2, threads, reps);
+    run_mem(GAP, "cnn-k4 aux head", B, 32, 28, 0, threads, reps);
+    run_mem(GAP, "resnet-k8", B, 64, 7, 0, threads, reps);
+    run_mem(DROPOUT, "-", B, 64, 14, 0, threads, reps);
+    run_mem(DROPPATH, "-", B, 64, 14, 0, threads, reps);
     printf("\nThe first layer of a network does not compute dX (as in training). "
            "Memory-bound layers are far below sgemm by nature: read their GB/s.\n");
     return 0;

@@ -2,10 +2,13 @@
  * common/nn/kernels.h against naive double-precision references written here:
  * direct 7-loop convolution, window loops for pooling (PyTorch semantics:
  * max pool pads with -inf, average pool counts padded cells), batch-norm
- * statistics, and the statistics of the dropout masks. Also the nets'
- * eval mode: deterministic, dropout and drop-path the identity, batch norm
- * on the running statistics (PyTorch's momentum update with the unbiased
- * batch variance).
+ * statistics, and the statistics of the dropout masks; the reorders to
+ * and from the channel-blocked layouts against the layouts' definition, a
+ * convolution on them against the same on NCHW, and batch norm on them
+ * (with and without its fused ReLU) against the references. Also the
+ * nets' eval mode: deterministic, dropout and drop-path the identity,
+ * batch norm on the running statistics (PyTorch's momentum update with
+ * the unbiased batch variance).
  *
  * Bounds: a float sum of n terms differs from the exact sum by at most
  * about n·2^-24·Σ|term| whatever the order, so float results are compared
@@ -138,9 +141,9 @@ static void ref_conv_backward(double *din, double *din_abs, double *dw, double *
 static void check_conv(const struct conv_case *cc, uint64_t seed, int threads)
 {
     struct sila_conv_geom g;
-    ck_assert_int_eq(sila_conv_geom_init(&g, cc->B + 1, cc->C, cc->H, cc->W, cc->OC, cc->K,
-                                         cc->stride, cc->pad),
-                     0);
+    ck_assert_int_eq(
+        sila_conv_geom_init(&g, cc->B + 1, cc->C, cc->H, cc->W, cc->OC, cc->K, cc->stride, cc->pad),
+        0);
     g.threads = threads;
     g.bias = cc->bias;
     ck_assert_int_eq(sila_conv_plan_new(&g), 0);
@@ -236,11 +239,9 @@ static const struct conv_case job_cases[] = {
     {3, 16, 28, 28, 16, 3, 1, 1, false}, /* ResNet's 16-channel block */
     {2, 16, 28, 28, 32, 3, 2, 1, false}, /* stride 2 */
     {2, 16, 28, 28, 32, 1, 2, 0, false}, /* its 1x1 projection */
-    {2, 32, 14, 14, 64, 3, 2, 1, false},
-    {3, 64, 7, 7, 64, 3, 1, 1, false},
-    {2, 32, 28, 28, 32, 3, 1, 1, true},  /* the CNN's */
-    {2, 32, 14, 14, 64, 3, 1, 1, true},
-    {3, 16, 11, 13, 16, 3, 1, 1, false}, /* odd, non-square */
+    {2, 32, 14, 14, 64, 3, 2, 1, false}, {3, 64, 7, 7, 64, 3, 1, 1, false},
+    {2, 32, 28, 28, 32, 3, 1, 1, true},                                       /* the CNN's */
+    {2, 32, 14, 14, 64, 3, 1, 1, true},  {3, 16, 11, 13, 16, 3, 1, 1, false}, /* odd, non-square */
     {7, 24, 13, 10, 16, 3, 1, 1, true},
 };
 
@@ -257,10 +258,10 @@ struct pool_case {
 };
 
 static const struct pool_case pool_cases[] = {
-    {2, 3, 6, 6, 2, 2, 0}, {2, 2, 7, 6, 3, 2, 1}, {1, 2, 5, 5, 3, 1, 1},
-    {3, 1, 5, 7, 2, 2, 0}, {2, 2, 4, 5, 3, 2, 0}, {1, 3, 6, 4, 2, 1, 1},
-    {2, 1, 9, 9, 5, 3, 2}, {1, 1, 1, 1, 1, 1, 0}, {1, 2, 7, 8, 2, 3, 0},
-    {2, 2, 8, 7, 3, 3, 0}, /* windows that tile the plane but for a remainder */
+    {2, 3, 6, 6, 2, 2, 0}, {2, 2, 7, 6, 3, 2, 1}, {1, 2, 5, 5, 3, 1, 1}, {3, 1, 5, 7, 2, 2, 0},
+    {2, 2, 4, 5, 3, 2, 0}, {1, 3, 6, 4, 2, 1, 1}, {2, 1, 9, 9, 5, 3, 2}, {1, 1, 1, 1, 1, 1, 0},
+    {1, 2, 7, 8, 2, 3, 0}, {2, 2, 8, 7, 3, 3, 0}, /* windows that tile the plane but for a remainder
+                                                   */
 };
 
 static void init_pool(struct sila_pool_geom *g, const struct pool_case *pc)
@@ -678,6 +679,360 @@ START_TEST(test_bn_backward)
     }
     free(gamma), free(beta), free(mean), free(invstd), free(rm), free(rv), free(dg), free(dbt);
     free(dg2), free(db2), free(x), free(y), free(dy), free(dx), free(alias);
+}
+END_TEST
+
+/* ---- on channel-blocked layouts ---------------------------------------------------- */
+
+/* The blocked layouts with a channel count that fills its blocks (16),
+ * one that pads them (5), and one that does both (20). */
+struct blocked_case {
+    enum sila_layout layout;
+    int B, C, HW;
+};
+static const struct blocked_case blocked_cases[] = {
+    {SILA_LAYOUT_NCHW16C, 4, 5, 30}, {SILA_LAYOUT_NCHW16C, 2, 16, 49},
+    {SILA_LAYOUT_NCHW16C, 3, 20, 9}, {SILA_LAYOUT_NCHW8C, 4, 5, 30},
+    {SILA_LAYOUT_NCHW8C, 3, 20, 9},
+};
+
+static int layout_block(enum sila_layout l)
+{
+    return l == SILA_LAYOUT_NCHW16C ? 16 : l == SILA_LAYOUT_NCHW8C ? 8 : 1;
+}
+
+/* Where element (b, c, i) of (B, C, HW) lies in layout l, by the layout's
+ * definition: (B, ceil(C/k), HW, k). */
+static size_t blocked_at(enum sila_layout l, int C, int HW, int b, int c, int i)
+{
+    size_t k = (size_t)layout_block(l), cb = ((size_t)C + k - 1) / k;
+    return (((size_t)b * cb + (size_t)c / k) * HW + i) * k + (size_t)c % k;
+}
+
+/* x (B, C, HW) in NCHW: each element's blocked copy where the layout puts
+ * it, and zeros in every padded channel. */
+static void assert_blocked(const float *xb, const float *x, const struct blocked_case *bc,
+                           const char *what)
+{
+    size_t n = sila_layout_floats(bc->layout, bc->B, bc->C, bc->HW, 1);
+    char *seen = calloc(n, 1);
+    ck_assert_ptr_nonnull(seen);
+    for (int b = 0; b < bc->B; b++)
+        for (int c = 0; c < bc->C; c++)
+            for (int i = 0; i < bc->HW; i++) {
+                size_t at = blocked_at(bc->layout, bc->C, bc->HW, b, c, i);
+                ck_assert_uint_lt(at, n);
+                float want = x[((size_t)b * bc->C + c) * bc->HW + i];
+                expect(xb[at] == want, "%s (%d,%d,%d) = %.9g, want %.9g", what, b, c, i, xb[at],
+                       want);
+                seen[at] = 1;
+            }
+    for (size_t i = 0; i < n; i++)
+        expect(seen[i] || xb[i] == 0.0f, "%s: padding [%zu] = %g", what, i, xb[i]);
+    free(seen);
+}
+
+/* Reorders of (B, C, H, W) between NCHW and l, planned. */
+static struct sila_relayout relayout_new(enum sila_layout l, int B, int C, int H, int W,
+                                         int threads)
+{
+    struct sila_relayout r = {.B = B, .C = C, .H = H, .W = W, .layout = l, .threads = threads};
+    ck_assert_int_eq(sila_relayout_plan_new(&r), 0);
+    return r;
+}
+
+static struct sila_relayout relayout_of(const struct blocked_case *bc, int threads)
+{
+    return relayout_new(bc->layout, bc->B, bc->C, bc->HW, 1, threads);
+}
+
+START_TEST(test_relayout)
+{
+    /* NCHW -> layout writes every element where the layout's definition
+     * puts it and zeros the padding (the buffer starts as NaN); back to
+     * NCHW gives the same bits. */
+    const struct blocked_case *bc = &blocked_cases[_i];
+    struct sila_relayout r = relayout_of(bc, 2);
+    size_t n = (size_t)bc->B * bc->C * bc->HW;
+    size_t nb = sila_layout_floats(bc->layout, bc->B, bc->C, bc->HW, 1);
+    ck_assert_uint_eq(nb % ((size_t)bc->B * layout_block(bc->layout) * bc->HW), 0);
+    float *x = falloc(n), *xb = falloc(nb), *back = falloc(n);
+    float *work = falloc(sila_relayout_work_floats(&r));
+    fill_normal(x, n, 1.0f, 1400 + (uint64_t)_i);
+    fill_const(xb, nb, NAN);
+    sila_relayout_to(xb, x, &r, work);
+    assert_blocked(xb, x, bc, "blocked");
+    fill_const(back, n, NAN);
+    sila_relayout_from(back, xb, &r, work);
+    ck_assert_mem_eq(back, x, sizeof *x * n);
+    sila_relayout_plan_free(&r);
+    ck_assert_ptr_null(r.plan);
+    free(x), free(xb), free(back), free(work);
+}
+END_TEST
+
+/* x (B, C, H, W) from NCHW into layout l (to), or back (!to), into y
+ * (allocated when NULL); l NCHW: a copy. */
+static float *relayout(float *y, const float *x, bool to, enum sila_layout l, int B, int C, int H,
+                       int W)
+{
+    struct sila_relayout r = relayout_new(l, B, C, H, W, 1);
+    float *work = falloc(sila_relayout_work_floats(&r));
+    if (!y)
+        y = falloc(sila_layout_floats(to ? l : SILA_LAYOUT_NCHW, B, C, H, W));
+    (to ? sila_relayout_to : sila_relayout_from)(y, x, &r, work);
+    sila_relayout_plan_free(&r);
+    free(work);
+    return y;
+}
+
+START_TEST(test_conv_in_layouts)
+{
+    /* A convolution given its tensors in the layouts its kernels pick
+     * computes what it computes from NCHW, bit for bit: the same kernels,
+     * without the reorders around them. */
+    const struct conv_case *cc = &job_cases[_i];
+    struct sila_conv_geom p, b;
+    ck_assert_int_eq(
+        sila_conv_geom_init(&p, cc->B, cc->C, cc->H, cc->W, cc->OC, cc->K, cc->stride, cc->pad), 0);
+    p.threads = 2;
+    p.bias = cc->bias;
+    b = p;
+    ck_assert_int_eq(sila_conv_layouts(&p, &b.src_layout, &b.dst_layout), 0);
+    ck_assert_int_eq(sila_conv_plan_new(&p), 0);
+    ck_assert_int_eq(sila_conv_plan_new(&b), 0);
+    size_t nx = (size_t)p.B * p.C * p.H * p.W, ny = (size_t)p.B * p.OC * p.OH * p.OW;
+    size_t nw = (size_t)p.OC * p.C * p.K * p.K;
+    size_t wn = sila_conv_work_floats(&p) > sila_conv_work_floats(&b) ? sila_conv_work_floats(&p)
+                                                                      : sila_conv_work_floats(&b);
+    float *x = falloc(nx), *w = falloc(nw), *bias = falloc(p.OC), *dy = falloc(ny);
+    float *y = falloc(ny), *yb = falloc(ny), *dx = falloc(nx), *dxb = falloc(nx);
+    float *dw = falloc(nw), *dwb = falloc(nw), *db = falloc(p.OC), *dbb = falloc(p.OC);
+    float *work = falloc(wn);
+    fill_normal(x, nx, 1.0f, 1440 + (uint64_t)_i);
+    fill_normal(w, nw, 0.3f, 1441 + (uint64_t)_i);
+    fill_normal(bias, p.OC, 0.5f, 1442 + (uint64_t)_i);
+    fill_normal(dy, ny, 1.0f, 1443 + (uint64_t)_i);
+    float *xl = relayout(NULL, x, true, b.src_layout, p.B, p.C, p.H, p.W);
+    float *dyl = relayout(NULL, dy, true, b.dst_layout, p.B, p.OC, p.OH, p.OW);
+    float *yl = falloc(sila_layout_floats(b.dst_layout, p.B, p.OC, p.OH, p.OW));
+    float *dxl = falloc(sila_layout_floats(b.src_layout, p.B, p.C, p.H, p.W));
+    sila_conv2d_forward(y, x, w, bias, &p, work);
+    sila_conv2d_forward(yl, xl, w, bias, &b, work);
+    relayout(yb, yl, false, b.dst_layout, p.B, p.OC, p.OH, p.OW);
+    ck_assert_mem_eq(yb, y, sizeof *y * ny);
+    fill_const(dw, nw, 0.0f), fill_const(dwb, nw, 0.0f);
+    fill_const(db, p.OC, 0.0f), fill_const(dbb, p.OC, 0.0f);
+    sila_conv2d_backward(dx, dw, cc->bias ? db : NULL, dy, x, w, &p, work);
+    sila_conv2d_backward(dxl, dwb, cc->bias ? dbb : NULL, dyl, xl, w, &b, work);
+    relayout(dxb, dxl, false, b.src_layout, p.B, p.C, p.H, p.W);
+    ck_assert_mem_eq(dxb, dx, sizeof *dx * nx);
+    ck_assert_mem_eq(dwb, dw, sizeof *dw * nw);
+    ck_assert_mem_eq(dbb, db, sizeof *db * p.OC);
+    sila_conv_plan_free(&p);
+    sila_conv_plan_free(&b);
+    free(x), free(w), free(bias), free(dy), free(y), free(yb), free(dx), free(dxb), free(dw);
+    free(dwb), free(db), free(dbb), free(work), free(xl), free(dyl), free(yl), free(dxl);
+}
+END_TEST
+
+/* A blocked batch norm's run: inputs in NCHW and blocked, the plan, the
+ * parameters of bn_gamma and bn_beta, running statistics (rm, rv) and
+ * their values before the run (rm0, rv0). */
+struct bbn {
+    const struct blocked_case *bc;
+    struct bn_dims d;
+    struct sila_relayout r;
+    struct sila_blocked_bn g;
+    size_t n, nb;
+    float *x, *xb, *gamma, *beta, *rm, *rv, *rm0, *rv0, *work;
+};
+
+static void bbn_open(struct bbn *t, const struct blocked_case *bc, bool relu, float eps,
+                     uint64_t seed)
+{
+    memset(t, 0, sizeof *t);
+    t->bc = bc;
+    t->d = (struct bn_dims){bc->B, bc->C, bc->HW};
+    t->r = relayout_of(bc, 2);
+    t->g = (struct sila_blocked_bn){.B = bc->B,
+                                    .C = bc->C,
+                                    .H = bc->HW,
+                                    .W = 1,
+                                    .layout = bc->layout,
+                                    .eps = eps,
+                                    .relu = relu,
+                                    .threads = 2};
+    ck_assert_int_eq(sila_blocked_bn_plan_new(&t->g), 0);
+    t->n = bn_size(&t->d);
+    t->nb = sila_layout_floats(bc->layout, bc->B, bc->C, bc->HW, 1);
+    size_t w = sila_blocked_bn_work_floats(&t->g), wr = sila_relayout_work_floats(&t->r);
+    t->work = falloc(w > wr ? w : wr);
+    t->x = bn_input(&t->d, seed);
+    t->xb = falloc(t->nb);
+    sila_relayout_to(t->xb, t->x, &t->r, t->work);
+    t->gamma = falloc(bc->C), t->beta = falloc(bc->C), t->rm = falloc(bc->C), t->rv = falloc(bc->C);
+    t->rm0 = falloc(bc->C), t->rv0 = falloc(bc->C);
+    for (int c = 0; c < bc->C; c++) {
+        t->gamma[c] = bn_gamma(c);
+        t->beta[c] = bn_beta(c);
+        t->rm[c] = t->rm0[c] = 0.5f - 0.75f * c;
+        t->rv[c] = t->rv0[c] = 1.0f + 0.5f * c;
+    }
+}
+
+static void bbn_close(struct bbn *t)
+{
+    sila_relayout_plan_free(&t->r);
+    sila_blocked_bn_plan_free(&t->g);
+    free(t->x), free(t->xb), free(t->gamma), free(t->beta), free(t->rm), free(t->rv);
+    free(t->rm0), free(t->rv0), free(t->work);
+}
+
+/* yb (blocked) in NCHW, its padding checked to be zero. */
+static float *bbn_plain(struct bbn *t, const float *yb, const char *what)
+{
+    float *y = falloc(t->n);
+    sila_relayout_from(y, yb, &t->r, t->work);
+    assert_blocked(yb, y, t->bc, what);
+    return y;
+}
+
+START_TEST(test_blocked_bn_train)
+{
+    /* Train mode on the layout, with and without the fused ReLU: the batch
+     * mean and BIASED variance saved, PyTorch's running update with the
+     * unbiased one, each output gamma·(x-m)/sqrt(v+eps) + beta (then
+     * ReLU), against double references. */
+    const float momentum = 0.1f, eps = 1e-5f;
+    for (int relu = 0; relu < 2; relu++) {
+        struct bbn t;
+        bbn_open(&t, &blocked_cases[_i], relu, eps, 1410 + (uint64_t)_i);
+        const int C = t.d.C;
+        const double n = (double)t.d.B * t.d.HW;
+        float *yb = falloc(t.nb), *mean = falloc(C), *var = falloc(C);
+        void *mask = calloc(sila_blocked_bn_mask_bytes(&t.g) + 1, 1);
+        ck_assert(relu ? sila_blocked_bn_mask_bytes(&t.g) > 0
+                       : sila_blocked_bn_mask_bytes(&t.g) == 0);
+        fill_const(yb, t.nb, NAN);
+        sila_blocked_bn_forward_train(yb, mean, var, relu ? mask : NULL, t.rm, t.rv, t.xb, t.gamma,
+                                      t.beta, momentum, &t.g, t.work);
+        float *y = bbn_plain(&t, yb, "bn out");
+        for (int c = 0; c < C; c++) {
+            double m, v;
+            ref_stats(t.x, &t.d, c, &m, &v);
+            ck_assert_double_le(fabs(mean[c] - m), 1e-6 * (fabs(m) + 1.0));
+            ck_assert_double_le(fabs(var[c] - v), 1e-5 * v);
+            double want_rm = (1.0 - momentum) * t.rm0[c] + momentum * m;
+            double want_rv = (1.0 - momentum) * t.rv0[c] + momentum * v * n / (n - 1);
+            ck_assert_msg(fabs(t.rm[c] - want_rm) <= 1e-6 * (1.0 + fabs(want_rm)),
+                          "running_mean[%d] = %.9g, want %.9g", c, t.rm[c], want_rm);
+            ck_assert_msg(fabs(t.rv[c] - want_rv) <= 1e-5 * want_rv,
+                          "running_var[%d] = %.9g, want %.9g", c, t.rv[c], want_rv);
+            for (int b = 0; b < t.d.B; b++)
+                for (int i = 0; i < t.d.HW; i++) {
+                    size_t k = ((size_t)b * C + c) * t.d.HW + i;
+                    double want = t.gamma[c] * (t.x[k] - m) / sqrt(v + eps) + t.beta[c];
+                    if (relu && want < 0.0)
+                        want = 0.0;
+                    expect(fabs(y[k] - want) <= 1e-5 * (fabs(want) + fabs(t.gamma[c]) + 1.0),
+                           "relu %d out[%zu] = %.9g, want %.9g", relu, k, y[k], want);
+                }
+        }
+        free(yb), free(mean), free(var), free(mask), free(y);
+        bbn_close(&t);
+    }
+}
+END_TEST
+
+START_TEST(test_blocked_bn_eval)
+{
+    /* Eval mode normalises with the running statistics (then ReLU) and
+     * leaves them as they are. */
+    const float eps = 1e-3f;
+    for (int relu = 0; relu < 2; relu++) {
+        struct bbn t;
+        bbn_open(&t, &blocked_cases[_i], relu, eps, 1420 + (uint64_t)_i);
+        const int C = t.d.C;
+        float *yb = falloc(t.nb);
+        fill_const(yb, t.nb, NAN);
+        sila_blocked_bn_forward_eval(yb, t.xb, t.gamma, t.beta, t.rm, t.rv, &t.g, t.work);
+        float *y = bbn_plain(&t, yb, "bn eval out");
+        for (size_t k = 0; k < t.n; k++) {
+            int c = (int)((k / t.d.HW) % C);
+            double want =
+                t.gamma[c] * (t.x[k] - (double)t.rm[c]) / sqrt((double)t.rv[c] + eps) + t.beta[c];
+            if (relu && want < 0.0)
+                want = 0.0;
+            expect(fabs(y[k] - want) <= 1e-5 * (fabs(want) + 1.0), "out[%zu] = %.9g, want %.9g", k,
+                   y[k], want);
+        }
+        ck_assert_mem_eq(t.rm, t.rm0, sizeof *t.rm * C);
+        ck_assert_mem_eq(t.rv, t.rv0, sizeof *t.rv * C);
+        free(yb), free(y);
+        bbn_close(&t);
+    }
+}
+END_TEST
+
+START_TEST(test_blocked_bn_backward)
+{
+    /* dgamma = Σ g·x̂ and dbeta = Σ g (accumulated), din = γ/σ·(g - mean(g)
+     * - x̂·mean(g·x̂)), with g = dy, or dy where the ReLU's output is
+     * positive when it is fused; without dgamma and dbeta the same din. */
+    const double eps = 1e-5;
+    for (int relu = 0; relu < 2; relu++) {
+        struct bbn t;
+        bbn_open(&t, &blocked_cases[_i], relu, (float)eps, 1430 + (uint64_t)_i);
+        const int C = t.d.C;
+        const double n = (double)t.d.B * t.d.HW;
+        float *yb = falloc(t.nb), *mean = falloc(C), *var = falloc(C), *dy = falloc(t.n);
+        float *dyb = falloc(t.nb), *dxb = falloc(t.nb), *dxb2 = falloc(t.nb);
+        float *dg = falloc(C), *dbt = falloc(C);
+        void *mask = calloc(sila_blocked_bn_mask_bytes(&t.g) + 1, 1);
+        fill_const(dg, C, 0.25f);
+        fill_const(dbt, C, -0.5f);
+        fill_normal(dy, t.n, 1.0f, 1431 + (uint64_t)_i);
+        sila_relayout_to(dyb, dy, &t.r, t.work);
+        sila_blocked_bn_forward_train(yb, mean, var, mask, t.rm, t.rv, t.xb, t.gamma, t.beta, 0.1f,
+                                      &t.g, t.work);
+        float *y = bbn_plain(&t, yb, "bn out");
+        fill_const(dxb, t.nb, NAN);
+        sila_blocked_bn_backward(dxb, dg, dbt, dyb, t.xb, mean, var, mask, t.gamma, t.beta, &t.g,
+                                 t.work);
+        sila_blocked_bn_backward(dxb2, NULL, NULL, dyb, t.xb, mean, var, mask, t.gamma, t.beta,
+                                 &t.g, t.work);
+        ck_assert_mem_eq(dxb2, dxb, sizeof *dxb * t.nb);
+        float *dx = bbn_plain(&t, dxb, "bn din");
+        for (int c = 0; c < C; c++) {
+            double m, v, sg = 0.0, sb = 0.0, ag = 0.0, ab = 0.0;
+            ref_stats(t.x, &t.d, c, &m, &v);
+            double is = 1.0 / sqrt(v + eps);
+            for (int b = 0; b < t.d.B; b++)
+                for (int i = 0; i < t.d.HW; i++) {
+                    size_t k = ((size_t)b * C + c) * t.d.HW + i;
+                    double g = relu && y[k] <= 0.0f ? 0.0 : dy[k], xh = (t.x[k] - m) * is;
+                    sg += g * xh;
+                    ag += fabs(g * xh);
+                    sb += g;
+                    ab += fabs(g);
+                }
+            ck_assert_double_le(fabs(dg[c] - 0.25 - sg), 1e-5 * ag + 1e-6);
+            ck_assert_double_le(fabs(dbt[c] + 0.5 - sb), 1e-5 * ab + 1e-6);
+            for (int b = 0; b < t.d.B; b++)
+                for (int i = 0; i < t.d.HW; i++) {
+                    size_t k = ((size_t)b * C + c) * t.d.HW + i;
+                    double g = relu && y[k] <= 0.0f ? 0.0 : dy[k], xh = (t.x[k] - m) * is;
+                    double want = t.gamma[c] * is * (g - sb / n - xh * sg / n);
+                    double scale = fabs(t.gamma[c]) * is * (fabs(g) + ab / n + fabs(xh) * ag / n);
+                    expect(fabs(dx[k] - want) <= 1e-5 * scale + 1e-7,
+                           "relu %d din[%zu] = %.9g, want %.9g", relu, k, dx[k], want);
+                }
+        }
+        free(yb), free(mean), free(var), free(dy), free(dyb), free(dxb), free(dxb2), free(dg);
+        free(dbt), free(mask), free(y), free(dx);
+        bbn_close(&t);
+    }
 }
 END_TEST
 
@@ -1130,6 +1485,15 @@ Suite *test_suite(void)
     tcase_add_loop_test(tc, test_bn_train, 0, (int)(sizeof bn_cases / sizeof bn_cases[0]));
     tcase_add_loop_test(tc, test_bn_eval, 0, (int)(sizeof bn_cases / sizeof bn_cases[0]));
     tcase_add_loop_test(tc, test_bn_backward, 0, (int)(sizeof bn_cases / sizeof bn_cases[0]));
+    tcase_add_loop_test(tc, test_relayout, 0,
+                        (int)(sizeof blocked_cases / sizeof blocked_cases[0]));
+    tcase_add_loop_test(tc, test_conv_in_layouts, 0, (int)(sizeof job_cases / sizeof job_cases[0]));
+    tcase_add_loop_test(tc, test_blocked_bn_train, 0,
+                        (int)(sizeof blocked_cases / sizeof blocked_cases[0]));
+    tcase_add_loop_test(tc, test_blocked_bn_eval, 0,
+                        (int)(sizeof blocked_cases / sizeof blocked_cases[0]));
+    tcase_add_loop_test(tc, test_blocked_bn_backward, 0,
+                        (int)(sizeof blocked_cases / sizeof blocked_cases[0]));
     tcase_add_loop_test(tc, test_block_forward, 0,
                         (int)(sizeof block_cases / sizeof block_cases[0]));
     tcase_add_loop_test(tc, test_dropout, 0, 4);

@@ -89,6 +89,14 @@ static void channel_affine(float *out, const float *in, int B, int C, int HW, in
     }
 }
 
+void sila_bn_running_update(float *run_mean, float *run_var, double mean, double var, double n,
+                            float momentum)
+{
+    double unbiased = n > 1 ? var * n / (n - 1) : var;
+    *run_mean = (1.0f - momentum) * *run_mean + momentum * (float)mean;
+    *run_var = (1.0f - momentum) * *run_var + momentum * (float)unbiased;
+}
+
 void sila_bn_forward_train(float *out, float *mean, float *invstd, float *run_mean, float *run_var,
                            const float *in, const float *gamma, const float *beta, float momentum,
                            float eps, int B, int C, int HW)
@@ -101,9 +109,7 @@ void sila_bn_forward_train(float *out, float *mean, float *invstd, float *run_me
         float is = (float)(1.0 / sqrt(v + eps));
         mean[c] = (float)m;
         invstd[c] = is;
-        double unbiased = n > 1 ? v * n / (n - 1) : v;
-        run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * (float)m;
-        run_var[c] = (1.0f - momentum) * run_var[c] + momentum * (float)unbiased;
+        sila_bn_running_update(run_mean + c, run_var + c, m, v, n, momentum);
         float scale = gamma[c] * is;
         channel_affine(out, in, B, C, HW, c, scale, beta[c] - (float)m * scale);
     }

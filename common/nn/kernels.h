@@ -41,6 +41,9 @@ void sila_linear_backward(float *din, float *dw, float *db, const float *dout, c
  * convolutions use on AVX2 and AVX-512 machines). */
 enum sila_layout { SILA_LAYOUT_NCHW, SILA_LAYOUT_NCHW8C, SILA_LAYOUT_NCHW16C };
 
+/* Floats of (B, C, H, W) in layout l, padding included. */
+size_t sila_layout_floats(enum sila_layout l, int B, int C, int H, int W);
+
 /* ---- conv2d, on oneDNN (conv.c) --------------------------------------- */
 struct sila_conv_plan; /* the library's primitives for this geometry */
 
@@ -94,6 +97,11 @@ void sila_conv2d_backward(float *din, float *dw, float *db, const float *dout, c
 void sila_bn_forward_train(float *out, float *mean, float *invstd, float *run_mean, float *run_var,
                            const float *in, const float *gamma, const float *beta, float momentum,
                            float eps, int B, int C, int HW);
+/* PyTorch's update of one channel's running statistics from a batch of n
+ * values with mean `mean` and biased variance `var`: the unbiased variance
+ * (var·n/(n-1), var when n = 1) enters run_var. */
+void sila_bn_running_update(float *run_mean, float *run_var, double mean, double var, double n,
+                            float momentum);
 /* Eval mode: normalises with run_mean/run_var. out may alias in. */
 void sila_bn_forward_eval(float *out, const float *in, const float *gamma, const float *beta,
                           const float *run_mean, const float *run_var, float eps, int B, int C,
@@ -104,6 +112,69 @@ void sila_bn_forward_eval(float *out, const float *in, const float *gamma, const
 void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout, const float *in,
                       const float *mean, const float *invstd, const float *gamma, int B, int C,
                       int HW);
+
+/* ---- on oneDNN's channel-blocked layouts (blocked.c) ------------------ */
+/* Activations (B, C, H, W) in one sila_layout and oneDNN's primitives over
+ * them: reorders from and to NCHW, and batch norm (its JIT kernels on the
+ * blocked layouts; on NCHW the sila_bn_* kernels above are faster). Plans
+ * keep primitives per batch size as conv plans do; primitives run on
+ * `threads` OpenMP threads, results may depend on it, never on timing.
+ * Padded channels of a blocked tensor stay zero. */
+struct sila_relayout_plan;
+struct sila_relayout {
+    int B, C, H, W; /* B <= the B the plan was made for */
+    enum sila_layout layout;
+    int threads;
+    struct sila_relayout_plan *plan; /* owned; NULL until sila_relayout_plan_new */
+};
+/* Creates g->plan for batches of up to g->B: 0, -ENOMEM or -EINVAL. */
+int sila_relayout_plan_new(struct sila_relayout *g);
+/* Frees g->plan and sets it NULL; safe when it is NULL. */
+void sila_relayout_plan_free(struct sila_relayout *g);
+/* Floats of scratch the reorders need for batches of up to the plan's. */
+size_t sila_relayout_work_floats(const struct sila_relayout *g);
+/* out (layout) := in (NCHW), batch g->B. */
+void sila_relayout_to(float *out, const float *in, const struct sila_relayout *g, float *work);
+/* out (NCHW) := in (layout), batch g->B. */
+void sila_relayout_from(float *out, const float *in, const struct sila_relayout *g, float *work);
+
+struct sila_blocked_bn_plan;
+struct sila_blocked_bn {
+    int B, C, H, W; /* B <= the B the plan was made for */
+    enum sila_layout layout;
+    float eps;
+    bool relu; /* a ReLU after the normalisation, fused */
+    int threads;
+    struct sila_blocked_bn_plan *plan; /* owned; NULL until sila_blocked_bn_plan_new */
+};
+/* Creates g->plan for batches of up to g->B: 0, -ENOMEM or -EINVAL. */
+int sila_blocked_bn_plan_new(struct sila_blocked_bn *g);
+/* Frees g->plan and sets it NULL; safe when it is NULL. */
+void sila_blocked_bn_plan_free(struct sila_blocked_bn *g);
+/* Floats of scratch the passes need for batches of up to the plan's. */
+size_t sila_blocked_bn_work_floats(const struct sila_blocked_bn *g);
+/* Bytes of the ReLU mask a train forward of the plan's batch saves for the
+ * backward pass; 0 without a ReLU. */
+size_t sila_blocked_bn_mask_bytes(const struct sila_blocked_bn *g);
+/* Train mode, as sila_bn_forward_train but in g->layout, with the biased
+ * batch variance var (C) saved instead of invstd, and the ReLU's mask
+ * (when g->relu; else NULL) saved for the backward pass. out must not
+ * alias in. */
+void sila_blocked_bn_forward_train(float *out, float *mean, float *var, void *mask, float *run_mean,
+                                   float *run_var, const float *in, const float *gamma,
+                                   const float *beta, float momentum,
+                                   const struct sila_blocked_bn *g, float *work);
+/* Eval mode (then ReLU when g->relu), as sila_bn_forward_eval. */
+void sila_blocked_bn_forward_eval(float *out, const float *in, const float *gamma,
+                                  const float *beta, const float *run_mean, const float *run_var,
+                                  const struct sila_blocked_bn *g, float *work);
+/* Backward through the train forward that saved mean, var and mask (and
+ * the ReLU when g->relu): din (overwritten, not aliasing dout), dgamma and
+ * dbeta (added into; both NULL when not wanted). */
+void sila_blocked_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout,
+                              const float *in, const float *mean, const float *var,
+                              const void *mask, const float *gamma, const float *beta,
+                              const struct sila_blocked_bn *g, float *work);
 
 /* ---- ReLU ---------------------------------------------------------------- */
 /* out may alias in; din may alias dout. The backward pass reads the OUTPUT. */
