@@ -973,6 +973,8 @@ START_TEST(test_block_identity)
 {
     block_case("block id 3x4x5", 3, 4, 5, 3, 1, 0.0f, 2, 1000);
     block_case("block id 3x4x6", 3, 4, 6, 3, 1, 0.0f, 2, 1005);
+    /* whole channel blocks of the layouts oneDNN's convolutions pick */
+    block_case("block id 16x3x3", 16, 3, 3, 16, 1, 0.0f, 2, 1006);
 }
 END_TEST
 
@@ -981,6 +983,7 @@ START_TEST(test_block_projection)
     block_case("block proj 3x6x5->6 s2", 3, 6, 5, 6, 2, 0.0f, 2, 1100);
     block_case("block proj 4x4x4->2 s2", 4, 4, 4, 2, 2, 0.0f, 2, 1101);
     block_case("block proj 3x4x4->5 s1", 3, 4, 4, 5, 1, 0.0f, 2, 1102);
+    block_case("block proj 16x4x4->32 s2", 16, 4, 4, 32, 2, 0.0f, 2, 1103);
 }
 END_TEST
 

@@ -5,7 +5,8 @@
  * statistics, and the statistics of the dropout masks; the reorders to
  * and from the channel-blocked layouts against the layouts' definition, a
  * convolution on them against the same on NCHW, and batch norm on them
- * (with and without its fused ReLU) against the references. Also the
+ * (with and without its fused ReLU) against the references; the residual
+ * block, whose inner tensors are blocked, against its formula. Also the
  * nets' eval mode: deterministic, dropout and drop-path the identity,
  * batch norm on the running statistics (PyTorch's momentum update with
  * the unbiased batch variance).
@@ -1087,9 +1088,11 @@ static float *tensor(const struct bound_net *bn, const char *name, size_t n)
 }
 
 /* Batch norm of x (B, C, HW) in double: batch statistics in train mode,
- * running ones in eval mode. */
-static void ref_bn(double *y, const double *x, int B, int C, int HW, const struct bound_net *bn,
-                   const char *prefix, bool train, double eps)
+ * running ones in eval mode. In train mode, ret_run (2C) receives the
+ * running mean and variance the forward pass should leave (momentum 0.1,
+ * the unbiased batch variance). */
+static void ref_bn(double *y, double *ret_run, const double *x, int B, int C, int HW,
+                   const struct bound_net *bn, const char *prefix, bool train, double eps)
 {
     char name[64];
     snprintf(name, sizeof name, "%s.weight", prefix);
@@ -1110,8 +1113,12 @@ static void ref_bn(double *y, const double *x, int B, int C, int HW, const struc
                 double e = x[((size_t)b * C + c) * HW + i] - m;
                 v += e * e / n;
             }
-        if (!train)
+        if (train) {
+            ret_run[c] = 0.9 * rm[c] + 0.1 * m;
+            ret_run[C + c] = 0.9 * rv[c] + 0.1 * v * n / (n - 1);
+        } else {
             m = rm[c], v = rv[c];
+        }
         for (int b = 0; b < B; b++)
             for (int i = 0; i < HW; i++) {
                 size_t k = ((size_t)b * C + c) * HW + i;
@@ -1125,20 +1132,38 @@ struct block_case {
 };
 
 /* identity; projection for stride 2 with a channel change; projection for
- * the channel change alone; projection for stride 2 alone */
+ * the channel change alone; projection for stride 2 alone; then the
+ * ResNet's blocks, whose channels fill the blocked layouts' blocks */
 static const struct block_case block_cases[] = {
-    {2, 4, 5, 5, 4, 1},
-    {2, 3, 6, 5, 6, 2},
-    {3, 3, 4, 4, 5, 1},
-    {2, 4, 7, 6, 4, 2},
+    {2, 4, 5, 5, 4, 1}, {2, 3, 6, 5, 6, 2},   {3, 3, 4, 4, 5, 1},
+    {2, 4, 7, 6, 4, 2}, {2, 16, 6, 5, 16, 1}, {2, 16, 7, 7, 32, 2},
 };
+
+/* The running statistics of batch norm `prefix` (C channels) are `want`
+ * (2C: means, variances). */
+static void assert_running(const struct bound_net *bn, const char *prefix, const double *want,
+                           int C)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.running_mean", prefix);
+    const float *rm = tensor(bn, name, C);
+    snprintf(name, sizeof name, "%s.running_var", prefix);
+    const float *rv = tensor(bn, name, C);
+    for (int c = 0; c < C; c++) {
+        expect(fabs(rm[c] - want[c]) <= 1e-4 * (1.0 + fabs(want[c])),
+               "%s.running_mean[%d] = %.7g, want %.7g", prefix, c, rm[c], want[c]);
+        expect(fabs(rv[c] - want[C + c]) <= 1e-4 * want[C + c],
+               "%s.running_var[%d] = %.7g, want %.7g", prefix, c, rv[c], want[C + c]);
+    }
+}
 
 START_TEST(test_block_forward)
 {
     /* y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), conv1 3x3
      * stride s pad 1, conv2 3x3, shortcut x or bn(conv1x1 stride s), no
-     * biases, in train (batch statistics) and eval (running statistics)
-     * mode, against the same formula in double. */
+     * biases, in train (batch statistics, then the running statistics
+     * updated) and eval (running statistics) mode, against the same
+     * formula in double. */
     const struct block_case *bc = &block_cases[_i];
     const struct sila_layer_spec s = {.kind = SILA_LAYER_BLOCK,
                                       .out = bc->out,
@@ -1171,22 +1196,23 @@ START_TEST(test_block_forward)
     float *x = falloc(nx);
     fill_normal(x, nx, 1.0f, 1310 + (uint64_t)_i);
     double *xd = dalloc(nx), *h = dalloc(ny), *a = dalloc(ny), *sc = dalloc(ny), *abs = dalloc(ny);
+    double *run1 = dalloc(2 * bc->out), *run2 = dalloc(2 * bc->out), *runs = dalloc(2 * bc->out);
     for (size_t i = 0; i < nx; i++)
         xd[i] = x[i];
     for (int mode = 0; mode < 2; mode++) {
         bool train = mode == 0;
         ref_conv_forward(h, abs, xd, tensor(&bn, "0.conv1.weight", (size_t)bc->out * bc->C * 9),
                          NULL, &g1);
-        ref_bn(a, h, bc->B, bc->out, hw, &bn, "0.bn1", train, 1e-3);
+        ref_bn(a, run1, h, bc->B, bc->out, hw, &bn, "0.bn1", train, 1e-3);
         for (size_t i = 0; i < ny; i++)
             a[i] = a[i] > 0.0 ? a[i] : 0.0;
         ref_conv_forward(h, abs, a, tensor(&bn, "0.conv2.weight", (size_t)bc->out * bc->out * 9),
                          NULL, &g2);
-        ref_bn(a, h, bc->B, bc->out, hw, &bn, "0.bn2", train, 1e-3);
+        ref_bn(a, run2, h, bc->B, bc->out, hw, &bn, "0.bn2", train, 1e-3);
         if (proj) {
             ref_conv_forward(
                 h, abs, xd, tensor(&bn, "0.shortcut.0.weight", (size_t)bc->out * bc->C), NULL, &gs);
-            ref_bn(sc, h, bc->B, bc->out, hw, &bn, "0.shortcut.1", train, 1e-3);
+            ref_bn(sc, runs, h, bc->B, bc->out, hw, &bn, "0.shortcut.1", train, 1e-3);
         } else {
             ck_assert_int_eq(sila_net_tensor_count(bn.net), 10); /* no shortcut tensors */
             memcpy(sc, xd, sizeof *sc * ny);
@@ -1197,8 +1223,14 @@ START_TEST(test_block_forward)
             expect(fabs(y[i] - want) <= 1e-4 * (1.0 + fabs(want)), "%s out[%zu] = %.7g, want %.7g",
                    train ? "train" : "eval", i, y[i], want);
         }
+        if (!train)
+            continue;
+        assert_running(&bn, "0.bn1", run1, bc->out);
+        assert_running(&bn, "0.bn2", run2, bc->out);
+        if (proj)
+            assert_running(&bn, "0.shortcut.1", runs, bc->out);
     }
-    free(x), free(xd), free(h), free(a), free(sc), free(abs);
+    free(x), free(xd), free(h), free(a), free(sc), free(abs), free(run1), free(run2), free(runs);
     close_net(&bn);
 }
 END_TEST

@@ -123,6 +123,17 @@ void sila_layer_forward(struct sila_layer *L, const float *in, const struct sila
 void sila_layer_backward(struct sila_layer *L, const float *in, const float *dout, float *din,
                          const struct sila_ctx *ctx);
 
+/* The parts of the conv and batchnorm kinds' builds that a residual block
+ * composes (L's spec and input set, as sila_layer_build sets them; no
+ * output buffer). A conv: its weights (and bias) and its plan, with the
+ * caller holding its input and output in layouts src and dst. A batch
+ * norm: its eps and momentum checked, its four tensors (weight, bias,
+ * running_mean, running_var). Errors as sila_layer_build's. */
+int sila_conv_layer_build(struct sila_layer *L, const char *prefix, struct sila_builder *b,
+                          enum sila_layout src, enum sila_layout dst, struct sila_err *err);
+int sila_bn_layer_tensors(struct sila_layer *L, const char *prefix, struct sila_builder *b,
+                          struct sila_err *err);
+
 /* Residual basic block (block.c), used through the layer functions above. */
 int sila_block_build(struct sila_layer *L, const char *prefix, struct sila_builder *b,
                      struct sila_err *err);

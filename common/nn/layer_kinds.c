@@ -112,8 +112,8 @@ static const char *fit_linear(const struct sila_layer_spec *s, struct sila_shape
 
 /* ---- conv2d (and the shape rule of a block's 3x3 convolutions) ---- */
 
-static int build_conv(struct sila_layer *L, const char *prefix, struct sila_builder *b,
-                      struct sila_err *err)
+int sila_conv_layer_build(struct sila_layer *L, const char *prefix, struct sila_builder *b,
+                          enum sila_layout src, enum sila_layout dst, struct sila_err *err)
 {
     const struct sila_layer_spec *s = &L->spec;
     if (s->out < 1 || s->kernel < 1 || s->stride < 1 || s->pad < 0)
@@ -123,6 +123,8 @@ static int build_conv(struct sila_layer *L, const char *prefix, struct sila_buil
         return shape_error(err, prefix, L, "kernel larger than the padded input");
     L->conv.threads = omp_get_max_threads();
     L->conv.bias = s->bias;
+    L->conv.src_layout = src;
+    L->conv.dst_layout = dst;
     L->out = (struct sila_shape){s->out, L->conv.OH, L->conv.OW};
     int r = sila_conv_plan_new(&L->conv);
     if (r == -ENOMEM)
@@ -134,6 +136,12 @@ static int build_conv(struct sila_layer *L, const char *prefix, struct sila_buil
         b->work_floats = work;
     int shape[4] = {s->out, L->in.c, s->kernel, s->kernel};
     return add_weights(L, prefix, b, 4, shape, err);
+}
+
+static int build_conv(struct sila_layer *L, const char *prefix, struct sila_builder *b,
+                      struct sila_err *err)
+{
+    return sila_conv_layer_build(L, prefix, b, SILA_LAYOUT_NCHW, SILA_LAYOUT_NCHW, err);
 }
 
 static void conv_forward(struct sila_layer *L, const float *in, const struct sila_ctx *ctx)
@@ -192,8 +200,8 @@ static const char *fit_block(const struct sila_layer_spec *s, struct sila_shape 
 
 /* ---- batchnorm ---- */
 
-static int build_bn(struct sila_layer *L, const char *prefix, struct sila_builder *b,
-                    struct sila_err *err)
+int sila_bn_layer_tensors(struct sila_layer *L, const char *prefix, struct sila_builder *b,
+                          struct sila_err *err)
 {
     if (!(L->spec.bn_eps > 0.0f && L->spec.bn_momentum >= 0.0f && L->spec.bn_momentum <= 1.0f))
         return shape_error(err, prefix, L, "needs eps > 0 and 0 <= momentum <= 1");
@@ -207,6 +215,15 @@ static int build_bn(struct sila_layer *L, const char *prefix, struct sila_builde
                                      &L->rm_off, err)) ||
         (r = sila_builder_add_tensor(b, prefix, "running_var", SILA_TENSOR_RUNNING_VAR, 0, 1, c,
                                      &L->rv_off, err)))
+        return r;
+    return 0;
+}
+
+static int build_bn(struct sila_layer *L, const char *prefix, struct sila_builder *b,
+                    struct sila_err *err)
+{
+    int r = sila_bn_layer_tensors(L, prefix, b, err);
+    if (r)
         return r;
     L->mean = calloc(L->in.c, sizeof *L->mean);
     L->invstd = calloc(L->in.c, sizeof *L->invstd);
