@@ -197,7 +197,8 @@ int sila_conv_plan_new(struct sila_conv_geom *g)
 {
     void *pl;
     int r = sila_dnnl_plan_new(&pl, sizeof(struct sila_conv_plan), g,
-                               offsetof(struct sila_conv_plan, g), sizeof *g, build_passes, g->B);
+                               offsetof(struct sila_conv_plan, g), sizeof *g, build_passes, g->B,
+                               g->threads);
     if (!r)
         g->plan = pl;
     return r;

@@ -236,13 +236,15 @@ static int variant_for(struct sila_dnnl_plan *pl, int B, int *ret_i)
 }
 
 int sila_dnnl_plan_new(void **ret_plan, size_t size, const void *g, size_t g_off, size_t g_size,
-                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int), int B)
+                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int), int B,
+                       int threads)
 {
     struct sila_dnnl_plan *pl = calloc(1, size);
     if (!pl)
         return -ENOMEM;
     memcpy((char *)pl + g_off, g, g_size);
     pl->build = build;
+    sila_dnnl_threads(threads);
     int i, r = sila_dnnl_open(&pl->dnnl);
     if (!r)
         r = variant_for(pl, B, &i);

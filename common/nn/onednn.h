@@ -108,9 +108,12 @@ struct sila_dnnl_plan {
 };
 /* A plan kind's object of `size` bytes (zeroed, its sila_dnnl_plan first)
  * with the geometry g_size bytes from g copied at g_off, and its variant
- * for batch B built: 0 and *ret_plan, or a negative errno. */
+ * for batch B built on `threads` threads, the count its passes will run
+ * on (oneDNN sizes scratchpads by the threads a primitive is created
+ * with): 0 and *ret_plan, or a negative errno. */
 int sila_dnnl_plan_new(void **ret_plan, size_t size, const void *g, size_t g_off, size_t g_size,
-                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int), int B);
+                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int), int B,
+                       int threads);
 /* Frees a plan made by sila_dnnl_plan_new; safe on NULL. */
 void sila_dnnl_plan_free(void *plan);
 /* The passes of batch size B, built when new, on `threads` OpenMP threads
