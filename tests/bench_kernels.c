@@ -30,7 +30,9 @@
  * the ResNet's blocks, whose inner tensors are channel-blocked (the layout
  * the block's 3x3 convolution picks, "blocked" in the table): batch norm,
  * alone (bn2, the projection's) and with its ReLU fused (bn1), and the
- * reorders at a block's edges (fwd: NCHW to blocked, bwd: back).
+ * reorders at a block's edges (fwd: NCHW to blocked, bwd: back); their
+ * convolutions, stem excepted, run on that layout with no reorder, as in
+ * training ("block's layout" in the table).
  * A network's first layer does not compute its input gradient, as in
  * training; those rows say "no dX".
  *
@@ -377,22 +379,28 @@ static void print_row(const char *layer, const char *job, const char *shape, con
     fflush(stdout);
 }
 
-/* conv KxK C->OC on HxH input, stride s, pad K/2. */
+/* conv KxK C->OC on HxH input, stride s, pad K/2; `block`: on the layouts
+ * a residual block holds its tensors in (those its 3x3 conv1 of C->OC,
+ * stride s, picks), else on NCHW with the plan's reorders. */
 static void run_conv(const char *job, int B, int C, int H, int OC, int K, int s, int need_din,
-                     int threads, int reps)
+                     bool block, int threads, int reps)
 {
     struct ctx c = {0};
-    if (sila_conv_geom_init(&c.cg, B, C, H, H, OC, K, s, K / 2)) {
+    struct sila_conv_geom g3;
+    if (sila_conv_geom_init(&c.cg, B, C, H, H, OC, K, s, K / 2) ||
+        sila_conv_geom_init(&g3, B, C, H, H, OC, 3, s, 1)) {
         fprintf(stderr, "bench_kernels: bad conv shape\n");
         exit(1);
     }
     c.cg.threads = threads;
-    if (sila_conv_plan_new(&c.cg)) {
+    if ((block && sila_conv_layouts(&g3, &c.cg.src_layout, &c.cg.dst_layout)) ||
+        sila_conv_plan_new(&c.cg)) {
         fprintf(stderr, "bench_kernels: no convolution plan for this shape\n");
         exit(1);
     }
     c.need_din = need_din;
-    size_t n_in = (size_t)B * C * H * H, n_out = (size_t)B * OC * c.cg.OH * c.cg.OW;
+    size_t n_in = sila_layout_floats(c.cg.src_layout, B, C, H, H),
+           n_out = sila_layout_floats(c.cg.dst_layout, B, OC, c.cg.OH, c.cg.OW);
     size_t n_w = (size_t)OC * C * K * K;
     c.in = random_floats(n_in), c.out = random_floats(n_out), c.dout = random_floats(n_out);
     c.din = random_floats(n_in), c.w = random_floats(n_w), c.dw = const_floats(n_w, 0.0f);
@@ -407,6 +415,8 @@ static void run_conv(const char *job, int B, int C, int H, int OC, int K, int s,
         snprintf(layer + strlen(layer), sizeof layer - strlen(layer), " stride %d", s);
     if (!need_din)
         snprintf(layer + strlen(layer), sizeof layer - strlen(layer), " (no dX)");
+    if (c.cg.src_layout != SILA_LAYOUT_NCHW || c.cg.dst_layout != SILA_LAYOUT_NCHW)
+        snprintf(layer + strlen(layer), sizeof layer - strlen(layer), " (block's layout)");
     snprintf(shape, sizeof shape, "%d->%d @%dx%d", C, OC, H, H);
     print_row(layer, job, shape, &r);
     free_ctx(&c);
@@ -622,20 +632,20 @@ int main(int argc, char **argv)
     fflush(stdout);
 
     /* fmnist-cnn-k4: four 3x3 convolutions, pad 1 */
-    run_conv("cnn-k4", B, 1, 28, 32, 3, 1, 0, threads, reps);
-    run_conv("cnn-k4", B, 32, 28, 32, 3, 1, 1, threads, reps);
-    run_conv("cnn-k4", B, 32, 14, 64, 3, 1, 1, threads, reps);
-    run_conv("cnn-k4", B, 64, 14, 64, 3, 1, 1, threads, reps);
+    run_conv("cnn-k4", B, 1, 28, 32, 3, 1, 0, false, threads, reps);
+    run_conv("cnn-k4", B, 32, 28, 32, 3, 1, 1, false, threads, reps);
+    run_conv("cnn-k4", B, 32, 14, 64, 3, 1, 1, false, threads, reps);
+    run_conv("cnn-k4", B, 64, 14, 64, 3, 1, 1, false, threads, reps);
     /* fmnist-resnet-k8: stem, blocks 16, 16, 32/2, 32, 32, 64/2, 64, 64;
      * a stride-2 block has a 1x1 stride-2 projection */
-    run_conv("resnet-k8", B, 1, 28, 16, 3, 1, 0, threads, reps);
-    run_conv("resnet-k8", B, 16, 28, 16, 3, 1, 1, threads, reps);
-    run_conv("resnet-k8", B, 16, 28, 32, 3, 2, 1, threads, reps);
-    run_conv("resnet-k8", B, 16, 28, 32, 1, 2, 1, threads, reps);
-    run_conv("resnet-k8", B, 32, 14, 32, 3, 1, 1, threads, reps);
-    run_conv("resnet-k8", B, 32, 14, 64, 3, 2, 1, threads, reps);
-    run_conv("resnet-k8", B, 32, 14, 64, 1, 2, 1, threads, reps);
-    run_conv("resnet-k8", B, 64, 7, 64, 3, 1, 1, threads, reps);
+    run_conv("resnet-k8", B, 1, 28, 16, 3, 1, 0, false, threads, reps);
+    run_conv("resnet-k8", B, 16, 28, 16, 3, 1, 1, true, threads, reps);
+    run_conv("resnet-k8", B, 16, 28, 32, 3, 2, 1, true, threads, reps);
+    run_conv("resnet-k8", B, 16, 28, 32, 1, 2, 1, true, threads, reps);
+    run_conv("resnet-k8", B, 32, 14, 32, 3, 1, 1, true, threads, reps);
+    run_conv("resnet-k8", B, 32, 14, 64, 3, 2, 1, true, threads, reps);
+    run_conv("resnet-k8", B, 32, 14, 64, 1, 2, 1, true, threads, reps);
+    run_conv("resnet-k8", B, 64, 7, 64, 3, 1, 1, true, threads, reps);
     /* linear layers: fmnist-mlp's and the CNN's classifier */
     run_linear("mlp", B, 784, 1024, 0, reps);
     run_linear("mlp", B, 1024, 1024, 1, reps);

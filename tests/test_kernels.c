@@ -263,6 +263,8 @@ static const struct pool_case pool_cases[] = {
     {2, 2, 4, 5, 3, 2, 0}, {1, 3, 6, 4, 2, 1, 1}, {2, 1, 9, 9, 5, 3, 2}, {1, 1, 1, 1, 1, 1, 0},
     {1, 2, 7, 8, 2, 3, 0}, {2, 2, 8, 7, 3, 3, 0}, /* windows that tile the plane but for a remainder
                                                    */
+    {1, 2, 65, 40, 2, 2, 0},  /* 2x2 windows over more rows than one flat pass takes */
+    {3, 3, 28, 28, 14, 14, 0}, /* an aux head's windows, planes in groups and a rest */
 };
 
 static void init_pool(struct sila_pool_geom *g, const struct pool_case *pc)

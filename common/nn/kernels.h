@@ -22,8 +22,9 @@
 
 /* True when every value of x (n floats) is finite (no NaN, no infinity). */
 bool sila_all_finite(const float *x, size_t n);
-/* Σ x[i] for i < n: eight float lanes in a fixed order (so the result does
- * not depend on the compiler), added in double. */
+/* Σ x[i] for i < n: eight float lanes, four rounds of them at once, in a
+ * fixed order (so the result does not depend on the compiler or the
+ * instruction set), the lanes added in float, the rest in double. */
 double sila_plane_sum(const float *x, int n);
 
 /* ---- linear: out = in · w^T + b --------------------------------------- */

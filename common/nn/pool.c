@@ -1,10 +1,14 @@
 /* Max, average, adaptive average and global average pooling, and bilinear
  * upsampling (see kernels.h). Planes are shared among OpenMP threads.
- * Windows that tile the plane (stride K, no padding: none is clipped) run
- * without window arithmetic, row by row over the outputs so that the
- * loops vectorise (max pooling: 2x2 windows, the jobs' only tiling ones);
- * each output's comparisons and sums keep the window's row-major order,
- * so both paths give the same bits. */
+ * 2x2 windows that tile a plane of even width (stride 2, no padding; the
+ * jobs' max pools) are computed at every pair of columns of the plane in
+ * one flat loop, and the even rows' results kept: the odd rows' windows
+ * are computed and dropped, twice the arithmetic, but one long vectorised
+ * loop where rows of 7 or 14 outputs ran scalar. A max pool compares a
+ * window's cells in row-major order; an average pool sums each window row
+ * left to right and the row sums top to bottom (independent chains of
+ * additions, so an aux head's 14x14 windows do not wait on one chain of
+ * 196). Every path keeps these orders, so all give the same bits. */
 #include <errno.h>
 #include <float.h>
 #include <stdbool.h>
@@ -59,14 +63,62 @@ static void maxpool_row2(float *out, int32_t *argmax, const float *r0, const flo
     }
 }
 
-/* One plane of a 2x2 max pool whose windows tile it, row by row. */
+/* Outputs of 2x2 windows a flat pass computes at once (of which about half
+ * are kept): two stack arrays of this many floats and ints. */
+#define FLAT_CHUNK 1024
+
+/* The 2x2 window whose top-left corner is x[2j], for j in [j0, j1) of a
+ * plane of width W: best and at (the winner's index in the plane) as
+ * maxpool_row2 gives them. Built for AVX2 besides the baseline (no
+ * arithmetic but compares: the same bits either way). */
+__attribute__((target_clones("avx2", "default"))) static void
+maxpool_flat2(float *best, int32_t *at, const float *x, int32_t j0, int32_t j1, int32_t W)
+{
+    for (int32_t j = j0; j < j1; j++) {
+        const int32_t a = 2 * j;
+        float v = -FLT_MAX;
+        int32_t w = a;
+        bool gt = x[a] > v;
+        v = gt ? x[a] : v;
+        gt = x[a + 1] > v;
+        v = gt ? x[a + 1] : v;
+        w = gt ? a + 1 : w;
+        gt = x[a + W] > v;
+        v = gt ? x[a + W] : v;
+        w = gt ? a + W : w;
+        gt = x[a + W + 1] > v;
+        v = gt ? x[a + W + 1] : v;
+        w = gt ? a + W + 1 : w;
+        best[j - j0] = v;
+        at[j - j0] = w;
+    }
+}
+
+/* One plane of a 2x2 max pool whose windows tile it: flat passes over
+ * chunks of output rows when the width is even, else row by row. */
 static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
                               const struct sila_pool_geom *g)
 {
-    for (int oh = 0; oh < g->OH; oh++) {
-        const int32_t at0 = 2 * oh * g->W;
-        maxpool_row2(out + (size_t)oh * g->OW, argmax + (size_t)oh * g->OW, x + at0,
-                     x + at0 + g->W, at0, g->W, g->OW);
+    const int OW = g->OW, rows = FLAT_CHUNK / (2 * OW);
+    if (g->W % 2 || rows < 1) {
+        for (int oh = 0; oh < g->OH; oh++) {
+            const int32_t at0 = 2 * oh * g->W;
+            maxpool_row2(out + (size_t)oh * OW, argmax + (size_t)oh * OW, x + at0, x + at0 + g->W,
+                         at0, g->W, OW);
+        }
+        return;
+    }
+    float best[FLAT_CHUNK];
+    int32_t at[FLAT_CHUNK];
+    for (int oh0 = 0; oh0 < g->OH; oh0 += rows) {
+        const int n = g->OH - oh0 < rows ? g->OH - oh0 : rows;
+        /* windows at every column pair of input rows 2·oh0 .. 2·(oh0+n)-2 */
+        const int32_t j0 = 2 * oh0 * OW, j1 = j0 + (2 * n - 1) * OW;
+        maxpool_flat2(best, at, x, j0, j1, g->W);
+        for (int r = 0; r < n; r++) {
+            memcpy(out + (size_t)(oh0 + r) * OW, best + 2 * r * OW, sizeof *out * (size_t)OW);
+            memcpy(argmax + (size_t)(oh0 + r) * OW, at + 2 * r * OW, sizeof *argmax * (size_t)OW);
+        }
     }
 }
 
@@ -120,30 +172,47 @@ void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
     }
 }
 
-/* One plane of an average pool whose windows tile it: each output sums its
- * window row by row from 0, as the general path does. */
-static void avgpool_plane_tiling(float *out, const float *x, const struct sila_pool_geom *g,
-                                 float inv)
+/* Average of the 2x2 windows whose top-left corners are x[2j], j in
+ * [j0, j1) of a plane of width W (window_sum's order), times inv. */
+__attribute__((target_clones("avx2", "default"))) static void
+avgpool_flat2(float *avg, const float *x, int32_t j0, int32_t j1, int32_t W, float inv)
 {
-    const int K = g->K, W = g->W;
-    for (int oh = 0; oh < g->OH; oh++) {
-        float *o = out + (size_t)oh * g->OW;
-        const float *rows = x + (size_t)oh * K * W;
-        for (int ow = 0; ow < g->OW; ow++)
-            o[ow] = 0.0f;
-        for (int kh = 0; kh < K; kh++) {
-            const float *r = rows + (size_t)kh * W;
-            if (K == 2)
-                for (int ow = 0; ow < g->OW; ow++)
-                    o[ow] = o[ow] + r[2 * ow] + r[2 * ow + 1];
-            else
-                for (int ow = 0; ow < g->OW; ow++)
-                    for (int kw = 0; kw < K; kw++)
-                        o[ow] += r[ow * K + kw];
-        }
-        for (int ow = 0; ow < g->OW; ow++)
-            o[ow] *= inv;
+    for (int32_t j = j0; j < j1; j++) {
+        const int32_t a = 2 * j;
+        avg[j - j0] = ((x[a] + x[a + 1]) + (x[a + W] + x[a + W + 1])) * inv;
     }
+}
+
+/* One plane of a 2x2 average pool whose windows tile it, of even width:
+ * flat passes over chunks of output rows, as maxpool_plane_2x2. */
+static void avgpool_plane_2x2(float *out, const float *x, const struct sila_pool_geom *g,
+                              float inv)
+{
+    const int OW = g->OW, rows = FLAT_CHUNK / (2 * OW);
+    float avg[FLAT_CHUNK];
+    for (int oh0 = 0; oh0 < g->OH; oh0 += rows) {
+        const int n = g->OH - oh0 < rows ? g->OH - oh0 : rows;
+        const int32_t j0 = 2 * oh0 * OW;
+        avgpool_flat2(avg, x, j0, j0 + (2 * n - 1) * OW, g->W, inv);
+        for (int r = 0; r < n; r++)
+            memcpy(out + (size_t)(oh0 + r) * OW, avg + 2 * r * OW, sizeof *out * (size_t)OW);
+    }
+}
+
+/* The sum of window [h0, h1) x [w0, w1) of a plane of width W: each row
+ * summed left to right, the row sums top to bottom (the rows' chains of
+ * additions are independent, so they overlap). */
+static float window_sum(const float *x, int W, int h0, int h1, int w0, int w1)
+{
+    float acc = 0.0f;
+    for (int ih = h0; ih < h1; ih++) {
+        const float *r = x + (size_t)ih * W;
+        float rs = r[w0];
+        for (int iw = w0 + 1; iw < w1; iw++)
+            rs += r[iw];
+        acc = ih == h0 ? rs : acc + rs;
+    }
+    return acc;
 }
 
 /* One plane of an average pool with any windows. */
@@ -155,11 +224,7 @@ static void avgpool_plane(float *out, const float *x, const struct sila_pool_geo
         for (int ow = 0; ow < g->OW; ow++) {
             int w0, w1;
             window(ow, g->stride, g->pad, g->K, g->W, &w0, &w1);
-            float acc = 0.0f;
-            for (int ih = h0; ih < h1; ih++)
-                for (int iw = w0; iw < w1; iw++)
-                    acc += x[ih * g->W + iw];
-            out[oh * g->OW + ow] = acc * inv;
+            out[oh * g->OW + ow] = window_sum(x, g->W, h0, h1, w0, w1) * inv;
         }
     }
 }
@@ -168,41 +233,63 @@ void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_ge
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     const float inv = 1.0f / (float)(g->K * g->K);
-    const bool tiles = tiling(g);
+    const bool flat = tiling(g) && g->K == 2 && g->W % 2 == 0 && g->OW <= FLAT_CHUNK / 2;
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
-        if (tiles)
-            avgpool_plane_tiling(out + p * ohw, in + p * ihw, g, inv);
+        if (flat)
+            avgpool_plane_2x2(out + p * ohw, in + p * ihw, g, inv);
         else
             avgpool_plane(out + p * ohw, in + p * ihw, g, inv);
     }
 }
 
+/* e[2j] = e[2j+1] = d[j]·inv for j < n. */
+__attribute__((target_clones("avx2", "default"))) static void
+expand_pairs(float *e, const float *d, int n, float inv)
+{
+    for (int j = 0; j < n; j++) {
+        const float v = d[j] * inv;
+        e[2 * j] = v;
+        e[2 * j + 1] = v;
+    }
+}
+
 /* dx of one plane whose windows tile it: each input cell receives its one
  * window's share; cells no window covers (the last rows and columns when K
- * does not divide the size) receive zero. */
+ * does not divide the size) receive zero. The K rows of a window row are
+ * equal: the first is computed, the others copied. With 2x2 windows and an
+ * even width, the first rows of a chunk of window rows come from one flat
+ * pass (a row of outputs expands to a whole input row). */
 static void avgpool_plane_tiling_backward(float *dx, const float *dy,
                                           const struct sila_pool_geom *g, float inv)
 {
-    const int K = g->K, W = g->W, cover = g->OW * K;
-    for (int ih = 0; ih < g->H; ih++) {
-        float *r = dx + (size_t)ih * W;
-        const int oh = ih / K;
-        if (oh >= g->OH) {
-            memset(r, 0, sizeof *r * (size_t)W);
-            continue;
+    const int K = g->K, W = g->W, OW = g->OW, cover = OW * K;
+    const size_t row = sizeof *dx * (size_t)W;
+    const int rows = K == 2 && W % 2 == 0 ? FLAT_CHUNK / W : 0;
+    float e[FLAT_CHUNK];
+    for (int oh0 = 0; oh0 < g->OH; oh0 += rows ? rows : 1) {
+        const int n = !rows ? 1 : g->OH - oh0 < rows ? g->OH - oh0 : rows;
+        if (rows)
+            expand_pairs(e, dy + (size_t)oh0 * OW, n * OW, inv);
+        for (int i = 0; i < n; i++) {
+            const int oh = oh0 + i;
+            float *r = dx + (size_t)oh * K * W;
+            if (rows) {
+                memcpy(r, e + (size_t)i * W, row);
+            } else {
+                const float *d = dy + (size_t)oh * OW;
+                for (int ow = 0; ow < OW; ow++)
+                    for (int kw = 0; kw < K; kw++)
+                        r[ow * K + kw] = d[ow] * inv;
+                for (int iw = cover; iw < W; iw++)
+                    r[iw] = 0.0f;
+            }
+            for (int kh = 1; kh < K; kh++)
+                memcpy(r + (size_t)kh * W, r, row);
         }
-        const float *d = dy + (size_t)oh * g->OW;
-        if (K == 2)
-            for (int iw = 0; iw < cover; iw++)
-                r[iw] = d[iw / 2] * inv;
-        else
-            for (int ow = 0; ow < g->OW; ow++)
-                for (int kw = 0; kw < K; kw++)
-                    r[ow * K + kw] = d[ow] * inv;
-        for (int iw = cover; iw < W; iw++)
-            r[iw] = 0.0f;
     }
+    const int covered = g->OH * K;
+    memset(dx + (size_t)covered * W, 0, row * (size_t)(g->H - covered));
 }
 
 /* dx += of one plane with any windows (dx zeroed by the caller). */
