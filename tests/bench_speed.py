@@ -18,8 +18,9 @@ throughput  trains each job (--jobs) under each algorithm (--algos) with
             silad --inproc --threads T and with sila_torch.py --threads T,
             one epoch of a few thousand samples, --repeats times, alternating
             which goes first; prints median samples/s of both, the ratio
-            against its target (CNN >= 1.5x PyTorch, MLP >= 3x) and the peak
-            RSS of each process.
+            against its target (CNN and ResNet >= 1.5x PyTorch, MLP >= 3x)
+            and the peak RSS of each process. Jobs: cnn, mlp, resnet
+            (fmnist-resnet-k8) or a job file.
 pipeline    runs tests/bench_pipeline.py's measurement (inproc, --spawn=2
             local, pgl with global steps at once and learned late) on the
             first of --jobs, measures each module's compute time of a local
@@ -68,11 +69,12 @@ PYTHON = "/usr/bin/python3"
 JOBS = {
     "cnn": os.path.join(ROOT, "deploy", "jobs", "fmnist-cnn-k4.ini"),
     "mlp": os.path.join(ROOT, "deploy", "jobs", "fmnist-mlp.ini"),
+    "resnet": os.path.join(ROOT, "deploy", "jobs", "fmnist-resnet-k8.ini"),
 }
 # training samples of one short run (one epoch), per job, when --train is not given
-DEFAULT_TRAIN = {"cnn": 6400, "mlp": 12800}
+DEFAULT_TRAIN = {"cnn": 6400, "mlp": 12800, "resnet": 6400}
 # sila / PyTorch samples/s the project aims at
-TARGETS = {"cnn": 1.5, "mlp": 3.0}
+TARGETS = {"cnn": 1.5, "mlp": 3.0, "resnet": 1.5}
 # input of a dataset, (channels, height, width): the first edge of a pipeline
 INPUT_SHAPE = {"fmnist": (1, 28, 28), "mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 LINKS = [("1 Gbit/s", 1e9), ("10 Gbit/s", 10e9)]
@@ -724,7 +726,8 @@ def main():
     common.add_argument("--repeats", type=int, default=3,
                         help="runs of each configuration; medians are reported (default 3)")
     common.add_argument("--jobs", default="cnn,mlp",
-                        help="throughput and memory: cnn, mlp or job files (default cnn,mlp); "
+                        help="throughput and memory: cnn, mlp, resnet or job files "
+                             "(default cnn,mlp); "
                              "pipeline: the first of them")
     common.add_argument("--algos", default="e2e,local,pgl",
                         help="throughput: algorithms (default e2e,local,pgl)")

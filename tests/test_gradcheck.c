@@ -707,6 +707,7 @@ static const struct conv_geo conv_geo[] = {
     {2, 6, 7, 3, 5, 1, 0, 3, true}, {5, 4, 6, 3, 3, 2, 0, 2, true},
     {3, 6, 5, 6, 3, 1, 2, 2, true}, {1, 9, 4, 1, 3, 2, 1, 4, false},
     {1, 6, 5, 6, 5, 1, 2, 1, true}, /* din's scratch exceeds the forward's */
+    {32, 4, 4, 64, 3, 1, 1, 2, false}, /* Winograd's forward and dX (conv.c) */
 };
 
 START_TEST(test_conv2d)

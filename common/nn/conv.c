@@ -5,7 +5,12 @@
  * activations in the layouts the geometry names (NCHW unless it asks for
  * the primitives' own, as the residual block does); where the two differ,
  * reorders run around the primitives (onednn.h's passes).
- * docs/performance.md has the measurements behind the choice.
+ * The algorithm is chosen per shape: 3x3 stride-1 convolutions of at
+ * least 32 input and 64 output channels run forward and dX as Winograd
+ * F(4x4, 3x3) where the library has it (its AVX-512 kernels; elsewhere
+ * they stay direct), dW always direct: measured faster at those shapes of
+ * the jobs, slower at 16 or 32 output channels at 14x14 and for dW.
+ * docs/performance.md has the measurements behind these choices.
  *
  * A plan holds, for each batch size met, the three primitives and the
  * reorders they need, created on the first call with that size and kept
@@ -124,10 +129,17 @@ static bool shares_diff_dst(const struct sila_pass *pass)
            !dnnl_memory_get_memory_desc(w->used, &wmd) && dnnl_memory_desc_equal(dmd, wmd);
 }
 
-/* The forward primitive descriptor of a batch of B with the layouts left
- * to the library (*ret_fpd: the caller destroys it). */
-static int forward_pd(dnnl_primitive_desc_t *ret_fpd, const struct sila_conv_geom *g, int B,
-                      dnnl_engine_t e, const_dnnl_primitive_attr_t attr)
+/* True for the shapes whose forward and dX try Winograd first. */
+static bool winograd_shape(const struct sila_conv_geom *g)
+{
+    return g->K == 3 && g->stride == 1 && g->C >= 32 && g->OC >= 64;
+}
+
+/* The forward primitive descriptor of algorithm alg for a batch of B with
+ * the layouts left to the library (*ret_fpd: the caller destroys it). */
+static int forward_pd_of(dnnl_primitive_desc_t *ret_fpd, dnnl_alg_kind_t alg,
+                         const struct sila_conv_geom *g, int B, dnnl_engine_t e,
+                         const_dnnl_primitive_attr_t attr)
 {
     struct conv_mds any;
     dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
@@ -135,11 +147,43 @@ static int forward_pd(dnnl_primitive_desc_t *ret_fpd, const struct sila_conv_geo
     int r = conv_mds_init(&any, g, B, true);
     if (!r)
         r = sila_dnnl_errno(dnnl_convolution_forward_desc_init(
-            &fd, dnnl_forward_training, dnnl_convolution_direct, &any.src, &any.wei,
-            g->bias ? &any.bias : NULL, &any.dst, strides, pad, pad));
+            &fd, dnnl_forward_training, alg, &any.src, &any.wei, g->bias ? &any.bias : NULL,
+            &any.dst, strides, pad, pad));
     if (!r)
         r = sila_dnnl_errno(dnnl_primitive_desc_create(ret_fpd, &fd, attr, e, NULL));
     return r;
+}
+
+/* The forward primitive descriptor the shape runs (Winograd when
+ * winograd_shape and the library has it, else direct). */
+static int forward_pd(dnnl_primitive_desc_t *ret_fpd, const struct sila_conv_geom *g, int B,
+                      dnnl_engine_t e, const_dnnl_primitive_attr_t attr)
+{
+    if (winograd_shape(g) &&
+        !forward_pd_of(ret_fpd, dnnl_convolution_winograd, g, B, e, attr))
+        return 0;
+    return forward_pd_of(ret_fpd, dnnl_convolution_direct, g, B, e, attr);
+}
+
+/* dX's primitive descriptor: Winograd, hinted by the forward fpd, when
+ * winograd_shape and the library has it, else direct, hinted by the
+ * direct forward dfpd. */
+static int backward_data_pd(dnnl_primitive_desc_t *ret_dpd, const struct sila_conv_geom *g,
+                            const struct conv_mds *any, dnnl_engine_t e,
+                            const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t fpd,
+                            const_dnnl_primitive_desc_t dfpd)
+{
+    dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
+    dnnl_convolution_desc_t dd;
+    if (winograd_shape(g) &&
+        dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_winograd, &any->src,
+                                                 &any->wei, &any->dst, strides, pad,
+                                                 pad) == dnnl_success &&
+        dnnl_primitive_desc_create(ret_dpd, &dd, attr, e, fpd) == dnnl_success)
+        return 0;
+    int r = sila_dnnl_errno(dnnl_convolution_backward_data_desc_init(
+        &dd, dnnl_convolution_direct, &any->src, &any->wei, &any->dst, strides, pad, pad));
+    return r ? r : sila_dnnl_errno(dnnl_primitive_desc_create(ret_dpd, &dd, attr, e, dfpd));
 }
 
 /* The three passes for batch size B (the plan's build). */
@@ -148,8 +192,8 @@ static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int
     const struct sila_conv_geom *g = &((struct sila_conv_plan *)core)->g;
     struct conv_mds plain, any;
     dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
-    dnnl_convolution_desc_t dd, wd;
-    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    dnnl_convolution_desc_t wd;
+    dnnl_primitive_desc_t fpd = NULL, dfpd = NULL, dpd = NULL, wpd = NULL;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_engine_t e = core->dnnl.engine;
     int r;
@@ -157,17 +201,22 @@ static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int
         (r = sila_dnnl_attr_new(&attr)))
         return r;
     const dnnl_memory_desc_t *bias = g->bias ? &any.bias : NULL;
+    /* fpd: the forward the shape runs; dfpd: a direct forward, the hint of
+     * the direct backward passes (fpd itself when it is direct) */
     if (!(r = forward_pd(&fpd, g, B, e, attr)) &&
-        !(r = sila_dnnl_errno(dnnl_convolution_backward_data_desc_init(
-              &dd, dnnl_convolution_direct, &any.src, &any.wei, &any.dst, strides, pad, pad))) &&
-        !(r = sila_dnnl_errno(dnnl_primitive_desc_create(&dpd, &dd, attr, e, fpd))) &&
+        !(r = winograd_shape(g)
+                  ? forward_pd_of(&dfpd, dnnl_convolution_direct, g, B, e, attr)
+                  : sila_dnnl_errno(dnnl_primitive_desc_clone(&dfpd, fpd))) &&
+        !(r = backward_data_pd(&dpd, g, &any, e, attr, fpd, dfpd)) &&
         !(r = sila_dnnl_errno(dnnl_convolution_backward_weights_desc_init(
               &wd, dnnl_convolution_direct, &any.src, &any.wei, bias, &any.dst, strides, pad,
               pad))) &&
-        !(r = sila_dnnl_errno(dnnl_primitive_desc_create(&wpd, &wd, attr, e, fpd))))
+        !(r = sila_dnnl_errno(dnnl_primitive_desc_create(&wpd, &wd, attr, e, dfpd))))
         r = fill_passes(pass, e, &plain, g->bias, fpd, dpd, wpd);
     if (fpd)
         dnnl_primitive_desc_destroy(fpd);
+    if (dfpd)
+        dnnl_primitive_desc_destroy(dfpd);
     if (dpd)
         dnnl_primitive_desc_destroy(dpd);
     if (wpd)

@@ -67,6 +67,22 @@ static void maxpool_row2(float *out, int32_t *argmax, const float *r0, const flo
  * are kept): two stack arrays of this many floats and ints. */
 #define FLAT_CHUNK 1024
 
+/* dst := src, n 4-byte values (floats or int32s), in 16-byte moves, the
+ * last one overlapping the one before when 4 does not divide n: rows of 7
+ * outputs, where calls to memcpy cost more than the windows. */
+static inline void copy_row(void *dst, const void *src, int n)
+{
+    char *d = dst;
+    const char *s = src;
+    if (n < 4) {
+        memcpy(d, s, 4 * (size_t)n);
+        return;
+    }
+    for (int k = 0; k + 4 <= n; k += 4)
+        memcpy(d + 4 * k, s + 4 * k, 16);
+    memcpy(d + 4 * (n - 4), s + 4 * (n - 4), 16);
+}
+
 /* The 2x2 window whose top-left corner is x[2j], for j in [j0, j1) of a
  * plane of width W: best and at (the winner's index in the plane) as
  * maxpool_row2 gives them. Built for AVX2 besides the baseline (no
@@ -116,8 +132,8 @@ static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
         const int32_t j0 = 2 * oh0 * OW, j1 = j0 + (2 * n - 1) * OW;
         maxpool_flat2(best, at, x, j0, j1, g->W);
         for (int r = 0; r < n; r++) {
-            memcpy(out + (size_t)(oh0 + r) * OW, best + 2 * r * OW, sizeof *out * (size_t)OW);
-            memcpy(argmax + (size_t)(oh0 + r) * OW, at + 2 * r * OW, sizeof *argmax * (size_t)OW);
+            copy_row(out + (size_t)(oh0 + r) * OW, best + 2 * r * OW, OW);
+            copy_row(argmax + (size_t)(oh0 + r) * OW, at + 2 * r * OW, OW);
         }
     }
 }
@@ -195,7 +211,7 @@ static void avgpool_plane_2x2(float *out, const float *x, const struct sila_pool
         const int32_t j0 = 2 * oh0 * OW;
         avgpool_flat2(avg, x, j0, j0 + (2 * n - 1) * OW, g->W, inv);
         for (int r = 0; r < n; r++)
-            memcpy(out + (size_t)(oh0 + r) * OW, avg + 2 * r * OW, sizeof *out * (size_t)OW);
+            copy_row(out + (size_t)(oh0 + r) * OW, avg + 2 * r * OW, OW);
     }
 }
 
