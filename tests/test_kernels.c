@@ -139,14 +139,23 @@ static void ref_conv_backward(double *din, double *din_abs, double *dw, double *
  * than the batch that runs, as a job's last batch is. The backward's dw
  * and db are pre-filled (they accumulate), din with garbage (it is
  * overwritten). */
-static void check_conv(const struct conv_case *cc, uint64_t seed, int threads)
+static float *relayout(float *y, const float *x, bool to, enum sila_layout l, int B, int C, int H,
+                       int W);
+
+/* cc at batch cc->B on a plan made for batch plan_B >= cc->B; `blocked`:
+ * with the tensors in the layouts the convolution picks (as a residual
+ * block holds them), else NCHW. */
+static void check_conv(const struct conv_case *cc, int plan_B, bool blocked, uint64_t seed,
+                       int threads)
 {
     struct sila_conv_geom g;
     ck_assert_int_eq(
-        sila_conv_geom_init(&g, cc->B + 1, cc->C, cc->H, cc->W, cc->OC, cc->K, cc->stride, cc->pad),
+        sila_conv_geom_init(&g, plan_B, cc->C, cc->H, cc->W, cc->OC, cc->K, cc->stride, cc->pad),
         0);
     g.threads = threads;
     g.bias = cc->bias;
+    if (blocked)
+        ck_assert_int_eq(sila_conv_layouts(&g, &g.src_layout, &g.dst_layout), 0);
     ck_assert_int_eq(sila_conv_plan_new(&g), 0);
     size_t work_n = sila_conv_work_floats(&g);
     g.B = cc->B;
@@ -163,7 +172,13 @@ static void check_conv(const struct conv_case *cc, uint64_t seed, int threads)
     fill_normal(dy, ny, 1.0f, seed + 3);
     const float *bias = cc->bias ? b : NULL;
 
-    sila_conv2d_forward(y, x, w, bias, &g, work);
+    /* the tensors as the convolution is given them */
+    float *xl = relayout(NULL, x, true, g.src_layout, g.B, g.C, g.H, g.W);
+    float *dyl = relayout(NULL, dy, true, g.dst_layout, g.B, g.OC, g.OH, g.OW);
+    float *yl = falloc(sila_layout_floats(g.dst_layout, g.B, g.OC, g.OH, g.OW));
+    float *dxl = falloc(sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W));
+    sila_conv2d_forward(yl, xl, w, bias, &g, work);
+    relayout(y, yl, false, g.dst_layout, g.B, g.OC, g.OH, g.OW);
     double *xd = dalloc(nx);
     for (size_t i = 0; i < nx; i++)
         xd[i] = x[i];
@@ -174,7 +189,8 @@ static void check_conv(const struct conv_case *cc, uint64_t seed, int threads)
     fill_const(dx, nx, NAN);
     fill_const(dw, nw, 0.25f);
     fill_const(db, g.OC, -0.5f);
-    sila_conv2d_backward(dx, dw, cc->bias ? db : NULL, dy, x, w, &g, work);
+    sila_conv2d_backward(dxl, dw, cc->bias ? db : NULL, dyl, xl, w, &g, work);
+    relayout(dx, dxl, false, g.src_layout, g.B, g.C, g.H, g.W);
     ref_conv_backward(rdx, rdx_abs, rdw, rdw_abs, rdb, rdb_abs, dy, x, w, &g);
     assert_sums(dx, rdx, rdx_abs, nx, (double)g.OC * g.K * g.K, 0.0, "conv din");
     assert_sums(dw, rdw, rdw_abs, nw, (double)g.B * g.OH * g.OW, 0.25, "conv dw");
@@ -183,17 +199,18 @@ static void check_conv(const struct conv_case *cc, uint64_t seed, int threads)
 
     /* din NULL (first layer): the parameter gradients are the same */
     fill_const(dw, nw, 0.25f);
-    sila_conv2d_backward(NULL, dw, NULL, dy, x, w, &g, work);
+    sila_conv2d_backward(NULL, dw, NULL, dyl, xl, w, &g, work);
     assert_sums(dw, rdw, rdw_abs, nw, (double)g.B * g.OH * g.OW, 0.25, "conv dw (din NULL)");
     /* dw and db NULL (a frozen net): the same din, bit for bit */
-    float *dx2 = falloc(nx);
-    sila_conv2d_backward(dx2, NULL, NULL, dy, x, w, &g, work);
-    ck_assert_mem_eq(dx2, dx, sizeof *dx * nx);
+    float *dx2 = falloc(sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W));
+    sila_conv2d_backward(dx2, NULL, NULL, dyl, xl, w, &g, work);
+    ck_assert_mem_eq(dx2, dxl, sizeof *dx * sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W));
     free(dx2);
 
     sila_conv_plan_free(&g);
     ck_assert_ptr_null(g.plan);
     free(x), free(w), free(b), free(y), free(dy), free(dx), free(dw), free(db), free(work);
+    free(xl), free(dyl), free(yl), free(dxl);
     free(ry), free(ry_abs), free(rdx), free(rdx_abs), free(rdw), free(rdw_abs), free(rdb),
         free(rdb_abs);
 }
@@ -228,7 +245,7 @@ static const struct conv_case conv_cases[] = {
 
 START_TEST(test_conv_small)
 {
-    check_conv(&conv_cases[_i], 100 + (uint64_t)_i * 10, 1);
+    check_conv(&conv_cases[_i], conv_cases[_i].B + 1, false, 100 + (uint64_t)_i * 10, 1);
 }
 END_TEST
 
@@ -248,7 +265,17 @@ static const struct conv_case job_cases[] = {
 
 START_TEST(test_conv_jobs)
 {
-    check_conv(&job_cases[_i], 200 + (uint64_t)_i * 10, 1 + _i % 2);
+    check_conv(&job_cases[_i], job_cases[_i].B + 1, false, 200 + (uint64_t)_i * 10, 1 + _i % 2);
+}
+END_TEST
+
+/* The last test batch of a ResNet run (44 of 300 samples) on the plan of
+ * its batch of 128, in a block's layouts: a Winograd shape whose small
+ * batch needs more scratch than the plan's batch runs direct (conv.c). */
+START_TEST(test_conv_batch_below_plan)
+{
+    static const struct conv_case cc = {44, 64, 7, 7, 64, 3, 1, 1, false};
+    check_conv(&cc, 128, true, 300, 2);
 }
 END_TEST
 
@@ -1508,6 +1535,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_conv_geom);
     tcase_add_loop_test(tc, test_conv_small, 0, (int)(sizeof conv_cases / sizeof conv_cases[0]));
     tcase_add_loop_test(tc, test_conv_jobs, 0, (int)(sizeof job_cases / sizeof job_cases[0]));
+    tcase_add_test(tc, test_conv_batch_below_plan);
 
     tcase_add_test(tc, test_pool_geom);
     tcase_add_loop_test(tc, test_maxpool, 0, (int)(sizeof pool_cases / sizeof pool_cases[0]));

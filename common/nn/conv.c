@@ -154,28 +154,28 @@ static int forward_pd_of(dnnl_primitive_desc_t *ret_fpd, dnnl_alg_kind_t alg,
     return r;
 }
 
-/* The forward primitive descriptor the shape runs (Winograd when
- * winograd_shape and the library has it, else direct). */
+/* The forward primitive descriptor to run: Winograd when `winograd` and
+ * the library has it, else direct. */
 static int forward_pd(dnnl_primitive_desc_t *ret_fpd, const struct sila_conv_geom *g, int B,
-                      dnnl_engine_t e, const_dnnl_primitive_attr_t attr)
+                      bool winograd, dnnl_engine_t e, const_dnnl_primitive_attr_t attr)
 {
-    if (winograd_shape(g) &&
+    if (winograd &&
         !forward_pd_of(ret_fpd, dnnl_convolution_winograd, g, B, e, attr))
         return 0;
     return forward_pd_of(ret_fpd, dnnl_convolution_direct, g, B, e, attr);
 }
 
 /* dX's primitive descriptor: Winograd, hinted by the forward fpd, when
- * winograd_shape and the library has it, else direct, hinted by the
- * direct forward dfpd. */
+ * `winograd` and the library has it, else direct, hinted by the direct
+ * forward dfpd. */
 static int backward_data_pd(dnnl_primitive_desc_t *ret_dpd, const struct sila_conv_geom *g,
-                            const struct conv_mds *any, dnnl_engine_t e,
+                            const struct conv_mds *any, bool winograd, dnnl_engine_t e,
                             const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t fpd,
                             const_dnnl_primitive_desc_t dfpd)
 {
     dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
     dnnl_convolution_desc_t dd;
-    if (winograd_shape(g) &&
+    if (winograd &&
         dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_winograd, &any->src,
                                                  &any->wei, &any->dst, strides, pad,
                                                  pad) == dnnl_success &&
@@ -186,8 +186,9 @@ static int backward_data_pd(dnnl_primitive_desc_t *ret_dpd, const struct sila_co
     return r ? r : sila_dnnl_errno(dnnl_primitive_desc_create(ret_dpd, &dd, attr, e, dfpd));
 }
 
-/* The three passes for batch size B (the plan's build). */
-static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int B)
+/* The three passes for batch size B, forward and dX on Winograd when
+ * `winograd` (and the library has it). */
+static int passes_of(struct sila_dnnl_plan *core, struct sila_pass *pass, int B, bool winograd)
 {
     const struct sila_conv_geom *g = &((struct sila_conv_plan *)core)->g;
     struct conv_mds plain, any;
@@ -201,13 +202,12 @@ static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int
         (r = sila_dnnl_attr_new(&attr)))
         return r;
     const dnnl_memory_desc_t *bias = g->bias ? &any.bias : NULL;
-    /* fpd: the forward the shape runs; dfpd: a direct forward, the hint of
-     * the direct backward passes (fpd itself when it is direct) */
-    if (!(r = forward_pd(&fpd, g, B, e, attr)) &&
-        !(r = winograd_shape(g)
-                  ? forward_pd_of(&dfpd, dnnl_convolution_direct, g, B, e, attr)
-                  : sila_dnnl_errno(dnnl_primitive_desc_clone(&dfpd, fpd))) &&
-        !(r = backward_data_pd(&dpd, g, &any, e, attr, fpd, dfpd)) &&
+    /* fpd: the forward to run; dfpd: a direct forward, the hint of the
+     * direct backward passes (a copy of fpd when that is direct) */
+    if (!(r = forward_pd(&fpd, g, B, winograd, e, attr)) &&
+        !(r = winograd ? forward_pd(&dfpd, g, B, false, e, attr)
+                       : sila_dnnl_errno(dnnl_primitive_desc_clone(&dfpd, fpd))) &&
+        !(r = backward_data_pd(&dpd, g, &any, winograd, e, attr, fpd, dfpd)) &&
         !(r = sila_dnnl_errno(dnnl_convolution_backward_weights_desc_init(
               &wd, dnnl_convolution_direct, &any.src, &any.wei, bias, &any.dst, strides, pad,
               pad))) &&
@@ -225,6 +225,26 @@ static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int
     return r;
 }
 
+/* The plan's build: Winograd for winograd_shape, unless a batch smaller
+ * than the plan's would need more work for it than the plan's batch did
+ * (the library sizes Winograd's scratch by its own tiling of the batch);
+ * that batch runs direct. The choice depends on the shape and the two
+ * batch sizes only, so every process makes the same. */
+static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int B)
+{
+    const bool winograd = winograd_shape(&((struct sila_conv_plan *)core)->g);
+    int r = passes_of(core, pass, B, winograd);
+    if (r || !winograd || !core->cap)
+        return r;
+    for (int k = 0; k < SILA_DNNL_PASSES; k++)
+        if (pass[k].floats > core->cap) {
+            for (int j = 0; j < SILA_DNNL_PASSES; j++)
+                sila_pass_fini(&pass[j]);
+            return passes_of(core, pass, B, false);
+        }
+    return 0;
+}
+
 int sila_conv_layouts(const struct sila_conv_geom *g, enum sila_layout *ret_src,
                       enum sila_layout *ret_dst)
 {
@@ -232,7 +252,7 @@ int sila_conv_layouts(const struct sila_conv_geom *g, enum sila_layout *ret_src,
     dnnl_primitive_desc_t fpd = NULL;
     int r = sila_dnnl_open(&d);
     if (!r)
-        r = forward_pd(&fpd, g, g->B, d.engine, NULL);
+        r = forward_pd(&fpd, g, g->B, winograd_shape(g), d.engine, NULL);
     if (!r) {
         *ret_src = sila_dnnl_layout_of(dnnl_primitive_desc_query_md(fpd, dnnl_query_src_md, 0));
         *ret_dst = sila_dnnl_layout_of(dnnl_primitive_desc_query_md(fpd, dnnl_query_dst_md, 0));
