@@ -1,14 +1,16 @@
 /* Max, average, adaptive average and global average pooling, and bilinear
- * upsampling (see kernels.h). Planes are shared among OpenMP threads.
- * 2x2 windows that tile a plane of even width (stride 2, no padding; the
- * jobs' max pools) are computed at every pair of columns of the plane in
- * one flat loop, and the even rows' results kept: the odd rows' windows
- * are computed and dropped, twice the arithmetic, but one long vectorised
- * loop where rows of 7 or 14 outputs ran scalar. A max pool compares a
- * window's cells in row-major order; an average pool sums each window row
- * left to right and the row sums top to bottom (independent chains of
- * additions, so an aux head's 14x14 windows do not wait on one chain of
- * 196). Every path keeps these orders, so all give the same bits. */
+ * upsampling (see kernels.h). Planes, or chunks of output rows, are shared
+ * among OpenMP threads. 2x2 windows that tile a plane of even width
+ * (stride 2, no padding; the jobs' max pools) are computed at every pair
+ * of columns of the plane in one flat loop, and the even rows' results
+ * kept: the odd rows' windows are computed and dropped, twice the
+ * arithmetic, but one long vectorised loop where rows of 7 or 14 outputs
+ * ran scalar; a max pool over planes of even height takes the rows of
+ * several small planes in one pass. A max pool compares a window's cells
+ * in row-major order; an average pool sums each window row left to right
+ * and the row sums top to bottom (independent chains of additions, so an
+ * aux head's 14x14 windows do not wait on one chain of 196). Every path
+ * keeps these orders, so all give the same bits. */
 #include <errno.h>
 #include <float.h>
 #include <stdbool.h>
@@ -162,11 +164,43 @@ static void maxpool_plane(float *out, int32_t *argmax, const float *x,
     }
 }
 
+/* Output rows [R0, R0 + n) of a 2x2 max pool over planes of even height
+ * and width, seen as one plane of all their rows (R = q·OH + oh: plane q,
+ * row oh): one flat pass for rows of many small planes at once. */
+static void maxpool_rows_2x2(float *out, int32_t *argmax, const float *in, size_t R0, int n,
+                             const struct sila_pool_geom *g)
+{
+    const int OW = g->OW, W = g->W;
+    float best[FLAT_CHUNK];
+    int32_t at[FLAT_CHUNK]; /* from the chunk's first input row */
+    maxpool_flat2(best, at, in + 2 * R0 * (size_t)W, 0, (2 * n - 1) * OW, W);
+    for (int r = 0; r < n; r++) {
+        const size_t R = R0 + (size_t)r;
+        const int oh = (int)(R % (size_t)g->OH);
+        /* the chunk's index of window row r to its plane's: rows 2r -> 2·oh */
+        const int32_t shift = 2 * (oh - r) * W;
+        copy_row(out + R * OW, best + 2 * r * OW, OW);
+        int32_t *a = argmax + R * OW;
+        for (int k = 0; k < OW; k++)
+            a[k] = at[2 * r * OW + k] + shift;
+    }
+}
+
 void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     const bool by2 = tiling(g) && g->K == 2;
+    if (by2 && g->H % 2 == 0 && g->W % 2 == 0 && g->OW <= FLAT_CHUNK / 2) {
+        const size_t rows = planes * g->OH, per = FLAT_CHUNK / (2 * (size_t)g->OW);
+        const size_t chunks = (rows + per - 1) / per;
+#pragma omp parallel for schedule(static)
+        for (size_t c = 0; c < chunks; c++) {
+            const size_t R0 = c * per;
+            maxpool_rows_2x2(out, argmax, in, R0, (int)(rows - R0 < per ? rows - R0 : per), g);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         if (by2)
