@@ -68,7 +68,7 @@ int sila_relayout_plan_new(struct sila_relayout *g)
     void *pl;
     int r = sila_dnnl_plan_new(&pl, sizeof(struct sila_relayout_plan), g,
                                offsetof(struct sila_relayout_plan, g), sizeof *g, relayout_build,
-                               g->B, g->threads);
+                               NULL, g->B, g->threads);
     if (!r)
         g->plan = pl;
     return r;
@@ -192,8 +192,8 @@ int sila_blocked_bn_plan_new(struct sila_blocked_bn *g)
 {
     void *pl;
     int r = sila_dnnl_plan_new(&pl, sizeof(struct sila_blocked_bn_plan), g,
-                               offsetof(struct sila_blocked_bn_plan, g), sizeof *g, bn_build, g->B,
-                               g->threads);
+                               offsetof(struct sila_blocked_bn_plan, g), sizeof *g, bn_build, NULL,
+                               g->B, g->threads);
     if (!r)
         g->plan = pl;
     return r;

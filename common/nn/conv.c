@@ -165,25 +165,32 @@ static int forward_pd(dnnl_primitive_desc_t *ret_fpd, const struct sila_conv_geo
     return forward_pd_of(ret_fpd, dnnl_convolution_direct, g, B, e, attr);
 }
 
-/* dX's primitive descriptor: Winograd, hinted by the forward fpd, when
- * `winograd` and the library has it, else direct, hinted by the direct
- * forward dfpd. */
+/* dX's primitive descriptor of algorithm alg, hinted by the forward
+ * hint (*ret_dpd: the caller destroys it). */
+static int backward_data_pd_of(dnnl_primitive_desc_t *ret_dpd, dnnl_alg_kind_t alg,
+                               const struct sila_conv_geom *g, const struct conv_mds *any,
+                               dnnl_engine_t e, const_dnnl_primitive_attr_t attr,
+                               const_dnnl_primitive_desc_t hint)
+{
+    dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
+    dnnl_convolution_desc_t dd;
+    int r = sila_dnnl_errno(dnnl_convolution_backward_data_desc_init(
+        &dd, alg, &any->src, &any->wei, &any->dst, strides, pad, pad));
+    return r ? r : sila_dnnl_errno(dnnl_primitive_desc_create(ret_dpd, &dd, attr, e, hint));
+}
+
+/* dX's primitive descriptor to run: Winograd, hinted by the forward fpd,
+ * when `winograd` and the library has it, else direct, hinted by the
+ * direct forward dfpd. */
 static int backward_data_pd(dnnl_primitive_desc_t *ret_dpd, const struct sila_conv_geom *g,
                             const struct conv_mds *any, bool winograd, dnnl_engine_t e,
                             const_dnnl_primitive_attr_t attr, const_dnnl_primitive_desc_t fpd,
                             const_dnnl_primitive_desc_t dfpd)
 {
-    dnnl_dims_t strides = {g->stride, g->stride}, pad = {g->pad, g->pad};
-    dnnl_convolution_desc_t dd;
     if (winograd &&
-        dnnl_convolution_backward_data_desc_init(&dd, dnnl_convolution_winograd, &any->src,
-                                                 &any->wei, &any->dst, strides, pad,
-                                                 pad) == dnnl_success &&
-        dnnl_primitive_desc_create(ret_dpd, &dd, attr, e, fpd) == dnnl_success)
+        !backward_data_pd_of(ret_dpd, dnnl_convolution_winograd, g, any, e, attr, fpd))
         return 0;
-    int r = sila_dnnl_errno(dnnl_convolution_backward_data_desc_init(
-        &dd, dnnl_convolution_direct, &any->src, &any->wei, &any->dst, strides, pad, pad));
-    return r ? r : sila_dnnl_errno(dnnl_primitive_desc_create(ret_dpd, &dd, attr, e, dfpd));
+    return backward_data_pd_of(ret_dpd, dnnl_convolution_direct, g, any, e, attr, dfpd);
 }
 
 /* The three passes for batch size B, forward and dX on Winograd when
@@ -203,10 +210,9 @@ static int passes_of(struct sila_dnnl_plan *core, struct sila_pass *pass, int B,
         return r;
     const dnnl_memory_desc_t *bias = g->bias ? &any.bias : NULL;
     /* fpd: the forward to run; dfpd: a direct forward, the hint of the
-     * direct backward passes (a copy of fpd when that is direct) */
+     * direct backward passes */
     if (!(r = forward_pd(&fpd, g, B, winograd, e, attr)) &&
-        !(r = winograd ? forward_pd(&dfpd, g, B, false, e, attr)
-                       : sila_dnnl_errno(dnnl_primitive_desc_clone(&dfpd, fpd))) &&
+        !(r = forward_pd_of(&dfpd, dnnl_convolution_direct, g, B, e, attr)) &&
         !(r = backward_data_pd(&dpd, g, &any, winograd, e, attr, fpd, dfpd)) &&
         !(r = sila_dnnl_errno(dnnl_convolution_backward_weights_desc_init(
               &wd, dnnl_convolution_direct, &any.src, &any.wei, bias, &any.dst, strides, pad,
@@ -225,24 +231,20 @@ static int passes_of(struct sila_dnnl_plan *core, struct sila_pass *pass, int B,
     return r;
 }
 
-/* The plan's build: Winograd for winograd_shape, unless a batch smaller
- * than the plan's would need more work for it than the plan's batch did
- * (the library sizes Winograd's scratch by its own tiling of the batch);
- * that batch runs direct. The choice depends on the shape and the two
- * batch sizes only, so every process makes the same. */
+/* The plan's build: Winograd for winograd_shape. */
 static int build_passes(struct sila_dnnl_plan *core, struct sila_pass *pass, int B)
 {
-    const bool winograd = winograd_shape(&((struct sila_conv_plan *)core)->g);
-    int r = passes_of(core, pass, B, winograd);
-    if (r || !winograd || !core->cap)
-        return r;
-    for (int k = 0; k < SILA_DNNL_PASSES; k++)
-        if (pass[k].floats > core->cap) {
-            for (int j = 0; j < SILA_DNNL_PASSES; j++)
-                sila_pass_fini(&pass[j]);
-            return passes_of(core, pass, B, false);
-        }
-    return 0;
+    return passes_of(core, pass, B, winograd_shape(&((struct sila_conv_plan *)core)->g));
+}
+
+/* Its fallback, all direct: a batch smaller than the plan's can need more
+ * work on Winograd than the plan's batch did (the library sizes
+ * Winograd's scratch by its own tiling of the batch). The choice depends
+ * on the shape, the layouts and the two batch sizes only, so every
+ * process makes the same. */
+static int build_direct(struct sila_dnnl_plan *core, struct sila_pass *pass, int B)
+{
+    return passes_of(core, pass, B, false);
 }
 
 int sila_conv_layouts(const struct sila_conv_geom *g, enum sila_layout *ret_src,
@@ -266,8 +268,8 @@ int sila_conv_plan_new(struct sila_conv_geom *g)
 {
     void *pl;
     int r = sila_dnnl_plan_new(&pl, sizeof(struct sila_conv_plan), g,
-                               offsetof(struct sila_conv_plan, g), sizeof *g, build_passes, g->B,
-                               g->threads);
+                               offsetof(struct sila_conv_plan, g), sizeof *g, build_passes,
+                               build_direct, g->B, g->threads);
     if (!r)
         g->plan = pl;
     return r;

@@ -223,8 +223,12 @@ static int variant_for(struct sila_dnnl_plan *pl, int B, int *ret_i)
     passes_fini(pl->v[pick]);
     pl->B[pick] = 0;
     int r = pl->build(pl, pl->v[pick], B);
-    if (!r && pl->cap && passes_floats(pl->v[pick]) > pl->cap) /* more work than was planned */
-        r = -ENOMEM;
+    if (!r && pl->cap && passes_floats(pl->v[pick]) > pl->cap) { /* more work than was planned */
+        passes_fini(pl->v[pick]);
+        r = pl->fallback ? pl->fallback(pl, pl->v[pick], B) : -ENOMEM;
+        if (!r && passes_floats(pl->v[pick]) > pl->cap)
+            r = -ENOMEM;
+    }
     if (r) {
         passes_fini(pl->v[pick]);
         return r;
@@ -236,7 +240,8 @@ static int variant_for(struct sila_dnnl_plan *pl, int B, int *ret_i)
 }
 
 int sila_dnnl_plan_new(void **ret_plan, size_t size, const void *g, size_t g_off, size_t g_size,
-                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int), int B,
+                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int),
+                       int (*fallback)(struct sila_dnnl_plan *, struct sila_pass *, int), int B,
                        int threads)
 {
     struct sila_dnnl_plan *pl = calloc(1, size);
@@ -244,6 +249,7 @@ int sila_dnnl_plan_new(void **ret_plan, size_t size, const void *g, size_t g_off
         return -ENOMEM;
     memcpy((char *)pl + g_off, g, g_size);
     pl->build = build;
+    pl->fallback = fallback;
     sila_dnnl_threads(threads);
     int i, r = sila_dnnl_open(&pl->dnnl);
     if (!r)

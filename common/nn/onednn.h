@@ -95,31 +95,36 @@ void sila_pass_fini(struct sila_pass *p);
 
 /* A plan: for each batch size met, up to SILA_DNNL_PASSES passes built by
  * `build` on the first call with that size and kept, the least recently
- * used replaced beyond SILA_DNNL_VARIANTS. A plan kind embeds it as its
- * first member. */
+ * used replaced beyond SILA_DNNL_VARIANTS. A batch whose passes would need
+ * more work than the plan's own batch did is built by `fallback` instead,
+ * when the kind has one. A plan kind embeds it as its first member. */
 struct sila_dnnl_plan {
     struct sila_dnnl dnnl;
-    /* fills the zeroed passes of batch size B: 0 or a negative errno */
+    /* fill the zeroed passes of batch size B: 0 or a negative errno */
     int (*build)(struct sila_dnnl_plan *pl, struct sila_pass *pass, int B);
+    int (*fallback)(struct sila_dnnl_plan *pl, struct sila_pass *pass, int B); /* or NULL */
     size_t cap;                /* work floats of the largest pass at the plan's own batch */
     int B[SILA_DNNL_VARIANTS]; /* batch size of each variant, 0: none */
     unsigned long use[SILA_DNNL_VARIANTS], clock;
     struct sila_pass v[SILA_DNNL_VARIANTS][SILA_DNNL_PASSES];
 };
 /* A plan kind's object of `size` bytes (zeroed, its sila_dnnl_plan first)
- * with the geometry g_size bytes from g copied at g_off, and its variant
- * for batch B built on `threads` threads, the count its passes will run
- * on (oneDNN sizes scratchpads by the threads a primitive is created
- * with): 0 and *ret_plan, or a negative errno. */
+ * with the geometry g_size bytes from g copied at g_off, its builds (see
+ * struct sila_dnnl_plan; fallback may be NULL), and its variant for batch
+ * B built on `threads` threads, the count its passes will run on (oneDNN
+ * sizes scratchpads by the threads a primitive is created with): 0 and
+ * *ret_plan, or a negative errno. */
 int sila_dnnl_plan_new(void **ret_plan, size_t size, const void *g, size_t g_off, size_t g_size,
-                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int), int B,
+                       int (*build)(struct sila_dnnl_plan *, struct sila_pass *, int),
+                       int (*fallback)(struct sila_dnnl_plan *, struct sila_pass *, int), int B,
                        int threads);
 /* Frees a plan made by sila_dnnl_plan_new; safe on NULL. */
 void sila_dnnl_plan_free(void *plan);
 /* The passes of batch size B, built when new, on `threads` OpenMP threads
  * (sila_dnnl_threads). A variant is built only at a batch size's first
  * call; failing then (memory exhausted in the library, or more work than
- * the plan's batch) leaves nothing to compute with, and aborts. */
+ * the plan's batch even from the fallback) leaves nothing to compute
+ * with, and aborts. */
 struct sila_pass *sila_dnnl_plan_passes(struct sila_dnnl_plan *pl, int B, int threads);
 
 #endif
