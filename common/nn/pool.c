@@ -112,6 +112,29 @@ maxpool_flat2(float *best, int32_t *at, const float *x, int32_t j0, int32_t j1, 
     }
 }
 
+/* Output rows [R0, R0 + n) of a 2x2 max pool over planes of even width
+ * from `in`, in one flat pass: rows of one plane, or, when the planes'
+ * height is even too, of the one plane all their rows make (R = q·OH + oh:
+ * plane q, row oh), so that one pass takes rows of many small planes. */
+static void maxpool_rows_2x2(float *out, int32_t *argmax, const float *in, size_t R0, int n,
+                             const struct sila_pool_geom *g)
+{
+    const int OW = g->OW, W = g->W;
+    float best[FLAT_CHUNK];
+    int32_t at[FLAT_CHUNK]; /* from the chunk's first input row */
+    maxpool_flat2(best, at, in + 2 * R0 * (size_t)W, 0, (2 * n - 1) * OW, W);
+    for (int r = 0; r < n; r++) {
+        const size_t R = R0 + (size_t)r;
+        const int oh = (int)(R % (size_t)g->OH);
+        /* the chunk's index of window row r to its plane's: rows 2r -> 2·oh */
+        const int32_t shift = 2 * (oh - r) * W;
+        copy_row(out + R * OW, best + 2 * r * OW, OW);
+        int32_t *a = argmax + R * OW;
+        for (int k = 0; k < OW; k++)
+            a[k] = at[2 * r * OW + k] + shift;
+    }
+}
+
 /* One plane of a 2x2 max pool whose windows tile it: flat passes over
  * chunks of output rows when the width is even, else row by row. */
 static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
@@ -126,18 +149,8 @@ static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
         }
         return;
     }
-    float best[FLAT_CHUNK];
-    int32_t at[FLAT_CHUNK];
-    for (int oh0 = 0; oh0 < g->OH; oh0 += rows) {
-        const int n = g->OH - oh0 < rows ? g->OH - oh0 : rows;
-        /* windows at every column pair of input rows 2·oh0 .. 2·(oh0+n)-2 */
-        const int32_t j0 = 2 * oh0 * OW, j1 = j0 + (2 * n - 1) * OW;
-        maxpool_flat2(best, at, x, j0, j1, g->W);
-        for (int r = 0; r < n; r++) {
-            copy_row(out + (size_t)(oh0 + r) * OW, best + 2 * r * OW, OW);
-            copy_row(argmax + (size_t)(oh0 + r) * OW, at + 2 * r * OW, OW);
-        }
-    }
+    for (int oh0 = 0; oh0 < g->OH; oh0 += rows)
+        maxpool_rows_2x2(out, argmax, x, (size_t)oh0, g->OH - oh0 < rows ? g->OH - oh0 : rows, g);
 }
 
 /* One plane of a max pool with any windows. */
@@ -161,28 +174,6 @@ static void maxpool_plane(float *out, int32_t *argmax, const float *x,
             out[oh * g->OW + ow] = best;
             argmax[oh * g->OW + ow] = at;
         }
-    }
-}
-
-/* Output rows [R0, R0 + n) of a 2x2 max pool over planes of even height
- * and width, seen as one plane of all their rows (R = q·OH + oh: plane q,
- * row oh): one flat pass for rows of many small planes at once. */
-static void maxpool_rows_2x2(float *out, int32_t *argmax, const float *in, size_t R0, int n,
-                             const struct sila_pool_geom *g)
-{
-    const int OW = g->OW, W = g->W;
-    float best[FLAT_CHUNK];
-    int32_t at[FLAT_CHUNK]; /* from the chunk's first input row */
-    maxpool_flat2(best, at, in + 2 * R0 * (size_t)W, 0, (2 * n - 1) * OW, W);
-    for (int r = 0; r < n; r++) {
-        const size_t R = R0 + (size_t)r;
-        const int oh = (int)(R % (size_t)g->OH);
-        /* the chunk's index of window row r to its plane's: rows 2r -> 2·oh */
-        const int32_t shift = 2 * (oh - r) * W;
-        copy_row(out + R * OW, best + 2 * r * OW, OW);
-        int32_t *a = argmax + R * OW;
-        for (int k = 0; k < OW; k++)
-            a[k] = at[2 * r * OW + k] + shift;
     }
 }
 
