@@ -176,7 +176,8 @@ static void check_conv(const struct conv_case *cc, int plan_B, bool blocked, uin
     float *xl = relayout(NULL, x, true, g.src_layout, g.B, g.C, g.H, g.W);
     float *dyl = relayout(NULL, dy, true, g.dst_layout, g.B, g.OC, g.OH, g.OW);
     float *yl = falloc(sila_layout_floats(g.dst_layout, g.B, g.OC, g.OH, g.OW));
-    float *dxl = falloc(sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W));
+    const size_t nxl = sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W);
+    float *dxl = falloc(nxl);
     sila_conv2d_forward(yl, xl, w, bias, &g, work);
     relayout(y, yl, false, g.dst_layout, g.B, g.OC, g.OH, g.OW);
     double *xd = dalloc(nx);
@@ -202,9 +203,9 @@ static void check_conv(const struct conv_case *cc, int plan_B, bool blocked, uin
     sila_conv2d_backward(NULL, dw, NULL, dyl, xl, w, &g, work);
     assert_sums(dw, rdw, rdw_abs, nw, (double)g.B * g.OH * g.OW, 0.25, "conv dw (din NULL)");
     /* dw and db NULL (a frozen net): the same din, bit for bit */
-    float *dx2 = falloc(sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W));
+    float *dx2 = falloc(nxl);
     sila_conv2d_backward(dx2, NULL, NULL, dyl, xl, w, &g, work);
-    ck_assert_mem_eq(dx2, dxl, sizeof *dx * sila_layout_floats(g.src_layout, g.B, g.C, g.H, g.W));
+    ck_assert_mem_eq(dx2, dxl, sizeof *dx * nxl);
     free(dx2);
 
     sila_conv_plan_free(&g);
