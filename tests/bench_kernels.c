@@ -109,12 +109,23 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+/* n floats, aligned as training's tensors are (sila_floats_alloc). */
+static float *xfloats(size_t n)
+{
+    float *p = sila_floats_alloc(n);
+    if (!p) {
+        fprintf(stderr, "bench_kernels: out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
 static struct sila_rng rng;
 
 /* n floats, uniform in [-1, 1). */
 static float *random_floats(size_t n)
 {
-    float *x = xmalloc(sizeof *x * n);
+    float *x = xfloats(n);
     for (size_t i = 0; i < n; i++)
         x[i] = 2.0f * sila_rng_uniform(&rng) - 1.0f;
     return x;
@@ -122,7 +133,7 @@ static float *random_floats(size_t n)
 
 static float *const_floats(size_t n, float v)
 {
-    float *x = xmalloc(sizeof *x * n);
+    float *x = xfloats(n);
     for (size_t i = 0; i < n; i++)
         x[i] = v;
     return x;
@@ -487,7 +498,7 @@ static void blocked_plans(struct ctx *c, enum mkind kind, int H, int threads, si
     }
     size_t w = sila_blocked_bn_work_floats(&c->bbn), wr = sila_relayout_work_floats(&c->rl);
     c->work = random_floats(w > wr ? w : wr);
-    c->bmask = xmalloc(sila_blocked_bn_mask_bytes(&c->bbn) + 1);
+    c->bmask = xfloats(sila_blocked_bn_mask_bytes(&c->bbn) / sizeof(float) + 1);
     *ret_n = sila_layout_floats(l, c->B, c->C, H, H);
 }
 
