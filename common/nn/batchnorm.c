@@ -125,13 +125,43 @@ PLANE_LOOP static void plane_din(float *din, const float *dy, const float *x, in
     }
 }
 
+/* Asks the cache for the n floats at p (to be read, or to be written when
+ * `w`). A channel's plane of the next sample lies a whole sample further
+ * on, where the hardware's prefetcher starts cold: on planes of at least
+ * PREFETCH_MIN_PLANE floats (the CNN's 28x28) the passes ask for the plane
+ * planes_ahead() on, at least PREFETCH_FLOATS away, so that it has arrived
+ * when its turn comes. This cut the batch norm at 32x28x28 by a fifth
+ * (bench_kernels); on smaller planes it measured no gain. */
+#define PREFETCH_MIN_PLANE 512
+#define PREFETCH_FLOATS 1024
+
+static inline void plane_prefetch(const float *p, int n, bool w)
+{
+    for (int i = 0; i < n; i += 16)
+        if (w)
+            __builtin_prefetch(p + i, 1, 3);
+        else
+            __builtin_prefetch(p + i, 0, 3);
+}
+
+/* How many planes on to prefetch; 0: none. */
+static inline int planes_ahead(int HW)
+{
+    return HW < PREFETCH_MIN_PLANE ? 0 : (PREFETCH_FLOATS + HW - 1) / HW;
+}
+
 /* Mean and biased variance of channel c over the batch. */
 static void channel_stats(const float *in, int B, int C, int HW, int c, double *ret_mean,
                           double *ret_var)
 {
+    const int d = planes_ahead(HW);
     double sum = 0.0, sq = 0.0, n = (double)B * HW;
-    for (int b = 0; b < B; b++)
-        sum += sila_plane_sum(in + ((size_t)b * C + c) * HW, HW);
+    for (int b = 0; b < B; b++) {
+        size_t off = ((size_t)b * C + c) * HW;
+        if (d && b + d < B)
+            plane_prefetch(in + off + (size_t)d * C * HW, HW, false);
+        sum += sila_plane_sum(in + off, HW);
+    }
     float mean = (float)(sum / n);
     for (int b = 0; b < B; b++)
         sq += plane_sq_dev(in + ((size_t)b * C + c) * HW, HW, mean);
@@ -143,8 +173,11 @@ static void channel_stats(const float *in, int B, int C, int HW, int c, double *
 static void channel_affine(float *out, const float *in, int B, int C, int HW, int c, float scale,
                            float shift)
 {
+    const int d = planes_ahead(HW);
     for (int b = 0; b < B; b++) {
         size_t off = ((size_t)b * C + c) * HW;
+        if (d && b + d < B)
+            plane_prefetch(out + off + (size_t)d * C * HW, HW, true);
         plane_affine(out + off, in + off, HW, scale, shift);
     }
 }
@@ -191,11 +224,16 @@ void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout
                       int HW)
 {
     const double n = (double)B * HW;
+    const int d = planes_ahead(HW);
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++) {
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * HW;
+            if (d && b + d < B) {
+                plane_prefetch(dout + off + (size_t)d * C * HW, HW, false);
+                plane_prefetch(in + off + (size_t)d * C * HW, HW, false);
+            }
             plane_grad_sums(dout + off, in + off, HW, mean[c], invstd[c], &sum_dy, &sum_dy_xhat);
         }
         if (dgamma) {
@@ -209,6 +247,8 @@ void sila_bn_backward(float *din, float *dgamma, float *dbeta, const float *dout
         float mdy = (float)(sum_dy / n), mdyx = (float)(sum_dy_xhat / n);
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * C + c) * HW;
+            if (d && b + d < B)
+                plane_prefetch(din + off + (size_t)d * C * HW, HW, true);
             plane_din(din + off, dout + off, in + off, HW, mean[c], invstd[c], k, mdy, mdyx);
         }
     }
