@@ -5,7 +5,7 @@
 
 #include "kernels.h"
 
-float *sila_floats_alloc(size_t n)
+float *sila_floats_alloc(size_t n, bool zeroed)
 {
     if (n == 0)
         n = 1;
@@ -14,5 +14,5 @@ float *sila_floats_alloc(size_t n)
     void *p;
     if (posix_memalign(&p, SILA_FLOATS_ALIGN, n * sizeof(float)))
         return NULL;
-    return memset(p, 0, n * sizeof(float));
+    return zeroed ? memset(p, 0, n * sizeof(float)) : p;
 }
