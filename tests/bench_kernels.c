@@ -17,10 +17,14 @@
  *           benchmark, bench_conv) are printed for information.
  *   stream  a[i] = b[i] + s*c[i] over three 32 MB arrays shared among T
  *           threads: 12 bytes per element (two reads, one write; write
- *           allocation not counted). Memory-bound layers' "of stream" is
- *           their fwd+bwd GB/s over this. Tensors at batch 128 are 1.6 to
- *           13 MB, so they can stay partly in the last-level cache and
- *           exceed it.
+ *           allocation not counted). Measured at the start and again right
+ *           before each memory-bound layer, whose "of stream" is its
+ *           fwd+bwd GB/s over the triad measured before it: on a shared
+ *           host the triad has read anything from 51 to 88 GB/s within an
+ *           hour, so a reference taken minutes earlier misjudged the rows
+ *           by as much (the range of the rows' triads is printed at the
+ *           end). Tensors at batch 128 are 1.6 to 13 MB, so they can stay
+ *           partly in the last-level cache and exceed it.
  *
  * Layers: every conv shape of deploy/jobs/fmnist-cnn-k4.ini and every 3x3
  * and 1x1 conv shape of fmnist-resnet-k8.ini; the linear layers of
@@ -112,7 +116,7 @@ static void *xmalloc(size_t n)
 /* n floats, aligned as training's tensors are (sila_floats_alloc). */
 static float *xfloats(size_t n)
 {
-    float *p = sila_floats_alloc(n);
+    float *p = sila_floats_alloc(n, false);
     if (!p) {
         fprintf(stderr, "bench_kernels: out of memory\n");
         exit(1);
@@ -333,6 +337,7 @@ struct result {
     double tf, tb, tt;       /* median seconds per call: fwd, bwd, fwd+bwd */
     double flop_f, flop_b;   /* per call */
     double bytes_f, bytes_b; /* per call; 0: not a memory-bound layer */
+    double stream;           /* GB/s of the triad run right before; memory-bound only */
 };
 
 static void time_case(struct ctx *c, void (*fwd)(struct ctx *), void (*bwd)(struct ctx *), int reps,
@@ -374,7 +379,11 @@ static void free_ctx(struct ctx *c)
     sila_relayout_plan_free(&c->rl);
 }
 
-static double g_sgemm, g_stream;
+#define STREAM_FLOATS ((size_t)8 << 20)
+static double g_sgemm;
+/* the triads run before the memory-bound rows, for the closing line */
+static double g_row_stream[64];
+static int g_nrow_stream;
 
 static void print_row(const char *layer, const char *job, const char *shape, const struct result *r)
 {
@@ -384,7 +393,7 @@ static void print_row(const char *layer, const char *job, const char *shape, con
            1e3 * r->tf, 1e3 * r->tb, gf, gb, gt, 100.0 * gt / g_sgemm);
     if (r->bytes_f > 0)
         printf(" %.1f | %.1f | %.0f%% |\n", r->bytes_f / r->tf * 1e-9, r->bytes_b / r->tb * 1e-9,
-               100.0 * (r->bytes_f + r->bytes_b) / r->tt * 1e-9 / g_stream);
+               100.0 * (r->bytes_f + r->bytes_b) / r->tt * 1e-9 / r->stream);
     else
         printf(" - | - | - |\n");
     fflush(stdout);
@@ -521,7 +530,9 @@ static void run_mem(enum mkind kind, const char *job, int B, int C, int H, int K
         no = planes;
     c.in = random_floats(n), c.din = random_floats(n);
     c.out = random_floats(no), c.dout = random_floats(no);
-    struct result r = {0};
+    struct result r = {.stream = stream_triad(STREAM_FLOATS, reps)};
+    if (g_nrow_stream < (int)(sizeof g_row_stream / sizeof g_row_stream[0]))
+        g_row_stream[g_nrow_stream++] = r.stream;
     const char *layer = "";
     char shape[64];
     snprintf(shape, sizeof shape, "%dx%dx%d", C, H, H);
@@ -618,7 +629,7 @@ int main(int argc, char **argv)
     /* from here on as in silad: T kernel threads, single-threaded OpenBLAS */
     sila_threads_setup(threads);
     g_sgemm = sgemm_per_thread(1024, threads, reps);
-    g_stream = stream_triad((size_t)8 << 20, reps);
+    double stream = stream_triad(STREAM_FLOATS, reps);
 
     printf("threads %d (OpenMP, single-threaded OpenBLAS inside), batch %d, median of %d\n",
            threads, B, reps);
@@ -633,8 +644,9 @@ int main(int argc, char **argv)
     printf("sgemm 1024^3, OpenBLAS's own %d threads on one product: %.1f GFLOP/s "
            "(for information)\n",
            threads, sgemm_blas);
-    printf("stream triad, 3 x 32 MB, %d threads: %.1f GB/s (the reference of \"of stream\")\n\n",
-           threads, g_stream);
+    printf("stream triad, 3 x 32 MB, %d threads: %.1f GB/s (run again before each memory-bound "
+           "row: the reference of its \"of stream\")\n\n",
+           threads, stream);
 
     printf("| layer | job | shape (batch %d) | fwd ms | bwd ms | fwd GFLOP/s | bwd GFLOP/s "
            "| fwd+bwd GFLOP/s | of sgemm | fwd GB/s | bwd GB/s | of stream |\n",
@@ -688,5 +700,10 @@ int main(int argc, char **argv)
     run_mem(DROPPATH, "-", B, 64, 14, 0, threads, reps);
     printf("\nThe first layer of a network does not compute dX (as in training). "
            "Memory-bound layers are far below sgemm by nature: read their GB/s.\n");
+    double lo = g_row_stream[0], hi = lo;
+    for (int i = 1; i < g_nrow_stream; i++)
+        lo = fmin(lo, g_row_stream[i]), hi = fmax(hi, g_row_stream[i]);
+    printf("Stream triads before the memory-bound rows: median %.1f GB/s, %.1f to %.1f.\n",
+           median(g_row_stream, g_nrow_stream), lo, hi);
     return 0;
 }
