@@ -116,7 +116,7 @@ static void *xmalloc(size_t n)
 /* n floats, aligned as training's tensors are (sila_floats_alloc). */
 static float *xfloats(size_t n)
 {
-    float *p = sila_floats_alloc(n, false);
+    float *p = sila_floats_alloc(n);
     if (!p) {
         fprintf(stderr, "bench_kernels: out of memory\n");
         exit(1);

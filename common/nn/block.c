@@ -66,7 +66,7 @@ static struct sila_layer_spec sub_spec(const struct sila_layer_spec *blk, enum s
 static int act_alloc(float **ret, const struct sila_builder *b, enum sila_layout l,
                      struct sila_shape s)
 {
-    *ret = sila_floats_alloc(sila_layout_floats(l, b->max_batch, s.c, s.h, s.w), true);
+    *ret = sila_floats_alloc(sila_layout_floats(l, b->max_batch, s.c, s.h, s.w));
     return *ret ? 0 : -ENOMEM;
 }
 
@@ -124,7 +124,7 @@ static int add_norm(struct norm *n, const struct sila_layer_spec *blk, struct si
     n->mean = calloc(shape.c, sizeof *n->mean);
     n->var = calloc(shape.c, sizeof *n->var);
     size_t mask = sila_blocked_bn_mask_bytes(&n->g);
-    n->mask = mask ? sila_floats_alloc((mask + sizeof(float) - 1) / sizeof(float), true) : NULL;
+    n->mask = mask ? sila_floats_alloc((mask + sizeof(float) - 1) / sizeof(float)) : NULL;
     return n->mean && n->var && (n->mask || !mask) ? 0 : -ENOMEM;
 }
 
@@ -215,7 +215,7 @@ int sila_block_build(struct sila_layer *L, const char *prefix, struct sila_build
                                            "layer %s (block): no reorder of the math "
                                            "library for its tensors",
                                            prefix);
-    L->y = sila_floats_alloc((size_t)b->max_batch * sila_shape_size(L->out), false);
+    L->y = sila_floats_alloc((size_t)b->max_batch * sila_shape_size(L->out));
     L->y_owned = true;
     k->keep = calloc(b->max_batch, sizeof *k->keep);
     if (!L->y || !k->keep || act_alloc(&k->a1, b, k->la, L->out) ||

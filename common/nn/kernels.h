@@ -28,15 +28,16 @@ bool sila_all_finite(const float *x, size_t n);
 double sila_plane_sum(const float *x, int n);
 
 /* ---- the kernels' operands ---------------------------------------------- */
-/* Room for n floats (at least one), aligned to SILA_FLOATS_ALIGN bytes,
- * zeroed when `zeroed` (else left as malloc leaves it, so that pages never
- * written are never made resident), or NULL when out of memory or n * 4
- * overflows; the caller owns it and frees it with free(). Every activation,
- * gradient and scratch array of a net comes from here: oneDNN's and the
- * compiler's vector loads then never straddle cache lines (malloc's 16-byte
- * alignment made oneDNN's batch norm at 64x7x7 2.7 times slower). */
+/* Zeroed room for n floats (at least one), aligned to SILA_FLOATS_ALIGN
+ * bytes, or NULL when out of memory or n * 4 overflows; the caller owns it
+ * and frees it with free(). Pages are zeroed as calloc zeroes fresh ones,
+ * at first touch, so that pages never written are never made resident.
+ * Every activation, gradient and scratch array of a net comes from here:
+ * oneDNN's and the compiler's vector loads then never straddle cache lines
+ * (malloc's 16-byte alignment made oneDNN's batch norm at 64x7x7 2.7 times
+ * slower). */
 #define SILA_FLOATS_ALIGN 64
-float *sila_floats_alloc(size_t n, bool zeroed);
+float *sila_floats_alloc(size_t n);
 
 /* ---- linear: out = in · w^T + b --------------------------------------- */
 /* out (B, OUT), in (B, IN), w (OUT, IN), b (OUT) or NULL */

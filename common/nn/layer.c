@@ -135,7 +135,7 @@ int sila_layer_build(struct sila_layer *L, const struct sila_layer_spec *spec, s
     }
     if (d->flags & SILA_LAYER_OWN_OUTPUT)
         return 0;
-    L->y = sila_floats_alloc((size_t)b->max_batch * sila_shape_size(L->out), false);
+    L->y = sila_floats_alloc((size_t)b->max_batch * sila_shape_size(L->out));
     L->y_owned = true;
     return L->y ? 0 : -ENOMEM;
 }

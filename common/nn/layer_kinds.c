@@ -424,7 +424,7 @@ static int build_dropout(struct sila_layer *L, const char *prefix, struct sila_b
         return shape_error(err, prefix, L, "needs 0 <= p < 1");
     L->out = L->in;
     size_t n = L->spec.kind == SILA_LAYER_DROPOUT ? sila_shape_size(L->in) : 1;
-    L->mask = sila_floats_alloc(n * b->max_batch, true);
+    L->mask = sila_floats_alloc(n * b->max_batch);
     return L->mask ? 0 : -ENOMEM;
 }
 

@@ -142,9 +142,9 @@ static int alloc_recon(struct sila_module *m, int max_batch)
 {
     size_t nin = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->decoder));
     size_t nout = (size_t)max_batch * sila_shape_size(sila_net_in_shape(m->decoder));
-    m->recon_target = sila_floats_alloc(nin, false);
-    m->drecon = sila_floats_alloc(nin, false);
-    m->dz_recon = sila_floats_alloc(nout, false);
+    m->recon_target = sila_floats_alloc(nin);
+    m->drecon = sila_floats_alloc(nin);
+    m->dz_recon = sila_floats_alloc(nout);
     return m->recon_target && m->drecon && m->dz_recon ? 0 : -ENOMEM;
 }
 
@@ -153,9 +153,9 @@ static int alloc_man(struct sila_module *m, int max_batch)
 {
     size_t ny = (size_t)max_batch * sila_shape_size(sila_net_out_shape(m->lb));
     size_t nz = (size_t)max_batch * sila_shape_size(sila_net_in_shape(m->lb));
-    m->y = sila_floats_alloc(ny, false);
-    m->dy = sila_floats_alloc(ny, false);
-    m->dz_ema = sila_floats_alloc(nz, false);
+    m->y = sila_floats_alloc(ny);
+    m->dy = sila_floats_alloc(ny);
+    m->dz_ema = sila_floats_alloc(nz);
     return m->y && m->dy && m->dz_ema ? 0 : -ENOMEM;
 }
 
@@ -181,17 +181,17 @@ static int alloc_blocks(struct sila_module *m, int max_batch, bool separate_glob
     m->nparams = m->body_params + m->head_params + tp + param_count(m->decoder);
     size_t nstate = state_floats(m);
     size_t nsets = separate_global ? 2 : 1;
-    m->arena = sila_floats_alloc(2 * m->nparams + nsets * nstate, true);
-    m->buffers = sila_floats_alloc(m->body_buffers + aux_buffer_floats(m), true);
+    m->arena = sila_floats_alloc(2 * m->nparams + nsets * nstate);
+    m->buffers = sila_floats_alloc(m->body_buffers + aux_buffer_floats(m));
     size_t nout = sila_shape_size(sila_net_out_shape(m->body));
-    m->dhead = sila_floats_alloc((size_t)max_batch * m->nclasses, false);
-    m->dz = sila_floats_alloc(max_batch * nout, false);
+    m->dhead = sila_floats_alloc((size_t)max_batch * m->nclasses);
+    m->dz = sila_floats_alloc(max_batch * nout);
     if (!m->arena || !m->buffers || !m->dhead || !m->dz)
         return -ENOMEM;
     if (!sila_objective_is_plain(&m->obj)) {
-        m->dpeer = sila_floats_alloc((size_t)max_batch * m->nclasses, false);
-        m->dz2 = sila_floats_alloc(max_batch * nout, false);
-        m->scratch = sila_floats_alloc(scratch_floats(m, max_batch), false);
+        m->dpeer = sila_floats_alloc((size_t)max_batch * m->nclasses);
+        m->dz2 = sila_floats_alloc(max_batch * nout);
+        m->scratch = sila_floats_alloc(scratch_floats(m, max_batch));
         if (!m->dpeer || !m->dz2 || !m->scratch)
             return -ENOMEM;
     }

@@ -75,9 +75,9 @@ static int net_new(struct sila_net **ret_net, const struct sila_layer_spec *spec
         return 0;
     }
     r = -ENOMEM;
-    net->work = sila_floats_alloc(net->bld.work_floats, false);
-    net->g_a = sila_floats_alloc(max_act * max_batch, false);
-    net->g_b = sila_floats_alloc(max_act * max_batch, false);
+    net->work = sila_floats_alloc(net->bld.work_floats);
+    net->g_a = sila_floats_alloc(max_act * max_batch);
+    net->g_b = sila_floats_alloc(max_act * max_batch);
     if (!net->work || !net->g_a || !net->g_b)
         goto fail;
     *ret_net = net;

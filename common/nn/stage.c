@@ -28,11 +28,11 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
         if (r)
             return r;
         for (int i = 0; sila_module_man_takes(st->mods[k]) && i < SILA_MAN_INBOX; i++)
-            if (!(st->inbox[k].v[i] = sila_floats_alloc(st->mods[k]->take_floats, false)))
+            if (!(st->inbox[k].v[i] = sila_floats_alloc(st->mods[k]->take_floats)))
                 return sila_err_set(err, -ENOMEM, "out of memory");
         size_t out = sila_shape_size(sila_net_out_shape(st->mods[k]->body));
         if (job->wire_dtype != SILA_DTYPE_F32 && k < job->nmodules - 1 &&
-            !(st->bound[k] = sila_floats_alloc(out * max_batch, false)))
+            !(st->bound[k] = sila_floats_alloc(out * max_batch)))
             return sila_err_set(err, -ENOMEM, "out of memory");
         struct sila_late_ring *ring = &st->late[k];
         ring->cap = (int)late_delay(st, k);
@@ -41,7 +41,7 @@ int sila_stage_init(struct sila_stage *st, const struct sila_job *job, int first
         if (k == 0)
             continue;
         size_t in = sila_shape_size(sila_net_in_shape(st->mods[k]->body));
-        if (!(st->din[k] = sila_floats_alloc(in * max_batch, false)))
+        if (!(st->din[k] = sila_floats_alloc(in * max_batch)))
             return sila_err_set(err, -ENOMEM, "out of memory");
     }
     return 0;
@@ -339,9 +339,9 @@ static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x
     size_t mb = (size_t)st->max_batch;
     if (!e->x) {
         int r = sila_module_then_init(m, &e->then, err);
-        if (r == 0 && (!(e->x = sila_floats_alloc(in * mb, false)) ||
+        if (r == 0 && (!(e->x = sila_floats_alloc(in * mb)) ||
                        !(e->labels = malloc(sizeof *e->labels * mb)) ||
-                       !(e->dz = sila_floats_alloc(out * mb, false))))
+                       !(e->dz = sila_floats_alloc(out * mb))))
             r = sila_err_set(err, -ENOMEM, "out of memory for a late global step");
         if (r) {
             late_free(e);
