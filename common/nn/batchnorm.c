@@ -130,8 +130,8 @@ PLANE_LOOP static void plane_din(float *din, const float *dy, const float *x, in
  * on, where the hardware's prefetcher starts cold: on planes of at least
  * PREFETCH_MIN_PLANE floats (the CNN's 28x28) the passes ask for the plane
  * planes_ahead() on, at least PREFETCH_FLOATS away, so that it has arrived
- * when its turn comes. This cut the batch norm at 32x28x28 by a fifth
- * (bench_kernels); on smaller planes it measured no gain. */
+ * when its turn comes. This cut the batch norm at 32x28x28 by a fifth to
+ * a third (bench_kernels); on smaller planes it measured no gain. */
 #define PREFETCH_MIN_PLANE 512
 #define PREFETCH_FLOATS 1024
 
