@@ -511,10 +511,10 @@ struct bn_dims {
     int B, C, HW;
 };
 
-/* HW 30: vector lanes plus a tail; 1001: many lanes per plane, odd tail,
- * the next sample's plane prefetched; 600 over 3 samples: planes two
- * samples ahead prefetched; 1: no lane at all, statistics across samples
- * only. */
+/* HW 30: vector lanes plus a tail; 1001: many lanes per plane, odd tail
+ * (the plane two samples on, the one the passes would prefetch, lies past
+ * the batch); 600 over 3 samples: the third sample's plane prefetched;
+ * 1: no lane at all, statistics across samples only. */
 static const struct bn_dims bn_cases[] = {{4, 3, 30}, {2, 2, 1001}, {3, 2, 600}, {16, 5, 1}};
 
 static size_t bn_size(const struct bn_dims *d)
