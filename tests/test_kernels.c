@@ -284,15 +284,31 @@ END_TEST
 
 struct pool_case {
     int B, C, H, W, K, stride, pad;
+    bool ties; /* the input rounded to whole numbers: windows with equal cells */
 };
 
 static const struct pool_case pool_cases[] = {
-    {2, 3, 6, 6, 2, 2, 0}, {2, 2, 7, 6, 3, 2, 1}, {1, 2, 5, 5, 3, 1, 1}, {3, 1, 5, 7, 2, 2, 0},
-    {2, 2, 4, 5, 3, 2, 0}, {1, 3, 6, 4, 2, 1, 1}, {2, 1, 9, 9, 5, 3, 2}, {1, 1, 1, 1, 1, 1, 0},
-    {1, 2, 7, 8, 2, 3, 0}, {2, 2, 8, 7, 3, 3, 0}, /* windows that tile the plane but for a remainder
-                                                   */
-    {1, 2, 65, 40, 2, 2, 0},  /* 2x2 windows over more rows than one flat pass takes */
-    {3, 3, 28, 28, 14, 14, 0}, /* an aux head's windows, planes in groups and a rest */
+    {2, 3, 6, 6, 2, 2, 0, false},
+    {2, 2, 7, 6, 3, 2, 1, false},
+    {1, 2, 5, 5, 3, 1, 1, false},
+    {3, 1, 5, 7, 2, 2, 0, false},
+    {2, 2, 4, 5, 3, 2, 0, false},
+    {1, 3, 6, 4, 2, 1, 1, false},
+    {2, 1, 9, 9, 5, 3, 2, false},
+    {1, 1, 1, 1, 1, 1, 0, false},
+    {1, 2, 7, 8, 2, 3, 0, false},
+    {2, 2, 8, 7, 3, 3, 0, false},     /* windows tiling the plane but for a remainder */
+    {1, 2, 65, 40, 2, 2, 0, false},   /* more rows than an average pool's flat pass takes */
+    {3, 3, 28, 28, 14, 14, 0, false}, /* an aux head's windows, planes in groups and a rest */
+    /* 2x2 max pools' rows eight windows at a time: rows of 7 (the CNN's
+     * 14x14), 15, 8 (planes of odd height, one by one), more rows than a
+     * thread takes at once, and ties between a window's cells */
+    {2, 3, 14, 14, 2, 2, 0, false},
+    {2, 2, 28, 30, 2, 2, 0, false},
+    {1, 3, 15, 16, 2, 2, 0, false},
+    {4, 40, 14, 14, 2, 2, 0, false},
+    {3, 5, 14, 14, 2, 2, 0, true},
+    {2, 2, 28, 28, 2, 2, 0, true},
 };
 
 static void init_pool(struct sila_pool_geom *g, const struct pool_case *pc)
@@ -326,6 +342,8 @@ START_TEST(test_maxpool)
     double *rdx = dalloc(nx), *rdx_abs = dalloc(nx);
     ck_assert_ptr_nonnull(arg);
     fill_normal(x, nx, 1.0f, 300 + (uint64_t)_i);
+    for (size_t i = 0; pc->ties && i < nx; i++)
+        x[i] = rintf(x[i]);
     /* the first window of the first plane all negative: a padded cell must
      * never win (PyTorch pads max pooling with -inf) */
     for (int ih = 0; ih < g.K - g.pad && ih < g.H; ih++)

@@ -65,92 +65,78 @@ static void maxpool_row2(float *out, int32_t *argmax, const float *r0, const flo
     }
 }
 
-/* Outputs of 2x2 windows a flat pass computes at once (of which about half
- * are kept): two stack arrays of this many floats and ints. */
-#define FLAT_CHUNK 1024
+/* Eight lanes of floats and of int32s (GCC's vector extensions: the
+ * target clones build them as AVX2 or as pairs of SSE2 registers). */
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
 
-/* dst := src, n 4-byte values (floats or int32s), in 16-byte moves, the
- * last one overlapping the one before when 4 does not divide n: rows of 7
- * outputs, where calls to memcpy cost more than the windows. */
-static inline void copy_row(void *dst, const void *src, int n)
-{
-    char *d = dst;
-    const char *s = src;
-    if (n < 4) {
-        memcpy(d, s, 4 * (size_t)n);
-        return;
-    }
-    for (int k = 0; k + 4 <= n; k += 4)
-        memcpy(d + 4 * k, s + 4 * k, 16);
-    memcpy(d + 4 * (n - 4), s + 4 * (n - 4), 16);
-}
+/* Rows of at least this many outputs take maxpool_rows_wide: a row's
+ * spill then reaches no further than the next row, and what its last
+ * eight windows read no further than the next pair of input rows. */
+#define MAXPOOL_WIDE_MIN 7
 
-/* The 2x2 window whose top-left corner is x[2j], for j in [j0, j1) of a
- * plane of width W: best and at (the winner's index in the plane) as
- * maxpool_row2 gives them. Built for AVX2 besides the baseline (no
- * arithmetic but compares: the same bits either way). */
+/* Output rows [R0, R0 + n) of a 2x2 tiling max pool from `in`, as
+ * maxpool_row2 gives them (the same bits), each row's windows eight at a
+ * time: the rows of one plane, or, when the planes' height is even, of the
+ * one plane all their rows make (R = q·OH + oh: plane q, row oh; its input
+ * rows 2R and 2R + 1). A row's last eight windows may run past it,
+ * reading the input rows after its two and writing up to 7 outputs of the
+ * next row, which the next row then overwrites; so the last row of the n
+ * goes window by window, and nothing is read or written past the rows.
+ * Needs OW >= MAXPOOL_WIDE_MIN. */
 __attribute__((target_clones("avx2", "default"))) static void
-maxpool_flat2(float *best, int32_t *at, const float *x, int32_t j0, int32_t j1, int32_t W)
+maxpool_rows_wide(float *out, int32_t *argmax, const float *in, size_t R0, int n, int32_t OH,
+                  int32_t W, int32_t OW)
 {
-    for (int32_t j = j0; j < j1; j++) {
-        const int32_t a = 2 * j;
-        float v = -FLT_MAX;
-        int32_t w = a;
-        bool gt = x[a] > v;
-        v = gt ? x[a] : v;
-        gt = x[a + 1] > v;
-        v = gt ? x[a + 1] : v;
-        w = gt ? a + 1 : w;
-        gt = x[a + W] > v;
-        v = gt ? x[a + W] : v;
-        w = gt ? a + W : w;
-        gt = x[a + W + 1] > v;
-        v = gt ? x[a + W + 1] : v;
-        w = gt ? a + W + 1 : w;
-        best[j - j0] = v;
-        at[j - j0] = w;
+    const i32x8 even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = even + 1;
+    int32_t oh = (int32_t)(R0 % (size_t)OH);
+    for (int r = 0; r < n; r++, oh = oh + 1 == OH ? 0 : oh + 1) {
+        const size_t R = R0 + (size_t)r;
+        const float *r0 = in + 2 * R * (size_t)W, *r1 = r0 + W;
+        float *y = out + R * (size_t)OW;
+        int32_t *am = argmax + R * (size_t)OW;
+        if (r == n - 1) {
+            maxpool_row2(y, am, r0, r1, 2 * oh * W, W, OW);
+            break;
+        }
+        for (int32_t c = 0; c < OW; c += 8) {
+            f32x8 p0, q0, p1, q1;
+            memcpy(&p0, r0 + 2 * c, sizeof p0);
+            memcpy(&q0, r0 + 2 * c + 8, sizeof q0);
+            memcpy(&p1, r1 + 2 * c, sizeof p1);
+            memcpy(&q1, r1 + 2 * c + 8, sizeof q1);
+            /* the windows' four cells, in maxpool_row2's order */
+            const f32x8 v[4] = {__builtin_shuffle(p0, q0, even), __builtin_shuffle(p0, q0, odd),
+                                __builtin_shuffle(p1, q1, even), __builtin_shuffle(p1, q1, odd)};
+            const i32x8 a = 2 * (oh * W + c) + even;
+            const i32x8 idx[4] = {a, a + 1, a + W, a + W + 1};
+            f32x8 best = (f32x8){0} - FLT_MAX;
+            i32x8 at = a;
+            for (int j = 0; j < 4; j++) {
+                const i32x8 gt = v[j] > best;
+                best = (f32x8)((gt & (i32x8)v[j]) | (~gt & (i32x8)best));
+                at = (gt & idx[j]) | (~gt & at);
+            }
+            memcpy(y + c, &best, sizeof best);
+            memcpy(am + c, &at, sizeof at);
+        }
     }
 }
 
-/* Output rows [R0, R0 + n) of a 2x2 max pool over planes of even width
- * from `in`, in one flat pass: rows of one plane, or, when the planes'
- * height is even too, of the one plane all their rows make (R = q·OH + oh:
- * plane q, row oh), so that one pass takes rows of many small planes. */
+/* Output rows [R0, R0 + n) of a 2x2 tiling max pool from `in`, as
+ * maxpool_rows_wide lays them out. */
 static void maxpool_rows_2x2(float *out, int32_t *argmax, const float *in, size_t R0, int n,
                              const struct sila_pool_geom *g)
 {
     const int OW = g->OW, W = g->W;
-    float best[FLAT_CHUNK];
-    int32_t at[FLAT_CHUNK]; /* from the chunk's first input row */
-    maxpool_flat2(best, at, in + 2 * R0 * (size_t)W, 0, (2 * n - 1) * OW, W);
-    for (int r = 0; r < n; r++) {
-        const size_t R = R0 + (size_t)r;
-        const int oh = (int)(R % (size_t)g->OH);
-        /* the chunk's index of window row r to its plane's: rows 2r -> 2·oh */
-        const int32_t shift = 2 * (oh - r) * W;
-        copy_row(out + R * OW, best + 2 * r * OW, OW);
-        int32_t *a = argmax + R * OW;
-        for (int k = 0; k < OW; k++)
-            a[k] = at[2 * r * OW + k] + shift;
-    }
-}
-
-/* One plane of a 2x2 max pool whose windows tile it: flat passes over
- * chunks of output rows when the width is even, else row by row. */
-static void maxpool_plane_2x2(float *out, int32_t *argmax, const float *x,
-                              const struct sila_pool_geom *g)
-{
-    const int OW = g->OW, rows = FLAT_CHUNK / (2 * OW);
-    if (g->W % 2 || rows < 1) {
-        for (int oh = 0; oh < g->OH; oh++) {
-            const int32_t at0 = 2 * oh * g->W;
-            maxpool_row2(out + (size_t)oh * OW, argmax + (size_t)oh * OW, x + at0, x + at0 + g->W,
-                         at0, g->W, OW);
-        }
+    if (OW >= MAXPOOL_WIDE_MIN) {
+        maxpool_rows_wide(out, argmax, in, R0, n, g->OH, W, OW);
         return;
     }
-    for (int oh0 = 0; oh0 < g->OH; oh0 += rows)
-        maxpool_rows_2x2(out, argmax, x, (size_t)oh0, g->OH - oh0 < rows ? g->OH - oh0 : rows, g);
+    int oh = (int)(R0 % (size_t)g->OH);
+    for (size_t R = R0; R < R0 + (size_t)n; R++, oh = oh + 1 == g->OH ? 0 : oh + 1)
+        maxpool_row2(out + R * OW, argmax + R * OW, in + 2 * R * (size_t)W,
+                     in + (2 * R + 1) * (size_t)W, 2 * oh * W, W, OW);
 }
 
 /* One plane of a max pool with any windows. */
@@ -177,27 +163,79 @@ static void maxpool_plane(float *out, int32_t *argmax, const float *x,
     }
 }
 
+/* Output rows a thread takes at once in a 2x2 max pool over planes of
+ * even height (the last one's windows one by one). */
+#define MAXPOOL_ROWS 256
+
 void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
     const bool by2 = tiling(g) && g->K == 2;
-    if (by2 && g->H % 2 == 0 && g->W % 2 == 0 && g->OW <= FLAT_CHUNK / 2) {
-        const size_t rows = planes * g->OH, per = FLAT_CHUNK / (2 * (size_t)g->OW);
-        const size_t chunks = (rows + per - 1) / per;
+    if (by2 && g->H % 2 == 0) {
+        const size_t rows = planes * g->OH, chunks = (rows + MAXPOOL_ROWS - 1) / MAXPOOL_ROWS;
 #pragma omp parallel for schedule(static)
         for (size_t c = 0; c < chunks; c++) {
-            const size_t R0 = c * per;
-            maxpool_rows_2x2(out, argmax, in, R0, (int)(rows - R0 < per ? rows - R0 : per), g);
+            const size_t R0 = c * MAXPOOL_ROWS;
+            maxpool_rows_2x2(out, argmax, in, R0,
+                             (int)(rows - R0 < MAXPOOL_ROWS ? rows - R0 : MAXPOOL_ROWS), g);
         }
         return;
     }
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         if (by2)
-            maxpool_plane_2x2(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
+            maxpool_rows_2x2(out + p * ohw, argmax + p * ohw, in + p * ihw, 0, g->OH, g);
         else
             maxpool_plane(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
+    }
+}
+
+/* The input gradient of output rows [R0, R0 + n) of a 2x2 tiling max
+ * pool over planes of even height and width (maxpool_rows_wide's rows),
+ * eight windows at a time: each window's four cells written at once, its
+ * gradient at its winner and 0 elsewhere, so no cell is written twice and
+ * none needs clearing first. A row's last eight windows may run past it
+ * as maxpool_rows_wide's do (they write cells of the next pair of input
+ * rows, which the next row then overwrites: the second input row is
+ * written after the first for that); the last row of the n goes window by
+ * window. Needs OW >= MAXPOOL_WIDE_MIN. */
+__attribute__((target_clones("avx2", "default"))) static void
+maxpool_rows_wide_backward(float *din, const float *dout, const int32_t *argmax, size_t R0, int n,
+                           int32_t OH, int32_t W, int32_t OW)
+{
+    const i32x8 even = {0, 2, 4, 6, 8, 10, 12, 14};
+    const i32x8 lo = {0, 8, 1, 9, 2, 10, 3, 11}, hi = lo + 4;
+    int32_t oh = (int32_t)(R0 % (size_t)OH);
+    for (int r = 0; r < n; r++, oh = oh + 1 == OH ? 0 : oh + 1) {
+        const size_t R = R0 + (size_t)r;
+        const float *dy = dout + R * (size_t)OW;
+        const int32_t *am = argmax + R * (size_t)OW;
+        float *row[2] = {din + 2 * R * (size_t)W, din + (2 * R + 1) * (size_t)W};
+        if (r == n - 1) {
+            for (int32_t c = 0; c < OW; c++) {
+                const int32_t a = 2 * (oh * W + c);
+                row[0][2 * c] = am[c] == a ? dy[c] : 0.0f;
+                row[0][2 * c + 1] = am[c] == a + 1 ? dy[c] : 0.0f;
+                row[1][2 * c] = am[c] == a + W ? dy[c] : 0.0f;
+                row[1][2 * c + 1] = am[c] == a + W + 1 ? dy[c] : 0.0f;
+            }
+            break;
+        }
+        for (int i = 0; i < 2; i++)
+            for (int32_t c = 0; c < OW; c += 8) {
+                f32x8 g;
+                i32x8 at;
+                memcpy(&g, dy + c, sizeof g);
+                memcpy(&at, am + c, sizeof at);
+                const i32x8 a = 2 * (oh * W + c) + i * W + even;
+                const f32x8 left = (f32x8)((i32x8)g & (at == a));
+                const f32x8 right = (f32x8)((i32x8)g & (at == a + 1));
+                const f32x8 d0 = __builtin_shuffle(left, right, lo);
+                const f32x8 d1 = __builtin_shuffle(left, right, hi);
+                memcpy(row[i] + 2 * c, &d0, sizeof d0);
+                memcpy(row[i] + 2 * c + 8, &d1, sizeof d1);
+            }
     }
 }
 
@@ -205,12 +243,41 @@ void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
                            const struct sila_pool_geom *g)
 {
     size_t planes = (size_t)g->B * g->C, ihw = (size_t)g->H * g->W, ohw = (size_t)g->OH * g->OW;
+    if (tiling(g) && g->K == 2 && g->H % 2 == 0 && g->W % 2 == 0 && g->OW >= MAXPOOL_WIDE_MIN) {
+        const size_t rows = planes * g->OH, chunks = (rows + MAXPOOL_ROWS - 1) / MAXPOOL_ROWS;
+#pragma omp parallel for schedule(static)
+        for (size_t c = 0; c < chunks; c++) {
+            const size_t R0 = c * MAXPOOL_ROWS;
+            maxpool_rows_wide_backward(din, dout, argmax, R0,
+                                       (int)(rows - R0 < MAXPOOL_ROWS ? rows - R0 : MAXPOOL_ROWS),
+                                       g->OH, g->W, g->OW);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         memset(din + p * ihw, 0, sizeof *din * ihw);
         for (size_t o = 0; o < ohw; o++)
             din[p * ihw + argmax[p * ohw + o]] += dout[p * ohw + o];
     }
+}
+
+/* Outputs of 2x2 windows an average pool's flat pass computes at once
+ * (of which about half are kept): a stack array of this many floats. */
+#define FLAT_CHUNK 1024
+
+/* dst := src, n floats, in 16-byte moves, the last one overlapping the one
+ * before when 4 does not divide n: rows of 7 outputs, where calls to
+ * memcpy cost more than the windows. */
+static inline void copy_row(float *dst, const float *src, int n)
+{
+    if (n < 4) {
+        memcpy(dst, src, sizeof *dst * (size_t)n);
+        return;
+    }
+    for (int k = 0; k + 4 <= n; k += 4)
+        memcpy(dst + k, src + k, 16);
+    memcpy(dst + n - 4, src + n - 4, 16);
 }
 
 /* Average of the 2x2 windows whose top-left corners are x[2j], j in
@@ -226,8 +293,7 @@ avgpool_flat2(float *avg, const float *x, int32_t j0, int32_t j1, int32_t W, flo
 
 /* One plane of a 2x2 average pool whose windows tile it, of even width:
  * flat passes over chunks of output rows, as maxpool_plane_2x2. */
-static void avgpool_plane_2x2(float *out, const float *x, const struct sila_pool_geom *g,
-                              float inv)
+static void avgpool_plane_2x2(float *out, const float *x, const struct sila_pool_geom *g, float inv)
 {
     const int OW = g->OW, rows = FLAT_CHUNK / (2 * OW);
     float avg[FLAT_CHUNK];
@@ -285,8 +351,8 @@ void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_ge
 }
 
 /* e[2j] = e[2j+1] = d[j]·inv for j < n. */
-__attribute__((target_clones("avx2", "default"))) static void
-expand_pairs(float *e, const float *d, int n, float inv)
+__attribute__((target_clones("avx2", "default"))) static void expand_pairs(float *e, const float *d,
+                                                                           int n, float inv)
 {
     for (int j = 0; j < n; j++) {
         const float v = d[j] * inv;
