@@ -1,16 +1,17 @@
 /* Max, average, adaptive average and global average pooling, and bilinear
  * upsampling (see kernels.h). Planes, or chunks of output rows, are shared
- * among OpenMP threads. 2x2 windows that tile a plane of even width
- * (stride 2, no padding; the jobs' max pools) are computed at every pair
- * of columns of the plane in one flat loop, and the even rows' results
- * kept: the odd rows' windows are computed and dropped, twice the
- * arithmetic, but one long vectorised loop where rows of 7 or 14 outputs
- * ran scalar; a max pool over planes of even height takes the rows of
- * several small planes in one pass. A max pool compares a window's cells
- * in row-major order; an average pool sums each window row left to right
- * and the row sums top to bottom (independent chains of additions, so an
- * aux head's 14x14 windows do not wait on one chain of 196). Every path
- * keeps these orders, so all give the same bits. */
+ * among OpenMP threads. A 2x2 max pool whose windows tile the plane
+ * (stride 2, no padding: the jobs' max pools) computes each output row's
+ * windows eight at a time, over planes of even height in chunks of rows
+ * that run across planes. A 2x2 average pool over a plane of even width
+ * computes the windows at every pair of columns of the plane in one flat
+ * loop and keeps the even rows' results: the odd rows' windows are
+ * computed and dropped, twice the arithmetic, but one long vectorised loop
+ * where rows of 7 or 14 outputs ran scalar. A max pool compares a
+ * window's cells in row-major order; an average pool sums each window row
+ * left to right and the row sums top to bottom (independent chains of
+ * additions, so an aux head's 14x14 windows do not wait on one chain of
+ * 196). Every path keeps these orders, so all give the same bits. */
 #include <errno.h>
 #include <float.h>
 #include <stdbool.h>
@@ -292,8 +293,9 @@ avgpool_flat2(float *avg, const float *x, int32_t j0, int32_t j1, int32_t W, flo
 }
 
 /* One plane of a 2x2 average pool whose windows tile it, of even width:
- * flat passes over chunks of output rows, as maxpool_plane_2x2. */
-static void avgpool_plane_2x2(float *out, const float *x, const struct sila_pool_geom *g, float inv)
+ * flat passes over chunks of output rows. */
+static void avgpool_plane_2x2(float *out, const float *x, const struct sila_pool_geom *g,
+                              float inv)
 {
     const int OW = g->OW, rows = FLAT_CHUNK / (2 * OW);
     float avg[FLAT_CHUNK];
@@ -351,8 +353,8 @@ void sila_avgpool_forward(float *out, const float *in, const struct sila_pool_ge
 }
 
 /* e[2j] = e[2j+1] = d[j]·inv for j < n. */
-__attribute__((target_clones("avx2", "default"))) static void expand_pairs(float *e, const float *d,
-                                                                           int n, float inv)
+__attribute__((target_clones("avx2", "default"))) static void
+expand_pairs(float *e, const float *d, int n, float inv)
 {
     for (int j = 0; j < n; j++) {
         const float v = d[j] * inv;
