@@ -17,13 +17,17 @@
 
 static struct sila_job job;
 
-static void load_job(void)
+/* A shipped job at batch 8 with late global steps, into *j. */
+static void load_small(struct sila_job *j, const char *file)
 {
     static const char *const small[] = {"job.batch=8", "job.global_lag=1"};
     struct sila_err err;
-    ck_assert_msg(
-        sila_job_load(&job, SILA_SOURCE_DIR "/deploy/jobs/fmnist-cnn-k4.ini", small, 2, &err) == 0,
-        "%s", err.msg);
+    ck_assert_msg(sila_job_load(j, file, small, 2, &err) == 0, "%s", err.msg);
+}
+
+static void load_job(void)
+{
+    load_small(&job, SILA_SOURCE_DIR "/deploy/jobs/fmnist-cnn-k4.ini");
 }
 
 static void free_job(void)
@@ -122,12 +126,12 @@ END_TEST
  * it passes down the gradient module b, which took the step at once, did;
  * its body's batch-norm statistics stay those of the local step; without
  * apply its parameters stay too, with apply they move. */
-static void check_late(int k, float mu, bool apply)
+static void check_late(const struct sila_job *j, int k, float mu, bool apply)
 {
     struct sila_err err;
     struct sila_module *a, *b;
-    ck_assert_msg(sila_module_new(&a, &job, k, B, &err) == 0, "%s", err.msg);
-    ck_assert_msg(sila_module_new(&b, &job, k, B, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_module_new(&a, j, k, B, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_module_new(&b, j, k, B, &err) == 0, "%s", err.msg);
     size_t in = sila_shape_size(sila_net_in_shape(a->body)) * B;
     size_t out = sila_shape_size(sila_net_out_shape(a->body)) * B;
     float *x = malloc(sizeof *x * in), *x2 = malloc(sizeof *x2 * in),
@@ -174,10 +178,24 @@ static void check_late(int k, float mu, bool apply)
 
 START_TEST(late_gradient_is_the_one_at_once)
 {
-    check_late(0, 0.0f, true);
-    check_late(1, 0.0f, true);
-    check_late(2, 1.0f, true);
-    check_late(1, 0.0f, false);
+    check_late(&job, 0, 0.0f, true);
+    check_late(&job, 1, 0.0f, true);
+    check_late(&job, 2, 1.0f, true);
+    check_late(&job, 1, 0.0f, false);
+}
+END_TEST
+
+/* The same for the ResNet's modules, whose residual blocks keep their
+ * state on oneDNN's blocked layout: the stem and a block, a strided block
+ * with its projection, a block at 64 channels. */
+START_TEST(late_gradient_is_the_one_at_once_resnet)
+{
+    struct sila_job resnet;
+    load_small(&resnet, SILA_SOURCE_DIR "/deploy/jobs/fmnist-resnet-k8.ini");
+    check_late(&resnet, 0, 0.0f, true);
+    check_late(&resnet, 2, 0.0f, true);
+    check_late(&resnet, 6, 1.0f, true);
+    sila_job_fini(&resnet);
 }
 END_TEST
 
@@ -231,6 +249,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, pass_on_keeps_state_middle);
     tcase_add_test(tc, pass_on_keeps_state_last);
     tcase_add_test(tc, late_gradient_is_the_one_at_once);
+    tcase_add_test(tc, late_gradient_is_the_one_at_once_resnet);
     tcase_add_test(tc, late_gradient_refused);
     suite_add_tcase(s, tc);
     return s;
