@@ -71,23 +71,23 @@ static void maxpool_row2(float *out, int32_t *argmax, const float *r0, const flo
 typedef float f32x8 __attribute__((vector_size(32)));
 typedef int32_t i32x8 __attribute__((vector_size(32)));
 
-/* Rows of at least this many outputs take maxpool_rows_wide: a row's
+/* Rows of at least this many outputs go eight windows at a time: a row's
  * spill then reaches no further than the next row, and what its last
  * eight windows read no further than the next pair of input rows. */
 #define MAXPOOL_WIDE_MIN 7
 
 /* Output rows [R0, R0 + n) of a 2x2 tiling max pool from `in`, as
- * maxpool_row2 gives them (the same bits), each row's windows eight at a
- * time: the rows of one plane, or, when the planes' height is even, of the
- * one plane all their rows make (R = q·OH + oh: plane q, row oh; its input
- * rows 2R and 2R + 1). A row's last eight windows may run past it,
- * reading the input rows after its two and writing up to 7 outputs of the
- * next row, which the next row then overwrites; so the last row of the n
- * goes window by window, and nothing is read or written past the rows.
- * Needs OW >= MAXPOOL_WIDE_MIN. */
+ * maxpool_row2 gives them (the same bits): the rows of one plane, or,
+ * when the planes' height is even, of the one plane all their rows make
+ * (R = q·OH + oh: plane q, row oh; its input rows 2R and 2R + 1). Rows of
+ * MAXPOOL_WIDE_MIN outputs or more go eight windows at a time; a row's
+ * last eight may run past it, reading the input rows after its two and
+ * writing up to 7 outputs of the next row, which the next row then
+ * overwrites. So the last row of the n goes window by window, as do
+ * narrower rows, and nothing is read or written past the rows. */
 __attribute__((target_clones("avx2", "default"))) static void
-maxpool_rows_wide(float *out, int32_t *argmax, const float *in, size_t R0, int n, int32_t OH,
-                  int32_t W, int32_t OW)
+maxpool_rows_2x2(float *out, int32_t *argmax, const float *in, size_t R0, int n, int32_t OH,
+                 int32_t W, int32_t OW)
 {
     const i32x8 even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = even + 1;
     int32_t oh = (int32_t)(R0 % (size_t)OH);
@@ -96,9 +96,9 @@ maxpool_rows_wide(float *out, int32_t *argmax, const float *in, size_t R0, int n
         const float *r0 = in + 2 * R * (size_t)W, *r1 = r0 + W;
         float *y = out + R * (size_t)OW;
         int32_t *am = argmax + R * (size_t)OW;
-        if (r == n - 1) {
+        if (r == n - 1 || OW < MAXPOOL_WIDE_MIN) {
             maxpool_row2(y, am, r0, r1, 2 * oh * W, W, OW);
-            break;
+            continue;
         }
         for (int32_t c = 0; c < OW; c += 8) {
             f32x8 p0, q0, p1, q1;
@@ -122,22 +122,6 @@ maxpool_rows_wide(float *out, int32_t *argmax, const float *in, size_t R0, int n
             memcpy(am + c, &at, sizeof at);
         }
     }
-}
-
-/* Output rows [R0, R0 + n) of a 2x2 tiling max pool from `in`, as
- * maxpool_rows_wide lays them out. */
-static void maxpool_rows_2x2(float *out, int32_t *argmax, const float *in, size_t R0, int n,
-                             const struct sila_pool_geom *g)
-{
-    const int OW = g->OW, W = g->W;
-    if (OW >= MAXPOOL_WIDE_MIN) {
-        maxpool_rows_wide(out, argmax, in, R0, n, g->OH, W, OW);
-        return;
-    }
-    int oh = (int)(R0 % (size_t)g->OH);
-    for (size_t R = R0; R < R0 + (size_t)n; R++, oh = oh + 1 == g->OH ? 0 : oh + 1)
-        maxpool_row2(out + R * OW, argmax + R * OW, in + 2 * R * (size_t)W,
-                     in + (2 * R + 1) * (size_t)W, 2 * oh * W, W, OW);
 }
 
 /* One plane of a max pool with any windows. */
@@ -168,6 +152,12 @@ static void maxpool_plane(float *out, int32_t *argmax, const float *x,
  * even height (the last one's windows one by one). */
 #define MAXPOOL_ROWS 256
 
+/* Rows of the chunk of MAXPOOL_ROWS that starts at row R0 of `rows`. */
+static int chunk_rows(size_t rows, size_t R0)
+{
+    return (int)(rows - R0 < MAXPOOL_ROWS ? rows - R0 : MAXPOOL_ROWS);
+}
+
 void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
                           const struct sila_pool_geom *g)
 {
@@ -178,26 +168,26 @@ void sila_maxpool_forward(float *out, int32_t *argmax, const float *in,
 #pragma omp parallel for schedule(static)
         for (size_t c = 0; c < chunks; c++) {
             const size_t R0 = c * MAXPOOL_ROWS;
-            maxpool_rows_2x2(out, argmax, in, R0,
-                             (int)(rows - R0 < MAXPOOL_ROWS ? rows - R0 : MAXPOOL_ROWS), g);
+            maxpool_rows_2x2(out, argmax, in, R0, chunk_rows(rows, R0), g->OH, g->W, g->OW);
         }
         return;
     }
 #pragma omp parallel for schedule(static)
     for (size_t p = 0; p < planes; p++) {
         if (by2)
-            maxpool_rows_2x2(out + p * ohw, argmax + p * ohw, in + p * ihw, 0, g->OH, g);
+            maxpool_rows_2x2(out + p * ohw, argmax + p * ohw, in + p * ihw, 0, g->OH, g->OH, g->W,
+                             g->OW);
         else
             maxpool_plane(out + p * ohw, argmax + p * ohw, in + p * ihw, g);
     }
 }
 
 /* The input gradient of output rows [R0, R0 + n) of a 2x2 tiling max
- * pool over planes of even height and width (maxpool_rows_wide's rows),
+ * pool over planes of even height and width (maxpool_rows_2x2's rows),
  * eight windows at a time: each window's four cells written at once, its
  * gradient at its winner and 0 elsewhere, so no cell is written twice and
  * none needs clearing first. A row's last eight windows may run past it
- * as maxpool_rows_wide's do (they write cells of the next pair of input
+ * as maxpool_rows_2x2's do (they write cells of the next pair of input
  * rows, which the next row then overwrites: the second input row is
  * written after the first for that); the last row of the n goes window by
  * window. Needs OW >= MAXPOOL_WIDE_MIN. */
@@ -249,9 +239,8 @@ void sila_maxpool_backward(float *din, const float *dout, const int32_t *argmax,
 #pragma omp parallel for schedule(static)
         for (size_t c = 0; c < chunks; c++) {
             const size_t R0 = c * MAXPOOL_ROWS;
-            maxpool_rows_wide_backward(din, dout, argmax, R0,
-                                       (int)(rows - R0 < MAXPOOL_ROWS ? rows - R0 : MAXPOOL_ROWS),
-                                       g->OH, g->W, g->OW);
+            maxpool_rows_wide_backward(din, dout, argmax, R0, chunk_rows(rows, R0), g->OH, g->W,
+                                       g->OW);
         }
         return;
     }
