@@ -3,17 +3,19 @@
 
     [SILAD=build/daemon/silad] tests/bench_pipeline.py [--job JOB] [--repeats 3]
         [--train 12800] [--json out.jsonl] [--modes inproc,spawn,spawn-pgl]
+        [--lag 2] [--set S.K=V]...
 
 Runs, alternating and --repeats times each, on one epoch of --train samples:
   inproc   silad --inproc --threads 2, algorithm local
   spawn    silad --spawn=2 --threads 1 (modules split in two halves), local
   spawn-pgl  the same with pgl, one global step in ten (P=10, G=1, no ramp)
   spawn-pgl-lag  spawn-pgl with its global steps learned late
-             (job.global_lag=2: the pipeline does not wait for them)
+             (job.global_lag=--lag: the pipeline does not wait for them)
   spawn-key  spawn with a cluster key: every message authenticated (only
              when named in --modes)
   spawn-seal spawn-key with --encrypt: every message between silad and the
-             workers sealed (only when named in --modes)
+             workers sealed (only when named in --modes),
+every run with the --set overrides besides (job.wire_dtype=bf16, say),
 and prints for each the median training samples/s, the ratio to inproc,
 the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
 of the largest worker against the in-process run's, and for pgl the share
@@ -38,7 +40,7 @@ CONFIGS = {
     "inproc": (["--inproc", "--threads", "2"], "local"),
     "spawn": (["--spawn=2", "--threads", "1"], "local"),
     "spawn-pgl": (["--spawn=2", "--threads", "1", *PGL], "pgl"),
-    "spawn-pgl-lag": (["--spawn=2", "--threads", "1", *PGL, "--set", "job.global_lag=2"], "pgl"),
+    "spawn-pgl-lag": (["--spawn=2", "--threads", "1", *PGL], "pgl"),
     "spawn-key": (["--spawn=2", "--threads", "1"], "local"),
     "spawn-seal": (["--spawn=2", "--threads", "1", "--encrypt"], "local"),
 }
@@ -54,8 +56,11 @@ def write_key(d):
     return ["--key", path]
 
 
-def run(job, mode, train):
+def run(job, mode, train, lag, sets):
     args, algo = CONFIGS[mode]
+    if mode == "spawn-pgl-lag":
+        args = args + ["--set", f"job.global_lag={lag}"]
+    args = args + [x for s in sets for x in ("--set", s)]
     with tempfile.TemporaryDirectory() as d:
         if mode in ("spawn-key", "spawn-seal"):
             args = args + write_key(d)
@@ -72,13 +77,15 @@ def run(job, mode, train):
         workers = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))
                    if '"type":"worker"' in l]
     rate = float(re.findall(r"([\d.]+) samples/s", text)[-1])
-    rec = {"mode": mode, "algorithm": algo, "samples_per_s": rate,
+    rec = {"mode": mode, "algorithm": algo, "overrides": sets, "samples_per_s": rate,
            "wall_s": round(time.monotonic() - t0, 1),
            # RUSAGE_CHILDREN of silad's wait: silad itself and its largest child
            "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
            # CPU time of silad and the workers it waited for: unlike samples/s,
            # not inflated by other load on the machine
            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}
+    if mode == "spawn-pgl-lag":
+        rec["global_lag"] = lag
     if workers:
         rec["busiest"] = max(w["busy"] for w in workers)
         rec["bytes_per_sample"] = sum(w["bytes_per_sample"] for w in workers)
@@ -96,7 +103,13 @@ def main():
     p.add_argument("--json")
     p.add_argument("--modes", default=DEFAULT_MODES,
                    help=f"comma-separated, of {', '.join(CONFIGS)} (default {DEFAULT_MODES})")
+    p.add_argument("--lag", type=int, default=2,
+                   help="job.global_lag of spawn-pgl-lag (default 2)")
+    p.add_argument("--set", action="append", default=[], metavar="S.K=V",
+                   help="a job override for every run (repeatable)")
     a = p.parse_args()
+    if a.lag < 1:
+        p.error("--lag: at least 1")
     modes = a.modes.split(",")
     if not modes or any(m not in CONFIGS for m in modes):
         p.error(f"--modes: of {', '.join(CONFIGS)}")
@@ -104,7 +117,7 @@ def main():
     order = list(modes)
     for i in range(a.repeats):
         for mode in order:
-            rec = run(a.job, mode, a.train)
+            rec = run(a.job, mode, a.train, a.lag, a.set)
             print(json.dumps(rec), flush=True)
             if a.json:
                 with open(a.json, "a") as f:
@@ -113,7 +126,8 @@ def main():
         order.reverse()
     med = lambda mode, key: statistics.median(r[key] for r in results[mode])
     base = med(modes[0], "samples_per_s")
-    print(f"\n{os.path.basename(a.job)}, 1 epoch of {a.train} samples, median of {a.repeats}:")
+    sets = "".join(f", {s}" for s in a.set)
+    print(f"\n{os.path.basename(a.job)}{sets}, 1 epoch of {a.train} samples, median of {a.repeats}:")
     print(f"| run | samples/s | / {modes[0]} | busiest worker | bytes/sample | peak RSS MB "
           "| global-step share | CPU s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
@@ -128,7 +142,8 @@ def main():
               f"| {100 * med(mode, 'busiest'):.0f}% | {med(mode, 'bytes_per_sample'):.0f} "
               f"| {med(mode, 'largest_worker_rss_mb'):.0f} (largest worker) "
               f"| {100 * med(mode, 'global_share'):.0f}% | {med(mode, 'cpu_s'):.1f} |")
-    for mode, what in (("spawn-pgl", "global steps at once"), ("spawn-pgl-lag", "late global steps")):
+    for mode, what in (("spawn-pgl", "global steps at once"),
+                       ("spawn-pgl-lag", f"global steps learned late, global_lag={a.lag}")):
         if mode in modes and "spawn" in modes:
             pgl = med(mode, "samples_per_s") / med("spawn", "samples_per_s")
             print(f"PGL (P=10, G=1, {what}) over local, distributed: {pgl:.2f}x the samples/s")

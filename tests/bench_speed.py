@@ -331,8 +331,8 @@ def cmd_throughput(args):
 
 # ---- pipeline ----------------------------------------------------------------------
 
-PGL_LAG = 2  # bench_pipeline's spawn-pgl-lag
-MODEL_LAGS = (PGL_LAG, 4)  # job.global_lag values the model's tables show
+PGL_LAG = 2  # job.global_lag of bench_pipeline's spawn-pgl-lag runs here
+MODEL_LAGS = (1, PGL_LAG, 4)  # job.global_lag values the model's tables show
 
 
 def module_runs(args, job, sets, nmod, threads, algos=("local", "e2e")):
@@ -425,7 +425,8 @@ bp.main()
     modes = ",".join(PIPELINE_MODES)
     with tempfile.NamedTemporaryFile(suffix=".jsonl") as tmp:
         argv = ["bench_pipeline.py", "--job", job, "--repeats", str(args.repeats),
-                "--train", str(train), "--json", tmp.name, "--modes", modes]
+                "--train", str(train), "--json", tmp.name, "--modes", modes,
+                "--lag", str(PGL_LAG)]
         print(f"== tests/bench_pipeline.py --job {os.path.relpath(job, ROOT)} "
               f"--repeats {args.repeats} --train {train} --modes {modes} "
               f"({len(PIPELINE_MODES)} x {args.repeats} runs; its output follows when it ends)",

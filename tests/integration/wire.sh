@@ -3,7 +3,9 @@
 # (job.wire_dtype, docs/jobs.md): with bf16 and with f16 a small residual
 # pgl job trains --inproc and over spawned workers (one per module, and two
 # workers) to bit-identical weights, the in-process trainer rounding at every
-# boundary as the wire does; the weights differ from f32's; and the first
+# boundary as the wire does, also with its global steps learned late
+# (job.global_lag = 1: their gradients cross late); the weights differ from
+# f32's; and the first
 # worker sends about half the bytes per sample it sends with f32 (its
 # evaluation batches stay f32). A frame in a dtype the plan does not name
 # is refused: peers.sh; the frame format and the rounding: test_frame.
@@ -37,4 +39,13 @@ for d in bf16 f16; do
     check "$d: module 1 sends at most 0.6 of f32's bytes per sample" \
         python3 -c "import sys; sys.exit(not 0 < float('$kb') <= 0.6 * float('$f32_kb'))"
 done
+# late global steps in bf16, as docs/performance.md measures them
+LATE=("${PGL[@]}" --set job.wire_dtype=bf16 --set job.global_lag=1)
+if silad_run in-late-bf16 "$JOB" "${LATE[@]}"; then
+    check "late bf16: weights differ from bf16's at once" \
+        test "$(sha_of in-late-bf16/model.sila 2>/dev/null)" != "$(sha_of in-bf16/model.sila)"
+    check_like_inproc "late bf16" in-late-bf16 "$JOB" late-bf16 "${LATE[@]}"
+else
+    not_ok "late bf16: --inproc exits 0" in-late-bf16.stderr
+fi
 done_testing
