@@ -24,7 +24,8 @@ throughput  trains each job (--jobs) under each algorithm (--algos) with
 pipeline    runs tests/bench_pipeline.py's measurement (inproc, --spawn=2
             local, pgl with global steps at once and learned late) on the
             first of --jobs, measures each module's compute time of a local
-            and of a global step with one worker per module, and models
+            and of a global step with one worker per module, and the two
+            passes of a late step's backward (tests/bench_late), and models
             (tests/pipeline_model.py) the pipeline's samples/s on K = 1..16
             machines over 1 and 10 Gbit/s links, in 32 and 16 bits;
             compares the model's K = 2 with the measured --spawn=2 runs.
@@ -63,6 +64,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.abspath(os.environ.get("SILA_BUILD", os.path.join(ROOT, "build")))
 SILAD = os.path.join(BUILD, "daemon", "silad")
 BENCH_KERNELS = os.path.join(BUILD, "tests", "bench_kernels")
+BENCH_LATE = os.path.join(BUILD, "tests", "bench_late")
 TORCH = os.path.join(ROOT, "tests", "reference", "sila_torch.py")
 PYTHON = "/usr/bin/python3"
 
@@ -331,8 +333,8 @@ def cmd_throughput(args):
 
 # ---- pipeline ----------------------------------------------------------------------
 
-PGL_LAG = 2  # job.global_lag of bench_pipeline's spawn-pgl-lag runs here
-MODEL_LAGS = (1, PGL_LAG, 4)  # job.global_lag values the model's tables show
+PGL_LAG = 1  # job.global_lag of bench_pipeline's spawn-pgl-lag runs here
+MODEL_LAGS = (1, 2, 4)  # job.global_lag values the model's tables show
 
 
 def module_runs(args, job, sets, nmod, threads, algos=("local", "e2e")):
@@ -372,17 +374,55 @@ def module_times(recs, nmod, batches):
     return out["local"][0], out["e2e"][0], out["local"][1]
 
 
+def late_runs(args, job, threads):
+    """tests/bench_late on job: each module's late backward in one pass and
+    in the two of a module whose gradient leaves its worker; its records
+    (bench late-passes)."""
+    argv = [BENCH_LATE, "--job", job, "--threads", str(threads), "--reps", "9", "--json"]
+    print(f"== {' '.join(os.path.relpath(a, ROOT) for a in argv[:3])} {' '.join(argv[3:])}",
+          flush=True)
+    text, _, _ = run_child(argv, timeout=TIMEOUT_S)
+    print("\n".join(l for l in text.splitlines() if not l.startswith("{")), flush=True)
+    recs = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            rec = {**json.loads(line), "job": os.path.basename(job), "threads": threads}
+            record(args, rec)
+            recs.append(rec)
+    return recs
+
+
+def late_ratios(recs, nmod):
+    """Per module, from late_runs' records: (when its gradient leaves, the
+    two passes together), as fractions of the one-pass late backward; (1, 1)
+    where there is no record (the first and the last module)."""
+    out = [(1.0, 1.0)] * nmod
+    for r in recs:
+        out[r["module"] - 1] = (r["input_ms"] / r["one_ms"],
+                                (r["input_ms"] + r["params_ms"]) / r["one_ms"])
+    return out
+
+
 def sixteen_bits(cut):
     """Bytes per sample of a cut with its activations in 16 bits
     (job.wire_dtype = bf16 or f16); the 4-byte label stays."""
     return (cut - 4) / 2 + 4 if cut else 0
 
 
-def stages_of(local, glob, parts, nmod):
+def stages_of(local, glob, parts, nmod, ratios):
     """pipeline_model stages for workers holding modules [a, b) of parts; a
-    global step's forward taken as a third of it (its backward the rest)."""
-    return [pipeline_model.Stage(sum(local[a:b]), sum(glob[a:b]) / 3, sum(glob[a:b]) * 2 / 3,
-                                 nmod - b) for a, b in parts]
+    global step's forward taken as a third of it (its backward the rest). A
+    late backward: the one pass of every module but the first (a), whose
+    input pass then parameter pass take ratios[a] of its one pass, its
+    gradient leaving after the first (sila_module_late_input)."""
+    stages = []
+    for a, b in parts:
+        bwd, rest = sum(glob[a:b]) * 2 / 3, sum(glob[a + 1:b]) * 2 / 3
+        send, both = ratios[a]
+        late = (rest + send * glob[a] * 2 / 3, rest + both * glob[a] * 2 / 3)
+        stages.append(pipeline_model.Stage(sum(local[a:b]), sum(glob[a:b]) / 3, bwd, nmod - b,
+                                           late))
+    return stages
 
 
 def modelled(stages, cuts, batch, steps, bps, window, lags):
@@ -454,6 +494,7 @@ def cmd_pipeline(args):
                 if r.get("job") == os.path.basename(job)]
         runs = [r for r in recs if r["bench"] == "pipeline"]
         mods = [r for r in recs if r["bench"] == "pipeline-modules"]
+        lates = [r for r in recs if r["bench"] == "late-passes"]
         if not runs or not mods:
             sys.exit(f"{args.model_from}: no pipeline and pipeline-modules records of "
                      f"{os.path.basename(job)}")
@@ -465,11 +506,13 @@ def cmd_pipeline(args):
         runs = pipeline_runs(args, job, train, half)
         mods = module_runs(args, job, ["job.epochs=1", f"job.train_limit={train}",
                                        f"job.test_limit={batch}"], nmod, half)
+        lates = late_runs(args, job, half)
     measured = {m: med([r["samples_per_s"] for r in runs if r["mode"] == m])
                 for m in PIPELINE_MODES}
     repeats = len(runs) // len(PIPELINE_MODES)
     batches = train // batch
     t_loc, t_glob, e_mod = module_times(mods, nmod, batches)
+    ratios = late_ratios(lates, nmod)
     c, h, w = INPUT_SHAPE.get(dataset, (1, 28, 28))
     e_in = 4.0 * c * h * w + 4  # float32 input and an int32 label per sample
     edges = [e_in] + e_mod[:-1]  # edge k feeds module k (0: from the coordinator)
@@ -488,6 +531,19 @@ def cmd_pipeline(args):
         print(f"| {k + 1} | {1e3 * t_loc[k]:.1f} | {100 * t_loc[k] / total:.0f}% "
               f"| {1e3 * t_glob[k]:.1f} | {t_glob[k] / t_loc[k]:.2f} | {edges[k]:.0f} |")
     print(f"| all | {1e3 * total:.1f} | 100% | {1e3 * total_g:.1f} | {total_g / total:.2f} | |")
+    if lates:
+        print(f"\nA late global step's backward in two passes (tests/bench_late, "
+              f"{lates[0]['threads']} thread(s), median of 9), as a module whose gradient "
+              "leaves its worker takes it, against its one pass: when the gradient leaves, "
+              "and both passes together:\n")
+        print("| module | one pass ms | gradient leaves | both passes |")
+        print("|---:|---:|---:|---:|")
+        for r in lates:
+            send, both = ratios[r["module"] - 1]
+            print(f"| {r['module']} | {r['one_ms']:.1f} | {send:.2f} | {both:.2f} |")
+    else:
+        print("\n(No late-passes records: a late backward is modelled as one pass, its "
+              "gradient leaving at its end, as before sila_module_late_input.)")
 
     steps = 1000
     print(f"\nModel (tests/pipeline_model.py): {steps} steps replayed as silad and the "
@@ -500,7 +556,10 @@ def cmd_pipeline(args):
           "step's gradients travel back as many bytes as its activations went forward; "
           "16-bit: the activations and gradients in 2 bytes (job.wire_dtype = bf16 or "
           "f16), the labels still 4; the coordinator's feed never limits; batch "
-          f"{batch}; silad's window as given.\n")
+          f"{batch}; silad's window as given; a late backward on a worker whose first "
+          "module is not the network's first sends its gradient after that module's input "
+          "pass and then computes its parameter pass, at the ratios above (the even "
+          "split: their mean).\n")
 
     def table(title, rows):
         """rows: (K, label, window, stages, cuts); for each link and dtype:
@@ -523,15 +582,19 @@ def cmd_pipeline(args):
         parts = pipeline_model.split(nmod, K)
         cuts = [edges[b] if b < nmod else 0 for _, b in parts]
         own.append((K, "+".join(str(b - a) for a, b in parts), max(4, 2 * K),
-                    stages_of(t_loc, t_glob, parts, nmod), cuts))
+                    stages_of(t_loc, t_glob, parts, nmod, ratios), cuts))
     table(f"(a) The job's own {nmod} modules on K machines, split as silad --spawn=K "
           "splits them (consecutive ranges); the links carry the activations at the cuts "
           "(the coordinator's feed of the input is not modelled as a link); silad's "
           "--window 2K (at least its default 4):", own)
     biggest = max(edges)
     even = []
+    split_at = [r for k, r in enumerate(ratios) if 0 < k < nmod - 1] or [(1.0, 1.0)]
+    send, both = (statistics.mean(x) for x in zip(*split_at))
     for K in range(2, 17):
-        stages = [pipeline_model.Stage(total / K, total_g / K / 3, total_g / K * 2 / 3, K - 1 - w)
+        bwd = total_g / K * 2 / 3
+        stages = [pipeline_model.Stage(total / K, total_g / K / 3, bwd, K - 1 - w,
+                                       (send * bwd, both * bwd) if w else None)
                   for w in range(K)]
         even.append((K, "even", 2 * K, stages, [biggest] * (K - 1) + [0]))
     table(f"(b) The network spread evenly over K machines: each computes 1/K of the "
@@ -547,12 +610,13 @@ def cmd_pipeline(args):
     print("\nThe model against the measurement: two workers on this machine talk over ipc "
           "(no link limit), as silad --spawn=2 runs them with its default window of 4:\n")
     parts = pipeline_model.split(nmod, 2)
-    model = modelled(stages_of(t_loc, t_glob, parts, nmod), [edges[parts[0][1]], 0], batch,
-                     batches, None, 4, (PGL_LAG,))
+    lag = next((r.get("global_lag", 2) for r in runs if r["mode"] == "spawn-pgl-lag"), PGL_LAG)
+    model = modelled(stages_of(t_loc, t_glob, parts, nmod, ratios), [edges[parts[0][1]], 0], batch,
+                     batches, None, 4, (lag,))
     print(f"| K = 2 (modules {'+'.join(str(b - a) for a, b in parts)}) | model samples/s "
           f"| measured (median of {repeats}) | measured / model |")
     print("|---|---:|---:|---:|")
-    for label, mode, m in zip(("local", "pgl at once", f"pgl late (global_lag = {PGL_LAG})"),
+    for label, mode, m in zip(("local", "pgl at once", f"pgl late (global_lag = {lag})"),
                               PIPELINE_MODES[1:], model):
         print(f"| {label} | {m:.0f} | {measured[mode]:.0f} | {measured[mode] / m:.2f} |")
     print(f"| for reference: --inproc --threads {runs[0]['threads']}, local | | "

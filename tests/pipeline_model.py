@@ -15,8 +15,11 @@ work (docs/protocol.md):
     sends its output after `fwd`, waits for the gradient from downstream,
     then spends `bwd` and sends its gradient upstream; the last worker
     spends both at once. Late (lag d >= 1): a worker sends its output after
-    `fwd` and spends `bwd` just before its step t + d * (modules after it),
-    waiting then only if the gradient has not arrived;
+    `fwd` and, just before its step t + d * (modules after it), waiting
+    then only if the gradient has not arrived, spends `late_bwd`; its
+    gradient leaves `late_send` into it (a worker whose first module is not
+    the network's first sends it after that module's input pass, before
+    the parameter pass: sila_module_late_input);
   * a link carries one message at a time each way at `bps` bits per second
     of payload, the transfer overlapping the sender's compute; no latency.
 """
@@ -29,10 +32,13 @@ def split(M, K):
 
 class Stage:
     """One worker: seconds per step of a local step, of a global step's
-    forward and of its backward; `after`: modules after its last one."""
+    forward and of its backward; `after`: modules after its last one;
+    late: (seconds into a late backward when its gradient leaves, seconds
+    of the whole late backward), by default (bwd, bwd)."""
 
-    def __init__(self, local, fwd, bwd, after):
+    def __init__(self, local, fwd, bwd, after, late=None):
         self.local, self.fwd, self.bwd, self.after = local, fwd, bwd, after
+        self.late_send, self.late_bwd = late or (bwd, bwd)
 
 
 def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
@@ -57,9 +63,10 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
     def learn_late(w, step):  # worker w learns every late step due before `step`
         while pending[w] and pending[w][0] + lag * stages[w].after <= step:
             g = pending[w].pop(0)
-            free[w] = max(free[w], grad_at[w].pop(g)) + stages[w].bwd
+            start = max(free[w], grad_at[w].pop(g))
+            free[w] = start + stages[w].late_bwd
             if w > 0:
-                grad_at[w - 1][g] = send(w - 1, free[w], up_free)
+                grad_at[w - 1][g] = send(w - 1, start + stages[w].late_send, up_free)
 
     for t, is_global in enumerate(schedule):
         arrive = done[t - window] if t >= window else 0.0

@@ -121,26 +121,42 @@ START_TEST(pass_on_keeps_state_last)
 }
 END_TEST
 
+/* Module c goes forward on a global step on x keeping its state into
+ * *then, then learns a local step on x2: what check_late's modules do
+ * before the late step. */
+static void before_late(struct sila_module *c, struct sila_module_then *then, const float *x,
+                        const float *x2, const int32_t *labels)
+{
+    struct sila_err err;
+    struct sila_step_stats st;
+    ck_assert_msg(sila_module_then_init(c, then, &err) == 0, "%s", err.msg);
+    sila_module_global_forward_kept(c, x, B, then);
+    sila_module_local_step(c, x2, labels, NULL, NULL, B, 0.05f, 0.0f, &st);
+}
+
 /* Module k (not the last) goes forward on a global step keeping its state,
  * learns a local step on another batch, then takes the global step late:
  * it passes down the gradient module b, which took the step at once, did;
  * its body's batch-norm statistics stay those of the local step; without
- * apply its parameters stay too, with apply they move. */
+ * apply its parameters stay too, with apply they move. Module c takes the
+ * late step in two passes (its input gradient first, as a worker sending
+ * it does): the same gradient, the same state after. */
 static void check_late(const struct sila_job *j, int k, float mu, bool apply)
 {
     struct sila_err err;
-    struct sila_module *a, *b;
+    struct sila_module *a, *b, *c;
     ck_assert_msg(sila_module_new(&a, j, k, B, &err) == 0, "%s", err.msg);
     ck_assert_msg(sila_module_new(&b, j, k, B, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sila_module_new(&c, j, k, B, &err) == 0, "%s", err.msg);
     size_t in = sila_shape_size(sila_net_in_shape(a->body)) * B;
     size_t out = sila_shape_size(sila_net_out_shape(a->body)) * B;
     float *x = malloc(sizeof *x * in), *x2 = malloc(sizeof *x2 * in),
           *dz = malloc(sizeof *dz * out);
-    float *din_a = malloc(sizeof *din_a * in), *din_b = malloc(sizeof *din_b * in);
-    struct sila_module_then then;
-    ck_assert_msg(sila_module_then_init(a, &then, &err) == 0, "%s", err.msg);
+    float *din_a = malloc(sizeof *din_a * in), *din_b = malloc(sizeof *din_b * in),
+          *din_c = malloc(sizeof *din_c * in);
+    struct sila_module_then then, then_c;
     int32_t labels[B];
-    ck_assert(x && x2 && dz && din_a && din_b);
+    ck_assert(x && x2 && dz && din_a && din_b && din_c);
     make_batch(a, x, labels, dz);
     for (size_t i = 0; i < in; i++)
         x2[i] = (float)cos(0.23 * (double)i);
@@ -149,8 +165,7 @@ static void check_late(const struct sila_job *j, int k, float mu, bool apply)
     sila_module_global_forward(b, x, B);
     sila_module_global_backward(b, x, dz, labels, B, 0.05f, 0.0f, mu, true, din_b, &st);
 
-    sila_module_global_forward_kept(a, x, B, &then);
-    sila_module_local_step(a, x2, labels, NULL, NULL, B, 0.05f, 0.0f, &st);
+    before_late(a, &then, x, x2, labels);
     uint64_t c0[SILA_MODULE_COUNTERS], c1[SILA_MODULE_COUNTERS];
     float *before = state_of(a, c0);
     sila_module_global_late(a, &then, x, dz, labels, B, 0.05f, 0.0f, mu, apply, din_a, &st);
@@ -158,6 +173,16 @@ static void check_late(const struct sila_job *j, int k, float mu, bool apply)
     struct sila_module_layout l = sila_module_layout(a);
     ck_assert_msg(memcmp(din_a, din_b, sizeof *din_a * in) == 0,
                   "module %d (mu %g): the late gradient differs from the one at once", k + 1, mu);
+
+    before_late(c, &then_c, x, x2, labels);
+    struct sila_late_pass pass;
+    sila_module_late_input(c, &then_c, x, dz, labels, B, 0.0f, mu, din_c, &pass, &st);
+    sila_module_late_params(c, &then_c, x, &pass, B, 0.05f, apply);
+    float *after_c = state_of(c, c1);
+    ck_assert_msg(memcmp(din_c, din_a, sizeof *din_a * in) == 0,
+                  "module %d (mu %g): the input gradient of two passes differs", k + 1, mu);
+    ck_assert_msg(memcmp(after_c, after, sizeof *after * (l.params + l.optimizer + l.buffers)) == 0,
+                  "module %d (mu %g): two passes leave another state", k + 1, mu);
     ck_assert_msg(memcmp(before + l.params + l.optimizer, after + l.params + l.optimizer,
                          sizeof *before * l.body_buffers) == 0,
                   "module %d: the late step moved the body's batch-norm statistics", k + 1);
@@ -166,14 +191,18 @@ static void check_late(const struct sila_job *j, int k, float mu, bool apply)
                   moved ? "moved" : "kept");
     free(before);
     free(after);
+    free(after_c);
     free(x);
     free(x2);
     free(dz);
     free(din_a);
     free(din_b);
+    free(din_c);
     sila_module_then_fini(&then);
+    sila_module_then_fini(&then_c);
     sila_module_free(a);
     sila_module_free(b);
+    sila_module_free(c);
 }
 
 START_TEST(late_gradient_is_the_one_at_once)

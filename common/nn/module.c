@@ -247,24 +247,25 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
     return sila_net_forward(m->body, x, B, true, &m->rng);
 }
 
-/* The gradients of a global step's backward half (see
- * sila_module_global_backward) into m->grads and din, after the forward
- * of `body` (m->body, or a late step's); returns whether the head took
- * part. */
-static bool global_grads(struct sila_module *m, struct sila_net *body, const float *x,
-                         const float *dz, const int32_t *labels, int B, float smoothing, float mu,
-                         float *din, struct sila_step_stats *ret_stats)
+/* The head's part of a global step's backward half (see
+ * sila_module_global_backward), after the forward of `body` (m->body, or a
+ * late step's): clears m->grads, adds the head's gradients into them and
+ * returns d(loss)/d(body output) (dz itself, or m's scratch); *head_used
+ * says whether the head took part. */
+static const float *global_dout(struct sila_module *m, struct sila_net *body, const float *dz,
+                                const int32_t *labels, int B, float smoothing, float mu,
+                                bool *head_used, struct sila_step_stats *ret_stats)
 {
     memset(m->grads, 0, sizeof *m->grads * m->nparams);
     *ret_stats = (struct sila_step_stats){.loss = NAN};
+    *head_used = false;
     const float *z = sila_net_output(body);
     size_t nout = (size_t)B * sila_shape_size(sila_net_out_shape(body));
-    const float *g = dz;
-    bool head_used = false;
     if (!dz) {
         ret_stats->loss = head_loss(m, z, labels, B, smoothing, 1.0f, &ret_stats->correct);
-        g = m->dhead;
-    } else if (m->head && mu > 0.0f) {
+        return m->dhead;
+    }
+    if (m->head && mu > 0.0f) {
         const float *y = aux_input(m, z, B, true);
         const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
         ret_stats->loss = head_loss(m, a, labels, B, smoothing, mu, &ret_stats->correct);
@@ -272,26 +273,28 @@ static bool global_grads(struct sila_module *m, struct sila_net *body, const flo
         aux_input_backward(m, z, m->dz, B);
         for (size_t i = 0; i < nout; i++)
             m->dz[i] += dz[i];
-        g = m->dz;
-        head_used = true;
-    } else if (m->head && m->heads_in_global) {
+        *head_used = true;
+        return m->dz;
+    }
+    if (m->head && m->heads_in_global) {
         const float *y = aux_input(m, z, B, true);
         const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
         ret_stats->loss = head_loss(m, a, labels, B, smoothing, 1.0f, &ret_stats->correct);
         /* detached: z gets nothing */
         sila_net_backward(m->head, y, m->dhead, aux_grad(m, NULL), B);
         aux_input_backward(m, z, NULL, B);
-        head_used = true;
+        *head_used = true;
     }
-    sila_net_backward(body, x, g, din, B);
-    return head_used;
+    return dz;
 }
 
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
                                  const int32_t *labels, int B, float lr, float smoothing, float mu,
                                  bool apply, float *din, struct sila_step_stats *ret_stats)
 {
-    bool head_used = global_grads(m, m->body, x, dz, labels, B, smoothing, mu, din, ret_stats);
+    bool head_used;
+    const float *g = global_dout(m, m->body, dz, labels, B, smoothing, mu, &head_used, ret_stats);
+    sila_net_backward(m->body, x, g, din, B);
     if (apply)
         update(m, lr, head_used, true);
 }
@@ -303,18 +306,55 @@ const float *sila_module_global_forward_kept(struct sila_module *m, const float 
     return sila_net_forward(then->body, x, B, true, &m->rng);
 }
 
+/* The parameters of `then` into m's for a late step's passes (m's own
+ * kept in late_save), and back. */
+static void late_enter(struct sila_module *m, const struct sila_module_then *then)
+{
+    memcpy(m->late_save, m->params, sizeof *m->params * m->nparams);
+    memcpy(m->params, then->params, sizeof *m->params * m->nparams);
+}
+
+static void late_leave(struct sila_module *m)
+{
+    memcpy(m->params, m->late_save, sizeof *m->params * m->nparams);
+}
+
 void sila_module_global_late(struct sila_module *m, const struct sila_module_then *then,
                              const float *x, const float *dz, const int32_t *labels, int B,
                              float lr, float smoothing, float mu, bool apply, float *din,
                              struct sila_step_stats *ret_stats)
 {
-    size_t bytes = sizeof *m->params * m->nparams;
-    memcpy(m->late_save, m->params, bytes);
-    memcpy(m->params, then->params, bytes);
-    bool head_used = global_grads(m, then->body, x, dz, labels, B, smoothing, mu, din, ret_stats);
-    memcpy(m->params, m->late_save, bytes);
+    late_enter(m, then);
+    bool head_used;
+    const float *g = global_dout(m, then->body, dz, labels, B, smoothing, mu, &head_used, ret_stats);
+    sila_net_backward(then->body, x, g, din, B);
+    late_leave(m);
     if (apply)
         update(m, lr, head_used, true);
+}
+
+void sila_module_late_input(struct sila_module *m, const struct sila_module_then *then,
+                            const float *x, const float *dz, const int32_t *labels, int B,
+                            float smoothing, float mu, float *din, struct sila_late_pass *ret_pass,
+                            struct sila_step_stats *ret_stats)
+{
+    late_enter(m, then);
+    ret_pass->dout = global_dout(m, then->body, dz, labels, B, smoothing, mu, &ret_pass->head_used,
+                                 ret_stats);
+    sila_net_backward_input(then->body, x, ret_pass->dout, din, B);
+    late_leave(m);
+}
+
+void sila_module_late_params(struct sila_module *m, const struct sila_module_then *then,
+                             const float *x, const struct sila_late_pass *p, int B, float lr,
+                             bool apply)
+{
+    if (!apply)
+        return;
+    late_enter(m, then);
+    sila_net_backward(then->body, x, p->dout, NULL, B);
+    late_leave(m);
+    update(m, lr, p->head_used, true);
 }
 
 int sila_module_check(const struct sila_module *m, const float *z, const float *din, int B,

@@ -204,6 +204,27 @@ void sila_module_global_late(struct sila_module *m, const struct sila_module_the
                              const float *x, const float *dz, const int32_t *labels, int B,
                              float lr, float smoothing, float mu, bool apply, float *din,
                              struct sila_step_stats *ret_stats);
+/* The same step in two passes, for a module whose input gradient leaves
+ * for another worker: sila_module_late_input writes din (not NULL) the way
+ * sila_module_global_late does, without the parameter gradients, so that
+ * it can be sent before they are computed; sila_module_late_params then
+ * computes them and, when `apply`, updates as sila_module_global_late
+ * does (nothing without `apply`). Between the two nothing else may run on
+ * m: *ret_pass points into its scratch (or at dz, which must stay). The
+ * two passes write the weights and din of sila_module_global_late, bit for
+ * bit (the layers' input gradients do not depend on whether their
+ * parameter gradients are computed; distributed.sh checks it). */
+struct sila_late_pass {
+    const float *dout; /* d(loss)/d(body output): dz, or with the head's part added */
+    bool head_used;
+};
+void sila_module_late_input(struct sila_module *m, const struct sila_module_then *then,
+                            const float *x, const float *dz, const int32_t *labels, int B,
+                            float smoothing, float mu, float *din, struct sila_late_pass *ret_pass,
+                            struct sila_step_stats *ret_stats);
+void sila_module_late_params(struct sila_module *m, const struct sila_module_then *then,
+                             const float *x, const struct sila_late_pass *p, int B, float lr,
+                             bool apply);
 
 /* Checks that a training step of module m, step `step`, left finite values
  * in its output z (B samples) and in the gradient of its input din, each

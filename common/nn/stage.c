@@ -390,12 +390,16 @@ static int pass_gradient(struct sila_stage *st, int k, uint64_t step, int B,
 
 /* Module k learns from its oldest late global step before its step s
  * (unless it learned step s before a restart: then it only passes the
- * gradient on) and passes d(loss)/d(its input) to the module before. */
+ * gradient on) and passes d(loss)/d(its input) to the module before. When
+ * that gradient leaves the stage, for a module on another worker that may
+ * be waiting for it, it goes before the parameter gradients are computed
+ * (sila_module_late_input: the same bits). */
 static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sila_stage_sink *sink,
                       struct sila_err *err)
 {
     struct sila_late_ring *ring = &st->late[k];
     struct sila_late *e = &ring->e[ring->first];
+    struct sila_module *m = st->mods[k];
     int r;
     if (!e->has_dz && k == st->last && sink->await_gradient &&
         (r = sink->await_gradient(sink->ctx, e->step, err)))
@@ -405,15 +409,24 @@ static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sil
                             "module %d: no gradient of global step %llu from module %d", k + 1,
                             (unsigned long long)e->step, k + 2);
     struct sila_step_stats stats;
+    struct sila_late_pass pass;
+    bool apply = s >= st->next_step[k];
+    bool leaves = k > 0 && k == st->first;
     float *din = k > 0 ? st->din[k] : NULL;
-    sila_module_global_late(st->mods[k], &e->then, e->x, e->dz, e->labels, e->B, e->lr,
-                            e->smoothing, e->mu, s >= st->next_step[k], din, &stats);
+    if (leaves)
+        sila_module_late_input(m, &e->then, e->x, e->dz, e->labels, e->B, e->smoothing, e->mu, din,
+                               &pass, &stats);
+    else
+        sila_module_global_late(m, &e->then, e->x, e->dz, e->labels, e->B, e->lr, e->smoothing,
+                                e->mu, apply, din, &stats);
+    r = sila_module_check(m, NULL, din, e->B, e->step, err);
+    if (r == 0 && k > 0 && (r = cross_backward(st, k, e->B, e->step, err)) == 0)
+        r = pass_gradient(st, k, e->step, e->B, sink, err);
+    if (r == 0 && leaves)
+        sila_module_late_params(m, &e->then, e->x, &pass, e->B, e->lr, apply);
     ring->first = (ring->first + 1) % ring->cap;
     ring->n--;
-    if ((r = sila_module_check(st->mods[k], NULL, din, e->B, e->step, err)) ||
-        (r = cross_backward(st, k, e->B, e->step, err)) || k == 0)
-        return r;
-    return pass_gradient(st, k, e->step, e->B, sink, err);
+    return r;
 }
 
 /* Module k learns from every late global step due before its step s. */
