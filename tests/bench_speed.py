@@ -417,11 +417,12 @@ def stages_of(local, glob, parts, nmod, ratios):
     gradient leaving after the first (sila_module_late_input)."""
     stages = []
     for a, b in parts:
-        bwd, rest = sum(glob[a:b]) * 2 / 3, sum(glob[a + 1:b]) * 2 / 3
         send, both = ratios[a]
-        late = (rest + send * glob[a] * 2 / 3, rest + both * glob[a] * 2 / 3)
-        stages.append(pipeline_model.Stage(sum(local[a:b]), sum(glob[a:b]) / 3, bwd, nmod - b,
-                                           late))
+        first = glob[a] * 2 / 3
+        stages.append(pipeline_model.Stage(sum(local[a:b]), sum(glob[a:b]) / 3,
+                                           sum(glob[a:b]) * 2 / 3, nmod - b, b - a - 1,
+                                           (send * first, both * first),
+                                           sum(glob[a + 1:b]) * 2 / 3))
     return stages
 
 
@@ -593,7 +594,7 @@ def cmd_pipeline(args):
     send, both = (statistics.mean(x) for x in zip(*split_at))
     for K in range(2, 17):
         bwd = total_g / K * 2 / 3
-        stages = [pipeline_model.Stage(total / K, total_g / K / 3, bwd, K - 1 - w,
+        stages = [pipeline_model.Stage(total / K, total_g / K / 3, bwd, K - 1 - w, 0,
                                        (send * bwd, both * bwd) if w else None)
                   for w in range(K)]
         even.append((K, "even", 2 * K, stages, [biggest] * (K - 1) + [0]))

@@ -15,11 +15,15 @@ work (docs/protocol.md):
     sends its output after `fwd`, waits for the gradient from downstream,
     then spends `bwd` and sends its gradient upstream; the last worker
     spends both at once. Late (lag d >= 1): a worker sends its output after
-    `fwd` and, just before its step t + d * (modules after it), waiting
-    then only if the gradient has not arrived, spends `late_bwd`; its
-    gradient leaves `late_send` into it (a worker whose first module is not
-    the network's first sends it after that module's input pass, before
-    the parameter pass: sila_module_late_input);
+    `fwd`; just before its step t + d * (modules after its last one), when
+    its last module learns, it waits for the gradient if it has not arrived
+    and spends `late_rest` (its modules after the first); just before its
+    step t + d * (modules after its first one), when its first module
+    learns, it spends `late_first`, its gradient leaving part way into it
+    (a worker whose first module is not the network's first sends it after
+    that module's input pass, before the parameter pass:
+    sila_module_late_input); the last worker's last module is the
+    classifier's, which learns at once;
   * a link carries one message at a time each way at `bps` bits per second
     of payload, the transfer overlapping the sender's compute; no latency.
 """
@@ -33,12 +37,18 @@ def split(M, K):
 class Stage:
     """One worker: seconds per step of a local step, of a global step's
     forward and of its backward; `after`: modules after its last one;
-    late: (seconds into a late backward when its gradient leaves, seconds
-    of the whole late backward), by default (bwd, bwd)."""
+    `inner`: modules in it after its first one. A late backward in two
+    parts: `late_rest`, its modules after the first, taken when its last
+    module learns (which waits for the gradient from downstream; the last
+    worker's at once, its classifier learning then); then `late_first`,
+    (seconds into it when its gradient leaves, seconds of it), its first
+    module's, when that one learns. By default a worker of one module:
+    inner 0, late_rest 0, late_first (bwd, bwd)."""
 
-    def __init__(self, local, fwd, bwd, after, late=None):
+    def __init__(self, local, fwd, bwd, after, inner=0, late_first=None, late_rest=0.0):
         self.local, self.fwd, self.bwd, self.after = local, fwd, bwd, after
-        self.late_send, self.late_bwd = late or (bwd, bwd)
+        self.inner, self.late_rest = inner, late_rest
+        self.late_send, self.late_bwd = late_first or (bwd, bwd)
 
 
 def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
@@ -52,7 +62,8 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
     down_free = [0.0] * S     # when the link after worker w is next free, forward
     up_free = [0.0] * S       # ... and backward
     grad_at = [dict() for _ in range(S)]  # worker w: step -> its gradient's arrival
-    pending = [[] for _ in range(S)]      # worker w: late global steps not yet learned
+    pending = [[] for _ in range(S)]      # worker w: late steps its last module has to learn
+    first = [[] for _ in range(S)]        # ... and its first module, once the last has
     done = []
 
     def send(w, t0, links):  # a message from worker w leaves at t0 over link w
@@ -61,12 +72,17 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
         return links[w]
 
     def learn_late(w, step):  # worker w learns every late step due before `step`
-        while pending[w] and pending[w][0] + lag * stages[w].after <= step:
+        st = stages[w]
+        while pending[w] and pending[w][0] + lag * st.after <= step:
             g = pending[w].pop(0)
-            start = max(free[w], grad_at[w].pop(g))
-            free[w] = start + stages[w].late_bwd
+            free[w] = max(free[w], grad_at[w].pop(g)) + st.late_rest
+            first[w].append(g)
+        while first[w] and first[w][0] + lag * (st.after + st.inner) <= step:
+            g = first[w].pop(0)
+            start = free[w]
+            free[w] = start + st.late_bwd
             if w > 0:
-                grad_at[w - 1][g] = send(w - 1, start + stages[w].late_send, up_free)
+                grad_at[w - 1][g] = send(w - 1, start + st.late_send, up_free)
 
     for t, is_global in enumerate(schedule):
         arrive = done[t - window] if t >= window else 0.0
@@ -78,7 +94,7 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
             last = w == S - 1
             if not is_global:
                 free[w] = start + st.local
-            elif last:
+            elif last and (not lag or st.inner == 0):
                 free[w] = start + st.fwd + st.bwd
                 if w > 0:
                     grad_at[w - 1][t] = send(w - 1, free[w], up_free)
@@ -86,6 +102,9 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
                 free[w] = start + st.fwd
                 if lag:
                     pending[w].append(t)
+                    if last:  # its loss is its own: its last module learns at once
+                        grad_at[w][t] = free[w]
+                        learn_late(w, t)
             outs.append(free[w])
             if not last:
                 arrive = send(w, free[w], down_free)

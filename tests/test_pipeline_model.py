@@ -62,7 +62,7 @@ case("a window of 4 with 8 equal workers: half of the pipeline's pace",
 # halfway into a (longer) backward, as sila_module_late_input sends it, it
 # waits less and the pipeline runs faster.
 def late_chain(late):
-    return [pm.Stage(0.02 if w == 0 else 0.01, 0.01, 0.02, 3 - w, None if w == 0 else late)
+    return [pm.Stage(0.02 if w == 0 else 0.01, 0.01, 0.02, 3 - w, 0, None if w == 0 else late)
             for w in range(4)]
 
 
@@ -70,6 +70,18 @@ whole, early = (pm.samples_per_s(late_chain(late), [0] * 4, B, pm.pgl_schedule(S
                                  window=big) for late in (None, (0.01, 0.025)))
 cases.append(("late gradient sent before the parameter pass: less waiting", early > 1.05 * whole,
               early, whole))
+# a last worker of two modules (its classifier learns at once, its first
+# module a step later at lag 1, and only then does the gradient leave) and
+# a slower first worker whose one module learns two steps later at lag 1:
+# at lag 2 that covers the round trip and the first worker's average step
+# sets the pace; at lag 1 it waits
+pair2 = [pm.Stage(0.02, 0.01, 0.02, 2), pm.Stage(0.01, 0.01, 0.02, 0, 1, (0.01, 0.01), 0.01)]
+pgl = pm.pgl_schedule(STEPS)
+case("a last worker of two modules, lag 2: the first worker's average step",
+     pm.samples_per_s(pair2, [0, 0], B, pgl, lag=2, window=big), B / (0.9 * 0.02 + 0.1 * 0.03))
+at1 = pm.samples_per_s(pair2, [0, 0], B, pgl, lag=1, window=big)
+cases.append(("a last worker of two modules, lag 1: the first worker waits",
+              at1 < 0.97 * B / (0.9 * 0.02 + 0.1 * 0.03), at1, B / (0.9 * 0.02 + 0.1 * 0.03)))
 plan = pm.pgl_schedule(20, period=10, global_steps=2)
 case("pgl_schedule: the last two of each period of ten are global",
      plan.index(True) + 10 * plan.count(True), 8 + 40, rel=0)
