@@ -228,7 +228,9 @@ def modelled_rates(recs, K, bps):
         if not any(r["algorithm"] == "local" for r in own):
             continue
         t_loc, t_glob, e_mod = bench_speed.module_times(own, nmod, batches)
-        stages = bench_speed.stages_of(t_loc, t_glob, parts, nmod)
+        # no bench_late records here: a late backward as one pass
+        stages = bench_speed.stages_of(t_loc, t_glob, parts, nmod,
+                                       bench_speed.late_ratios([], nmod))
         cuts = [e_mod[b - 1] if b < nmod else 0 for _, b in parts]
         sched = config_schedule(sets, 1000)
         sps = pipeline_model.samples_per_s(stages, cuts, batch, sched, lag=config_lag(sets),
