@@ -9,7 +9,10 @@
 
 static void status(struct coord *c, struct rpc *rpc, Sila__Reply *reply)
 {
-    bool paused = c->paused && c->phase == SILA__RUN_PHASE__TRAINING;
+    /* c->phase is the last report's: a run paused at an evaluation would
+     * read "evaluating" until resumed */
+    bool paused = c->paused &&
+                  (c->phase == SILA__RUN_PHASE__TRAINING || c->phase == SILA__RUN_PHASE__EVALUATING);
     struct rpc_progress p = {.job = c->job,
                              .rep = &c->run->rep,
                              .total_steps = c->run->feed.plan.total_steps,
