@@ -3,9 +3,9 @@
  * gradient leaves for another worker (sila_module_late_input, then
  * sila_module_late_params: the gradient leaves after the first).
  *
- *   bench_late --job FILE [--threads T] [--reps N] [--batch B]
+ *   bench_late --job FILE [--threads T] [--reps N] [--batch B] [--json]
  *
- For every module but the first (which passes no gradient on) and the
+ * For every module but the first (which passes no gradient on) and the
  * last (whose global steps are never late): the module built from the job
  * at batch B (default the job's), a global forward kept on a deterministic
  * batch, then a warm-up and N repetitions (default 9) of the one pass
