@@ -414,7 +414,7 @@ def stages_of(local, glob, parts, nmod, ratios):
     global step's forward taken as a third of it (its backward the rest). A
     late backward: the one pass of every module but the first (a), whose
     input pass then parameter pass take ratios[a] of its one pass, its
-    gradient leaving after the first (sila_module_late_input)."""
+    gradient leaving after the first (sila_stage_late_send)."""
     stages = []
     for a, b in parts:
         send, both = ratios[a]
@@ -557,10 +557,11 @@ def cmd_pipeline(args):
           "step's gradients travel back as many bytes as its activations went forward; "
           "16-bit: the activations and gradients in 2 bytes (job.wire_dtype = bf16 or "
           "f16), the labels still 4; the coordinator's feed never limits; batch "
-          f"{batch}; silad's window as given; a late backward on a worker whose first "
-          "module is not the network's first sends its gradient after that module's input "
-          "pass and then computes its parameter pass, at the ratios above (the even "
-          "split: their mean).\n")
+          f"{batch}; silad's window as given; a worker whose first module is not the "
+          "network's first computes that module's input pass of a late step as soon as "
+          "it holds the step's output gradient (after the step in which it came, or on "
+          "its arrival when idle) and sends it, and its parameter pass at the due step, "
+          "at the ratios above (the even split: their mean).\n")
 
     def table(title, rows):
         """rows: (K, label, window, stages, cuts); for each link and dtype:

@@ -19,11 +19,13 @@ work (docs/protocol.md):
     its last module learns, it waits for the gradient if it has not arrived
     and spends `late_rest` (its modules after the first); just before its
     step t + d * (modules after its first one), when its first module
-    learns, it spends `late_first`, its gradient leaving part way into it
-    (a worker whose first module is not the network's first sends it after
-    that module's input pass, before the parameter pass:
-    sila_module_late_input); the last worker's last module is the
-    classifier's, which learns at once;
+    learns, it spends `late_first`; the last worker's last module is the
+    classifier's, which learns at once. A worker whose first module is not
+    the network's first sends that module's input gradient as soon as it
+    can (sila_stage_late_send): after the step in which the module got
+    its output gradient, or on its arrival when the worker is idle, it
+    spends the input pass of `late_first` and the gradient leaves; the
+    rest of `late_first`, the parameter pass, stays at the due step;
   * a link carries one message at a time each way at `bps` bits per second
     of payload, the transfer overlapping the sender's compute; no latency.
 """
@@ -64,6 +66,8 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
     grad_at = [dict() for _ in range(S)]  # worker w: step -> its gradient's arrival
     pending = [[] for _ in range(S)]      # worker w: late steps its last module has to learn
     first = [[] for _ in range(S)]        # ... and its first module, once the last has
+    ready = [dict() for _ in range(S)]    # worker w: step -> when its first module can send
+    sent = [set() for _ in range(S)]      # worker w: steps whose input gradient has gone
     done = []
 
     def send(w, t0, links):  # a message from worker w leaves at t0 over link w
@@ -77,17 +81,38 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
             g = pending[w].pop(0)
             free[w] = max(free[w], grad_at[w].pop(g)) + st.late_rest
             first[w].append(g)
+            if st.inner:
+                ready[w][g] = free[w]
         while first[w] and first[w][0] + lag * (st.after + st.inner) <= step:
             g = first[w].pop(0)
+            if g in sent[w]:  # the parameter pass
+                sent[w].remove(g)
+                free[w] += st.late_bwd - st.late_send
+                continue
+            ready[w].pop(g, None)
             start = free[w]
             free[w] = start + st.late_bwd
             if w > 0:
                 grad_at[w - 1][g] = send(w - 1, start + st.late_send, up_free)
 
+    def send_early(w, until):  # worker w > 0, idle until `until`: the input passes it can
+        st = stages[w]
+        if not st.inner:  # its one module holds a gradient once it has arrived
+            for g in pending[w]:
+                if g in grad_at[w] and g not in sent[w]:
+                    ready[w][g] = grad_at[w][g]
+        for g in sorted(ready[w]):
+            if ready[w][g] <= until:
+                free[w] = max(free[w], ready[w].pop(g)) + st.late_send
+                sent[w].add(g)
+                grad_at[w - 1][g] = send(w - 1, free[w], up_free)
+
     for t, is_global in enumerate(schedule):
         arrive = done[t - window] if t >= window else 0.0
         outs = []
         for w, st in enumerate(stages):
+            if lag and w > 0:
+                send_early(w, max(free[w], arrive))
             if lag:
                 learn_late(w, t)
             start = max(free[w], arrive)

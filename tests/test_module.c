@@ -270,6 +270,95 @@ START_TEST(late_gradient_refused)
 }
 END_TEST
 
+/* What a stage's sink saw of the gradients it sent upstream. */
+struct sent {
+    int n;
+    uint64_t step;
+    float *din; /* a copy of the last one */
+    size_t floats;
+};
+
+static int keep_gradient(void *ctx, uint64_t step, int b, const float *din, struct sila_err *err)
+{
+    (void)err;
+    struct sent *s = ctx;
+    s->n++;
+    s->step = step;
+    memcpy(s->din, din, sizeof *din * (size_t)b * s->floats);
+    return 0;
+}
+
+/* A stage of modules 3-4 of 4 (the last worker's), job.global_lag = 1,
+ * global step 7 then local step 8, at which module 3 learns step 7 late.
+ * With `early`, sila_stage_late_send after step 7 sends module 3's input
+ * gradient (once: a second call sends nothing); else it goes at step 8.
+ * Returns what was sent; module 3's state after step 8 into *ret_state. */
+static struct sent run_stage(float mu, bool early, float **ret_state)
+{
+    struct sila_err err;
+    struct sila_stage st;
+    ck_assert_msg(sila_stage_init(&st, &job, 2, 3, B, &err) == 0, "%s", err.msg);
+    size_t in = sila_shape_size(sila_net_in_shape(st.mods[2]->body));
+    struct sent sent = {.din = calloc(in * B, sizeof(float)), .floats = in};
+    float *x = malloc(sizeof *x * in * B);
+    int32_t labels[B];
+    ck_assert(x && sent.din);
+    for (size_t i = 0; i < in * B; i++)
+        x[i] = (float)sin(0.37 * (double)i);
+    for (int i = 0; i < B; i++)
+        labels[i] = i % 10;
+    const struct sila_stage_sink sink = {.done = ignore_done, .gradient = keep_gradient,
+                                         .ctx = &sent};
+    const float *z;
+    ck_assert_msg(
+        sila_stage_global_late(&st, x, labels, B, 7, 0.05f, 0.0f, mu, &sink, &z, &err) == 0, "%s",
+        err.msg);
+    ck_assert_int_eq(sent.n, 0);
+    for (int i = 0; early && i < 2; i++)
+        ck_assert_msg(sila_stage_late_send(&st, &sink, &err) == 0, "%s", err.msg);
+    int before = sent.n;
+    const struct sila_batch_side side = {labels, NULL, NULL};
+    ck_assert_msg(sila_stage_local(&st, x, &side, B, 8, 0.05f, 0.0f, &sink, &z, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_msg(sent.n == 1 && sent.step == 7, "%d gradients sent, the last of step %llu",
+                  sent.n, (unsigned long long)sent.step);
+    ck_assert_msg(before == (early && mu == 0.0f), "%s, mu %g: %d sent before step 8",
+                  early ? "early" : "at the due step", mu, before);
+    uint64_t c[SILA_MODULE_COUNTERS];
+    *ret_state = state_of(st.mods[2], c);
+    free(x);
+    sila_stage_fini(&st);
+    return sent;
+}
+
+/* The input gradient of a late global step sent as soon as the stage
+ * holds it (sila_stage_late_send) is the one sent at the step the module
+ * learns from it, and the module learns the same; a step whose objective
+ * takes in the aux head (mu > 0) keeps it for the due step. */
+START_TEST(late_gradient_sent_early)
+{
+    for (int i = 0; i < 2; i++) {
+        float mu = i ? 1.0f : 0.0f, *state_due, *state_early;
+        struct sent due = run_stage(mu, false, &state_due);
+        struct sent early = run_stage(mu, true, &state_early);
+        struct sila_module *m;
+        struct sila_err err;
+        ck_assert_msg(sila_module_new(&m, &job, 2, B, &err) == 0, "%s", err.msg);
+        struct sila_module_layout l = sila_module_layout(m);
+        ck_assert_msg(memcmp(due.din, early.din, sizeof *due.din * due.floats * B) == 0,
+                      "mu %g: the gradient sent early differs", mu);
+        ck_assert_msg(memcmp(state_due, state_early,
+                             sizeof(float) * (l.params + l.optimizer + l.buffers)) == 0,
+                      "mu %g: the module learned otherwise", mu);
+        sila_module_free(m);
+        free(due.din);
+        free(early.din);
+        free(state_due);
+        free(state_early);
+    }
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("module");
@@ -280,6 +369,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, late_gradient_is_the_one_at_once);
     tcase_add_test(tc, late_gradient_is_the_one_at_once_resnet);
     tcase_add_test(tc, late_gradient_refused);
+    tcase_add_test(tc, late_gradient_sent_early);
     suite_add_tcase(s, tc);
     return s;
 }

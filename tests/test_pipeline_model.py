@@ -82,6 +82,18 @@ case("a last worker of two modules, lag 2: the first worker's average step",
 at1 = pm.samples_per_s(pair2, [0, 0], B, pgl, lag=1, window=big)
 cases.append(("a last worker of two modules, lag 1: the first worker waits",
               at1 < 0.97 * B / (0.9 * 0.02 + 0.1 * 0.03), at1, B / (0.9 * 0.02 + 0.1 * 0.03)))
+# a middle worker of two modules between a slower first worker and a
+# last one, over links of 10 ms a message, lag 2: the middle worker's
+# first module has its output gradient once its second learned (one step
+# late), and sends its input gradient right after that step
+# (sila_stage_late_send) rather than at its own due step a step later;
+# so the first worker, whose module learns two steps after that, never
+# waits and sets the pace with its average step
+mid = [pm.Stage(0.03, 0.01, 0.02, 3), pm.Stage(0.02, 0.01, 0.02, 1, 1, (0.01, 0.02), 0.02),
+       pm.Stage(0.01, 0.01, 0.02, 0)]
+case("a middle worker's input gradient sent as soon as it can: the first worker does not wait",
+     pm.samples_per_s(mid, [10e3, 10e3, 0], B, pgl, lag=2, bps=1e9, window=big),
+     B / (0.9 * 0.03 + 0.1 * 0.03))
 plan = pm.pgl_schedule(20, period=10, global_steps=2)
 case("pgl_schedule: the last two of each period of ten are global",
      plan.index(True) + 10 * plan.count(True), 8 + 40, rel=0)

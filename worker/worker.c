@@ -210,6 +210,22 @@ static int on_batch(struct worker *w, const struct sila_frame_view *v, struct si
     return global ? global_step(w, v, err) : local_step(w, v, err);
 }
 
+/* Late global steps: the input gradients module first can send now go
+ * upstream (sila_stage_late_send), counted as time in global steps. */
+static int send_late_gradients(struct worker *w, struct sila_err *err)
+{
+    if (w->job.global_lag == 0 || w->stage.first == 0 || w->stopped)
+        return 0;
+    struct done_ctx d = {w, NULL};
+    const struct sila_stage_sink sink = batch_sink(&d);
+    double t0 = sila_clock_s();
+    int r = sila_stage_late_send(&w->stage, &sink, err);
+    double dt = sila_clock_s() - t0;
+    w->handling_s += dt;
+    w->global_s += dt;
+    return r;
+}
+
 static int serve(struct worker *w, struct sila_err *err)
 {
     const struct sila_link *links[3] = {&w->ctl, &w->up, &w->down};
@@ -226,8 +242,8 @@ static int serve(struct worker *w, struct sila_err *err)
         if (r < 0)
             return sila_err_set(err, r, "poll: %s", strerror(-r));
         r = ready[0] ? wlink_drain_control(w, err) : 0;
-        if (r == 0 && late && ready[2] && !w->stopped)
-            r = wlink_take_down(w, err);
+        if (r == 0 && late && ready[2] && !w->stopped && (r = wlink_take_down(w, err)) == 0)
+            r = send_late_gradients(w, err);
         if (r == -ECANCELED && w->stopped)
             r = 0;
         if (r == -ERESTART && (r = wjoin_halt(w, err)) == 0)
@@ -258,6 +274,8 @@ static int serve(struct worker *w, struct sila_err *err)
         if (v.hdr.phase == SILA_PHASE_GLOBAL)
             w->global_s += dt;
         sila_link_release(buf);
+        if (r == 0)
+            r = send_late_gradients(w, err);
         if (r == -ERESTART)
             r = wjoin_halt(w, err);
         if (r)

@@ -288,6 +288,11 @@ static const float *global_dout(struct sila_module *m, struct sila_net *body, co
     return dz;
 }
 
+bool sila_module_global_uses_head(const struct sila_module *m, float mu)
+{
+    return m->head && (mu > 0.0f || m->heads_in_global);
+}
+
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
                                  const int32_t *labels, int B, float lr, float smoothing, float mu,
                                  bool apply, float *din, struct sila_step_stats *ret_stats)

@@ -204,6 +204,12 @@ void sila_module_global_late(struct sila_module *m, const struct sila_module_the
                              const float *x, const float *dz, const int32_t *labels, int B,
                              float lr, float smoothing, float mu, bool apply, float *din,
                              struct sila_step_stats *ret_stats);
+/* Whether a global step with local weight mu involves m's aux head (its
+ * loss in the objective, or its learning with heads_in_global). Without
+ * it, the input pass of a late step changes nothing of m that outlives
+ * the step (m->grads are cleared at every step), so it may run any time
+ * between the step's forward and the parameter pass. */
+bool sila_module_global_uses_head(const struct sila_module *m, float mu);
 /* The same step in two passes, for a module whose input gradient leaves
  * for another worker: sila_module_late_input writes din (not NULL) the way
  * sila_module_global_late does, without the parameter gradients, so that

@@ -352,7 +352,7 @@ static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x
     memcpy(e->labels, labels, sizeof *labels * (size_t)B);
     e->step = step;
     e->B = B;
-    e->has_dz = false;
+    e->has_dz = e->sent = false;
     ring->n++;
     *ret = e;
     return 0;
@@ -388,19 +388,35 @@ static int pass_gradient(struct sila_stage *st, int k, uint64_t step, int B,
     return sink->gradient(sink->ctx, step, B, st->din[k], err);
 }
 
+/* The input pass of module k's late step e (sila_module_late_input), and
+ * its gradient on to the module before; *ret_pass for the parameter pass. */
+static int late_input(struct sila_stage *st, int k, struct sila_late *e,
+                      const struct sila_stage_sink *sink, struct sila_late_pass *ret_pass,
+                      struct sila_err *err)
+{
+    struct sila_step_stats stats;
+    sila_module_late_input(st->mods[k], &e->then, e->x, e->dz, e->labels, e->B, e->smoothing,
+                           e->mu, st->din[k], ret_pass, &stats);
+    int r = sila_module_check(st->mods[k], NULL, st->din[k], e->B, e->step, err);
+    if (r == 0 && (r = cross_backward(st, k, e->B, e->step, err)) == 0)
+        r = pass_gradient(st, k, e->step, e->B, sink, err);
+    return r;
+}
+
 /* Module k learns from its oldest late global step before its step s
  * (unless it learned step s before a restart: then it only passes the
- * gradient on) and passes d(loss)/d(its input) to the module before. When
- * that gradient leaves the stage, for a module on another worker that may
- * be waiting for it, it goes before the parameter gradients are computed
- * (sila_module_late_input: the same bits). */
+ * gradient on) and passes d(loss)/d(its input) to the module before,
+ * unless that went already (sila_stage_late_send). When that gradient
+ * leaves the stage, for a module on another worker that may be waiting
+ * for it, it goes before the parameter gradients are computed
+ * (late_input: the same bits). */
 static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sila_stage_sink *sink,
                       struct sila_err *err)
 {
     struct sila_late_ring *ring = &st->late[k];
     struct sila_late *e = &ring->e[ring->first];
     struct sila_module *m = st->mods[k];
-    int r;
+    int r = 0;
     if (!e->has_dz && k == st->last && sink->await_gradient &&
         (r = sink->await_gradient(sink->ctx, e->step, err)))
         return r;
@@ -409,21 +425,23 @@ static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sil
                             "module %d: no gradient of global step %llu from module %d", k + 1,
                             (unsigned long long)e->step, k + 2);
     struct sila_step_stats stats;
-    struct sila_late_pass pass;
     bool apply = s >= st->next_step[k];
-    bool leaves = k > 0 && k == st->first;
-    float *din = k > 0 ? st->din[k] : NULL;
-    if (leaves)
-        sila_module_late_input(m, &e->then, e->x, e->dz, e->labels, e->B, e->smoothing, e->mu, din,
-                               &pass, &stats);
-    else
+    if (e->sent) {
+        if (apply)
+            sila_module_global_late(m, &e->then, e->x, e->dz, e->labels, e->B, e->lr,
+                                    e->smoothing, e->mu, true, NULL, &stats);
+    } else if (k > 0 && k == st->first) {
+        struct sila_late_pass pass;
+        if ((r = late_input(st, k, e, sink, &pass, err)) == 0)
+            sila_module_late_params(m, &e->then, e->x, &pass, e->B, e->lr, apply);
+    } else {
+        float *din = k > 0 ? st->din[k] : NULL;
         sila_module_global_late(m, &e->then, e->x, e->dz, e->labels, e->B, e->lr, e->smoothing,
                                 e->mu, apply, din, &stats);
-    r = sila_module_check(m, NULL, din, e->B, e->step, err);
-    if (r == 0 && k > 0 && (r = cross_backward(st, k, e->B, e->step, err)) == 0)
-        r = pass_gradient(st, k, e->step, e->B, sink, err);
-    if (r == 0 && leaves)
-        sila_module_late_params(m, &e->then, e->x, &pass, e->B, e->lr, apply);
+        r = sila_module_check(m, NULL, din, e->B, e->step, err);
+        if (r == 0 && k > 0 && (r = cross_backward(st, k, e->B, e->step, err)) == 0)
+            r = pass_gradient(st, k, e->step, e->B, sink, err);
+    }
     ring->first = (ring->first + 1) % ring->cap;
     ring->n--;
     return r;
@@ -446,6 +464,24 @@ int sila_stage_late_put(struct sila_stage *st, uint64_t step, const float *dz, s
                         struct sila_err *err)
 {
     return late_put(st, st->last, step, dz, n, err);
+}
+
+int sila_stage_late_send(struct sila_stage *st, const struct sila_stage_sink *sink,
+                         struct sila_err *err)
+{
+    int k = st->first;
+    struct sila_late_ring *ring = &st->late[k];
+    for (int i = 0; k > 0 && i < ring->n; i++) {
+        struct sila_late *e = &ring->e[(ring->first + i) % ring->cap];
+        struct sila_late_pass pass; /* unused: the parameter pass recomputes it */
+        if (!e->has_dz || e->sent || sila_module_global_uses_head(st->mods[k], e->mu))
+            continue;
+        int r = late_input(st, k, e, sink, &pass, err);
+        if (r)
+            return r;
+        e->sent = true;
+    }
+    return 0;
 }
 
 bool sila_stage_late_awaits(const struct sila_stage *st, uint64_t step)

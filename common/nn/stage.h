@@ -30,6 +30,7 @@ struct sila_late {
     int B;
     float lr, smoothing, mu; /* the step's */
     bool has_dz;
+    bool sent; /* d(loss)/d(its input) has gone upstream (sila_stage_late_send) */
     float *x;        /* (max_batch, module input): the input of its forward */
     int32_t *labels; /* (max_batch) */
     float *dz;       /* (max_batch, module output): the gradient from above, once it came */
@@ -162,6 +163,18 @@ int sila_stage_global_late(struct sila_stage *st, const float *x, const int32_t 
  * `last` awaits no gradient of that step, or one of another size. */
 int sila_stage_late_put(struct sila_stage *st, uint64_t step, const float *dz, size_t n,
                         struct sila_err *err);
+/* Sends, through sink->gradient, d(loss)/d(input of module first) of
+ * every late global step whose output gradient module first (> 0) holds
+ * and which leaves its aux head out (sila_module_global_uses_head), oldest
+ * first: as soon as it can be computed rather than at the step the module
+ * learns from it, so that the worker before waits less for it. That
+ * gradient depends only on what the step kept, so the bits are those sent
+ * at the due step; the module still learns (its parameter pass) at its
+ * due step. A distributed worker calls this after each batch and after
+ * taking gradients from downstream. Errors: those of sink->gradient,
+ * -ERANGE (a gradient that is not finite). */
+int sila_stage_late_send(struct sila_stage *st, const struct sila_stage_sink *sink,
+                         struct sila_err *err);
 /* Whether module `last` awaits the gradient of late global step `step`. */
 bool sila_stage_late_awaits(const struct sila_stage *st, uint64_t step);
 
