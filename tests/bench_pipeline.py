@@ -77,7 +77,8 @@ def run(job, mode, train, lag, sets):
         workers = [json.loads(l) for l in open(os.path.join(d, "metrics.jsonl"))
                    if '"type":"worker"' in l]
     rate = float(re.findall(r"([\d.]+) samples/s", text)[-1])
-    rec = {"mode": mode, "algorithm": algo, "overrides": sets, "samples_per_s": rate,
+    rec = {"job": os.path.basename(job), "train": train, "mode": mode, "algorithm": algo,
+           "overrides": sets, "samples_per_s": rate,
            "wall_s": round(time.monotonic() - t0, 1),
            # RUSAGE_CHILDREN of silad's wait: silad itself and its largest child
            "peak_rss_mb": round(usage.ru_maxrss / 1024.0, 1),
