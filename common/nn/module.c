@@ -247,6 +247,11 @@ const float *sila_module_global_forward(struct sila_module *m, const float *x, i
     return sila_net_forward(m->body, x, B, true, &m->rng);
 }
 
+bool sila_module_global_uses_head(const struct sila_module *m, float mu)
+{
+    return m->head && (mu > 0.0f || m->heads_in_global);
+}
+
 /* The head's part of a global step's backward half (see
  * sila_module_global_backward), after the forward of `body` (m->body, or a
  * late step's): clears m->grads, adds the head's gradients into them and
@@ -265,32 +270,24 @@ static const float *global_dout(struct sila_module *m, struct sila_net *body, co
         ret_stats->loss = head_loss(m, z, labels, B, smoothing, 1.0f, &ret_stats->correct);
         return m->dhead;
     }
-    if (m->head && mu > 0.0f) {
-        const float *y = aux_input(m, z, B, true);
-        const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
+    if (!sila_module_global_uses_head(m, mu))
+        return dz;
+    const float *y = aux_input(m, z, B, true);
+    const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
+    *head_used = true;
+    if (mu > 0.0f) {
         ret_stats->loss = head_loss(m, a, labels, B, smoothing, mu, &ret_stats->correct);
         sila_net_backward(m->head, y, m->dhead, aux_grad(m, m->dz), B);
         aux_input_backward(m, z, m->dz, B);
         for (size_t i = 0; i < nout; i++)
             m->dz[i] += dz[i];
-        *head_used = true;
         return m->dz;
     }
-    if (m->head && m->heads_in_global) {
-        const float *y = aux_input(m, z, B, true);
-        const float *a = sila_net_forward(m->head, y, B, true, &m->rng);
-        ret_stats->loss = head_loss(m, a, labels, B, smoothing, 1.0f, &ret_stats->correct);
-        /* detached: z gets nothing */
-        sila_net_backward(m->head, y, m->dhead, aux_grad(m, NULL), B);
-        aux_input_backward(m, z, NULL, B);
-        *head_used = true;
-    }
+    /* heads_in_global, mu = 0: the head learns on the detached output */
+    ret_stats->loss = head_loss(m, a, labels, B, smoothing, 1.0f, &ret_stats->correct);
+    sila_net_backward(m->head, y, m->dhead, aux_grad(m, NULL), B);
+    aux_input_backward(m, z, NULL, B);
     return dz;
-}
-
-bool sila_module_global_uses_head(const struct sila_module *m, float mu)
-{
-    return m->head && (mu > 0.0f || m->heads_in_global);
 }
 
 void sila_module_global_backward(struct sila_module *m, const float *x, const float *dz,
