@@ -66,7 +66,8 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
     grad_at = [dict() for _ in range(S)]  # worker w: step -> its gradient's arrival
     pending = [[] for _ in range(S)]      # worker w: late steps its last module has to learn
     first = [[] for _ in range(S)]        # ... and its first module, once the last has
-    ready = [dict() for _ in range(S)]    # worker w: step -> when its first module can send
+    ready = [dict() for _ in range(S)]    # worker w of several modules: step -> when its
+                                          # first module can send (after its last learned)
     sent = [set() for _ in range(S)]      # worker w: steps whose input gradient has gone
     done = []
 
@@ -97,13 +98,14 @@ def run(stages, cut_bytes, batch, schedule, lag=0, bps=None, window=4):
 
     def send_early(w, until):  # worker w > 0, idle until `until`: the input passes it can
         st = stages[w]
-        if not st.inner:  # its one module holds a gradient once it has arrived
-            for g in pending[w]:
-                if g in grad_at[w] and g not in sent[w]:
-                    ready[w][g] = grad_at[w][g]
-        for g in sorted(ready[w]):
-            if ready[w][g] <= until:
-                free[w] = max(free[w], ready[w].pop(g)) + st.late_send
+        if st.inner:
+            held = ready[w]
+        else:  # its one module holds a gradient once it has arrived
+            held = {g: grad_at[w][g] for g in pending[w] if g in grad_at[w] and g not in sent[w]}
+        for g in sorted(held):
+            if held[g] <= until:
+                free[w] = max(free[w], held[g]) + st.late_send
+                ready[w].pop(g, None)
                 sent[w].add(g)
                 grad_at[w - 1][g] = send(w - 1, free[w], up_free)
 
