@@ -6,10 +6,11 @@
  * the primitives' own, as the residual block does); where the two differ,
  * reorders run around the primitives (onednn.h's passes).
  * The algorithm is chosen per shape: 3x3 stride-1 convolutions of at
- * least 32 input and 64 output channels run forward and dX as Winograd
- * F(4x4, 3x3) where the library has it (its AVX-512 kernels; elsewhere
- * they stay direct), dW always direct: measured faster at those shapes of
- * the jobs, slower at 16 or 32 output channels at 14x14 and for dW.
+ * least 32 input channels into 64 channels or more, or into 32 over a
+ * 28x28 output or larger, run forward and dX as Winograd F(4x4, 3x3)
+ * where the library has it (its AVX-512 kernels; elsewhere they stay
+ * direct), dW always direct: measured faster at those shapes of the jobs,
+ * no faster at 32 output channels at 14x14, slower at 16 and for dW.
  * docs/performance.md has the measurements behind these choices.
  *
  * A plan holds, for each batch size met, the three primitives and the
@@ -132,7 +133,8 @@ static bool shares_diff_dst(const struct sila_pass *pass)
 /* True for the shapes whose forward and dX try Winograd first. */
 static bool winograd_shape(const struct sila_conv_geom *g)
 {
-    return g->K == 3 && g->stride == 1 && g->C >= 32 && g->OC >= 64;
+    return g->K == 3 && g->stride == 1 && g->C >= 32 &&
+           (g->OC >= 64 || (g->OC >= 32 && g->OH * g->OW >= 28 * 28));
 }
 
 /* The forward primitive descriptor of algorithm alg for a batch of B with
