@@ -9,7 +9,18 @@
  * after which the kernel maps a zero page at first touch, as it does for
  * calloc's; only the partial pages at its ends are cleared by hand. The
  * memory is the caller's private anonymous heap, so this is allowed, and
- * malloc's own bookkeeping lies outside the interior. */
+ * malloc's own bookkeeping lies outside the interior.
+ *
+ * The 2 MB-aligned part of that interior is marked for transparent huge
+ * pages (MADV_HUGEPAGE: Debian's kernels give them only to ranges so
+ * marked), so that a tensor is mapped in 2 MB pages at first touch rather
+ * than 4 KB ones: one fault instead of 512, and fewer TLB misses. The
+ * CNN's late global steps keep several copies of a module's activations;
+ * over two workers (--spawn=2, 60 000 samples) they ran at 0.88-0.98x of
+ * local learning on 4 KB pages and 0.98-1.01x on huge pages, with 124 000
+ * against 48 000 page faults (docs/performance.md, "Huge pages"). A 2 MB
+ * page is resident as soon as one byte of it is touched, which raised
+ * the CNN's in-process peak RSS from 342 to 356 MB. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +29,10 @@
 
 #include "kernels.h"
 
-/* Sets the n bytes at p to zero, without touching whole pages. */
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* Sets the n bytes at p to zero, without touching whole pages, and asks
+ * for huge pages where they fit. */
 static void zero_lazily(char *p, size_t n)
 {
     long ps = sysconf(_SC_PAGESIZE);
@@ -30,6 +44,9 @@ static void zero_lazily(char *p, size_t n)
     }
     memset(p, 0, lo - a);
     memset((void *)hi, 0, a + n - hi);
+    uintptr_t hlo = (a + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), hhi = (a + n) & ~(HUGE_PAGE - 1);
+    if (hhi > hlo) /* a kernel without huge pages refuses: 4 KB pages then */
+        (void)madvise((void *)hlo, hhi - hlo, MADV_HUGEPAGE);
 }
 
 float *sila_floats_alloc(size_t n)

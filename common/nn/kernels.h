@@ -31,7 +31,8 @@ double sila_plane_sum(const float *x, int n);
 /* Zeroed room for n floats (at least one), aligned to SILA_FLOATS_ALIGN
  * bytes, or NULL when out of memory or n * 4 overflows; the caller owns it
  * and frees it with free(). Pages are zeroed as calloc zeroes fresh ones,
- * at first touch, so that pages never written are never made resident.
+ * at first touch, so that pages never written are never made resident
+ * (2 MB pages where an array spans them: floats.c).
  * Every activation, gradient and scratch array of a net comes from here:
  * oneDNN's and the compiler's vector loads then never straddle cache lines
  * (malloc's 16-byte alignment made oneDNN's batch norm at 64x7x7 2.7 times
