@@ -19,8 +19,14 @@ every run with the --set overrides besides (job.wire_dtype=bf16, say),
 and prints for each the median training samples/s, the ratio to inproc,
 the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
 of the largest worker against the in-process run's, and for pgl the share
-of the workers' time spent in global steps. Each run's figures are printed
-as it ends (and appended to --json as one line).
+of the workers' time spent in global steps; for pgl over local, besides
+the ratio of the medians, each repeat's ratio of its pgl run to its
+local run and their median (the order of the modes reverses every
+repeat, so with the default modes or `spawn,spawn-pgl-lag` the two run
+one after the other): a machine whose speed drifts over the runs moves
+each run's samples/s, much less these ratios.
+Each run's figures are printed as it ends (and appended to --json as one
+line).
 """
 import argparse
 import json
@@ -147,7 +153,11 @@ def main():
                        ("spawn-pgl-lag", f"global steps learned late, global_lag={a.lag}")):
         if mode in modes and "spawn" in modes:
             pgl = med(mode, "samples_per_s") / med("spawn", "samples_per_s")
-            print(f"PGL (P=10, G=1, {what}) over local, distributed: {pgl:.2f}x the samples/s")
+            pairs = [r["samples_per_s"] / s["samples_per_s"]
+                     for r, s in zip(results[mode], results["spawn"])]
+            print(f"PGL (P=10, G=1, {what}) over local, distributed: {pgl:.2f}x the samples/s; "
+                  f"per repeat, over its local run: "
+                  f"{', '.join(f'{x:.2f}' for x in pairs)} (median {statistics.median(pairs):.2f}x)")
 
 
 if __name__ == "__main__":
