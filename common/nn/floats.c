@@ -18,9 +18,10 @@
  * CNN's late global steps keep several copies of a module's activations;
  * over two workers (--spawn=2, 60 000 samples) they ran at 0.88-0.98x of
  * local learning on 4 KB pages and 0.98-1.01x on huge pages, with 124 000
- * against 48 000 page faults (docs/performance.md, "Huge pages"). A 2 MB
- * page is resident as soon as one byte of it is touched, which raised
- * the CNN's in-process peak RSS from 342 to 356 MB. */
+ * against 48 000 page faults (docs/performance.md, "Winograd for the
+ * CNN's 32→32 convolution, and huge pages"). A 2 MB page is resident as
+ * soon as one byte of it is touched, which raised the CNN's in-process
+ * peak RSS from 342 to 356 MB. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
