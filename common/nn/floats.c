@@ -22,6 +22,7 @@
  * CNN's 32→32 convolution, and huge pages"). A 2 MB page is resident as
  * soon as one byte of it is touched, which raised the CNN's in-process
  * peak RSS from 342 to 356 MB. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,24 +31,32 @@
 
 #include "kernels.h"
 
-#define HUGE_PAGE ((uintptr_t)2 << 20)
-
-/* Sets the n bytes at p to zero, without touching whole pages, and asks
- * for huge pages where they fit. */
-static void zero_lazily(char *p, size_t n)
+/* Sets the n bytes at p to zero, without touching whole pages; false when
+ * it had to write them all (an array within one page, or madvise refused). */
+static bool zero_lazily(char *p, size_t n)
 {
     long ps = sysconf(_SC_PAGESIZE);
     uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, a = (uintptr_t)p;
     uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + n) & ~(page - 1);
     if (hi <= lo || madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) {
         memset(p, 0, n);
-        return;
+        return false;
     }
     memset(p, 0, lo - a);
     memset((void *)hi, 0, a + n - hi);
-    uintptr_t hlo = (a + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), hhi = (a + n) & ~(HUGE_PAGE - 1);
-    if (hhi > hlo) /* a kernel without huge pages refuses: 4 KB pages then */
-        (void)madvise((void *)hlo, hhi - hlo, MADV_HUGEPAGE);
+    return true;
+}
+
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* Asks for huge pages over the 2 MB-aligned part of the n bytes at p, not
+ * yet touched. A kernel without them refuses: 4 KB pages then. */
+static void advise_huge(char *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t lo = (a + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), hi = (a + n) & ~(HUGE_PAGE - 1);
+    if (hi > lo)
+        (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }
 
 float *sila_floats_alloc(size_t n)
@@ -59,6 +68,7 @@ float *sila_floats_alloc(size_t n)
     void *p;
     if (posix_memalign(&p, SILA_FLOATS_ALIGN, n * sizeof(float)))
         return NULL;
-    zero_lazily(p, n * sizeof(float));
+    if (zero_lazily(p, n * sizeof(float)))
+        advise_huge(p, n * sizeof(float));
     return p;
 }
