@@ -55,7 +55,7 @@ int report_open(struct report *r, const char *out_dir, int nmodules, int epochs,
         if (ftruncate(fileno(r->metrics), (off_t)resume->metrics_bytes) < 0 ||
             fseek(r->metrics, 0, SEEK_END) < 0)
             return sila_err_set(err, -errno, "%s: cannot cut back: %s", path, strerror(errno));
-        r->step = r->first_step = resume->step;
+        r->step = r->first_step = r->logged = resume->step;
         for (size_t i = 0; i < resume->nevals; i++)
             if (grow((void **)&r->evals, &r->evals_cap, r->nevals, sizeof *r->evals))
                 r->evals[r->nevals++] = resume->evals[i];
@@ -75,8 +75,11 @@ void report_close(struct report *r)
     r->metrics = NULL;
     free(r->points);
     free(r->evals);
+    free(r->pending);
     r->points = NULL;
     r->evals = NULL;
+    r->pending = NULL;
+    r->pending_cap = 0;
     r->npoints = r->nevals = 0;
 }
 
@@ -109,18 +112,66 @@ double report_eta(const struct report *r)
     return rate > 0 && done ? (double)left * ((double)r->samples / done) / rate : 0.0;
 }
 
+/* Step `step`'s place in the ring of pending steps, grown to hold it;
+ * NULL when out of memory. */
+static struct step_losses *pending_step(struct report *r, uint64_t step)
+{
+    uint64_t ahead = step - r->logged; /* from 1 */
+    if (ahead > r->pending_cap) {
+        size_t ncap = r->pending_cap ? 2 * r->pending_cap : 16;
+        while (ncap < ahead)
+            ncap *= 2;
+        struct step_losses *p = calloc(ncap, sizeof *p);
+        if (!p)
+            return NULL;
+        for (uint64_t s = r->logged + 1; s <= r->logged + r->pending_cap; s++)
+            p[(s - 1) % ncap] = r->pending[(s - 1) % r->pending_cap];
+        free(r->pending);
+        r->pending = p;
+        r->pending_cap = ncap;
+    }
+    return &r->pending[(step - 1) % r->pending_cap];
+}
+
+static void write_step_record(struct report *r, uint64_t step, float lr);
+
+/* Moves the steps every module has reported, in order, into log_win,
+ * writing a step record at each record step. */
+static void log_whole_steps(struct report *r)
+{
+    while (r->pending_cap) {
+        struct step_losses *s = &r->pending[r->logged % r->pending_cap];
+        if (s->reported < r->nmodules || !s->stepped)
+            return;
+        for (int k = 0; k < r->nmodules; k++)
+            if (!isnan(s->loss[k])) {
+                r->log_win.sum[k] += s->loss[k];
+                r->log_win.n[k]++;
+            }
+        float lr = s->lr;
+        memset(s, 0, sizeof *s);
+        uint64_t step = ++r->logged;
+        if (step % LOG_EVERY == 0 || step % r->steps_per_epoch == 0)
+            write_step_record(r, step, lr);
+    }
+}
+
 void report_step_loss(struct report *r, int k, uint64_t step, double loss, double accuracy)
 {
-    if (isnan(loss))
-        return;
-    struct report_head *h = &r->heads[k];
-    h->step = step;
-    h->loss = loss;
-    h->accuracy = isnan(accuracy) ? h->accuracy : 0.9 * h->accuracy + 0.1 * accuracy;
-    r->print_win.sum[k] += loss;
-    r->print_win.n[k]++;
-    r->log_win.sum[k] += loss;
-    r->log_win.n[k]++;
+    struct step_losses *s = pending_step(r, step);
+    if (s) {
+        s->loss[k] = loss;
+        s->reported++;
+    }
+    if (!isnan(loss)) {
+        struct report_head *h = &r->heads[k];
+        h->step = step;
+        h->loss = loss;
+        h->accuracy = isnan(accuracy) ? h->accuracy : 0.9 * h->accuracy + 0.1 * accuracy;
+        r->print_win.sum[k] += loss;
+        r->print_win.n[k]++;
+    }
+    log_whole_steps(r);
 }
 
 static void format_duration(char *buf, size_t len, double s)
@@ -162,17 +213,20 @@ static void format_bar(char *bar, double frac)
     bar[BAR_WIDTH + 3] = 0;
 }
 
-static void write_step_record(struct report *r, int epoch, uint64_t step, float lr, double rate)
+/* The record of step `step`: log_win's mean losses, then log_win emptied. */
+static void write_step_record(struct report *r, uint64_t step, float lr)
 {
+    int epoch = (int)((step - 1) / r->steps_per_epoch) + 1;
+    double rate = report_rate(r);
     fprintf(r->metrics,
             "{\"type\":\"step\",\"epoch\":%d,\"step\":%llu,\"lr\":%.6g,"
             "\"samples_per_s\":%.1f,\"loss\":[",
-            epoch + 1, (unsigned long long)step, lr, rate);
+            epoch, (unsigned long long)step, lr, rate);
     const struct loss_window *w = &r->log_win;
     struct report_point *pt = NULL;
     if (grow((void **)&r->points, &r->points_cap, r->npoints, sizeof *r->points)) {
         pt = &r->points[r->npoints++];
-        *pt = (struct report_point){step, epoch + 1, sila_clock_s() - r->start, rate, lr, {0}};
+        *pt = (struct report_point){step, epoch, sila_clock_s() - r->start, rate, lr, {0}};
     }
     for (int k = 0; k < r->nmodules; k++) {
         if (w->n[k])
@@ -196,28 +250,30 @@ void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch,
     uint64_t step = (uint64_t)epoch * r->steps_per_epoch + step_in_epoch + 1;
     r->step = step;
     r->last_step_at = now;
+    struct step_losses *s = pending_step(r, step);
+    if (s) {
+        s->stepped = true;
+        s->lr = lr;
+        log_whole_steps(r);
+    }
     uint64_t total = (uint64_t)r->epochs * r->steps_per_epoch;
     bool epoch_end = step_in_epoch + 1 == r->steps_per_epoch;
-    if (step % LOG_EVERY != 0 && !epoch_end && now - r->last_print < (r->tty ? 0.5 : 10.0))
+    if (!epoch_end && now - r->last_print < (r->tty ? 0.5 : 10.0))
         return;
-    double rate = r->samples / (now - r->start > 1e-9 ? now - r->start : 1e-9);
+    double rate = report_rate(r);
     char losses[512], eta[32];
     format_losses(r, &r->print_win, losses, sizeof losses);
     format_duration(eta, sizeof eta, (double)(total - step) * batch / rate);
-    if (step % LOG_EVERY == 0 || epoch_end)
-        write_step_record(r, epoch, step, lr, rate);
-    if (now - r->last_print >= (r->tty ? 0.5 : 10.0) || epoch_end) {
-        char bar[BAR_WIDTH + 4] = "";
-        if (r->tty)
-            format_bar(bar, (double)step / total);
-        printf("%s%sepoch %d/%d step %llu/%llu  loss [%s]  %.0f samples/s  ETA %s%s",
-               r->tty ? "\r\033[K" : "", bar, epoch + 1, r->epochs,
-               (unsigned long long)step_in_epoch + 1, (unsigned long long)r->steps_per_epoch,
-               losses, rate, eta, r->tty && !epoch_end ? "" : "\n");
-        fflush(stdout);
-        r->last_print = now;
-        memset(&r->print_win, 0, sizeof r->print_win);
-    }
+    char bar[BAR_WIDTH + 4] = "";
+    if (r->tty)
+        format_bar(bar, (double)step / total);
+    printf("%s%sepoch %d/%d step %llu/%llu  loss [%s]  %.0f samples/s  ETA %s%s",
+           r->tty ? "\r\033[K" : "", bar, epoch + 1, r->epochs,
+           (unsigned long long)step_in_epoch + 1, (unsigned long long)r->steps_per_epoch, losses,
+           rate, eta, r->tty && !epoch_end ? "" : "\n");
+    fflush(stdout);
+    r->last_print = now;
+    memset(&r->print_win, 0, sizeof r->print_win);
 }
 
 void eval_tally_add(struct eval_tally *t, const struct sila_plan *pl, int k, uint32_t i,

@@ -28,6 +28,16 @@ struct report_head {
     double accuracy; /* 0.9 x the previous + 0.1 x the step's */
 };
 
+/* One step's losses while some module has not reported it, or its last
+ * module's report_step has not come: step records hold whole steps, in
+ * whatever order the workers' reports arrive. */
+struct step_losses {
+    double loss[SILA_MAX_MODULES]; /* NaN: the module's head took no part */
+    int reported;                  /* modules that have */
+    bool stepped;                  /* report_step has seen it, lr is its */
+    float lr;
+};
+
 /* A step record: the run at one step, kept for the RPC's Metrics. */
 struct report_point {
     uint64_t step; /* 1-based count of steps done */
@@ -78,7 +88,10 @@ struct report {
     double last_print;
     uint64_t samples;             /* trained so far */
     struct loss_window print_win; /* since the last printed line */
-    struct loss_window log_win;   /* since the last metrics record */
+    struct loss_window log_win;   /* whole steps since the last metrics record */
+    struct step_losses *pending;  /* owned ring of steps logged+1 .. logged+pending_cap */
+    size_t pending_cap;
+    uint64_t logged; /* steps in log_win or in records: every module's loss is in */
     struct report_head heads[SILA_MAX_MODULES];
     uint64_t step;       /* steps done */
     double last_step_at; /* monotonic seconds when the last step was reported, 0: none */
@@ -150,10 +163,15 @@ void report_saved(struct report *r, const char *path, const struct deploy_exit *
 
 /* After each training step: module k's loss at its step `step` (from 1)
  * and its head's share of right answers on the batch, both NaN when its
- * head took no part. */
+ * head took no part. Every module reports every step once, in any order
+ * across modules; out of memory for the pending steps (a few KB), the step
+ * records stop and training goes on. */
 void report_step_loss(struct report *r, int k, uint64_t step, double loss, double accuracy);
-/* After each step: prints progress at most every second (and at epoch
- * ends), appends a step record to the metrics every log_every steps. */
+/* After each step, when its last module has reported: prints progress
+ * at most every second (and at epoch ends). Every 50 steps and at epoch
+ * ends a step record goes to the metrics, once every module has reported
+ * every step up to it: it holds the losses of exactly the steps since the
+ * record before. */
 void report_step(struct report *r, int epoch, uint64_t step_in_epoch, int batch, float lr,
                  bool global);
 /* After an evaluation: prints it and appends it to the metrics and the
