@@ -277,14 +277,15 @@ static int cross_forward(struct sila_stage *st, int k, const float *z, int B, ui
     return cross(st, k, false, z, st->bound[k], n, step, err);
 }
 
-/* The gradient module k (k >= 1) sends back on a global step, din[k],
- * rounded in place to the job's wire dtype. */
-static int cross_backward(struct sila_stage *st, int k, int B, uint64_t step, struct sila_err *err)
+/* The gradient module k (k >= 1) sends back on a global step, din (din[k]
+ * or late_din's), rounded in place to the job's wire dtype. */
+static int cross_backward(struct sila_stage *st, int k, float *din, int B, uint64_t step,
+                          struct sila_err *err)
 {
     if (st->job->wire_dtype == SILA_DTYPE_F32 || k == 0)
         return 0;
     size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(st->mods[k]->body));
-    return cross(st, k, true, st->din[k], st->din[k], n, step, err);
+    return cross(st, k, true, din, din, n, step, err);
 }
 
 /* ---- late global steps (job.global_lag; stage.h) ---- */
@@ -304,18 +305,22 @@ static struct sila_late *late_find(struct sila_stage *st, int k, uint64_t step)
 /* Frees what entry e holds, leaving it unallocated. */
 static void late_free(struct sila_late *e)
 {
-    free(e->x);
+    free(e->x_own);
     free(e->labels);
     free(e->dz);
     sila_module_then_fini(&e->then);
-    e->x = e->dz = NULL;
+    e->x = e->x_own = e->dz = NULL;
     e->labels = NULL;
 }
 
 /* A new entry of module k for global step `step` on input x (B samples),
  * into *ret. It takes the buffers of an entry out of use, or allocates
  * them: only as many are ever allocated as there are global steps in
- * flight at once. */
+ * flight at once. x is kept by reference when it is the kept output of
+ * module k-1 in this stage (float32 at the boundary): module k-1 learns
+ * the step, and so gives up its entry, only after module k has passed it
+ * the gradient. Any other x (the stage's input, a rounded boundary) is
+ * copied. */
 static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x,
                      const int32_t *labels, int B, struct sila_late **ret, struct sila_err *err)
 {
@@ -327,9 +332,9 @@ static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x
                             (unsigned long long)step, ring->cap);
     int at = (ring->first + ring->n) % ring->cap;
     struct sila_late *e = &ring->e[at];
-    for (int i = 0; !e->x && i < ring->cap; i++) {
+    for (int i = 0; !e->labels && i < ring->cap; i++) {
         struct sila_late *spare = &ring->e[i]; /* allocated, out of use: move it here */
-        if (spare->x && (i - ring->first + ring->cap) % ring->cap >= ring->n) {
+        if (spare->labels && (i - ring->first + ring->cap) % ring->cap >= ring->n) {
             struct sila_late t = *e;
             *e = *spare, *spare = t;
         }
@@ -337,18 +342,20 @@ static int late_push(struct sila_stage *st, int k, uint64_t step, const float *x
     size_t in = sila_shape_size(sila_net_in_shape(m->body));
     size_t out = sila_shape_size(sila_net_out_shape(m->body));
     size_t mb = (size_t)st->max_batch;
-    if (!e->x) {
-        int r = sila_module_then_init(m, &e->then, err);
-        if (r == 0 && (!(e->x = sila_floats_alloc(in * mb)) ||
-                       !(e->labels = malloc(sizeof *e->labels * mb)) ||
-                       !(e->dz = sila_floats_alloc(out * mb))))
-            r = sila_err_set(err, -ENOMEM, "out of memory for a late global step");
-        if (r) {
-            late_free(e);
-            return r;
-        }
+    bool kept = k > st->first && !st->bound[k - 1];
+    int r = 0;
+    if (!e->labels && (r = sila_module_then_init(m, &e->then, err)) == 0 &&
+        (!(e->labels = malloc(sizeof *e->labels * mb)) || !(e->dz = sila_floats_alloc(out * mb))))
+        r = sila_err_set(err, -ENOMEM, "out of memory for a late global step");
+    if (r == 0 && !kept && !e->x_own && !(e->x_own = sila_floats_alloc(in * mb)))
+        r = sila_err_set(err, -ENOMEM, "out of memory for a late global step");
+    if (r) {
+        late_free(e);
+        return r;
     }
-    memcpy(e->x, x, sizeof *x * in * (size_t)B);
+    if (!kept)
+        memcpy(e->x_own, x, sizeof *x * in * (size_t)B);
+    e->x = kept ? x : e->x_own;
     memcpy(e->labels, labels, sizeof *labels * (size_t)B);
     e->step = step;
     e->B = B;
@@ -371,21 +378,31 @@ static int late_put(struct sila_stage *st, int k, uint64_t step, const float *dz
                             !e          ? "does not hold"
                             : e->has_dz ? "has had already"
                                         : "holds for another size");
-    memcpy(e->dz, dz, sizeof *dz * n);
+    if (dz != e->dz) /* else late_din had it written there */
+        memcpy(e->dz, dz, sizeof *dz * n);
     e->has_dz = true;
     return 0;
 }
 
+/* Where module k >= 1 writes d(loss)/d(its input) of global step `step`:
+ * straight into the entry of module k-1 when that is in the stage and
+ * waits for it (pass_gradient then copies nothing), else din[k]. */
+static float *late_din(struct sila_stage *st, int k, uint64_t step)
+{
+    struct sila_late *e = k > st->first ? late_find(st, k - 1, step) : NULL;
+    return e && !e->has_dz ? e->dz : st->din[k];
+}
+
 /* d(loss)/d(input of module k >= 1) of late global step `step` (B
- * samples, din[k]) to the module before it: into its entry, or through
- * the sink when it is before the stage. */
-static int pass_gradient(struct sila_stage *st, int k, uint64_t step, int B,
+ * samples, din: late_din's) to the module before it: into its entry, or
+ * through the sink when it is before the stage. */
+static int pass_gradient(struct sila_stage *st, int k, const float *din, uint64_t step, int B,
                          const struct sila_stage_sink *sink, struct sila_err *err)
 {
     size_t n = (size_t)B * sila_shape_size(sila_net_in_shape(st->mods[k]->body));
     if (k > st->first)
-        return late_put(st, k - 1, step, st->din[k], n, err);
-    return sink->gradient(sink->ctx, step, B, st->din[k], err);
+        return late_put(st, k - 1, step, din, n, err);
+    return sink->gradient(sink->ctx, step, B, din, err);
 }
 
 /* The input pass of module k's late step e (sila_module_late_input), and
@@ -398,8 +415,8 @@ static int late_input(struct sila_stage *st, int k, struct sila_late *e,
     sila_module_late_input(st->mods[k], &e->then, e->x, e->dz, e->labels, e->B, e->smoothing,
                            e->mu, st->din[k], ret_pass, &stats);
     int r = sila_module_check(st->mods[k], NULL, st->din[k], e->B, e->step, err);
-    if (r == 0 && (r = cross_backward(st, k, e->B, e->step, err)) == 0)
-        r = pass_gradient(st, k, e->step, e->B, sink, err);
+    if (r == 0 && (r = cross_backward(st, k, st->din[k], e->B, e->step, err)) == 0)
+        r = pass_gradient(st, k, st->din[k], e->step, e->B, sink, err);
     return r;
 }
 
@@ -435,12 +452,12 @@ static int late_learn(struct sila_stage *st, int k, uint64_t s, const struct sil
         if ((r = late_input(st, k, e, sink, &pass, err)) == 0)
             sila_module_late_params(m, &e->then, e->x, &pass, e->B, e->lr, apply);
     } else {
-        float *din = k > 0 ? st->din[k] : NULL;
+        float *din = k > 0 ? late_din(st, k, e->step) : NULL;
         sila_module_global_late(m, &e->then, e->x, e->dz, e->labels, e->B, e->lr, e->smoothing,
                                 e->mu, apply, din, &stats);
         r = sila_module_check(m, NULL, din, e->B, e->step, err);
-        if (r == 0 && k > 0 && (r = cross_backward(st, k, e->B, e->step, err)) == 0)
-            r = pass_gradient(st, k, e->step, e->B, sink, err);
+        if (r == 0 && k > 0 && (r = cross_backward(st, k, din, e->B, e->step, err)) == 0)
+            r = pass_gradient(st, k, din, e->step, e->B, sink, err);
     }
     ring->first = (ring->first + 1) % ring->cap;
     ring->n--;
@@ -501,21 +518,22 @@ int sila_stage_global_late(struct sila_stage *st, const float *x, const int32_t 
         struct sila_step_stats s = {.loss = NAN};
         bool learn = step >= st->next_step[k]; /* else learned before a restart */
         struct sila_late *e = NULL;
+        float *din = NULL; /* the classifier's input gradient */
         const float *z;
         int r = late_due(st, k, step, sink, err);
         if (r == 0 && k < K - 1 && (r = late_push(st, k, step, x, labels, B, &e, err)) == 0) {
             e->lr = lr, e->smoothing = smoothing, e->mu = mu;
             z = sila_module_global_forward_kept(m, e->x, B, &e->then);
         } else if (r == 0) { /* the classifier's module learns at once */
+            din = late_din(st, k, step);
             z = sila_module_global_forward(m, x, B);
-            sila_module_global_backward(m, x, NULL, labels, B, lr, smoothing, mu, learn, st->din[k],
-                                        &s);
+            sila_module_global_backward(m, x, NULL, labels, B, lr, smoothing, mu, learn, din, &s);
         }
-        if (r || (r = sila_module_check(m, z, e ? NULL : st->din[k], B, step, err)) ||
+        if (r || (r = sila_module_check(m, z, din, B, step, err)) ||
             (r = cross_forward(st, k, z, B, step, &x, err)))
             return r;
-        if (!e && (r = cross_backward(st, k, B, step, err)) == 0)
-            r = pass_gradient(st, k, step, B, sink, err);
+        if (!e && (r = cross_backward(st, k, din, B, step, err)) == 0)
+            r = pass_gradient(st, k, din, step, B, sink, err);
         if (r)
             return r;
         if (learn && (r = learned(st, k, step, &s, sink, err)))
@@ -579,7 +597,7 @@ int sila_stage_global_backward(struct sila_stage *st, const float *dz, const int
                                     st->din[k], &s);
         dz = st->din[k];
         int r = sila_module_check(st->mods[k], NULL, st->din[k], B, step, err);
-        if (r || (r = cross_backward(st, k, B, step, err)))
+        if (r || (r = cross_backward(st, k, st->din[k], B, step, err)))
             return r;
         if (learn && (r = learned(st, k, step, &s, sink, err)))
             return r;

@@ -31,8 +31,11 @@ struct sila_late {
     float lr, smoothing, mu; /* the step's */
     bool has_dz;
     bool sent; /* d(loss)/d(its input) has gone upstream (sila_stage_late_send) */
-    float *x;        /* (max_batch, module input): the input of its forward */
-    int32_t *labels; /* (max_batch) */
+    /* the input of its forward: x_own, or the kept output of module k-1 in
+     * the same stage, whose entry outlives this one (late_push) */
+    const float *x;
+    float *x_own;    /* (max_batch, module input), or NULL until a copy is needed */
+    int32_t *labels; /* (max_batch); NULL: the entry's buffers are not allocated */
     float *dz;       /* (max_batch, module output): the gradient from above, once it came */
     struct sila_module_then then;
 };
