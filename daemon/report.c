@@ -113,9 +113,11 @@ double report_eta(const struct report *r)
 }
 
 /* Step `step`'s place in the ring of pending steps, grown to hold it;
- * NULL when out of memory. */
+ * NULL when out of memory, or for a step already logged. */
 static struct step_losses *pending_step(struct report *r, uint64_t step)
 {
+    if (step <= r->logged)
+        return NULL;
     uint64_t ahead = step - r->logged; /* from 1 */
     if (ahead > r->pending_cap) {
         size_t ncap = r->pending_cap ? 2 * r->pending_cap : 16;
