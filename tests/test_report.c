@@ -5,9 +5,11 @@
  * the last module's), with a head that took no part in a step left out of
  * its mean; and a resumed run's first record starts at the checkpoint's
  * step. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check_main.h"
 #include "report.h"
@@ -127,11 +129,34 @@ START_TEST(test_resumed_run_starts_at_its_step)
 }
 END_TEST
 
+/* The report's progress lines go to stdout, where Check writes TAP: each
+ * test runs with stdout on /dev/null, put back after it. */
+static int saved_stdout = -1;
+
+static void quiet_setup(void)
+{
+    fflush(stdout);
+    int null = open("/dev/null", O_WRONLY);
+    ck_assert_int_ge(null, 0);
+    saved_stdout = dup(STDOUT_FILENO);
+    ck_assert_int_ge(saved_stdout, 0);
+    ck_assert_int_ge(dup2(null, STDOUT_FILENO), 0);
+    close(null);
+}
+
+static void quiet_teardown(void)
+{
+    fflush(stdout);
+    dup2(saved_stdout, STDOUT_FILENO);
+    close(saved_stdout);
+}
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("report");
     TCase *tc = tcase_create("step records");
     testdir_add_fixtures(tc);
+    tcase_add_checked_fixture(tc, quiet_setup, quiet_teardown);
     tcase_add_test(tc, test_records_hold_whole_steps);
     tcase_add_test(tc, test_resumed_run_starts_at_its_step);
     suite_add_tcase(s, tc);
