@@ -31,19 +31,28 @@
 
 #include "kernels.h"
 
+/* The whole units (a power of two of bytes) within the n bytes at p:
+ * [*lo, *hi), empty when *hi <= *lo. */
+static void whole_units(const char *p, size_t n, uintptr_t unit, uintptr_t *lo, uintptr_t *hi)
+{
+    uintptr_t a = (uintptr_t)p;
+    *lo = (a + unit - 1) & ~(unit - 1);
+    *hi = (a + n) & ~(unit - 1);
+}
+
 /* Sets the n bytes at p to zero, without touching whole pages; false when
  * it had to write them all (an array within one page, or madvise refused). */
 static bool zero_lazily(char *p, size_t n)
 {
     long ps = sysconf(_SC_PAGESIZE);
-    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, a = (uintptr_t)p;
-    uintptr_t lo = (a + page - 1) & ~(page - 1), hi = (a + n) & ~(page - 1);
+    uintptr_t lo, hi;
+    whole_units(p, n, ps > 0 ? (uintptr_t)ps : 4096, &lo, &hi);
     if (hi <= lo || madvise((void *)lo, hi - lo, MADV_DONTNEED) != 0) {
         memset(p, 0, n);
         return false;
     }
-    memset(p, 0, lo - a);
-    memset((void *)hi, 0, a + n - hi);
+    memset(p, 0, lo - (uintptr_t)p);
+    memset((void *)hi, 0, (uintptr_t)p + n - hi);
     return true;
 }
 
@@ -53,8 +62,8 @@ static bool zero_lazily(char *p, size_t n)
  * yet touched. A kernel without them refuses: 4 KB pages then. */
 static void advise_huge(char *p, size_t n)
 {
-    uintptr_t a = (uintptr_t)p;
-    uintptr_t lo = (a + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1), hi = (a + n) & ~(HUGE_PAGE - 1);
+    uintptr_t lo, hi;
+    whole_units(p, n, HUGE_PAGE, &lo, &hi);
     if (hi > lo)
         (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
 }
