@@ -7,6 +7,7 @@
  * step. */
 #include <fcntl.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,6 +40,12 @@ static double mean_loss(int k, uint64_t from, uint64_t to)
             n++;
         }
     return sum / n;
+}
+
+/* Whether step t ends with a record: every 50 steps and at epoch ends. */
+static bool record_step(uint64_t t)
+{
+    return t % 50 == 0 || t % STEPS_PER_EPOCH == 0;
 }
 
 /* The last module's report of step t, and the step's. */
@@ -87,18 +94,18 @@ START_TEST(test_records_hold_whole_steps)
     struct sila_err err = {0};
     ck_assert_int_eq(report_open(&r, tmpdir, K, EPOCHS, STEPS_PER_EPOCH, NULL, &err), 0);
     uint64_t total = (uint64_t)EPOCHS * STEPS_PER_EPOCH;
-    /* modules 1 and 2 run LEAD steps ahead of the last; module 1's report
-     * of a record's step comes after the last module's */
+    /* modules 0 and 1 (0-based) run LEAD steps ahead of the last; module
+     * 1's report of a record's step comes after the last module's */
     for (uint64_t t = 1; t <= total + LEAD; t++) {
         if (t <= total) {
             report_step_loss(&r, 0, t, loss_of(0, t), 0.5);
-            if (t % 50 && t % STEPS_PER_EPOCH)
+            if (!record_step(t))
                 report_step_loss(&r, 1, t, loss_of(1, t), 0.5);
         }
         if (t > LEAD) {
             uint64_t s = t - LEAD;
             last_reports(&r, s);
-            if (s % 50 == 0 || s % STEPS_PER_EPOCH == 0)
+            if (record_step(s))
                 report_step_loss(&r, 1, s, loss_of(1, s), 0.5);
         }
     }
