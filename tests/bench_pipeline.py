@@ -15,6 +15,11 @@ Runs, alternating and --repeats times each, on one epoch of --train samples:
              when named in --modes)
   spawn-seal spawn-key with --encrypt: every message between silad and the
              workers sealed (only when named in --modes),
+  serial     spawn with --window 1: one step in flight, so each worker's
+             busy time per step is its own compute and messages, nothing
+             overlapping it (only when named in --modes)
+  serial-e2e serial with algorithm e2e: every step global (only when named
+             in --modes),
 every run with the --set overrides besides (job.wire_dtype=bf16, say),
 and prints for each the median training samples/s, the ratio to inproc,
 the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
@@ -24,7 +29,12 @@ the ratio of the medians, each repeat's ratio of its pgl run to its
 local run and their median (the order of the modes reverses every
 repeat, so with the default modes or `spawn,spawn-pgl-lag` the two run
 one after the other): a machine whose speed drifts over the runs moves
-each run's samples/s, much less these ratios.
+each run's samples/s, much less these ratios. With serial and serial-e2e
+it prints each worker's step time, local and global, and what they
+allow pgl with one global step in ten when nothing ever waits: the
+slowest worker's average step on machines of their own; on this one,
+all the CPU a step over its cores when that is longer (the workers'
+steps and the rest: silad, I/O threads, the start and the evaluation).
 Each run's figures are printed as it ends (and appended to --json as one
 line).
 """
@@ -41,7 +51,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SILAD = os.environ.get("SILAD", os.path.join(ROOT, "build", "daemon", "silad"))
 
-PGL = ["--set", "job.period=10", "--set", "job.global_steps=1", "--set", "job.global_ramp=false"]
+PERIOD = 10  # pgl's job.period: one global step in PERIOD
+PGL = ["--set", f"job.period={PERIOD}", "--set", "job.global_steps=1", "--set", "job.global_ramp=false"]
 CONFIGS = {
     "inproc": (["--inproc", "--threads", "2"], "local"),
     "spawn": (["--spawn=2", "--threads", "1"], "local"),
@@ -49,6 +60,8 @@ CONFIGS = {
     "spawn-pgl-lag": (["--spawn=2", "--threads", "1", *PGL], "pgl"),
     "spawn-key": (["--spawn=2", "--threads", "1"], "local"),
     "spawn-seal": (["--spawn=2", "--threads", "1", "--encrypt"], "local"),
+    "serial": (["--spawn=2", "--threads", "1", "--window", "1"], "local"),
+    "serial-e2e": (["--spawn=2", "--threads", "1", "--window", "1"], "e2e"),
 }
 DEFAULT_MODES = "inproc,spawn,spawn-pgl"
 
@@ -94,6 +107,15 @@ def run(job, mode, train, lag, sets):
     if mode == "spawn-pgl-lag":
         rec["global_lag"] = lag
     if workers:
+        steps = int(re.findall(r"step (\d+)/\d+", text)[-1])
+        workers.sort(key=lambda w: w["modules"][0])
+        # busy time per step: with --window 1 the worker's own compute and
+        # messages; pipelined, also any time it waited for a core
+        rec["worker_step_ms"] = [round(1000 * w["busy"] * w["active_s"] / steps, 2)
+                                 for w in workers]
+        # the rest of the run's CPU a step: silad, the workers' I/O
+        # threads, and the start and evaluation besides
+        rec["other_cpu_ms"] = round(1000 * rec["cpu_s"] / steps - sum(rec["worker_step_ms"]), 2)
         rec["busiest"] = max(w["busy"] for w in workers)
         rec["bytes_per_sample"] = sum(w["bytes_per_sample"] for w in workers)
         rec["largest_worker_rss_mb"] = max(w["peak_rss_mb"] for w in workers)
@@ -155,9 +177,40 @@ def main():
             pgl = med(mode, "samples_per_s") / med("spawn", "samples_per_s")
             pairs = [r["samples_per_s"] / s["samples_per_s"]
                      for r, s in zip(results[mode], results["spawn"])]
-            print(f"PGL (P=10, G=1, {what}) over local, distributed: {pgl:.2f}x the samples/s; "
+            print(f"PGL (P={PERIOD}, G=1, {what}) over local, distributed: {pgl:.2f}x the samples/s; "
                   f"per repeat, over its local run: "
                   f"{', '.join(f'{x:.2f}' for x in pairs)} (median {statistics.median(pairs):.2f}x)")
+
+    if "serial" in modes and "serial-e2e" in modes:
+        print_bound(results["serial"], results["serial-e2e"])
+
+
+def print_bound(local, e2e):
+    """Each worker's step time, local and global (medians over the serial
+    and serial-e2e runs), and what they allow pgl with one global step in
+    PERIOD when nothing waits."""
+    n = len(local[0]["worker_step_ms"])
+    lo = [statistics.median(r["worker_step_ms"][w] for r in local) for w in range(n)]
+    gl = [statistics.median(r["worker_step_ms"][w] for r in e2e) for w in range(n)]
+    pgl = [l + (g - l) / PERIOD for l, g in zip(lo, gl)]
+    other_lo = statistics.median(r["other_cpu_ms"] for r in local)
+    other_pgl = other_lo + (statistics.median(r["other_cpu_ms"] for r in e2e) - other_lo) / PERIOD
+    cores = os.cpu_count() or 1
+    own = max(lo) / max(pgl)
+    shared = (max(max(lo), (sum(lo) + other_lo) / cores) /
+              max(max(pgl), (sum(pgl) + other_pgl) / cores))
+    print(f"\nEach worker's step with nothing in flight (--window 1, medians of {len(local)}):")
+    print("| worker | local step ms | global step ms | global / local |")
+    print("|---:|---:|---:|---:|")
+    for w in range(n):
+        print(f"| {w + 1} | {lo[w]:.1f} | {gl[w]:.1f} | {gl[w] / lo[w]:.2f} |")
+    print(f"The rest of the runs' CPU a step (silad, the workers' I/O threads, the start and "
+          f"the evaluation): {other_lo:.1f} ms local, {other_pgl:.1f} ms with one global step "
+          f"in {PERIOD}.")
+    print(f"pgl (P={PERIOD}, G=1) when no step ever waits: {own:.3f}x local with each worker "
+          f"on a machine of its own (the slowest worker's average step); {shared:.3f}x with "
+          f"the workers sharing this machine's {cores} cores (the slowest worker's step, or "
+          f"all the CPU a step over the cores when that is longer)")
 
 
 if __name__ == "__main__":
