@@ -66,6 +66,14 @@ CONFIGS = {
 DEFAULT_MODES = "inproc,spawn,spawn-pgl"
 
 
+def busy_s_per_step(worker, steps):
+    """A worker record's busy seconds per step: with one batch in flight
+    (--window 1) its own compute and messages, since its waits for a
+    batch or a gradient are not busy; pipelined, also any time it waited
+    for a core."""
+    return worker["busy"] * worker["active_s"] / steps
+
+
 def write_key(d):
     """A cluster key file in d, as silactl keygen writes it."""
     path = os.path.join(d, "cluster.key")
@@ -109,10 +117,7 @@ def run(job, mode, train, lag, sets):
     if workers:
         steps = int(re.findall(r"step (\d+)/\d+", text)[-1])
         workers.sort(key=lambda w: w["modules"][0])
-        # busy time per step: with --window 1 the worker's own compute and
-        # messages; pipelined, also any time it waited for a core
-        rec["worker_step_ms"] = [round(1000 * w["busy"] * w["active_s"] / steps, 2)
-                                 for w in workers]
+        rec["worker_step_ms"] = [round(1000 * busy_s_per_step(w, steps), 2) for w in workers]
         # the rest of the run's CPU a step: silad, the workers' I/O
         # threads, and the start and evaluation besides
         rec["other_cpu_ms"] = round(1000 * rec["cpu_s"] / steps - sum(rec["worker_step_ms"]), 2)

@@ -58,6 +58,7 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_pipeline  # noqa: E402
 import pipeline_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -368,7 +369,7 @@ def module_times(recs, nmod, batches):
         for rec in recs:
             for w in rec["workers"] if rec["algorithm"] == algo else ():
                 k = w["modules"][0] - 1
-                per_mod[k].append(w["busy"] * w["active_s"] / batches)
+                per_mod[k].append(bench_pipeline.busy_s_per_step(w, batches))
                 bytes_out[k].append(w["bytes_per_sample"])
         out[algo] = ([med(x) for x in per_mod], [med(x) for x in bytes_out])
     return out["local"][0], out["e2e"][0], out["local"][1]
