@@ -22,13 +22,15 @@ throughput  trains each job (--jobs) under each algorithm (--algos) with
             and the peak RSS of each process. Jobs: cnn, mlp, resnet
             (fmnist-resnet-k8) or a job file.
 pipeline    runs tests/bench_pipeline.py's measurement (inproc, --spawn=2
-            local, pgl with global steps at once and learned late) on the
+            local, pgl with global steps at once and learned late, and the
+            two workers with one batch in flight, local and e2e) on the
             first of --jobs, measures each module's compute time of a local
             and of a global step with one worker per module, and the two
             passes of a late step's backward (tests/bench_late), and models
             (tests/pipeline_model.py) the pipeline's samples/s on K = 1..16
             machines over 1 and 10 Gbit/s links, in 32 and 16 bits;
-            compares the model's K = 2 with the measured --spawn=2 runs.
+            compares the model's K = 2, its workers' steps those of the
+            one-batch runs, with the measured --spawn=2 runs.
 memory      peak RSS of --inproc, of the largest --spawn worker (one module
             per worker and two workers) and of PyTorch, per job.
 all         the four, in that order.
@@ -427,6 +429,25 @@ def stages_of(local, glob, parts, nmod, ratios):
     return stages
 
 
+def two_worker_times(t_loc, t_glob, parts, runs):
+    """The module times of local and of global steps, scaled so that each
+    of the two workers of parts takes the step bench_pipeline's serial and
+    serial-e2e runs measured for it (medians of worker_step_ms: its modules
+    in one process, its messages included); None without those runs."""
+    steps = {m: [r["worker_step_ms"] for r in runs if r["mode"] == m]
+             for m in ("serial", "serial-e2e")}
+    if not all(steps.values()):
+        return None
+    out = []
+    for times, mode in ((t_loc, "serial"), (t_glob, "serial-e2e")):
+        scaled = list(times)
+        for w, (a, b) in enumerate(parts):
+            f = med([x[w] for x in steps[mode]]) / 1e3 / sum(times[a:b])
+            scaled[a:b] = [t * f for t in times[a:b]]
+        out.append(scaled)
+    return out
+
+
 def modelled(stages, cuts, batch, steps, bps, window, lags):
     """samples/s of local, pgl (P = 10, G = 1) at once and learned late
     with each of lags."""
@@ -437,7 +458,7 @@ def modelled(stages, cuts, batch, steps, bps, window, lags):
         pipeline_model.samples_per_s(stages, cuts, batch, pgl, lag=d, **kw) for d in (0, *lags)]
 
 
-PIPELINE_MODES = ("inproc", "spawn", "spawn-pgl", "spawn-pgl-lag")
+PIPELINE_MODES = ("inproc", "spawn", "spawn-pgl", "spawn-pgl-lag", "serial", "serial-e2e")
 
 
 def pipeline_runs(args, job, train, half):
@@ -510,8 +531,8 @@ def cmd_pipeline(args):
                                        f"job.test_limit={batch}"], nmod, half)
         lates = late_runs(args, job, half)
     measured = {m: med([r["samples_per_s"] for r in runs if r["mode"] == m])
-                for m in PIPELINE_MODES}
-    repeats = len(runs) // len(PIPELINE_MODES)
+                for m in PIPELINE_MODES if any(r["mode"] == m for r in runs)}
+    repeats = sum(r["mode"] == "spawn" for r in runs)
     batches = train // batch
     t_loc, t_glob, e_mod = module_times(mods, nmod, batches)
     ratios = late_ratios(lates, nmod)
@@ -614,8 +635,25 @@ def cmd_pipeline(args):
           "(no link limit), as silad --spawn=2 runs them with its default window of 4:\n")
     parts = pipeline_model.split(nmod, 2)
     lag = next((r.get("global_lag", 2) for r in runs if r["mode"] == "spawn-pgl-lag"), PGL_LAG)
-    model = modelled(stages_of(t_loc, t_glob, parts, nmod, ratios), [edges[parts[0][1]], 0], batch,
-                     batches, None, 4, (lag,))
+    scaled = two_worker_times(t_loc, t_glob, parts, runs)
+    if scaled:
+        print("Each worker's step as the two workers take it (the serial and serial-e2e runs "
+              "above: --window 1, medians) against the sum of its modules' times, to which the "
+              "model of this comparison scales its modules' times:\n")
+        print("| worker | modules | local: sum of modules, serial run ms | global: sum of "
+              "modules, serial run ms |")
+        print("|---:|---|---|---|")
+        for w, (a, b) in enumerate(parts):
+            print(f"| {w + 1} | {a + 1}-{b} | {1e3 * sum(t_loc[a:b]):.1f}, "
+                  f"{1e3 * sum(scaled[0][a:b]):.1f} | {1e3 * sum(t_glob[a:b]):.1f}, "
+                  f"{1e3 * sum(scaled[1][a:b]):.1f} |")
+        print()
+    else:
+        print("(No serial runs in these records: the model takes each worker's step as the sum "
+              "of its modules' times.)\n")
+    k2_loc, k2_glob = scaled or (t_loc, t_glob)
+    model = modelled(stages_of(k2_loc, k2_glob, parts, nmod, ratios), [edges[parts[0][1]], 0],
+                     batch, batches, None, 4, (lag,))
     print(f"| K = 2 (modules {'+'.join(str(b - a) for a, b in parts)}) | model samples/s "
           f"| measured (median of {repeats}) | measured / model |")
     print("|---|---:|---:|---:|")
