@@ -83,7 +83,7 @@ check "... and the run still ends with the same weights" \
 # damaged, or of another plan
 cp -r inproc-pgl damaged
 newest=damaged/checkpoints/$(cat damaged/checkpoints/MANIFEST)
-printf '\377' | dd of="$newest" bs=1 seek=200 conv=notrunc status=none
+damage_byte "$newest" 200
 "$SILAD" --job "$JOB" --inproc --threads 1 --rpc none --resume damaged "${SMALL[@]}" \
     --set job.algorithm=pgl >damaged.stdout 2>damaged.stderr
 st=$?

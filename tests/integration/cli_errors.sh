@@ -154,7 +154,7 @@ every_mode_refuses "--resume where no checkpoint is recorded says so" "no checkp
 if silad_run ck tiny.ini --set job.checkpoint_every=4; then
     cp -r ck damaged
     newest=damaged/checkpoints/$(tail -n 1 damaged/checkpoints/MANIFEST)
-    printf '\377' | dd of="$newest" bs=1 seek=200 conv=notrunc status=none
+    damage_byte "$newest" 200
     every_mode_refuses "--resume of a damaged checkpoint names it" "checksum mismatch" \
         --job tiny.ini --resume damaged
     every_mode_refuses "--resume of another plan's checkpoint says so" \

@@ -275,6 +275,17 @@ sha_of()
     field "$1" weights_sha256
 }
 
+# damage_byte FILE OFFSET: inverts every bit of the byte at OFFSET (from
+# 0), so that FILE always changes, whatever the byte held.
+damage_byte()
+{
+    local b
+    b=$(od -An -tu1 -j "$2" -N 1 "$1" | tr -d ' ')
+    [ -n "$b" ] || return 1
+    # shellcheck disable=SC2059 # the format is the octal escape of one byte
+    printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 # make_test_subset DIR N: writes the first N samples of Fashion-MNIST's test
 # split to DIR as plain IDX files, so silactl eval --data fmnist:DIR sees
 # exactly the samples silad evaluated with job.test_limit=N.
