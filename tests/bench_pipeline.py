@@ -190,13 +190,18 @@ def main():
         print_bound(results["serial"], results["serial-e2e"])
 
 
+def worker_steps_ms(recs):
+    """Per worker (sorted by first module), the median over recs, records
+    of one mode, of its worker_step_ms."""
+    return [statistics.median(r["worker_step_ms"][w] for r in recs)
+            for w in range(len(recs[0]["worker_step_ms"]))]
+
+
 def print_bound(local, e2e):
     """Each worker's step time, local and global (medians over the serial
     and serial-e2e runs), and what they allow pgl with one global step in
     PERIOD when nothing waits."""
-    n = len(local[0]["worker_step_ms"])
-    lo = [statistics.median(r["worker_step_ms"][w] for r in local) for w in range(n)]
-    gl = [statistics.median(r["worker_step_ms"][w] for r in e2e) for w in range(n)]
+    lo, gl = worker_steps_ms(local), worker_steps_ms(e2e)
     pgl = [l + (g - l) / PERIOD for l, g in zip(lo, gl)]
     other_lo = statistics.median(r["other_cpu_ms"] for r in local)
     other_pgl = other_lo + (statistics.median(r["other_cpu_ms"] for r in e2e) - other_lo) / PERIOD
@@ -207,7 +212,7 @@ def print_bound(local, e2e):
     print(f"\nEach worker's step with nothing in flight (--window 1, medians of {len(local)}):")
     print("| worker | local step ms | global step ms | global / local |")
     print("|---:|---:|---:|---:|")
-    for w in range(n):
+    for w in range(len(lo)):
         print(f"| {w + 1} | {lo[w]:.1f} | {gl[w]:.1f} | {gl[w] / lo[w]:.2f} |")
     print(f"The rest of the runs' CPU a step (silad, the workers' I/O threads, the start and "
           f"the evaluation): {other_lo:.1f} ms local, {other_pgl:.1f} ms with one global step "

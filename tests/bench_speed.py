@@ -434,15 +434,15 @@ def two_worker_times(t_loc, t_glob, parts, runs):
     of the two workers of parts takes the step bench_pipeline's serial and
     serial-e2e runs measured for it (medians of worker_step_ms: its modules
     in one process, its messages included); None without those runs."""
-    steps = {m: [r["worker_step_ms"] for r in runs if r["mode"] == m]
-             for m in ("serial", "serial-e2e")}
-    if not all(steps.values()):
+    recs = {m: [r for r in runs if r["mode"] == m] for m in ("serial", "serial-e2e")}
+    if not all(recs.values()):
         return None
     out = []
     for times, mode in ((t_loc, "serial"), (t_glob, "serial-e2e")):
+        steps_ms = bench_pipeline.worker_steps_ms(recs[mode])
         scaled = list(times)
-        for w, (a, b) in enumerate(parts):
-            f = med([x[w] for x in steps[mode]]) / 1e3 / sum(times[a:b])
+        for (a, b), ms in zip(parts, steps_ms):
+            f = ms / 1e3 / sum(times[a:b])
             scaled[a:b] = [t * f for t in times[a:b]]
         out.append(scaled)
     return out
@@ -658,7 +658,7 @@ def cmd_pipeline(args):
           f"| measured (median of {repeats}) | measured / model |")
     print("|---|---:|---:|---:|")
     for label, mode, m in zip(("local", "pgl at once", f"pgl late (global_lag = {lag})"),
-                              PIPELINE_MODES[1:], model):
+                              ("spawn", "spawn-pgl", "spawn-pgl-lag"), model):
         print(f"| {label} | {m:.0f} | {measured[mode]:.0f} | {measured[mode] / m:.2f} |")
     print(f"| for reference: --inproc --threads {runs[0]['threads']}, local | | "
           f"{measured['inproc']:.0f} | |")
