@@ -4,6 +4,7 @@
     [SILAD=build/daemon/silad] tests/bench_pipeline.py [--job JOB] [--repeats 3]
         [--train 12800] [--json out.jsonl] [--modes inproc,spawn,spawn-pgl]
         [--lag 2] [--set S.K=V]...
+    tests/bench_pipeline.py --pairs-from FILE...
 
 Runs, alternating and --repeats times each, on one epoch of --train samples:
   inproc   silad --inproc --threads 2, algorithm local
@@ -26,21 +27,25 @@ the busiest worker's busy fraction, the bytes sent per sample, the peak RSS
 of the largest worker against the in-process run's, and for pgl the share
 of the workers' time spent in global steps; for pgl over local, besides
 the ratio of the medians, each repeat's ratio of its pgl run to its
-local run and their median (the order of the modes reverses every
-repeat, so with the default modes or `spawn,spawn-pgl-lag` the two run
-one after the other): a machine whose speed drifts over the runs moves
-each run's samples/s, much less these ratios. With serial and serial-e2e
-it prints each worker's step time, local and global, and what they
-allow pgl with one global step in ten when nothing ever waits: the
-slowest worker's average step on machines of their own; on this one,
-all the CPU a step over its cores when that is longer (the workers'
-steps and the rest: silad, I/O threads, the start and the evaluation).
+local run and their median with its 95% bootstrap interval (the order
+of the modes reverses every repeat, so with the default modes or
+`spawn,spawn-pgl-lag` the two run one after the other): a machine whose
+speed drifts over the runs moves each run's samples/s, much less these
+ratios. --pairs-from runs nothing and prints the same summary of the
+pairs in the --json records of earlier sets, pooled per job. With
+serial and serial-e2e it prints each worker's step time, local and
+global, and what they allow pgl with one global step in ten when
+nothing ever waits: the slowest worker's average step on machines of
+their own; on this one, all the CPU a step over its cores when that is
+longer (the workers' steps and the rest: silad, I/O threads, the start
+and the evaluation).
 Each run's figures are printed as it ends (and appended to --json as one
 line).
 """
 import argparse
 import json
 import os
+import random
 import re
 import statistics
 import subprocess
@@ -141,7 +146,12 @@ def main():
                    help="job.global_lag of spawn-pgl-lag (default 2)")
     p.add_argument("--set", action="append", default=[], metavar="S.K=V",
                    help="a job override for every run (repeatable)")
+    p.add_argument("--pairs-from", nargs="+", metavar="FILE",
+                   help="run nothing: summarise the pairs of the records in FILEs (--json "
+                        "output of earlier runs)")
     a = p.parse_args()
+    if a.pairs_from:
+        sys.exit(pairs_from(a.pairs_from))
     if a.lag < 1:
         p.error("--lag: at least 1")
     modes = a.modes.split(",")
@@ -180,14 +190,73 @@ def main():
                        ("spawn-pgl-lag", f"global steps learned late, global_lag={a.lag}")):
         if mode in modes and "spawn" in modes:
             pgl = med(mode, "samples_per_s") / med("spawn", "samples_per_s")
-            pairs = [r["samples_per_s"] / s["samples_per_s"]
-                     for r, s in zip(results[mode], results["spawn"])]
+            pairs = pair_ratios(results["spawn"], results[mode])
             print(f"PGL (P={PERIOD}, G=1, {what}) over local, distributed: {pgl:.2f}x the samples/s; "
-                  f"per repeat, over its local run: "
-                  f"{', '.join(f'{x:.2f}' for x in pairs)} (median {statistics.median(pairs):.2f}x)")
+                  f"per repeat, over its local run: {', '.join(f'{x:.2f}' for x in pairs)} "
+                  f"({summarise_pairs(pairs)})")
 
     if "serial" in modes and "serial-e2e" in modes:
         print_bound(results["serial"], results["serial-e2e"])
+
+
+def pair_ratios(local, pgl):
+    """Each pgl run's samples/s over its local run's: the i-th of each
+    list, records of one set in the order they ran."""
+    return [r["samples_per_s"] / s["samples_per_s"] for r, s in zip(pgl, local)]
+
+
+def summarise_pairs(pairs, resamples=10000):
+    """The median of pairs (ratios) with its 95% bootstrap interval: the
+    2.5th and 97.5th percentiles of the medians of resamples draws of as
+    many pairs, with replacement (a fixed seed: the same pairs, the same
+    interval)."""
+    rng = random.Random(1)
+    meds = sorted(statistics.median(rng.choices(pairs, k=len(pairs)))
+                  for _ in range(resamples))
+    lo, hi = meds[int(0.025 * resamples)], meds[int(0.975 * resamples) - 1]
+    return (f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''}, median "
+            f"{statistics.median(pairs):.3f}x, 95% bootstrap interval {lo:.3f}-{hi:.3f}")
+
+
+def pairs_from(paths):
+    """Prints, per job and pgl mode, the pairs of the records in paths
+    (files of --json lines, each a set or sets in the order they ran):
+    within a job, its --set overrides and its --train, the i-th pgl run
+    of the mode over the i-th local (spawn) run, as the sets paired
+    them. Returns a message when the runs of a group cannot be paired so
+    (not as many of each, or pgl runs at two lags), else None."""
+    groups = {}
+    for path in paths:
+        try:
+            with open(path) as f:
+                recs = [json.loads(l) for l in f if l.strip()]
+        except (OSError, ValueError) as e:
+            return f"{path}: {e}"
+        for i, r in enumerate(recs):
+            if not isinstance(r, dict) or not {"job", "mode", "samples_per_s"} <= r.keys():
+                return f"{path}: line {i + 1} is not a record of this script"
+            key = (r["job"], r.get("train"), tuple(r.get("overrides", [])))
+            groups.setdefault(key, {}).setdefault(r["mode"], []).append(r)
+    printed = False
+    for (job, train, sets), by_mode in groups.items():
+        where = f"{job} ({train} samples{''.join(f', {s}' for s in sets)})"
+        local = by_mode.get("spawn", [])
+        for mode in ("spawn-pgl", "spawn-pgl-lag"):
+            pgl = by_mode.get(mode, [])
+            if not pgl:
+                continue
+            lags = sorted({r.get("global_lag") for r in pgl})
+            if len(lags) > 1:
+                return f"{where}: {mode} runs at global_lag {lags}: give the sets of one lag"
+            if len(pgl) != len(local):
+                return (f"{where}: {len(pgl)} {mode} runs against {len(local)} spawn runs: "
+                        f"give sets that ran both modes")
+            pairs = pair_ratios(local, pgl)
+            lag = f", global_lag={lags[0]}" if mode == "spawn-pgl-lag" else ""
+            print(f"{where}, {mode}{lag} over spawn: {summarise_pairs(pairs)}; "
+                  f"the pairs {min(pairs):.2f}-{max(pairs):.2f}")
+            printed = True
+    return None if printed else "no pairs of spawn and spawn-pgl or spawn-pgl-lag runs"
 
 
 def worker_steps_ms(recs):
