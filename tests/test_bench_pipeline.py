@@ -11,12 +11,8 @@ import tempfile
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_pipeline as bp  # noqa: E402
-
-cases = []
-
-
-def case(name, good, detail=""):
-    cases.append((name, bool(good), detail))
+import tap  # noqa: E402
+from tap import case  # noqa: E402
 
 
 def rec(mode, rate, job="a.ini", lag=None, train=60000):
@@ -88,9 +84,4 @@ ret, out = pairs_from([rec("spawn", 100), rec("serial", 50)])
 case("pairs_from: says so when there are no pairs",
      ret == "no pairs of spawn and spawn-pgl or spawn-pgl-lag runs" and out == "", (ret, out))
 
-print(f"1..{len(cases)}")
-for i, (name, good, detail) in enumerate(cases, 1):
-    print(f"{'ok' if good else 'not ok'} {i} - {name}")
-    if not good:
-        print("# " + str(detail).replace("\n", "\n# "))
-sys.exit(0 if all(c[1] for c in cases) else 1)
+tap.finish()

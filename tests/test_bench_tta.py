@@ -12,12 +12,8 @@ from argparse import Namespace
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_tta as bt  # noqa: E402
-
-cases = []
-
-
-def case(name, good, detail=""):
-    cases.append((name, bool(good), detail))
+import tap  # noqa: E402
+from tap import case  # noqa: E402
 
 
 def evals(points):
@@ -113,9 +109,4 @@ case("report: local reaches 90% at one seed only: no median, no ratio",
 case("report: modelled local, 10 steps at 50 steps/s, against e2e's 8.5 s",
      "| local | 50.0 | 0.2 | — | 0.02 | — |" in text, text)
 
-print(f"1..{len(cases)}")
-for i, (name, good, detail) in enumerate(cases, 1):
-    print(f"{'ok' if good else 'not ok'} {i} - {name}")
-    if not good:
-        print("# " + str(detail).replace("\n", "\n# "))
-sys.exit(0 if all(c[1] for c in cases) else 1)
+tap.finish()

@@ -7,13 +7,14 @@ import sys
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import pipeline_model as pm  # noqa: E402
+import tap  # noqa: E402
 
 STEPS, B = 2000, 128
-cases = []
 
 
 def case(name, got, want, rel=0.01):
-    cases.append((name, abs(got - want) <= rel * abs(want), got, want))
+    """got within rel of want."""
+    tap.case(name, abs(got - want) <= rel * abs(want), f"got {got:.6g}, want {want:.6g}")
 
 
 def chain(local, fwd, bwd):
@@ -68,8 +69,8 @@ def late_chain(late):
 
 whole, early = (pm.samples_per_s(late_chain(late), [0] * 4, B, pm.pgl_schedule(STEPS), lag=1,
                                  window=big) for late in (None, (0.01, 0.025)))
-cases.append(("late gradient sent before the parameter pass: less waiting", early > 1.05 * whole,
-              early, whole))
+tap.case("late gradient sent before the parameter pass: less waiting", early > 1.05 * whole,
+         f"got {early:.6g}, want more than 1.05 x {whole:.6g}")
 # a last worker of two modules (its classifier learns at once, its first
 # module a step later at lag 1, and only then does the gradient leave) and
 # a slower first worker whose one module learns two steps later at lag 1:
@@ -80,8 +81,9 @@ pgl = pm.pgl_schedule(STEPS)
 case("a last worker of two modules, lag 2: the first worker's average step",
      pm.samples_per_s(pair2, [0, 0], B, pgl, lag=2, window=big), B / (0.9 * 0.02 + 0.1 * 0.03))
 at1 = pm.samples_per_s(pair2, [0, 0], B, pgl, lag=1, window=big)
-cases.append(("a last worker of two modules, lag 1: the first worker waits",
-              at1 < 0.97 * B / (0.9 * 0.02 + 0.1 * 0.03), at1, B / (0.9 * 0.02 + 0.1 * 0.03)))
+tap.case("a last worker of two modules, lag 1: the first worker waits",
+         at1 < 0.97 * B / (0.9 * 0.02 + 0.1 * 0.03),
+         f"got {at1:.6g}, want less than 0.97 x {B / (0.9 * 0.02 + 0.1 * 0.03):.6g}")
 # a middle worker of two modules between a slower first worker and a
 # last one, over links of 10 ms a message, lag 2: the middle worker's
 # first module has its output gradient once its second learned (one step
@@ -100,9 +102,4 @@ case("pgl_schedule: the last two of each period of ten are global",
 case("split: 8 modules over 3 workers, as silad --spawn=3",
      len(pm.split(8, 3)) * 100 + sum(b - a for a, b in pm.split(8, 3)), 308, rel=0)
 
-print(f"1..{len(cases)}")
-for i, (name, good, got, want) in enumerate(cases, 1):
-    print(f"{'ok' if good else 'not ok'} {i} - {name}")
-    if not good:
-        print(f"# got {got:.6g}, want {want:.6g}")
-sys.exit(0 if all(c[1] for c in cases) else 1)
+tap.finish()
