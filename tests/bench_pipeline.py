@@ -233,7 +233,9 @@ def pairs_from(paths):
         except (OSError, ValueError) as e:
             return f"{path}: {e}"
         for i, r in enumerate(recs):
-            if not isinstance(r, dict) or not {"job", "mode", "samples_per_s"} <= r.keys():
+            if (not isinstance(r, dict) or not {"job", "mode", "samples_per_s"} <= r.keys()
+                    or not isinstance(r["samples_per_s"], (int, float))
+                    or not r["samples_per_s"] > 0):
                 return f"{path}: line {i + 1} is not a record of this script"
             key = (r["job"], r.get("train"), tuple(r.get("overrides", [])))
             groups.setdefault(key, {}).setdefault(r["mode"], []).append(r)
