@@ -11,8 +11,7 @@ import tempfile
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_pipeline as bp  # noqa: E402
-import tap  # noqa: E402
-from tap import case  # noqa: E402
+from tap import case, finish  # noqa: E402
 
 
 def rec(mode, rate, job="a.ini", lag=None, train=60000):
@@ -87,4 +86,4 @@ ret, out = pairs_from([rec("spawn", 100), rec("serial", 50)])
 case("pairs_from: says so when there are no pairs",
      ret == "no pairs of spawn and spawn-pgl or spawn-pgl-lag runs" and out == "", (ret, out))
 
-tap.finish()
+finish()

@@ -12,8 +12,7 @@ from argparse import Namespace
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_tta as bt  # noqa: E402
-import tap  # noqa: E402
-from tap import case  # noqa: E402
+from tap import case, finish  # noqa: E402
 
 
 def evals(points):
@@ -109,4 +108,4 @@ case("report: local reaches 90% at one seed only: no median, no ratio",
 case("report: modelled local, 10 steps at 50 steps/s, against e2e's 8.5 s",
      "| local | 50.0 | 0.2 | — | 0.02 | — |" in text, text)
 
-tap.finish()
+finish()
