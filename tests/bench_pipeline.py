@@ -218,6 +218,17 @@ def summarise_pairs(pairs, resamples=10000):
             f"{statistics.median(pairs):.3f}x, 95% bootstrap interval {lo:.3f}-{hi:.3f}")
 
 
+def is_record(r):
+    """Whether r, one parsed --json line, has what pairs_from reads, of
+    the types run() writes."""
+    return (isinstance(r, dict) and isinstance(r.get("job"), str)
+            and isinstance(r.get("mode"), str)
+            and isinstance(r.get("samples_per_s"), (int, float)) and r["samples_per_s"] > 0
+            and isinstance(r.get("train", 0), int)
+            and isinstance(r.get("overrides", []), list)
+            and all(isinstance(o, str) for o in r.get("overrides", [])))
+
+
 def pairs_from(paths):
     """Prints, per job and pgl mode, the pairs of the records in paths
     (files of --json lines, each a set or sets in the order they ran):
@@ -233,9 +244,7 @@ def pairs_from(paths):
         except (OSError, ValueError) as e:
             return f"{path}: {e}"
         for i, r in enumerate(recs):
-            if (not isinstance(r, dict) or not {"job", "mode", "samples_per_s"} <= r.keys()
-                    or not isinstance(r["samples_per_s"], (int, float))
-                    or not r["samples_per_s"] > 0):
+            if not is_record(r):
                 return f"{path}: line {i + 1} is not a record of this script"
             key = (r["job"], r.get("train"), tuple(r.get("overrides", [])))
             groups.setdefault(key, {}).setdefault(r["mode"], []).append(r)

@@ -80,6 +80,9 @@ case("pairs_from: names the line that is no record of the script",
 ret, _ = pairs_from([rec("spawn", 0)] + abba)
 case("pairs_from: names the record of no samples/s",
      ret and ret.endswith(": line 1 is not a record of this script"), ret)
+ret, _ = pairs_from(abba + [json.dumps({**rec("spawn", 100), "overrides": [["a"]]})])
+case("pairs_from: names the record whose overrides are not strings",
+     ret and ret.endswith(": line 9 is not a record of this script"), ret)
 ret, _ = pairs_from(abba[:1] + ["not json"])
 case("pairs_from: names the file that is not JSON lines", ret and ".jsonl: " in ret, ret)
 ret, out = pairs_from([rec("spawn", 100), rec("serial", 50)])
